@@ -1,0 +1,122 @@
+"""Dataset loaders: the paper's benchmarks and training sets in one record schema.
+
+Every loader returns a list of ``{"id", "problem", "answer", "source"}`` dicts
+(plus ``"solution"`` when the file has a worked solution). The files ship in
+``data/`` (provenance in ``data/README.md``): AIME24, AIME25, MATH500, AMC23,
+Minerva (gold = last ``\\boxed`` of the solution), OlympiadBench, GSM8K
+(train/test) and DAPO-Math-17k. Any other name goes to
+``datasets.load_dataset`` for users with hub access; offline, the error lists
+what ships.
+
+    from hicra.data import load_benchmark
+    rows = load_benchmark("math500", limit=50)
+    python -m hicra.data            # one JSON line: rows per shipped set
+"""
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from pathlib import Path
+
+from hicra.rewards import last_boxed
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+SHIPPED = {
+    "aime24": "aime24/test.jsonl", "aime25": "aime25/test.parquet", "math500": "math500/test.jsonl",
+    "amc23": "amc23/test.jsonl", "minerva": "minerva/test.jsonl", "olympiadbench": "olympiadbench/test.jsonl",
+    "gsm8k": "gsm8k/{split}.jsonl", "dapo_math_17k": "dapo_math_17k/train.parquet",
+}
+BENCHMARKS = ("aime24", "aime25", "math500", "amc23", "minerva", "olympiadbench")
+
+
+def _jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _verl(path: Path) -> list[dict]:
+    import pandas as pd
+    out = []
+    for r in pd.read_parquet(path).to_dict("records"):
+        prompt = r["prompt"]
+        prompt = list(prompt) if not isinstance(prompt, str) else ast.literal_eval(prompt)
+        rm = r["reward_model"] if isinstance(r["reward_model"], dict) else ast.literal_eval(r["reward_model"])
+        out.append({"problem": prompt[-1]["content"], "answer": str(rm["ground_truth"])})
+    return out
+
+
+def _olympiad_answer(r: dict) -> str:
+    fa = r.get("final_answer")
+    if isinstance(fa, str) and fa.startswith("["):
+        fa = ast.literal_eval(fa)
+    if isinstance(fa, (list, tuple)):
+        fa = ", ".join(str(a) for a in fa)
+    return str(fa).strip().strip("$")
+
+
+def _normalise(name: str, raw: list[dict]) -> list[dict]:
+    out = []
+    for i, r in enumerate(raw):
+        problem = r.get("problem") or r.get("question")
+        if name == "minerva":
+            answer = last_boxed(r["solution"])
+        elif name == "olympiadbench":
+            answer = _olympiad_answer(r)
+        elif name == "gsm8k":
+            answer = r["answer"].split("####")[-1].strip().replace(",", "")
+        else:
+            answer = r["answer"]
+        if isinstance(answer, float) and answer.is_integer():
+            answer = int(answer)
+        rec = {"id": f"{name}-{r.get('id', r.get('unique_id', r.get('idx', i)))}", "problem": problem,
+               "answer": str(answer), "source": name}
+        sol = r.get("solution") if name != "gsm8k" else r["answer"].split("####")[0].strip()
+        if isinstance(sol, str):
+            rec["solution"] = sol
+        out.append(rec)
+    return out
+
+
+def load_benchmark(name: str, split: str = "test", limit: int | None = None) -> list[dict]:
+    """Records ``{"id", "problem", "answer", "source"}`` of a shipped set, or from the hub.
+
+    Args:
+        name: a shipped set (``hicra.data.SHIPPED``) or a hub dataset id.
+        split: ``train``/``test`` for GSM8K and hub sets; the others ship one split.
+        limit: keep the first ``limit`` rows (deterministic subsets).
+    """
+    key = name.lower().replace("-", "_")
+    if key in SHIPPED:
+        rel = SHIPPED[key].format(split=split)
+        path = DATA_DIR / rel
+        if not path.exists():
+            raise FileNotFoundError(f"{name} has no split {split!r} shipped (looked for {path})")
+        raw = _verl(path) if path.suffix == ".parquet" else _jsonl(path)
+        rows = _normalise(key, raw)
+    else:
+        rows = _from_hub(name, split)
+    return rows[:limit] if limit else rows
+
+
+def _from_hub(name: str, split: str) -> list[dict]:
+    try:
+        import datasets
+        ds = datasets.load_dataset(name, split=split)
+    except Exception as e:
+        raise ValueError(f"{name!r} is not shipped and could not be loaded from the hub ({type(e).__name__}). "
+                         f"Shipped sets: {', '.join(SHIPPED)}") from None
+    out = []
+    for i, r in enumerate(ds):
+        problem = r.get("problem") or r.get("question") or r.get("prompt")
+        answer = r.get("answer") or r.get("final_answer") or last_boxed(r.get("solution", ""))
+        if problem is None or answer is None:
+            raise ValueError(f"{name}: row {i} has no problem/question or answer/solution field")
+        out.append({"id": f"{name}-{i}", "problem": str(problem), "answer": str(answer), "source": name})
+    return out
+
+
+if __name__ == "__main__":
+    counts = {n: len(load_benchmark(n, split=s)) for n, s in
+              [(k, "test") for k in SHIPPED if k != "dapo_math_17k"] + [("gsm8k", "train"), ("dapo_math_17k", "train")]}
+    print(json.dumps(counts))

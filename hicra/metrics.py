@@ -1,0 +1,181 @@
+"""Hierarchy metrics of paper §2.2-§2.3 and Fig 3/9, plus pass@k and intervals.
+
+Pure functions over arrays/tensors (no I/O, no TRL), vectorised so 1 M rollout
+tokens take well under 10 s (``python bench/bench_metrics.py``). Definitions:
+
+* semantic entropy: Shannon entropy (bits) of the strategic-gram frequency
+  distribution pooled over a set of rollouts, ``H = -sum_g p_g log2 p_g`` with
+  ``p_g = count_g / sum counts``. Rising = more diverse strategies (§2.3).
+* conditional entropy: ``H(Y | X)`` in bits, X a strategic gram and Y the
+  procedural n-gram that follows it; low = each plan fixes its execution.
+* token entropy / perplexity split: mean entropy and ``exp(-mean log p)`` over
+  planning vs execution tokens (§2.2); padding excluded.
+* relative perplexity: a perplexity series divided by its first value.
+* fork-token overlap (Fig 9): the top-rho tokens by entropy are "forks";
+  reported as share of planning tokens that are forks and share of forks that
+  are planning.
+* pass@k: the unbiased estimator ``1 - C(n-c, k) / C(n, k)``; avg@k: mean
+  accuracy over k samples per problem, then over problems.
+
+    from hicra.metrics import semantic_entropy
+    semantic_entropy([["wait", "let's try"], ["wait"]])   # 0.918 bits
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+# --------------------------------------------------------------------------
+# strategic-gram distributions
+
+
+def _entropy_bits(counts: np.ndarray) -> float:
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    if total <= 0:
+        return 0.0
+    p = counts[counts > 0] / total
+    return float(-(p * np.log2(p)).sum())
+
+
+def semantic_entropy(occurrences: Iterable[Sequence[str]] | Counter) -> float:
+    """Entropy (bits) of the SG frequency distribution over rollouts; 0 when no SG occurs.
+
+    ``occurrences``: per rollout, the grams that occur (one entry per occurrence),
+    e.g. ``PlanningTagger.occurrences(ids)``, or a ready ``Counter``.
+    """
+    counts = occurrences if isinstance(occurrences, Counter) else Counter(g for row in occurrences for g in row)
+    return _entropy_bits(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
+
+
+def following_ngrams(text: str, spans: Sequence[tuple[int, int, str]], n: int = 2) -> list[tuple[str, str]]:
+    """(gram, next n words) for each SG span of ``text``; the words are lower-cased."""
+    out = []
+    for _, end, gram in spans:
+        words = text[end:end + 200].lower().split()
+        if len(words) >= n:
+            out.append((gram, " ".join(words[:n])))
+    return out
+
+
+def conditional_entropy(pairs: Iterable[tuple[str, str]]) -> float:
+    """``H(Y | X)`` in bits from (x, y) pairs: ``sum_x p(x) H(Y | X = x)``; 0 for no pairs."""
+    joint = Counter(pairs)
+    if not joint:
+        return 0.0
+    by_x: dict[str, list[int]] = {}
+    for (x, _), c in joint.items():
+        by_x.setdefault(x, []).append(c)
+    total = sum(joint.values())
+    return float(sum(sum(cs) / total * _entropy_bits(np.array(cs)) for cs in by_x.values()))
+
+
+# --------------------------------------------------------------------------
+# token-level statistics
+
+
+def split_token_stats(logps, entropies, planning_mask, completion_mask=None) -> dict[str, float]:
+    """Mean entropy and perplexity over planning vs execution tokens.
+
+    Args:
+        logps: (B, T) log-probability of each sampled token.
+        entropies: (B, T) entropy of the policy at each position (nats), or None.
+        planning_mask: (B, T) bool.
+        completion_mask: (B, T) bool/int, False on padding.
+    Returns ``entropy_planning``, ``entropy_execution``, ``ppl_planning``,
+    ``ppl_execution``, ``planning_ratio``; NaN for a class with no tokens.
+    """
+    logps = torch.as_tensor(logps, dtype=torch.float64)
+    plan = torch.as_tensor(planning_mask).bool()
+    valid = torch.ones_like(plan) if completion_mask is None else torch.as_tensor(completion_mask).bool()
+    out = {}
+    for name, sel in (("planning", plan & valid), ("execution", ~plan & valid)):
+        n = sel.sum()
+        mean_lp = (logps * sel).sum() / n if n else torch.tensor(float("nan"))
+        out[f"ppl_{name}"] = float(torch.exp(-mean_lp))
+        if entropies is not None:
+            ent = torch.as_tensor(entropies, dtype=torch.float64)
+            out[f"entropy_{name}"] = float((ent * sel).sum() / n) if n else float("nan")
+    nv = valid.sum()
+    out["planning_ratio"] = float((plan & valid).sum() / nv) if nv else float("nan")
+    return out
+
+
+def relative(series: Sequence[float]) -> np.ndarray:
+    """A series divided by its first finite value (relative perplexity, §2.2)."""
+    s = np.asarray(series, dtype=np.float64)
+    finite = s[np.isfinite(s)]
+    if not len(finite) or finite[0] == 0:
+        return np.full_like(s, np.nan)
+    return s / finite[0]
+
+
+def fork_overlap(entropies, planning_mask, completion_mask=None, rho: float = 0.2) -> dict[str, float]:
+    """Planning vs high-entropy "fork" tokens (the 80/20 method's top-rho by entropy).
+
+    Returns ``planning_is_fork`` (share of planning tokens among the top-rho) and
+    ``fork_is_planning`` (share of the top-rho tokens that are planning).
+    """
+    ent = torch.as_tensor(entropies, dtype=torch.float64)
+    plan = torch.as_tensor(planning_mask).bool()
+    valid = torch.ones_like(plan) if completion_mask is None else torch.as_tensor(completion_mask).bool()
+    vals = ent[valid]
+    if not len(vals):
+        return {"planning_is_fork": float("nan"), "fork_is_planning": float("nan"), "threshold": float("nan")}
+    k = max(1, int(round(rho * len(vals))))
+    thr = torch.topk(vals, k).values.min()
+    fork = (ent >= thr) & valid
+    both = (fork & plan).sum()
+    np_, nf = (plan & valid).sum(), fork.sum()
+    return {"planning_is_fork": float(both / np_) if np_ else float("nan"),
+            "fork_is_planning": float(both / nf) if nf else float("nan"), "threshold": float(thr)}
+
+
+# --------------------------------------------------------------------------
+# accuracy estimators and intervals
+
+
+def pass_at_k(n, c, k: int) -> np.ndarray:
+    """Unbiased pass@k per problem: ``1 - C(n-c, k)/C(n, k)`` for n samples with c correct."""
+    n, c = np.atleast_1d(np.asarray(n, dtype=np.int64)), np.atleast_1d(np.asarray(c, dtype=np.int64))
+    if (k > n).any():
+        raise ValueError(f"pass@{k} needs at least {k} samples per problem; got n={n.min()}")
+    out = np.ones(len(n), dtype=np.float64)
+    for j, (ni, ci) in enumerate(zip(n, c)):
+        if ni - ci >= k:
+            out[j] = 1.0 - float(np.prod(1.0 - k / np.arange(ni - ci + 1, ni + 1)))
+    return out
+
+
+def avg_at_k(correct) -> float:
+    """avg@k: mean over problems of the mean correctness of their k samples ((P, k) array)."""
+    a = np.asarray(correct, dtype=np.float64)
+    return float(a.reshape(len(a), -1).mean(axis=1).mean()) if a.size else float("nan")
+
+
+def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval ``(mean, lo, hi)``; a single value gives (v, nan, nan)."""
+    from scipy import stats
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan")
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, float("nan"), float("nan")
+    h = float(stats.sem(v) * stats.t.ppf((1 + confidence) / 2, len(v) - 1))
+    return m, m - h, m + h
+
+
+def bootstrap_ci(values, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and percentile-bootstrap interval ``(mean, lo, hi)`` (per-problem scores)."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    boots = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
+    a = (1 - confidence) / 2
+    return float(v.mean()), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))

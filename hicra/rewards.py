@@ -1,0 +1,151 @@
+"""Answer checking and the RL reward: last ``\\boxed{}``, strict rule, math-verify.
+
+Paper §4 (Table 1) scores with *strict* boxed matching: the final answer is
+the content of the last ``\\boxed{...}`` in the response, and a response with no
+``\\boxed`` is incorrect. Equivalence is decided by ``math-verify`` (symbolic
+and numeric), after normalising the quirks of the shipped datasets: AIME's
+``025``, a trailing ``^\\circ``, ``$...$`` wrapping, thousands separators
+(GSM8K ``#### 1,000``) and AMC's ``27.0``.
+
+Bad input (None, empty, unbalanced braces, megabyte strings, pathological
+LaTeX) is *incorrect*, never an exception and never a hang: answers longer than
+``MAX_ANSWER_CHARS`` are rejected before parsing, and math-verify's own timeouts
+apply (they use ``signal.alarm``, so they need the main thread, which is where
+TRL, papermill and the CLIs call rewards; elsewhere the length cap is the guard).
+
+    from hicra.rewards import is_correct, accuracy_reward
+    is_correct(r"... so the answer is \\boxed{\\frac{1}{2}}", "0.5")   # True
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from functools import lru_cache
+
+from math_verify import LatexExtractionConfig, parse, verify
+
+MAX_ANSWER_CHARS = 300
+TIMEOUT_S = 2
+_BOXED = re.compile(r"\\boxed\s*\{")
+_log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------
+# extraction
+
+
+def last_boxed(text) -> str | None:
+    """Content of the last balanced ``\\boxed{...}`` (nested braces allowed), else None."""
+    if not isinstance(text, str) or "\\boxed" not in text:
+        return None
+    for m in list(_BOXED.finditer(text))[::-1][:20]:  # bounded: no quadratic scan on hostile input
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            c = text[i]
+            if c == "\\" and i + 1 < len(text):
+                i += 2
+                continue
+            depth += (c == "{") - (c == "}")
+            i += 1
+        if depth == 0:
+            return text[m.end():i - 1].strip()
+    return None
+
+
+def normalize_answer(ans) -> str:
+    """Dataset quirks removed: ``$..$``, ``^\\circ``, ``025``, ``1,000``, ``27.0``, ``\\text{}`` units."""
+    if ans is None:
+        return ""
+    s = str(ans).strip()
+    if isinstance(ans, float) and ans.is_integer():
+        s = str(int(ans))
+    s = s.strip().strip("$").strip()
+    s = re.sub(r"^\\\(|\\\)$", "", s).strip()
+    s = re.sub(r"\^\s*\{?\\circ\}?|°", "", s).strip()
+    s = re.sub(r"\\[,!;: ]", "", s) if re.fullmatch(r"[\d\\,!;: .]+", s) else s  # 1\,000
+    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):
+        s = s.replace(",", "")
+    if re.fullmatch(r"-?\d+\.0+", s):
+        s = s.split(".")[0]
+    if re.fullmatch(r"-?0+\d+", s):
+        s = ("-" if s.startswith("-") else "") + s.lstrip("-").lstrip("0")
+    return s
+
+
+def completion_text(completion) -> str:
+    """Plain text of a TRL completion: a string, or a chat list of ``{"role", "content"}``."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        return str(completion.get("content", ""))
+    if isinstance(completion, (list, tuple)):
+        return "".join(completion_text(m) for m in completion if not isinstance(m, dict) or m.get("role", "assistant") == "assistant")
+    return ""
+
+
+# --------------------------------------------------------------------------
+# equivalence
+
+_CFG = [LatexExtractionConfig(boxed_match_priority=0)]
+
+
+def _timeouts() -> int | None:
+    return TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+
+
+@lru_cache(maxsize=65536)
+def _parse(ans: str):
+    return parse(f"${ans}$", extraction_config=_CFG, parsing_timeout=_timeouts(), raise_on_error=False)
+
+
+def answers_match(pred: str, gold) -> bool:
+    """True when two final answers are equal after normalisation, textually or by math-verify."""
+    p, g = normalize_answer(pred), normalize_answer(gold)
+    if not p or not g or len(p) > MAX_ANSWER_CHARS or len(g) > MAX_ANSWER_CHARS:
+        return False
+    if p == g or p.replace(" ", "") == g.replace(" ", ""):
+        return True
+    try:
+        gp, pp = _parse(g), _parse(p)
+        if not gp or not pp:
+            return False
+        return bool(verify(gp, pp, timeout_seconds=_timeouts(), raise_on_error=False))
+    except Exception as e:  # math-verify/sympy on hostile input: incorrect, never a crash
+        _log.debug("math-verify failed on %r vs %r: %s", pred, gold, e)
+        return False
+
+
+def is_correct(response, gold) -> bool:
+    """Strict rule: the last ``\\boxed{}`` of ``response`` must equal ``gold``; no box is incorrect."""
+    try:
+        pred = last_boxed(completion_text(response))
+        return pred is not None and answers_match(pred, gold)
+    except Exception as e:
+        _log.debug("is_correct failed: %s", e)
+        return False
+
+
+def accuracy_reward(completions, answer, **kwargs) -> list[float]:
+    """TRL reward function: 1.0 for a correct boxed answer, else 0.0.
+
+    ``answer`` is the dataset column TRL forwards, one gold answer per completion.
+    """
+    if len(completions) != len(answer):
+        raise ValueError(f"accuracy_reward got {len(completions)} completions but {len(answer)} answers")
+    return [float(is_correct(c, a)) for c, a in zip(completions, answer)]
+
+
+def format_reward(completions, **kwargs) -> list[float]:
+    """TRL reward function: 1.0 when the completion contains a balanced ``\\boxed{}``."""
+    return [float(last_boxed(completion_text(c)) is not None) for c in completions]
+
+
+REWARDS = {"accuracy": accuracy_reward, "format": format_reward}
+
+
+def get_reward(name: str):
+    """Reward function by registry name (``accuracy``, ``format``)."""
+    try:
+        return REWARDS[name]
+    except KeyError:
+        raise KeyError(f"unknown reward {name!r}; known: {', '.join(REWARDS)}") from None
