@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-v1
 RUN     ?= demo
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test test-fast lab bench sandbox venv clean-runs strip
+.PHONY: demo study test test-fast lab bench sandbox venv clean-runs strip
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,10 +17,29 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## demo: build/reuse the sandbox world + tiny model and run the sandbox notebook into runs/$(RUN)/
+## demo: sandbox build (cached after the first run), GRPO / HICRA / entropy_reg training, Fig 3 + Fig 5 figures
+METHODS ?= grpo hicra entropy_reg
+STEPS   ?= 60
+NB      := $(BIN)/papermill --cwd notebooks --log-output
 demo: venv
 	$(BIN)/python -m hicra.sandbox
-	$(BIN)/papermill notebooks/00_sandbox.ipynb runs/$(RUN)/executed/00_sandbox.ipynb -p run_dir runs/$(RUN) --cwd notebooks
+	$(NB) notebooks/00_sandbox.ipynb runs/$(RUN)/executed/00_sandbox.ipynb -p run_dir runs/$(RUN)
+	for m in $(METHODS); do \
+	  $(NB) notebooks/02_train.ipynb runs/$(RUN)/executed/02_train_$$m.ipynb -p run_dir runs/$(RUN)/train-$$m-s0 \
+	    -p method $$m -p seed 0 -p max_steps $(STEPS) || exit 1; done
+	$(NB) notebooks/03_dynamics.ipynb runs/$(RUN)/executed/03_dynamics.ipynb -p run_dir runs/$(RUN) \
+	  -y "runs: [$(foreach m,$(METHODS),runs/$(RUN)/train-$(m)-s0,)]"
+
+## study: 5 seeds per method, final validation accuracy with 95% CIs (runs/study/final_accuracy.csv)
+SEEDS ?= 0 1 2 3 4
+study: venv
+	$(BIN)/python -m hicra.sandbox
+	for s in $(SEEDS); do for m in $(METHODS); do \
+	  [ -f runs/study/train-$$m-s$$s/final/config.json ] || \
+	  $(BIN)/python -m hicra.train configs/sandbox.yaml --method $$m --seed $$s --max_steps $(STEPS) \
+	    --run_dir runs/study/train-$$m-s$$s || exit 1; done; done
+	$(NB) notebooks/03_dynamics.ipynb runs/study/executed/03_dynamics.ipynb -p run_dir runs/study -p tag study \
+	  -y "runs: [$(foreach s,$(SEEDS),$(foreach m,$(METHODS),runs/study/train-$(m)-s$(s),))]"
 
 ## test: the whole suite (unit, real tokenizers, tiny models, notebooks under papermill)
 test: venv

@@ -55,10 +55,12 @@ def normalize_text(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def _normalize_bytes(buf: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _normalize_bytes(buf: np.ndarray, owner: np.ndarray, folded: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Apply ``normalize_text``'s rules to a UTF-8 byte buffer, keeping for each
-    surviving byte the index (token or char) that owns it."""
-    buf = _LOWER[buf]
+    surviving byte the index (token or char) that owns it. ``folded``: case and
+    whitespace were already mapped through ``_LOWER``."""
+    if not folded:
+        buf = _LOWER[buf]
     keep = np.ones(len(buf), dtype=bool)
     lead = np.flatnonzero(buf[:-2] == 0xE2)  # U+2018 / U+2019 = E2 80 98 / E2 80 99
     if len(lead):
@@ -187,7 +189,7 @@ class PlanningTagger:
             pieces.append(SEPARATOR)
             self._len = np.array([len(p) for p in pieces], dtype=np.int64)
             self._start = np.concatenate([[0], np.cumsum(self._len)[:-1]])
-            self._buf = np.frombuffer(b"".join(pieces), dtype=np.uint8)
+            self._buf = _LOWER[np.frombuffer(b"".join(pieces), dtype=np.uint8)]  # case/space folded once
             self._check_roundtrip(tokenizer)
 
     def _check_roundtrip(self, tokenizer) -> None:
@@ -200,9 +202,9 @@ class PlanningTagger:
                              "this tokenizer's pieces are not supported.")
 
     # -- core matching over a normalised byte buffer ------------------------
-    def _match(self, buf: np.ndarray, owner: np.ndarray):
+    def _match(self, buf: np.ndarray, owner: np.ndarray, folded: bool = False):
         """All word-bounded occurrences: (first owner, last owner, gram idx) arrays."""
-        buf, owner = _normalize_bytes(buf, owner)
+        buf, owner = _normalize_bytes(buf, owner, folded)
         text = buf.tobytes().decode("latin-1")
         hits = np.fromiter((v for m in self._auto.iter(text) for v in m), dtype=np.int64)
         if not len(hits):
@@ -233,17 +235,16 @@ class PlanningTagger:
         empty = self._sep_id  # padding contributes a separator; matches never cross it
         flat = np.concatenate([np.where(valid, ids, empty), np.full((len(ids), 1), self._sep_id)], 1).ravel()
         lens = self._len[flat]
-        total = int(lens.sum())
         tok = np.repeat(np.arange(len(flat)), lens)
-        offs = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
-        buf = self._buf[np.repeat(self._start[flat], lens) + offs]
+        shift = self._start[flat] - (np.cumsum(lens) - lens)  # byte j of the batch = vocab byte j + shift[tok]
+        buf = self._buf[np.arange(len(tok)) + shift[tok]]
         return ids.shape, valid, buf, tok
 
     # -- public API ----------------------------------------------------------
     def mask(self, completion_ids, completion_mask=None) -> torch.BoolTensor:
         """(B, T) bool: True where a token overlaps a strategic gram; padding is never planning."""
         shape, valid, buf, tok = self._batch(completion_ids, completion_mask)
-        first, last, _ = self._match(buf, tok)
+        first, last, _ = self._match(buf, tok, folded=True)
         n = shape[0] * (shape[1] + 1)
         diff = np.zeros(n + 1, dtype=np.int32)
         np.add.at(diff, first, 1)
@@ -254,7 +255,7 @@ class PlanningTagger:
     def token_grams(self, completion_ids, completion_mask=None) -> np.ndarray:
         """(B, T) int64: index into ``self.grams`` of the longest gram covering each token, -1 if none."""
         shape, valid, buf, tok = self._batch(completion_ids, completion_mask)
-        first, last, gid = self._match(buf, tok)
+        first, last, gid = self._match(buf, tok, folded=True)
         n = shape[0] * (shape[1] + 1)
         best = np.full(n, -1, dtype=np.int64)
         if len(gid):
@@ -268,7 +269,7 @@ class PlanningTagger:
     def occurrences(self, completion_ids, completion_mask=None) -> list[list[str]]:
         """Per row, the grams that occur, in order of appearance (one entry per occurrence)."""
         shape, _, buf, tok = self._batch(completion_ids, completion_mask)
-        first, _, gid = self._match(buf, tok)
+        first, _, gid = self._match(buf, tok, folded=True)
         rows: list[list[str]] = [[] for _ in range(shape[0])]
         order = np.lexsort((-self._glen[gid], first))
         for f, g in zip(first[order], gid[order]):

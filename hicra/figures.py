@@ -1,0 +1,117 @@
+"""Paper figures from run folders: Fig 3 (dynamics) and Fig 5/6/8 (method comparison).
+
+Reads ``<run>/metrics.jsonl`` (+ ``params.json`` for method and seed), so the
+notebooks never depend on another notebook's live objects. Seeds are drawn as
+a mean line with a shaded min-max band (one seed: just the line).
+
+    from hicra.figures import load_runs, fig3_dynamics
+    df = load_runs(["runs/demo/train-grpo-s0", "runs/demo/train-hicra-s0"])
+    fig = fig3_dynamics(df)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from hicra.config import resolve
+from hicra.metrics import relative
+from hicra.plotting import PALETTE
+
+
+def load_runs(run_dirs) -> pd.DataFrame:
+    """All metrics lines of the given runs, with ``method``, ``seed`` and ``run`` columns."""
+    frames = []
+    for d in run_dirs:
+        d = resolve(d)
+        path = d / "metrics.jsonl"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: train that run first (python -m hicra.train ...)")
+        params = json.loads((d / "params.json").read_text()) if (d / "params.json").exists() else {}
+        df = pd.DataFrame([json.loads(x) for x in path.read_text().splitlines() if x.strip()])
+        df["method"] = params.get("method", "hicra")
+        df["seed"] = params.get("seed", 0)
+        df["run"] = d.name
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _band(ax, df, x, y, label, color, relative_to_start=False, delta=False):
+    piv = df.pivot_table(index=x, columns="run", values=y)
+    if relative_to_start:
+        piv = piv.apply(lambda c: pd.Series(relative(c.values), index=c.index))
+    if delta:
+        piv = piv - piv.bfill().iloc[0]
+    piv = piv.dropna(how="all")
+    if piv.empty:
+        return
+    m = piv.mean(axis=1)
+    ax.plot(m.index, m.values, label=label, color=color, lw=2)
+    if piv.shape[1] > 1:
+        ax.fill_between(m.index, piv.min(axis=1), piv.max(axis=1), color=color, alpha=0.2, lw=0)
+
+
+def fig3_dynamics(df: pd.DataFrame, method: str | None = None):
+    """Paper Fig 3 in four columns for one method (all its seeds)."""
+    d = df if method is None else df[df.method == method]
+    fig, ax = plt.subplots(1, 4, figsize=(17, 3.8))
+    _band(ax[0], d, "step", "ppl_planning", "planning", PALETTE["planning"], relative_to_start=True)
+    _band(ax[0], d, "step", "ppl_execution", "execution", PALETTE["execution"], relative_to_start=True)
+    ax[0].set(title="Relative perplexity", ylabel="perplexity / first step")
+    _band(ax[1], d, "step", "entropy_planning", "planning", PALETTE["planning"])
+    _band(ax[1], d, "step", "entropy_execution", "execution", PALETTE["execution"])
+    ax[1].set(title="Token entropy", ylabel="entropy (nats)")
+    _band(ax[2], d, "step", "semantic_entropy", "semantic entropy (SGs)", PALETTE["planning"], delta=True)
+    _band(ax[2], d, "step", "conditional_entropy", "conditional entropy (next bigram | SG)", PALETTE["execution"], delta=True)
+    ax[2].axhline(0, color="grey", lw=0.8)
+    ax[2].set(title="Strategy diversity", ylabel="change since start (bits)")
+    v = d.dropna(subset=["val_accuracy"]) if "val_accuracy" in d else d.iloc[0:0]
+    _band(ax[3], v, "step", "val_accuracy", "val accuracy", PALETTE["grpo"])
+    ax[3].set(title="Validation accuracy & length", ylabel="accuracy (T = 1)")
+    ax3b = ax[3].twinx()
+    _band(ax3b, d, "step", "length", "mean length", PALETTE["base"])
+    ax3b.set_ylabel("completion length (tokens)")
+    ax3b.grid(False)
+    for a in ax:
+        a.set_xlabel("RL step")
+        a.legend(loc="best", fontsize=8)
+    seeds = sorted(d.seed.unique())
+    fig.suptitle(f"Hierarchy dynamics · {method or ', '.join(sorted(d.method.unique()))} · seeds {seeds}", y=1.03)
+    fig.tight_layout()
+    return fig
+
+
+def fig_methods(df: pd.DataFrame, methods=("grpo", "hicra", "entropy_reg")):
+    """Paper Fig 5/6/8: semantic entropy, validation accuracy, pass@k and token entropy per method."""
+    fig, ax = plt.subplots(1, 4, figsize=(17, 3.8))
+    panels = [("semantic_entropy", "Semantic entropy (bits)"), ("val_accuracy", "Validation accuracy (T = 1)"),
+              ("pass_at_k", "pass@8 on training groups"), ("entropy_execution", "Token entropy, execution (nats)")]
+    for a, (col, title) in zip(ax, panels):
+        for m in methods:
+            sub = df[df.method == m]
+            if col in sub:
+                _band(a, sub.dropna(subset=[col]), "step", col, m, PALETTE.get(m, "black"))
+        a.set(title=title, xlabel="RL step")
+        a.legend(loc="best", fontsize=8)
+    n = df.groupby("method").seed.nunique().to_dict()
+    fig.suptitle("Method comparison · seeds per method: " + ", ".join(f"{k} {v}" for k, v in sorted(n.items())), y=1.03)
+    fig.tight_layout()
+    return fig
+
+
+def final_table(df: pd.DataFrame, col: str = "val_accuracy") -> pd.DataFrame:
+    """Final value of ``col`` per run, then mean and 95% t-interval per method."""
+    from hicra.metrics import mean_ci
+    last = df.dropna(subset=[col]).sort_values("step").groupby("run").tail(1)
+    rows = []
+    for m, g in last.groupby("method"):
+        mean, lo, hi = mean_ci(g[col].tolist())
+        rows.append({"method": m, "seeds": len(g), col: mean, "ci_lo": lo, "ci_hi": hi})
+    return pd.DataFrame(rows)
+
+
+def ensure(paths) -> list[Path]:
+    return [resolve(p) for p in paths]

@@ -1,0 +1,37 @@
+"""Sampling completions with transformers (any machine) for evaluation and analysis.
+
+The paper evaluates with temperature sampling (§4). This is the portable
+backend: batched ``model.generate`` with left padding, a fixed seed and a
+progress bar. GPU boxes use vLLM through ``hicra.evaluate`` instead.
+
+    from hicra.generate import sample
+    outs = sample(model, tok, ["Numbers: 3 7 5. Target: 26.\\n"], n=4, temperature=1.0)
+"""
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+
+@torch.no_grad()
+def sample(model, tokenizer, prompts: list[str], n: int = 1, temperature: float = 1.0, max_new_tokens: int = 256,
+           batch_size: int = 64, seed: int = 0, progress: bool = True, top_p: float = 1.0) -> list[list[str]]:
+    """``n`` sampled completions per prompt (temperature 0 = greedy), as text without special tokens."""
+    if not prompts:
+        return []
+    torch.manual_seed(seed)
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    flat = [p for p in prompts for _ in range(n)]
+    outs: list[str] = []
+    model.eval()
+    try:
+        for i in tqdm(range(0, len(flat), batch_size), desc="sampling", disable=not progress, leave=False):
+            enc = tokenizer(flat[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = {k: v.to(model.device) for k, v in enc.items()}
+            kw = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else dict(do_sample=False)
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **kw)
+            outs += tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+    return [outs[j * n:(j + 1) * n] for j in range(len(prompts))]

@@ -1,0 +1,75 @@
+"""Figure helpers: one style, one saver (PNG + PDF into figures/), span highlighting.
+
+Every paper-figure notebook ends with ``save_figure(fig, "fig3_dynamics_sandbox")``
+so the files are named after the figure they reproduce and look alike.
+``highlight_html`` renders a completion with its planning spans coloured, the
+way the paper's Fig 2/9 show passages.
+
+    from hicra.plotting import setup_style, save_figure
+    setup_style(); fig, ax = plt.subplots(); save_figure(fig, "demo", "figures")
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg") if not matplotlib.get_backend().lower().startswith(("module://", "inline")) else None
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from hicra.config import resolve  # noqa: E402
+
+PALETTE = {"planning": "#d95f02", "execution": "#1b9e77", "fork": "#7570b3", "shared": "#e7298a",
+           "grpo": "#1f77b4", "hicra": "#d62728", "entropy_reg": "#2ca02c", "fork_tokens": "#9467bd", "base": "#7f7f7f"}
+KIND_COLOURS = {"deduction": "#fdb863", "branching": "#b2abd2", "backtracing": "#f4a582", None: "#ffe08a"}
+
+
+def setup_style() -> None:
+    """Fixed, legible defaults for every figure."""
+    import seaborn as sns
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=1.05)
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 160, "savefig.bbox": "tight",
+                         "axes.titleweight": "bold", "legend.frameon": False})
+
+
+def save_figure(fig, name: str, figures_dir="figures") -> list[Path]:
+    """Write ``<figures_dir>/<name>.png`` and ``.pdf``; returns both paths."""
+    d = resolve(figures_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    paths = [d / f"{name}.png", d / f"{name}.pdf"]
+    for p in paths:
+        fig.savefig(p)
+    return paths
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
+    """Proportion and Wilson 95% interval ``(p, lo, hi)`` for k successes in n trials."""
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return p, c - h, c + h
+
+
+def highlight_html(text: str, spans, title: str | None = None) -> str:
+    """HTML of ``text`` with ``(start, end, gram[, kind])`` spans shaded by kind."""
+    marks = np.zeros(len(text), dtype=object)
+    marks[:] = None
+    on = np.zeros(len(text), dtype=bool)
+    for s in spans:
+        on[s[0]:s[1]] = True
+        marks[s[0]:s[1]] = s[3] if len(s) > 3 else None
+    out, i = [], 0
+    while i < len(text):
+        j = i
+        while j < len(text) and on[j] == on[i] and marks[j] == marks[i]:
+            j += 1
+        chunk = html.escape(text[i:j]).replace("\n", "<br>")
+        out.append(f'<span style="background:{KIND_COLOURS.get(marks[i], "#ffe08a")}">{chunk}</span>' if on[i] else chunk)
+        i = j
+    head = f"<b>{html.escape(title)}</b><br>" if title else ""
+    return f'<div style="font-family:monospace;line-height:1.6;margin:6px 0">{head}{"".join(out)}</div>'

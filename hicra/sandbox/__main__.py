@@ -1,0 +1,24 @@
+"""CLI: build or reuse the sandbox world + warm-started tiny model; last line is JSON.
+
+    python -m hicra.sandbox [CONFIG.yaml] [--seed N] [--difficulty default] [--force true]
+"""
+import sys
+
+from hicra.config import emit, parse_cli
+from hicra.sandbox.build import SandboxConfig, build
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    force = False
+    if "--force" in argv:
+        i = argv.index("--force")
+        force = argv[i + 1].lower() in ("1", "true", "yes") if i + 1 < len(argv) else True
+        del argv[i:i + 2]
+    cfg = parse_cli(SandboxConfig, argv)
+    info = build(cfg, force=force)
+    emit({k: info[k] for k in ("model_dir", "cached", "build_seconds", "val_accuracy", "errors")})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Build (or reuse) the sandbox's tokenizer and tiny warm-started model.
+
+Paper analogue: the base model RL starts from. Here a byte-level BPE tokenizer
+(digits split, so strategic grams tokenise as messily as with real tokenizers)
+is trained on the world's traces, a tiny Llama is built from a config, and
+TRL's ``SFTTrainer`` warm-starts it on a mix of careful and hasty traces. The
+result is saved in Hugging Face format under the cache and reloaded with
+``from_pretrained``, the same path a real model takes. Calibration samples the
+validation set at temperature 1 and the oracle labels every failure.
+
+    from hicra.sandbox.build import SandboxConfig, build
+    info = build(SandboxConfig(seed=0))      # cached: the second call returns at once
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hicra.models import cache_dir
+from hicra.sandbox.world import ALL_GRAMS, DIFFICULTY, WorldConfig, classify_failure, make_tasks, make_trace, prompt
+
+BUILD_VERSION = 1
+SPECIALS = ["<|endoftext|>", "<|pad|>"]
+
+
+@dataclass
+class SandboxConfig:
+    """Everything that determines a sandbox build (its hash names the cache folder)."""
+    seed: int = 0
+    difficulty: str = "default"           # easy | default | hard (hicra.sandbox.world.DIFFICULTY)
+    vocab_size: int = 512
+    hidden_size: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    n_train_tasks: int = 1000
+    traces_per_task: int = 16
+    sft_steps: int = 1700
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    n_val: int = 200
+    max_new_tokens: int = 256
+    world: dict = field(default_factory=dict)  # overrides of WorldConfig fields
+
+    def world_config(self) -> WorldConfig:
+        if self.difficulty not in DIFFICULTY:
+            raise ValueError(f"difficulty must be one of {list(DIFFICULTY)}; got {self.difficulty!r}")
+        return WorldConfig(seed=self.seed, **{**DIFFICULTY[self.difficulty], **self.world})
+
+    def key(self) -> str:
+        blob = json.dumps({**asdict(self), "world_resolved": asdict(self.world_config()), "v": BUILD_VERSION},
+                          sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+# --------------------------------------------------------------------------
+# pieces
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """Byte-level BPE with individually split digits, wrapped as a fast HF tokenizer."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    tk = Tokenizer(models.BPE())
+    # digits are split one per token; a preceding space stays glued to the first digit (" 2", "1")
+    tk.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r" ?[0-9]"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tk.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token=SPECIALS[0], pad_token=SPECIALS[1])
+
+
+def new_model(cfg: SandboxConfig, tok):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(cfg.seed)
+    mc = LlamaConfig(vocab_size=len(tok), hidden_size=cfg.hidden_size, intermediate_size=cfg.hidden_size * 3,
+                     num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.n_heads,
+                     max_position_embeddings=512, tie_word_embeddings=True, eos_token_id=tok.eos_token_id,
+                     pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id)
+    return LlamaForCausalLM(mc)
+
+
+def sft_examples(cfg: SandboxConfig, wc: WorldConfig) -> list[dict]:
+    rng = random.Random(cfg.seed)
+    tasks = make_tasks(wc, "train", cfg.n_train_tasks)
+    return [{"prompt": prompt(t), "completion": make_trace(t, rng, wc).text}
+            for t in tasks for _ in range(cfg.traces_per_task)]
+
+
+def warm_start(cfg: SandboxConfig, model, tok, examples: list[dict], out: Path, progress: bool = True):
+    """TRL SFT on prompt/completion pairs (loss on completions only), via ``hicra.trainer``."""
+    from hicra.trainer import sft
+    return sft(model, tok, examples, out / "sft", steps=cfg.sft_steps, batch_size=cfg.batch_size,
+               learning_rate=cfg.learning_rate, seed=cfg.seed, progress=progress)
+
+
+def calibrate(cfg: SandboxConfig, model, tok, wc: WorldConfig, n: int | None = None, temperature: float = 1.0) -> dict:
+    """Validation accuracy at temperature 1 and the oracle's failure kinds."""
+    from hicra.generate import sample
+    tasks = make_tasks(wc, "val", n or cfg.n_val, allow_fewer=True)
+    outs = sample(model, tok, [prompt(t) for t in tasks], n=1, temperature=temperature,
+                  max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    kinds = [classify_failure(t, o[0]) for t, o in zip(tasks, outs)]
+    return {"val_accuracy": sum(k is None for k in kinds) / len(kinds), "n_val": len(kinds),
+            "errors": {"planning": kinds.count("planning"), "execution": kinds.count("execution")},
+            "samples": [{"prompt": prompt(t), "completion": o[0], "failure": k} for t, o, k in zip(tasks, outs, kinds)]}
+
+
+# --------------------------------------------------------------------------
+# build / load
+
+
+def model_dir(cfg: SandboxConfig) -> Path:
+    return cache_dir() / "sandbox" / f"{cfg.difficulty}-s{cfg.seed}-{cfg.key()}"
+
+
+def build(cfg: SandboxConfig, force: bool = False, progress: bool = True) -> dict:
+    """Build the world, tokenizer and warm-started model, or reuse the cached build.
+
+    Returns the build summary (``model_dir``, ``cached``, ``build_seconds``,
+    ``val_accuracy``, ``errors``); the folder also holds ``grams.json`` (the
+    ground-truth SG file) and ``calibration.jsonl``.
+    """
+    import torch
+    from hicra.sgfile import write_sg_file
+    target = model_dir(cfg)
+    summary_path = target / "summary.json"
+    if summary_path.exists() and not force:
+        return {**json.loads(summary_path.read_text()), "cached": True}
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    wc = cfg.world_config()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
+    try:
+        examples = sft_examples(cfg, wc)
+        tok = train_tokenizer([e["prompt"] + e["completion"] for e in examples[:20000]], cfg.vocab_size)
+        model = new_model(cfg, tok)
+        losses = warm_start(cfg, model, tok, examples, work, progress)
+        model.save_pretrained(work)
+        tok.save_pretrained(work)
+        shutil.rmtree(work / "sft", ignore_errors=True)
+        write_sg_file(work / "grams.json", [{"gram": g, "kind": k} for g, k in ALL_GRAMS],
+                      {"annotator": "sandbox ground truth", "source": "hicra.sandbox.world.PHRASES", "seed": cfg.seed})
+        model, tok = load(work)
+        cal = calibrate(cfg, model, tok, wc)
+        with open(work / "calibration.jsonl", "w") as f:
+            for s in cal.pop("samples"):
+                f.write(json.dumps(s) + "\n")
+        summary = {"model_dir": str(target), "build_seconds": round(time.time() - t0, 1), **cal,
+                   "params": sum(p.numel() for p in model.parameters()), "sft_final_loss": losses[-1]["loss"] if losses else None,
+                   "config": asdict(cfg)}
+        (work / "summary.json").write_text(json.dumps(summary, indent=1))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(work, target)  # atomic: a killed build leaves only a .building- folder
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {**summary, "cached": False}
+
+
+def load(path):
+    """(model, tokenizer) of a sandbox build, via ``from_pretrained`` like any HF model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model = AutoModelForCausalLM.from_pretrained(path)
+    tok = AutoTokenizer.from_pretrained(path)
+    return model.eval(), tok
+
+
+def calibration_by_difficulty(cfg: SandboxConfig, model, tok, difficulties=("easy", "default", "hard"),
+                              n: int | None = None, temperature: float = 1.0):
+    """DataFrame: accuracy with Wilson 95% CI and oracle error counts per difficulty."""
+    import dataclasses
+
+    import pandas as pd
+
+    from hicra.plotting import wilson
+    rows = []
+    for d in difficulties:
+        c = dataclasses.replace(cfg, difficulty=d)
+        r = calibrate(c, model, tok, c.world_config(), n=n, temperature=temperature)
+        k = sum(s["failure"] is None for s in r["samples"])
+        p, lo, hi = wilson(k, len(r["samples"]))
+        rows.append({"difficulty": d, "n": len(r["samples"]), "accuracy": p, "ci_lo": lo, "ci_hi": hi,
+                     "planning_errors": r["errors"]["planning"], "execution_errors": r["errors"]["execution"]})
+    return pd.DataFrame(rows)

@@ -1,0 +1,41 @@
+"""RL on the sandbox: prompts dataset, verifiable reward, validation accuracy.
+
+The reward is the paper's binary outcome reward (§3): 1.0 when the last
+``\\boxed{}`` is an expression over the given numbers that equals the target
+(reasoning-gym's verifier), else 0.0.
+
+    ds = grpo_dataset(SandboxConfig(), n=2000)
+    sandbox_reward(["... \\\\boxed{3 * 7 + 5}"], numbers=[[3, 7, 5]], target=[26])  # [1.0]
+"""
+from __future__ import annotations
+
+from hicra.sandbox.build import SandboxConfig
+from hicra.sandbox.world import Task, make_tasks, prompt, verify
+
+
+def grpo_dataset(cfg: SandboxConfig, n: int, split: str = "train"):
+    """HF Dataset of ``{"prompt", "numbers", "target"}`` rows (TRL forwards the extra columns to rewards)."""
+    import datasets
+    tasks = make_tasks(cfg.world_config(), split, n, allow_fewer=True)
+    return datasets.Dataset.from_list([{"prompt": prompt(t), "numbers": t.numbers, "target": t.target} for t in tasks])
+
+
+def sandbox_reward(completions, numbers, target, **kwargs) -> list[float]:
+    """TRL reward function: 1.0 for a verified answer, else 0.0."""
+    from hicra.rewards import completion_text
+    return [float(verify(Task(list(nu), int(ta)), completion_text(c))) for c, nu, ta in zip(completions, numbers, target)]
+
+
+def validator(cfg: SandboxConfig, n: int, temperature: float = 1.0, max_new_tokens: int | None = None, seed: int = 0):
+    """``fn(model, tokenizer) -> accuracy`` on ``n`` fixed validation tasks, sampled at ``temperature``."""
+    from hicra.generate import sample
+    tasks = make_tasks(cfg.world_config(), "val", n, allow_fewer=True)
+    prompts = [prompt(t) for t in tasks]
+
+    def validate(model, tokenizer) -> float:
+        was_training = model.training
+        outs = sample(model, tokenizer, prompts, n=1, temperature=temperature, seed=seed, progress=False,
+                      max_new_tokens=max_new_tokens or cfg.max_new_tokens)
+        model.train(was_training)
+        return sum(verify(t, o[0]) for t, o in zip(tasks, outs)) / len(tasks)
+    return validate

@@ -1,0 +1,154 @@
+"""RL training step: GRPO / HICRA / entropy_reg / fork_tokens on TRL (paper §3-§4).
+
+One YAML recipe drives the notebook (``notebooks/02_train.ipynb``), the CLI and
+multi-GPU runs. Keys of ``TrainScript`` pick the model, data and run folder;
+every other key is a field of ``HICRAConfig`` (TRL's GRPOConfig + method).
+
+    python -m hicra.train configs/sandbox.yaml --method hicra --seed 1
+    accelerate launch -m hicra.train configs/qwen3_4b_base.yaml
+    python -m hicra.train configs/qwen3_4b_base.yaml --dry_run true   # validate only, no download
+
+Writes ``<run_dir>/metrics.jsonl`` (one line per step), ``rollouts/step_*.parquet``,
+checkpoints, and prints one JSON line last: ``run_dir``, ``steps``, ``final_val_accuracy``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from hicra.config import REPO_ROOT, emit, resolve, write_json
+
+
+@dataclasses.dataclass
+class TrainScript:
+    """What to train on; the rest of a recipe configures ``HICRAConfig``."""
+    model: str = "sandbox"            # "sandbox" (cached sandbox build), "smollm2", a hub id or a local path
+    dataset: str = "sandbox"          # "sandbox", or a shipped/hub math set (hicra.data)
+    run_dir: str = "runs/train"
+    sandbox_seed: int = 0             # which sandbox build (its seed)
+    sandbox: dict = dataclasses.field(default_factory=dict)  # SandboxConfig overrides (e.g. a tiny model)
+    n_train: int = 2000               # training prompts
+    val_n: int = 100                  # validation problems (sandbox)
+    val_temperature: float = 1.0
+    lora_r: int = 0                   # >0: train LoRA adapters (peft)
+    resume: bool = False              # continue from the last checkpoint in run_dir
+    dry_run: bool = False             # validate the recipe, load nothing
+
+
+SANDBOX_DEFAULTS = dict(learning_rate=1e-4, num_generations=8, per_device_train_batch_size=64,
+                        max_completion_length=200, temperature=1.0, beta=0.0, max_steps=60,
+                        save_steps=20, bf16=False, use_cpu=True, gradient_checkpointing=False,
+                        report_to=[], disable_tqdm=False, val_every=10)
+
+
+def split_recipe(data: dict):
+    """YAML mapping -> (TrainScript, HICRAConfig kwargs); unknown keys fail with the valid ones listed."""
+    from hicra.trainer import HICRAConfig
+    script_keys = {f.name for f in dataclasses.fields(TrainScript)}
+    cfg_keys = {f.name for f in dataclasses.fields(HICRAConfig)}
+    unknown = sorted(set(data) - script_keys - cfg_keys)
+    if unknown:
+        raise ValueError(f"unknown recipe key(s) {unknown}: not TrainScript ({sorted(script_keys)}) nor HICRAConfig fields")
+    script = TrainScript(**{k: v for k, v in data.items() if k in script_keys})
+    return script, {k: v for k, v in data.items() if k in cfg_keys}
+
+
+def read_recipe(path: str | None, overrides: list[str]) -> dict:
+    data = {}
+    if path:
+        p = resolve(path)
+        if not p.exists():
+            raise FileNotFoundError(f"recipe {p} not found (see configs/)")
+        data = yaml.safe_load(p.read_text()) or {}
+    it = iter(overrides)
+    for flag in it:
+        if not flag.startswith("--"):
+            raise ValueError(f"unexpected argument {flag!r}; use --key value")
+        key, _, val = flag[2:].partition("=")
+        data[key.replace("-", "_")] = yaml.safe_load(val if val else next(it))
+    return data
+
+
+def build_trainer(data: dict):
+    """(trainer, script) from a recipe mapping; the sandbox profile fills CPU-safe defaults."""
+    from hicra.trainer import HICRAConfig, HICRATrainer
+    script, kw = split_recipe(data)
+    run_dir = resolve(script.run_dir)
+    if script.model == "sandbox":
+        kw = {**SANDBOX_DEFAULTS, **kw}
+    kw.setdefault("output_dir", str(run_dir))
+    validate = None
+    if script.model == "sandbox":
+        from hicra.sandbox.build import SandboxConfig, build, load
+        from hicra.sandbox.rl import grpo_dataset, sandbox_reward, validator
+        scfg = SandboxConfig(seed=script.sandbox_seed, **script.sandbox)
+        info = build(scfg)
+        kw.setdefault("sg_file", str(Path(info["model_dir"]) / "grams.json"))
+        args = HICRAConfig(**kw)
+        model, tok = load(info["model_dir"])
+        train_ds = grpo_dataset(scfg, script.n_train)
+        rewards = [sandbox_reward]
+        validate = validator(scfg, script.val_n, script.val_temperature, args.max_completion_length)
+    else:
+        from hicra.data import load_benchmark
+        from hicra.models import load_model
+        from hicra.rewards import accuracy_reward
+        args = HICRAConfig(**kw)
+        model, tok = load_model(script.model)
+        import datasets
+        rows = load_benchmark(script.dataset, split="train", limit=script.n_train)
+        train_ds = datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": r["problem"] +
+                                                "\nPut your final answer within \\boxed{}."}], "answer": r["answer"]}
+                                               for r in rows])
+        rewards = [accuracy_reward]
+    peft_config = None
+    if script.lora_r:
+        from peft import LoraConfig
+        peft_config = LoraConfig(r=script.lora_r, lora_alpha=2 * script.lora_r, target_modules="all-linear",
+                                 task_type="CAUSAL_LM")
+    trainer = HICRATrainer(model=model, reward_funcs=rewards, args=args, train_dataset=train_ds,
+                           processing_class=tok, peft_config=peft_config, validate=validate)
+    return trainer, script
+
+
+def dry_run(data: dict) -> dict:
+    """Validate a recipe without loading a model: keys, method, SG file."""
+    from hicra.sgfile import read_sg_file
+    from hicra.trainer import HICRAConfig
+    script, kw = split_recipe(data)
+    kw = {**({**SANDBOX_DEFAULTS} if script.model == "sandbox" else {}), **kw}
+    kw.setdefault("output_dir", str(resolve(script.run_dir)))
+    if kw.get("sg_file"):
+        read_sg_file(resolve(kw["sg_file"]))
+    elif script.model == "sandbox":
+        kw["sg_file"] = str(REPO_ROOT / "data" / "grams" / "seed_grams.json")  # the build provides its own
+    args = HICRAConfig(**kw)
+    return {"ok": True, "model": script.model, "dataset": script.dataset, "method": args.method,
+            "max_steps": args.max_steps, "num_generations": args.num_generations}
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    path = argv.pop(0) if argv and not argv[0].startswith("--") else None
+    data = read_recipe(path, argv)
+    if data.get("dry_run"):
+        emit(dry_run(data))
+        return
+    trainer, script = build_trainer(data)
+    run_dir = Path(trainer.args.output_dir)
+    write_json(run_dir / "params.json", {"recipe": path, **data, "method": trainer.args.method,
+                                         "seed": trainer.args.seed})
+    trainer.train(resume_from_checkpoint=True if script.resume and any(run_dir.glob("checkpoint-*")) else None)
+    trainer.save_model(str(run_dir / "final"))
+    lines = [json.loads(x) for x in open(run_dir / "metrics.jsonl")] if (run_dir / "metrics.jsonl").exists() else []
+    vals = [x["val_accuracy"] for x in lines if x.get("val_accuracy") is not None]
+    emit({"run_dir": str(run_dir), "steps": trainer.state.global_step,
+          "final_val_accuracy": vals[-1] if vals else None, "method": trainer.args.method})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""All TRL glue lives here (the only module that imports ``trl``).
+
+Paper §3-§4 train with GRPO-family objectives; this project uses TRL's
+trainers rather than its own loop, so a TRL upgrade touches this file only.
+For now it holds the supervised warm-start the sandbox uses (TRL's
+``SFTTrainer`` on prompt/completion pairs, loss on completions only, CPU-safe
+settings: no bf16, no gradient checkpointing, length-grouped batches).
+
+    from hicra.trainer import sft
+    history = sft(model, tokenizer, [{"prompt": ..., "completion": ...}], out_dir, steps=100)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def sft(model, tokenizer, examples: list[dict], out_dir, steps: int, batch_size: int = 16,
+        learning_rate: float = 1e-3, seed: int = 0, progress: bool = True) -> list[dict]:
+    """Supervised fine-tuning on prompt/completion dicts; returns TRL's loss log."""
+    import datasets
+    from trl import SFTConfig, SFTTrainer
+    args = SFTConfig(output_dir=str(Path(out_dir)), max_steps=steps, per_device_train_batch_size=batch_size,
+                     learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=max(1, steps // 20),
+                     weight_decay=0.0, logging_steps=max(1, steps // 10), save_strategy="no", report_to=[],
+                     bf16=False, use_cpu=True, seed=seed, data_seed=seed, max_length=512,
+                     completion_only_loss=True, dataloader_num_workers=0, disable_tqdm=not progress,
+                     gradient_checkpointing=False, train_sampling_strategy="group_by_length")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(examples),
+                         processing_class=tokenizer)
+    trainer.train()
+    return [h for h in trainer.state.log_history if "loss" in h]
+
+
+# --------------------------------------------------------------------------
+# GRPO family: grpo (DAPO clip-higher), hicra, entropy_reg, fork_tokens
+
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+
+import torch  # noqa: E402
+from trl import GRPOConfig, GRPOTrainer  # noqa: E402
+
+from hicra.advantage import hicra_advantages  # noqa: E402
+from hicra.dynamics import gram_statistics  # noqa: E402
+
+METHODS = ("grpo", "hicra", "entropy_reg", "fork_tokens")
+
+
+@dataclasses.dataclass
+class HICRAConfig(GRPOConfig):
+    """TRL's GRPOConfig plus the method switch and the dynamics logging of this project.
+
+    ``method``: ``grpo`` (DAPO clip-higher: epsilon 0.2 / 0.28, token-level loss),
+    ``hicra`` (+ planning-token advantage, alpha 0.2, needs ``sg_file``),
+    ``entropy_reg`` (+ TRL's ``entropy_coef`` bonus), ``fork_tokens`` (TRL's
+    ``top_entropy_quantile`` = 0.2: gradients on the top-20 % entropy tokens only).
+    """
+    method: str = dataclasses.field(default="hicra", metadata={"help": f"one of {METHODS}"})
+    hicra_alpha: float = dataclasses.field(default=0.2, metadata={"help": "HICRA amplification alpha"})
+    sg_file: str | None = dataclasses.field(default=None, metadata={"help": "strategic-gram JSON (hicra.sgfile)"})
+    entropy_bonus: float = dataclasses.field(default=0.005, metadata={"help": "entropy_coef used by entropy_reg"})
+    fork_quantile: float = dataclasses.field(default=0.2, metadata={"help": "top-entropy share used by fork_tokens"})
+    val_every: int = dataclasses.field(default=0, metadata={"help": "validate every N steps (0: never)"})
+    save_rollouts: bool = dataclasses.field(default=True, metadata={"help": "write rollouts/step_*.parquet"})
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}; got {self.method!r}")
+        if self.epsilon_high is None:
+            self.epsilon_high = 0.28
+        self.epsilon = 0.2 if self.epsilon is None else self.epsilon
+        self.loss_type = "dapo"
+        if self.method == "entropy_reg" and not self.entropy_coef:
+            self.entropy_coef = self.entropy_bonus
+        if self.method == "fork_tokens":
+            self.top_entropy_quantile = self.fork_quantile
+        if self.method == "hicra" and not self.sg_file:
+            raise ValueError("method 'hicra' needs sg_file: a strategic-gram JSON (e.g. data/grams/seed_grams.json)")
+        self.logging_steps = 1  # one metrics line per optimiser step
+        super().__post_init__()
+
+
+class HICRATrainer(GRPOTrainer):
+    """GRPOTrainer whose advantages become ``A + alpha|A|`` on planning tokens (method ``hicra``),
+    and which appends one dynamics line per step to ``<output_dir>/metrics.jsonl``.
+
+    ``validate``: optional ``fn(model, tokenizer) -> float`` run every ``val_every`` steps.
+    """
+
+    def __init__(self, *args, validate=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        from hicra.sgfile import read_sg_file
+        from hicra.tagger import PlanningTagger
+        a = self.args
+        self.tagger = None
+        if a.sg_file:
+            read_sg_file(a.sg_file)  # fails early, naming the line, on a malformed file
+            self.tagger = PlanningTagger(a.sg_file, self.processing_class)
+        self.validate = validate
+        self.metrics_path = os.path.join(a.output_dir, "metrics.jsonl")
+        self._tok_sums: dict[str, float] = {}
+        self._stash = None
+        self._step_rollouts: list[dict] = []
+
+    # -- advantages ---------------------------------------------------------
+    def _generate_and_score_completions(self, inputs):
+        out = super()._generate_and_score_completions(inputs)
+        if self.tagger is not None:
+            plan = self.tagger.mask(out["completion_ids"], out["completion_mask"]).to(out["completion_ids"].device)
+            out["planning_mask"] = plan
+            if self.args.method == "hicra":
+                out["advantages"] = hicra_advantages(out["advantages"], plan, self.args.hicra_alpha)
+        n = len(out["completion_ids"])
+        rewards = [list(v)[-n:] for v in self._logs["rewards"].values()]
+        prompts, completions = list(self._logs["prompt"])[-n:], list(self._logs["completion"])[-n:]
+        self._step_rollouts = [{"prompt": p, "completion": c, "reward": float(rewards[0][i]) if rewards else None}
+                               for i, (p, c) in enumerate(zip(prompts, completions))]
+        return out
+
+    # -- reuse TRL's log-probs and entropies for the planning/execution split --
+    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+        res = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        if kwargs.get("compute_entropy") and res[1] is not None:
+            self._stash = (res[0].detach(), res[1].detach())
+        return res
+
+    def _compute_loss(self, model, inputs):
+        self._stash = None
+        loss = super()._compute_loss(model, inputs)
+        if self._stash is not None and "planning_mask" in inputs:
+            logps, ent = self._stash
+            cm = inputs["completion_mask"].bool()
+            for name, sel in (("planning", inputs["planning_mask"] & cm), ("execution", ~inputs["planning_mask"] & cm)):
+                s = self._tok_sums
+                s[f"n_{name}"] = s.get(f"n_{name}", 0) + float(sel.sum())
+                s[f"lp_{name}"] = s.get(f"lp_{name}", 0) + float((logps * sel).sum())
+                s[f"ent_{name}"] = s.get(f"ent_{name}", 0) + float((ent * sel).sum())
+        return loss
+
+    # -- one metrics line per step --------------------------------------------
+    def log(self, logs, start_time=None):
+        train = self.model.training
+        super().log(logs, start_time)
+        if not train or "train_runtime" in logs or not self.is_world_process_zero():
+            return
+        rec = {"step": self.state.global_step, **_dynamics_from(logs, self._tok_sums, self._step_rollouts,
+                                                                self.args.num_generations, self.tagger)}
+        self._tok_sums = {}
+        if self.validate and self.args.val_every and rec["step"] % self.args.val_every == 0:
+            rec["val_accuracy"] = float(self.validate(self.model, self.processing_class))
+        append_jsonl(self.metrics_path, rec)
+        if self.args.save_rollouts and self._step_rollouts:
+            import pandas as pd
+            from hicra.config import write_parquet
+            spans = [self.tagger.spans(r["completion"]) if self.tagger else [] for r in self._step_rollouts]
+            df = pd.DataFrame([{**r, "step": rec["step"], "planning_spans": json.dumps(s)}
+                               for r, s in zip(self._step_rollouts, spans)])
+            write_parquet(os.path.join(self.args.output_dir, "rollouts", f"step_{rec['step']:06d}.parquet"), df)
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        """Resume-safe: metrics lines written after the checkpoint being resumed are dropped first."""
+        from transformers.trainer_utils import get_last_checkpoint
+        ckpt = resume_from_checkpoint
+        if ckpt is True:
+            ckpt = get_last_checkpoint(self.args.output_dir)
+            resume_from_checkpoint = ckpt
+        step = int(re.search(r"checkpoint-(\d+)", str(ckpt)).group(1)) if ckpt else 0
+        truncate_jsonl(self.metrics_path, step)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+
+def _dynamics_from(logs: dict, sums: dict, rollouts: list[dict], group_size: int, tagger) -> dict:
+    rec = {"reward": logs.get("reward"), "length": logs.get("completions/mean_length"),
+           "clip_ratio": logs.get("completions/clipped_ratio"), "loss": logs.get("loss")}
+    rewards = [r["reward"] for r in rollouts if r["reward"] is not None]
+    rec["accuracy"] = sum(r >= 1.0 for r in rewards) / len(rewards) if rewards else None
+    n_p, n_e = sums.get("n_planning", 0), sums.get("n_execution", 0)
+    rec["planning_ratio"] = n_p / (n_p + n_e) if n_p + n_e else None
+    for name, n in (("planning", n_p), ("execution", n_e)):
+        rec[f"entropy_{name}"] = sums[f"ent_{name}"] / n if n else None
+        rec[f"ppl_{name}"] = float(torch.exp(torch.tensor(-sums[f"lp_{name}"] / n))) if n else None
+    if tagger is not None and rollouts:
+        rec.update(gram_statistics(tagger, [r["completion"] for r in rollouts]))
+    if rewards and len(rewards) % group_size == 0:
+        import numpy as np
+        from hicra.metrics import pass_at_k
+        correct = (np.array(rewards) >= 1.0).reshape(-1, group_size).sum(1)
+        rec["pass_at_k"] = float(pass_at_k(np.full(len(correct), group_size), correct, min(8, group_size)).mean())
+    return rec
+
+
+def append_jsonl(path, record: dict) -> None:
+    """Append one JSON line and flush it to disk (a kill never leaves half a line)."""
+    from hicra.config import _clean
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(_clean(record)) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def truncate_jsonl(path, max_step: int) -> int:
+    """Keep only complete lines with ``step <= max_step`` (atomic rewrite); returns lines kept."""
+    if not os.path.exists(path):
+        return 0
+    keep = []
+    with open(path) as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line from a kill
+            if rec.get("step", 0) <= max_step:
+                keep.append(line if line.endswith("\n") else line + "\n")
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.writelines(keep)
+    os.replace(tmp, path)
+    return len(keep)

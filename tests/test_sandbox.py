@@ -1,0 +1,128 @@
+"""Sandbox world, ground-truth spans vs the tagger, oracle, determinism, CLI."""
+import json
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from hicra.sandbox import ALL_GRAMS, SandboxConfig, WorldConfig, build, classify_failure, make_tasks, make_trace, verify
+from hicra.sandbox.build import train_tokenizer
+from hicra.sandbox.world import PHRASES, Task, chain_expr
+from hicra.tagger import PlanningTagger, normalize_text
+
+TINY = dict(hidden_size=32, n_layers=1, n_heads=2, n_train_tasks=40, traces_per_task=1, sft_steps=3,
+            batch_size=8, n_val=4, max_new_tokens=24)
+
+
+@pytest.fixture(scope="module")
+def world():
+    wc = WorldConfig(seed=0)
+    rng = random.Random(0)
+    tasks = make_tasks(wc, "train", 300)
+    traces = [make_trace(t, rng, wc) for t in tasks]
+    return wc, tasks, traces
+
+
+def test_grams_cover_three_kinds():
+    grams = {g for g, _ in ALL_GRAMS}
+    assert len(grams) >= 40
+    assert {k for _, k in ALL_GRAMS} == {"deduction", "branching", "backtracing"}
+
+
+def test_spans_are_the_phrases(world):
+    _, _, traces = world
+    for tr in traces:
+        for s, e, g, _ in tr.spans:
+            assert normalize_text(tr.text[s:e]) == g
+    styles = {tr.style for tr in traces}
+    assert styles == {"careful", "hasty"}
+    shown = " ".join(tr.text for tr in traces)
+    assert any(c.isupper() for c in shown) and "\u2019" in shown  # case and apostrophe variety
+
+
+def test_verifier_and_generator_agree(world):
+    _, tasks, traces = world
+    for t, tr in zip(tasks, traces):
+        assert verify(t, tr.text) == tr.correct
+    assert all(tr.correct for tr in traces if tr.style == "careful")
+    assert not all(tr.correct for tr in traces if tr.style == "hasty")
+
+
+def test_verifier_rejects_bad_answers():
+    t = Task([3, 7, 5], 26)
+    assert verify(t, r"\boxed{3 * 7 + 5}") and verify(t, r"so \boxed{(3 * 7) + 5}")
+    assert not verify(t, r"\boxed{3 * 7}")            # a number unused
+    assert not verify(t, r"\boxed{26}")
+    assert not verify(t, "3 * 7 + 5 = 26")            # strict: no box
+    assert not verify(t, r"\boxed{__import__('os')}")
+
+
+def test_oracle():
+    t = Task([3, 7, 5], 26)
+    assert classify_failure(t, r"Let's try 3 * 7 = 21. 21 + 5 = 26. \boxed{(3 * 7) + 5}") is None
+    assert classify_failure(t, r"Let's try 3 * 7 = 24. 24 + 5 = 29. \boxed{(3 * 7) + 5}") == "execution"
+    assert classify_failure(t, r"Let's try 3 + 7 = 10. 10 * 5 = 50. \boxed{(3 + 7) * 5}") == "planning"
+    assert classify_failure(t, "Let's try 3 + 7 = 10.") == "planning"
+
+
+def test_splits_disjoint():
+    wc = WorldConfig(seed=0)
+    key = lambda t: (tuple(sorted(t.numbers)), t.target)  # noqa: E731
+    train = {key(t) for t in make_tasks(wc, "train", 500)}
+    val = {key(t) for t in make_tasks(wc, "val", 100)}
+    assert len(val) == 100 and not train & val
+    with pytest.raises(ValueError, match="split must be"):
+        make_tasks(wc, "dev", 3)
+
+
+def test_chain_expr():
+    assert chain_expr((3, 7, 5), ("*", "+")) == "(3 * 7) + 5"
+
+
+def test_tagger_recovers_ground_truth_tokens(world):
+    """With the ground-truth gram list, tagger tokens == tokens overlapping ground-truth spans."""
+    _, _, traces = world
+    tok = train_tokenizer([tr.text for tr in traces], 512)
+    tagger = PlanningTagger([g for g, _ in ALL_GRAMS], tok)
+    n_tokens = n_plan = 0
+    for tr in traces:
+        enc = tok(tr.text, add_special_tokens=False, return_offsets_mapping=True)
+        gt = np.array([any(s < ge and gs < e for gs, ge, _, _ in tr.spans) for s, e in enc["offset_mapping"]])
+        got = tagger.mask(torch.tensor([enc["input_ids"]]))[0].numpy()
+        assert (got == gt).all(), tr.text
+        n_tokens += len(gt)
+        n_plan += gt.sum()
+    assert 0.1 < n_plan / n_tokens < 0.7
+
+
+def test_tiny_build_deterministic_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "a"))
+    cfg = SandboxConfig(seed=1, **TINY)
+    a = build(cfg, progress=False)
+    assert not a["cached"] and 0 <= a["val_accuracy"] <= 1
+    assert sum(a["errors"].values()) + round(a["val_accuracy"] * 4) == 4
+    assert build(cfg)["cached"]
+    monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "b"))
+    b = build(cfg, progress=False)
+    from safetensors.torch import load_file
+    wa = load_file(f"{a['model_dir']}/model.safetensors")
+    wb = load_file(f"{b['model_dir']}/model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert json.load(open(f"{a['model_dir']}/grams.json"))["grams"]
+
+
+def test_cli_last_line_json(tmp_path):
+    flags = sum([[f"--{k}", str(v)] for k, v in TINY.items()], [])
+    env = {"HICRA_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([sys.executable, "-m", "hicra.sandbox", "--seed", "2", *flags], capture_output=True,
+                       text=True, env={**__import__("os").environ, **env}, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(out) == {"model_dir", "cached", "build_seconds", "val_accuracy", "errors"}
+    assert out["cached"] is False and set(out["errors"]) == {"planning", "execution"}
+    r = subprocess.run([sys.executable, "-m", "hicra.sandbox", "--difficulty", "impossible"], capture_output=True,
+                       text=True, env={**__import__("os").environ, **env}, timeout=120)
+    assert r.returncode != 0 and "difficulty must be one of" in r.stderr

@@ -1,0 +1,143 @@
+"""RL training on a tiny sandbox model: every method, exact HICRA advantages, metrics, kill-and-resume."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hicra.dynamics import RECORD_KEYS
+from hicra.trainer import METHODS, HICRAConfig, HICRATrainer, truncate_jsonl
+
+TINY = dict(hidden_size=32, n_layers=1, n_heads=2, n_train_tasks=40, traces_per_task=1, sft_steps=3,
+            batch_size=8, n_val=4, max_new_tokens=24)
+RUN = dict(num_generations=4, per_device_train_batch_size=8, max_completion_length=24, val_every=1, val_n=4,
+           n_train=16, save_steps=10)
+
+
+@pytest.fixture
+def tiny_sandbox(tmp_path, monkeypatch):
+    """A private cache for the seconds-long tiny sandbox build."""
+    monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def _train(tmp_path, **kw):
+    from hicra.train import build_trainer
+    trainer, _ = build_trainer({"run_dir": str(tmp_path / "run"), "max_steps": 2, "sandbox": TINY, **RUN, **kw})
+    trainer.train()
+    return trainer, [json.loads(x) for x in open(tmp_path / "run" / "metrics.jsonl")]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_method_runs_and_logs_complete_finite_lines(tiny_sandbox, method):
+    trainer, lines = _train(tiny_sandbox, method=method)
+    assert [x["step"] for x in lines] == [1, 2]
+    for x in lines:
+        for k in RECORD_KEYS + ("val_accuracy",):
+            assert x.get(k) is not None and math.isfinite(x[k]), (k, x)
+        assert 0 <= x["planning_ratio"] <= 1
+    roll = sorted((tiny_sandbox / "run" / "rollouts").glob("step_*.parquet"))
+    assert [p.name for p in roll] == ["step_000001.parquet", "step_000002.parquet"]
+    import pandas as pd
+    df = pd.read_parquet(roll[0])
+    assert {"prompt", "completion", "reward", "planning_spans", "step"} <= set(df.columns) and len(df) == 8
+    if method == "fork_tokens":
+        assert trainer.top_entropy_quantile == 0.2
+    if method == "entropy_reg":
+        assert trainer.args.entropy_coef > 0
+
+
+def test_advantages_handed_to_loss_are_exact(tiny_sandbox, monkeypatch):
+    """Intercept: the loss sees exactly A + alpha*|A|*mask, with mask = tagger(completion)."""
+    from trl import GRPOTrainer
+    base, seen = [], []
+    orig_gen = GRPOTrainer._generate_and_score_completions
+    orig_loss = HICRATrainer._compute_loss
+
+    def gen(self, inputs):
+        out = orig_gen(self, inputs)
+        base.append({k: out[k].clone() for k in ("prompt_ids", "completion_ids", "advantages")})
+        return out
+
+    def loss(self, model, inputs):
+        seen.append({k: inputs[k].clone() for k in ("prompt_ids", "completion_ids", "advantages", "completion_mask")})
+        return orig_loss(self, model, inputs)
+
+    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", gen)
+    monkeypatch.setattr(HICRATrainer, "_compute_loss", loss)
+    trainer, _ = _train(tiny_sandbox, method="hicra", hicra_alpha=0.2, seed=3)
+    checked = 0
+    for batch in seen:
+        mask = trainer.tagger.mask(batch["completion_ids"], batch["completion_mask"])
+        for i in range(len(batch["advantages"])):
+            row = torch.cat([batch["prompt_ids"][i], batch["completion_ids"][i]])
+            A = next(b["advantages"][j] for b in base for j in range(len(b["advantages"]))
+                     if torch.equal(torch.cat([b["prompt_ids"][j], b["completion_ids"][j]]), row))
+            want = A + 0.2 * A.abs() * mask[i].float()
+            assert torch.equal(batch["advantages"][i], want)
+            checked += 1
+    assert checked == 16 and mask.any()
+
+
+def test_hicra_needs_a_valid_sg_file(tmp_path):
+    with pytest.raises(ValueError, match="needs sg_file"):
+        HICRAConfig(output_dir=str(tmp_path), method="hicra", use_cpu=True)
+    with pytest.raises(ValueError, match="method must be one of"):
+        HICRAConfig(output_dir=str(tmp_path), method="ppo", use_cpu=True)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"grams": [\n {"gram": "wait", "kind": "backtracing"},\n {"gram": "", "kind": "branching"}\n]}')
+    from hicra.sgfile import SGFileError, read_sg_file
+    with pytest.raises(SGFileError, match=r"bad.json:3:"):
+        read_sg_file(bad)
+    from hicra.train import dry_run
+    with pytest.raises(SGFileError, match="not found"):
+        dry_run({"model": "Qwen/Qwen3-4B-Base", "method": "hicra", "sg_file": str(tmp_path / "missing.json")})
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parent.parent / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_recipes_dry_run(recipe):
+    r = subprocess.run([sys.executable, "-m", "hicra.train", str(recipe), "--dry_run", "true"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert json.loads(r.stdout.strip().splitlines()[-1])["ok"] is True
+
+
+def test_truncate_jsonl(tmp_path):
+    p = tmp_path / "m.jsonl"
+    p.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"step": 4, "tor')
+    assert truncate_jsonl(p, 2) == 2
+    assert [json.loads(x)["step"] for x in p.read_text().splitlines()] == [1, 2]
+
+
+@pytest.mark.slow
+def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
+    """A CLI run SIGKILLs itself right after writing step 5's line (checkpoint at 4), is resumed,
+    and the metrics file ends with each step exactly once."""
+    code = ("import os, signal, sys, hicra.trainer as ht\n"
+            "log = ht.HICRATrainer.log\n"
+            "def killing_log(self, logs, start_time=None):\n"
+            "    log(self, logs, start_time)\n"
+            "    if os.environ.get('KILL_AT') and self.state.global_step == int(os.environ['KILL_AT']):\n"
+            "        os.kill(os.getpid(), signal.SIGKILL)\n"
+            "ht.HICRATrainer.log = killing_log\n"
+            "from hicra.train import main; main(sys.argv[1:])")
+    flags = ["--run_dir", str(tmp_path / "run"), "--method", "hicra", "--max_steps", "8", "--save_steps", "2",
+             "--num_generations", "4", "--per_device_train_batch_size", "8", "--max_completion_length", "24",
+             "--val_every", "0", "--n_train", "64", "--sandbox", json.dumps(TINY)]
+    env = {**os.environ, "HICRA_CACHE": str(tmp_path / "cache")}
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    r = subprocess.run([sys.executable, "-c", code, *flags], env={**env, "KILL_AT": "5"}, capture_output=True, timeout=600)
+    assert r.returncode == -signal.SIGKILL
+    assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == [1, 2, 3, 4, 5]
+    assert (tmp_path / "run" / "checkpoint-4").exists() and not (tmp_path / "run" / "checkpoint-6").exists()
+    r = subprocess.run([sys.executable, "-c", code, *flags, "--resume", "true"], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    steps = [json.loads(x)["step"] for x in metrics.read_text().splitlines()]
+    assert steps == list(range(1, 9))
+    assert json.loads(r.stdout.strip().splitlines()[-1])["steps"] == 8
