@@ -126,8 +126,12 @@ def dry_run(data: dict) -> dict:
         read_sg_file(resolve(kw["sg_file"]))
     elif script.model == "sandbox":
         kw["sg_file"] = str(REPO_ROOT / "data" / "grams" / "seed_grams.json")  # the build provides its own
+    import torch
+    hardware_checked = torch.cuda.is_available()
+    if not hardware_checked:  # a GPU recipe validated on a CPU machine: skip the device checks only
+        kw.update(bf16=False, use_cpu=True, use_vllm=False)
     args = HICRAConfig(**kw)
-    return {"ok": True, "model": script.model, "dataset": script.dataset, "method": args.method,
+    return {"ok": True, "hardware_checked": hardware_checked, "model": script.model, "dataset": script.dataset, "method": args.method,
             "max_steps": args.max_steps, "num_generations": args.num_generations}
 
 

@@ -63,7 +63,9 @@ def test_verifier_rejects_bad_answers():
 def test_oracle():
     t = Task([3, 7, 5], 26)
     assert classify_failure(t, r"Let's try 3 * 7 = 21. 21 + 5 = 26. \boxed{(3 * 7) + 5}") is None
-    assert classify_failure(t, r"Let's try 3 * 7 = 24. 24 + 5 = 29. \boxed{(3 * 7) + 5}") == "execution"
+    assert classify_failure(t, r"Let's try 3 * 7 = 24. 24 - 5 = 19. \boxed{(3 * 7) - 5}") == "execution"
+    # a slip in the text does not matter when the boxed expression is right
+    assert classify_failure(t, r"Let's try 3 * 7 = 24. 24 + 5 = 29. \boxed{(3 * 7) + 5}") is None
     assert classify_failure(t, r"Let's try 3 + 7 = 10. 10 * 5 = 50. \boxed{(3 + 7) * 5}") == "planning"
     assert classify_failure(t, "Let's try 3 + 7 = 10.") == "planning"
 

@@ -39,7 +39,11 @@ def test_each_method_runs_and_logs_complete_finite_lines(tiny_sandbox, method):
     assert [x["step"] for x in lines] == [1, 2]
     for x in lines:
         for k in RECORD_KEYS + ("val_accuracy",):
-            assert x.get(k) is not None and math.isfinite(x[k]), (k, x)
+            assert k in x, (k, x)
+            if x[k] is None:  # undefined, never NaN: only a class with no tokens in the step
+                assert k in ("entropy_planning", "ppl_planning") and x["planning_ratio"] == 0, (k, x)
+            else:
+                assert math.isfinite(x[k]), (k, x)
         assert 0 <= x["planning_ratio"] <= 1
     roll = sorted((tiny_sandbox / "run" / "rollouts").glob("step_*.parquet"))
     assert [p.name for p in roll] == ["step_000001.parquet", "step_000002.parquet"]
@@ -70,10 +74,13 @@ def test_advantages_handed_to_loss_are_exact(tiny_sandbox, monkeypatch):
 
     monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", gen)
     monkeypatch.setattr(HICRATrainer, "_compute_loss", loss)
-    trainer, _ = _train(tiny_sandbox, method="hicra", hicra_alpha=0.2, seed=3)
-    checked = 0
+    # a tiny model trained long enough to write strategic phrases, so the mask is not empty
+    trainer, _ = _train(tiny_sandbox, method="hicra", hicra_alpha=0.2, seed=3,
+                        sandbox={**TINY, "sft_steps": 80, "learning_rate": 1e-2})
+    checked = planning = 0
     for batch in seen:
         mask = trainer.tagger.mask(batch["completion_ids"], batch["completion_mask"])
+        planning += int(mask.sum())
         for i in range(len(batch["advantages"])):
             row = torch.cat([batch["prompt_ids"][i], batch["completion_ids"][i]])
             A = next(b["advantages"][j] for b in base for j in range(len(b["advantages"]))
@@ -81,7 +88,7 @@ def test_advantages_handed_to_loss_are_exact(tiny_sandbox, monkeypatch):
             want = A + 0.2 * A.abs() * mask[i].float()
             assert torch.equal(batch["advantages"][i], want)
             checked += 1
-    assert checked == 16 and mask.any()
+    assert checked == 16 and planning > 0
 
 
 def test_hicra_needs_a_valid_sg_file(tmp_path):
