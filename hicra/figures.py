@@ -39,8 +39,10 @@ def load_runs(run_dirs) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _band(ax, df, x, y, label, color, relative_to_start=False, delta=False):
+def _band(ax, df, x, y, label, color, relative_to_start=False, delta=False, smooth: int = 1):
     piv = df.pivot_table(index=x, columns="run", values=y)
+    if smooth > 1:  # per-step metrics of 8 prompts are noisy: trailing mean over `smooth` steps
+        piv = piv.rolling(smooth, min_periods=1).mean()
     if relative_to_start:
         piv = piv.apply(lambda c: pd.Series(relative(c.values), index=c.index))
     if delta:
@@ -54,37 +56,39 @@ def _band(ax, df, x, y, label, color, relative_to_start=False, delta=False):
         ax.fill_between(m.index, piv.min(axis=1), piv.max(axis=1), color=color, alpha=0.2, lw=0)
 
 
-def fig3_dynamics(df: pd.DataFrame, method: str | None = None):
-    """Paper Fig 3 in four columns for one method (all its seeds)."""
+def fig3_dynamics(df: pd.DataFrame, method: str | None = None, smooth: int = 5):
+    """Paper Fig 3 in four columns for one method (all its seeds); per-step curves smoothed over ``smooth`` steps."""
     d = df if method is None else df[df.method == method]
     fig, ax = plt.subplots(1, 4, figsize=(17, 3.8))
-    _band(ax[0], d, "step", "ppl_planning", "planning", PALETTE["planning"], relative_to_start=True)
-    _band(ax[0], d, "step", "ppl_execution", "execution", PALETTE["execution"], relative_to_start=True)
+    _band(ax[0], d, "step", "ppl_planning", "planning", PALETTE["planning"], relative_to_start=True, smooth=smooth)
+    _band(ax[0], d, "step", "ppl_execution", "execution", PALETTE["execution"], relative_to_start=True, smooth=smooth)
     ax[0].set(title="Relative perplexity", ylabel="perplexity / first step")
-    _band(ax[1], d, "step", "entropy_planning", "planning", PALETTE["planning"])
-    _band(ax[1], d, "step", "entropy_execution", "execution", PALETTE["execution"])
+    _band(ax[1], d, "step", "entropy_planning", "planning", PALETTE["planning"], smooth=smooth)
+    _band(ax[1], d, "step", "entropy_execution", "execution", PALETTE["execution"], smooth=smooth)
     ax[1].set(title="Token entropy", ylabel="entropy (nats)")
-    _band(ax[2], d, "step", "semantic_entropy", "semantic entropy (SGs)", PALETTE["planning"], delta=True)
-    _band(ax[2], d, "step", "conditional_entropy", "conditional entropy (next bigram | SG)", PALETTE["execution"], delta=True)
+    _band(ax[2], d, "step", "semantic_entropy", "semantic entropy (SGs)", PALETTE["planning"], delta=True, smooth=smooth)
+    _band(ax[2], d, "step", "conditional_entropy", "conditional entropy (next bigram | SG)", PALETTE["execution"],
+          delta=True, smooth=smooth)
     ax[2].axhline(0, color="grey", lw=0.8)
     ax[2].set(title="Strategy diversity", ylabel="change since start (bits)")
     v = d.dropna(subset=["val_accuracy"]) if "val_accuracy" in d else d.iloc[0:0]
     _band(ax[3], v, "step", "val_accuracy", "val accuracy", PALETTE["grpo"])
     ax[3].set(title="Validation accuracy & length", ylabel="accuracy (T = 1)")
     ax3b = ax[3].twinx()
-    _band(ax3b, d, "step", "length", "mean length", PALETTE["base"])
+    _band(ax3b, d, "step", "length", "mean length", PALETTE["base"], smooth=smooth)
     ax3b.set_ylabel("completion length (tokens)")
     ax3b.grid(False)
     for a in ax:
         a.set_xlabel("RL step")
         a.legend(loc="best", fontsize=8)
-    seeds = sorted(d.seed.unique())
-    fig.suptitle(f"Hierarchy dynamics · {method or ', '.join(sorted(d.method.unique()))} · seeds {seeds}", y=1.03)
+    seeds = sorted(int(x) for x in d.seed.unique())
+    fig.suptitle(f"Hierarchy dynamics · {method or ', '.join(sorted(d.method.unique()))} · seeds {seeds}"
+                 f" · per-step curves: {smooth}-step mean, bands: seed min-max", y=1.03)
     fig.tight_layout()
     return fig
 
 
-def fig_methods(df: pd.DataFrame, methods=("grpo", "hicra", "entropy_reg")):
+def fig_methods(df: pd.DataFrame, methods=("grpo", "hicra", "entropy_reg"), smooth: int = 5):
     """Paper Fig 5/6/8: semantic entropy, validation accuracy, pass@k and token entropy per method."""
     fig, ax = plt.subplots(1, 4, figsize=(17, 3.8))
     panels = [("semantic_entropy", "Semantic entropy (bits)"), ("val_accuracy", "Validation accuracy (T = 1)"),
@@ -93,11 +97,13 @@ def fig_methods(df: pd.DataFrame, methods=("grpo", "hicra", "entropy_reg")):
         for m in methods:
             sub = df[df.method == m]
             if col in sub:
-                _band(a, sub.dropna(subset=[col]), "step", col, m, PALETTE.get(m, "black"))
+                _band(a, sub.dropna(subset=[col]), "step", col, m, PALETTE.get(m, "black"),
+                      smooth=1 if col == "val_accuracy" else smooth)
         a.set(title=title, xlabel="RL step")
         a.legend(loc="best", fontsize=8)
     n = df.groupby("method").seed.nunique().to_dict()
-    fig.suptitle("Method comparison · seeds per method: " + ", ".join(f"{k} {v}" for k, v in sorted(n.items())), y=1.03)
+    fig.suptitle("Method comparison · seeds per method: " + ", ".join(f"{k} {v}" for k, v in sorted(n.items()))
+                 + f" · per-step curves: {smooth}-step mean", y=1.03)
     fig.tight_layout()
     return fig
 

@@ -40,7 +40,7 @@ class TrainScript:
 
 
 SANDBOX_DEFAULTS = dict(learning_rate=1e-4, num_generations=8, per_device_train_batch_size=64,
-                        max_completion_length=200, temperature=1.0, beta=0.0, max_steps=60,
+                        max_completion_length=256, temperature=1.0, beta=0.0, max_steps=60,
                         save_steps=20, bf16=False, use_cpu=True, gradient_checkpointing=False,
                         report_to=[], disable_tqdm=False, val_every=10)
 

@@ -167,12 +167,15 @@ class HICRATrainer(GRPOTrainer):
             ckpt = get_last_checkpoint(self.args.output_dir)
             resume_from_checkpoint = ckpt
         step = int(re.search(r"checkpoint-(\d+)", str(ckpt)).group(1)) if ckpt else 0
-        truncate_jsonl(self.metrics_path, step)
+        truncate_jsonl(self.metrics_path, step if ckpt else -1)
+        if not ckpt and self.validate and self.args.val_every and self.is_world_process_zero():
+            # the warm-start level, so curves start where RL starts
+            append_jsonl(self.metrics_path, {"step": 0, "val_accuracy": float(self.validate(self.model, self.processing_class))})
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
 
 def _dynamics_from(logs: dict, sums: dict, rollouts: list[dict], group_size: int, tagger) -> dict:
-    rec = {"reward": logs.get("reward"), "length": logs.get("completions/mean_length"),
+    rec = {"reward": logs.get("reward"), "length": logs.get("completions/mean_length"), "step_time": logs.get("step_time"),
            "clip_ratio": logs.get("completions/clipped_ratio"), "loss": logs.get("loss")}
     rewards = [r["reward"] for r in rollouts if r["reward"] is not None]
     rec["accuracy"] = sum(r >= 1.0 for r in rewards) / len(rewards) if rewards else None
@@ -212,7 +215,7 @@ def truncate_jsonl(path, max_step: int) -> int:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a torn last line from a kill
-            if rec.get("step", 0) <= max_step:
+            if rec.get("step", 0) <= max_step:  # max_step -1: start afresh
                 keep.append(line if line.endswith("\n") else line + "\n")
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:

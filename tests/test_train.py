@@ -36,8 +36,9 @@ def _train(tmp_path, **kw):
 @pytest.mark.parametrize("method", METHODS)
 def test_each_method_runs_and_logs_complete_finite_lines(tiny_sandbox, method):
     trainer, lines = _train(tiny_sandbox, method=method)
-    assert [x["step"] for x in lines] == [1, 2]
-    for x in lines:
+    assert [x["step"] for x in lines] == [0, 1, 2]
+    assert set(lines[0]) == {"step", "val_accuracy"}  # the warm-start level
+    for x in lines[1:]:
         for k in RECORD_KEYS + ("val_accuracy",):
             assert k in x, (k, x)
             if x[k] is None:  # undefined, never NaN: only a class with no tokens in the step
