@@ -1,17 +1,31 @@
 """All TRL glue lives here (the only module that imports ``trl``).
 
 Paper §3-§4 train with GRPO-family objectives; this project uses TRL's
-trainers rather than its own loop, so a TRL upgrade touches this file only.
-For now it holds the supervised warm-start the sandbox uses (TRL's
-``SFTTrainer`` on prompt/completion pairs, loss on completions only, CPU-safe
-settings: no bf16, no gradient checkpointing, length-grouped batches).
+trainers rather than its own loop, so a TRL upgrade touches this file only:
+
+* ``sft``: the sandbox warm-start (TRL's ``SFTTrainer`` on prompt/completion
+  pairs, loss on completions only; CPU-safe: no bf16, no gradient
+  checkpointing, length-grouped batches);
+* ``HICRAConfig`` / ``HICRATrainer``: GRPO (DAPO clip-higher), HICRA,
+  entropy-regularised GRPO and fork tokens, with per-step dynamics lines.
 
     from hicra.trainer import sft
     history = sft(model, tokenizer, [{"prompt": ..., "completion": ...}], out_dir, steps=100)
+    python -m hicra.train configs/sandbox.yaml --method hicra     # the RL entry point
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import re
 from pathlib import Path
+
+import torch
+from trl import GRPOConfig, GRPOTrainer
+
+from hicra.advantage import hicra_advantages
+from hicra.dynamics import gram_statistics
 
 
 def sft(model, tokenizer, examples: list[dict], out_dir, steps: int, batch_size: int = 16,
@@ -33,17 +47,6 @@ def sft(model, tokenizer, examples: list[dict], out_dir, steps: int, batch_size:
 
 # --------------------------------------------------------------------------
 # GRPO family: grpo (DAPO clip-higher), hicra, entropy_reg, fork_tokens
-
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
-
-import torch  # noqa: E402
-from trl import GRPOConfig, GRPOTrainer  # noqa: E402
-
-from hicra.advantage import hicra_advantages  # noqa: E402
-from hicra.dynamics import gram_statistics  # noqa: E402
 
 METHODS = ("grpo", "hicra", "entropy_reg", "fork_tokens")
 
