@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ast
 import json
-import sys
 from pathlib import Path
 
 from hicra.rewards import last_boxed

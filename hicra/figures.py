@@ -11,10 +11,8 @@ a mean line with a shaded min-max band (one seed: just the line).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
 from hicra.config import resolve
@@ -117,7 +115,3 @@ def final_table(df: pd.DataFrame, col: str = "val_accuracy") -> pd.DataFrame:
         mean, lo, hi = mean_ci(g[col].tolist())
         rows.append({"method": m, "seeds": len(g), col: mean, "ci_lo": lo, "ci_hi": hi})
     return pd.DataFrame(rows)
-
-
-def ensure(paths) -> list[Path]:
-    return [resolve(p) for p in paths]

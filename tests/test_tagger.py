@@ -1,5 +1,4 @@
 """PlanningTagger on handcrafted strings and two real tokenizer families."""
-import numpy as np
 import pytest
 import torch
 
