@@ -65,7 +65,16 @@ def load_config(cls, path: str | None = None, argv: list[str] | None = None):
     defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else
                          f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
                 for f in dataclasses.fields(cls)}
-    argv = list(argv or [])
+    for key, val in split_flags(argv):
+        if key not in defaults:
+            raise ValueError(f"unknown option --{key}; valid: {sorted(defaults)}")
+        data[key] = _coerce(val, data.get(key, defaults[key]))
+    return from_dict(cls, data)
+
+
+def split_flags(argv: list[str] | None) -> list[tuple[str, str]]:
+    """``--key value`` / ``--key=value`` flags -> ``[(key, raw value), ...]`` (dashes in keys become ``_``)."""
+    argv, out = list(argv or []), []
     while argv:
         flag = argv.pop(0)
         if not flag.startswith("--"):
@@ -76,10 +85,8 @@ def load_config(cls, path: str | None = None, argv: list[str] | None = None):
             if not argv:
                 raise ValueError(f"--{key} needs a value")
             val = argv.pop(0)
-        if key not in defaults:
-            raise ValueError(f"unknown option --{key}; valid: {sorted(defaults)}")
-        data[key] = _coerce(val, data.get(key, defaults[key]))
-    return from_dict(cls, data)
+        out.append((key, val))
+    return out
 
 
 def parse_cli(cls, argv: list[str] | None = None):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from hicra.config import REPO_ROOT, emit, resolve, write_json
+from hicra.config import REPO_ROOT, emit, resolve, split_flags, write_json
 
 
 @dataclasses.dataclass
@@ -46,7 +46,8 @@ SANDBOX_DEFAULTS = dict(learning_rate=1e-4, num_generations=8, per_device_train_
 
 
 def split_recipe(data: dict):
-    """YAML mapping -> (TrainScript, HICRAConfig kwargs); unknown keys fail with the valid ones listed."""
+    """YAML mapping -> (TrainScript, HICRAConfig kwargs with the sandbox profile's CPU defaults and
+    ``output_dir`` filled in); unknown keys fail with the valid ones listed."""
     from hicra.trainer import HICRAConfig
     script_keys = {f.name for f in dataclasses.fields(TrainScript)}
     cfg_keys = {f.name for f in dataclasses.fields(HICRAConfig)}
@@ -54,7 +55,9 @@ def split_recipe(data: dict):
     if unknown:
         raise ValueError(f"unknown recipe key(s) {unknown}: not TrainScript ({sorted(script_keys)}) nor HICRAConfig fields")
     script = TrainScript(**{k: v for k, v in data.items() if k in script_keys})
-    return script, {k: v for k, v in data.items() if k in cfg_keys}
+    kw = {**(SANDBOX_DEFAULTS if script.model == "sandbox" else {}), **{k: v for k, v in data.items() if k in cfg_keys}}
+    kw.setdefault("output_dir", str(resolve(script.run_dir)))
+    return script, kw
 
 
 def read_recipe(path: str | None, overrides: list[str]) -> dict:
@@ -64,12 +67,8 @@ def read_recipe(path: str | None, overrides: list[str]) -> dict:
         if not p.exists():
             raise FileNotFoundError(f"recipe {p} not found (see configs/)")
         data = yaml.safe_load(p.read_text()) or {}
-    it = iter(overrides)
-    for flag in it:
-        if not flag.startswith("--"):
-            raise ValueError(f"unexpected argument {flag!r}; use --key value")
-        key, _, val = flag[2:].partition("=")
-        data[key.replace("-", "_")] = yaml.safe_load(val if val else next(it))
+    for key, val in split_flags(overrides):
+        data[key] = yaml.safe_load(val)
     return data
 
 
@@ -77,10 +76,6 @@ def build_trainer(data: dict):
     """(trainer, script) from a recipe mapping; the sandbox profile fills CPU-safe defaults."""
     from hicra.trainer import HICRAConfig, HICRATrainer
     script, kw = split_recipe(data)
-    run_dir = resolve(script.run_dir)
-    if script.model == "sandbox":
-        kw = {**SANDBOX_DEFAULTS, **kw}
-    kw.setdefault("output_dir", str(run_dir))
     validate = None
     if script.model == "sandbox":
         from hicra.sandbox.build import SandboxConfig, build, load
@@ -120,8 +115,6 @@ def dry_run(data: dict) -> dict:
     from hicra.sgfile import read_sg_file
     from hicra.trainer import HICRAConfig
     script, kw = split_recipe(data)
-    kw = {**({**SANDBOX_DEFAULTS} if script.model == "sandbox" else {}), **kw}
-    kw.setdefault("output_dir", str(resolve(script.run_dir)))
     if kw.get("sg_file"):
         read_sg_file(resolve(kw["sg_file"]))
     elif script.model == "sandbox":
