@@ -59,6 +59,8 @@ class HICRAConfig(GRPOConfig):
     ``hicra`` (+ planning-token advantage, alpha 0.2, needs ``sg_file``),
     ``entropy_reg`` (+ TRL's ``entropy_coef`` bonus), ``fork_tokens`` (TRL's
     ``top_entropy_quantile`` = 0.2: gradients on the top-20 % entropy tokens only).
+    ``dynamic_sampling`` (any method): DAPO's filter of zero-variance groups, refilled
+    from freshly drawn prompts (at most ``max_refill_rounds`` extra generations a step).
     """
     method: str = dataclasses.field(default="hicra", metadata={"help": f"one of {METHODS}"})
     hicra_alpha: float = dataclasses.field(default=0.2, metadata={"help": "HICRA amplification alpha"})
@@ -67,6 +69,10 @@ class HICRAConfig(GRPOConfig):
     fork_quantile: float = dataclasses.field(default=0.2, metadata={"help": "top-entropy share used by fork_tokens"})
     val_every: int = dataclasses.field(default=0, metadata={"help": "validate every N steps (0: never)"})
     save_rollouts: bool = dataclasses.field(default=True, metadata={"help": "write rollouts/step_*.parquet"})
+    dynamic_sampling: bool = dataclasses.field(default=False, metadata={
+        "help": "DAPO dynamic sampling: drop groups whose rewards are all equal, refill from new prompts"})
+    max_refill_rounds: int = dataclasses.field(default=3, metadata={
+        "help": "dynamic sampling: extra generation rounds per step before filling up with dropped groups"})
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -109,6 +115,13 @@ class HICRATrainer(GRPOTrainer):
 
     # -- advantages ---------------------------------------------------------
     def _generate_and_score_completions(self, inputs):
+        out, self._step_rollouts = self._score_batch(inputs)
+        if self.args.dynamic_sampling and self.model.training:
+            out = self._dynamic_sample(inputs, out)
+        return out
+
+    def _score_batch(self, inputs):
+        """TRL's generation + rewards + group advantages, then the planning mask (and HICRA's advantages)."""
         out = super()._generate_and_score_completions(inputs)
         if self.tagger is not None:
             plan = self.tagger.mask(out["completion_ids"], out["completion_mask"]).to(out["completion_ids"].device)
@@ -118,9 +131,45 @@ class HICRATrainer(GRPOTrainer):
         n = len(out["completion_ids"])
         rewards = [list(v)[-n:] for v in self._logs["rewards"].values()]
         prompts, completions = list(self._logs["prompt"])[-n:], list(self._logs["completion"])[-n:]
-        self._step_rollouts = [{"prompt": p, "completion": c, "reward": float(rewards[0][i]) if rewards else None}
-                               for i, (p, c) in enumerate(zip(prompts, completions))]
-        return out
+        rollouts = [{"prompt": p, "completion": c, "reward": float(rewards[0][i]) if rewards else None}
+                    for i, (p, c) in enumerate(zip(prompts, completions))]
+        return out, rollouts
+
+    def _dynamic_sample(self, inputs, out):
+        """DAPO dynamic sampling: keep groups with a non-zero advantage, refill with new prompts.
+
+        A group whose rewards are all equal has advantage 0 on every token, so it only dilutes
+        the token-level loss. Refill prompts are drawn at random from the training set (seeded
+        by seed, step and round). Every process runs the same number of rounds (collectives);
+        if the rounds run out, the batch is filled up with dropped groups so its size is fixed.
+        """
+        G, n_rows = self.args.num_generations, len(inputs)
+        if n_rows % G:
+            raise ValueError(f"dynamic_sampling needs the per-device generation batch ({n_rows}) divisible by "
+                             f"num_generations ({G})")
+        batches, rollouts = [out], list(self._step_rollouts)
+        gen = torch.Generator().manual_seed(self.args.seed * 100003 + self.state.global_step)
+        for _ in range(self.args.max_refill_rounds):
+            kept = sum(int(_live_groups(b["advantages"], G).sum()) for b in batches) * G
+            need = torch.tensor([int(kept < n_rows)], device=out["advantages"].device)
+            if int(self.accelerator.gather(need).sum()) == 0:
+                break
+            idx = torch.randint(len(self.train_dataset), (n_rows // G,), generator=gen).tolist()
+            more, more_rollouts = self._score_batch([self.train_dataset[i] for i in idx for _ in range(G)])
+            batches.append(more)
+            rollouts += more_rollouts
+        self._step_rollouts = rollouts
+        merged = _concat_batches(batches, self.processing_class.pad_token_id)
+        live = _live_groups(merged["advantages"], G)
+        order = torch.cat([torch.nonzero(live).flatten(), torch.nonzero(~live).flatten()])[: n_rows // G]
+        rows = (order[:, None] * G + torch.arange(G)).flatten().to(merged["advantages"].device)
+        kept_live = int(live[order].sum())
+        self._metrics["train"]["dynamic_sampling/live_groups"].append(kept_live / (n_rows // G))
+        self._metrics["train"]["dynamic_sampling/rounds"].append(len(batches) - 1)
+        res = {k: (v[rows] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in merged.items()}
+        mask = res["completion_mask"] * res.get("tool_mask", 1)
+        res["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
+        return res
 
     # -- reuse TRL's log-probs and entropies for the planning/execution split --
     def _get_per_token_logps_and_entropies(self, *args, **kwargs):
@@ -195,6 +244,33 @@ def _dynamics_from(logs: dict, sums: dict, rollouts: list[dict], group_size: int
         correct = (np.array(rewards) >= 1.0).reshape(-1, group_size).sum(1)
         rec["pass_at_k"] = float(pass_at_k(np.full(len(correct), group_size), correct, min(8, group_size)).mean())
     return rec
+
+
+def _live_groups(advantages: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Per group: does any completion carry a non-zero advantage (rewards not all equal)?"""
+    adv = advantages if advantages.dim() == 1 else advantages.abs().amax(dim=1)
+    return (adv.view(-1, group_size).abs() > 1e-6).any(dim=1).cpu()
+
+
+def _concat_batches(batches: list[dict], pad_id: int) -> dict:
+    """Row-concatenate TRL generation outputs; prompts are left-padded, completions right-padded."""
+    if len(batches) == 1:
+        return batches[0]
+    res = {}
+    for k, v in batches[0].items():
+        vals = [b[k] for b in batches]
+        if not isinstance(v, torch.Tensor) or v.dim() == 0:
+            res[k] = v
+        elif v.dim() == 1:
+            res[k] = torch.cat(vals)
+        else:
+            width = max(x.shape[1] for x in vals)
+            fill = pad_id if k.endswith("_ids") else 0
+            left = k.startswith("prompt")
+            res[k] = torch.cat([torch.nn.functional.pad(x.to(torch.int64) if x.dtype == torch.bool else x,
+                                                        (width - x.shape[1], 0) if left else (0, width - x.shape[1]),
+                                                        value=fill).to(x.dtype) for x in vals])
+    return res
 
 
 def append_jsonl(path, record: dict) -> None:

@@ -149,3 +149,31 @@ def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
     steps = [json.loads(x)["step"] for x in metrics.read_text().splitlines()]
     assert steps == list(range(1, 9))
     assert json.loads(r.stdout.strip().splitlines()[-1])["steps"] == 8
+
+
+def test_dynamic_sampling_keeps_only_groups_with_signal(tiny_sandbox, monkeypatch):
+    """DAPO dynamic sampling: a reward that is constant on half the prompts; the loss must only see
+    groups whose rewards differ, the batch size stays fixed, and refill rounds are logged."""
+    from hicra.sandbox.build import SandboxConfig, build, load
+    from hicra.sandbox.rl import grpo_dataset
+
+    def reward(completions, target, **kw):  # even targets: constant 0 (no signal); odd: depends on length
+        return [0.0 if t % 2 == 0 else float(len(str(c)) % 2) for c, t in zip(completions, target)]
+
+    scfg = SandboxConfig(seed=0, **TINY)
+    model, tok = load(build(scfg)["model_dir"])
+    args = HICRAConfig(output_dir=str(tiny_sandbox / "run"), method="grpo", dynamic_sampling=True, max_steps=2,
+                       num_generations=4, per_device_train_batch_size=8, max_completion_length=24, use_cpu=True,
+                       bf16=False, report_to=[], save_strategy="no", seed=0)
+    trainer = HICRATrainer(model=model, reward_funcs=[reward], args=args, train_dataset=grpo_dataset(scfg, 32),
+                           processing_class=tok)
+    seen = []
+    orig = HICRATrainer._compute_loss
+    monkeypatch.setattr(HICRATrainer, "_compute_loss", lambda self, m, inp: (seen.append(inp), orig(self, m, inp))[1])
+    trainer.train()
+    assert len(seen) == 2 and all(len(b["advantages"]) == 8 for b in seen)
+    for b in seen:  # binary rewards that differ within a group give every member a non-zero advantage
+        assert (b["advantages"].abs() > 1e-6).all(), b["advantages"]
+        assert int(b["num_items_in_batch"]) == int(b["completion_mask"].sum())
+    lines = [json.loads(x) for x in open(tiny_sandbox / "run" / "metrics.jsonl")]
+    assert [x["step"] for x in lines] == [1, 2]
