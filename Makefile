@@ -56,6 +56,7 @@ lab: venv
 bench: venv
 	$(BIN)/python bench/bench_tagger.py
 	$(BIN)/python bench/bench_metrics.py
+	$(BIN)/python bench/bench_overhead.py
 
 sandbox: venv
 	$(BIN)/python -m hicra.sandbox
