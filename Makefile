@@ -2,7 +2,7 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed-v1
+STAMP   := $(VENV)/.installed-v2
 RUN     ?= demo
 export PYTHONUNBUFFERED := 1
 
@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0          # CPU build; a bare `torch` pulls multi-GB CUDA
-	$(BIN)/pip install -q -e ".[dev,lab]"
+	$(BIN)/pip install -q -e ".[dev,lab,embed]"
 	touch $(STAMP)
 
 venv: $(STAMP)

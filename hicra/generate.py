@@ -35,3 +35,14 @@ def sample(model, tokenizer, prompts: list[str], n: int = 1, temperature: float 
     finally:
         tokenizer.padding_side = side
     return [outs[j * n:(j + 1) * n] for j in range(len(prompts))]
+
+
+BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+def chat_prompts(tokenizer, problems: list[str], instruction: str = BOXED_INSTRUCTION) -> list[str]:
+    """Problems as prompt strings: the tokenizer's chat template when it has one, else plain text."""
+    msgs = [[{"role": "user", "content": f"{p}\n{instruction}"}] for p in problems]
+    if getattr(tokenizer, "chat_template", None):
+        return [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in msgs]
+    return [m[0]["content"] + "\n" for m in msgs]

@@ -1,0 +1,16 @@
+"""CLI twin of notebooks/01_strategic_grams.ipynb.
+
+    python -m hicra.grams configs/grams_sandbox.yaml [--annotator llm --base_url http://127.0.0.1:8000/v1]
+
+Last stdout line: JSON with ``precision``, ``recall``, ``n_grams`` (precision/recall are null off the sandbox).
+"""
+from hicra.config import emit, parse_cli
+from hicra.grams.step import GramsConfig, run
+
+
+def main(argv=None):
+    emit(run(parse_cli(GramsConfig, argv)))
+
+
+if __name__ == "__main__":
+    main()

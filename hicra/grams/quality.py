@@ -1,0 +1,50 @@
+"""Measured quality of an SG set: token-level precision and recall on the sandbox (paper §2.1).
+
+The sandbox writes every strategic phrase with its character span, so the
+planning tokens are known. An SG set is scored by tagging held-out generator
+traces (validation tasks, a seed the miner never saw) with ``PlanningTagger``
+and comparing its token mask with the tokens that overlap a ground-truth span:
+
+    precision = |tagged ∩ truth| / |tagged|,   recall = |tagged ∩ truth| / |truth|
+
+    from hicra.grams.quality import sandbox_quality
+    sandbox_quality(["let's try", "wait,"], tokenizer)   # {"precision": .., "recall": .., "n_tokens": ..}
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+
+def truth_traces(n: int = 300, seed: int = 12345, world=None):
+    """Held-out generator traces (validation tasks) with their ground-truth spans."""
+    from hicra.sandbox.world import WorldConfig, make_tasks, make_trace
+    wc = world or WorldConfig()
+    rng = random.Random(seed)
+    return [make_trace(t, rng, wc) for t in make_tasks(wc, "val", n, allow_fewer=True)]
+
+
+def token_masks(traces, tokenizer, grams) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted, true) planning masks over all tokens of the traces, concatenated."""
+    from hicra.tagger import PlanningTagger
+    tagger = PlanningTagger(grams, tokenizer) if grams else None
+    pred, true = [], []
+    for tr in traces:
+        enc = tokenizer(tr.text, add_special_tokens=False, return_offsets_mapping=True)
+        true.append(np.array([any(s < ge and gs < e for gs, ge, _, _ in tr.spans) for s, e in enc["offset_mapping"]]))
+        pred.append(tagger.mask(torch.tensor([enc["input_ids"]]))[0].numpy() if tagger
+                    else np.zeros(len(enc["input_ids"]), bool))
+    return np.concatenate(pred), np.concatenate(true)
+
+
+def precision_recall(pred: np.ndarray, true: np.ndarray) -> dict:
+    tp = int((pred & true).sum())
+    return {"precision": tp / max(1, int(pred.sum())), "recall": tp / max(1, int(true.sum())),
+            "n_tokens": int(len(true)), "n_planning_true": int(true.sum()), "n_planning_tagged": int(pred.sum())}
+
+
+def sandbox_quality(grams, tokenizer, n: int = 300, seed: int = 12345) -> dict:
+    """Token-level precision / recall of ``grams`` against the sandbox ground truth."""
+    return precision_recall(*token_masks(truth_traces(n, seed), tokenizer, list(grams)))

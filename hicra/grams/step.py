@@ -1,0 +1,175 @@
+"""The strategic-gram step end to end: rollouts -> candidates -> labels -> review -> SG file -> quality.
+
+``GramsConfig`` is shared by ``notebooks/01_strategic_grams.ipynb`` and
+``python -m hicra.grams CONFIG``. Rollout sources:
+
+* ``sandbox``: successful samples of the warm-started sandbox model (train tasks);
+* ``sandbox-traces``: successful generator traces (no model needed);
+* ``rollouts``: a training run's ``rollouts/step_*.parquet`` (glob in ``rollouts``);
+* ``smollm2``: SmolLM2-135M-Instruct samples on GSM8K (real text).
+
+With a sandbox source the SG set is scored against the ground truth twice: with
+the whole seed list, and with every seed that overlaps a sandbox phrase held out
+(the honest number: the shipped seed list shares 20 of its phrases with the world).
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+from pathlib import Path
+
+from hicra.config import resolve, write_json
+
+
+@dataclasses.dataclass
+class GramsConfig:
+    run_dir: str = "runs/grams"
+    source: str = "sandbox"           # sandbox | sandbox-traces | rollouts | smollm2
+    rollouts: str = ""                # glob of rollouts parquet files (source: rollouts)
+    n_prompts: int = 400
+    samples_per_prompt: int = 2
+    temperature: float = 1.0
+    max_new_tokens: int = 256
+    min_reward: float = 1.0           # keep rollouts with reward >= this (0: all)
+    n_min: int = 2
+    n_max: int = 5
+    min_df: int = 3
+    min_df_frac: float = 0.01
+    max_df_frac: float = 0.95
+    merge_ratio: float = 0.8
+    max_candidates: int = 300
+    annotator: str = "offline"        # offline | llm
+    base_url: str = "http://127.0.0.1:8000/v1"
+    llm_model: str = "Qwen/Qwen2.5-1.5B-Instruct"
+    api_key_env: str = "OPENAI_API_KEY"
+    llm_timeout: float = 60.0
+    threshold: float | None = None    # offline: None = calibrated
+    review: str = ""                  # a reviewed CSV to import ("" = take the annotator's labels)
+    sg_out: str = ""                  # default <run_dir>/strategic_grams.json
+    n_eval: int = 300                 # held-out sandbox traces for precision / recall
+    seed: int = 0
+    sandbox_seed: int = 0
+    sandbox: dict = dataclasses.field(default_factory=dict)   # SandboxConfig overrides
+
+    def __post_init__(self):
+        if self.source not in ("sandbox", "sandbox-traces", "rollouts", "smollm2"):
+            raise ValueError(f"source must be sandbox, sandbox-traces, rollouts or smollm2; got {self.source!r}")
+        if self.annotator not in ("offline", "llm"):
+            raise ValueError(f"annotator must be offline or llm; got {self.annotator!r}")
+        if self.source == "rollouts" and not self.rollouts:
+            raise ValueError("source 'rollouts' needs rollouts: a glob such as runs/demo/train-hicra-s0/rollouts/*.parquet")
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.source.startswith("sandbox") or self.source == "rollouts"
+
+
+def _sandbox_cfg(cfg: GramsConfig):
+    from hicra.sandbox.build import SandboxConfig
+    return SandboxConfig(seed=cfg.sandbox_seed, **cfg.sandbox)
+
+
+def collect_rollouts(cfg: GramsConfig, progress: bool = True) -> list[dict]:
+    """``[{"prompt", "completion", "reward"}]`` from the configured source."""
+    import random
+    if cfg.source == "rollouts":
+        import pandas as pd
+        files = sorted(glob.glob(str(resolve(cfg.rollouts))))
+        if not files:
+            raise FileNotFoundError(f"no rollouts match {cfg.rollouts!r} (train first: python -m hicra.train)")
+        df = pd.concat([pd.read_parquet(f, columns=["prompt", "completion", "reward"]) for f in files])
+        return df.to_dict("records")
+    if cfg.source.startswith("sandbox"):
+        from hicra.sandbox.world import make_tasks, make_trace, prompt, verify
+        scfg = _sandbox_cfg(cfg)
+        tasks = make_tasks(scfg.world_config(), "train", cfg.n_prompts, allow_fewer=True)
+        if cfg.source == "sandbox-traces":
+            rng = random.Random(cfg.seed)
+            traces = [(t, make_trace(t, rng, scfg.world_config())) for t in tasks for _ in range(cfg.samples_per_prompt)]
+            return [{"prompt": prompt(t), "completion": tr.text, "reward": float(tr.correct)} for t, tr in traces]
+        from hicra.generate import sample
+        from hicra.sandbox.build import build, load
+        model, tok = load(build(scfg)["model_dir"])
+        outs = sample(model, tok, [prompt(t) for t in tasks], n=cfg.samples_per_prompt, temperature=cfg.temperature,
+                      max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, progress=progress)
+        return [{"prompt": prompt(t), "completion": o, "reward": float(verify(t, o))} for t, os_ in zip(tasks, outs) for o in os_]
+    from hicra.data import load_benchmark
+    from hicra.generate import chat_prompts, sample
+    from hicra.models import load_model
+    from hicra.rewards import is_correct
+    rows = load_benchmark("gsm8k", split="train", limit=cfg.n_prompts)
+    model, tok = load_model("smollm2")
+    prompts = chat_prompts(tok, [r["problem"] for r in rows])
+    outs = sample(model, tok, prompts, n=cfg.samples_per_prompt, temperature=cfg.temperature,
+                  max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, progress=progress, batch_size=16)
+    return [{"prompt": r["problem"], "completion": o, "reward": float(is_correct(o, r["answer"]))}
+            for r, os_ in zip(rows, outs) for o in os_]
+
+
+def make_annotator(cfg: GramsConfig, exclude=()):
+    from hicra.grams.annotate import LLMAnnotator, OfflineAnnotator
+    if cfg.annotator == "offline":
+        return OfflineAnnotator(threshold=cfg.threshold, exclude=list(exclude))
+    from hicra.llm import ChatClient
+    client = ChatClient(cfg.base_url, cfg.llm_model, api_key_env=cfg.api_key_env, timeout=cfg.llm_timeout,
+                        cache=resolve(cfg.run_dir) / "llm_cache.jsonl")
+    return LLMAnnotator(client)
+
+
+def sandbox_tokenizer(cfg: GramsConfig):
+    from hicra.sandbox.build import build, load
+    return load(build(_sandbox_cfg(cfg))["model_dir"])[1]
+
+
+def run(cfg: GramsConfig, progress: bool = True) -> dict:
+    """The whole step; writes rollouts, candidates, review sheet, SG file and quality into ``run_dir``."""
+    import pandas as pd
+    from hicra.grams.mine import mine
+    from hicra.grams.quality import sandbox_quality
+    from hicra.grams.review import export_review, import_review, write_final
+    run = resolve(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    write_json(run / "params.json", {"step": "01_strategic_grams", **dataclasses.asdict(cfg)})
+    rollouts = collect_rollouts(cfg, progress)
+    good = [r["completion"] for r in rollouts if (r["reward"] or 0) >= cfg.min_reward and r["completion"]]
+    if not good:
+        raise ValueError(f"none of {len(rollouts)} rollouts has reward >= {cfg.min_reward}; lower min_reward "
+                         "or sample more (n_prompts, samples_per_prompt)")
+    cands = mine(good, cfg.n_min, cfg.n_max, cfg.min_df, cfg.min_df_frac, cfg.max_df_frac, cfg.merge_ratio,
+                 cfg.max_candidates, progress=progress)
+    if not cands:
+        raise ValueError(f"mining {len(good)} rollouts left no candidate; lower min_df / min_df_frac")
+    annotator = make_annotator(cfg)
+    judgements = annotator.annotate(cands)
+    pd.DataFrame([{**dataclasses.asdict(c), **dataclasses.asdict(j)} for c, j in zip(cands, judgements)]).to_csv(
+        run / "candidates.csv", index=False)
+    export_review(cands, judgements, run / "review.csv", run / "review.md")
+    if cfg.review:
+        grams, reviewer = import_review(resolve(cfg.review)), "person"
+    else:
+        grams, reviewer = [{"gram": j.gram, "kind": j.kind} for j in judgements if j.strategic], "none (annotator labels)"
+    if not grams:
+        raise ValueError("the annotator accepted no candidate; review run_dir/review.csv by hand and pass --review")
+    sg_path = resolve(cfg.sg_out) if cfg.sg_out else run / "strategic_grams.json"
+    provenance = {"source": cfg.source, "rollouts": len(rollouts), "successful_rollouts": len(good),
+                  "annotator": annotator.name, "model": cfg.llm_model if cfg.annotator == "llm" else None,
+                  "threshold": getattr(annotator, "threshold", None), "reviewed_by": reviewer,
+                  "review_file": cfg.review or None}
+    write_final(sg_path, grams, provenance)
+    summary = {"run_dir": str(run), "sg_file": str(sg_path), "n_grams": len(grams), "n_candidates": len(cands),
+               "n_rollouts": len(rollouts), "n_successful": len(good), "annotator": annotator.name,
+               "threshold": getattr(annotator, "threshold", None), "precision": None, "recall": None}
+    if cfg.is_sandbox:
+        tok = sandbox_tokenizer(cfg)
+        q = sandbox_quality([g["gram"] for g in grams], tok, n=cfg.n_eval)
+        summary.update(precision=q["precision"], recall=q["recall"], quality=q)
+        if cfg.annotator == "offline" and not cfg.review:
+            from hicra.sandbox.world import ALL_GRAMS
+            held = make_annotator(cfg, exclude=[g for g, _ in ALL_GRAMS])
+            hj = held.annotate(cands)
+            hq = sandbox_quality([j.gram for j in hj if j.strategic] or ["\x00"], tok, n=cfg.n_eval)
+            summary["holdout"] = {"precision": hq["precision"], "recall": hq["recall"], "n_seeds": len(held.seeds),
+                                  "n_grams": sum(j.strategic for j in hj), "threshold": held.threshold}
+    write_json(run / "grams_summary.json", summary)
+    return summary

@@ -1,0 +1,250 @@
+"""Strategic-gram construction: mining, the LLM annotator against a real loopback server, the offline
+annotator, the review round trip, and the CLI's measured precision / recall on the sandbox."""
+import json
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from hicra.grams.annotate import LLMAnnotator, OfflineAnnotator, parse_labels
+from hicra.grams.mine import Candidate, chunks, count, merge_subgrams, mine, render
+from hicra.grams.review import export_review, import_review, write_final
+from hicra.llm import ChatClient, LLMError
+from hicra.sgfile import read_sg_file
+
+# --------------------------------------------------------------------------- mining
+
+
+def test_chunks_split_at_non_prose_and_keep_trailing_punctuation():
+    t = "Let\u2019s try 3 + 7 = 10. Let me check: 10 is not 26. That doesn't work. Therefore \\boxed{3}"
+    assert chunks(t) == [("let's", "try"), ("let", "me", "check", ":"), ("is", "not"),
+                         ("that", "doesn't", "work", "."), ("therefore",)]
+    assert render(("hmm", ",", "no", ".")) == "hmm, no."
+
+
+def test_mine_known_answers():
+    texts = (["Let us consider the sum. It is 12."] * 5 + ["We know that x is 4. Let us consider y = 2."] * 3
+             + ["The total is 9."] * 2 + ["Nothing here 1 2 3."] * 2)
+    df, n = count(texts, 2, 5, progress=False)
+    assert n == 12
+    assert df[("let", "us", "consider")] == 8 and df[("we", "know", "that")] == 3 and df[("the", "total", "is")] == 2
+    cands = {c.gram: c for c in mine(texts, min_df=3, min_df_frac=0.0, max_df_frac=0.9, progress=False)}
+    # "let us consider" explains "let us" / "us consider"; "the total is" (df 2) is below the band
+    assert "let us consider" in cands and "let us" not in cands and "us consider" not in cands
+    assert "the total is" not in cands
+    assert cands["let us consider"].df == 8 and cands["let us consider"].n_words == 3
+    assert cands["we know that x is"].df == 3
+    assert all(not any(ch.isdigit() for ch in g) for g in cands)
+    assert "[[Let us consider]]" in cands["let us consider"].examples[0]
+    # a gram in every document is outside the band
+    assert "let us consider" not in {c.gram for c in mine(texts[:5], min_df=1, max_df_frac=0.9, progress=False)}
+
+
+def test_merge_keeps_subgram_used_on_its_own():
+    df = {("let", "us"): 10, ("let", "us", "try"): 4}
+    assert set(merge_subgrams(df, 0.8)) == {("let", "us"), ("let", "us", "try")}
+    assert set(merge_subgrams({("let", "us"): 5, ("let", "us", "try"): 5}, 0.8)) == {("let", "us", "try")}
+
+
+def test_mine_rejects_bad_input():
+    with pytest.raises(ValueError, match="no rollouts"):
+        mine([], progress=False)
+    with pytest.raises(ValueError, match="n_min"):
+        mine(["a b"], n_min=3, n_max=2, progress=False)
+
+
+# --------------------------------------------------------------------------- LLM annotator, real loopback server
+
+def _label(gram):
+    g = gram.lower()
+    return ("branching" if "try" in g else "backtracing" if "check" in g or "wait" in g
+            else "deduction" if "fact" in g else "none")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    counts: dict = {}
+    seen: set = set()
+
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        mode = body["model"]
+        user = body["messages"][-1]["content"]
+        key = (mode, user)
+        first = key not in self.seen
+        self.seen.add(key)
+        self.counts[mode] = self.counts.get(mode, 0) + 1
+        if mode == "down" or (mode == "flaky" and first):
+            return self._send(500, {"error": "boom"})
+        if mode == "slow" and first:
+            time.sleep(1.5)
+        if mode == "badjson":
+            return self._send(200, "<html>not json</html>", raw=True)
+        grams = [json.loads(line[2:].split("  (in context")[0]) for line in user.splitlines() if line.startswith("- ")]
+        if mode == "malformed":
+            content = "Sure! These all look strategic to me."
+        elif mode == "partial":  # chatter + fenced JSON for all but the last gram
+            content = "Here you go:\n```json\n" + json.dumps([{"gram": g, "label": _label(g)} for g in grams[:-1]]) + "\n```"
+        else:
+            content = json.dumps([{"gram": g, "label": _label(g)} for g in grams])
+        self._send(200, {"choices": [{"message": {"role": "assistant", "content": content}}]})
+
+    def _send(self, code, obj, raw=False):
+        data = (obj if raw else json.dumps(obj)).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def server():
+    _Handler.counts, _Handler.seen = {}, set()
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    srv.shutdown()
+
+
+CANDS = [Candidate(g, len(g.split()), 5, [f"...[[{g}]]..."]) for g in
+         ["let's try", "we can use the fact that", "let me check", "the total cost", "wait, no", "per hour"]]
+
+
+def _client(url, model, tmp_path, **kw):
+    return ChatClient(url, model, api_key_env=None, cache=tmp_path / "cache.jsonl", backoff=0.01, **kw)
+
+
+def test_llm_annotator_good_answers(server, tmp_path):
+    js = LLMAnnotator(_client(server, "good", tmp_path), batch_size=4).annotate(CANDS, progress=False)
+    assert [(j.gram, j.kind) for j in js if j.strategic] == [("let's try", "branching"),
+                                                             ("we can use the fact that", "deduction"),
+                                                             ("let me check", "backtracing"), ("wait, no", "backtracing")]
+    assert _Handler.counts["good"] == 2  # batched: 6 candidates in 2 requests
+
+
+def test_llm_annotator_survives_malformed_and_partial_answers(server, tmp_path):
+    js = LLMAnnotator(_client(server, "malformed", tmp_path)).annotate(CANDS, progress=False)
+    assert all(j.note == "unparsed" and not j.strategic for j in js)
+    js = LLMAnnotator(_client(server, "partial", tmp_path)).annotate(CANDS, progress=False)
+    assert [j.note for j in js] == [""] * 5 + ["unparsed"] and js[0].kind == "branching"
+
+
+def test_llm_client_retries_timeouts_and_500s(server, tmp_path):
+    js = LLMAnnotator(_client(server, "slow", tmp_path, timeout=0.5)).annotate(CANDS, progress=False)
+    assert sum(j.strategic for j in js) == 4 and _Handler.counts["slow"] == 2  # timed out once, then answered
+    js = LLMAnnotator(_client(server, "flaky", tmp_path)).annotate(CANDS, progress=False)
+    assert sum(j.strategic for j in js) == 4 and _Handler.counts["flaky"] == 2
+    with pytest.raises(LLMError, match="failed 3 times.*HTTP 500"):
+        _client(server, "down", tmp_path, max_retries=2).chat([{"role": "user", "content": "x"}])
+    with pytest.raises(LLMError, match="not a chat completion"):
+        _client(server, "badjson", tmp_path, max_retries=1).chat([{"role": "user", "content": "x"}])
+    with pytest.raises(ValueError, match="http"):
+        ChatClient("localhost:8000", "m")
+
+
+def test_llm_annotator_resumes_from_cache(server, tmp_path):
+    """An interrupted run keeps its answers; the rerun asks only for what is missing."""
+    ann = LLMAnnotator(_client(server, "good", tmp_path, concurrency=1), batch_size=2)
+    ann.client.chat_many([ann.messages(CANDS[:2])], progress=False)  # the first batch, then the run is killed
+    assert _Handler.counts["good"] == 1
+    rerun = LLMAnnotator(_client(server, "good", tmp_path), batch_size=2)  # new process: cache from disk
+    js = rerun.annotate(CANDS, progress=False)
+    assert _Handler.counts["good"] == 3 and rerun.client.n_requests == 2
+    assert sum(j.strategic for j in js) == 4
+    with open(tmp_path / "cache.jsonl", "a") as f:
+        f.write('{"key": "torn')  # a kill mid-write leaves a torn line; it is skipped
+    assert len(_client(server, "good", tmp_path)._cache) == 3
+
+
+def test_parse_labels_variants():
+    assert parse_labels('```json\n[{"gram": "Let\'s try", "label": "Branching"}]\n```') == {"let's try": "branching"}
+    assert parse_labels('{"labels": [{"phrase": "wait", "kind": "backtracing"}]}') == {"wait": "backtracing"}
+    assert parse_labels('"we know that": deduction\n"per hour": none') == {"we know that": "deduction", "per hour": "none"}
+    assert parse_labels('[{"gram": "x", "label": "strategic"}]') == {}
+    assert parse_labels(None) == {}
+
+
+# --------------------------------------------------------------------------- offline annotator
+
+
+@pytest.fixture(scope="module")
+def offline():
+    return OfflineAnnotator()
+
+
+def test_offline_annotator_seed_like_vs_procedural(offline):
+    seed_like = ["let us try a different method", "wait, let me check again", "we can use the fact that",
+                 "but the problem says", "alternatively, we could"]
+    procedural = ["the total cost of the apples", "multiply both sides by two", "the area of the triangle",
+                  "dollars per hour", "the sum of the digits"]
+    js = offline.annotate([Candidate(g, len(g.split()), 1) for g in seed_like + procedural])
+    assert [j.strategic for j in js] == [True] * 5 + [False] * 5, [(j.gram, round(j.score, 3)) for j in js]
+    assert [j.kind for j in js[:5]] == ["branching", "backtracing", "deduction", "backtracing", "branching"]
+    cal = offline.calibration
+    assert 0 < cal["threshold"] < 1 and cal["f1"] > 0.8 and cal["n_seeds"] >= 50
+
+
+def test_offline_annotator_on_procedural_sandbox_phrases(offline):
+    """The sandbox's arithmetic prose is not strategic; its planning phrases mostly are."""
+    from hicra.sandbox.world import PHRASES
+    js = offline.annotate([Candidate(g, 2, 1) for g in ["equals", "numbers and target", "the numbers are", "boxed answer"]])
+    assert not any(j.strategic for j in js)
+    planning = [p for slots in PHRASES.values() for ps in slots.values() for p in ps]
+    share = sum(j.strategic for j in offline.annotate([Candidate(g, 2, 1) for g in planning])) / len(planning)
+    assert share > 0.7
+
+
+# --------------------------------------------------------------------------- review round trip
+
+
+def test_review_round_trip(tmp_path, offline):
+    from hicra.tagger import PlanningTagger
+    cands = [Candidate(g, len(g.split()), 5, ["...[[x]]..."]) for g in ["let's try", "per hour", "wait, let me check"]]
+    js = offline.annotate(cands)
+    csv_path = export_review(cands, js, tmp_path / "review.csv", tmp_path / "review.md")
+    assert "| yes | `let's try` |" in (tmp_path / "review.md").read_text()
+    rows = csv_path.read_text().splitlines()
+    assert rows[0].startswith("gram,accept,kind")
+    # the person rejects "wait, let me check" and adds a missed gram
+    edited = [r.replace(",yes,backtracing,", ",no,backtracing,") if r.startswith("\"wait, let me check\"") else r
+              for r in rows] + ["on second thought,yes,backtracing,,,,,,,added by hand"]
+    (tmp_path / "review.csv").write_text("\n".join(edited) + "\n")
+    grams = import_review(tmp_path / "review.csv")
+    assert grams == [{"gram": "let's try", "kind": "branching"}, {"gram": "on second thought", "kind": "backtracing"}]
+    sg = write_final(tmp_path / "sg.json", grams, {"annotator": offline.name, "source": "test"})
+    doc = read_sg_file(sg)
+    assert doc["provenance"]["annotator"] == offline.name and "date" in doc["provenance"]
+    assert PlanningTagger(sg).spans("Hmm. On second thought, let's try 3.") == [(5, 22, "on second thought"),
+                                                                                 (24, 33, "let's try")]
+    (tmp_path / "bad.csv").write_text("gram,accept,kind\nlet's try,yes,branching\nwait,maybe,backtracing\n")
+    with pytest.raises(ValueError, match=r"bad.csv:3: accept must be yes or no"):
+        import_review(tmp_path / "bad.csv")
+    (tmp_path / "bad.csv").write_text("gram,accept,kind\nlet's try,yes,planning\n")
+    with pytest.raises(ValueError, match=r"bad.csv:2: .*kind is 'planning'"):
+        import_review(tmp_path / "bad.csv")
+
+
+# --------------------------------------------------------------------------- CLI on the sandbox
+
+
+def test_cli_reports_precision_recall(tmp_path):
+    tiny = {"hidden_size": 32, "n_layers": 1, "n_heads": 2, "n_train_tasks": 40, "traces_per_task": 1,
+            "sft_steps": 3, "batch_size": 8, "n_val": 4, "max_new_tokens": 24}
+    r = subprocess.run([sys.executable, "-m", "hicra.grams", "configs/grams_sandbox.yaml", "--source", "sandbox-traces",
+                        "--n_prompts", "300", "--samples_per_prompt", "1", "--n_eval", "100",
+                        "--run_dir", str(tmp_path / "g"), "--sandbox", json.dumps(tiny)],
+                       capture_output=True, text=True, timeout=600,
+                       env={**__import__("os").environ, "HICRA_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert {"precision", "recall", "n_grams"} <= set(out)
+    assert out["precision"] >= 0.85 and out["recall"] >= 0.85 and out["n_grams"] >= 20
+    assert 0 < out["holdout"]["recall"] < out["recall"]
+    read_sg_file(out["sg_file"])
+    assert (tmp_path / "g" / "review.csv").exists() and (tmp_path / "g" / "review.md").exists()
