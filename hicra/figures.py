@@ -115,3 +115,45 @@ def final_table(df: pd.DataFrame, col: str = "val_accuracy") -> pd.DataFrame:
         mean, lo, hi = mean_ci(g[col].tolist())
         rows.append({"method": m, "seeds": len(g), col: mean, "ci_lo": lo, "ci_hi": hi})
     return pd.DataFrame(rows)
+
+
+def fig_grams(candidates: pd.DataFrame, summary: dict, top: int = 8):
+    """Strategic grams: the most frequent accepted grams per kind (document frequency), and, on the
+    sandbox, token-level precision / recall against the ground truth (all seeds vs seeds held out)."""
+    from hicra.plotting import KIND_COLOURS
+    from hicra.sgfile import KINDS
+    quality = summary.get("precision") is not None
+    fig, axes = plt.subplots(1, 4 if quality else 3, figsize=(17 if quality else 14, 4.2),
+                             gridspec_kw={"width_ratios": [1, 1, 1, 0.8] if quality else [1, 1, 1]})
+    n_docs = summary.get("n_successful") or 1
+    for ax, kind in zip(axes, KINDS):
+        d = candidates[candidates.strategic & (candidates.kind == kind)].nlargest(top, "df")[::-1]
+        ax.barh(d.gram, d.df / n_docs, color=KIND_COLOURS[kind], edgecolor="0.3")
+        ax.set_title(f"{kind} ({int((candidates.strategic & (candidates.kind == kind)).sum())} grams)")
+        ax.set_xlabel("share of rollouts containing it")
+        ax.tick_params(axis="y", labelsize=9)
+    if quality:
+        ax = axes[-1]
+        hold = summary.get("holdout") or {}
+        labels, prec, rec = ["all seeds"], [summary["precision"]], [summary["recall"]]
+        if hold:
+            labels.append("seeds overlapping\nsandbox held out")
+            prec.append(hold["precision"])
+            rec.append(hold["recall"])
+        x = range(len(labels))
+        ax.bar([i - 0.2 for i in x], prec, 0.4, label="precision", color="#4c72b0")
+        ax.bar([i + 0.2 for i in x], rec, 0.4, label="recall", color="#dd8452")
+        for i, (p, r) in enumerate(zip(prec, rec)):
+            ax.text(i - 0.2, p + 0.01, f"{p:.2f}", ha="center", fontsize=9)
+            ax.text(i + 0.2, r + 0.01, f"{r:.2f}", ha="center", fontsize=9)
+        ax.axhline(0.9, ls="--", color="0.4", lw=1)
+        ax.set_xticks(list(x), labels, fontsize=9)
+        ax.set_ylim(0, 1.12)
+        ax.set_ylabel("token-level score vs ground truth")
+        ax.set_title("quality on the sandbox")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    fig.suptitle(f"Strategic grams mined from {summary.get('n_successful')} successful rollouts "
+                 f"({summary.get('annotator')}, {summary.get('n_grams')} of {summary.get('n_candidates')} candidates kept)",
+                 y=1.03)
+    fig.tight_layout()
+    return fig

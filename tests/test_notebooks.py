@@ -67,3 +67,14 @@ def test_02_train_then_03_dynamics(tmp_path, monkeypatch):
     import pandas as pd
     table = pd.read_csv(run / "final_accuracy.csv")
     assert set(table.method) == {"grpo", "hicra"} and table.set_index("method").seeds["hicra"] == 2
+
+
+@pytest.mark.slow
+def test_01_strategic_grams(tmp_path, monkeypatch):
+    monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
+    run, fig = _run("01_strategic_grams.ipynb", tmp_path, tag="test", source="sandbox-traces", n_prompts=200,
+                    samples_per_prompt=1, n_eval=50, sandbox=SANDBOX_TINY)
+    s = json.loads((run / "grams_summary.json").read_text())
+    assert 0 < s["precision"] <= 1 and 0 < s["recall"] <= 1 and s["n_grams"] > 10
+    assert (run / "strategic_grams.json").exists() and (run / "review.csv").exists()
+    assert (fig / "fig_strategic_grams_test.png").stat().st_size > 5000
