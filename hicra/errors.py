@@ -1,0 +1,143 @@
+"""Error analysis (paper Fig 4): why failed rollouts fail, across training.
+
+Failed rollouts (reward < 1) from a run's ``rollouts/step_*.parquet`` get one of
+four causes, grouped into the paper's two categories:
+
+    planning       -> "Planning & Strategy"  (wrong approach, no exploration, no check, gave up)
+    calculation    -> "Others"               (an arithmetic or algebra slip)
+    comprehension  -> "Others"               (misread the problem or its constraints)
+    format         -> "Others"               (no final answer, truncated, unreadable)
+
+On the sandbox the oracle (``hicra.sandbox.world.classify_failure``) is ground
+truth: a wrong written arithmetic step is ``calculation``, anything else is
+``planning``. Anywhere, an LLM judge behind ``hicra.llm.ChatClient`` classifies
+with the prompt in ``hicra/prompts/error_judge.md`` (cached, resumable); on the
+sandbox its agreement with the oracle is reported (accuracy, Cohen's kappa).
+
+    df = failed_rollouts(["runs/demo/train-hicra-s0"]); df["cause"] = oracle_causes(df)
+"""
+from __future__ import annotations
+
+import glob
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from hicra.config import resolve
+
+CAUSES = ("planning", "calculation", "comprehension", "format")
+CATEGORY = {"planning": "Planning & Strategy", "calculation": "Others", "comprehension": "Others", "format": "Others"}
+PROMPT = Path(__file__).resolve().parent / "prompts" / "error_judge.md"
+_TASK = re.compile(r"Numbers:\s*([\d\s]+)\.\s*Target:\s*(-?\d+)")
+
+
+def failed_rollouts(run_dirs, every: int = 1) -> pd.DataFrame:
+    """Failed rollouts of the runs (every ``every``-th step), with ``run``, ``method``, ``seed``, ``step``."""
+    frames = []
+    for d in run_dirs:
+        d = resolve(d)
+        files = sorted(glob.glob(str(d / "rollouts" / "step_*.parquet")))
+        if not files:
+            raise FileNotFoundError(f"{d}/rollouts/ has no step_*.parquet: train with save_rollouts (the default)")
+        params = json.loads((d / "params.json").read_text()) if (d / "params.json").exists() else {}
+        for f in files:
+            df = pd.read_parquet(f, columns=["prompt", "completion", "reward", "step"])
+            if int(df.step.iloc[0]) % every:
+                continue
+            frames.append(df.assign(run=d.name, method=params.get("method", d.name), seed=params.get("seed", 0)))
+    df = pd.concat(frames, ignore_index=True)
+    df["prompt"] = df.prompt.map(_prompt_text)
+    return df[df.reward < 1].reset_index(drop=True)
+
+
+def _prompt_text(p) -> str:
+    if isinstance(p, str):
+        return p
+    try:
+        return " ".join(m["content"] for m in p)
+    except (TypeError, KeyError):
+        return str(p)
+
+
+def oracle_causes(df: pd.DataFrame) -> pd.Series:
+    """Sandbox ground truth: ``calculation`` (a wrong written step) or ``planning``
+    (None for a rollout whose answer verifies: not a failure)."""
+    from hicra.sandbox.world import Task, classify_failure
+
+    def one(prompt, completion):
+        m = _TASK.search(prompt)
+        if not m:
+            raise ValueError(f"not a sandbox prompt (no 'Numbers: ... Target: ...'): {prompt[:80]!r}")
+        task = Task([int(x) for x in m.group(1).split()], int(m.group(2)))
+        kind = classify_failure(task, completion)
+        return None if kind is None else "calculation" if kind == "execution" else "planning"
+    return pd.Series([one(p, c) for p, c in zip(df.prompt, df.completion)], index=df.index)
+
+
+def judge_causes(client, df: pd.DataFrame, prompt_file=PROMPT, progress: bool = True) -> pd.Series:
+    """LLM judge's cause per failed rollout (None when its answer cannot be parsed)."""
+    from hicra.llm import extract_json
+    system = Path(prompt_file).read_text()
+    convs = [[{"role": "system", "content": system},
+              {"role": "user", "content": f"Problem:\n{p}\n\nFailed solution:\n{c}"}] for p, c in zip(df.prompt, df.completion)]
+    answers = client.chat_many(convs, progress=progress, desc="judging")
+
+    def parse(a):
+        data = extract_json(a)
+        cause = data.get("cause") if isinstance(data, dict) else None
+        if not isinstance(cause, str):
+            m = re.search(r"\b(" + "|".join(CAUSES) + r")\b", a or "", re.I)
+            cause = m.group(1) if m else None
+        cause = cause.strip().lower() if cause else None
+        return cause if cause in CAUSES else None
+    return pd.Series([parse(a) for a in answers], index=df.index)
+
+
+def agreement(truth: pd.Series, judged: pd.Series) -> dict:
+    """Agreement on the two categories where the judge answered: accuracy and Cohen's kappa."""
+    from sklearn.metrics import cohen_kappa_score
+    ok = judged.notna()
+    t, j = truth[ok].map(CATEGORY), judged[ok].map(CATEGORY)
+    kappa = float(cohen_kappa_score(t, j)) if len(set(t) | set(j)) > 1 else float("nan")
+    return {"n": int(ok.sum()), "unparsed": int((~ok).sum()), "accuracy": float((t == j).mean()) if len(t) else float("nan"),
+            "kappa": kappa}
+
+
+def counts_by_step(df: pd.DataFrame, cause_col: str = "cause", bins: int = 6) -> pd.DataFrame:
+    """Failures per method and step bin by category, with the Planning & Strategy share."""
+    d = df.assign(category=df[cause_col].map(CATEGORY))
+    edges = pd.cut(d.step, bins=min(bins, d.step.nunique()), include_lowest=True)
+    d = d.assign(stage=edges.map(lambda iv: f"{int(iv.left) + 1}-{int(iv.right)}"), mid=edges.map(lambda iv: iv.mid))
+    t = d.groupby(["method", "stage", "mid", "category"], observed=True).size().unstack("category", fill_value=0)
+    for c in ("Planning & Strategy", "Others"):
+        if c not in t:
+            t[c] = 0
+    t["planning_share"] = t["Planning & Strategy"] / (t["Planning & Strategy"] + t["Others"])
+    return t.reset_index().sort_values(["method", "mid"])
+
+
+def fig4(table: pd.DataFrame):
+    """Failed rollouts per step bin: counts by category (bars) and the Planning & Strategy share (lines)."""
+    import matplotlib.pyplot as plt
+    from hicra.plotting import PALETTE
+    methods = list(dict.fromkeys(table.method))
+    fig, axes = plt.subplots(1, len(methods) + 1, figsize=(4.2 * (len(methods) + 1), 3.8), squeeze=False)
+    axes = axes[0]
+    for ax, m in zip(axes, methods):
+        t = table[table.method == m]
+        ax.bar(t.stage, t["Planning & Strategy"], color=PALETTE["planning"], label="Planning & Strategy")
+        ax.bar(t.stage, t["Others"], bottom=t["Planning & Strategy"], color=PALETTE["execution"], label="Others")
+        ax.set(title=f"{m}: failed rollouts", xlabel="RL steps", ylabel="failed rollouts (count)")
+        ax.tick_params(axis="x", rotation=30)
+    axes[0].legend(loc="upper right")
+    ax = axes[-1]
+    for m in methods:
+        t = table[table.method == m]
+        ax.plot(t.mid, t.planning_share, marker="o", color=PALETTE.get(m, "k"), label=m)
+    ax.set(title="share of failures that are\nPlanning & Strategy", xlabel="RL step", ylabel="share of failed rollouts",
+           ylim=(0, 1))
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    return fig

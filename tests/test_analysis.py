@@ -1,0 +1,123 @@
+"""Error analysis (Fig 4: oracle, LLM judge on a loopback server, agreement) and planning vs fork tokens (Fig 9)."""
+import json
+import random
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hicra import errors as ER
+from hicra import forks as FK
+from hicra.sandbox.world import WorldConfig, make_tasks, make_trace, prompt, verify
+
+TINY = dict(hidden_size=32, n_layers=1, n_heads=2, n_train_tasks=40, traces_per_task=1, sft_steps=3,
+            batch_size=8, n_val=4, max_new_tokens=24)
+_STEP = re.compile(r"(-?\d+) ([+\-*]) (-?\d+) = (-?\d+)")
+
+
+def _wrong_step(text):
+    return any((int(a) + int(b) if o == "+" else int(a) - int(b) if o == "-" else int(a) * int(b)) != int(r)
+               for a, o, b, r in _STEP.findall(text))
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A run folder with two steps of failed and correct sandbox rollouts (some with a wrong step)."""
+    wc, rng = WorldConfig(), random.Random(0)
+    tasks = make_tasks(wc, "train", 40)
+    d = tmp_path / "train-hicra-s0"
+    (d / "rollouts").mkdir(parents=True)
+    (d / "params.json").write_text(json.dumps({"method": "hicra", "seed": 0}))
+    for step in (1, 2):
+        rows = []
+        for i, t in enumerate(tasks[step * 10:step * 10 + 20]):
+            tr = make_trace(t, rng, wc, style="hasty")
+            text = tr.text
+            if i % 3 == 0:  # corrupt the first written result: an execution error
+                m = _STEP.search(text)
+                text = text[:m.start(4)] + str(int(m.group(4)) + 1) + text[m.end(4):]
+            rows.append({"prompt": prompt(t), "completion": text, "reward": float(verify(t, text)), "step": step,
+                         "planning_spans": "[]"})
+        pd.DataFrame(rows).to_parquet(d / "rollouts" / f"step_{step:06d}.parquet")
+    return d
+
+
+def test_oracle_counts_by_step(run_dir):
+    df = ER.failed_rollouts([run_dir])
+    assert len(df) > 0 and (df.reward < 1).all() and set(df.method) == {"hicra"}
+    df["cause"] = ER.oracle_causes(df)
+    assert set(df.cause) <= {"planning", "calculation"}
+    assert (df.cause == "calculation").tolist() == [_wrong_step(c) for c in df.completion]
+    t = ER.counts_by_step(df)
+    assert t["Planning & Strategy"].sum() + t["Others"].sum() == len(df)
+    assert ((0 <= t.planning_share) & (t.planning_share <= 1)).all()
+    fig = ER.fig4(t)
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="not a sandbox prompt"):
+        ER.oracle_causes(pd.DataFrame({"prompt": ["What is 2+2?"], "completion": ["5"]}))
+    with pytest.raises(FileNotFoundError, match="rollouts"):
+        ER.failed_rollouts([run_dir.parent / "nothing"])
+
+
+class _Judge(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        sol = body["messages"][-1]["content"].split("Failed solution:\n", 1)[1]
+        if "Target: 1" in body["messages"][-1]["content"][:40]:
+            content = "I cannot decide."  # malformed: no cause
+        else:
+            content = json.dumps({"cause": "calculation" if _wrong_step(sol) else "planning", "reason": "x"})
+        data = json.dumps({"choices": [{"message": {"content": content}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_judge_agrees_with_oracle_on_loopback(run_dir, tmp_path):
+    from hicra.llm import ChatClient
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Judge)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        client = ChatClient(f"http://127.0.0.1:{srv.server_address[1]}/v1", "judge", api_key_env=None,
+                            cache=tmp_path / "judge.jsonl")
+        df = ER.failed_rollouts([run_dir])
+        truth, judged = ER.oracle_causes(df), ER.judge_causes(client, df, progress=False)
+    finally:
+        srv.shutdown()
+    a = ER.agreement(truth, judged)
+    assert a["n"] + a["unparsed"] == len(df) and a["accuracy"] == 1.0
+    assert a["unparsed"] == sum("Target: 1" in p[:40] for p in df.prompt)
+
+
+def test_fork_shares_and_entropies(tmp_path, monkeypatch):
+    monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
+    from hicra.sandbox.build import SandboxConfig, build, load
+    from hicra.tagger import PlanningTagger
+    model, tok = load(build(SandboxConfig(**TINY))["model_dir"])
+    wc, rng = WorldConfig(), random.Random(1)
+    tasks = make_tasks(wc, "val", 4)
+    prompts = [prompt(t) for t in tasks]
+    comps = [make_trace(t, rng, wc).text for t in tasks]
+    recs = FK.token_entropies(model, tok, prompts, comps, batch_size=3, progress=False)
+    assert [len(r["ids"]) for r in recs] == [len(tok(c, add_special_tokens=False)["input_ids"]) for c in comps]
+    # the entropy at completion token 0 is that of the next-token distribution after the prompt
+    ids = torch.tensor([tok(prompts[0], add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        p = torch.softmax(model(ids).logits[0, -1].float(), -1)
+    assert recs[0]["entropy"][0] == pytest.approx(float(-(p * p.log()).sum()), rel=1e-4)
+    tagger = PlanningTagger(["let's try", "let me check:", "wait,", "that doesn't work.", "therefore"], tok)
+    s = FK.fork_shares(recs, tagger, rho=0.2)
+    assert 0 <= s["planning_is_fork"] <= 1 and 0 <= s["fork_is_planning"] <= 1 and 0 < s["planning_ratio"] < 1
+    assert FK.fork_shares(recs, tagger, rho=1.0)["planning_is_fork"] == 1.0  # every token is a fork
+    html = FK.passage_html(tok, recs[0], tagger, s["threshold"], "test")
+    assert FK.COLOURS["planning"] in html and FK.COLOURS["fork"] in html
+    fig = FK.fig9([{"model": "m", "stage": "before RL", **s}, {"model": "m", "stage": "after RL", **s}])
+    assert len(fig.axes) == 2
