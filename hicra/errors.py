@@ -141,3 +141,52 @@ def fig4(table: pd.DataFrame):
     ax.legend(loc="lower left")
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------
+# the step: notebooks/04_error_analysis.ipynb and python -m hicra.errors CONFIG
+
+import dataclasses  # noqa: E402
+
+
+@dataclasses.dataclass
+class ErrorsConfig:
+    run_dir: str = "runs/demo/errors"
+    runs: list = dataclasses.field(default_factory=lambda: ["runs/demo/train-grpo-s0", "runs/demo/train-hicra-s0"])
+    every: int = 1                    # use every N-th step's rollouts
+    bins: int = 6                     # step bins in the figure
+    judge: bool = False               # also classify with the LLM judge
+    base_url: str = "http://127.0.0.1:8000/v1"
+    llm_model: str = "Qwen/Qwen2.5-1.5B-Instruct"
+    api_key_env: str = "OPENAI_API_KEY"
+    n_judge: int = 200                # failed rollouts sent to the judge (random, seeded)
+    seed: int = 0
+
+
+def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
+    from hicra.config import write_json
+    out = resolve(cfg.run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "params.json", {"step": "04_error_analysis", **dataclasses.asdict(cfg)})
+    df = failed_rollouts(cfg.runs, cfg.every)
+    df["cause"] = oracle_causes(df)
+    df = df[df.cause.notna()]
+    table = counts_by_step(df, bins=cfg.bins)
+    table.to_csv(out / "errors_by_step.csv", index=False)
+    summary = {"run_dir": str(out), "n_failed": len(df), "source": "sandbox oracle",
+               "planning_share": {m: {"first": float(t.planning_share.iloc[0]), "last": float(t.planning_share.iloc[-1])}
+                                  for m, t in table.groupby("method", sort=False)}}
+    if cfg.judge:
+        from hicra.llm import ChatClient
+        client = ChatClient(cfg.base_url, cfg.llm_model, api_key_env=cfg.api_key_env, cache=out / "judge_cache.jsonl")
+        sub = df.sample(min(cfg.n_judge, len(df)), random_state=cfg.seed)
+        sub = sub.assign(judge=judge_causes(client, sub, progress=progress))
+        sub.to_parquet(out / "judged.parquet")
+        summary["judge"] = {"model": cfg.llm_model, **agreement(sub.cause, sub.judge)}
+    write_json(out / "errors.json", summary)
+    return summary
+
+
+if __name__ == "__main__":
+    from hicra.config import emit, parse_cli
+    emit(run(parse_cli(ErrorsConfig)))

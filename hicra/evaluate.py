@@ -187,6 +187,29 @@ def table_markdown(summary: dict, benchmarks: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fig_table1(summary: dict, benchmarks: list[str]):
+    """avg@k per benchmark and model with 95 % bootstrap CIs (the Table 1 numbers, drawn)."""
+    import matplotlib.pyplot as plt
+    from hicra.plotting import PALETTE
+    labels = list(summary["models"])
+    fig, ax = plt.subplots(figsize=(max(5, 1.9 * len(benchmarks) * len(labels) ** 0.5 + 2), 3.8))
+    w = 0.8 / len(labels)
+    colours = [PALETTE.get(l.lower(), c) for l, c in zip(labels, ["#7f7f7f", "#1f77b4", "#d62728", "#2ca02c", "#9467bd"])]
+    for i, (label, colour) in enumerate(zip(labels, colours)):
+        cells = [summary["models"][label][b] for b in benchmarks]
+        x = [j + (i - (len(labels) - 1) / 2) * w for j in range(len(benchmarks))]
+        y = [100 * c["avg_at_k"] for c in cells]
+        err = [[100 * (c["avg_at_k"] - c["ci_lo"]) for c in cells], [100 * (c["ci_hi"] - c["avg_at_k"]) for c in cells]]
+        ax.bar(x, y, w, yerr=err, capsize=3, color=colour, label=label)
+    ax.set_xticks(range(len(benchmarks)), [f"{b}\n(avg@{summary['k'][b]}, n={summary['models'][labels[0]][b]['n']})"
+                                           for b in benchmarks])
+    ax.set_ylabel("accuracy, % (95 % bootstrap CI)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
+    ax.set_title("Benchmark accuracy (strict \\boxed, temperature sampling)")
+    fig.tight_layout()
+    return fig
+
+
 def run(cfg: EvalConfig) -> dict:
     run_dir = resolve(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -108,3 +108,75 @@ def fig9(rows):
     fig.suptitle(f"Planning vs high-entropy (top {rho:.0%}) tokens, before vs after RL", y=1.03)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------
+# the step: notebooks/05_fork_tokens.ipynb and python -m hicra.forks CONFIG
+
+import dataclasses  # noqa: E402
+
+
+@dataclasses.dataclass
+class ForksConfig:
+    run_dir: str = "runs/demo/forks"
+    models: dict = dataclasses.field(default_factory=lambda: {
+        "warm start|before RL": "sandbox", "HICRA|after RL": "runs/demo/train-hicra-s0/final"})  # "name|stage" -> model
+    source: str = "sandbox"           # sandbox (validation tasks) | gsm8k (chat prompts)
+    n_prompts: int = 64
+    temperature: float = 1.0
+    max_new_tokens: int = 256
+    rho: float = 0.2                  # high-entropy share (the 80/20 method's 20 %)
+    sg_file: str = ""                 # "" = the sandbox's grams (sandbox) / data/grams/seed_grams.json
+    seed: int = 0
+    sandbox_seed: int = 0
+    sandbox: dict = dataclasses.field(default_factory=dict)
+
+
+def _prompts(cfg: ForksConfig, tok) -> list[str]:
+    if cfg.source == "sandbox":
+        from hicra.sandbox.build import SandboxConfig
+        from hicra.sandbox.world import make_tasks, prompt
+        wc = SandboxConfig(seed=cfg.sandbox_seed, **cfg.sandbox).world_config()
+        return [prompt(t) for t in make_tasks(wc, "val", cfg.n_prompts, allow_fewer=True)]
+    from hicra.data import load_benchmark
+    from hicra.generate import chat_prompts
+    return chat_prompts(tok, [r["problem"] for r in load_benchmark(cfg.source, limit=cfg.n_prompts)])
+
+
+def run(cfg: ForksConfig, progress: bool = True) -> dict:
+    """Sample each model on the same prompts, score its own tokens' entropies, compare with planning tokens."""
+    from hicra.config import REPO_ROOT, resolve, write_json
+    from hicra.evaluate import EvalConfig, load
+    from hicra.generate import sample
+    from hicra.tagger import PlanningTagger
+    out = resolve(cfg.run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "params.json", {"step": "05_fork_tokens", **dataclasses.asdict(cfg)})
+    ecfg = EvalConfig(sandbox_seed=cfg.sandbox_seed, sandbox=cfg.sandbox)
+    rows, passages = [], []
+    for label, name in cfg.models.items():
+        model_name, _, stage = label.partition("|")
+        model, tok = load(name, ecfg)
+        sg = cfg.sg_file or (str(resolve(name) / "grams.json") if cfg.source == "sandbox" and (resolve(name) / "grams.json").exists()
+                             else None)
+        if not sg and cfg.source == "sandbox":
+            from hicra.sandbox.build import SandboxConfig, build
+            sg = str(resolve(build(SandboxConfig(seed=cfg.sandbox_seed, **cfg.sandbox))["model_dir"]) / "grams.json")
+        tagger = PlanningTagger(resolve(sg or REPO_ROOT / "data" / "grams" / "seed_grams.json"), tok)
+        prompts = _prompts(cfg, tok)
+        comps = [c[0] for c in sample(model, tok, prompts, n=1, temperature=cfg.temperature,
+                                      max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, progress=progress)]
+        recs = token_entropies(model, tok, prompts, comps, progress=progress)
+        s = fork_shares(recs, tagger, cfg.rho)
+        rows.append({"model": model_name, "stage": stage or "", "source": name, **s})
+        best = max(range(len(recs)), key=lambda i: int(tagger.mask(torch.as_tensor(recs[i]["ids"])[None]).sum())
+                   if len(recs[i]["ids"]) else -1)
+        passages.append(passage_html(tok, recs[best], tagger, s["threshold"], f"{model_name} ({stage})"))
+    write_json(out / "forks.json", {"rows": rows})
+    (out / "passages.html").write_text("\n".join(passages))
+    return {"run_dir": str(out), "rows": rows}
+
+
+if __name__ == "__main__":
+    from hicra.config import emit, parse_cli
+    emit(run(parse_cli(ForksConfig)))

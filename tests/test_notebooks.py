@@ -21,13 +21,13 @@ def test_committed_without_outputs_and_parameterised(path):
     assert nb.cells[0].cell_type == "markdown" and "Produces" in nb.cells[0].source
 
 
-def _run(name, tmp_path, **params):
+def _run(name, tmp_path, run="run", **params):
     out = tmp_path / "executed" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(str(ROOT / "notebooks" / name), str(out), cwd=str(ROOT / "notebooks"),
-                        parameters={"run_dir": str(tmp_path / "run"), "figures_dir": str(tmp_path / "fig"), **params},
+                        parameters={"run_dir": str(tmp_path / run), "figures_dir": str(tmp_path / "fig"), **params},
                         progress_bar=False, kernel_name="python3")
-    return tmp_path / "run", tmp_path / "fig"
+    return tmp_path / run, tmp_path / "fig"
 
 
 @pytest.mark.slow
@@ -48,7 +48,7 @@ SANDBOX_TINY = dict(hidden_size=32, n_layers=1, n_heads=2, n_train_tasks=40, tra
 
 
 @pytest.mark.slow
-def test_02_train_then_03_dynamics(tmp_path, monkeypatch):
+def test_02_train_then_03_to_06_on_its_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
     runs = []
     for method, seed in (("grpo", 0), ("hicra", 0), ("hicra", 1)):
@@ -67,6 +67,24 @@ def test_02_train_then_03_dynamics(tmp_path, monkeypatch):
     import pandas as pd
     table = pd.read_csv(run / "final_accuracy.csv")
     assert set(table.method) == {"grpo", "hicra"} and table.set_index("method").seeds["hicra"] == 2
+
+    run, fig = _run("04_error_analysis.ipynb", tmp_path, run="errors", runs=runs, tag="test", bins=2)
+    e = json.loads((run / "errors.json").read_text())
+    assert e["n_failed"] > 0 and set(e["planning_share"]) == {"grpo", "hicra"}
+    assert (fig / "fig4_errors_test.png").stat().st_size > 5000
+
+    models = {"warm start|before RL": "sandbox", "HICRA|after RL": f"{runs[1]}/final"}
+    run, fig = _run("05_fork_tokens.ipynb", tmp_path, run="forks", models=models, tag="test", n_prompts=4,
+                    max_new_tokens=24, sandbox=SANDBOX_TINY)
+    rows = json.loads((run / "forks.json").read_text())["rows"]
+    assert [r["stage"] for r in rows] == ["before RL", "after RL"] and all(0 <= r["fork_is_planning"] <= 1 for r in rows)
+    assert (fig / "fig9_forks_test.png").stat().st_size > 5000 and (run / "passages.html").exists()
+
+    run, fig = _run("06_evaluate.ipynb", tmp_path, run="eval", models={"Base": "sandbox", "HICRA": f"{runs[1]}/final"},
+                    tag="test", limit=4, k={"sandbox": 2}, max_new_tokens=24, sandbox=SANDBOX_TINY)
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["models"]["HICRA"]["sandbox"]["n"] == 4 and ev["delta"]["of"] == "HICRA"
+    assert (fig / "table1_test.png").stat().st_size > 5000 and "Δ (HICRA − Base)" in (run / "table1.md").read_text()
 
 
 @pytest.mark.slow

@@ -1,0 +1,225 @@
+"""Regenerate every figure: the notebooks in order, under papermill, with a profile's parameters.
+
+    python -m hicra.pipeline --profile sandbox        # `make figures` / `make demo`
+    python -m hicra.pipeline --profile smollm-cpu     # real-model analyses on CPU
+    python -m hicra.pipeline --profile sandbox --force 02_train_hicra
+
+Each step is one notebook execution; its executed copy goes to
+``runs/<run>/executed/``. A step is skipped when nothing it depends on changed:
+the notebook, its parameters, the files it reads (library modules, configs,
+earlier steps' outputs) are hashed into a stamp under ``runs/<run>/.stamps/``,
+and its declared outputs must still exist. A failing step stops the pipeline
+with a message naming the notebook and the cell. At the end, ``results_<profile>.md``
+in ``figures/`` gathers each step's headline numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from hicra.config import REPO_ROOT, emit, resolve, write_json
+
+LIB = ["hicra/config.py", "hicra/plotting.py"]
+LABEL = {"grpo": "GRPO", "hicra": "HICRA", "entropy_reg": "entropy_reg", "fork_tokens": "fork_tokens"}
+
+
+@dataclasses.dataclass
+class Step:
+    name: str
+    notebook: str
+    params: dict
+    inputs: list          # files / folders (relative to the repo) whose contents the step depends on
+    outputs: list         # files that must exist for the step to count as done
+
+
+def sandbox_profile(run: str = "demo", steps: int = 40, val_n: int = 64, methods=("grpo", "hicra", "entropy_reg")):
+    r = f"runs/{run}"
+    train = [f"{r}/train-{m}-s0" for m in methods]
+    sb = ["hicra/sandbox", "hicra/generate.py", "hicra/tagger.py"]
+    out = [Step("00_sandbox", "00_sandbox.ipynb", {"run_dir": r}, sb + LIB, [f"{r}/sandbox.json"]),
+           Step("01_strategic_grams", "01_strategic_grams.ipynb",
+                {"run_dir": f"{r}/grams", "tag": "sandbox", "n_prompts": 300, "samples_per_prompt": 2},
+                sb + LIB + ["hicra/grams", "hicra/figures.py", "data/grams"], [f"{r}/grams/grams_summary.json"])]
+    for m, d in zip(methods, train):
+        out.append(Step(f"02_train_{m}", "02_train.ipynb",
+                        {"run_dir": d, "method": m, "seed": 0, "max_steps": steps, "val_every": 10, "val_n": val_n},
+                        sb + LIB + ["configs/sandbox.yaml", "hicra/train.py", "hicra/trainer.py", "hicra/advantage.py",
+                                    "hicra/dynamics.py", "hicra/metrics.py"], [f"{d}/summary.json"]))
+    out += [Step("03_dynamics", "03_dynamics.ipynb", {"run_dir": r, "runs": train, "tag": "sandbox"},
+                 LIB + ["hicra/figures.py"] + [f"{d}/metrics.jsonl" for d in train], [f"{r}/final_accuracy.csv"]),
+            Step("04_error_analysis", "04_error_analysis.ipynb", {"run_dir": f"{r}/errors", "runs": train, "tag": "sandbox"},
+                 LIB + ["hicra/errors.py"] + [f"{d}/summary.json" for d in train], [f"{r}/errors/errors.json"]),
+            Step("05_fork_tokens", "05_fork_tokens.ipynb",
+                 {"run_dir": f"{r}/forks", "tag": "sandbox", "n_prompts": 64,
+                  "models": {"warm start|before RL": "sandbox",
+                             **{f"{LABEL[m]}|after RL": f"{d}/final" for m, d in zip(methods, train) if m != "entropy_reg"}}},
+                 sb + LIB + ["hicra/forks.py", "hicra/metrics.py"] + [f"{d}/summary.json" for d in train],
+                 [f"{r}/forks/forks.json"]),
+            Step("06_evaluate", "06_evaluate.ipynb",
+                 {"run_dir": f"{r}/eval", "tag": "sandbox", "limit": 100, "k": {"sandbox": 4},
+                  "models": {"Base": "sandbox", **{LABEL[m]: f"{d}/final" for m, d in zip(methods, train) if m != "entropy_reg"}}},
+                 sb + LIB + ["hicra/evaluate.py", "hicra/rewards.py"] + [f"{d}/summary.json" for d in train],
+                 [f"{r}/eval/eval.json"])]
+    return out
+
+
+def smollm_profile(run: str = "smollm-cpu"):
+    r = f"runs/{run}"
+    return [Step("01_strategic_grams", "01_strategic_grams.ipynb",
+                 {"run_dir": f"{r}/grams", "tag": "smollm2", "source": "smollm2", "n_prompts": 96,
+                  "temperature": 0.7, "min_reward": 0.0}, LIB + ["hicra/grams", "hicra/generate.py", "hicra/figures.py"],
+                 [f"{r}/grams/grams_summary.json"]),
+            Step("05_fork_tokens", "05_fork_tokens.ipynb",
+                 {"run_dir": f"{r}/forks", "tag": "smollm2", "source": "gsm8k", "n_prompts": 32, "temperature": 0.7,
+                  "max_new_tokens": 256, "models": {"SmolLM2-135M-Instruct|before RL": "smollm2"},
+                  "sg_file": f"{r}/grams/strategic_grams.json"},
+                 LIB + ["hicra/forks.py", f"{r}/grams/strategic_grams.json"], [f"{r}/forks/forks.json"]),
+            Step("06_evaluate", "06_evaluate.ipynb",
+                 {"run_dir": f"{r}/eval", "tag": "smollm2", "models": {"SmolLM2-135M-Instruct": "smollm2"},
+                  "benchmarks": ["gsm8k", "math500"], "limit": 50, "temperature": 0.6, "top_p": 0.95,
+                  "max_new_tokens": 512, "batch_size": 25},
+                 LIB + ["hicra/evaluate.py", "hicra/rewards.py"], [f"{r}/eval/eval.json"])]
+
+
+PROFILES = {"sandbox": sandbox_profile, "smollm-cpu": smollm_profile}
+
+
+# --------------------------------------------------------------------------
+# stamps: skip what did not change
+
+
+def _hash_paths(paths) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        full = resolve(p)
+        files = sorted(x for x in full.rglob("*") if x.is_file() and "__pycache__" not in x.parts) if full.is_dir() \
+            else [full] if full.exists() else []
+        h.update(f"{p}:{len(files)}".encode())
+        for f in files:
+            h.update(str(f.relative_to(REPO_ROOT) if f.is_relative_to(REPO_ROOT) else f).encode())
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def step_key(step: Step, figures_dir: str) -> str:
+    blob = json.dumps({"nb": _hash_paths([str(_notebook(step))]), "params": step.params,
+                       "figures": figures_dir, "inputs": _hash_paths(step.inputs)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _notebook(step: Step) -> Path:
+    return Path(step.notebook) if Path(step.notebook).is_absolute() else REPO_ROOT / "notebooks" / step.notebook
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+def run_step(step: Step, run_dir: Path, figures_dir: str, force: bool = False) -> str:
+    """Execute one notebook unless its stamp says nothing changed; returns "ran" or "skipped"."""
+    import papermill as pm
+    stamp = run_dir / ".stamps" / f"{step.name}.json"
+    key = step_key(step, figures_dir)
+    done = stamp.exists() and json.loads(stamp.read_text()).get("key") == key
+    if done and not force and all(resolve(o).exists() for o in step.outputs):
+        return "skipped"
+    out = run_dir / "executed" / f"{step.name}.ipynb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    try:
+        pm.execute_notebook(str(_notebook(step)), str(out), cwd=str(REPO_ROOT / "notebooks"),
+                            parameters={**step.params, "figures_dir": figures_dir}, progress_bar=False,
+                            kernel_name="python3")
+    except pm.PapermillExecutionError as e:
+        first = next((ln for ln in (e.source or "").splitlines() if ln.strip() and not ln.startswith("#")), "")
+        import nbformat
+        cells = [c for c in nbformat.read(out, as_version=4).cells
+                 if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]  # papermill's banner cells
+        injected = sum("injected-parameters" in c.metadata.get("tags", []) for c in cells[:e.cell_index])
+        raise StepFailed(f"step {step.name}: {_notebook(step).name} failed in cell {e.cell_index - injected + 1} "
+                         f"(`{first.strip()[:80]}`): {e.ename}: {e.evalue}\n  executed copy with the traceback: {out}") from None
+    missing = [o for o in step.outputs if not resolve(o).exists()]
+    if missing:
+        raise StepFailed(f"step {step.name}: {_notebook(step).name} ran but did not write {missing}")
+    write_json(stamp, {"key": key, "seconds": round(time.time() - t0, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    return "ran"
+
+
+# --------------------------------------------------------------------------
+# results summary
+
+
+def results_markdown(profile: str, run_dir: Path, log: list[dict]) -> str:
+    """Each step's headline numbers, from the files the steps wrote."""
+    lines = [f"# Results: profile `{profile}`", "", f"Run folder: `{run_dir.relative_to(REPO_ROOT) if run_dir.is_relative_to(REPO_ROOT) else run_dir}`;"
+             " regenerate with `python -m hicra.pipeline --profile " + profile + "`.", "",
+             "| step | status | seconds |", "|---|---|---|"]
+    lines += [f"| {x['step']} | {x['status']} | {x.get('seconds', '')} |" for x in log]
+
+    def j(p):
+        p = run_dir / p
+        return json.loads(p.read_text()) if p.exists() else None
+    if (s := j("sandbox.json")):
+        lines += ["", "## Sandbox warm start", f"val accuracy {s['val_accuracy']:.3f}; oracle failures {s['errors']}"]
+    if (g := j("grams/grams_summary.json")):
+        lines += ["", "## Strategic grams", f"{g['n_grams']} grams from {g['n_candidates']} candidates, "
+                  f"{g['n_successful']} successful rollouts; annotator {g['annotator']}"]
+        if g.get("precision") is not None:
+            lines.append(f"token-level precision {g['precision']:.3f}, recall {g['recall']:.3f}"
+                         + (f"; seeds overlapping the sandbox held out: precision {g['holdout']['precision']:.3f}, "
+                            f"recall {g['holdout']['recall']:.3f}" if g.get("holdout") else ""))
+    if (run_dir / "final_accuracy.csv").exists():
+        lines += ["", "## Final validation accuracy (03_dynamics)", (run_dir / "final_accuracy.csv").read_text()]
+    if (e := j("errors/errors.json")):
+        lines += ["", "## Error analysis (oracle)", f"{e['n_failed']} failed rollouts; Planning & Strategy share, "
+                  "first -> last step bin: " + ", ".join(f"{m} {v['first']:.2f} -> {v['last']:.2f}"
+                                                         for m, v in e["planning_share"].items())]
+    if (f := j("forks/forks.json")):
+        lines += ["", "## Planning vs fork tokens", "| model | stage | planning that is high-entropy | high-entropy that is planning |",
+                  "|---|---|---|---|"] + [f"| {r['model']} | {r['stage']} | {r['planning_is_fork']:.3f} | {r['fork_is_planning']:.3f} |"
+                                          for r in f["rows"]]
+    if (run_dir / "eval" / "table1.md").exists():
+        lines += ["", "## Evaluation (Table 1 layout; avg@k in %, 95 % bootstrap CI)", (run_dir / "eval" / "table1.md").read_text()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="sandbox", choices=sorted(PROFILES))
+    ap.add_argument("--run", default=None, help="run folder name under runs/ (default: demo / smollm-cpu)")
+    ap.add_argument("--figures_dir", default="figures")
+    ap.add_argument("--force", nargs="*", default=[], help="step names to rerun even if unchanged ('all' for every step)")
+    ap.add_argument("--only", nargs="*", default=[], help="run just these steps")
+    a = ap.parse_args(argv)
+    steps = PROFILES[a.profile](**({"run": a.run} if a.run else {}))
+    run_dir = resolve(f"runs/{a.run or ('demo' if a.profile == 'sandbox' else a.profile)}")
+    log, t_all = [], time.time()
+    for step in steps:
+        if a.only and step.name not in a.only:
+            continue
+        t0 = time.time()
+        print(f"[pipeline] {step.name} ({step.notebook}) ...", flush=True)
+        try:
+            status = run_step(step, run_dir, a.figures_dir, force="all" in a.force or step.name in a.force)
+        except StepFailed as e:
+            print(f"[pipeline] FAILED {e}", file=sys.stderr, flush=True)
+            emit({"profile": a.profile, "ok": False, "failed_step": step.name, "error": str(e).splitlines()[0]})
+            sys.exit(1)
+        log.append({"step": step.name, "status": status, "seconds": round(time.time() - t0, 1)})
+        print(f"[pipeline] {step.name}: {status} in {time.time() - t0:.0f} s", flush=True)
+    md = results_markdown(a.profile, run_dir, log)
+    (run_dir / "results.md").write_text(md)
+    out = resolve(a.figures_dir) / f"results_{a.profile}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(md)
+    emit({"profile": a.profile, "ok": True, "run_dir": str(run_dir), "results": str(out), "steps": log,
+          "seconds": round(time.time() - t_all, 1)})
+
+
+if __name__ == "__main__":
+    main()
