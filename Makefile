@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-v2
 RUN     ?= demo
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo study test test-fast lab bench sandbox venv clean-runs strip
+.PHONY: demo figures smollm study test test-fast lab bench sandbox venv clean-runs strip
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,18 +17,21 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## demo: sandbox build (cached after the first run), GRPO / HICRA / entropy_reg training, Fig 3 + Fig 5 figures
+## demo: the sandbox pipeline (build, strategic grams, GRPO / HICRA / entropy_reg training, Fig 3/4/5/9, Table 1)
+demo: venv
+	$(BIN)/python -m hicra.pipeline --profile sandbox
+
+## figures: regenerate every figure and table of the sandbox profile (skips steps whose inputs did not change)
+figures: venv
+	$(BIN)/python -m hicra.pipeline --profile sandbox
+
+## smollm: the real-model analyses on CPU (SmolLM2-135M-Instruct: strategic grams, fork tokens, GSM8K/MATH500 eval)
+smollm: venv
+	$(BIN)/python -m hicra.pipeline --profile smollm-cpu
+
 METHODS ?= grpo hicra entropy_reg
 STEPS   ?= 60
 NB      := $(BIN)/papermill --cwd notebooks --log-output
-demo: venv
-	$(BIN)/python -m hicra.sandbox
-	$(NB) notebooks/00_sandbox.ipynb runs/$(RUN)/executed/00_sandbox.ipynb -p run_dir runs/$(RUN)
-	for m in $(METHODS); do \
-	  $(NB) notebooks/02_train.ipynb runs/$(RUN)/executed/02_train_$$m.ipynb -p run_dir runs/$(RUN)/train-$$m-s0 \
-	    -p method $$m -p seed 0 -p max_steps $(STEPS) || exit 1; done
-	$(NB) notebooks/03_dynamics.ipynb runs/$(RUN)/executed/03_dynamics.ipynb -p run_dir runs/$(RUN) \
-	  -y "runs: [$(foreach m,$(METHODS),runs/$(RUN)/train-$(m)-s0,)]"
 
 ## study: 5 seeds per method, final validation accuracy with 95% CIs (runs/study/final_accuracy.csv)
 SEEDS ?= 0 1 2 3 4
@@ -57,6 +60,7 @@ bench: venv
 	$(BIN)/python bench/bench_tagger.py
 	$(BIN)/python bench/bench_metrics.py
 	$(BIN)/python bench/bench_overhead.py
+	$(BIN)/python bench/bench_mining.py
 
 sandbox: venv
 	$(BIN)/python -m hicra.sandbox

@@ -106,14 +106,21 @@ def fig_methods(df: pd.DataFrame, methods=("grpo", "hicra", "entropy_reg"), smoo
     return fig
 
 
-def final_table(df: pd.DataFrame, col: str = "val_accuracy") -> pd.DataFrame:
-    """Final value of ``col`` per run, then mean and 95% t-interval per method."""
+def final_table(df: pd.DataFrame, col: str = "val_accuracy", diff=("hicra", "grpo")) -> pd.DataFrame:
+    """Final value of ``col`` per run, then mean and 95% t-interval over seeds per method, plus a row
+    ``hicra − grpo``: the difference paired by seed (same seed, same warm start, same validation set)."""
     from hicra.metrics import mean_ci
     last = df.dropna(subset=[col]).sort_values("step").groupby("run").tail(1)
     rows = []
     for m, g in last.groupby("method"):
         mean, lo, hi = mean_ci(g[col].tolist())
         rows.append({"method": m, "seeds": len(g), col: mean, "ci_lo": lo, "ci_hi": hi})
+    a, b = diff
+    pa, pb = (last[last.method == x].set_index("seed")[col] for x in diff)
+    paired = (pa - pb).dropna()
+    if len(paired):
+        mean, lo, hi = mean_ci(paired.tolist())
+        rows.append({"method": f"{a} − {b}", "seeds": len(paired), col: mean, "ci_lo": lo, "ci_hi": hi})
     return pd.DataFrame(rows)
 
 

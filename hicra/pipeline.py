@@ -37,13 +37,14 @@ class Step:
     outputs: list         # files that must exist for the step to count as done
 
 
-def sandbox_profile(run: str = "demo", steps: int = 40, val_n: int = 64, methods=("grpo", "hicra", "entropy_reg")):
+def sandbox_profile(run: str = "demo", steps: int = 30, val_n: int = 64, methods=("grpo", "hicra", "entropy_reg")):
+    """Sized for the 15-minute demo on 2 cores; `make study` is the multi-seed comparison."""
     r = f"runs/{run}"
     train = [f"{r}/train-{m}-s0" for m in methods]
     sb = ["hicra/sandbox", "hicra/generate.py", "hicra/tagger.py"]
-    out = [Step("00_sandbox", "00_sandbox.ipynb", {"run_dir": r}, sb + LIB, [f"{r}/sandbox.json"]),
+    out = [Step("00_sandbox", "00_sandbox.ipynb", {"run_dir": r, "n_calibration": 100}, sb + LIB, [f"{r}/sandbox.json"]),
            Step("01_strategic_grams", "01_strategic_grams.ipynb",
-                {"run_dir": f"{r}/grams", "tag": "sandbox", "n_prompts": 300, "samples_per_prompt": 2},
+                {"run_dir": f"{r}/grams", "tag": "sandbox", "n_prompts": 200, "samples_per_prompt": 2},
                 sb + LIB + ["hicra/grams", "hicra/figures.py", "data/grams"], [f"{r}/grams/grams_summary.json"])]
     for m, d in zip(methods, train):
         out.append(Step(f"02_train_{m}", "02_train.ipynb",
@@ -61,7 +62,7 @@ def sandbox_profile(run: str = "demo", steps: int = 40, val_n: int = 64, methods
                  sb + LIB + ["hicra/forks.py", "hicra/metrics.py"] + [f"{d}/summary.json" for d in train],
                  [f"{r}/forks/forks.json"]),
             Step("06_evaluate", "06_evaluate.ipynb",
-                 {"run_dir": f"{r}/eval", "tag": "sandbox", "limit": 100, "k": {"sandbox": 4},
+                 {"run_dir": f"{r}/eval", "tag": "sandbox", "limit": 100, "k": {"sandbox": 2},
                   "models": {"Base": "sandbox", **{LABEL[m]: f"{d}/final" for m, d in zip(methods, train) if m != "entropy_reg"}}},
                  sb + LIB + ["hicra/evaluate.py", "hicra/rewards.py"] + [f"{d}/summary.json" for d in train],
                  [f"{r}/eval/eval.json"])]
