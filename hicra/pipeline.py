@@ -73,7 +73,7 @@ def smollm_profile(run: str = "smollm-cpu"):
     r = f"runs/{run}"
     return [Step("01_strategic_grams", "01_strategic_grams.ipynb",
                  {"run_dir": f"{r}/grams", "tag": "smollm2", "source": "smollm2", "n_prompts": 96,
-                  "temperature": 0.7, "min_reward": 0.0}, LIB + ["hicra/grams", "hicra/generate.py", "hicra/figures.py"],
+                  "temperature": 0.7, "min_reward": 0.0, "veto": True}, LIB + ["hicra/grams", "hicra/generate.py", "hicra/figures.py"],
                  [f"{r}/grams/grams_summary.json"]),
             Step("05_fork_tokens", "05_fork_tokens.ipynb",
                  {"run_dir": f"{r}/forks", "tag": "smollm2", "source": "gsm8k", "n_prompts": 32, "temperature": 0.7,

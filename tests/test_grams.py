@@ -190,6 +190,12 @@ def test_offline_annotator_seed_like_vs_procedural(offline):
     assert 0 < cal["threshold"] < 1 and cal["f1"] > 0.8 and cal["n_seeds"] >= 50
 
 
+def test_offline_veto_rejects_grams_nearer_to_execution(offline):
+    veto = OfflineAnnotator(model=offline.model, veto=True)
+    js = veto.annotate([Candidate(g, 3, 1) for g in ["the total number of", "we multiply the", "let's try a different approach"]])
+    assert [j.strategic for j in js] == [False, False, True]
+
+
 def test_offline_annotator_on_procedural_sandbox_phrases(offline):
     """The sandbox's arithmetic prose is not strategic; its planning phrases mostly are."""
     from hicra.sandbox.world import PHRASES
@@ -248,3 +254,20 @@ def test_cli_reports_precision_recall(tmp_path):
     assert 0 < out["holdout"]["recall"] < out["recall"]
     read_sg_file(out["sg_file"])
     assert (tmp_path / "g" / "review.csv").exists() and (tmp_path / "g" / "review.md").exists()
+    # the reviewed sheet comes back in without sampling again; the SG file records the review
+    from hicra.grams import step
+    rows = (tmp_path / "g" / "review.csv").read_text().splitlines()
+    (tmp_path / "g" / "reviewed.csv").write_text("\n".join(rows[:6]) + "\n")
+    cfg = step.GramsConfig(run_dir=str(tmp_path / "g"), source="sandbox-traces", n_prompts=300, samples_per_prompt=1,
+                           n_eval=100, sandbox=tiny, review=str(tmp_path / "g" / "reviewed.csv"))
+    import pytest as _pt
+    mp = _pt.MonkeyPatch()
+    mp.setenv("HICRA_CACHE", str(tmp_path / "cache"))
+    mp.setattr(step, "collect_rollouts", lambda *a, **k: _pt.fail("sampled again"))
+    try:
+        s = step.run(cfg, progress=False)
+    finally:
+        mp.undo()
+    import csv
+    assert s["n_grams"] == sum(r["accept"] == "yes" for r in csv.DictReader(open(tmp_path / "g" / "reviewed.csv")))
+    assert read_sg_file(s["sg_file"])["provenance"]["reviewed_by"] == "person"

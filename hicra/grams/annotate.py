@@ -8,6 +8,8 @@ Two annotators share one interface, ``annotate(candidates) -> list[Judgement]``:
   nearest seed; its kind is that seed's kind. The threshold is calibrated, not
   guessed: leave-one-out scores of the seeds (positives) against scores of a
   curated list of execution phrases (negatives), at the threshold with the best F1.
+  With ``veto=True`` a candidate closer to an execution phrase than to every seed
+  is also rejected (on real text this removes "the total number of", "we multiply").
 * ``LLMAnnotator`` asks any OpenAI-compatible endpoint (``hicra.llm.ChatClient``)
   with the prompt in ``hicra/prompts/strategic_grams.md``, in batches, cached on
   disk; answers that cannot be parsed leave the gram ``unparsed`` for the reviewer.
@@ -61,7 +63,7 @@ class OfflineAnnotator:
     name = "offline:all-MiniLM-L6-v2"
 
     def __init__(self, seeds=SEEDS, negatives=NEGATIVES, threshold: float | None = None,
-                 exclude: list[str] = (), model=None):
+                 exclude: list[str] = (), model=None, veto: bool = False):
         """``exclude``: texts whose overlapping seeds are left out (held-out evaluation)."""
         from hicra.sgfile import read_sg_file
         grams = read_sg_file(seeds)["grams"] if not isinstance(seeds, list) else seeds
@@ -72,7 +74,9 @@ class OfflineAnnotator:
             raise ValueError("OfflineAnnotator needs at least 3 seed grams (after exclusions)")
         self.negatives = [normalize(x) for x in json.loads(Path(negatives).read_text())["phrases"]]
         self.model = model or embedder()
+        self.veto = veto
         self._seed_emb = self._embed([g for g, _ in self.seeds])
+        self._neg_emb = self._embed(self.negatives)
         self.calibration = self._calibrate()
         self.threshold = self.calibration["threshold"] if threshold is None else threshold
 
@@ -85,7 +89,7 @@ class OfflineAnnotator:
         sims = self._seed_emb @ self._seed_emb.T
         np.fill_diagonal(sims, -1)
         pos = sims.max(1)
-        neg = (self._embed(self.negatives) @ self._seed_emb.T).max(1)
+        neg = (self._neg_emb @ self._seed_emb.T).max(1)
         best = (0.0, 0.5)
         for t in np.unique(np.concatenate([pos, neg])):
             tp, fp, fn = (pos >= t).sum(), (neg >= t).sum(), (pos < t).sum()
@@ -94,16 +98,23 @@ class OfflineAnnotator:
                 best = (float(f1), float(t))
         return {"threshold": best[1], "f1": best[0], "n_seeds": len(pos), "n_negatives": len(neg)}
 
-    def scores(self, grams: list[str]) -> tuple[np.ndarray, list[str]]:
-        sims = self._embed([normalize(g) for g in grams]) @ self._seed_emb.T
-        return sims.max(1), [self.seeds[i][1] for i in sims.argmax(1)]
+    def scores(self, grams: list[str]) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """(similarity to the nearest seed, that seed's kind, similarity to the nearest execution phrase)."""
+        emb = self._embed([normalize(g) for g in grams])
+        sims = emb @ self._seed_emb.T
+        return sims.max(1), [self.seeds[i][1] for i in sims.argmax(1)], (emb @ self._neg_emb.T).max(1)
 
     def annotate(self, candidates: list[Candidate]) -> list[Judgement]:
         if not candidates:
             return []
-        score, kind = self.scores([c.gram for c in candidates])
-        return [Judgement(c.gram, bool(s >= self.threshold), k if s >= self.threshold else None, float(s), self.name)
-                for c, s, k in zip(candidates, score, kind)]
+        score, kind, neg = self.scores([c.gram for c in candidates])
+        out = []
+        for c, s, k, n in zip(candidates, score, kind, neg):
+            vetoed = self.veto and n >= s
+            ok = bool(s >= self.threshold and not vetoed)
+            out.append(Judgement(c.gram, ok, k if ok else None, float(s), self.name,
+                                 "closer to an execution phrase" if vetoed and s >= self.threshold else ""))
+        return out
 
 
 # --------------------------------------------------------------------------

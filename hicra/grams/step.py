@@ -45,6 +45,7 @@ class GramsConfig:
     api_key_env: str = "OPENAI_API_KEY"
     llm_timeout: float = 60.0
     threshold: float | None = None    # offline: None = calibrated
+    veto: bool = False                # offline: also reject grams closer to an execution phrase than to any seed
     review: str = ""                  # a reviewed CSV to import ("" = take the annotator's labels)
     sg_out: str = ""                  # default <run_dir>/strategic_grams.json
     n_eval: int = 300                 # held-out sandbox traces for precision / recall
@@ -107,10 +108,27 @@ def collect_rollouts(cfg: GramsConfig, progress: bool = True) -> list[dict]:
             for r, os_ in zip(rows, outs) for o in os_]
 
 
+def cached_rollouts(cfg: GramsConfig, run: Path, progress: bool = True) -> list[dict]:
+    """``collect_rollouts``, saved to ``<run_dir>/rollouts.parquet``; reused while the sampling settings
+    are unchanged (so rerunning with ``--review`` or another annotator does not sample again)."""
+    import pandas as pd
+    keys = ("source", "rollouts", "n_prompts", "samples_per_prompt", "temperature", "max_new_tokens", "seed",
+            "sandbox_seed", "sandbox")
+    want = {k: getattr(cfg, k) for k in keys}
+    path, meta = run / "rollouts.parquet", run / "rollouts.json"
+    if cfg.source != "rollouts" and path.exists() and meta.exists() and json.loads(meta.read_text()) == want:
+        return pd.read_parquet(path).to_dict("records")
+    rows = collect_rollouts(cfg, progress)
+    from hicra.config import write_parquet
+    write_parquet(path, pd.DataFrame(rows).astype({"prompt": str}))
+    write_json(meta, want)
+    return rows
+
+
 def make_annotator(cfg: GramsConfig, exclude=()):
     from hicra.grams.annotate import LLMAnnotator, OfflineAnnotator
     if cfg.annotator == "offline":
-        return OfflineAnnotator(threshold=cfg.threshold, exclude=list(exclude))
+        return OfflineAnnotator(threshold=cfg.threshold, exclude=list(exclude), veto=cfg.veto)
     from hicra.llm import ChatClient
     client = ChatClient(cfg.base_url, cfg.llm_model, api_key_env=cfg.api_key_env, timeout=cfg.llm_timeout,
                         cache=resolve(cfg.run_dir) / "llm_cache.jsonl")
@@ -131,7 +149,7 @@ def run(cfg: GramsConfig, progress: bool = True) -> dict:
     run = resolve(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     write_json(run / "params.json", {"step": "01_strategic_grams", **dataclasses.asdict(cfg)})
-    rollouts = collect_rollouts(cfg, progress)
+    rollouts = cached_rollouts(cfg, run, progress)
     good = [r["completion"] for r in rollouts if (r["reward"] or 0) >= cfg.min_reward and r["completion"]]
     if not good:
         raise ValueError(f"none of {len(rollouts)} rollouts has reward >= {cfg.min_reward}; lower min_reward "
