@@ -16,10 +16,18 @@ from tqdm.auto import tqdm
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list[str], n: int = 1, temperature: float = 1.0, max_new_tokens: int = 256,
            batch_size: int = 64, seed: int = 0, progress: bool = True, top_p: float = 1.0) -> list[list[str]]:
-    """``n`` sampled completions per prompt (temperature 0 = greedy), as text without special tokens."""
+    """``n`` sampled completions per prompt (temperature 0 = greedy), as text without special tokens.
+
+    Seeded on a forked RNG: validation inside a training run does not reset the trainer's sampling stream."""
     if not prompts:
         return []
-    torch.manual_seed(seed)
+    devices = [model.device.index or 0] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return _sample(model, tokenizer, prompts, n, temperature, max_new_tokens, batch_size, progress, top_p)
+
+
+def _sample(model, tokenizer, prompts, n, temperature, max_new_tokens, batch_size, progress, top_p):
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     flat = [p for p in prompts for _ in range(n)]

@@ -128,3 +128,17 @@ def test_cli_last_line_json(tmp_path):
     r = subprocess.run([sys.executable, "-m", "hicra.sandbox", "--difficulty", "impossible"], capture_output=True,
                        text=True, env={**__import__("os").environ, **env}, timeout=120)
     assert r.returncode != 0 and "difficulty must be one of" in r.stderr
+
+
+def test_cache_folder_can_move(tmp_path, monkeypatch):
+    """A copied or moved cache (another machine, another user) is found at its new place."""
+    import shutil
+    monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "a"))
+    cfg = SandboxConfig(seed=2, **TINY)
+    build(cfg, progress=False)
+    shutil.move(str(tmp_path / "a"), str(tmp_path / "moved"))
+    monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "moved"))
+    info = build(cfg, progress=False)
+    assert info["cached"] and info["model_dir"].startswith(str(tmp_path / "moved"))
+    from hicra.sandbox.build import load
+    load(info["model_dir"])

@@ -177,3 +177,16 @@ def test_dynamic_sampling_keeps_only_groups_with_signal(tiny_sandbox, monkeypatc
         assert int(b["num_items_in_batch"]) == int(b["completion_mask"].sum())
     lines = [json.loads(x) for x in open(tiny_sandbox / "run" / "metrics.jsonl")]
     assert [x["step"] for x in lines] == [1, 2]
+
+
+def test_sampling_does_not_reset_the_global_rng(tiny_sandbox):
+    """Validation inside training samples with its own seed but must leave the trainer's RNG stream alone."""
+    from hicra.generate import sample
+    from hicra.sandbox.build import SandboxConfig, build, load
+    model, tok = load(build(SandboxConfig(seed=0, **TINY))["model_dir"])
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = sample(model, tok, ["Numbers: 1 2 3. Target: 6.\n"], n=2, max_new_tokens=8, seed=7, progress=False)
+    assert torch.equal(torch.rand(3), expected)
+    assert sample(model, tok, ["Numbers: 1 2 3. Target: 6.\n"], n=2, max_new_tokens=8, seed=7, progress=False) == a

@@ -136,7 +136,7 @@ def build(cfg: SandboxConfig, force: bool = False, progress: bool = True) -> dic
     target = model_dir(cfg)
     summary_path = target / "summary.json"
     if summary_path.exists() and not force:
-        return {**json.loads(summary_path.read_text()), "cached": True}
+        return {**json.loads(summary_path.read_text()), "model_dir": str(target), "cached": True}  # the cache may have moved
     t0 = time.time()
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
