@@ -131,14 +131,14 @@ def fig4(table: pd.DataFrame):
         ax.bar(t.stage, t["Others"], bottom=t["Planning & Strategy"], color=PALETTE["execution"], label="Others")
         ax.set(title=f"{m}: failed rollouts", xlabel="RL steps", ylabel="failed rollouts (count)")
         ax.tick_params(axis="x", rotation=30)
-    axes[0].legend(loc="upper right")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, bbox_to_anchor=(0.4, -0.08))
     ax = axes[-1]
     for m in methods:
         t = table[table.method == m]
         ax.plot(t.mid, t.planning_share, marker="o", color=PALETTE.get(m, "k"), label=m)
     ax.set(title="share of failures that are\nPlanning & Strategy", xlabel="RL step", ylabel="share of failed rollouts",
            ylim=(0, 1))
-    ax.legend(loc="lower left")
+    ax.legend(loc="upper right")
     fig.tight_layout()
     return fig
 

@@ -192,7 +192,7 @@ def fig_table1(summary: dict, benchmarks: list[str]):
     import matplotlib.pyplot as plt
     from hicra.plotting import PALETTE
     labels = list(summary["models"])
-    fig, ax = plt.subplots(figsize=(max(5, 1.9 * len(benchmarks) * len(labels) ** 0.5 + 2), 3.8))
+    fig, ax = plt.subplots(figsize=(max(7, 1.9 * len(benchmarks) * len(labels) ** 0.5 + 3), 4))
     w = 0.8 / len(labels)
     colours = [PALETTE.get(l.lower(), c) for l, c in zip(labels, ["#7f7f7f", "#1f77b4", "#d62728", "#2ca02c", "#9467bd"])]
     for i, (label, colour) in enumerate(zip(labels, colours)):
@@ -203,9 +203,9 @@ def fig_table1(summary: dict, benchmarks: list[str]):
         ax.bar(x, y, w, yerr=err, capsize=3, color=colour, label=label)
     ax.set_xticks(range(len(benchmarks)), [f"{b}\n(avg@{summary['k'][b]}, n={summary['models'][labels[0]][b]['n']})"
                                            for b in benchmarks])
-    ax.set_ylabel("accuracy, % (95 % bootstrap CI)")
+    ax.set_ylabel("accuracy (%)")
     ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
-    ax.set_title("Benchmark accuracy (strict \\boxed, temperature sampling)")
+    ax.set_title("Table 1 · avg@k, strict \\boxed · bars: 95 % bootstrap CI", fontsize=11)
     fig.tight_layout()
     return fig
 

@@ -44,7 +44,7 @@ def sandbox_profile(run: str = "demo", steps: int = 30, val_n: int = 64, methods
     sb = ["hicra/sandbox", "hicra/generate.py", "hicra/tagger.py"]
     out = [Step("00_sandbox", "00_sandbox.ipynb", {"run_dir": r, "n_calibration": 100}, sb + LIB, [f"{r}/sandbox.json"]),
            Step("01_strategic_grams", "01_strategic_grams.ipynb",
-                {"run_dir": f"{r}/grams", "tag": "sandbox", "n_prompts": 200, "samples_per_prompt": 2},
+                {"run_dir": f"{r}/grams", "tag": "sandbox", "n_prompts": 400, "samples_per_prompt": 2},
                 sb + LIB + ["hicra/grams", "hicra/figures.py", "data/grams"], [f"{r}/grams/grams_summary.json"])]
     for m, d in zip(methods, train):
         out.append(Step(f"02_train_{m}", "02_train.ipynb",

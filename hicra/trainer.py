@@ -220,6 +220,7 @@ class HICRATrainer(GRPOTrainer):
             resume_from_checkpoint = ckpt
         step = int(re.search(r"checkpoint-(\d+)", str(ckpt)).group(1)) if ckpt else 0
         truncate_jsonl(self.metrics_path, step if ckpt else -1)
+        prune_run_dir(self.args.output_dir, step)
         if not ckpt and self.validate and self.args.val_every and self.is_world_process_zero():
             # the warm-start level, so curves start where RL starts
             append_jsonl(self.metrics_path, {"step": 0, "val_accuracy": float(self.validate(self.model, self.processing_class))})
@@ -271,6 +272,21 @@ def _concat_batches(batches: list[dict], pad_id: int) -> dict:
                                                         (width - x.shape[1], 0) if left else (0, width - x.shape[1]),
                                                         value=fill).to(x.dtype) for x in vals])
     return res
+
+
+def prune_run_dir(run_dir, step: int) -> list[str]:
+    """Remove what a previous run in this folder wrote after ``step`` (rollouts, checkpoints), so a fresh
+    start (step 0) or a resume never mixes in stale files; returns the removed names."""
+    import shutil
+    removed = []
+    for p in sorted(Path(run_dir).glob("rollouts/step_*.parquet")) + sorted(Path(run_dir).glob("checkpoint-*")):
+        m = re.search(r"(\d+)", p.name)
+        if m and int(m.group(1)) > step:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            removed.append(p.name)
+    if removed:
+        print(f"[hicra] removed {len(removed)} stale file(s) after step {step} in {run_dir}", flush=True)
+    return removed
 
 
 def append_jsonl(path, record: dict) -> None:

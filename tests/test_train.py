@@ -190,3 +190,15 @@ def test_sampling_does_not_reset_the_global_rng(tiny_sandbox):
     a = sample(model, tok, ["Numbers: 1 2 3. Target: 6.\n"], n=2, max_new_tokens=8, seed=7, progress=False)
     assert torch.equal(torch.rand(3), expected)
     assert sample(model, tok, ["Numbers: 1 2 3. Target: 6.\n"], n=2, max_new_tokens=8, seed=7, progress=False) == a
+
+
+def test_prune_run_dir_removes_stale_files(tmp_path):
+    from hicra.trainer import prune_run_dir
+    (tmp_path / "rollouts").mkdir()
+    for s in (1, 2, 3, 40):
+        (tmp_path / "rollouts" / f"step_{s:06d}.parquet").write_text("x")
+    (tmp_path / "checkpoint-2").mkdir()
+    (tmp_path / "checkpoint-40").mkdir()
+    assert prune_run_dir(tmp_path, 2) == ["step_000003.parquet", "step_000040.parquet", "checkpoint-40"]
+    assert sorted(p.name for p in (tmp_path / "rollouts").iterdir()) == ["step_000001.parquet", "step_000002.parquet"]
+    assert prune_run_dir(tmp_path, 0) == ["step_000001.parquet", "step_000002.parquet", "checkpoint-2"]
