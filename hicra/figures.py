@@ -49,7 +49,8 @@ def _band(ax, df, x, y, label, color, relative_to_start=False, delta=False, smoo
     if piv.empty:
         return
     m = piv.mean(axis=1)
-    ax.plot(m.index, m.values, label=label, color=color, lw=2)
+    sparse = len(m) <= 12  # e.g. validation every N steps: show the points
+    ax.plot(m.index, m.values, label=label, color=color, lw=2, marker="o" if sparse else None, ms=4)
     if piv.shape[1] > 1:
         ax.fill_between(m.index, piv.min(axis=1), piv.max(axis=1), color=color, alpha=0.2, lw=0)
 
