@@ -71,6 +71,10 @@ class HICRAConfig(GRPOConfig):
     save_rollouts: bool = dataclasses.field(default=True, metadata={"help": "write rollouts/step_*.parquet"})
     dynamic_sampling: bool = dataclasses.field(default=False, metadata={
         "help": "DAPO dynamic sampling: drop groups whose rewards are all equal, refill from new prompts"})
+    context_schedule: list[int] | None = dataclasses.field(default=None, metadata={
+        "help": "completion caps to step through, e.g. [16384, 32768] (paper: 16K -> 32K); starts at the first"})
+    context_switch_clip: float = dataclasses.field(default=0.2, metadata={
+        "help": "move to the next cap of context_schedule when the step's clipped-completion ratio passes this"})
     max_refill_rounds: int = dataclasses.field(default=3, metadata={
         "help": "dynamic sampling: extra generation rounds per step before filling up with dropped groups"})
 
@@ -85,6 +89,10 @@ class HICRAConfig(GRPOConfig):
             self.entropy_coef = self.entropy_bonus
         if self.method == "fork_tokens":
             self.top_entropy_quantile = self.fork_quantile
+        if self.context_schedule:
+            if sorted(self.context_schedule) != list(self.context_schedule) or self.context_schedule[0] < 1:
+                raise ValueError(f"context_schedule must be increasing positive lengths; got {self.context_schedule}")
+            self.max_completion_length = self.context_schedule[0]
         if self.method == "hicra" and not self.sg_file:
             raise ValueError("method 'hicra' needs sg_file: a strategic-gram JSON (e.g. data/grams/seed_grams.json)")
         self.logging_steps = 1  # one metrics line per optimiser step
@@ -200,6 +208,8 @@ class HICRATrainer(GRPOTrainer):
         rec = {"step": self.state.global_step, **_dynamics_from(logs, self._tok_sums, self._step_rollouts,
                                                                 self.args.num_generations, self.tagger)}
         self._tok_sums = {}
+        self._extend_context(rec.get("clip_ratio"))
+        rec["max_completion_length"] = self.max_completion_length
         if self.validate and self.args.val_every and rec["step"] % self.args.val_every == 0:
             rec["val_accuracy"] = float(self.validate(self.model, self.processing_class))
         append_jsonl(self.metrics_path, rec)
@@ -211,6 +221,22 @@ class HICRATrainer(GRPOTrainer):
                                for r, s in zip(self._step_rollouts, spans)])
             write_parquet(os.path.join(self.args.output_dir, "rollouts", f"step_{rec['step']:06d}.parquet"), df)
 
+    def _extend_context(self, clip_ratio, to: int | None = None) -> None:
+        """Context schedule: past ``context_switch_clip`` clipped completions, raise the cap to the next length."""
+        sched = self.args.context_schedule
+        if to is None:
+            if not sched or clip_ratio is None or clip_ratio <= self.args.context_switch_clip:
+                return
+            to = next((n for n in sched if n > self.max_completion_length), None)
+        if not to or to == self.max_completion_length:
+            return
+        self.max_completion_length = self.args.max_completion_length = to
+        if getattr(self, "generation_config", None) is not None:
+            self.generation_config.max_new_tokens = to
+        if getattr(self, "vllm_generation", None) is not None:
+            self.vllm_generation.max_completion_length = to
+        print(f"[hicra] completion cap -> {to} tokens (clipped ratio {clip_ratio})", flush=True)
+
     def train(self, resume_from_checkpoint=None, **kwargs):
         """Resume-safe: metrics lines written after the checkpoint being resumed are dropped first."""
         from transformers.trainer_utils import get_last_checkpoint
@@ -221,6 +247,10 @@ class HICRATrainer(GRPOTrainer):
         step = int(re.search(r"checkpoint-(\d+)", str(ckpt)).group(1)) if ckpt else 0
         truncate_jsonl(self.metrics_path, step if ckpt else -1)
         prune_run_dir(self.args.output_dir, step)
+        if ckpt and self.args.context_schedule:  # resume at the cap the run had reached
+            caps = [json.loads(x).get("max_completion_length") for x in open(self.metrics_path)] \
+                if os.path.exists(self.metrics_path) else []
+            self._extend_context(None, to=next((c for c in reversed(caps) if c), None))
         if not ckpt and self.validate and self.args.val_every and self.is_world_process_zero():
             # the warm-start level, so curves start where RL starts
             append_jsonl(self.metrics_path, {"step": 0, "val_accuracy": float(self.validate(self.model, self.processing_class))})

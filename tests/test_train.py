@@ -107,7 +107,22 @@ def test_hicra_needs_a_valid_sg_file(tmp_path):
         dry_run({"model": "Qwen/Qwen3-4B-Base", "method": "hicra", "sg_file": str(tmp_path / "missing.json")})
 
 
-@pytest.mark.parametrize("recipe", sorted((Path(__file__).parent.parent / "configs").glob("*.yaml")), ids=lambda p: p.name)
+CONFIGS = Path(__file__).parent.parent / "configs"
+STEP_CONFIGS = {"grams_": "hicra.grams.step:GramsConfig", "eval_": "hicra.evaluate:EvalConfig",
+                "errors_": "hicra.errors:ErrorsConfig", "forks_": "hicra.forks:ForksConfig"}
+RECIPES = [p for p in sorted(CONFIGS.glob("*.yaml")) if not p.name.startswith(tuple(STEP_CONFIGS))]
+
+
+@pytest.mark.parametrize("path", [p for p in sorted(CONFIGS.glob("*.yaml")) if p not in RECIPES], ids=lambda p: p.name)
+def test_step_configs_load(path):
+    """Every non-training config in configs/ is valid for its step's dataclass."""
+    import importlib
+    from hicra.config import load_config
+    mod, cls = next(v for k, v in STEP_CONFIGS.items() if path.name.startswith(k)).split(":")
+    load_config(getattr(importlib.import_module(mod), cls), str(path))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_recipes_dry_run(recipe):
     r = subprocess.run([sys.executable, "-m", "hicra.train", str(recipe), "--dry_run", "true"],
                        capture_output=True, text=True, timeout=300)
@@ -202,3 +217,14 @@ def test_prune_run_dir_removes_stale_files(tmp_path):
     assert prune_run_dir(tmp_path, 2) == ["step_000003.parquet", "step_000040.parquet", "checkpoint-40"]
     assert sorted(p.name for p in (tmp_path / "rollouts").iterdir()) == ["step_000001.parquet", "step_000002.parquet"]
     assert prune_run_dir(tmp_path, 0) == ["step_000001.parquet", "step_000002.parquet", "checkpoint-2"]
+
+
+def test_context_schedule_raises_the_cap_when_completions_clip(tiny_sandbox):
+    """Paper recipe: 16K -> 32K when the clip rate passes 20 %; here 8 -> 24 tokens when any completion clips."""
+    trainer, lines = _train(tiny_sandbox, method="grpo", context_schedule=[8, 24], context_switch_clip=0.0,
+                            max_completion_length=8)
+    steps = [x for x in lines if "reward" in x]
+    assert steps[0]["clip_ratio"] > 0 and steps[0]["max_completion_length"] == 24
+    assert trainer.max_completion_length == 24 and trainer.generation_config.max_new_tokens == 24
+    with pytest.raises(ValueError, match="increasing"):
+        HICRAConfig(output_dir=str(tiny_sandbox), method="grpo", use_cpu=True, context_schedule=[32, 16])
