@@ -160,7 +160,7 @@ def fig_grams(candidates: pd.DataFrame, summary: dict, top: int = 8):
         ax.set_ylabel("token-level score vs ground truth")
         ax.set_title("quality on the sandbox")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
-    fig.suptitle(f"Strategic grams mined from {summary.get('n_successful')} successful rollouts "
+    fig.suptitle(f"Strategic grams mined from {summary.get('n_successful')} of {summary.get('n_rollouts')} rollouts "
                  f"({summary.get('annotator')}, {summary.get('n_grams')} of {summary.get('n_candidates')} candidates kept)",
                  y=1.03)
     fig.tight_layout()
