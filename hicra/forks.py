@@ -94,17 +94,18 @@ def fig9(rows):
     import pandas as pd
     df = pd.DataFrame(rows)
     labels = [f"{m}\n{s}" for m, s in zip(df.model, df.stage)]
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 2.2 * len(df) * 2), 3.8), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(max(10, 2.4 * len(df) * 2), 4), sharey=True)
     rho = float(df.rho.iloc[0])
-    for ax, col, title, colour in ((axes[0], "planning_is_fork", "planning tokens that are high-entropy", COLOURS["planning"]),
-                                   (axes[1], "fork_is_planning", "high-entropy tokens that are planning", COLOURS["fork"])):
+    for ax, col, title, colour in ((axes[0], "planning_is_fork", "planning tokens that are\nhigh-entropy", COLOURS["planning"]),
+                                   (axes[1], "fork_is_planning", "high-entropy tokens that are\nplanning", COLOURS["fork"])):
         bars = ax.bar(labels, df[col], color=colour, edgecolor="0.3")
-        for b, v in zip(bars, df[col]):
+        for b, v, chance in zip(bars, df[col], [rho] * len(df) if col == "planning_is_fork" else df.planning_ratio):
             ax.text(b.get_x() + b.get_width() / 2, v + 0.01, f"{v:.2f}", ha="center", fontsize=9)
+            ax.hlines(chance, b.get_x(), b.get_x() + b.get_width(), colors="0.2", linestyles="--", lw=1.2,
+                      label="chance level" if b is bars[0] else None)
         ax.set(title=title, ylim=(0, 1), ylabel="share of tokens")
         ax.tick_params(axis="x", labelsize=9)
-    axes[0].axhline(rho, ls="--", color="0.4", lw=1)
-    axes[0].text(len(df) - 0.5, rho + 0.02, f"chance = {rho:.0%}", ha="right", fontsize=8, color="0.3")
+        ax.legend(loc="upper right", fontsize=8)
     fig.suptitle(f"Planning vs high-entropy (top {rho:.0%}) tokens, before vs after RL", y=1.03)
     fig.tight_layout()
     return fig
