@@ -41,6 +41,7 @@ study: venv
 	  [ -f runs/study/train-$$m-s$$s/final/config.json ] || \
 	  $(BIN)/python -m hicra.train configs/sandbox.yaml --method $$m --seed $$s --max_steps $(STEPS) \
 	    --run_dir runs/study/train-$$m-s$$s || exit 1; done; done
+	mkdir -p runs/study/executed
 	$(NB) notebooks/03_dynamics.ipynb runs/study/executed/03_dynamics.ipynb -p run_dir runs/study -p tag study \
 	  -y "runs: [$(foreach s,$(SEEDS),$(foreach m,$(METHODS),runs/study/train-$(m)-s$(s),))]"
 
