@@ -18,6 +18,7 @@ sandbox its agreement with the oracle is reported (accuracy, Cohen's kappa).
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import re
@@ -43,9 +44,9 @@ def failed_rollouts(run_dirs, every: int = 1) -> pd.DataFrame:
             raise FileNotFoundError(f"{d}/rollouts/ has no step_*.parquet: train with save_rollouts (the default)")
         params = json.loads((d / "params.json").read_text()) if (d / "params.json").exists() else {}
         for f in files:
-            df = pd.read_parquet(f, columns=["prompt", "completion", "reward", "step"])
-            if int(df.step.iloc[0]) % every:
+            if int(re.search(r"step_(\d+)", f).group(1)) % every:  # the trainer names files by step
                 continue
+            df = pd.read_parquet(f, columns=["prompt", "completion", "reward", "step"])
             frames.append(df.assign(run=d.name, method=params.get("method", d.name), seed=params.get("seed", 0)))
     df = pd.concat(frames, ignore_index=True)
     df["prompt"] = df.prompt.map(_prompt_text)
@@ -145,8 +146,6 @@ def fig4(table: pd.DataFrame):
 
 # --------------------------------------------------------------------------
 # the step: notebooks/04_error_analysis.ipynb and python -m hicra.errors CONFIG
-
-import dataclasses  # noqa: E402
 
 
 @dataclasses.dataclass

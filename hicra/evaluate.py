@@ -79,14 +79,20 @@ def problems(cfg: EvalConfig, bench: str) -> list[dict]:
 # backends
 
 
-def load(model: str, cfg: EvalConfig):
-    """(model, tokenizer): ``sandbox`` = the cached warm start, else a path / hub id / ``smollm2``."""
+def model_path(model: str, cfg: EvalConfig) -> str:
+    """``sandbox`` -> the cached warm start's folder (built if needed); a local path -> absolute; else as given
+    (a hub id or ``smollm2``)."""
     if model == "sandbox":
-        from hicra.sandbox.build import SandboxConfig, build, load as load_sandbox
-        return load_sandbox(build(SandboxConfig(seed=cfg.sandbox_seed, **cfg.sandbox))["model_dir"])
-    from hicra.models import load_model
+        from hicra.sandbox.build import SandboxConfig, build
+        return build(SandboxConfig(seed=cfg.sandbox_seed, **cfg.sandbox))["model_dir"]
     p = resolve(model)
-    return load_model(str(p) if p.exists() else model)
+    return str(p) if p.exists() else model
+
+
+def load(model: str, cfg: EvalConfig):
+    """(model, tokenizer) for ``model_path(model)``."""
+    from hicra.models import load_model
+    return load_model(model_path(model, cfg))
 
 
 def sample_transformers(model, tok, prompts, k, cfg: EvalConfig) -> list[list[str]]:
@@ -98,13 +104,7 @@ def sample_transformers(model, tok, prompts, k, cfg: EvalConfig) -> list[list[st
 def sample_vllm(model: str, prompts, k, cfg: EvalConfig) -> list[list[str]]:
     """vLLM sampling (run under ``if __name__ == "__main__"``: vLLM starts worker processes)."""
     from vllm import LLM, SamplingParams
-    path = model
-    if model == "sandbox":
-        from hicra.sandbox.build import SandboxConfig, build
-        path = build(SandboxConfig(seed=cfg.sandbox_seed, **cfg.sandbox))["model_dir"]
-    elif resolve(model).exists():
-        path = str(resolve(model))
-    llm = LLM(model=str(path), seed=cfg.seed, gpu_memory_utilization=0.85 if _cuda() else 0.2)
+    llm = LLM(model=model_path(model, cfg), seed=cfg.seed, gpu_memory_utilization=0.85 if _cuda() else 0.2)
     params = SamplingParams(n=k, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
                             seed=cfg.seed)
     return [[o.text for o in out.outputs] for out in llm.generate(list(prompts), params)]
@@ -133,24 +133,18 @@ def score_cell(cfg: EvalConfig, label: str, model_name: str, bench: str, cache: 
         return np.stack(df["correct"].to_numpy()).astype(float)
     probs = problems(cfg, bench)
     if cfg.backend == "vllm":
-        tok = None
-        texts = [p["prompt"] for p in probs]
-        if probs and probs[0]["chat"]:
-            from hicra.generate import chat_prompts
-            from hicra.models import load_tokenizer
-            tok = load_tokenizer(str(resolve(model_name)) if resolve(model_name).exists() else model_name)
-            texts = chat_prompts(tok, texts)
-        outs = sample_vllm(model_name, texts, k, cfg)
+        from hicra.models import load_tokenizer
+        model, tok = None, load_tokenizer(model_path(model_name, cfg)) if probs and probs[0]["chat"] else None
     else:
         if model_name not in cache:
             cache.clear()
             cache[model_name] = load(model_name, cfg)
         model, tok = cache[model_name]
-        texts = [p["prompt"] for p in probs]
-        if probs and probs[0]["chat"]:
-            from hicra.generate import chat_prompts
-            texts = chat_prompts(tok, texts)
-        outs = sample_transformers(model, tok, texts, k, cfg)
+    texts = [p["prompt"] for p in probs]
+    if probs and probs[0]["chat"]:
+        from hicra.generate import chat_prompts
+        texts = chat_prompts(tok, texts)
+    outs = sample_vllm(model_name, texts, k, cfg) if cfg.backend == "vllm" else sample_transformers(model, tok, texts, k, cfg)
     correct = np.array([[bool(p["grade"](o)) for o in os_] for p, os_ in zip(probs, outs)], dtype=bool).reshape(len(probs), k)
     write_parquet(path, pd.DataFrame({"id": [p["id"] for p in probs], "correct": list(correct),
                                       "completions": [list(o) for o in outs]}))

@@ -11,7 +11,9 @@ own sampled completions; planning tokens from ``PlanningTagger``.
 """
 from __future__ import annotations
 
+import dataclasses
 import html
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -114,8 +116,6 @@ def fig9(rows):
 # --------------------------------------------------------------------------
 # the step: notebooks/05_fork_tokens.ipynb and python -m hicra.forks CONFIG
 
-import dataclasses  # noqa: E402
-
 
 @dataclasses.dataclass
 class ForksConfig:
@@ -147,23 +147,24 @@ def _prompts(cfg: ForksConfig, tok) -> list[str]:
 def run(cfg: ForksConfig, progress: bool = True) -> dict:
     """Sample each model on the same prompts, score its own tokens' entropies, compare with planning tokens."""
     from hicra.config import REPO_ROOT, resolve, write_json
-    from hicra.evaluate import EvalConfig, load
+    from hicra.evaluate import EvalConfig, load, model_path
     from hicra.generate import sample
     from hicra.tagger import PlanningTagger
     out = resolve(cfg.run_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "params.json", {"step": "05_fork_tokens", **dataclasses.asdict(cfg)})
     ecfg = EvalConfig(sandbox_seed=cfg.sandbox_seed, sandbox=cfg.sandbox)
+    if cfg.sg_file:
+        sg = resolve(cfg.sg_file)
+    elif cfg.source == "sandbox":  # the world's ground-truth grams, written by the build
+        sg = Path(model_path("sandbox", ecfg)) / "grams.json"
+    else:
+        sg = REPO_ROOT / "data" / "grams" / "seed_grams.json"
     rows, passages = [], []
     for label, name in cfg.models.items():
         model_name, _, stage = label.partition("|")
         model, tok = load(name, ecfg)
-        sg = cfg.sg_file or (str(resolve(name) / "grams.json") if cfg.source == "sandbox" and (resolve(name) / "grams.json").exists()
-                             else None)
-        if not sg and cfg.source == "sandbox":
-            from hicra.sandbox.build import SandboxConfig, build
-            sg = str(resolve(build(SandboxConfig(seed=cfg.sandbox_seed, **cfg.sandbox))["model_dir"]) / "grams.json")
-        tagger = PlanningTagger(resolve(sg or REPO_ROOT / "data" / "grams" / "seed_grams.json"), tok)
+        tagger = PlanningTagger(sg, tok)
         prompts = _prompts(cfg, tok)
         comps = [c[0] for c in sample(model, tok, prompts, n=1, temperature=cfg.temperature,
                                       max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, progress=progress)]

@@ -157,8 +157,8 @@ class HICRATrainer(GRPOTrainer):
                              f"num_generations ({G})")
         batches, rollouts = [out], list(self._step_rollouts)
         gen = torch.Generator().manual_seed(self.args.seed * 100003 + self.state.global_step)
+        kept = int(_live_groups(out["advantages"], G).sum()) * G
         for _ in range(self.args.max_refill_rounds):
-            kept = sum(int(_live_groups(b["advantages"], G).sum()) for b in batches) * G
             need = torch.tensor([int(kept < n_rows)], device=out["advantages"].device)
             if int(self.accelerator.gather(need).sum()) == 0:
                 break
@@ -166,6 +166,7 @@ class HICRATrainer(GRPOTrainer):
             more, more_rollouts = self._score_batch([self.train_dataset[i] for i in idx for _ in range(G)])
             batches.append(more)
             rollouts += more_rollouts
+            kept += int(_live_groups(more["advantages"], G).sum()) * G
         self._step_rollouts = rollouts
         merged = _concat_batches(batches, self.processing_class.pad_token_id)
         live = _live_groups(merged["advantages"], G)

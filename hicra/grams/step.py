@@ -125,10 +125,11 @@ def cached_rollouts(cfg: GramsConfig, run: Path, progress: bool = True) -> list[
     return rows
 
 
-def make_annotator(cfg: GramsConfig, exclude=()):
+def make_annotator(cfg: GramsConfig, exclude=(), model=None):
+    """``model``: an already loaded embedding model to share (offline annotator)."""
     from hicra.grams.annotate import LLMAnnotator, OfflineAnnotator
     if cfg.annotator == "offline":
-        return OfflineAnnotator(threshold=cfg.threshold, exclude=list(exclude), veto=cfg.veto)
+        return OfflineAnnotator(threshold=cfg.threshold, exclude=list(exclude), veto=cfg.veto, model=model)
     from hicra.llm import ChatClient
     client = ChatClient(cfg.base_url, cfg.llm_model, api_key_env=cfg.api_key_env, timeout=cfg.llm_timeout,
                         cache=resolve(cfg.run_dir) / "llm_cache.jsonl")
@@ -136,8 +137,9 @@ def make_annotator(cfg: GramsConfig, exclude=()):
 
 
 def sandbox_tokenizer(cfg: GramsConfig):
-    from hicra.sandbox.build import build, load
-    return load(build(_sandbox_cfg(cfg))["model_dir"])[1]
+    from hicra.models import load_tokenizer
+    from hicra.sandbox.build import build
+    return load_tokenizer(build(_sandbox_cfg(cfg))["model_dir"])
 
 
 def run(cfg: GramsConfig, progress: bool = True) -> dict:
@@ -184,7 +186,7 @@ def run(cfg: GramsConfig, progress: bool = True) -> dict:
         summary.update(precision=q["precision"], recall=q["recall"], quality=q)
         if cfg.annotator == "offline" and not cfg.review:
             from hicra.sandbox.world import ALL_GRAMS
-            held = make_annotator(cfg, exclude=[g for g, _ in ALL_GRAMS])
+            held = make_annotator(cfg, exclude=[g for g, _ in ALL_GRAMS], model=annotator.model)  # no second load
             hj = held.annotate(cands)
             hq = sandbox_quality([j.gram for j in hj if j.strategic] or ["\x00"], tok, n=cfg.n_eval)
             summary["holdout"] = {"precision": hq["precision"], "recall": hq["recall"], "n_seeds": len(held.seeds),
