@@ -5,7 +5,10 @@
     python -m hicra.pipeline --profile sandbox --force 02_train_hicra
 
 Each step is one notebook execution; its executed copy goes to
-``runs/<run>/executed/``. A step is skipped when nothing it depends on changed:
+``runs/<run>/executed/``. Steps that do not depend on each other (``Step.needs``)
+run at the same time, up to ``--jobs``, each kernel with its share of the CPU
+threads (``OMP_NUM_THREADS``): on 2 cores the three training runs and the gram
+mining together finish in ~1.6x the time of one alone instead of 4x. A step is skipped when nothing it depends on changed:
 the notebook, its parameters, the files it reads (library modules, configs,
 earlier steps' outputs) are hashed into a stamp under ``runs/<run>/.stamps/``,
 and its declared outputs must still exist. A failing step stops the pipeline
@@ -18,8 +21,10 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hicra.config import REPO_ROOT, emit, resolve, write_json
@@ -35,6 +40,7 @@ class Step:
     params: dict
     inputs: list          # files / folders (relative to the repo) whose contents the step depends on
     outputs: list         # files that must exist for the step to count as done
+    needs: tuple | None = None   # steps that must finish first (None: every earlier step)
 
 
 def sandbox_profile(run: str = "demo", steps: int = 30, val_n: int = 64, methods=("grpo", "hicra", "entropy_reg")):
@@ -45,27 +51,30 @@ def sandbox_profile(run: str = "demo", steps: int = 30, val_n: int = 64, methods
     out = [Step("00_sandbox", "00_sandbox.ipynb", {"run_dir": r, "n_calibration": 100}, sb + LIB, [f"{r}/sandbox.json"]),
            Step("01_strategic_grams", "01_strategic_grams.ipynb",
                 {"run_dir": f"{r}/grams", "tag": "sandbox", "n_prompts": 400, "samples_per_prompt": 2},
-                sb + LIB + ["hicra/grams", "hicra/figures.py", "data/grams"], [f"{r}/grams/grams_summary.json"])]
+                sb + LIB + ["hicra/grams", "hicra/figures.py", "data/grams"], [f"{r}/grams/grams_summary.json"],
+                needs=("00_sandbox",))]
     for m, d in zip(methods, train):
         out.append(Step(f"02_train_{m}", "02_train.ipynb",
                         {"run_dir": d, "method": m, "seed": 0, "max_steps": steps, "val_every": 10, "val_n": val_n},
                         sb + LIB + ["configs/sandbox.yaml", "hicra/train.py", "hicra/trainer.py", "hicra/advantage.py",
-                                    "hicra/dynamics.py", "hicra/metrics.py"], [f"{d}/summary.json"]))
+                                    "hicra/dynamics.py", "hicra/metrics.py"], [f"{d}/summary.json"],
+                        needs=("00_sandbox",)))  # training uses the build's ground-truth grams, not 01's
+    trained = ("00_sandbox",) + tuple(f"02_train_{m}" for m in methods)
     out += [Step("03_dynamics", "03_dynamics.ipynb", {"run_dir": r, "runs": train, "tag": "sandbox"},
-                 LIB + ["hicra/figures.py"] + [f"{d}/metrics.jsonl" for d in train], [f"{r}/final_accuracy.csv"]),
+                 LIB + ["hicra/figures.py"] + [f"{d}/metrics.jsonl" for d in train], [f"{r}/final_accuracy.csv"], trained),
             Step("04_error_analysis", "04_error_analysis.ipynb", {"run_dir": f"{r}/errors", "runs": train, "tag": "sandbox"},
-                 LIB + ["hicra/errors.py"] + [f"{d}/summary.json" for d in train], [f"{r}/errors/errors.json"]),
+                 LIB + ["hicra/errors.py"] + [f"{d}/summary.json" for d in train], [f"{r}/errors/errors.json"], trained),
             Step("05_fork_tokens", "05_fork_tokens.ipynb",
                  {"run_dir": f"{r}/forks", "tag": "sandbox", "n_prompts": 64,
                   "models": {"warm start|before RL": "sandbox",
                              **{f"{LABEL[m]}|after RL": f"{d}/final" for m, d in zip(methods, train) if m != "entropy_reg"}}},
                  sb + LIB + ["hicra/forks.py", "hicra/metrics.py"] + [f"{d}/summary.json" for d in train],
-                 [f"{r}/forks/forks.json"]),
+                 [f"{r}/forks/forks.json"], trained),
             Step("06_evaluate", "06_evaluate.ipynb",
                  {"run_dir": f"{r}/eval", "tag": "sandbox", "limit": 100, "k": {"sandbox": 2},
                   "models": {"Base": "sandbox", **{LABEL[m]: f"{d}/final" for m, d in zip(methods, train) if m != "entropy_reg"}}},
                  sb + LIB + ["hicra/evaluate.py", "hicra/rewards.py"] + [f"{d}/summary.json" for d in train],
-                 [f"{r}/eval/eval.json"])]
+                 [f"{r}/eval/eval.json"], trained)]
     return out
 
 
@@ -189,6 +198,50 @@ def results_markdown(profile: str, run_dir: Path, log: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def waves(steps: list[Step]) -> list[list[Step]]:
+    """Group steps into waves: each wave's steps need only steps of earlier waves."""
+    names = [s.name for s in steps]
+    level: dict[str, int] = {}
+    for i, s in enumerate(steps):
+        needs = names[:i] if s.needs is None else s.needs
+        unknown = [n for n in needs if n not in level]
+        if unknown:
+            raise ValueError(f"step {s.name} needs {unknown}, which are not earlier steps of the profile")
+        level[s.name] = 1 + max((level[n] for n in needs), default=-1)
+    return [[s for s in steps if level[s.name] == k] for k in range(max(level.values(), default=-1) + 1)]
+
+
+def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int) -> list[tuple]:
+    """Run a wave's steps, up to ``jobs`` at once, each kernel with cores/jobs threads.
+
+    Returns ``(step, status, seconds, error)`` for each step; a failure does not
+    stop its siblings (their stamps let a rerun skip them).
+    """
+    width = max(1, min(jobs, len(wave)))
+    env_before = os.environ.get("OMP_NUM_THREADS")
+    if width > 1 and env_before is None:  # kernels inherit the environment when they start
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // width))
+
+    def one(step):
+        t0 = time.time()
+        try:
+            status, err = run_step(step, run_dir, figures_dir, force=force(step)), None
+        except StepFailed as e:
+            status, err = "failed", e
+        print(f"[pipeline] {step.name}: {status} in {time.time() - t0:.0f} s", flush=True)
+        return step, status, round(time.time() - t0, 1), err
+    try:
+        if width > 1:
+            print(f"[pipeline] together ({width} at once, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}): "
+                  + ", ".join(s.name for s in wave), flush=True)
+            with ThreadPoolExecutor(width) as pool:
+                return list(pool.map(one, wave))
+        return [one(s) for s in wave]
+    finally:
+        if width > 1 and env_before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="sandbox", choices=sorted(PROFILES))
@@ -196,23 +249,26 @@ def main(argv=None):
     ap.add_argument("--figures_dir", default="figures")
     ap.add_argument("--force", nargs="*", default=[], help="step names to rerun even if unchanged ('all' for every step)")
     ap.add_argument("--only", nargs="*", default=[], help="run just these steps")
+    ap.add_argument("--jobs", type=int, default=4, help="independent steps run at once (1: one after another)")
     a = ap.parse_args(argv)
     steps = PROFILES[a.profile](**({"run": a.run} if a.run else {}))
     run_dir = resolve(f"runs/{a.run or ('demo' if a.profile == 'sandbox' else a.profile)}")
     log, t_all = [], time.time()
-    for step in steps:
-        if a.only and step.name not in a.only:
+    for wave in waves(steps):
+        wave = [s for s in wave if not a.only or s.name in a.only]
+        if not wave:
             continue
-        t0 = time.time()
-        print(f"[pipeline] {step.name} ({step.notebook}) ...", flush=True)
-        try:
-            status = run_step(step, run_dir, a.figures_dir, force="all" in a.force or step.name in a.force)
-        except StepFailed as e:
+        for s in wave:
+            print(f"[pipeline] {s.name} ({s.notebook}) ...", flush=True)
+        results = run_wave(wave, run_dir, a.figures_dir, lambda s: "all" in a.force or s.name in a.force, a.jobs)
+        log += [{"step": s.name, "status": st, "seconds": sec} for s, st, sec, _ in results]
+        failed = [(s, e) for s, _, _, e in results if e is not None]
+        for s, e in failed:
             print(f"[pipeline] FAILED {e}", file=sys.stderr, flush=True)
-            emit({"profile": a.profile, "ok": False, "failed_step": step.name, "error": str(e).splitlines()[0]})
+        if failed:
+            emit({"profile": a.profile, "ok": False, "failed_step": failed[0][0].name,
+                  "error": str(failed[0][1]).splitlines()[0], "steps": log})
             sys.exit(1)
-        log.append({"step": step.name, "status": status, "seconds": round(time.time() - t0, 1)})
-        print(f"[pipeline] {step.name}: {status} in {time.time() - t0:.0f} s", flush=True)
     md = results_markdown(a.profile, run_dir, log)
     (run_dir / "results.md").write_text(md)
     out = resolve(a.figures_dir) / f"results_{a.profile}.md"

@@ -1,5 +1,6 @@
 """The figure pipeline: skips unchanged steps, reruns changed ones, and names the failing notebook and cell."""
 import json
+import os
 
 import nbformat
 import pytest
@@ -54,3 +55,35 @@ def test_profiles_are_well_formed():
         for s in steps:
             assert (P.REPO_ROOT / "notebooks" / s.notebook).exists(), s.notebook
             assert s.outputs, s.name
+
+
+def test_independent_steps_run_together_and_a_failure_spares_its_siblings(tmp_path):
+    """Steps with no dependency between them run at once (A waits for a file B writes, so one after
+    the other could not pass), each kernel gets its share of the threads, and a failing sibling
+    neither stops the others nor loses their stamps."""
+    flag = tmp_path / "b_started"
+    a = _nb(tmp_path / "a.ipynb", "import os, pathlib, time\n"
+            f"for _ in range(600):\n    if pathlib.Path({str(flag)!r}).exists(): break\n    time.sleep(0.1)\n"
+            f"else:\n    raise RuntimeError('B never started while A ran')\n"
+            "pathlib.Path(out).write_text(os.environ.get('OMP_NUM_THREADS', 'unset'))")
+    b = _nb(tmp_path / "b.ipynb", f"import pathlib\npathlib.Path({str(flag)!r}).touch()\npathlib.Path(out).write_text('b')")
+    c = _nb(tmp_path / "c.ipynb", "raise ValueError('c is broken')")
+    steps = [P.Step("a", a, {"out": str(tmp_path / "a.txt")}, [], [str(tmp_path / "a.txt")], needs=()),
+             P.Step("b", b, {"out": str(tmp_path / "b.txt")}, [], [str(tmp_path / "b.txt")], needs=()),
+             P.Step("c", c, {"out": str(tmp_path / "c.txt")}, [], [str(tmp_path / "c.txt")], needs=()),
+             P.Step("d", b, {"out": str(tmp_path / "d.txt")}, [], [str(tmp_path / "d.txt")])]
+    assert [[s.name for s in w] for w in P.waves(steps)] == [["a", "b", "c"], ["d"]]
+    omp_before = os.environ.get("OMP_NUM_THREADS")          # a user's own setting is respected
+    results = P.run_wave(P.waves(steps)[0], tmp_path / "run", str(tmp_path / "fig"), lambda s: False, jobs=3)
+    status = {s.name: st for s, st, _, _ in results}
+    assert status == {"a": "ran", "b": "ran", "c": "failed"}
+    assert "c.ipynb failed in cell 2" in str(results[2][3])
+    assert (tmp_path / "a.txt").read_text() == (omp_before or str(max(1, (os.cpu_count() or 1) // 3)))
+    assert (tmp_path / "run" / ".stamps" / "a.json").exists() and (tmp_path / "run" / ".stamps" / "b.json").exists()
+    assert os.environ.get("OMP_NUM_THREADS") == omp_before, "the pipeline's setting leaked"
+
+
+def test_waves_reject_unknown_needs():
+    s = P.Step("x", "00_sandbox.ipynb", {}, [], ["o"], needs=("missing",))
+    with pytest.raises(ValueError, match="x needs \\['missing'\\]"):
+        P.waves([s])
