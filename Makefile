@@ -34,14 +34,16 @@ STEPS   ?= 60
 NB      := $(BIN)/papermill --cwd notebooks --log-output
 
 ## study: 5 seeds per method, final validation accuracy with 95% CIs (runs/study/final_accuracy.csv)
+## (STUDY_JOBS runs at once, one thread each; each run's log is runs/study/train-<method>-s<seed>.log)
 SEEDS ?= 0 1 2 3 4
+STUDY_JOBS ?= 2
 study: venv
 	$(BIN)/python -m hicra.sandbox
-	for s in $(SEEDS); do for m in $(METHODS); do \
-	  [ -f runs/study/train-$$m-s$$s/final/config.json ] || \
-	  $(BIN)/python -m hicra.train configs/sandbox.yaml --method $$m --seed $$s --max_steps $(STEPS) \
-	    --run_dir runs/study/train-$$m-s$$s || exit 1; done; done
 	mkdir -p runs/study/executed
+	for s in $(SEEDS); do for m in $(METHODS); do echo $$m $$s; done; done | OMP_NUM_THREADS=1 xargs -P $(STUDY_JOBS) -n 2 \
+	  sh -c 'd=runs/study/train-$$0-s$$1; [ -f $$d/final/config.json ] && exit 0; \
+	    $(BIN)/python -m hicra.train configs/sandbox.yaml --method $$0 --seed $$1 --max_steps $(STEPS) --run_dir $$d \
+	      > $$d.log 2>&1 && echo "[study] $$0 seed $$1: $$(tail -n 1 $$d.log)" || { echo "[study] $$0 seed $$1 FAILED, see $$d.log"; exit 1; }'
 	$(NB) notebooks/03_dynamics.ipynb runs/study/executed/03_dynamics.ipynb -p run_dir runs/study -p tag study \
 	  -y "runs: [$(foreach s,$(SEEDS),$(foreach m,$(METHODS),runs/study/train-$(m)-s$(s),))]"
 
