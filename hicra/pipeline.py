@@ -8,12 +8,13 @@ Each step is one notebook execution; its executed copy goes to
 ``runs/<run>/executed/``. Steps that do not depend on each other (``Step.needs``)
 run at the same time, up to ``--jobs``, each kernel with its share of the CPU
 threads (``OMP_NUM_THREADS``): on 2 cores the gram mining and the three sandbox
-training runs finish together in ~6 min, against ~9 min one after another. A step is skipped when nothing it depends on changed:
-the notebook, its parameters, the files it reads (library modules, configs,
-earlier steps' outputs) are hashed into a stamp under ``runs/<run>/.stamps/``,
-and its declared outputs must still exist. A failing step stops the pipeline
-with a message naming the notebook and the cell. At the end, ``results_<profile>.md``
-in ``figures/`` gathers each step's headline numbers.
+training runs finish together in ~6 min, against ~9 min one after another.
+A step is skipped when nothing it depends on changed: the notebook, its
+parameters, the files it reads (library modules, configs, earlier steps'
+outputs) are hashed into a stamp under ``runs/<run>/.stamps/``, and its
+declared outputs must still exist. A failing step stops the pipeline (after
+its siblings finish) with a message naming the notebook and the cell. At the
+end, ``results_<profile>.md`` in ``figures/`` gathers the headline numbers.
 """
 from __future__ import annotations
 
