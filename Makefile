@@ -33,7 +33,7 @@ METHODS ?= grpo hicra entropy_reg
 STEPS   ?= 60
 NB      := $(BIN)/papermill --cwd notebooks --log-output
 
-## study: 5 seeds per method, final validation accuracy with 95% CIs (runs/study/final_accuracy.csv)
+## study: 5 seeds per method, final validation accuracy with 95% CIs (figures/study_final_accuracy.csv)
 ## (STUDY_JOBS runs at once, one thread each; each run's log is runs/study/train-<method>-s<seed>.log)
 SEEDS ?= 0 1 2 3 4
 STUDY_JOBS ?= 2
@@ -46,6 +46,7 @@ study: venv
 	      > $$d.log 2>&1 && echo "[study] $$0 seed $$1: $$(tail -n 1 $$d.log)" || { echo "[study] $$0 seed $$1 FAILED, see $$d.log"; exit 1; }'
 	$(NB) notebooks/03_dynamics.ipynb runs/study/executed/03_dynamics.ipynb -p run_dir runs/study -p tag study \
 	  -y "runs: [$(foreach s,$(SEEDS),$(foreach m,$(METHODS),runs/study/train-$(m)-s$(s),))]"
+	cp runs/study/final_accuracy.csv figures/study_final_accuracy.csv
 
 ## test: the whole suite (unit, real tokenizers, tiny models, notebooks under papermill)
 test: venv
