@@ -23,7 +23,10 @@ import dataclasses
 import hashlib
 import json
 import os
+import signal
+import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -212,35 +215,83 @@ def waves(steps: list[Step]) -> list[list[Step]]:
     return [[s for s in steps if level[s.name] == k] for k in range(max(level.values(), default=-1) + 1)]
 
 
+def _child(step: Step, run_dir: Path, figures_dir: str, force: bool) -> list[str]:
+    """Command line that runs one step in its own process (``python -m hicra.pipeline --step_json``)."""
+    return [sys.executable, "-m", "hicra.pipeline", "--step_json", json.dumps(dataclasses.asdict(step)),
+            "--run_dir", str(run_dir), "--figures_dir", figures_dir] + (["--force", "all"] if force else [])
+
+
 def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int) -> list[tuple]:
-    """Run a wave's steps, up to ``jobs`` at once, each kernel with cores/jobs threads.
+    """Run a wave's steps, up to ``jobs`` at once, each in its own process with cores/jobs threads.
 
     Returns ``(step, status, seconds, error)`` for each step; a failure does not
-    stop its siblings (their stamps let a rerun skip them).
+    stop its siblings (their stamps let a rerun skip them). Ctrl-C (or SIGINT to
+    this process alone) is passed on to the step processes, which shut their
+    kernels down; no kernel is left running.
     """
     width = max(1, min(jobs, len(wave)))
-    env_before = os.environ.get("OMP_NUM_THREADS")
-    if width > 1 and env_before is None:  # kernels inherit the environment when they start
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // width))
+
+    def report(step, status, t0, err=None):
+        print(f"[pipeline] {step.name}: {status} in {time.time() - t0:.0f} s", flush=True)
+        return step, status, round(time.time() - t0, 1), err
+
+    if width == 1:
+        out = []
+        for step in wave:
+            t0 = time.time()
+            try:
+                out.append(report(step, run_step(step, run_dir, figures_dir, force=force(step)), t0))
+            except StepFailed as e:
+                out.append(report(step, "failed", t0, e))
+        return out
+
+    env = {**os.environ}
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // width)))  # a user's own setting wins
+    print(f"[pipeline] together ({width} at once, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}): "
+          + ", ".join(s.name for s in wave), flush=True)
+    procs, lock, stopping = [], threading.Lock(), threading.Event()
 
     def one(step):
         t0 = time.time()
+        log = run_dir / "executed" / f"{step.name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with lock:
+            if stopping.is_set():
+                return step, "cancelled", 0.0, None
+            with open(log, "w") as err:
+                p = subprocess.Popen(_child(step, run_dir, figures_dir, force(step)), env=env, cwd=REPO_ROOT,
+                                     stdout=subprocess.PIPE, stderr=err, text=True)
+            procs.append(p)
+        stdout, _ = p.communicate()
+        last = (stdout.strip().splitlines() or ["{}"])[-1]
         try:
-            status, err = run_step(step, run_dir, figures_dir, force=force(step)), None
-        except StepFailed as e:
-            status, err = "failed", e
-        print(f"[pipeline] {step.name}: {status} in {time.time() - t0:.0f} s", flush=True)
-        return step, status, round(time.time() - t0, 1), err
+            res = json.loads(last)
+        except json.JSONDecodeError:
+            res = {}
+        if p.returncode == 0 and res.get("status") in ("ran", "skipped"):
+            return report(step, res["status"], t0)
+        why = res.get("error") or f"step process exited with code {p.returncode}; its log: {log}"
+        return report(step, "failed", t0, StepFailed(why))
+
+    pool = ThreadPoolExecutor(width)
+    futures = [pool.submit(one, s) for s in wave]
     try:
-        if width > 1:
-            print(f"[pipeline] together ({width} at once, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}): "
-                  + ", ".join(s.name for s in wave), flush=True)
-            with ThreadPoolExecutor(width) as pool:
-                return list(pool.map(one, wave))
-        return [one(s) for s in wave]
+        return [f.result() for f in futures]
+    except KeyboardInterrupt:
+        with lock:
+            stopping.set()
+        print("[pipeline] interrupted: stopping the running steps ...", file=sys.stderr, flush=True)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
     finally:
-        if width > 1 and env_before is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def main(argv=None):
@@ -251,7 +302,17 @@ def main(argv=None):
     ap.add_argument("--force", nargs="*", default=[], help="step names to rerun even if unchanged ('all' for every step)")
     ap.add_argument("--only", nargs="*", default=[], help="run just these steps")
     ap.add_argument("--jobs", type=int, default=4, help="independent steps run at once (1: one after another)")
+    ap.add_argument("--step_json", help=argparse.SUPPRESS)   # internal: run one step (see run_wave)
+    ap.add_argument("--run_dir", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.step_json:
+        step = Step(**json.loads(a.step_json))
+        try:
+            emit({"step": step.name, "status": run_step(step, Path(a.run_dir), a.figures_dir, force=bool(a.force))})
+        except StepFailed as e:
+            emit({"step": step.name, "status": "failed", "error": str(e)})
+            sys.exit(1)
+        return
     steps = PROFILES[a.profile](**({"run": a.run} if a.run else {}))
     run_dir = resolve(f"runs/{a.run or ('demo' if a.profile == 'sandbox' else a.profile)}")
     log, t_all = [], time.time()

@@ -87,3 +87,52 @@ def test_waves_reject_unknown_needs():
     s = P.Step("x", "00_sandbox.ipynb", {}, [], ["o"], needs=("missing",))
     with pytest.raises(ValueError, match="x needs \\['missing'\\]"):
         P.waves([s])
+
+
+def test_interrupt_stops_running_steps_and_their_kernels(tmp_path):
+    """SIGINT to the pipeline process alone (as from a batch scheduler) stops the steps running together:
+    the pipeline exits, and no notebook kernel is left running."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    body = "import os, pathlib, time\npathlib.Path(out).write_text(str(os.getpid()))\ntime.sleep(600)"
+    nbs = [_nb(tmp_path / f"sleep{i}.ipynb", body) for i in range(2)]
+    steps = [dict(name=f"s{i}", notebook=nb, params={"out": str(tmp_path / f"pid{i}")}, inputs=[],
+                  outputs=[str(tmp_path / f"never{i}")], needs=[]) for i, nb in enumerate(nbs)]
+    driver = ("import json, sys\nfrom pathlib import Path\nfrom hicra import pipeline as P\n"
+              f"steps = [P.Step(**s) for s in json.loads({json.dumps(json.dumps(steps))})]\n"
+              f"P.run_wave(steps, Path({str(tmp_path / 'run')!r}), {str(tmp_path / 'fig')!r}, lambda s: False, jobs=2)\n")
+    proc = subprocess.Popen([sys.executable, "-c", driver], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pidfiles = [tmp_path / "pid0", tmp_path / "pid1"]
+    for _ in range(1200):                                   # kernels start (bounded wait, not a speed check)
+        if all(p.exists() and p.read_text() for p in pidfiles):
+            break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("the two steps did not start: " + proc.communicate()[0][-2000:])
+    kernels = [int(p.read_text()) for p in pidfiles]
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=180)[0]
+    assert proc.returncode != 0 and "interrupted" in out
+    for i in range(2):                                      # each step process was stopped, not killed
+        assert "KeyboardInterrupt" in (tmp_path / "run" / "executed" / f"s{i}.log").read_text()
+    for _ in range(300):
+        alive = [k for k in kernels if _alive(k)]
+        if not alive:
+            break
+        time.sleep(0.1)
+    assert not alive, f"kernels {alive} still running after the pipeline was interrupted"
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:                                                    # a zombie has exited; only its parent has not reaped it
+        return open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
