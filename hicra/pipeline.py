@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from hicra.config import REPO_ROOT, emit, resolve, write_json
@@ -45,6 +45,7 @@ class Step:
     inputs: list          # files / folders (relative to the repo) whose contents the step depends on
     outputs: list         # files that must exist for the step to count as done
     needs: tuple | None = None   # steps that must finish first (None: every earlier step)
+    progress: tuple | None = None  # (JSONL file, total): the pipeline reports its last line's "step" / total
 
 
 def sandbox_profile(run: str = "demo", steps: int = 30, val_n: int = 64, methods=("grpo", "hicra", "entropy_reg")):
@@ -62,7 +63,7 @@ def sandbox_profile(run: str = "demo", steps: int = 30, val_n: int = 64, methods
                         {"run_dir": d, "method": m, "seed": 0, "max_steps": steps, "val_every": 10, "val_n": val_n},
                         sb + LIB + ["configs/sandbox.yaml", "hicra/train.py", "hicra/trainer.py", "hicra/advantage.py",
                                     "hicra/dynamics.py", "hicra/metrics.py"], [f"{d}/summary.json"],
-                        needs=("00_sandbox",)))  # training uses the build's ground-truth grams, not 01's
+                        needs=("00_sandbox",), progress=(f"{d}/metrics.jsonl", steps)))  # training uses the build's ground-truth grams, not 01's
     trained = ("00_sandbox",) + tuple(f"02_train_{m}" for m in methods)
     out += [Step("03_dynamics", "03_dynamics.ipynb", {"run_dir": r, "runs": train, "tag": "sandbox"},
                  LIB + ["hicra/figures.py"] + [f"{d}/metrics.jsonl" for d in train], [f"{r}/final_accuracy.csv"], trained),
@@ -134,8 +135,10 @@ class StepFailed(RuntimeError):
     pass
 
 
-def run_step(step: Step, run_dir: Path, figures_dir: str, force: bool = False) -> str:
-    """Execute one notebook unless its stamp says nothing changed; returns "ran" or "skipped"."""
+def run_step(step: Step, run_dir: Path, figures_dir: str, force: bool = False, echo=None) -> str:
+    """Execute one notebook unless its stamp says nothing changed; returns "ran" or "skipped".
+
+    ``echo``: a file that receives the kernel's stdout and stderr as they come (the step's log)."""
     import papermill as pm
     stamp = run_dir / ".stamps" / f"{step.name}.json"
     key = step_key(step, figures_dir)
@@ -148,6 +151,7 @@ def run_step(step: Step, run_dir: Path, figures_dir: str, force: bool = False) -
     try:
         pm.execute_notebook(str(_notebook(step)), str(out), cwd=str(REPO_ROOT / "notebooks"),
                             parameters={**step.params, "figures_dir": figures_dir}, progress_bar=False,
+                            stdout_file=echo, stderr_file=echo,
                             kernel_name="python3")
     except pm.PapermillExecutionError as e:
         first = next((ln for ln in (e.source or "").splitlines() if ln.strip() and not ln.startswith("#")), "")
@@ -221,38 +225,38 @@ def _child(step: Step, run_dir: Path, figures_dir: str, force: bool) -> list[str
             "--run_dir", str(run_dir), "--figures_dir", figures_dir] + (["--force", "all"] if force else [])
 
 
-def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int) -> list[tuple]:
+def _progress(step: Step, t0: float) -> str:
+    """`name m:ss` plus, for steps that declare a JSONL progress file, `step k/n` from its last line."""
+    out = f"{step.name} {int(time.time() - t0) // 60}:{int(time.time() - t0) % 60:02d}"
+    if step.progress:
+        path, total = step.progress
+        try:
+            with open(resolve(path), "rb") as f:
+                f.seek(max(0, f.seek(0, 2) - 4096))
+                out += f" (step {json.loads(f.read().splitlines()[-1])['step']}/{total})"
+        except (OSError, IndexError, KeyError, ValueError):
+            pass
+    return out
+
+
+def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int, tick: float = 30.0) -> list[tuple]:
     """Run a wave's steps, up to ``jobs`` at once, each in its own process with cores/jobs threads.
 
     Returns ``(step, status, seconds, error)`` for each step; a failure does not
-    stop its siblings (their stamps let a rerun skip them). Ctrl-C (or SIGINT to
-    this process alone) is passed on to the step processes, which shut their
-    kernels down; no kernel is left running.
+    stop its siblings (their stamps let a rerun skip them). Every ``tick``
+    seconds a line reports the running steps. Ctrl-C (or SIGINT to this process
+    alone) is passed on to the step processes, which shut their kernels down.
+    Each step's stderr goes to ``<run_dir>/executed/<step>.log``.
     """
     width = max(1, min(jobs, len(wave)))
-
-    def report(step, status, t0, err=None):
-        print(f"[pipeline] {step.name}: {status} in {time.time() - t0:.0f} s", flush=True)
-        return step, status, round(time.time() - t0, 1), err
-
-    if width == 1:
-        out = []
-        for step in wave:
-            t0 = time.time()
-            try:
-                out.append(report(step, run_step(step, run_dir, figures_dir, force=force(step)), t0))
-            except StepFailed as e:
-                out.append(report(step, "failed", t0, e))
-        return out
-
     env = {**os.environ}
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // width)))  # a user's own setting wins
-    print(f"[pipeline] together ({width} at once, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}): "
-          + ", ".join(s.name for s in wave), flush=True)
-    procs, lock, stopping = [], threading.Lock(), threading.Event()
+    if width > 1:
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // width)))  # a user's own setting wins
+        print(f"[pipeline] together ({width} at once, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}): "
+              + ", ".join(s.name for s in wave), flush=True)
+    procs, started, lock, stopping = [], {}, threading.Lock(), threading.Event()
 
     def one(step):
-        t0 = time.time()
         log = run_dir / "executed" / f"{step.name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with lock:
@@ -262,20 +266,31 @@ def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int
                 p = subprocess.Popen(_child(step, run_dir, figures_dir, force(step)), env=env, cwd=REPO_ROOT,
                                      stdout=subprocess.PIPE, stderr=err, text=True)
             procs.append(p)
+            started[step.name] = t0 = time.time()
         stdout, _ = p.communicate()
-        last = (stdout.strip().splitlines() or ["{}"])[-1]
+        with lock:
+            started.pop(step.name, None)
         try:
-            res = json.loads(last)
+            res = json.loads((stdout.strip().splitlines() or ["{}"])[-1])
         except json.JSONDecodeError:
             res = {}
-        if p.returncode == 0 and res.get("status") in ("ran", "skipped"):
-            return report(step, res["status"], t0)
-        why = res.get("error") or f"step process exited with code {p.returncode}; its log: {log}"
-        return report(step, "failed", t0, StepFailed(why))
+        status = res.get("status") if p.returncode == 0 and res.get("status") in ("ran", "skipped") else "failed"
+        err = None if status != "failed" else StepFailed(
+            res.get("error") or f"step {step.name} exited with code {p.returncode}; its log: {log}")
+        print(f"[pipeline] {step.name}: {status} in {time.time() - t0:.0f} s", flush=True)
+        return step, status, round(time.time() - t0, 1), err
 
     pool = ThreadPoolExecutor(width)
     futures = [pool.submit(one, s) for s in wave]
+    by_name = {s.name: s for s in wave}
     try:
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=tick)
+            with lock:
+                running = [_progress(by_name[n], t) for n, t in started.items()]
+            if pending and running:
+                print("[pipeline] running: " + " · ".join(running), flush=True)
         return [f.result() for f in futures]
     except KeyboardInterrupt:
         with lock:
@@ -308,7 +323,8 @@ def main(argv=None):
     if a.step_json:
         step = Step(**json.loads(a.step_json))
         try:
-            emit({"step": step.name, "status": run_step(step, Path(a.run_dir), a.figures_dir, force=bool(a.force))})
+            emit({"step": step.name, "status": run_step(step, Path(a.run_dir), a.figures_dir, force=bool(a.force),
+                                                        echo=sys.stderr)})
         except StepFailed as e:
             emit({"step": step.name, "status": "failed", "error": str(e)})
             sys.exit(1)

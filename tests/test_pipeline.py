@@ -136,3 +136,19 @@ def _alive(pid):
         return open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_running_steps_report_progress(tmp_path, capsys):
+    """A long step is not silent: the pipeline prints the running steps, with the step count of a JSONL
+    progress file when the step declares one."""
+    metrics = tmp_path / "metrics.jsonl"
+    body = ("import json, pathlib, time\n"
+            f"for k in range(1, 4):\n    time.sleep(1.5)\n"
+            f"    with open({str(metrics)!r}, 'a') as f: f.write(json.dumps({{'step': k}}) + '\\n')\n"
+            "pathlib.Path(out).write_text('done')")
+    step = P.Step("train", _nb(tmp_path / "t.ipynb", body), {"out": str(tmp_path / "o")}, [], [str(tmp_path / "o")],
+                  progress=(str(metrics), 3))
+    [(_, status, _, err)] = P.run_wave([step], tmp_path / "run", str(tmp_path / "fig"), lambda s: False, jobs=1, tick=0.5)
+    assert status == "ran" and err is None
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[pipeline] running: train ")]
+    assert lines and any("(step 2/3)" in ln or "(step 1/3)" in ln for ln in lines), lines
