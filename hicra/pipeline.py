@@ -245,7 +245,8 @@ def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int
     Returns ``(step, status, seconds, error)`` for each step; a failure does not
     stop its siblings (their stamps let a rerun skip them). Every ``tick``
     seconds a line reports the running steps. Ctrl-C (or SIGINT to this process
-    alone) is passed on to the step processes, which shut their kernels down.
+    alone; ``main`` turns SIGTERM into the same) is passed on to the step
+    processes, which shut their kernels down.
     Each step's stderr goes to ``<run_dir>/executed/<step>.log``.
     """
     width = max(1, min(jobs, len(wave)))
@@ -264,7 +265,8 @@ def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int
                 return step, "cancelled", 0.0, None
             with open(log, "w") as err:
                 p = subprocess.Popen(_child(step, run_dir, figures_dir, force(step)), env=env, cwd=REPO_ROOT,
-                                     stdout=subprocess.PIPE, stderr=err, text=True)
+                                     stdout=subprocess.PIPE, stderr=err, text=True,
+                                     start_new_session=True)  # signals reach it once, through run_wave
             procs.append(p)
             started[step.name] = t0 = time.time()
         stdout, _ = p.communicate()
@@ -274,8 +276,9 @@ def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int
             res = json.loads((stdout.strip().splitlines() or ["{}"])[-1])
         except json.JSONDecodeError:
             res = {}
-        status = res.get("status") if p.returncode == 0 and res.get("status") in ("ran", "skipped") else "failed"
-        err = None if status != "failed" else StepFailed(
+        status = res.get("status") if p.returncode == 0 and res.get("status") in ("ran", "skipped") else \
+            "stopped" if stopping.is_set() else "failed"
+        err = None if status in ("ran", "skipped") else StepFailed(
             res.get("error") or f"step {step.name} exited with code {p.returncode}; its log: {log}")
         print(f"[pipeline] {step.name}: {status} in {time.time() - t0:.0f} s", flush=True)
         return step, status, round(time.time() - t0, 1), err
@@ -309,6 +312,10 @@ def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="sandbox", choices=sorted(PROFILES))
@@ -320,6 +327,7 @@ def main(argv=None):
     ap.add_argument("--step_json", help=argparse.SUPPRESS)   # internal: run one step (see run_wave)
     ap.add_argument("--run_dir", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)   # a scheduler's kill stops the steps like Ctrl-C does
     if a.step_json:
         step = Step(**json.loads(a.step_json))
         try:
@@ -338,7 +346,12 @@ def main(argv=None):
             continue
         for s in wave:
             print(f"[pipeline] {s.name} ({s.notebook}) ...", flush=True)
-        results = run_wave(wave, run_dir, a.figures_dir, lambda s: "all" in a.force or s.name in a.force, a.jobs)
+        try:
+            results = run_wave(wave, run_dir, a.figures_dir, lambda s: "all" in a.force or s.name in a.force, a.jobs)
+        except KeyboardInterrupt:
+            print("[pipeline] stopped; finished steps are kept, a rerun continues from there", file=sys.stderr, flush=True)
+            emit({"profile": a.profile, "ok": False, "interrupted": True, "steps": log})
+            sys.exit(130)
         log += [{"step": s.name, "status": st, "seconds": sec} for s, st, sec, _ in results]
         failed = [(s, e) for s, _, _, e in results if e is not None]
         for s, e in failed:
