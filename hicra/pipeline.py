@@ -227,7 +227,8 @@ def _child(step: Step, run_dir: Path, figures_dir: str, force: bool) -> list[str
 
 def _progress(step: Step, t0: float) -> str:
     """`name m:ss` plus, for steps that declare a JSONL progress file, `step k/n` from its last line."""
-    out = f"{step.name} {int(time.time() - t0) // 60}:{int(time.time() - t0) % 60:02d}"
+    minutes, seconds = divmod(int(time.time() - t0), 60)
+    out = f"{step.name} {minutes}:{seconds:02d}"
     if step.progress:
         path, total = step.progress
         try:
@@ -240,7 +241,8 @@ def _progress(step: Step, t0: float) -> str:
 
 
 def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int, tick: float = 30.0) -> list[tuple]:
-    """Run a wave's steps, up to ``jobs`` at once, each in its own process with cores/jobs threads.
+    """Run a wave's steps, up to ``jobs`` at once, each in its own process (when several run
+    together, each with OMP_NUM_THREADS = cores / their number).
 
     Returns ``(step, status, seconds, error)`` for each step; a failure does not
     stop its siblings (their stamps let a rerun skip them). Every ``tick``
