@@ -38,20 +38,28 @@ def grpo_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True, 
     return adv.reshape(-1)
 
 
-def hicra_advantages(advantages: torch.Tensor, planning_mask: torch.Tensor, alpha: float = 0.2) -> torch.Tensor:
+def hicra_advantages(advantages: torch.Tensor, planning_mask: torch.Tensor, alpha: float = 0.2,
+                     allow_sign_flip: bool = False) -> torch.Tensor:
     """(B, T) HICRA advantages: ``A + alpha*|A|`` on planning tokens, ``A`` elsewhere.
 
     Args:
         advantages: (B,) sequence-level or (B, T) token-level advantages.
         planning_mask: (B, T) bool, True on planning tokens.
-        alpha: amplification; the paper uses 0.2. For alpha < 1 no sign flips.
+        alpha: amplification in [0, 1); the paper uses 0.2. At alpha >= 1 a negative advantage on a
+            planning token turns non-negative (a failed plan would be rewarded): refused unless
+            ``allow_sign_flip``.
     """
+    if not (alpha >= 0 and (alpha < 1 or allow_sign_flip)):
+        raise ValueError(f"alpha must be in [0, 1) (alpha >= 1 flips the sign of negative planning advantages; "
+                         f"pass allow_sign_flip=True to permit it); got {alpha}")
     planning_mask = torch.as_tensor(planning_mask).bool()
     if planning_mask.ndim != 2:
         raise ValueError(f"planning_mask must be (B, T); got {tuple(planning_mask.shape)}")
     adv = torch.as_tensor(advantages)
     if adv.ndim == 1:
         adv = adv[:, None].expand(-1, planning_mask.shape[1])
+    if not torch.isfinite(adv).all():
+        raise ValueError("advantages contain NaN or inf (a reward function returned a non-finite value?)")
     if adv.shape != planning_mask.shape:
         raise ValueError(f"advantages {tuple(adv.shape)} do not match planning_mask {tuple(planning_mask.shape)}")
     planning_mask = planning_mask.to(adv.device)

@@ -43,6 +43,115 @@ def _coerce(value: str, like):
     return yaml.safe_load(value) if like is None else value
 
 
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def coerce(key: str, value, tp):
+    """``value`` as the field type ``tp`` (YAML or CLI text accepted: ``1e-4`` is a float, ``true`` a bool),
+    or a ValueError naming the key and the expected type. Unions try their members in order."""
+    import enum
+    import types
+    import typing
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        members = [a for a in args if a is not type(None)]
+        if isinstance(value, str) and str in members:
+            return value
+        for a in members:
+            try:
+                return coerce(key, value, a)
+            except (ValueError, TypeError):
+                continue
+        raise ValueError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+    if tp is typing.Any or tp is None:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ValueError(f"{key}: expected a boolean (true/false), got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ValueError(f"{key}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ValueError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ValueError(f"{key}: expected a number (e.g. 1e-4), got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError(f"{key}: expected a string, got {value!r}")
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return value if isinstance(value, (str, tp)) else coerce(key, value, str)
+    if origin in (list, tuple) or tp in (list, tuple):
+        if isinstance(value, str):
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                pass
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{key}: expected a list (e.g. [1, 2]), got {value!r}")
+        inner = args[0] if args else None
+        out = [coerce(key, v, inner) if inner not in (None, Ellipsis) else v for v in value]
+        return tuple(out) if (origin or tp) is tuple else out
+    if origin is dict or tp is dict:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+        if not isinstance(value, dict):
+            raise ValueError(f"{key}: expected a mapping (e.g. {{\"a\": 1}}), got {value!r}")
+        return value
+    return value
+
+
+def typed(cls, data: dict) -> dict:
+    """``data`` with every value coerced to its ``cls`` field type (see ``coerce``); unknown keys kept."""
+    import typing
+    hints = typing.get_type_hints(cls)
+    return {k: coerce(k, v, hints[k]) if k in hints else v for k, v in data.items()}
+
+
+def read_yaml_mapping(path) -> dict:
+    """A YAML file that must hold a mapping; errors name the file (and the line, for malformed YAML)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"config file {p} not found (see configs/ for recipes)")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark else str(p)
+        raise ValueError(f"{where}: malformed YAML ({getattr(e, 'problem', None) or e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: expected a mapping of option: value, got a {type(data).__name__}")
+    return data
+
+
 def from_dict(cls, data: dict):
     """``cls(**data)`` with a clear error for unknown keys."""
     names = {f.name for f in dataclasses.fields(cls)}
@@ -54,14 +163,7 @@ def from_dict(cls, data: dict):
 
 def load_config(cls, path: str | None = None, argv: list[str] | None = None):
     """Defaults <- YAML file <- ``--key value`` / ``--key=value`` flags."""
-    data: dict = {}
-    if path:
-        p = Path(path)
-        if not p.exists():
-            raise FileNotFoundError(f"config file {p} not found (see configs/ for recipes)")
-        data = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{p}: expected a mapping of option: value")
+    data: dict = read_yaml_mapping(path) if path else {}
     defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else
                          f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
                 for f in dataclasses.fields(cls)}
@@ -69,7 +171,7 @@ def load_config(cls, path: str | None = None, argv: list[str] | None = None):
         if key not in defaults:
             raise ValueError(f"unknown option --{key}; valid: {sorted(defaults)}")
         data[key] = _coerce(val, data.get(key, defaults[key]))
-    return from_dict(cls, data)
+    return from_dict(cls, typed(cls, data))
 
 
 def split_flags(argv: list[str] | None) -> list[tuple[str, str]]:

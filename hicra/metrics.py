@@ -35,6 +35,8 @@ import torch
 
 def _entropy_bits(counts: np.ndarray) -> float:
     counts = np.asarray(counts, dtype=np.float64)
+    if (counts < 0).any() or not np.isfinite(counts).all():
+        raise ValueError(f"counts must be finite and >= 0; got {counts[(counts < 0) | ~np.isfinite(counts)][:3]}")
     total = counts.sum()
     if total <= 0:
         return 0.0
@@ -142,6 +144,13 @@ def fork_overlap(entropies, planning_mask, completion_mask=None, rho: float = 0.
 def pass_at_k(n, c, k: int) -> np.ndarray:
     """Unbiased pass@k per problem: ``1 - C(n-c, k)/C(n, k)`` for n samples with c correct."""
     n, c = np.atleast_1d(np.asarray(n, dtype=np.int64)), np.atleast_1d(np.asarray(c, dtype=np.int64))
+    if n.shape != c.shape or n.ndim != 1:
+        raise ValueError(f"n and c must have one entry per problem; got shapes {n.shape} and {c.shape}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1; got {k}")
+    if (c < 0).any() or (c > n).any():
+        bad = int(np.flatnonzero((c < 0) | (c > n))[0])
+        raise ValueError(f"need 0 <= c <= n for every problem; problem {bad} has n={n[bad]}, c={c[bad]}")
     if (k > n).any():
         raise ValueError(f"pass@{k} needs at least {k} samples per problem; got n={n.min()}")
     out = np.ones(len(n), dtype=np.float64)

@@ -60,7 +60,8 @@ def sandbox_profile(run: str = "demo", steps: int = 30, val_n: int = 64, methods
                 needs=("00_sandbox",))]
     for m, d in zip(methods, train):
         out.append(Step(f"02_train_{m}", "02_train.ipynb",
-                        {"run_dir": d, "method": m, "seed": 0, "max_steps": steps, "val_every": 10, "val_n": val_n},
+                        {"run_dir": d, "method": m, "seed": 0, "max_steps": steps, "val_every": 10, "val_n": val_n,
+                         "overwrite": True},  # a rerun replaces the step's run; its files move to replaced-*/
                         sb + LIB + ["configs/sandbox.yaml", "hicra/train.py", "hicra/trainer.py", "hicra/advantage.py",
                                     "hicra/dynamics.py", "hicra/metrics.py"], [f"{d}/summary.json"],
                         needs=("00_sandbox",), progress=(f"{d}/metrics.jsonl", steps)))  # training uses the build's ground-truth grams, not 01's

@@ -151,7 +151,10 @@ def token_pieces(tokenizer) -> list[bytes]:
 
 def load_grams(source) -> list[str]:
     """Grams from a list of strings, a list of ``{"gram": ...}`` dicts, or an SG JSON file."""
-    if isinstance(source, (str, Path)) and str(source).endswith(".json"):
+    if isinstance(source, (str, Path)):  # a path, never a gram: "wait" would tag the letters w, a, i, t
+        if not str(source).endswith(".json"):
+            raise ValueError(f"strategic_grams: {str(source)!r} is a single string; pass a list of grams "
+                             f"(e.g. [{str(source)!r}]) or the path of an SG JSON file")
         from hicra.sgfile import read_sg_file
         return [g["gram"] for g in read_sg_file(source)["grams"]]
     out = []

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from hicra.config import REPO_ROOT, emit, resolve, split_flags, write_json
+from hicra.config import REPO_ROOT, emit, read_yaml_mapping, resolve, split_flags, typed, write_json
 
 
 @dataclasses.dataclass
@@ -32,11 +32,20 @@ class TrainScript:
     sandbox_seed: int = 0             # which sandbox build (its seed)
     sandbox: dict = dataclasses.field(default_factory=dict)  # SandboxConfig overrides (e.g. a tiny model)
     n_train: int = 2000               # training prompts
-    val_n: int = 100                  # validation problems (sandbox)
+    val_n: int = 100                  # validation problems (sandbox; capped by the world's val split)
+    val_k: int = 1                    # samples per validation problem (avg@k)
     val_temperature: float = 1.0
     lora_r: int = 0                   # >0: train LoRA adapters (peft)
-    resume: bool = False              # continue from the last checkpoint in run_dir
+    resume: bool = False              # continue from the newest complete checkpoint in run_dir
+    overwrite: bool = False           # start afresh in a run_dir that holds a run (its files are moved aside)
     dry_run: bool = False             # validate the recipe, load nothing
+
+    def __post_init__(self):
+        for name in ("n_train", "val_n", "val_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.lora_r < 0:
+            raise ValueError(f"lora_r must be >= 0 (0: full fine-tuning); got {self.lora_r}")
 
 
 SANDBOX_DEFAULTS = dict(learning_rate=1e-4, num_generations=8, per_device_train_batch_size=64,
@@ -51,6 +60,7 @@ def split_recipe(data: dict):
     from hicra.trainer import HICRAConfig
     script_keys = {f.name for f in dataclasses.fields(TrainScript)}
     cfg_keys = {f.name for f in dataclasses.fields(HICRAConfig)}
+    data = typed(HICRAConfig, typed(TrainScript, data))
     unknown = sorted(set(data) - script_keys - cfg_keys)
     if unknown:
         raise ValueError(f"unknown recipe key(s) {unknown}: not TrainScript ({sorted(script_keys)}) nor HICRAConfig fields")
@@ -61,15 +71,15 @@ def split_recipe(data: dict):
 
 
 def read_recipe(path: str | None, overrides: list[str]) -> dict:
-    data = {}
-    if path:
-        p = resolve(path)
-        if not p.exists():
-            raise FileNotFoundError(f"recipe {p} not found (see configs/)")
-        data = yaml.safe_load(p.read_text()) or {}
+    """Recipe YAML <- ``--key value`` flags, every value typed by its TrainScript / HICRAConfig field."""
+    from hicra.trainer import HICRAConfig
+    data = read_yaml_mapping(resolve(path)) if path else {}
     for key, val in split_flags(overrides):
-        data[key] = yaml.safe_load(val)
-    return data
+        try:
+            data[key] = yaml.safe_load(val)
+        except yaml.YAMLError:
+            data[key] = val
+    return typed(HICRAConfig, typed(TrainScript, data))
 
 
 def build_trainer(data: dict):
@@ -87,7 +97,7 @@ def build_trainer(data: dict):
         model, tok = load(info["model_dir"])
         train_ds = grpo_dataset(scfg, script.n_train)
         rewards = [sandbox_reward]
-        validate = validator(scfg, script.val_n, script.val_temperature, args.max_completion_length)
+        validate = validator(scfg, script.val_n, script.val_temperature, args.max_completion_length, k=script.val_k)
     else:
         from hicra.data import load_benchmark
         from hicra.models import load_model
@@ -128,23 +138,64 @@ def dry_run(data: dict) -> dict:
             "max_steps": args.max_steps, "num_generations": args.num_generations}
 
 
+def run(data: dict, recipe: str | None = None) -> dict:
+    """Train from a recipe mapping; the one function behind the CLI and notebook 02.
+
+    Claims the run folder (hicra.runfolder: a lock, no silent replacement of an earlier run),
+    resumes from the newest complete checkpoint when ``resume`` is set, and writes
+    ``params.json``, ``metrics.jsonl``, rollouts, checkpoints, ``final/`` and ``summary.json``.
+    Resuming a finished run changes nothing and returns its summary."""
+    from hicra.runfolder import claim, last_complete_checkpoint
+    script, kw = split_recipe(data)  # a bad recipe fails here, before the folder is touched
+    run_dir = Path(kw["output_dir"])
+    ckpt = last_complete_checkpoint(run_dir) if script.resume else None
+    if script.resume and ckpt is None:
+        print(f"[hicra] --resume true, but {run_dir} has no complete checkpoint: starting fresh", flush=True)
+    with claim(run_dir, resume=ckpt is not None, overwrite=script.overwrite or script.resume):
+        done = run_dir / "summary.json"
+        if ckpt is not None and done.exists():
+            prev = json.loads(done.read_text())
+            if prev.get("steps", 0) >= kw.get("max_steps", 0) > 0:
+                print(f"[hicra] {run_dir} already finished {prev['steps']} steps: nothing to do", flush=True)
+                return prev
+        if ckpt is not None:
+            print(f"[hicra] resuming from {ckpt}", flush=True)
+        trainer, script = build_trainer(data)
+        write_json(run_dir / "params.json", {"recipe": recipe, **data, "method": trainer.args.method,
+                                             "seed": trainer.args.seed})
+        trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+        trainer.save_model(str(run_dir / "final"))
+        lines = [json.loads(x) for x in open(run_dir / "metrics.jsonl")] if (run_dir / "metrics.jsonl").exists() else []
+        vals = [x["val_accuracy"] for x in lines if x.get("val_accuracy") is not None]
+        summary = {"run_dir": str(run_dir), "method": trainer.args.method, "seed": trainer.args.seed,
+                   "steps": trainer.state.global_step, "final_val_accuracy": vals[-1] if vals else None}
+        write_json(done, summary)
+    return summary
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     path = argv.pop(0) if argv and not argv[0].startswith("--") else None
-    data = read_recipe(path, argv)
-    if data.get("dry_run"):
-        emit(dry_run(data))
-        return
-    trainer, script = build_trainer(data)
-    run_dir = Path(trainer.args.output_dir)
-    write_json(run_dir / "params.json", {"recipe": path, **data, "method": trainer.args.method,
-                                         "seed": trainer.args.seed})
-    trainer.train(resume_from_checkpoint=True if script.resume and any(run_dir.glob("checkpoint-*")) else None)
-    trainer.save_model(str(run_dir / "final"))
-    lines = [json.loads(x) for x in open(run_dir / "metrics.jsonl")] if (run_dir / "metrics.jsonl").exists() else []
-    vals = [x["val_accuracy"] for x in lines if x.get("val_accuracy") is not None]
-    emit({"run_dir": str(run_dir), "steps": trainer.state.global_step,
-          "final_val_accuracy": vals[-1] if vals else None, "method": trainer.args.method})
+    from hicra.runfolder import RunFolderError
+    from hicra.sgfile import SGFileError
+    try:  # a recipe a user can fix gets one line that says what to fix, not a traceback
+        data = read_recipe(path, argv)
+        if data.get("dry_run"):
+            emit(dry_run(data))
+            return
+        split_recipe(data)
+    except (ValueError, FileNotFoundError, SGFileError) as e:
+        _fail(e)
+    try:
+        summary = run(data, path)
+    except RunFolderError as e:
+        _fail(e)
+    emit(summary)
+
+
+def _fail(e: BaseException):
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

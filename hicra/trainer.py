@@ -63,7 +63,9 @@ class HICRAConfig(GRPOConfig):
     from freshly drawn prompts (at most ``max_refill_rounds`` extra generations a step).
     """
     method: str = dataclasses.field(default="hicra", metadata={"help": f"one of {METHODS}"})
-    hicra_alpha: float = dataclasses.field(default=0.2, metadata={"help": "HICRA amplification alpha"})
+    hicra_alpha: float = dataclasses.field(default=0.2, metadata={"help": "HICRA amplification alpha, in [0, 1)"})
+    allow_sign_flip: bool = dataclasses.field(default=False, metadata={
+        "help": "permit hicra_alpha >= 1, where A + alpha|A| turns negative planning advantages positive"})
     sg_file: str | None = dataclasses.field(default=None, metadata={"help": "strategic-gram JSON (hicra.sgfile)"})
     entropy_bonus: float = dataclasses.field(default=0.005, metadata={"help": "entropy_coef used by entropy_reg"})
     fork_quantile: float = dataclasses.field(default=0.2, metadata={"help": "top-entropy share used by fork_tokens"})
@@ -81,6 +83,14 @@ class HICRAConfig(GRPOConfig):
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}; got {self.method!r}")
+        if not (self.hicra_alpha >= 0 and (self.hicra_alpha < 1 or self.allow_sign_flip)):
+            raise ValueError(f"hicra_alpha must be in [0, 1) (alpha >= 1 flips the sign of negative planning "
+                             f"advantages; set allow_sign_flip true to permit it); got {self.hicra_alpha}")
+        if self.num_generations is not None and self.num_generations < 2:
+            raise ValueError(f"num_generations must be >= 2 (GRPO compares completions within a group); "
+                             f"got {self.num_generations}")
+        if self.learning_rate < 0:
+            raise ValueError(f"learning_rate must be >= 0; got {self.learning_rate}")
         if self.epsilon_high is None:
             self.epsilon_high = 0.28
         self.epsilon = 0.2 if self.epsilon is None else self.epsilon
@@ -206,7 +216,7 @@ class HICRATrainer(GRPOTrainer):
         super().log(logs, start_time)
         if not train or "train_runtime" in logs or not self.is_world_process_zero():
             return
-        rec = {"step": self.state.global_step, **_dynamics_from(logs, self._tok_sums, self._step_rollouts,
+        rec = {"step": self.state.global_step, "method": self.args.method, "seed": self.args.seed, **_dynamics_from(logs, self._tok_sums, self._step_rollouts,
                                                                 self.args.num_generations, self.tagger)}
         self._tok_sums = {}
         self._extend_context(rec.get("clip_ratio"))
@@ -240,10 +250,10 @@ class HICRATrainer(GRPOTrainer):
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         """Resume-safe: metrics lines written after the checkpoint being resumed are dropped first."""
-        from transformers.trainer_utils import get_last_checkpoint
+        from hicra.runfolder import last_complete_checkpoint
         ckpt = resume_from_checkpoint
         if ckpt is True:
-            ckpt = get_last_checkpoint(self.args.output_dir)
+            ckpt = last_complete_checkpoint(self.args.output_dir)
             resume_from_checkpoint = ckpt
         step = int(re.search(r"checkpoint-(\d+)", str(ckpt)).group(1)) if ckpt else 0
         truncate_jsonl(self.metrics_path, step if ckpt else -1)
@@ -254,7 +264,8 @@ class HICRATrainer(GRPOTrainer):
             self._extend_context(None, to=next((c for c in reversed(caps) if c), None))
         if not ckpt and self.validate and self.args.val_every and self.is_world_process_zero():
             # the warm-start level, so curves start where RL starts
-            append_jsonl(self.metrics_path, {"step": 0, "val_accuracy": float(self.validate(self.model, self.processing_class))})
+            append_jsonl(self.metrics_path, {"step": 0, "method": self.args.method, "seed": self.args.seed,
+                                             "val_accuracy": float(self.validate(self.model, self.processing_class))})
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
 

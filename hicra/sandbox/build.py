@@ -34,18 +34,21 @@ SPECIALS = ["<|endoftext|>", "<|pad|>"]
 class SandboxConfig:
     """Everything that determines a sandbox build (its hash names the cache folder)."""
     seed: int = 0
-    difficulty: str = "default"           # easy | default | hard (hicra.sandbox.world.DIFFICULTY)
+    difficulty: str = "default"           # easy | default | hard | v2 (hicra.sandbox.world.DIFFICULTY)
     vocab_size: int = 512
+    split_digits: bool = True             # one token per digit; False: numbers as single tokens (v2 candidate)
     hidden_size: int = 128
     n_layers: int = 4
     n_heads: int = 4
-    n_train_tasks: int = 1000
+    n_train_tasks: int = 1000             # SFT tasks, drawn from ``sft_split``
     traces_per_task: int = 16
     sft_steps: int = 1700
     batch_size: int = 16
     learning_rate: float = 2e-3
     n_val: int = 200
     max_new_tokens: int = 256
+    sft_split: str = "train"              # "train": SFT and RL share the task pool; "sft" / "rl": disjoint pools
+    rl_split: str = "train"
     world: dict = field(default_factory=dict)  # overrides of WorldConfig fields
 
     def world_config(self) -> WorldConfig:
@@ -63,14 +66,16 @@ class SandboxConfig:
 # pieces
 
 
-def train_tokenizer(texts: list[str], vocab_size: int):
-    """Byte-level BPE with individually split digits, wrapped as a fast HF tokenizer."""
+def train_tokenizer(texts: list[str], vocab_size: int, split_digits: bool = True):
+    """Byte-level BPE wrapped as a fast HF tokenizer. ``split_digits``: one token per digit (v1, like
+    Llama 2 / SmolLM2); else a number is pre-tokenised as one unit, so BPE learns frequent numbers as
+    single tokens (v2, like GPT-2), and arithmetic becomes a lookup the tiny model can learn."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
     tk = Tokenizer(models.BPE())
     # digits are split one per token; a preceding space stays glued to the first digit (" 2", "1")
     tk.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r" ?[0-9]"), behavior="isolated"),
+        pre_tokenizers.Split(Regex(r" ?[0-9]" if split_digits else r" ?-?[0-9]+"), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
     tk.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
@@ -92,7 +97,7 @@ def new_model(cfg: SandboxConfig, tok):
 
 def sft_examples(cfg: SandboxConfig, wc: WorldConfig) -> list[dict]:
     rng = random.Random(cfg.seed)
-    tasks = make_tasks(wc, "train", cfg.n_train_tasks)
+    tasks = make_tasks(wc, cfg.sft_split, cfg.n_train_tasks, allow_fewer=cfg.sft_split != "train")
     return [{"prompt": prompt(t), "completion": make_trace(t, rng, wc).text}
             for t in tasks for _ in range(cfg.traces_per_task)]
 
@@ -145,7 +150,8 @@ def build(cfg: SandboxConfig, force: bool = False, progress: bool = True) -> dic
     work = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
     try:
         examples = sft_examples(cfg, wc)
-        tok = train_tokenizer([e["prompt"] + e["completion"] for e in examples[:20000]], cfg.vocab_size)
+        tok = train_tokenizer([e["prompt"] + e["completion"] for e in examples[:20000]], cfg.vocab_size,
+                              cfg.split_digits)
         model = new_model(cfg, tok)
         losses = warm_start(cfg, model, tok, examples, work, progress)
         model.save_pretrained(work)

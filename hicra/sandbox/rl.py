@@ -13,10 +13,10 @@ from hicra.sandbox.build import SandboxConfig
 from hicra.sandbox.world import Task, make_tasks, prompt, verify
 
 
-def grpo_dataset(cfg: SandboxConfig, n: int, split: str = "train"):
+def grpo_dataset(cfg: SandboxConfig, n: int, split: str | None = None):
     """HF Dataset of ``{"prompt", "numbers", "target"}`` rows (TRL forwards the extra columns to rewards)."""
     import datasets
-    tasks = make_tasks(cfg.world_config(), split, n, allow_fewer=True)
+    tasks = make_tasks(cfg.world_config(), split or cfg.rl_split, n, allow_fewer=True)
     return datasets.Dataset.from_list([{"prompt": prompt(t), "numbers": t.numbers, "target": t.target} for t in tasks])
 
 
@@ -26,16 +26,21 @@ def sandbox_reward(completions, numbers, target, **kwargs) -> list[float]:
     return [float(verify(Task(list(nu), int(ta)), completion_text(c))) for c, nu, ta in zip(completions, numbers, target)]
 
 
-def validator(cfg: SandboxConfig, n: int, temperature: float = 1.0, max_new_tokens: int | None = None, seed: int = 0):
-    """``fn(model, tokenizer) -> accuracy`` on ``n`` fixed validation tasks, sampled at ``temperature``."""
+def validator(cfg: SandboxConfig, n: int, temperature: float = 1.0, max_new_tokens: int | None = None, seed: int = 0,
+              k: int = 1):
+    """``fn(model, tokenizer) -> accuracy``: avg@k on (up to) ``n`` fixed validation tasks at ``temperature``.
+
+    The same tasks and sampling seed at every call, so a curve's points differ only by the policy.
+    With k samples per task the standard error falls as the within-task noise averages out
+    (v2 default: every validation task, k = 4)."""
     from hicra.generate import sample
     tasks = make_tasks(cfg.world_config(), "val", n, allow_fewer=True)
     prompts = [prompt(t) for t in tasks]
 
     def validate(model, tokenizer) -> float:
         was_training = model.training
-        outs = sample(model, tokenizer, prompts, n=1, temperature=temperature, seed=seed, progress=False,
-                      max_new_tokens=max_new_tokens or cfg.max_new_tokens)
+        outs = sample(model, tokenizer, prompts, n=k, temperature=temperature, seed=seed, progress=False,
+                      max_new_tokens=max_new_tokens or cfg.max_new_tokens, batch_size=128)
         model.train(was_training)
-        return sum(verify(t, o[0]) for t, o in zip(tasks, outs)) / len(tasks)
+        return sum(verify(t, c) for t, o in zip(tasks, outs) for c in o) / (len(tasks) * k)
     return validate

@@ -36,6 +36,8 @@ PHRASES: dict[str, dict[str, list[str]]] = {
                  "first, let's aim for", "the problem asks for"],
         "hint_big": ["since the target is large, we should multiply", "the target is big, so we can use multiplication",
                      "we can use the fact that multiplying grows fast"],
+        "hint_big_add": ["since the target is large, we should add", "the target is big, so we can add them up",
+                         "we can use the fact that adding grows it"],
         "hint_small": ["since the target is small, we should subtract", "the target is small, so we can use subtraction",
                        "we can use the fact that subtracting shrinks it"],
         "conclude": ["therefore", "so the answer is", "this means the answer is", "which gives", "so we have",
@@ -71,10 +73,20 @@ class WorldConfig:
     p_case: float = 0.06          # phrase written in an unusual case (UPPER / Title)
     p_curly: float = 0.1          # curly apostrophes
     p_newline: float = 0.03       # a newline inside a phrase
+    tasks: str = "reasoning_gym"  # "reasoning_gym": draw tasks with its generator (v1); "enumerate": every
+    #                               (numbers, target) pair of the world, shuffled by seed (v2: exact pool sizes)
+    bad_range: tuple = (-20, 150)  # failed attempts written in traces keep their steps in this range
+    operators: str = "+-*"        # the operations of the world (v2: "+-", arithmetic the tiny model can learn)
 
+
+# Sandbox v2 candidate (docs/sandbox.md): sums and differences of numbers 1..15 (arithmetic meant to
+# be learnable), enumerated tasks (exact pool sizes: 891 SFT / 661 RL / 399 val), shorter traces.
+V2 = dict(operators="+-", max_value=15, max_target=45, min_solutions=4, p_careful=0.5, max_failures=3,
+          tasks="enumerate", bad_range=(-15, 60))
 
 DIFFICULTY = {"easy": dict(n_numbers=3, max_value=8, max_target=40, min_solutions=6), "default": {},
-              "hard": dict(n_numbers=4, max_value=15, max_target=99, min_solutions=1)}
+              "hard": dict(n_numbers=4, max_value=15, max_target=99, min_solutions=1),
+              "v2": V2}  # the sandbox v2 candidate world (configs/sandbox_v2.yaml, docs/sandbox.md)
 
 
 @dataclass
@@ -103,13 +115,13 @@ def _dataset(cfg: WorldConfig, seed: int, size: int):
     import reasoning_gym
     return reasoning_gym.create_dataset("countdown", size=size, seed=seed, min_numbers=cfg.n_numbers,
                                         max_numbers=cfg.n_numbers, min_value=1, max_value=cfg.max_value,
-                                        min_target=1, max_target=cfg.max_target, operators=("+", "-", "*"))
+                                        min_target=1, max_target=cfg.max_target, operators=tuple(cfg.operators))
 
 
-def chains(numbers: list[int]):
+def chains(numbers: list[int], operators: str = "+-*"):
     """Every left-to-right chain: (order, ops, [step results])."""
     for order in itertools.permutations(numbers):
-        for ops in itertools.product("+-*", repeat=len(numbers) - 1):
+        for ops in itertools.product(operators, repeat=len(numbers) - 1):
             acc, steps = order[0], []
             for op, x in zip(ops, order[1:]):
                 acc = acc + x if op == "+" else acc - x if op == "-" else acc * x
@@ -128,7 +140,28 @@ def _bucket(numbers, target) -> int:
     return zlib.crc32(f"{sorted(numbers)}:{target}".encode()) % 10
 
 
-SPLIT_BUCKETS = {"train": set(range(3, 10)), "val": {0, 1}, "test": {2}}
+# "train" (v1: SFT and RL share it) = "sft" + "rl" (v2: the warm start never saw the RL tasks)
+SPLIT_BUCKETS = {"train": set(range(3, 10)), "val": {0, 1}, "test": {2}, "sft": {6, 7, 8, 9}, "rl": {3, 4, 5}}
+_OFFSET = {"train": 0, "val": 1_000_003, "test": 2_000_003, "sft": 3_000_017, "rl": 4_000_037}
+
+
+def _enumerated(cfg: WorldConfig, split: str) -> list[Task]:
+    """Every multiset of numbers and every target in 1..max_target reached by >= min_solutions chains."""
+    out = []
+    for nums in itertools.combinations_with_replacement(range(1, cfg.max_value + 1), cfg.n_numbers):
+        counts: dict[int, int] = {}
+        for _, _, steps in chains(list(nums), cfg.operators):
+            if 1 <= steps[-1] <= cfg.max_target:
+                counts[steps[-1]] = counts.get(steps[-1], 0) + 1
+        for target, c in sorted(counts.items()):
+            if c >= max(1, cfg.min_solutions) and _bucket(nums, target) in SPLIT_BUCKETS[split]:
+                out.append(Task(list(nums), target))
+    rng = random.Random(cfg.seed * 7_919 + _OFFSET[split])
+    rng.shuffle(out)
+    for i, t in enumerate(out):
+        rng.shuffle(t.numbers)
+        t.id = f"{split}-{i}"
+    return out
 
 
 def make_tasks(cfg: WorldConfig, split: str, n: int = 200, allow_fewer: bool = False) -> list[Task]:
@@ -137,15 +170,22 @@ def make_tasks(cfg: WorldConfig, split: str, n: int = 200, allow_fewer: bool = F
     fewer than ``n``: that is an error unless ``allow_fewer``."""
     if split not in SPLIT_BUCKETS:
         raise ValueError(f"split must be one of {list(SPLIT_BUCKETS)}; got {split!r}")
-    offset = {"train": 0, "val": 1_000_003, "test": 2_000_003}[split]
-    ds = _dataset(cfg, cfg.seed * 7_919 + offset, n * (12 if split == "train" else 50) + 200)
+    if cfg.tasks == "enumerate":
+        tasks = _enumerated(cfg, split)
+        if len(tasks) < n and not allow_fewer:
+            raise ValueError(f"only {len(tasks)} distinct {split} tasks exist in this world; ask for fewer")
+        return tasks[:n]
+    if cfg.tasks != "reasoning_gym":
+        raise ValueError(f"WorldConfig.tasks must be 'reasoning_gym' or 'enumerate'; got {cfg.tasks!r}")
+    offset = _OFFSET[split]
+    ds = _dataset(cfg, cfg.seed * 7_919 + offset, n * (12 if split in ("train", "sft", "rl") else 50) + 200)
     tasks, seen = [], set()
     for i in range(len(ds)):
         md = ds[i]["metadata"]
         key = (tuple(sorted(md["numbers"])), md["target"])
         if key in seen or _bucket(*key) not in SPLIT_BUCKETS[split]:
             continue
-        if sum(s[-1] == md["target"] for _, _, s in chains(md["numbers"])) < max(1, cfg.min_solutions):
+        if sum(s[-1] == md["target"] for _, _, s in chains(md["numbers"], cfg.operators)) < max(1, cfg.min_solutions):
             continue
         seen.add(key)
         tasks.append(Task(list(md["numbers"]), int(md["target"]), f"{split}-{i}"))
@@ -222,9 +262,10 @@ def _attempt(w: _Writer, order, ops, steps):
 def make_trace(task: Task, rng: random.Random, cfg: WorldConfig, style: str | None = None) -> Trace:
     """One reasoning trace for ``task`` with ground-truth planning spans."""
     style = style or ("careful" if rng.random() < cfg.p_careful else "hasty")
-    all_chains = list(chains(task.numbers))
+    all_chains = list(chains(task.numbers, cfg.operators))
     good = [c for c in all_chains if c[2][-1] == task.target]
-    bad = [c for c in all_chains if c[2][-1] != task.target and all(-20 <= v <= 150 for v in c[2])] or \
+    lo, hi = cfg.bad_range
+    bad = [c for c in all_chains if c[2][-1] != task.target and all(lo <= v <= hi for v in c[2])] or \
         [c for c in all_chains if c[2][-1] != task.target]
     w = _Writer(rng, cfg)
     w.phrase("deduction", "open", True)
@@ -234,9 +275,10 @@ def make_trace(task: Task, rng: random.Random, cfg: WorldConfig, style: str | No
         big = task.target > max(task.numbers) * 2
         small = task.target < max(task.numbers)
         if big or small:
-            w.phrase("deduction", "hint_big" if big else "hint_small", True)
+            grow = "*" if "*" in cfg.operators else "+"
+            w.phrase("deduction", ("hint_big" if grow == "*" else "hint_big_add") if big else "hint_small", True)
             w.text(".")
-            hinted = "*" if big else "-"
+            hinted = grow if big else "-"
             good = [c for c in good if hinted in c[1]] or good
             bad = [c for c in bad if hinted in c[1]] or bad
     if style == "careful":

@@ -1,0 +1,68 @@
+"""Benchmark: RL experience per second on the sandbox: the default (v1) against the v2 candidate, same run.
+
+A GRPO training step is generation (TRL's sampling of every completion), rewards,
+group advantages, and the loss's forward and backward pass. This runs a few real
+training steps of each named recipe one after another in this process (same
+threads, same machine) and reports, per recipe, the median over steps (the first,
+warm-up, step dropped) of
+
+* completions per second = completions in the step / step time;
+* completion tokens per second = completions x mean completion length / step time;
+
+and the ratio v2 / v1 (issue #11 goal for the new default: >= 3x completions/s).
+
+    python bench/bench_rl.py [--steps 6] [--threads 2]     # prints figures, last line JSON
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import time
+
+RECIPES = {"sandbox_v1": "configs/sandbox.yaml", "sandbox_v2": "configs/sandbox_v2.yaml"}
+
+
+def run_recipe(name: str, path: str, steps: int) -> dict:
+    from hicra.config import resolve
+    from hicra.train import build_trainer, read_recipe
+    run_dir = resolve(f"runs/bench-rl/{name}")
+    shutil.rmtree(run_dir, ignore_errors=True)  # a scratch folder of this bench only
+    data = {**read_recipe(path, []), "method": "grpo", "max_steps": steps, "val_every": 0, "save_steps": 10_000,
+            "save_rollouts": False, "run_dir": str(run_dir), "disable_tqdm": True}
+    trainer, _ = build_trainer(data)
+    t0 = time.time()
+    trainer.train()
+    wall = time.time() - t0
+    lines = [json.loads(x) for x in open(run_dir / "metrics.jsonl")]
+    lines = [x for x in lines if x.get("step_time")][1:]  # drop the warm-up step
+    rows = trainer.args.per_device_train_batch_size
+    cps = [rows / x["step_time"] for x in lines]
+    tps = [rows * x["length"] / x["step_time"] for x in lines]
+    return {"recipe": path, "steps": len(lines), "rows_per_step": rows, "cap": trainer.args.max_completion_length,
+            "step_time_s": round(statistics.median(x["step_time"] for x in lines), 3),
+            "mean_length": round(statistics.mean(x["length"] for x in lines), 1),
+            "completions_per_s": round(statistics.median(cps), 2), "tokens_per_s": round(statistics.median(tps), 1),
+            "wall_s": round(wall, 1)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    import torch
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    res = {name: run_recipe(name, path, args.steps) for name, path in RECIPES.items()}
+    for name, r in res.items():
+        print(f"{name:11s} {r['completions_per_s']:7.2f} completions/s  {r['tokens_per_s']:8.1f} tokens/s  "
+              f"(step {r['step_time_s']} s, {r['rows_per_step']} rows, mean length {r['mean_length']}, cap {r['cap']})")
+    ratio = res["sandbox_v2"]["completions_per_s"] / res["sandbox_v1"]["completions_per_s"]
+    print(f"v2 / v1 completions per second: {ratio:.2f}x (goal >= 3x)")
+    print(json.dumps({"threads": args.threads, **res, "ratio_completions_per_s": round(ratio, 2),
+                      "ratio_tokens_per_s": round(res["sandbox_v2"]["tokens_per_s"] / res["sandbox_v1"]["tokens_per_s"], 2)}))
+
+
+if __name__ == "__main__":
+    main()

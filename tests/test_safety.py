@@ -1,0 +1,209 @@
+"""Run-folder safety, typed overrides and range checks: a wrong command never costs a run or a number."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hicra.runfolder import RunFolderError, claim, last_complete_checkpoint
+from hicra.train import read_recipe, run
+
+TINY = dict(hidden_size=32, n_layers=1, n_heads=2, n_train_tasks=40, traces_per_task=1, sft_steps=3,
+            batch_size=8, n_val=4, max_new_tokens=24)
+RUN = dict(num_generations=4, per_device_train_batch_size=8, max_completion_length=24, val_every=1, val_n=4, val_k=1,
+           n_train=16, save_steps=1, sandbox=TINY, method="grpo")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def _old_run(d):
+    """A finished run as a user would have it: metrics, a checkpoint, rollouts."""
+    (d / "checkpoint-4").mkdir(parents=True)
+    (d / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    (d / "rollouts").mkdir()
+    (d / "rollouts" / "step_000004.parquet").write_text("x")
+    (d / "metrics.jsonl").write_text("".join(json.dumps({"step": i}) + "\n" for i in range(5)))
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*"))
+
+
+def test_fresh_start_in_a_used_folder_refuses_and_keeps_everything(tmp_path):
+    d = tmp_path / "run"
+    before = _old_run(d)
+    with pytest.raises(RunFolderError, match="--resume true.*--overwrite true"):
+        run({**RUN, "run_dir": str(d), "learning_rate": "1e-4"})
+    assert sorted(str(p.relative_to(d)) for p in d.rglob("*")) == before
+    assert len((d / "metrics.jsonl").read_text().splitlines()) == 5
+
+
+def test_overwrite_moves_the_old_run_aside(tmp_path):
+    d = tmp_path / "run"
+    _old_run(d)
+    with claim(d, resume=False, overwrite=True):
+        pass
+    kept = list(d.glob("replaced-*"))
+    assert len(kept) == 1 and (kept[0] / "metrics.jsonl").exists() and (kept[0] / "checkpoint-4").is_dir()
+    assert not (d / "metrics.jsonl").exists()
+
+
+def test_a_second_writer_is_refused_and_named(tmp_path):
+    d = tmp_path / "run"
+    with claim(d, resume=False, overwrite=False):
+        with pytest.raises(RunFolderError, match=f"in use by pid {os.getpid()}"):
+            run({**RUN, "run_dir": str(d)})
+    assert not (d / ".lock").exists()  # released on exit
+
+
+def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path, capsys):
+    import socket
+    d = tmp_path / "run"
+    d.mkdir()
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    (d / ".lock").write_text(json.dumps({"pid": p.pid, "host": socket.gethostname(), "started": "then"}))
+    with claim(d, resume=False, overwrite=False):
+        assert json.loads((d / ".lock").read_text())["pid"] == os.getpid()
+    assert "stale lock" in capsys.readouterr().out
+
+
+def test_resume_skips_a_half_written_checkpoint(tmp_path):
+    for n, complete in ((2, True), (4, False)):
+        (tmp_path / f"checkpoint-{n}").mkdir()
+        if complete:
+            (tmp_path / f"checkpoint-{n}" / "trainer_state.json").write_text("{}")
+    assert last_complete_checkpoint(tmp_path).name == "checkpoint-2"
+
+
+def test_resume_of_a_finished_run_is_a_no_op_and_lines_carry_method_and_seed(cache):
+    d = cache / "run"
+    first = run({**RUN, "run_dir": str(d), "max_steps": 2})
+    lines = (d / "metrics.jsonl").read_text()
+    stamp = (d / "final").stat().st_mtime
+    time.sleep(0.01)
+    again = run({**RUN, "run_dir": str(d), "max_steps": 2, "resume": True})
+    assert again == first and (d / "metrics.jsonl").read_text() == lines and (d / "final").stat().st_mtime == stamp
+    recs = [json.loads(x) for x in lines.splitlines()]
+    assert [r["step"] for r in recs] == [0, 1, 2]
+    assert all(r["method"] == "grpo" and r["seed"] == 42 for r in recs)
+
+
+def test_resume_without_a_checkpoint_says_it_starts_fresh(cache, capsys):
+    d = cache / "run"
+    run({**RUN, "run_dir": str(d), "max_steps": 1, "resume": True, "save_steps": 100})
+    assert "no complete checkpoint" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("max_steps", "abc", "max_steps: expected an integer"),
+    ("hicra_alpha", "abc", "hicra_alpha: expected a number"),
+    ("resume", "maybe", "resume: expected a boolean"),
+])
+def test_overrides_are_typed_by_the_config_fields(flag, value, message):
+    with pytest.raises(ValueError, match=message):
+        read_recipe("configs/sandbox.yaml", [f"--{flag}", value])
+    data = read_recipe("configs/sandbox.yaml", ["--learning_rate", "1e-4", "--resume", "true", "--max_steps", "7"])
+    assert data["learning_rate"] == 1e-4 and data["resume"] is True and data["max_steps"] == 7
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--num_generations", "0"], "num_generations must be >= 2"),
+    (["--hicra_alpha", "5"], r"hicra_alpha must be in \[0, 1\)"),
+    (["--hicra_alpha", "-3"], r"hicra_alpha must be in \[0, 1\)"),
+    (["--val_k", "0"], "val_k must be >= 1"),
+])
+def test_dry_run_fails_where_the_real_run_would(flags, message):
+    r = subprocess.run([sys.executable, "-m", "hicra.train", "configs/sandbox.yaml", *flags, "--dry_run", "true"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-800:]
+    import re
+    assert re.search(message, r.stderr), r.stderr
+
+
+def test_sign_flip_needs_an_explicit_yes():
+    from hicra.train import dry_run
+    assert dry_run(read_recipe("configs/sandbox.yaml", ["--hicra_alpha", "1.5", "--allow_sign_flip", "true"]))["ok"]
+
+
+@pytest.mark.parametrize("text,message", [("- a\n- b\n", "expected a mapping.*list"), ("3\n", "expected a mapping.*int"),
+                                          ("a: [1,\n", r"bad.yaml:\d+: malformed YAML")])
+def test_bad_recipe_files_name_the_file(tmp_path, text, message):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        read_recipe(str(p), [])
+
+
+# --------------------------------------------------------------------------
+# library functions refuse inputs that would give a wrong number
+
+def test_hicra_advantages_refuse_nan_and_sign_flips():
+    import torch
+
+    from hicra.advantage import hicra_advantages
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        hicra_advantages(torch.tensor([float("nan")]), mask)
+    for alpha in (5.0, -3.0, 1.0):
+        with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\)"):
+            hicra_advantages(torch.tensor([-1.0]), mask, alpha)
+    assert hicra_advantages(torch.tensor([-1.0]), mask, 1.5, allow_sign_flip=True).tolist() == [[0.5] * 3]
+
+
+def test_pass_at_k_checks_shapes_and_counts():
+    from hicra.metrics import pass_at_k
+    with pytest.raises(ValueError, match="one entry per problem"):
+        pass_at_k([4, 4], [1], 2)
+    with pytest.raises(ValueError, match="0 <= c <= n"):
+        pass_at_k(4, 5, 2)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        pass_at_k(4, 1, 0)
+    assert pass_at_k(4, 4, 2).tolist() == [1.0]
+
+
+def test_entropies_refuse_negative_counts():
+    from collections import Counter
+
+    from hicra.metrics import semantic_entropy
+    with pytest.raises(ValueError, match=">= 0"):
+        semantic_entropy(Counter({"a": 3, "b": -1}))
+    assert semantic_entropy(Counter({"a": 1, "b": 1})) == 1.0
+
+
+def test_tagger_refuses_a_bare_string(smollm2_tokenizer):
+    from hicra.tagger import PlanningTagger
+    with pytest.raises(ValueError, match=r"single string; pass a list of grams \(e.g. \['wait'\]\)"):
+        PlanningTagger("wait", smollm2_tokenizer)
+    assert PlanningTagger(["wait"], smollm2_tokenizer).grams == ["wait"]
+
+
+def test_grader_never_hangs_in_a_worker_thread():
+    """math-verify's timeout works only in the main thread; exponent towers must not reach sympy."""
+    import threading
+
+    from hicra.rewards import is_correct
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=is_correct(r"\boxed{9^{9^{9}}}", "5")), daemon=True)
+    t.start()
+    t.join(20)
+    assert not t.is_alive() and out == {"r": False}
+    assert is_correct(r"\boxed{2^{10}}", "1024") and is_correct(r"\boxed{x^2+y^2}", "y^2+x^2")
+
+
+def test_sg_file_errors_name_the_right_line_in_a_large_file(tmp_path):
+    """The line counter is incremental now (the reader was quadratic: 9.2 s for 20k grams); it must still
+    name the exact line of a bad entry deep in a big file."""
+    from hicra.sgfile import SGFileError, read_sg_file, write_sg_file
+    grams = [{"gram": f"gram {i}", "kind": "deduction"} for i in range(20_000)]
+    p = write_sg_file(tmp_path / "g.json", grams, {"source": "test"})
+    assert len(read_sg_file(p)["grams"]) == 20_000
+    lines = p.read_text().splitlines()
+    bad = next(i for i, ln in enumerate(lines) if '"gram 19000"' in ln)
+    lines[bad] = lines[bad].replace('"deduction"', '"nonsense"')
+    p.write_text("\n".join(lines))
+    with pytest.raises(SGFileError, match=rf"g.json:{bad + 1}: gram 'gram 19000' has kind 'nonsense'"):
+        read_sg_file(p)
