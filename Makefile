@@ -33,20 +33,23 @@ METHODS ?= grpo hicra entropy_reg
 STEPS   ?= 60
 NB      := $(BIN)/papermill --cwd notebooks --log-output
 
-## study: 5 seeds per method, final validation accuracy with 95% CIs (figures/study_final_accuracy.csv)
-## (STUDY_JOBS runs at once, one thread each; each run's log is runs/study/train-<method>-s<seed>.log)
+## study: 5 seeds per method, final validation accuracy with 95% CIs (figures/$(STUDY)_final_accuracy.csv)
+## (STUDY_JOBS runs at once, one thread each; each run's log is runs/$(STUDY)/train-<method>-s<seed>.log)
+## v2 candidate: make study RECIPE=configs/sandbox_v2.yaml STUDY=study_v2 METHODS="grpo hicra" SEEDS="0 1 2" STEPS=100
 SEEDS ?= 0 1 2 3 4
 STUDY_JOBS ?= 2
+RECIPE ?= configs/sandbox.yaml
+STUDY ?= study
 study: venv
 	$(BIN)/python -m hicra.sandbox
-	mkdir -p runs/study/executed
+	mkdir -p runs/$(STUDY)/executed
 	for s in $(SEEDS); do for m in $(METHODS); do echo $$m $$s; done; done | OMP_NUM_THREADS=1 xargs -P $(STUDY_JOBS) -n 2 \
-	  sh -c 'd=runs/study/train-$$0-s$$1; [ -f $$d/final/config.json ] && exit 0; \
-	    $(BIN)/python -m hicra.train configs/sandbox.yaml --method $$0 --seed $$1 --max_steps $(STEPS) --run_dir $$d \
+	  sh -c 'd=runs/$(STUDY)/train-$$0-s$$1; [ -f $$d/final/config.json ] && exit 0; \
+	    $(BIN)/python -m hicra.train $(RECIPE) --method $$0 --seed $$1 --max_steps $(STEPS) --run_dir $$d --resume true \
 	      > $$d.log 2>&1 && echo "[study] $$0 seed $$1: $$(tail -n 1 $$d.log)" || { echo "[study] $$0 seed $$1 FAILED, see $$d.log"; exit 1; }'
-	$(NB) notebooks/03_dynamics.ipynb runs/study/executed/03_dynamics.ipynb -p run_dir runs/study -p tag study \
-	  -y "runs: [$(foreach s,$(SEEDS),$(foreach m,$(METHODS),runs/study/train-$(m)-s$(s),))]"
-	cp runs/study/final_accuracy.csv figures/study_final_accuracy.csv
+	$(NB) notebooks/03_dynamics.ipynb runs/$(STUDY)/executed/03_dynamics.ipynb -p run_dir runs/$(STUDY) -p tag $(STUDY) \
+	  -y "runs: [$(foreach s,$(SEEDS),$(foreach m,$(METHODS),runs/$(STUDY)/train-$(m)-s$(s),))]"
+	cp runs/$(STUDY)/final_accuracy.csv figures/$(STUDY)_final_accuracy.csv
 
 ## test: the whole suite (unit, real tokenizers, tiny models, notebooks under papermill)
 test: venv

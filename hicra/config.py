@@ -39,7 +39,16 @@ def _coerce(value: str, like):
     if isinstance(like, (int, float)) and not isinstance(like, bool):
         return type(like)(value)
     if isinstance(like, (dict, list)):
-        return json.loads(value)
+        try:
+            parsed = yaml.safe_load(value)  # JSON is YAML: '{"a": 1}', '[1, 2]', and also 'a, b' / '{a: 1}'
+        except yaml.YAMLError:
+            parsed = value
+        if isinstance(like, list) and isinstance(parsed, str):
+            parsed = [v.strip() for v in parsed.split(",") if v.strip()]  # --benchmarks gsm8k,math500
+        if not isinstance(parsed, type(like)):
+            raise ValueError(f"expected a {'list (e.g. a,b or [a, b])' if isinstance(like, list) else 'mapping'}"
+                             f" (e.g. '{{\"a\": 1}}'), got {value!r}")
+        return parsed
     return yaml.safe_load(value) if like is None else value
 
 
@@ -170,7 +179,10 @@ def load_config(cls, path: str | None = None, argv: list[str] | None = None):
     for key, val in split_flags(argv):
         if key not in defaults:
             raise ValueError(f"unknown option --{key}; valid: {sorted(defaults)}")
-        data[key] = _coerce(val, data.get(key, defaults[key]))
+        try:
+            data[key] = _coerce(val, data.get(key, defaults[key]))
+        except ValueError as e:
+            raise ValueError(f"--{key}: {e}") from None
     return from_dict(cls, typed(cls, data))
 
 

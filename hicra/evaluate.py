@@ -46,6 +46,12 @@ class EvalConfig:
     sandbox: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
+        if self.limit < 0:
+            raise ValueError(f"limit must be >= 0 (0: every problem); got {self.limit}")
+        bad_k = {b: v for b, v in {**self.k, "default_k": self.default_k}.items()
+                 if not isinstance(v, int) or isinstance(v, bool) or v < 1}
+        if bad_k:
+            raise ValueError(f"samples per problem must be integers >= 1; got {bad_k}")
         if self.backend not in ("transformers", "vllm"):
             raise ValueError(f"backend must be transformers or vllm; got {self.backend!r}")
         if not self.models:

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import random
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -95,6 +96,10 @@ class ChatClient:
                     r = http.post(self.url, json=body, headers=self._headers)
                 except (httpx.TimeoutException, httpx.TransportError) as e:
                     last = f"{type(e).__name__}: {e}"
+                    if isinstance(e, httpx.TimeoutException):  # say so: a silent stall looks like a hang
+                        print(f"[llm] {self.url}: no answer within {self.timeout:g} s (attempt {attempt + 1} of "
+                              f"{self.max_retries + 1}); a slow endpoint needs a larger --llm_timeout",
+                              file=sys.stderr, flush=True)
                     continue
                 if r.status_code == 429 or r.status_code >= 500:
                     last = f"HTTP {r.status_code}: {r.text[:200]}"

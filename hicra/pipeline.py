@@ -252,6 +252,7 @@ def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int
     processes, which shut their kernels down.
     Each step's stderr goes to ``<run_dir>/executed/<step>.log``.
     """
+    install_signal_handlers()
     width = max(1, min(jobs, len(wave)))
     env = {**os.environ}
     if width > 1:
@@ -319,6 +320,15 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def install_signal_handlers() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, whatever disposition was inherited: a script's background
+    job (`make test &`) starts with SIGINT ignored, and Python then installs no handler of its own."""
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)   # a scheduler's kill stops the steps like Ctrl-C does
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="sandbox", choices=sorted(PROFILES))
@@ -330,7 +340,7 @@ def main(argv=None):
     ap.add_argument("--step_json", help=argparse.SUPPRESS)   # internal: run one step (see run_wave)
     ap.add_argument("--run_dir", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)   # a scheduler's kill stops the steps like Ctrl-C does
+    install_signal_handlers()
     if a.step_json:
         step = Step(**json.loads(a.step_json))
         try:
@@ -341,6 +351,9 @@ def main(argv=None):
             sys.exit(1)
         return
     steps = PROFILES[a.profile](**({"run": a.run} if a.run else {}))
+    unknown = sorted(set(a.only) | (set(a.force) - {"all"}) - {s.name for s in steps})
+    if unknown:
+        ap.error(f"unknown step(s) {unknown} in profile {a.profile}; its steps: {', '.join(s.name for s in steps)}")
     run_dir = resolve(f"runs/{a.run or ('demo' if a.profile == 'sandbox' else a.profile)}")
     log, t_all = [], time.time()
     for wave in waves(steps):

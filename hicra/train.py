@@ -173,7 +173,14 @@ def run(data: dict, recipe: str | None = None) -> dict:
     return summary
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv=None):
+    import signal
+    signal.signal(signal.SIGINT, _stop)   # explicit, whatever disposition was inherited (background jobs
+    signal.signal(signal.SIGTERM, _stop)  # start with SIGINT ignored); metrics lines are whole, resume works
     argv = list(sys.argv[1:] if argv is None else argv)
     path = argv.pop(0) if argv and not argv[0].startswith("--") else None
     from hicra.runfolder import RunFolderError

@@ -89,9 +89,11 @@ def test_waves_reject_unknown_needs():
         P.waves([s])
 
 
-def test_interrupt_stops_running_steps_and_their_kernels(tmp_path):
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_interrupt_stops_running_steps_and_their_kernels(tmp_path, inherited):
     """SIGINT to the pipeline process alone (as from a batch scheduler) stops the steps running together:
-    the pipeline exits, and no notebook kernel is left running."""
+    the pipeline exits, and no notebook kernel is left running. Also when the pipeline inherits SIGINT as
+    ignored, as a script's background job does (`make test &`)."""
     import signal
     import subprocess
     import sys
@@ -103,7 +105,8 @@ def test_interrupt_stops_running_steps_and_their_kernels(tmp_path):
     driver = ("import json, sys\nfrom pathlib import Path\nfrom hicra import pipeline as P\n"
               f"steps = [P.Step(**s) for s in json.loads({json.dumps(json.dumps(steps))})]\n"
               f"P.run_wave(steps, Path({str(tmp_path / 'run')!r}), {str(tmp_path / 'fig')!r}, lambda s: False, jobs=2)\n")
-    proc = subprocess.Popen([sys.executable, "-c", driver], start_new_session=True,
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if inherited == "ignored" else None
+    proc = subprocess.Popen([sys.executable, "-c", driver], start_new_session=True, preexec_fn=ignore,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     pidfiles = [tmp_path / "pid0", tmp_path / "pid1"]
     for _ in range(1200):                                   # kernels start (bounded wait, not a speed check)
