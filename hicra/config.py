@@ -29,29 +29,6 @@ def resolve(path) -> Path:
     return p if p.is_absolute() else REPO_ROOT / p
 
 
-def _coerce(value: str, like):
-    if isinstance(like, bool):
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"expected a boolean, got {value!r}")
-    if isinstance(like, (int, float)) and not isinstance(like, bool):
-        return type(like)(value)
-    if isinstance(like, (dict, list)):
-        try:
-            parsed = yaml.safe_load(value)  # JSON is YAML: '{"a": 1}', '[1, 2]', and also 'a, b' / '{a: 1}'
-        except yaml.YAMLError:
-            parsed = value
-        if isinstance(like, list) and isinstance(parsed, str):
-            parsed = [v.strip() for v in parsed.split(",") if v.strip()]  # --benchmarks gsm8k,math500
-        if not isinstance(parsed, type(like)):
-            raise ValueError(f"expected a {'list (e.g. a,b or [a, b])' if isinstance(like, list) else 'mapping'}"
-                             f" (e.g. '{{\"a\": 1}}'), got {value!r}")
-        return parsed
-    return yaml.safe_load(value) if like is None else value
-
-
 def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -64,7 +41,7 @@ def coerce(key: str, value, tp):
     import typing
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
+        if type(None) in args and (value is None or value in ("null", "none", "None", "~")):
             return None
         members = [a for a in args if a is not type(None)]
         if isinstance(value, str) and str in members:
@@ -83,28 +60,19 @@ def coerce(key: str, value, tp):
         if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             return value.lower() in ("1", "true", "yes", "on")
         raise ValueError(f"{key}: expected a boolean (true/false), got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ValueError(f"{key}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
+    if tp in (int, float):
+        num = value
         if isinstance(value, str):
             try:
-                return int(value)
+                num = tp(value)
             except ValueError:
-                pass
-        raise ValueError(f"{key}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ValueError(f"{key}: expected a number (e.g. 1e-4), got {value!r}")
+                num = None
+        if not isinstance(num, bool) and isinstance(num, (int, float)):
+            if tp is float:
+                return float(num)
+            if isinstance(num, int) or num.is_integer():
+                return int(num)
+        raise ValueError(f"{key}: expected {'an integer' if tp is int else 'a number (e.g. 1e-4)'}, got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value
@@ -119,6 +87,8 @@ def coerce(key: str, value, tp):
                 value = yaml.safe_load(value)
             except yaml.YAMLError:
                 pass
+            if isinstance(value, str):  # --benchmarks gsm8k or gsm8k,math500
+                value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{key}: expected a list (e.g. [1, 2]), got {value!r}")
         inner = args[0] if args else None
@@ -127,8 +97,8 @@ def coerce(key: str, value, tp):
     if origin is dict or tp is dict:
         if isinstance(value, str):
             try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
+                value = yaml.safe_load(value)  # JSON is YAML: '{"a": 1}' and '{a: 1}'
+            except yaml.YAMLError:
                 pass
         if not isinstance(value, dict):
             raise ValueError(f"{key}: expected a mapping (e.g. {{\"a\": 1}}), got {value!r}")
@@ -171,18 +141,13 @@ def from_dict(cls, data: dict):
 
 
 def load_config(cls, path: str | None = None, argv: list[str] | None = None):
-    """Defaults <- YAML file <- ``--key value`` / ``--key=value`` flags."""
+    """Defaults <- YAML file <- ``--key value`` / ``--key=value`` flags, each value coerced to its field type."""
     data: dict = read_yaml_mapping(path) if path else {}
-    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else
-                         f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-                for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls)}
     for key, val in split_flags(argv):
-        if key not in defaults:
-            raise ValueError(f"unknown option --{key}; valid: {sorted(defaults)}")
-        try:
-            data[key] = _coerce(val, data.get(key, defaults[key]))
-        except ValueError as e:
-            raise ValueError(f"--{key}: {e}") from None
+        if key not in names:
+            raise ValueError(f"unknown option --{key}; valid: {sorted(names)}")
+        data[key] = val  # raw text: typed() coerces every value by its field's type
     return from_dict(cls, typed(cls, data))
 
 
