@@ -73,3 +73,14 @@ def test_smollm2_on_gsm8k_transformers_backend(tmp_path):
     import pandas as pd
     df = pd.read_parquet(tmp_path / "ev" / "scores" / "Base__gsm8k.parquet")
     assert len(df) == 2 and all(len(c) == 1 for c in df.completions)
+
+
+@pytest.mark.parametrize("flags,message", [(["--limit", "-1"], "limit must be >= 0"),
+                                           (["--k", '{"sandbox": 0}'], "integers >= 1"),
+                                           (["--k", "abc"], "k: expected a mapping")])
+def test_eval_options_are_typed_and_range_checked(flags, message):
+    from hicra.config import load_config
+    from hicra.evaluate import EvalConfig
+    with pytest.raises(ValueError, match=message):
+        load_config(EvalConfig, "configs/eval_sandbox.yaml", flags)
+    assert load_config(EvalConfig, "configs/eval_sandbox.yaml", ["--benchmarks", "gsm8k"]).benchmarks == ["gsm8k"]

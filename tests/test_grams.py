@@ -271,3 +271,11 @@ def test_cli_reports_precision_recall(tmp_path):
     import csv
     assert s["n_grams"] == sum(r["accept"] == "yes" for r in csv.DictReader(open(tmp_path / "g" / "reviewed.csv")))
     assert read_sg_file(s["sg_file"])["provenance"]["reviewed_by"] == "person"
+
+
+def test_a_slow_endpoint_is_reported_not_silent(server, tmp_path, capsys):
+    """A request that times out says so on stderr (with the timeout and the attempt), then is retried."""
+    client = _client(server, "slow", tmp_path, timeout=0.3, max_retries=2)
+    assert client.chat([{"role": "user", "content": "- \"let's try\""}]) is not None
+    err = capsys.readouterr().err
+    assert "no answer within 0.3 s (attempt 1 of 3)" in err and "--llm_timeout" in err

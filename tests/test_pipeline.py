@@ -155,3 +155,11 @@ def test_running_steps_report_progress(tmp_path, capsys):
     assert status == "ran" and err is None
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[pipeline] running: train ")]
     assert lines and any("(step 2/3)" in ln or "(step 1/3)" in ln for ln in lines), lines
+
+
+def test_unknown_step_names_are_refused_with_the_valid_ones():
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "hicra.pipeline", "--only", "nosuchstep"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "unknown step(s) ['nosuchstep']" in r.stderr and "02_train_hicra" in r.stderr
