@@ -68,6 +68,7 @@ bench: venv
 	$(BIN)/python bench/bench_metrics.py
 	$(BIN)/python bench/bench_overhead.py
 	$(BIN)/python bench/bench_mining.py
+	$(BIN)/python bench/bench_rl.py
 
 sandbox: venv
 	$(BIN)/python -m hicra.sandbox

@@ -109,10 +109,15 @@ def fig_methods(df: pd.DataFrame, methods=("grpo", "hicra", "entropy_reg"), smoo
 
 def final_table(df: pd.DataFrame, col: str = "val_accuracy", diff=("hicra", "grpo")) -> pd.DataFrame:
     """Final value of ``col`` per run, then mean and 95% t-interval over seeds per method, plus a row
-    ``hicra − grpo``: the difference paired by seed (same seed, same warm start, same validation set)."""
+    ``hicra − grpo``: the difference paired by seed (same seed, same warm start, same validation set),
+    and first a ``warm_start`` row: the step-0 value (where RL starts) over the runs that logged one."""
     from hicra.metrics import mean_ci
     last = df.dropna(subset=[col]).sort_values("step").groupby("run").tail(1)
     rows = []
+    start = df[(df.step == 0)].dropna(subset=[col]) if col in df else df.iloc[:0]
+    if len(start):
+        mean, lo, hi = mean_ci(start[col].tolist())
+        rows.append({"method": "warm_start", "seeds": len(start), col: mean, "ci_lo": lo, "ci_hi": hi})
     for m, g in last.groupby("method"):
         mean, lo, hi = mean_ci(g[col].tolist())
         rows.append({"method": m, "seeds": len(g), col: mean, "ci_lo": lo, "ci_hi": hi})

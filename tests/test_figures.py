@@ -18,3 +18,6 @@ def test_final_table_pairs_seeds():
     d = t.loc["hicra − grpo"]
     assert d.seeds == 3 and d.val_accuracy == pytest.approx(0.1 / 3)
     assert d.ci_lo < d.val_accuracy < d.ci_hi
+    w = t.loc["warm_start"]  # the step-0 level every run starts from, beside the methods
+    assert w.seeds == 6 and w.val_accuracy == pytest.approx(0.18)
+    assert list(t.index)[0] == "warm_start"
