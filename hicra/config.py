@@ -175,6 +175,21 @@ def parse_cli(cls, argv: list[str] | None = None):
     return load_config(cls, path, argv)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def install_signal_handlers() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, whatever disposition was inherited: a script's background
+    job (`make test &`) starts with SIGINT ignored, and Python then installs no handler of its own; a
+    scheduler's SIGTERM then stops a step like Ctrl-C does (whole metrics lines, a resumable run)."""
+    import signal
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 def _clean(x):
     if isinstance(x, float) and not math.isfinite(x):
         return None

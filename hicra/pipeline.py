@@ -31,7 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from hicra.config import REPO_ROOT, emit, resolve, write_json
+from hicra.config import REPO_ROOT, emit, install_signal_handlers, resolve, write_json
 
 LIB = ["hicra/config.py", "hicra/plotting.py"]
 LABEL = {"grpo": "GRPO", "hicra": "HICRA", "entropy_reg": "entropy_reg", "fork_tokens": "fork_tokens"}
@@ -314,19 +314,6 @@ def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def install_signal_handlers() -> None:
-    """SIGINT and SIGTERM raise KeyboardInterrupt, whatever disposition was inherited: a script's background
-    job (`make test &`) starts with SIGINT ignored, and Python then installs no handler of its own."""
-    import threading
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _interrupt)
-        signal.signal(signal.SIGTERM, _interrupt)   # a scheduler's kill stops the steps like Ctrl-C does
 
 
 def main(argv=None):

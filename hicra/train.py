@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from hicra.config import REPO_ROOT, emit, read_yaml_mapping, resolve, split_flags, typed, write_json
+from hicra.config import REPO_ROOT, emit, install_signal_handlers, read_yaml_mapping, resolve, split_flags, typed, write_json
 
 
 @dataclasses.dataclass
@@ -148,16 +148,16 @@ def run(data: dict, recipe: str | None = None) -> dict:
     from hicra.runfolder import claim, last_complete_checkpoint
     script, kw = split_recipe(data)  # a bad recipe fails here, before the folder is touched
     run_dir = Path(kw["output_dir"])
-    ckpt = last_complete_checkpoint(run_dir) if script.resume else None
-    if script.resume and ckpt is None:
+    done = run_dir / "summary.json"
+    prev = json.loads(done.read_text()) if script.resume and done.exists() else {}
+    finished = prev.get("steps", 0) >= kw.get("max_steps", 0) > 0
+    ckpt = last_complete_checkpoint(run_dir) if script.resume and not finished else None
+    if script.resume and not finished and ckpt is None:
         print(f"[hicra] --resume true, but {run_dir} has no complete checkpoint: starting fresh", flush=True)
-    with claim(run_dir, resume=ckpt is not None, overwrite=script.overwrite or script.resume):
-        done = run_dir / "summary.json"
-        if ckpt is not None and done.exists():
-            prev = json.loads(done.read_text())
-            if prev.get("steps", 0) >= kw.get("max_steps", 0) > 0:
-                print(f"[hicra] {run_dir} already finished {prev['steps']} steps: nothing to do", flush=True)
-                return prev
+    with claim(run_dir, resume=finished or ckpt is not None, overwrite=script.overwrite or script.resume):
+        if finished:
+            print(f"[hicra] {run_dir} already finished {prev['steps']} steps: nothing to do", flush=True)
+            return prev
         if ckpt is not None:
             print(f"[hicra] resuming from {ckpt}", flush=True)
         trainer, script = build_trainer(data)
@@ -173,14 +173,8 @@ def run(data: dict, recipe: str | None = None) -> dict:
     return summary
 
 
-def _stop(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv=None):
-    import signal
-    signal.signal(signal.SIGINT, _stop)   # explicit, whatever disposition was inherited (background jobs
-    signal.signal(signal.SIGTERM, _stop)  # start with SIGINT ignored); metrics lines are whole, resume works
+    install_signal_handlers()
     argv = list(sys.argv[1:] if argv is None else argv)
     path = argv.pop(0) if argv and not argv[0].startswith("--") else None
     from hicra.runfolder import RunFolderError
