@@ -209,6 +209,18 @@ def test_sg_file_errors_name_the_right_line_in_a_large_file(tmp_path):
         read_sg_file(p)
 
 
+def test_sg_file_lines_are_not_recounted_from_the_start_per_entry(tmp_path, monkeypatch):
+    """The quadratic reader counted newlines from the file's start for every entry (``_line`` per gram);
+    the linear one counts incrementally, so ``_line`` is not called per entry."""
+    from hicra import sgfile
+    calls = []
+    real = sgfile._line
+    monkeypatch.setattr(sgfile, "_line", lambda text, pos: calls.append(pos) or real(text, pos))
+    p = sgfile.write_sg_file(tmp_path / "g.json", [{"gram": f"g {i}", "kind": "deduction"} for i in range(2000)],
+                             {"source": "test"})
+    assert len(sgfile.read_sg_file(p)["grams"]) == 2000 and len(calls) <= 1
+
+
 def test_resume_of_a_finished_run_without_checkpoints_is_a_no_op(cache):
     d = cache / "run"
     first = run({**RUN, "run_dir": str(d), "max_steps": 1, "save_steps": 100})
