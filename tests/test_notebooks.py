@@ -66,7 +66,8 @@ def test_02_train_then_03_to_06_on_its_runs(tmp_path, monkeypatch):
         assert (fig / f"{name}.png").stat().st_size > 5000 and (fig / f"{name}.pdf").exists()
     import pandas as pd
     table = pd.read_csv(run / "final_accuracy.csv")
-    assert set(table.method) == {"grpo", "hicra", "hicra − grpo"} and table.set_index("method").seeds["hicra"] == 2
+    assert set(table.method) == {"warm_start", "grpo", "hicra", "hicra − grpo"}
+    assert table.set_index("method").seeds["hicra"] == 2 and table.set_index("method").seeds["warm_start"] == 3
 
     run, fig = _run("04_error_analysis.ipynb", tmp_path, run="errors", runs=runs, tag="test", bins=2)
     e = json.loads((run / "errors.json").read_text())
