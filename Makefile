@@ -30,12 +30,12 @@ smollm: venv
 	$(BIN)/python -m hicra.pipeline --profile smollm-cpu
 
 METHODS ?= grpo hicra entropy_reg
-STEPS   ?= 60
+STEPS   ?= 100
 NB      := $(BIN)/papermill --cwd notebooks --log-output
 
-## study: 5 seeds per method, final validation accuracy with 95% CIs (figures/$(STUDY)_final_accuracy.csv)
+## study: 5 seeds per method, 100 steps, final validation accuracy with 95% CIs (figures/$(STUDY)_final_accuracy.csv)
 ## (STUDY_JOBS runs at once, one thread each; each run's log is runs/$(STUDY)/train-<method>-s<seed>.log)
-## v2 candidate: make study RECIPE=configs/sandbox_v2.yaml STUDY=study_v2 METHODS="grpo hicra" SEEDS="0 1 2" STEPS=100
+## the first sandbox: make study RECIPE=configs/sandbox_v1.yaml STUDY=study_v1 STEPS=60
 SEEDS ?= 0 1 2 3 4
 STUDY_JOBS ?= 2
 RECIPE ?= configs/sandbox.yaml

@@ -1,8 +1,9 @@
 """Sampling completions with transformers (any machine) for evaluation and analysis.
 
 The paper evaluates with temperature sampling (§4). This is the portable
-backend: batched ``model.generate`` with left padding, a fixed seed and a
-progress bar. GPU boxes use vLLM through ``hicra.evaluate`` instead.
+backend: batches through ``hicra.decode`` (finished rows leave the batch),
+a fixed seed and a progress bar. GPU boxes use vLLM through ``hicra.evaluate``
+instead.
 
     from hicra.generate import sample
     outs = sample(model, tok, ["Numbers: 3 7 5. Target: 26.\\n"], n=4, temperature=1.0)
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import torch
 from tqdm.auto import tqdm
+
+from hicra.decode import decode
 
 
 @torch.no_grad()
@@ -28,20 +31,16 @@ def sample(model, tokenizer, prompts: list[str], n: int = 1, temperature: float 
 
 
 def _sample(model, tokenizer, prompts, n, temperature, max_new_tokens, batch_size, progress, top_p):
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
     flat = [p for p in prompts for _ in range(n)]
+    ids = tokenizer(flat, add_special_tokens=False)["input_ids"]
+    eos = model.generation_config.eos_token_id
+    eos = [*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     outs: list[str] = []
-    model.eval()
-    try:
-        for i in tqdm(range(0, len(flat), batch_size), desc="sampling", disable=not progress, leave=False):
-            enc = tokenizer(flat[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {k: v.to(model.device) for k, v in enc.items()}
-            kw = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else dict(do_sample=False)
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **kw)
-            outs += tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
+    for i in tqdm(range(0, len(flat), batch_size), desc="sampling", disable=not progress, leave=False):
+        comp = decode(model, ids[i:i + batch_size], max_new_tokens, temperature, [e for e in eos if e is not None],
+                      pad, top_p=top_p)
+        outs += tokenizer.batch_decode(comp, skip_special_tokens=True)
     return [outs[j * n:(j + 1) * n] for j in range(len(prompts))]
 
 

@@ -48,11 +48,12 @@ class Step:
     progress: tuple | None = None  # (JSONL file, total): the pipeline reports its last line's "step" / total
 
 
-def sandbox_profile(run: str = "demo", steps: int = 30, val_n: int = 64, methods=("grpo", "hicra", "entropy_reg")):
-    """Sized for the 15-minute demo on 2 cores; `make study` is the multi-seed comparison."""
+def sandbox_profile(run: str = "demo", steps: int = 60, val_n: int = 500, methods=("grpo", "hicra", "entropy_reg")):
+    """Sized for the 15-minute demo on 2 cores (v2 build included); `make study` is the multi-seed comparison.
+    Validation is the recipe's precise set: avg@2 on all 399 validation tasks, every 20 steps."""
     r = f"runs/{run}"
     train = [f"{r}/train-{m}-s0" for m in methods]
-    sb = ["hicra/sandbox", "hicra/generate.py", "hicra/tagger.py"]
+    sb = ["hicra/sandbox", "hicra/generate.py", "hicra/decode.py", "hicra/tagger.py"]
     out = [Step("00_sandbox", "00_sandbox.ipynb", {"run_dir": r, "n_calibration": 100}, sb + LIB, [f"{r}/sandbox.json"]),
            Step("01_strategic_grams", "01_strategic_grams.ipynb",
                 {"run_dir": f"{r}/grams", "tag": "sandbox", "n_prompts": 400, "samples_per_prompt": 2},
@@ -60,7 +61,7 @@ def sandbox_profile(run: str = "demo", steps: int = 30, val_n: int = 64, methods
                 needs=("00_sandbox",))]
     for m, d in zip(methods, train):
         out.append(Step(f"02_train_{m}", "02_train.ipynb",
-                        {"run_dir": d, "method": m, "seed": 0, "max_steps": steps, "val_every": 10, "val_n": val_n,
+                        {"run_dir": d, "method": m, "seed": 0, "max_steps": steps, "val_every": 20, "val_n": val_n,
                          "overwrite": True},  # a rerun replaces the step's run; its files move to replaced-*/
                         sb + LIB + ["configs/sandbox.yaml", "hicra/train.py", "hicra/trainer.py", "hicra/advantage.py",
                                     "hicra/dynamics.py", "hicra/metrics.py"], [f"{d}/summary.json"],
@@ -88,7 +89,7 @@ def smollm_profile(run: str = "smollm-cpu"):
     r = f"runs/{run}"
     return [Step("01_strategic_grams", "01_strategic_grams.ipynb",
                  {"run_dir": f"{r}/grams", "tag": "smollm2", "source": "smollm2", "n_prompts": 96,
-                  "temperature": 0.7, "min_reward": 0.0, "veto": True}, LIB + ["hicra/grams", "hicra/generate.py", "hicra/figures.py"],
+                  "temperature": 0.7, "min_reward": 0.0, "veto": True}, LIB + ["hicra/grams", "hicra/generate.py", "hicra/decode.py", "hicra/figures.py"],
                  [f"{r}/grams/grams_summary.json"]),
             Step("05_fork_tokens", "05_fork_tokens.ipynb",
                  {"run_dir": f"{r}/forks", "tag": "smollm2", "source": "gsm8k", "n_prompts": 32, "temperature": 0.7,

@@ -48,10 +48,10 @@ class TrainScript:
             raise ValueError(f"lora_r must be >= 0 (0: full fine-tuning); got {self.lora_r}")
 
 
-SANDBOX_DEFAULTS = dict(learning_rate=1e-4, num_generations=8, per_device_train_batch_size=64,
-                        max_completion_length=256, temperature=1.0, beta=0.0, max_steps=60,
-                        save_steps=20, bf16=False, use_cpu=True, gradient_checkpointing=False,
-                        report_to=[], disable_tqdm=False, val_every=10)
+SANDBOX_DEFAULTS = dict(learning_rate=2e-4, lr_scheduler_type="constant", num_generations=8,
+                        per_device_train_batch_size=64, max_completion_length=160, temperature=1.0, beta=0.0,
+                        max_steps=100, save_steps=25, bf16=False, use_cpu=True, gradient_checkpointing=False,
+                        rollout="compact", report_to=[], disable_tqdm=False, val_every=25)
 
 
 def split_recipe(data: dict):

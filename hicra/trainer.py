@@ -77,6 +77,9 @@ class HICRAConfig(GRPOConfig):
         "help": "completion caps to step through, e.g. [16384, 32768] (paper: 16K -> 32K); starts at the first"})
     context_switch_clip: float = dataclasses.field(default=0.2, metadata={
         "help": "move to the next cap of context_schedule when the step's clipped-completion ratio passes this"})
+    rollout: str = dataclasses.field(default="trl", metadata={
+        "help": "sampler for training completions: 'trl' (TRL's generate or vLLM) or 'compact' (hicra.decode: "
+                "finished rows leave the batch; plain-text prompts, no vLLM)"})
     max_refill_rounds: int = dataclasses.field(default=3, metadata={
         "help": "dynamic sampling: extra generation rounds per step before filling up with dropped groups"})
 
@@ -91,6 +94,10 @@ class HICRAConfig(GRPOConfig):
                              f"got {self.num_generations}")
         if self.learning_rate < 0:
             raise ValueError(f"learning_rate must be >= 0; got {self.learning_rate}")
+        if self.rollout not in ("trl", "compact"):
+            raise ValueError(f"rollout must be 'trl' or 'compact'; got {self.rollout!r}")
+        if self.rollout == "compact" and self.use_vllm:
+            raise ValueError("rollout 'compact' samples with hicra.decode; it cannot be combined with use_vllm")
         if self.epsilon_high is None:
             self.epsilon_high = 0.28
         self.epsilon = 0.2 if self.epsilon is None else self.epsilon
@@ -117,6 +124,9 @@ class HICRATrainer(GRPOTrainer):
     """
 
     def __init__(self, *args, validate=None, **kwargs):
+        if getattr(kwargs.get("args"), "rollout", "trl") == "compact":
+            from hicra.decode import trl_rollout
+            kwargs.setdefault("rollout_func", trl_rollout)
         super().__init__(*args, **kwargs)
         from hicra.sgfile import read_sg_file
         from hicra.tagger import PlanningTagger
@@ -199,6 +209,7 @@ class HICRATrainer(GRPOTrainer):
 
     def _compute_loss(self, model, inputs):
         self._stash = None
+        inputs = _trim_completion_padding(inputs)
         loss = super()._compute_loss(model, inputs)
         if self._stash is not None and "planning_mask" in inputs:
             logps, ent = self._stash
@@ -287,6 +298,32 @@ def _dynamics_from(logs: dict, sums: dict, rollouts: list[dict], group_size: int
         correct = (np.array(rewards) >= 1.0).reshape(-1, group_size).sum(1)
         rec["pass_at_k"] = float(pass_at_k(np.full(len(correct), group_size), correct, min(8, group_size)).mean())
     return rec
+
+
+COMPLETION_KEYS = ("completion_ids", "completion_mask", "advantages", "planning_mask", "old_per_token_logps",
+                   "ref_per_token_logps", "sampling_per_token_logps", "tool_mask")
+
+
+def _trim_completion_padding(inputs: dict) -> dict:
+    """Drop the completion columns that are padding in every row of this mini-batch.
+
+    TRL pads a whole generation batch to its longest completion; with gradient accumulation each
+    mini-batch then carries that width into the loss's forward and backward pass. Cutting it to
+    the mini-batch's own longest row changes no loss term (the cut columns are masked out) and
+    saves the compute of the padding."""
+    mask = inputs.get("completion_mask")
+    if mask is None or mask.dim() != 2 or mask.size(1) == 0:
+        return inputs
+    width = int(mask.sum(0).nonzero().max()) + 1 if mask.any() else 1
+    if width == mask.size(1):
+        return inputs
+    shape = tuple(mask.shape)
+    out = dict(inputs)
+    for k in COMPLETION_KEYS:
+        v = inputs.get(k)
+        if isinstance(v, torch.Tensor) and v.dim() >= 2 and tuple(v.shape[:2]) == shape:
+            out[k] = v[:, :width]
+    return out
 
 
 def _live_groups(advantages: torch.Tensor, group_size: int) -> torch.Tensor:

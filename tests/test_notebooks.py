@@ -9,7 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-TINY_SANDBOX = dict(hidden_size=32, n_layers=1, n_train_tasks=40, sft_steps=3, n_val=4, n_calibration=4, n_show=1)
+TINY_SANDBOX = dict(sandbox=dict(hidden_size=32, n_layers=1, n_train_tasks=40, sft_steps=3, n_val=4, difficulty="v1"),
+                    n_calibration=4, n_show=1)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -41,8 +42,8 @@ def test_00_sandbox(tmp_path, monkeypatch):
         assert (fig / f"sandbox_calibration.{ext}").stat().st_size > 1000
 
 
-TINY_TRAIN = dict(max_steps=2, val_every=1, val_n=4, num_generations=4, per_device_train_batch_size=8,
-                  max_completion_length=24)
+TINY_TRAIN = dict(max_steps=2, val_every=1, val_n=4, overrides=dict(
+    num_generations=4, per_device_train_batch_size=8, gradient_accumulation_steps=1, max_completion_length=24))
 SANDBOX_TINY = dict(hidden_size=32, n_layers=1, n_heads=2, n_train_tasks=40, traces_per_task=1, sft_steps=3,
                     batch_size=8, n_val=4, max_new_tokens=24)
 

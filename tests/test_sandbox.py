@@ -136,3 +136,23 @@ def test_cache_folder_can_move(tmp_path, monkeypatch):
     assert info["cached"] and info["model_dir"].startswith(str(tmp_path / "moved"))
     from hicra.sandbox.build import load
     load(info["model_dir"])
+
+
+def test_verify_agrees_with_reasoning_gyms_scorer():
+    """The fast exact verifier gives reasoning-gym's Countdown verdict on odd and ordinary answers alike."""
+    import re
+
+    from hicra.sandbox.world import Task, WorldConfig, _dataset, verify
+    scorer = _dataset(WorldConfig(), 0, 1)
+    exprs = ["3+4", "4 + 5 - 3 + 0", "(4+5)-3", "5-3+4*1", "4+5-3", " 4 + (5 - 3)", "5 - (3 - 4)", "3 4 5",
+             "(3)(4)-5", "-3+5+4", "03+4+5", "3*4-5", "4*3*5", "3--4+5", "-(3-4)+5", "()", "4+5-3)", "((4+5)-3",
+             "3+4+5", "+3+4+5", "4*5-3", "3*(4+5)", "(5-4)*3", "5*4*3", "3 * 4 - 5", "3 + 4 + 5 + 0"]
+    agree = 0
+    for numbers in ([3, 4, 5], [3, 3, 4]):
+        for target in range(-20, 70):
+            task = Task(numbers, target)
+            for e in exprs + [e.replace("5", "3") for e in exprs]:
+                want = bool(re.fullmatch(r"[\d\s+\-*()]+", e)) and scorer.score_answer(e, task.as_entry()) == 1.0
+                assert verify(task, f"so \\boxed{{{e}}}") == want, (numbers, target, e)
+                agree += want
+    assert agree >= 30  # the comparison includes many true verdicts, not only rejections

@@ -260,3 +260,41 @@ def test_grpo_raises_training_reward(tiny_sandbox):
     late = lambda r: sum(r[-4:]) / 4  # noqa: E731
     assert late(moved) > late(still) + 0.1, (still, moved)
     assert late(moved) > sum(moved[:4]) / 4 + 0.1, moved
+
+
+def test_trimming_completion_padding_changes_no_loss_or_gradient(tiny_sandbox, monkeypatch):
+    """Mini-batches are cut to their own longest row before the loss: extra padding columns must not
+    change the loss or any gradient (hicra.trainer._trim_completion_padding)."""
+    from trl import GRPOTrainer
+
+    from hicra.trainer import _trim_completion_padding
+    from hicra.train import build_trainer
+    trainer, _ = build_trainer({"run_dir": str(tiny_sandbox / "run"), "max_steps": 1, "sandbox": TINY, **RUN,
+                                "method": "hicra", "val_every": 0})
+    seen = []
+    orig = HICRATrainer._compute_loss
+    monkeypatch.setattr(HICRATrainer, "_compute_loss", lambda self, m, inp: (seen.append(inp), orig(self, m, inp))[1])
+    trainer.train()
+    batch = dict(seen[0])
+    torch.manual_seed(0)  # advantages with signal (the tiny warm start's rewards may all be equal)
+    batch["advantages"] = torch.randn(batch["completion_mask"].shape) * batch["completion_mask"]
+    pad = 7  # widen every completion-aligned tensor with columns that are padding in every row
+    wide = dict(batch)
+    for k in ("completion_ids", "completion_mask", "advantages", "planning_mask"):
+        v = batch[k]
+        wide[k] = torch.cat([v, torch.zeros(v.size(0), pad, dtype=v.dtype)], dim=1)
+    cut = _trim_completion_padding(wide)
+    assert cut["completion_ids"].shape == batch["completion_ids"].shape[:1] + (int(batch["completion_mask"].sum(0).nonzero().max()) + 1,)
+    assert cut["prompt_ids"] is batch["prompt_ids"]
+
+    def loss_and_grads(inputs):
+        trainer.model.zero_grad()
+        loss = GRPOTrainer._compute_loss(trainer, trainer.model, inputs)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+
+    l_wide, g_wide = loss_and_grads(wide)
+    l_cut, g_cut = loss_and_grads(cut)
+    assert torch.allclose(l_wide, l_cut, atol=1e-6) and abs(float(l_cut)) > 0
+    assert len(g_wide) == len(g_cut) > 0
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g_wide, g_cut))

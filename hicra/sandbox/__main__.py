@@ -1,6 +1,6 @@
 """CLI: build or reuse the sandbox world + warm-started tiny model; last line is JSON.
 
-    python -m hicra.sandbox [CONFIG.yaml] [--seed N] [--difficulty default] [--force true]
+    python -m hicra.sandbox [CONFIG.yaml] [--seed N] [--difficulty v2|v1] [--force true]
 """
 import sys
 

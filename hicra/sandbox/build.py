@@ -34,21 +34,21 @@ SPECIALS = ["<|endoftext|>", "<|pad|>"]
 class SandboxConfig:
     """Everything that determines a sandbox build (its hash names the cache folder)."""
     seed: int = 0
-    difficulty: str = "default"           # easy | default | hard | v2 (hicra.sandbox.world.DIFFICULTY)
-    vocab_size: int = 512
-    split_digits: bool = True             # one token per digit; False: numbers as single tokens (v2 candidate)
+    difficulty: str = "v2"                # v2 | v1 | easy | hard (hicra.sandbox.world.DIFFICULTY)
+    vocab_size: int = 1024
+    split_digits: bool = False            # False: numbers as single tokens (v2); True: one token per digit (v1)
     hidden_size: int = 128
     n_layers: int = 4
     n_heads: int = 4
-    n_train_tasks: int = 1000             # SFT tasks, drawn from ``sft_split``
+    n_train_tasks: int = 1000             # SFT tasks, drawn from ``sft_split`` (v2 has 891)
     traces_per_task: int = 16
-    sft_steps: int = 1700
+    sft_steps: int = 3000
     batch_size: int = 16
-    learning_rate: float = 2e-3
+    learning_rate: float = 3e-3
     n_val: int = 200
-    max_new_tokens: int = 256
-    sft_split: str = "train"              # "train": SFT and RL share the task pool; "sft" / "rl": disjoint pools
-    rl_split: str = "train"
+    max_new_tokens: int = 160
+    sft_split: str = "sft"                # "sft" / "rl": disjoint task pools (v2); "train": one shared pool (v1)
+    rl_split: str = "rl"
     world: dict = field(default_factory=dict)  # overrides of WorldConfig fields
 
     def world_config(self) -> WorldConfig:
@@ -184,16 +184,18 @@ def load(path):
     return model.eval(), tok
 
 
-def calibration_by_difficulty(cfg: SandboxConfig, model, tok, difficulties=("easy", "default", "hard"),
+def calibration_by_difficulty(cfg: SandboxConfig, model, tok, difficulties=None,
                               n: int | None = None, temperature: float = 1.0):
-    """DataFrame: accuracy with Wilson 95% CI and oracle error counts per difficulty."""
+    """DataFrame: accuracy with Wilson 95% CI and oracle error counts per difficulty (default: those of
+    the model's own family, hicra.sandbox.world.FAMILY)."""
     import dataclasses
 
     import pandas as pd
 
     from hicra.plotting import wilson
+    from hicra.sandbox.world import FAMILY
     rows = []
-    for d in difficulties:
+    for d in difficulties or FAMILY.get(cfg.difficulty, (cfg.difficulty,)):
         c = dataclasses.replace(cfg, difficulty=d)
         r = calibrate(c, model, tok, c.world_config(), n=n, temperature=temperature)
         k = sum(s["failure"] is None for s in r["samples"])

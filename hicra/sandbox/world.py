@@ -24,6 +24,7 @@ right operation but are under-used in the warm-start mix.
 """
 from __future__ import annotations
 
+import ast
 import itertools
 import random
 import re
@@ -84,9 +85,11 @@ class WorldConfig:
 V2 = dict(operators="+-", max_value=15, max_target=45, min_solutions=4, p_careful=0.5, max_failures=3,
           tasks="enumerate", bad_range=(-15, 60))
 
-DIFFICULTY = {"easy": dict(n_numbers=3, max_value=8, max_target=40, min_solutions=6), "default": {},
-              "hard": dict(n_numbers=4, max_value=15, max_target=99, min_solutions=1),
-              "v2": V2}  # the sandbox v2 candidate world (configs/sandbox_v2.yaml, docs/sandbox.md)
+# v2 is the default world (docs/sandbox.md); v1 is the first shipped world (configs/sandbox_v1.yaml), with its
+# easy and hard variants. A model is calibrated on the difficulties of its own family (FAMILY).
+DIFFICULTY = {"v2": V2, "v1": {}, "easy": dict(n_numbers=3, max_value=8, max_target=40, min_solutions=6),
+              "hard": dict(n_numbers=4, max_value=15, max_target=99, min_solutions=1)}
+FAMILY = {"v2": ("v2",), "v1": ("easy", "v1", "hard"), "easy": ("easy", "v1", "hard"), "hard": ("easy", "v1", "hard")}
 
 
 @dataclass
@@ -201,22 +204,42 @@ def prompt(task: Task) -> str:
     return f"Numbers: {' '.join(map(str, task.numbers))}. Target: {task.target}.\n"
 
 
-_SCORER = None
+_OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b}
+
+
+def _value(node):
+    """Exact value of an expression tree of integers, + - * and unary minus; None for anything else."""
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        v = _value(node.operand)
+        return None if v is None else (-v if isinstance(node.op, ast.USub) else v)
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+        a, b = _value(node.left), _value(node.right)
+        return None if a is None or b is None else _OPS[type(node.op)](a, b)
+    return None
 
 
 def verify(task: Task, completion: str) -> bool:
-    """True iff the last ``\\boxed{}`` is an expression using each number once that equals the target."""
-    global _SCORER
+    """True iff the last ``\\boxed{}`` is an expression using each number once that equals the target.
+
+    The rule of reasoning-gym's Countdown scorer (the integers written are the task's numbers as a
+    multiset, and the value equals the target), evaluated exactly on Python's own expression tree
+    instead of through sympy: about 20x faster, and the reward is paid on every completion. Expressions are limited to
+    integers, + - * and parentheses (``**`` and everything else score 0). tests/test_sandbox.py checks
+    the verdicts against reasoning-gym's scorer."""
     from hicra.rewards import last_boxed
     expr = last_boxed(completion)
-    if expr is None or len(expr) > 200 or not re.fullmatch(r"[\d\s+\-*()]+", expr):
+    if expr is None or len(expr) > 200 or not re.fullmatch(r"[\d\s+\-*()]+", expr) or "**" in expr:
         return False
-    if _SCORER is None:
-        _SCORER = _dataset(WorldConfig(), 0, 1)
-    try:
-        return _SCORER.score_answer(expr, task.as_entry()) == 1.0
-    except Exception:
+    used = [int(x) for x in re.findall(r"\d+", expr)]
+    if sorted(used) != sorted(task.numbers):
         return False
+    try:  # a leading zero ("07") is a syntax error here, as it is for sympy
+        tree = ast.parse(expr.strip(), mode="eval")
+    except (SyntaxError, ValueError):
+        return False
+    return _value(tree.body) == task.target
 
 
 # --------------------------------------------------------------------------
