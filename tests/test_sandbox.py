@@ -156,3 +156,22 @@ def test_verify_agrees_with_reasoning_gyms_scorer():
                 assert verify(task, f"so \\boxed{{{e}}}") == want, (numbers, target, e)
                 agree += want
     assert agree >= 30  # the comparison includes many true verdicts, not only rejections
+
+
+def test_default_warm_start_ships_and_installs(tmp_path, monkeypatch):
+    """The default build ships in data/sandbox/ and installs into an empty cache without training; it is
+    exactly what SandboxConfig() describes (a changed default must ship a rebuilt warm start)."""
+    from dataclasses import asdict
+
+    from hicra.sandbox.build import SHIPPED, SandboxConfig, build, load, model_dir
+    monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
+    cfg = SandboxConfig()
+    assert (SHIPPED / model_dir(cfg).name / "summary.json").exists(), (
+        "SandboxConfig defaults changed: run `python -m hicra.sandbox --force true` and copy the cache folder "
+        "into data/sandbox/ (see data/sandbox/README.md)")
+    info = build(cfg)
+    assert info["shipped"] and info["model_dir"] == str(model_dir(cfg))
+    assert json.loads((model_dir(cfg) / "summary.json").read_text())["config"] == asdict(cfg)
+    model, tok = load(info["model_dir"])
+    assert sum(p.numel() for p in model.parameters()) == info["params"] and tok.vocab_size <= cfg.vocab_size
+    assert "shipped" not in build(cfg) and build(cfg)["cached"]  # the second call finds the cache
