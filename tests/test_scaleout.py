@@ -1,0 +1,29 @@
+"""Shipped accelerate configs: each parses with accelerate's own loader and says what its header promises."""
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))
+EXPECT = {"single_gpu": ("NO", 1, 1, None), "ddp": ("MULTI_GPU", 8, 1, None), "zero2": ("DEEPSPEED", 8, 1, 2),
+          "zero3": ("DEEPSPEED", 8, 1, 3), "multi_node": ("DEEPSPEED", 16, 2, 3), "cpu_2proc": ("MULTI_CPU", 2, 1, None)}
+
+
+def test_every_scale_ships():
+    assert {p.stem for p in CONFIGS} == set(EXPECT)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_accelerate_parses_each_config(path):
+    from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
+    cfg = load_config_from_file(str(path))
+    assert isinstance(cfg, ClusterConfig)
+    kind, procs, machines, zero = EXPECT[path.stem]
+    assert cfg.distributed_type.value == kind and cfg.num_processes == procs and cfg.num_machines == machines
+    if zero is not None:
+        assert cfg.deepspeed_config["zero_stage"] == zero
+    assert cfg.use_cpu == (kind == "MULTI_CPU")
+    # the usage line in the header names recipes that exist
+    for recipe in re.findall(r"configs/[\w./]+\.yaml", path.read_text()):
+        assert (ROOT / recipe).exists(), recipe
