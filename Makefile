@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-v2
 RUN     ?= demo
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo figures smollm study test test-fast lab bench sandbox venv clean-runs strip
+.PHONY: demo figures smollm study test test-fast lint lab bench sandbox venv clean-runs strip
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -50,6 +50,10 @@ study: venv
 	$(NB) notebooks/03_dynamics.ipynb runs/$(STUDY)/executed/03_dynamics.ipynb -p run_dir runs/$(STUDY) -p tag $(STUDY) \
 	  -y "runs: [$(foreach s,$(SEEDS),$(foreach m,$(METHODS),runs/$(STUDY)/train-$(m)-s$(s),))]"
 	cp runs/$(STUDY)/final_accuracy.csv figures/$(STUDY)_final_accuracy.csv
+
+## lint: ruff (rules and line length 120 in pyproject.toml); `.ci/run` runs it before the tests
+lint: venv
+	$(BIN)/ruff check hicra tests bench
 
 ## test: the whole suite (unit, real tokenizers, tiny models, notebooks under papermill)
 test: venv

@@ -61,8 +61,16 @@ def main():
               f"(step {r['step_time_s']} s, {r['rows_per_step']} rows, mean length {r['mean_length']}, cap {r['cap']})")
     ratio = res["sandbox_v2"]["completions_per_s"] / res["sandbox_v1"]["completions_per_s"]
     print(f"v2 / v1 completions per second: {ratio:.2f}x (goal >= 3x)")
-    print(json.dumps({"threads": args.threads, **res, "ratio_completions_per_s": round(ratio, 2),
-                      "ratio_tokens_per_s": round(res["sandbox_v2"]["tokens_per_s"] / res["sandbox_v1"]["tokens_per_s"], 2)}))
+    print(
+        json.dumps(
+            {
+                "threads": args.threads,
+                **res,
+                "ratio_completions_per_s": round(ratio, 2),
+                "ratio_tokens_per_s": round(res["sandbox_v2"]["tokens_per_s"] / res["sandbox_v1"]["tokens_per_s"], 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -30,11 +30,15 @@ def main():
         out = orig_gen(self, inputs)
         pad = self.processing_class.pad_token_id
         for i in range(len(out["advantages"])):
-            base[_key(out["prompt_ids"][i], out["completion_ids"][i], out["completion_mask"][i], pad)] = float(out["advantages"][i])
+            base[_key(out["prompt_ids"][i], out["completion_ids"][i], out["completion_mask"][i], pad)] = float(
+                out["advantages"][i]
+            )
         return out
 
     def loss(self, model, inputs):
-        seen.append({k: inputs[k].detach().clone() for k in ("prompt_ids", "completion_ids", "advantages", "completion_mask")})
+        seen.append(
+            {k: inputs[k].detach().clone() for k in ("prompt_ids", "completion_ids", "advantages", "completion_mask")}
+        )
         return orig_loss(self, model, inputs)
 
     GRPOTrainer._generate_and_score_completions, HICRATrainer._compute_loss = gen, loss
@@ -54,7 +58,8 @@ def main():
         res[method] = {"steps": len(steps), "wall_s": round(time.time() - t0, 1), "non_finite": bad, "missing": missing,
                        "val": [x.get("val_accuracy") for x in lines if "val_accuracy" in x],
                        "step_time_median_s": sorted(times[method])[len(steps) // 2],
-                       "planning_ratio": steps[-1]["planning_ratio"], "device_of_model": str(next(tr.model.parameters()).device)}
+                       "planning_ratio": steps[-1]["planning_ratio"],
+                       "device_of_model": str(next(tr.model.parameters()).device)}
         if method == "hicra":
             pad, checked, mism, per_batch, example = tr.processing_class.pad_token_id, 0, 0, [], None
             for b in seen:

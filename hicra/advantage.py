@@ -30,7 +30,9 @@ def grpo_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True, 
     """
     rewards = torch.as_tensor(rewards, dtype=torch.float32)
     if rewards.ndim != 1 or rewards.numel() % group_size:
-        raise ValueError(f"rewards must be (B,) with B a multiple of group_size={group_size}; got {tuple(rewards.shape)}")
+        raise ValueError(
+            f"rewards must be (B,) with B a multiple of group_size={group_size}; got {tuple(rewards.shape)}"
+        )
     g = rewards.view(-1, group_size)
     adv = g - g.mean(dim=1, keepdim=True)
     if scale:

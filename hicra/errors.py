@@ -80,9 +80,12 @@ def oracle_causes(df: pd.DataFrame) -> pd.Series:
 def judge_causes(client, df: pd.DataFrame, prompt_file=PROMPT, progress: bool = True) -> pd.Series:
     """LLM judge's cause per failed rollout (None when its answer cannot be parsed)."""
     from hicra.llm import extract_json
+
     system = Path(prompt_file).read_text()
-    convs = [[{"role": "system", "content": system},
-              {"role": "user", "content": f"Problem:\n{p}\n\nFailed solution:\n{c}"}] for p, c in zip(df.prompt, df.completion)]
+    convs = [
+        [{"role": "system", "content": system}, {"role": "user", "content": f"Problem:\n{p}\n\nFailed solution:\n{c}"}]
+        for p, c in zip(df.prompt, df.completion)
+    ]
     answers = client.chat_many(convs, progress=progress, desc="judging")
 
     def parse(a):
@@ -102,8 +105,12 @@ def agreement(truth: pd.Series, judged: pd.Series) -> dict:
     ok = judged.notna()
     t, j = truth[ok].map(CATEGORY), judged[ok].map(CATEGORY)
     kappa = float(cohen_kappa_score(t, j)) if len(set(t) | set(j)) > 1 else float("nan")
-    return {"n": int(ok.sum()), "unparsed": int((~ok).sum()), "accuracy": float((t == j).mean()) if len(t) else float("nan"),
-            "kappa": kappa}
+    return {
+        "n": int(ok.sum()),
+        "unparsed": int((~ok).sum()),
+        "accuracy": float((t == j).mean()) if len(t) else float("nan"),
+        "kappa": kappa,
+    }
 
 
 def counts_by_step(df: pd.DataFrame, cause_col: str = "cause", bins: int = 6) -> pd.DataFrame:
@@ -122,6 +129,7 @@ def counts_by_step(df: pd.DataFrame, cause_col: str = "cause", bins: int = 6) ->
 def fig4(table: pd.DataFrame):
     """Failed rollouts per step bin: counts by category (bars) and the Planning & Strategy share (lines)."""
     import matplotlib.pyplot as plt
+
     from hicra.plotting import PALETTE
     methods = list(dict.fromkeys(table.method))
     fig, axes = plt.subplots(1, len(methods) + 1, figsize=(4.2 * (len(methods) + 1), 3.8), squeeze=False)
@@ -173,7 +181,8 @@ def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
     table = counts_by_step(df, bins=cfg.bins)
     table.to_csv(out / "errors_by_step.csv", index=False)
     summary = {"run_dir": str(out), "n_failed": len(df), "source": "sandbox oracle",
-               "planning_share": {m: {"first": float(t.planning_share.iloc[0]), "last": float(t.planning_share.iloc[-1])}
+               "planning_share": {m: {"first": float(t.planning_share.iloc[0]),
+                                      "last": float(t.planning_share.iloc[-1])}
                                   for m, t in table.groupby("method", sort=False)}}
     if cfg.judge:
         from hicra.llm import ChatClient

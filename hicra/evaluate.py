@@ -17,7 +17,6 @@ row = last model − the one before it, paired over problems, with its CI).
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 
 import numpy as np
@@ -150,10 +149,20 @@ def score_cell(cfg: EvalConfig, label: str, model_name: str, bench: str, cache: 
     if probs and probs[0]["chat"]:
         from hicra.generate import chat_prompts
         texts = chat_prompts(tok, texts)
-    outs = sample_vllm(model_name, texts, k, cfg) if cfg.backend == "vllm" else sample_transformers(model, tok, texts, k, cfg)
-    correct = np.array([[bool(p["grade"](o)) for o in os_] for p, os_ in zip(probs, outs)], dtype=bool).reshape(len(probs), k)
-    write_parquet(path, pd.DataFrame({"id": [p["id"] for p in probs], "correct": list(correct),
-                                      "completions": [list(o) for o in outs]}))
+    outs = (
+        sample_vllm(model_name, texts, k, cfg)
+        if cfg.backend == "vllm"
+        else sample_transformers(model, tok, texts, k, cfg)
+    )
+    correct = np.array([[bool(p["grade"](o)) for o in os_] for p, os_ in zip(probs, outs)], dtype=bool).reshape(
+        len(probs), k
+    )
+    write_parquet(
+        path,
+        pd.DataFrame(
+            {"id": [p["id"] for p in probs], "correct": list(correct), "completions": [list(o) for o in outs]}
+        ),
+    )
     return correct.astype(float)
 
 
@@ -182,19 +191,25 @@ def table_markdown(summary: dict, benchmarks: list[str]) -> str:
         lines.append(f"| {label} | " + " | ".join(row) + f" | {100 * np.mean([c['avg_at_k'] for c in vals]):.1f} |")
     d = summary.get("delta")
     if d:
-        row = [f"{100 * d[b]['diff']:+.1f} [{100 * d[b]['ci_lo']:+.1f}, {100 * d[b]['ci_hi']:+.1f}]" for b in benchmarks]
-        lines.append(f"| Δ ({d['of']} − {d['vs']}) | " + " | ".join(row) + f" | {100 * np.mean([d[b]['diff'] for b in benchmarks]):+.1f} |")
+        row = [
+            f"{100 * d[b]['diff']:+.1f} [{100 * d[b]['ci_lo']:+.1f}, {100 * d[b]['ci_hi']:+.1f}]" for b in benchmarks
+        ]
+        mean_diff = 100 * np.mean([d[b]["diff"] for b in benchmarks])
+        lines.append(f"| Δ ({d['of']} − {d['vs']}) | " + " | ".join(row) + f" | {mean_diff:+.1f} |")
     return "\n".join(lines) + "\n"
 
 
 def fig_table1(summary: dict, benchmarks: list[str]):
     """avg@k per benchmark and model with 95 % bootstrap CIs (the Table 1 numbers, drawn)."""
     import matplotlib.pyplot as plt
+
     from hicra.plotting import PALETTE
     labels = list(summary["models"])
     fig, ax = plt.subplots(figsize=(max(7, 1.9 * len(benchmarks) * len(labels) ** 0.5 + 3), 4))
     w = 0.8 / len(labels)
-    colours = [PALETTE.get(l.lower(), c) for l, c in zip(labels, ["#7f7f7f", "#1f77b4", "#d62728", "#2ca02c", "#9467bd"])]
+    colours = [
+        PALETTE.get(name.lower(), c) for name, c in zip(labels, ["#7f7f7f", "#1f77b4", "#d62728", "#2ca02c", "#9467bd"])
+    ]
     for i, (label, colour) in enumerate(zip(labels, colours)):
         cells = [summary["models"][label][b] for b in benchmarks]
         x = [j + (i - (len(labels) - 1) / 2) * w for j in range(len(benchmarks))]

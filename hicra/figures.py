@@ -65,9 +65,19 @@ def fig3_dynamics(df: pd.DataFrame, method: str | None = None, smooth: int = 5):
     _band(ax[1], d, "step", "entropy_planning", "planning", PALETTE["planning"], smooth=smooth)
     _band(ax[1], d, "step", "entropy_execution", "execution", PALETTE["execution"], smooth=smooth)
     ax[1].set(title="Token entropy", ylabel="entropy (nats)")
-    _band(ax[2], d, "step", "semantic_entropy", "semantic entropy (SGs)", PALETTE["planning"], delta=True, smooth=smooth)
-    _band(ax[2], d, "step", "conditional_entropy", "conditional entropy (next bigram | SG)", PALETTE["execution"],
-          delta=True, smooth=smooth)
+    _band(
+        ax[2], d, "step", "semantic_entropy", "semantic entropy (SGs)", PALETTE["planning"], delta=True, smooth=smooth
+    )
+    _band(
+        ax[2],
+        d,
+        "step",
+        "conditional_entropy",
+        "conditional entropy (next bigram | SG)",
+        PALETTE["execution"],
+        delta=True,
+        smooth=smooth,
+    )
     ax[2].axhline(0, color="grey", lw=0.8)
     ax[2].set(title="Strategy diversity", ylabel="change since start (bits)")
     v = d.dropna(subset=["val_accuracy"]) if "val_accuracy" in d else d.iloc[0:0]
@@ -165,8 +175,10 @@ def fig_grams(candidates: pd.DataFrame, summary: dict, top: int = 8):
         ax.set_ylabel("token-level score vs ground truth")
         ax.set_title("quality on the sandbox")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
-    fig.suptitle(f"Strategic grams mined from {summary.get('n_successful')} of {summary.get('n_rollouts')} rollouts "
-                 f"({summary.get('annotator')}, {summary.get('n_grams')} of {summary.get('n_candidates')} candidates kept)",
-                 y=1.03)
+    fig.suptitle(
+        f"Strategic grams mined from {summary.get('n_successful')} of {summary.get('n_rollouts')} rollouts "
+        f"({summary.get('annotator')}, {summary.get('n_grams')} of {summary.get('n_candidates')} candidates kept)",
+        y=1.03,
+    )
     fig.tight_layout()
     return fig

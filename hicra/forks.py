@@ -98,8 +98,10 @@ def fig9(rows):
     labels = [f"{m}\n{s}" for m, s in zip(df.model, df.stage)]
     fig, axes = plt.subplots(1, 2, figsize=(max(10, 2.4 * len(df) * 2), 4), sharey=True)
     rho = float(df.rho.iloc[0])
-    for ax, col, title, colour in ((axes[0], "planning_is_fork", "planning tokens that are\nhigh-entropy", COLOURS["planning"]),
-                                   (axes[1], "fork_is_planning", "high-entropy tokens that are\nplanning", COLOURS["fork"])):
+    for ax, col, title, colour in (
+        (axes[0], "planning_is_fork", "planning tokens that are\nhigh-entropy", COLOURS["planning"]),
+        (axes[1], "fork_is_planning", "high-entropy tokens that are\nplanning", COLOURS["fork"]),
+    ):
         bars = ax.bar(labels, df[col], color=colour, edgecolor="0.3")
         for b, v, chance in zip(bars, df[col], [rho] * len(df) if col == "planning_is_fork" else df.planning_ratio):
             ax.text(b.get_x() + b.get_width() / 2, v + 0.01, f"{v:.2f}", ha="center", fontsize=9)

@@ -54,34 +54,98 @@ def sandbox_profile(run: str = "demo", steps: int = 60, val_n: int = 500, method
     r = f"runs/{run}"
     train = [f"{r}/train-{m}-s0" for m in methods]
     sb = ["hicra/sandbox", "hicra/generate.py", "hicra/decode.py", "hicra/tagger.py"]
-    out = [Step("00_sandbox", "00_sandbox.ipynb", {"run_dir": r, "n_calibration": 100}, sb + LIB, [f"{r}/sandbox.json"]),
-           Step("01_strategic_grams", "01_strategic_grams.ipynb",
-                {"run_dir": f"{r}/grams", "tag": "sandbox", "n_prompts": 400, "samples_per_prompt": 2},
-                sb + LIB + ["hicra/grams", "hicra/figures.py", "data/grams"], [f"{r}/grams/grams_summary.json"],
-                needs=("00_sandbox",))]
+    out = [
+        Step("00_sandbox", "00_sandbox.ipynb", {"run_dir": r, "n_calibration": 100}, sb + LIB, [f"{r}/sandbox.json"]),
+        Step(
+            "01_strategic_grams",
+            "01_strategic_grams.ipynb",
+            {"run_dir": f"{r}/grams", "tag": "sandbox", "n_prompts": 400, "samples_per_prompt": 2},
+            sb + LIB + ["hicra/grams", "hicra/figures.py", "data/grams"],
+            [f"{r}/grams/grams_summary.json"],
+            needs=("00_sandbox",),
+        ),
+    ]
     for m, d in zip(methods, train):
-        out.append(Step(f"02_train_{m}", "02_train.ipynb",
-                        {"run_dir": d, "method": m, "seed": 0, "max_steps": steps, "val_every": 20, "val_n": val_n,
-                         "overwrite": True},  # a rerun replaces the step's run; its files move to replaced-*/
-                        sb + LIB + ["configs/sandbox.yaml", "hicra/train.py", "hicra/trainer.py", "hicra/advantage.py",
-                                    "hicra/dynamics.py", "hicra/metrics.py"], [f"{d}/summary.json"],
-                        needs=("00_sandbox",), progress=(f"{d}/metrics.jsonl", steps)))  # training uses the build's ground-truth grams, not 01's
+        out.append(
+            Step(
+                f"02_train_{m}",
+                "02_train.ipynb",
+                {
+                    "run_dir": d,
+                    "method": m,
+                    "seed": 0,
+                    "max_steps": steps,
+                    "val_every": 20,
+                    "val_n": val_n,
+                    "overwrite": True,
+                },  # a rerun replaces the step's run; its files move to replaced-*/
+                sb
+                + LIB
+                + [
+                    "configs/sandbox.yaml",
+                    "hicra/train.py",
+                    "hicra/trainer.py",
+                    "hicra/advantage.py",
+                    "hicra/dynamics.py",
+                    "hicra/metrics.py",
+                ],
+                [f"{d}/summary.json"],
+                needs=("00_sandbox",),
+                progress=(f"{d}/metrics.jsonl", steps),
+            )
+        )  # training uses the build's ground-truth grams, not 01's
     trained = ("00_sandbox",) + tuple(f"02_train_{m}" for m in methods)
-    out += [Step("03_dynamics", "03_dynamics.ipynb", {"run_dir": r, "runs": train, "tag": "sandbox"},
-                 LIB + ["hicra/figures.py"] + [f"{d}/metrics.jsonl" for d in train], [f"{r}/final_accuracy.csv"], trained),
-            Step("04_error_analysis", "04_error_analysis.ipynb", {"run_dir": f"{r}/errors", "runs": train, "tag": "sandbox"},
-                 LIB + ["hicra/errors.py"] + [f"{d}/summary.json" for d in train], [f"{r}/errors/errors.json"], trained),
-            Step("05_fork_tokens", "05_fork_tokens.ipynb",
-                 {"run_dir": f"{r}/forks", "tag": "sandbox", "n_prompts": 64,
-                  "models": {"warm start|before RL": "sandbox",
-                             **{f"{LABEL[m]}|after RL": f"{d}/final" for m, d in zip(methods, train) if m != "entropy_reg"}}},
-                 sb + LIB + ["hicra/forks.py", "hicra/metrics.py"] + [f"{d}/summary.json" for d in train],
-                 [f"{r}/forks/forks.json"], trained),
-            Step("06_evaluate", "06_evaluate.ipynb",
-                 {"run_dir": f"{r}/eval", "tag": "sandbox", "limit": 100, "k": {"sandbox": 2},
-                  "models": {"Base": "sandbox", **{LABEL[m]: f"{d}/final" for m, d in zip(methods, train) if m != "entropy_reg"}}},
-                 sb + LIB + ["hicra/evaluate.py", "hicra/rewards.py"] + [f"{d}/summary.json" for d in train],
-                 [f"{r}/eval/eval.json"], trained)]
+    out += [
+        Step(
+            "03_dynamics",
+            "03_dynamics.ipynb",
+            {"run_dir": r, "runs": train, "tag": "sandbox"},
+            LIB + ["hicra/figures.py"] + [f"{d}/metrics.jsonl" for d in train],
+            [f"{r}/final_accuracy.csv"],
+            trained,
+        ),
+        Step(
+            "04_error_analysis",
+            "04_error_analysis.ipynb",
+            {"run_dir": f"{r}/errors", "runs": train, "tag": "sandbox"},
+            LIB + ["hicra/errors.py"] + [f"{d}/summary.json" for d in train],
+            [f"{r}/errors/errors.json"],
+            trained,
+        ),
+        Step(
+            "05_fork_tokens",
+            "05_fork_tokens.ipynb",
+            {
+                "run_dir": f"{r}/forks",
+                "tag": "sandbox",
+                "n_prompts": 64,
+                "models": {
+                    "warm start|before RL": "sandbox",
+                    **{f"{LABEL[m]}|after RL": f"{d}/final" for m, d in zip(methods, train) if m != "entropy_reg"},
+                },
+            },
+            sb + LIB + ["hicra/forks.py", "hicra/metrics.py"] + [f"{d}/summary.json" for d in train],
+            [f"{r}/forks/forks.json"],
+            trained,
+        ),
+        Step(
+            "06_evaluate",
+            "06_evaluate.ipynb",
+            {
+                "run_dir": f"{r}/eval",
+                "tag": "sandbox",
+                "limit": 100,
+                "k": {"sandbox": 2},
+                "models": {
+                    "Base": "sandbox",
+                    **{LABEL[m]: f"{d}/final" for m, d in zip(methods, train) if m != "entropy_reg"},
+                },
+            },
+            sb + LIB + ["hicra/evaluate.py", "hicra/rewards.py"] + [f"{d}/summary.json" for d in train],
+            [f"{r}/eval/eval.json"],
+            trained,
+        ),
+    ]
     return out
 
 
@@ -89,7 +153,8 @@ def smollm_profile(run: str = "smollm-cpu"):
     r = f"runs/{run}"
     return [Step("01_strategic_grams", "01_strategic_grams.ipynb",
                  {"run_dir": f"{r}/grams", "tag": "smollm2", "source": "smollm2", "n_prompts": 96,
-                  "temperature": 0.7, "min_reward": 0.0, "veto": True}, LIB + ["hicra/grams", "hicra/generate.py", "hicra/decode.py", "hicra/figures.py"],
+                  "temperature": 0.7, "min_reward": 0.0, "veto": True},
+                 LIB + ["hicra/grams", "hicra/generate.py", "hicra/decode.py", "hicra/figures.py"],
                  [f"{r}/grams/grams_summary.json"]),
             Step("05_fork_tokens", "05_fork_tokens.ipynb",
                  {"run_dir": f"{r}/forks", "tag": "smollm2", "source": "gsm8k", "n_prompts": 32, "temperature": 0.7,
@@ -158,15 +223,23 @@ def run_step(step: Step, run_dir: Path, figures_dir: str, force: bool = False, e
     except pm.PapermillExecutionError as e:
         first = next((ln for ln in (e.source or "").splitlines() if ln.strip() and not ln.startswith("#")), "")
         import nbformat
-        cells = [c for c in nbformat.read(out, as_version=4).cells
-                 if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]  # papermill's banner cells
-        injected = sum("injected-parameters" in c.metadata.get("tags", []) for c in cells[:e.cell_index])
-        raise StepFailed(f"step {step.name}: {_notebook(step).name} failed in cell {e.cell_index - injected + 1} "
-                         f"(`{first.strip()[:80]}`): {e.ename}: {e.evalue}\n  executed copy with the traceback: {out}") from None
+
+        cells = [
+            c
+            for c in nbformat.read(out, as_version=4).cells
+            if "papermill-error-cell-tag" not in c.metadata.get("tags", [])
+        ]  # papermill's banner cells
+        injected = sum("injected-parameters" in c.metadata.get("tags", []) for c in cells[: e.cell_index])
+        raise StepFailed(
+            f"step {step.name}: {_notebook(step).name} failed in cell {e.cell_index - injected + 1} "
+            f"(`{first.strip()[:80]}`): {e.ename}: {e.evalue}\n  executed copy with the traceback: {out}"
+        ) from None
     missing = [o for o in step.outputs if not resolve(o).exists()]
     if missing:
         raise StepFailed(f"step {step.name}: {_notebook(step).name} ran but did not write {missing}")
-    write_json(stamp, {"key": key, "seconds": round(time.time() - t0, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    write_json(
+        stamp, {"key": key, "seconds": round(time.time() - t0, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    )
     return "ran"
 
 
@@ -176,7 +249,8 @@ def run_step(step: Step, run_dir: Path, figures_dir: str, force: bool = False, e
 
 def results_markdown(profile: str, run_dir: Path, log: list[dict]) -> str:
     """Each step's headline numbers, from the files the steps wrote."""
-    lines = [f"# Results: profile `{profile}`", "", f"Run folder: `{run_dir.relative_to(REPO_ROOT) if run_dir.is_relative_to(REPO_ROOT) else run_dir}`;"
+    shown = run_dir.relative_to(REPO_ROOT) if run_dir.is_relative_to(REPO_ROOT) else run_dir
+    lines = [f"# Results: profile `{profile}`", "", f"Run folder: `{shown}`;"
              " regenerate with `python -m hicra.pipeline --profile " + profile + "`.", "",
              "| step | status | seconds |", "|---|---|---|"]
     lines += [f"| {x['step']} | {x['status']} | {x.get('seconds', '')} |" for x in log]
@@ -200,11 +274,21 @@ def results_markdown(profile: str, run_dir: Path, log: list[dict]) -> str:
                   "first -> last step bin: " + ", ".join(f"{m} {v['first']:.2f} -> {v['last']:.2f}"
                                                          for m, v in e["planning_share"].items())]
     if (f := j("forks/forks.json")):
-        lines += ["", "## Planning vs fork tokens", "| model | stage | planning that is high-entropy | high-entropy that is planning |",
-                  "|---|---|---|---|"] + [f"| {r['model']} | {r['stage']} | {r['planning_is_fork']:.3f} | {r['fork_is_planning']:.3f} |"
-                                          for r in f["rows"]]
+        lines += [
+            "",
+            "## Planning vs fork tokens",
+            "| model | stage | planning that is high-entropy | high-entropy that is planning |",
+            "|---|---|---|---|",
+        ] + [
+            f"| {r['model']} | {r['stage']} | {r['planning_is_fork']:.3f} | {r['fork_is_planning']:.3f} |"
+            for r in f["rows"]
+        ]
     if (run_dir / "eval" / "table1.md").exists():
-        lines += ["", "## Evaluation (Table 1 layout; avg@k in %, 95 % bootstrap CI)", (run_dir / "eval" / "table1.md").read_text()]
+        lines += [
+            "",
+            "## Evaluation (Table 1 layout; avg@k in %, 95 % bootstrap CI)",
+            (run_dir / "eval" / "table1.md").read_text(),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -322,7 +406,9 @@ def main(argv=None):
     ap.add_argument("--profile", default="sandbox", choices=sorted(PROFILES))
     ap.add_argument("--run", default=None, help="run folder name under runs/ (default: demo / smollm-cpu)")
     ap.add_argument("--figures_dir", default="figures")
-    ap.add_argument("--force", nargs="*", default=[], help="step names to rerun even if unchanged ('all' for every step)")
+    ap.add_argument(
+        "--force", nargs="*", default=[], help="step names to rerun even if unchanged ('all' for every step)"
+    )
     ap.add_argument("--only", nargs="*", default=[], help="run just these steps")
     ap.add_argument("--jobs", type=int, default=4, help="independent steps run at once (1: one after another)")
     ap.add_argument("--step_json", help=argparse.SUPPRESS)   # internal: run one step (see run_wave)
@@ -353,12 +439,13 @@ def main(argv=None):
         try:
             results = run_wave(wave, run_dir, a.figures_dir, lambda s: "all" in a.force or s.name in a.force, a.jobs)
         except KeyboardInterrupt:
-            print("[pipeline] stopped; finished steps are kept, a rerun continues from there", file=sys.stderr, flush=True)
+            print("[pipeline] stopped; finished steps are kept, a rerun continues from there",
+                  file=sys.stderr, flush=True)
             emit({"profile": a.profile, "ok": False, "interrupted": True, "steps": log})
             sys.exit(130)
         log += [{"step": s.name, "status": st, "seconds": sec} for s, st, sec, _ in results]
         failed = [(s, e) for s, _, _, e in results if e is not None]
-        for s, e in failed:
+        for _, e in failed:
             print(f"[pipeline] FAILED {e}", file=sys.stderr, flush=True)
         if failed:
             emit({"profile": a.profile, "ok": False, "failed_step": failed[0][0].name,

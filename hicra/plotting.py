@@ -69,7 +69,9 @@ def highlight_html(text: str, spans, title: str | None = None) -> str:
         while j < len(text) and on[j] == on[i] and marks[j] == marks[i]:
             j += 1
         chunk = html.escape(text[i:j]).replace("\n", "<br>")
-        out.append(f'<span style="background:{KIND_COLOURS.get(marks[i], "#ffe08a")}">{chunk}</span>' if on[i] else chunk)
+        out.append(
+            f'<span style="background:{KIND_COLOURS.get(marks[i], "#ffe08a")}">{chunk}</span>' if on[i] else chunk
+        )
         i = j
     head = f"<b>{html.escape(title)}</b><br>" if title else ""
     return f'<div style="font-family:monospace;line-height:1.6;margin:6px 0">{head}{"".join(out)}</div>'

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import ahocorasick
 import numpy as np
@@ -232,7 +232,11 @@ class PlanningTagger:
             raise ValueError("This PlanningTagger was built without a tokenizer; pass one to tag token ids.")
         valid = np.ones(ids.shape, dtype=bool)
         if completion_mask is not None:
-            cm = completion_mask.detach().cpu().numpy() if torch.is_tensor(completion_mask) else np.asarray(completion_mask)
+            cm = (
+                completion_mask.detach().cpu().numpy()
+                if torch.is_tensor(completion_mask)
+                else np.asarray(completion_mask)
+            )
             valid = cm.reshape(ids.shape).astype(bool)
         ids = np.where((ids >= 0) & (ids < self._sep_id), ids, self._sep_id)
         empty = self._sep_id  # padding contributes a separator; matches never cross it

@@ -20,7 +20,16 @@ from pathlib import Path
 
 import yaml
 
-from hicra.config import REPO_ROOT, emit, install_signal_handlers, read_yaml_mapping, resolve, split_flags, typed, write_json
+from hicra.config import (
+    REPO_ROOT,
+    emit,
+    install_signal_handlers,
+    read_yaml_mapping,
+    resolve,
+    split_flags,
+    typed,
+    write_json,
+)
 
 
 @dataclasses.dataclass
@@ -63,7 +72,9 @@ def split_recipe(data: dict):
     data = typed(HICRAConfig, typed(TrainScript, data))
     unknown = sorted(set(data) - script_keys - cfg_keys)
     if unknown:
-        raise ValueError(f"unknown recipe key(s) {unknown}: not TrainScript ({sorted(script_keys)}) nor HICRAConfig fields")
+        raise ValueError(
+            f"unknown recipe key(s) {unknown}: not TrainScript ({sorted(script_keys)}) nor HICRAConfig fields"
+        )
     script = TrainScript(**{k: v for k, v in data.items() if k in script_keys})
     kw = {**(SANDBOX_DEFAULTS if script.model == "sandbox" else {}), **{k: v for k, v in data.items() if k in cfg_keys}}
     kw.setdefault("output_dir", str(resolve(script.run_dir)))
@@ -134,8 +145,15 @@ def dry_run(data: dict) -> dict:
     if not hardware_checked:  # a GPU recipe validated on a CPU machine: skip the device checks only
         kw.update(bf16=False, use_cpu=True, use_vllm=False)
     args = HICRAConfig(**kw)
-    return {"ok": True, "hardware_checked": hardware_checked, "model": script.model, "dataset": script.dataset, "method": args.method,
-            "max_steps": args.max_steps, "num_generations": args.num_generations}
+    return {
+        "ok": True,
+        "hardware_checked": hardware_checked,
+        "model": script.model,
+        "dataset": script.dataset,
+        "method": args.method,
+        "max_steps": args.max_steps,
+        "num_generations": args.num_generations,
+    }
 
 
 def run(data: dict, recipe: str | None = None) -> dict:

@@ -12,6 +12,17 @@ trainers rather than its own loop, so a TRL upgrade touches this file only:
     from hicra.trainer import sft
     history = sft(model, tokenizer, [{"prompt": ..., "completion": ...}], out_dir, steps=100)
     python -m hicra.train configs/sandbox.yaml --method hicra     # the RL entry point
+
+The TRL surface beyond public arguments (TRL is pinned below 1.17 because of it; check these first on an upgrade):
+
+* ``GRPOTrainer._generate_and_score_completions`` (overridden): the place TRL's maintainers name for per-token
+  advantages; HICRA's ``A + alpha|A|``, the planning mask and dynamic sampling happen here.
+* ``GRPOTrainer._get_per_token_logps_and_entropies`` (wrapped, returns 3 values from TRL 1.9): its log-probs and
+  entropies are stashed for the planning/execution metrics instead of a second forward pass.
+* ``GRPOTrainer._compute_loss`` (wrapped): padding trimmed per mini-batch, the stashed values summed per class.
+* ``GRPOTrainer._logs`` (read: rewards, prompts, completions of the step) and ``_metrics`` (written: dynamic
+  sampling counters); ``generation_config`` and ``max_completion_length`` (written by the context schedule).
+* ``rollout_func`` (public, marked experimental): ``rollout: compact`` samples with ``hicra.decode``.
 """
 from __future__ import annotations
 
@@ -227,8 +238,12 @@ class HICRATrainer(GRPOTrainer):
         super().log(logs, start_time)
         if not train or "train_runtime" in logs or not self.is_world_process_zero():
             return
-        rec = {"step": self.state.global_step, "method": self.args.method, "seed": self.args.seed, **_dynamics_from(logs, self._tok_sums, self._step_rollouts,
-                                                                self.args.num_generations, self.tagger)}
+        rec = {
+            "step": self.state.global_step,
+            "method": self.args.method,
+            "seed": self.args.seed,
+            **_dynamics_from(logs, self._tok_sums, self._step_rollouts, self.args.num_generations, self.tagger),
+        }
         self._tok_sums = {}
         self._extend_context(rec.get("clip_ratio"))
         rec["max_completion_length"] = self.max_completion_length
@@ -237,6 +252,7 @@ class HICRATrainer(GRPOTrainer):
         append_jsonl(self.metrics_path, rec)
         if self.args.save_rollouts and self._step_rollouts:
             import pandas as pd
+
             from hicra.config import write_parquet
             spans = [self.tagger.spans(r["completion"]) if self.tagger else [] for r in self._step_rollouts]
             df = pd.DataFrame([{**r, "step": rec["step"], "planning_spans": json.dumps(s)}
@@ -281,8 +297,13 @@ class HICRATrainer(GRPOTrainer):
 
 
 def _dynamics_from(logs: dict, sums: dict, rollouts: list[dict], group_size: int, tagger) -> dict:
-    rec = {"reward": logs.get("reward"), "length": logs.get("completions/mean_length"), "step_time": logs.get("step_time"),
-           "clip_ratio": logs.get("completions/clipped_ratio"), "loss": logs.get("loss")}
+    rec = {
+        "reward": logs.get("reward"),
+        "length": logs.get("completions/mean_length"),
+        "step_time": logs.get("step_time"),
+        "clip_ratio": logs.get("completions/clipped_ratio"),
+        "loss": logs.get("loss"),
+    }
     rewards = [r["reward"] for r in rollouts if r["reward"] is not None]
     rec["accuracy"] = sum(r >= 1.0 for r in rewards) / len(rewards) if rewards else None
     n_p, n_e = sums.get("n_planning", 0), sums.get("n_execution", 0)
@@ -294,6 +315,7 @@ def _dynamics_from(logs: dict, sums: dict, rollouts: list[dict], group_size: int
         rec.update(gram_statistics(tagger, [r["completion"] for r in rollouts]))
     if rewards and len(rewards) % group_size == 0:
         import numpy as np
+
         from hicra.metrics import pass_at_k
         correct = (np.array(rewards) >= 1.0).reshape(-1, group_size).sum(1)
         rec["pass_at_k"] = float(pass_at_k(np.full(len(correct), group_size), correct, min(8, group_size)).mean())

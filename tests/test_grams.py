@@ -89,7 +89,9 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "malformed":
             content = "Sure! These all look strategic to me."
         elif mode == "partial":  # chatter + fenced JSON for all but the last gram
-            content = "Here you go:\n```json\n" + json.dumps([{"gram": g, "label": _label(g)} for g in grams[:-1]]) + "\n```"
+            content = (
+                "Here you go:\n```json\n" + json.dumps([{"gram": g, "label": _label(g)} for g in grams[:-1]]) + "\n```"
+            )
         else:
             content = json.dumps([{"gram": g, "label": _label(g)} for g in grams])
         self._send(200, {"choices": [{"message": {"role": "assistant", "content": content}}]})
@@ -122,9 +124,12 @@ def _client(url, model, tmp_path, **kw):
 
 def test_llm_annotator_good_answers(server, tmp_path):
     js = LLMAnnotator(_client(server, "good", tmp_path), batch_size=4).annotate(CANDS, progress=False)
-    assert [(j.gram, j.kind) for j in js if j.strategic] == [("let's try", "branching"),
-                                                             ("we can use the fact that", "deduction"),
-                                                             ("let me check", "backtracing"), ("wait, no", "backtracing")]
+    assert [(j.gram, j.kind) for j in js if j.strategic] == [
+        ("let's try", "branching"),
+        ("we can use the fact that", "deduction"),
+        ("let me check", "backtracing"),
+        ("wait, no", "backtracing"),
+    ]
     assert _Handler.counts["good"] == 2  # batched: 6 candidates in 2 requests
 
 
@@ -165,7 +170,10 @@ def test_llm_annotator_resumes_from_cache(server, tmp_path):
 def test_parse_labels_variants():
     assert parse_labels('```json\n[{"gram": "Let\'s try", "label": "Branching"}]\n```') == {"let's try": "branching"}
     assert parse_labels('{"labels": [{"phrase": "wait", "kind": "backtracing"}]}') == {"wait": "backtracing"}
-    assert parse_labels('"we know that": deduction\n"per hour": none') == {"we know that": "deduction", "per hour": "none"}
+    assert parse_labels('"we know that": deduction\n"per hour": none') == {
+        "we know that": "deduction",
+        "per hour": "none",
+    }
     assert parse_labels('[{"gram": "x", "label": "strategic"}]') == {}
     assert parse_labels(None) == {}
 
@@ -192,14 +200,19 @@ def test_offline_annotator_seed_like_vs_procedural(offline):
 
 def test_offline_veto_rejects_grams_nearer_to_execution(offline):
     veto = OfflineAnnotator(model=offline.model, veto=True)
-    js = veto.annotate([Candidate(g, 3, 1) for g in ["the total number of", "we multiply the", "let's try a different approach"]])
+    js = veto.annotate(
+        [Candidate(g, 3, 1) for g in ["the total number of", "we multiply the", "let's try a different approach"]]
+    )
     assert [j.strategic for j in js] == [False, False, True]
 
 
 def test_offline_annotator_on_procedural_sandbox_phrases(offline):
     """The sandbox's arithmetic prose is not strategic; its planning phrases mostly are."""
     from hicra.sandbox.world import PHRASES
-    js = offline.annotate([Candidate(g, 2, 1) for g in ["equals", "numbers and target", "the numbers are", "boxed answer"]])
+
+    js = offline.annotate(
+        [Candidate(g, 2, 1) for g in ["equals", "numbers and target", "the numbers are", "boxed answer"]]
+    )
     assert not any(j.strategic for j in js)
     planning = [p for slots in PHRASES.values() for ps in slots.values() for p in ps]
     share = sum(j.strategic for j in offline.annotate([Candidate(g, 2, 1) for g in planning])) / len(planning)

@@ -79,7 +79,9 @@ def test_02_train_then_03_to_06_on_its_runs(tmp_path, monkeypatch):
     run, fig = _run("05_fork_tokens.ipynb", tmp_path, run="forks", models=models, tag="test", n_prompts=4,
                     max_new_tokens=24, sandbox=SANDBOX_TINY)
     rows = json.loads((run / "forks.json").read_text())["rows"]
-    assert [r["stage"] for r in rows] == ["before RL", "after RL"] and all(0 <= r["fork_is_planning"] <= 1 for r in rows)
+    assert [r["stage"] for r in rows] == ["before RL", "after RL"] and all(
+        0 <= r["fork_is_planning"] <= 1 for r in rows
+    )
     assert (fig / "fig9_forks_test.png").stat().st_size > 5000 and (run / "passages.html").exists()
 
     run, fig = _run("06_evaluate.ipynb", tmp_path, run="eval", models={"Base": "sandbox", "HICRA": f"{runs[1]}/final"},

@@ -11,8 +11,10 @@ from hicra import pipeline as P
 def _nb(path, body):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell('out = ""\nfigures_dir = "figures"\nsource = ""', metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell(body)]
+    nb.cells = [
+        nbformat.v4.new_code_cell('out = ""\nfigures_dir = "figures"\nsource = ""', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(body),
+    ]
     nbformat.write(nb, path)
     return str(path)
 
@@ -44,12 +46,14 @@ def test_failure_names_notebook_and_cell(tmp_path):
     with pytest.raises(P.StepFailed) as e:
         P.run_step(step, tmp_path / "run", str(tmp_path / "fig"))
     msg = str(e.value)
-    assert "broken.ipynb failed in cell 2" in msg and "ValueError: the sandbox cache is corrupt" in msg and "x = 1" in msg
+    assert (
+        "broken.ipynb failed in cell 2" in msg and "ValueError: the sandbox cache is corrupt" in msg and "x = 1" in msg
+    )
     assert not (tmp_path / "run" / ".stamps" / "broken.json").exists()
 
 
 def test_profiles_are_well_formed():
-    for name, make in P.PROFILES.items():
+    for make in P.PROFILES.values():
         steps = make()
         assert len({s.name for s in steps}) == len(steps)
         for s in steps:
@@ -66,7 +70,9 @@ def test_independent_steps_run_together_and_a_failure_spares_its_siblings(tmp_pa
             f"for _ in range(600):\n    if pathlib.Path({str(flag)!r}).exists(): break\n    time.sleep(0.1)\n"
             f"else:\n    raise RuntimeError('B never started while A ran')\n"
             "pathlib.Path(out).write_text(os.environ.get('OMP_NUM_THREADS', 'unset'))")
-    b = _nb(tmp_path / "b.ipynb", f"import pathlib\npathlib.Path({str(flag)!r}).touch()\npathlib.Path(out).write_text('b')")
+    b = _nb(
+        tmp_path / "b.ipynb", f"import pathlib\npathlib.Path({str(flag)!r}).touch()\npathlib.Path(out).write_text('b')"
+    )
     c = _nb(tmp_path / "c.ipynb", "raise ValueError('c is broken')")
     steps = [P.Step("a", a, {"out": str(tmp_path / "a.txt")}, [], [str(tmp_path / "a.txt")], needs=()),
              P.Step("b", b, {"out": str(tmp_path / "b.txt")}, [], [str(tmp_path / "b.txt")], needs=()),
@@ -102,9 +108,11 @@ def test_interrupt_stops_running_steps_and_their_kernels(tmp_path, inherited):
     nbs = [_nb(tmp_path / f"sleep{i}.ipynb", body) for i in range(2)]
     steps = [dict(name=f"s{i}", notebook=nb, params={"out": str(tmp_path / f"pid{i}")}, inputs=[],
                   outputs=[str(tmp_path / f"never{i}")], needs=[]) for i, nb in enumerate(nbs)]
-    driver = ("import json, sys\nfrom pathlib import Path\nfrom hicra import pipeline as P\n"
-              f"steps = [P.Step(**s) for s in json.loads({json.dumps(json.dumps(steps))})]\n"
-              f"P.run_wave(steps, Path({str(tmp_path / 'run')!r}), {str(tmp_path / 'fig')!r}, lambda s: False, jobs=2)\n")
+    driver = (
+        "import json, sys\nfrom pathlib import Path\nfrom hicra import pipeline as P\n"
+        f"steps = [P.Step(**s) for s in json.loads({json.dumps(json.dumps(steps))})]\n"
+        f"P.run_wave(steps, Path({str(tmp_path / 'run')!r}), {str(tmp_path / 'fig')!r}, lambda s: False, jobs=2)\n"
+    )
     ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if inherited == "ignored" else None
     proc = subprocess.Popen([sys.executable, "-c", driver], start_new_session=True, preexec_fn=ignore,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -151,7 +159,9 @@ def test_running_steps_report_progress(tmp_path, capsys):
             "pathlib.Path(out).write_text('done')")
     step = P.Step("train", _nb(tmp_path / "t.ipynb", body), {"out": str(tmp_path / "o")}, [], [str(tmp_path / "o")],
                   progress=(str(metrics), 3))
-    [(_, status, _, err)] = P.run_wave([step], tmp_path / "run", str(tmp_path / "fig"), lambda s: False, jobs=1, tick=0.5)
+    [(_, status, _, err)] = P.run_wave(
+        [step], tmp_path / "run", str(tmp_path / "fig"), lambda s: False, jobs=1, tick=0.5
+    )
     assert status == "ran" and err is None
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[pipeline] running: train ")]
     assert lines and any("(step 2/3)" in ln or "(step 1/3)" in ln for ln in lines), lines

@@ -129,8 +129,14 @@ def test_sign_flip_needs_an_explicit_yes():
     assert dry_run(read_recipe("configs/sandbox.yaml", ["--hicra_alpha", "1.5", "--allow_sign_flip", "true"]))["ok"]
 
 
-@pytest.mark.parametrize("text,message", [("- a\n- b\n", "expected a mapping.*list"), ("3\n", "expected a mapping.*int"),
-                                          ("a: [1,\n", r"bad.yaml:\d+: malformed YAML")])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("- a\n- b\n", "expected a mapping.*list"),
+        ("3\n", "expected a mapping.*int"),
+        ("a: [1,\n", r"bad.yaml:\d+: malformed YAML"),
+    ],
+)
 def test_bad_recipe_files_name_the_file(tmp_path, text, message):
     p = tmp_path / "bad.yaml"
     p.write_text(text)

@@ -6,8 +6,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))
-EXPECT = {"single_gpu": ("NO", 1, 1, None), "ddp": ("MULTI_GPU", 8, 1, None), "zero2": ("DEEPSPEED", 8, 1, 2),
-          "zero3": ("DEEPSPEED", 8, 1, 3), "multi_node": ("DEEPSPEED", 16, 2, 3), "cpu_2proc": ("MULTI_CPU", 2, 1, None)}
+EXPECT = {
+    "single_gpu": ("NO", 1, 1, None),
+    "ddp": ("MULTI_GPU", 8, 1, None),
+    "zero2": ("DEEPSPEED", 8, 1, 2),
+    "zero3": ("DEEPSPEED", 8, 1, 3),
+    "multi_node": ("DEEPSPEED", 16, 2, 3),
+    "cpu_2proc": ("MULTI_CPU", 2, 1, None),
+}
 
 
 def test_every_scale_ships():

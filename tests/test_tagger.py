@@ -66,7 +66,10 @@ def test_padding_never_planning_and_batches(smollm2_tokenizer):
     assert not m[cm == 0].any()
     assert m[1, :len(b)].all()
     # a match must not run across rows: "so" at the end of row 0 + row 1 start
-    assert t.occurrences(ids, cm) == [["wait", "so"], ["let's try a different approach", "let's try", "try a different"]]
+    assert t.occurrences(ids, cm) == [
+        ["wait", "so"],
+        ["let's try a different approach", "let's try", "try a different"],
+    ]
 
 
 def test_longest_gram_attribution(smollm2_tokenizer):

@@ -117,6 +117,7 @@ RECIPES = [p for p in sorted(CONFIGS.glob("*.yaml")) if not p.name.startswith(tu
 def test_step_configs_load(path):
     """Every non-training config in configs/ is valid for its step's dataclass."""
     import importlib
+
     from hicra.config import load_config
     mod, cls = next(v for k, v in STEP_CONFIGS.items() if path.name.startswith(k)).split(":")
     load_config(getattr(importlib.import_module(mod), cls), str(path))
@@ -154,7 +155,9 @@ def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
              "--val_every", "0", "--n_train", "64", "--sandbox", json.dumps(TINY)]
     env = {**os.environ, "HICRA_CACHE": str(tmp_path / "cache")}
     metrics = tmp_path / "run" / "metrics.jsonl"
-    r = subprocess.run([sys.executable, "-c", code, *flags], env={**env, "KILL_AT": "5"}, capture_output=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", code, *flags], env={**env, "KILL_AT": "5"}, capture_output=True, timeout=600
+    )
     assert r.returncode == -signal.SIGKILL
     assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == [1, 2, 3, 4, 5]
     assert (tmp_path / "run" / "checkpoint-4").exists() and not (tmp_path / "run" / "checkpoint-6").exists()
@@ -267,8 +270,8 @@ def test_trimming_completion_padding_changes_no_loss_or_gradient(tiny_sandbox, m
     change the loss or any gradient (hicra.trainer._trim_completion_padding)."""
     from trl import GRPOTrainer
 
-    from hicra.trainer import _trim_completion_padding
     from hicra.train import build_trainer
+    from hicra.trainer import _trim_completion_padding
     trainer, _ = build_trainer({"run_dir": str(tiny_sandbox / "run"), "max_steps": 1, "sandbox": TINY, **RUN,
                                 "method": "hicra", "val_every": 0})
     seen = []
@@ -284,7 +287,9 @@ def test_trimming_completion_padding_changes_no_loss_or_gradient(tiny_sandbox, m
         v = batch[k]
         wide[k] = torch.cat([v, torch.zeros(v.size(0), pad, dtype=v.dtype)], dim=1)
     cut = _trim_completion_padding(wide)
-    assert cut["completion_ids"].shape == batch["completion_ids"].shape[:1] + (int(batch["completion_mask"].sum(0).nonzero().max()) + 1,)
+    assert cut["completion_ids"].shape == batch["completion_ids"].shape[:1] + (
+        int(batch["completion_mask"].sum(0).nonzero().max()) + 1,
+    )
     assert cut["prompt_ids"] is batch["prompt_ids"]
 
     def loss_and_grads(inputs):

@@ -60,7 +60,8 @@ def import_review(csv_path) -> list[dict]:
     """Accepted grams ``[{"gram", "kind"}]`` from a reviewed CSV; a bad row raises ``ValueError`` naming its line."""
     csv_path = Path(csv_path)
     if not csv_path.exists():
-        raise FileNotFoundError(f"review file {csv_path} not found (write one with export_review / python -m hicra.grams)")
+        raise FileNotFoundError(f"review file {csv_path} not found "
+                                "(write one with export_review / python -m hicra.grams)")
     out, seen = [], set()
     with open(csv_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)

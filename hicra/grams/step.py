@@ -59,7 +59,9 @@ class GramsConfig:
         if self.annotator not in ("offline", "llm"):
             raise ValueError(f"annotator must be offline or llm; got {self.annotator!r}")
         if self.source == "rollouts" and not self.rollouts:
-            raise ValueError("source 'rollouts' needs rollouts: a glob such as runs/demo/train-hicra-s0/rollouts/*.parquet")
+            raise ValueError(
+                "source 'rollouts' needs rollouts: a glob such as runs/demo/train-hicra-s0/rollouts/*.parquet"
+            )
 
     @property
     def is_sandbox(self) -> bool:
@@ -87,14 +89,17 @@ def collect_rollouts(cfg: GramsConfig, progress: bool = True) -> list[dict]:
         tasks = make_tasks(scfg.world_config(), "train", cfg.n_prompts, allow_fewer=True)
         if cfg.source == "sandbox-traces":
             rng = random.Random(cfg.seed)
-            traces = [(t, make_trace(t, rng, scfg.world_config())) for t in tasks for _ in range(cfg.samples_per_prompt)]
+            traces = [
+                (t, make_trace(t, rng, scfg.world_config())) for t in tasks for _ in range(cfg.samples_per_prompt)
+            ]
             return [{"prompt": prompt(t), "completion": tr.text, "reward": float(tr.correct)} for t, tr in traces]
         from hicra.generate import sample
         from hicra.sandbox.build import build, load
         model, tok = load(build(scfg)["model_dir"])
         outs = sample(model, tok, [prompt(t) for t in tasks], n=cfg.samples_per_prompt, temperature=cfg.temperature,
                       max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, progress=progress)
-        return [{"prompt": prompt(t), "completion": o, "reward": float(verify(t, o))} for t, os_ in zip(tasks, outs) for o in os_]
+        return [{"prompt": prompt(t), "completion": o, "reward": float(verify(t, o))}
+                for t, os_ in zip(tasks, outs) for o in os_]
     from hicra.data import load_benchmark
     from hicra.generate import chat_prompts, sample
     from hicra.models import load_model
@@ -145,6 +150,7 @@ def sandbox_tokenizer(cfg: GramsConfig):
 def run(cfg: GramsConfig, progress: bool = True) -> dict:
     """The whole step; writes rollouts, candidates, review sheet, SG file and quality into ``run_dir``."""
     import pandas as pd
+
     from hicra.grams.mine import mine
     from hicra.grams.quality import sandbox_quality
     from hicra.grams.review import export_review, import_review, write_final
@@ -168,7 +174,10 @@ def run(cfg: GramsConfig, progress: bool = True) -> dict:
     if cfg.review:
         grams, reviewer = import_review(resolve(cfg.review)), "person"
     else:
-        grams, reviewer = [{"gram": j.gram, "kind": j.kind} for j in judgements if j.strategic], "none (annotator labels)"
+        grams, reviewer = (
+            [{"gram": j.gram, "kind": j.kind} for j in judgements if j.strategic],
+            "none (annotator labels)",
+        )
     if not grams:
         raise ValueError("the annotator accepted no candidate; review run_dir/review.csv by hand and pass --review")
     sg_path = resolve(cfg.sg_out) if cfg.sg_out else run / "strategic_grams.json"

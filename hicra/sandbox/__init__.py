@@ -3,5 +3,4 @@
     python -m hicra.sandbox [CONFIG.yaml] [--seed N] [--difficulty v2|v1|easy|hard] [--sft_steps N]
 """
 from hicra.sandbox.build import SandboxConfig, build, load  # noqa: F401
-from hicra.sandbox.world import (ALL_GRAMS, Task, WorldConfig, classify_failure, make_tasks,  # noqa: F401
-                                 make_trace, prompt, verify)
+from hicra.sandbox.world import ALL_GRAMS, Task, WorldConfig, classify_failure, make_tasks, make_trace, prompt, verify  # noqa: F401

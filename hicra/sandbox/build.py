@@ -137,11 +137,16 @@ def build(cfg: SandboxConfig, force: bool = False, progress: bool = True) -> dic
     ground-truth SG file) and ``calibration.jsonl``.
     """
     import torch
+
     from hicra.sgfile import write_sg_file
     target = model_dir(cfg)
     summary_path = target / "summary.json"
     if summary_path.exists() and not force:
-        return {**json.loads(summary_path.read_text()), "model_dir": str(target), "cached": True}  # the cache may have moved
+        return {
+            **json.loads(summary_path.read_text()),
+            "model_dir": str(target),
+            "cached": True,
+        }  # the cache may have moved
     if not force and (shipped := SHIPPED / target.name / "summary.json").exists():
         return _install_shipped(shipped.parent, target)
     t0 = time.time()
@@ -167,7 +172,8 @@ def build(cfg: SandboxConfig, force: bool = False, progress: bool = True) -> dic
             for s in cal.pop("samples"):
                 f.write(json.dumps(s) + "\n")
         summary = {"model_dir": str(target), "build_seconds": round(time.time() - t0, 1), **cal,
-                   "params": sum(p.numel() for p in model.parameters()), "sft_final_loss": losses[-1]["loss"] if losses else None,
+                   "params": sum(p.numel() for p in model.parameters()),
+                   "sft_final_loss": losses[-1]["loss"] if losses else None,
                    "config": asdict(cfg)}
         (work / "summary.json").write_text(json.dumps(summary, indent=1))
         if target.exists():

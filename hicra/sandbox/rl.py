@@ -23,7 +23,10 @@ def grpo_dataset(cfg: SandboxConfig, n: int, split: str | None = None):
 def sandbox_reward(completions, numbers, target, **kwargs) -> list[float]:
     """TRL reward function: 1.0 for a verified answer, else 0.0."""
     from hicra.rewards import completion_text
-    return [float(verify(Task(list(nu), int(ta)), completion_text(c))) for c, nu, ta in zip(completions, numbers, target)]
+
+    return [
+        float(verify(Task(list(nu), int(ta)), completion_text(c))) for c, nu, ta in zip(completions, numbers, target)
+    ]
 
 
 def validator(cfg: SandboxConfig, n: int, temperature: float = 1.0, max_new_tokens: int | None = None, seed: int = 0,

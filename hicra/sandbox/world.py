@@ -20,8 +20,10 @@ backtrack (up to 3 failures), *hasty* traces box their first attempt unchecked.
 Deduction hints ("since the target is large, we should multiply") point at the
 right operation but are under-used in the warm-start mix.
 
-    python -c "from hicra.sandbox.world import *; t = make_tasks(WorldConfig(), 'val')[0]; print(make_trace(t, random.Random(0), WorldConfig()).text)"
+    python -c "from hicra.sandbox.world import *; t = make_tasks(WorldConfig(), 'val')[0]; \
+               print(make_trace(t, random.Random(0), WorldConfig()).text)"
 """
+
 from __future__ import annotations
 
 import ast
@@ -33,27 +35,70 @@ from dataclasses import dataclass, field
 
 PHRASES: dict[str, dict[str, list[str]]] = {
     "deduction": {
-        "open": ["we need to reach", "the goal is to get", "our target is", "we want to make",
-                 "first, let's aim for", "the problem asks for"],
-        "hint_big": ["since the target is large, we should multiply", "the target is big, so we can use multiplication",
-                     "we can use the fact that multiplying grows fast"],
-        "hint_big_add": ["since the target is large, we should add", "the target is big, so we can add them up",
-                         "we can use the fact that adding grows it"],
-        "hint_small": ["since the target is small, we should subtract", "the target is small, so we can use subtraction",
-                       "we can use the fact that subtracting shrinks it"],
-        "conclude": ["therefore", "so the answer is", "this means the answer is", "which gives", "so we have",
-                     "in the end"],
+        "open": [
+            "we need to reach",
+            "the goal is to get",
+            "our target is",
+            "we want to make",
+            "first, let's aim for",
+            "the problem asks for",
+        ],
+        "hint_big": [
+            "since the target is large, we should multiply",
+            "the target is big, so we can use multiplication",
+            "we can use the fact that multiplying grows fast",
+        ],
+        "hint_big_add": [
+            "since the target is large, we should add",
+            "the target is big, so we can add them up",
+            "we can use the fact that adding grows it",
+        ],
+        "hint_small": [
+            "since the target is small, we should subtract",
+            "the target is small, so we can use subtraction",
+            "we can use the fact that subtracting shrinks it",
+        ],
+        "conclude": [
+            "therefore",
+            "so the answer is",
+            "this means the answer is",
+            "which gives",
+            "so we have",
+            "in the end",
+        ],
     },
     "branching": {
         "first": ["let's try", "let's start with", "how about", "one option is", "let's consider", "maybe we can do"],
-        "again": ["let's try a different approach:", "another approach:", "alternatively,", "instead, let's try",
-                  "what if we do", "let's try another order:", "a better approach might be", "on the other hand,"],
+        "again": [
+            "let's try a different approach:",
+            "another approach:",
+            "alternatively,",
+            "instead, let's try",
+            "what if we do",
+            "let's try another order:",
+            "a better approach might be",
+            "on the other hand,",
+        ],
     },
     "backtracing": {
-        "check": ["let me check:", "wait,", "let's verify:", "but the problem says", "let me double-check:",
-                  "hold on,", "checking this:"],
-        "fail": ["that doesn't work.", "so that fails.", "this is wrong.", "let's go back.", "that's not right.",
-                 "hmm, no.", "that can't be it."],
+        "check": [
+            "let me check:",
+            "wait,",
+            "let's verify:",
+            "but the problem says",
+            "let me double-check:",
+            "hold on,",
+            "checking this:",
+        ],
+        "fail": [
+            "that doesn't work.",
+            "so that fails.",
+            "this is wrong.",
+            "let's go back.",
+            "that's not right.",
+            "hmm, no.",
+            "that can't be it.",
+        ],
     },
 }
 ALL_GRAMS: list[tuple[str, str]] = [(p, kind) for kind, slots in PHRASES.items() for ps in slots.values() for p in ps]
