@@ -29,11 +29,11 @@ figures: venv
 smollm: venv
 	$(BIN)/python -m hicra.pipeline --profile smollm-cpu
 
-METHODS ?= grpo hicra entropy_reg
+METHODS ?= grpo hicra
 STEPS   ?= 100
 NB      := $(BIN)/papermill --cwd notebooks --log-output
 
-## study: 5 seeds per method, 100 steps, final validation accuracy with 95% CIs (figures/$(STUDY)_final_accuracy.csv)
+## study: GRPO and HICRA (add METHODS="grpo hicra entropy_reg"), 5 seeds, 100 steps, final validation accuracy with 95% CIs (figures/$(STUDY)_final_accuracy.csv)
 ## (STUDY_JOBS runs at once, one thread each; each run's log is runs/$(STUDY)/train-<method>-s<seed>.log)
 ## the first sandbox: make study RECIPE=configs/sandbox_v1.yaml STUDY=study_v1 STEPS=60
 SEEDS ?= 0 1 2 3 4
