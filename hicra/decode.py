@@ -49,9 +49,12 @@ def _draw(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) ->
 
 
 @torch.no_grad()
-def decode(model, prompt_ids: list[list[int]], max_new_tokens: int, temperature: float, eos_ids: list[int],
-           pad_id: int, top_k: int = 0, top_p: float = 1.0) -> list[list[int]]:
-    """Sampled completion token ids per prompt, each ending at (and keeping) its first EOS or at the cap."""
+def decode(model, prompt_ids: list[list[int]], max_new_tokens: int, temperature: float, eos_ids,
+           pad_id: int | None, top_k: int = 0, top_p: float = 1.0) -> list[list[int]]:
+    """Sampled completion token ids per prompt, each ending at (and keeping) its first EOS or at the cap.
+
+    ``eos_ids``: token ids, lists of them or None, as tokenizers and generation configs give them (flattened
+    here). ``pad_id``: the left-padding id (None: 0; padded positions are masked, so any id will do)."""
     if not prompt_ids:
         return []
     if max_new_tokens < 1:
@@ -60,6 +63,8 @@ def decode(model, prompt_ids: list[list[int]], max_new_tokens: int, temperature:
         raise ValueError(f"need temperature >= 0, 0 < top_p <= 1, top_k >= 0; got {temperature}, {top_p}, {top_k}")
     if any(len(p) == 0 for p in prompt_ids):
         raise ValueError("every prompt needs at least one token")
+    eos_set = {e for x in eos_ids for e in (x if isinstance(x, (list, tuple)) else [x]) if e is not None}
+    pad_id = 0 if pad_id is None else pad_id
     device = model.device
     width = max(len(p) for p in prompt_ids)
     ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
@@ -70,7 +75,7 @@ def decode(model, prompt_ids: list[list[int]], max_new_tokens: int, temperature:
     ids, mask = ids.to(device), mask.to(device)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     padded = bool((mask == 0).any())  # without left padding the model needs no mask (plain causal attention)
-    eos = torch.tensor(sorted(set(eos_ids)), device=device)
+    eos = torch.tensor(sorted(eos_set), device=device)
     out = [[] for _ in prompt_ids]
     rows = torch.arange(len(prompt_ids), device=device)  # which prompt each live batch row belongs to
     was_training = model.training
@@ -116,9 +121,8 @@ def trl_rollout(prompts: list[str], trainer) -> dict:
                          "repetition_penalty, or use rollout 'trl'")
     tok = trainer.processing_class
     prompt_ids = tok(text=prompts)["input_ids"]
-    eos = gc.eos_token_id if isinstance(gc.eos_token_id, list) else [gc.eos_token_id]
     model = trainer.accelerator.unwrap_model(trainer.model)
     completion_ids = decode(model, prompt_ids, gc.max_new_tokens, gc.temperature if gc.do_sample else 0.0,
-                            [e for e in eos if e is not None], tok.pad_token_id, top_k=gc.top_k or 0,
+                            [gc.eos_token_id], tok.pad_token_id, top_k=gc.top_k or 0,
                             top_p=1.0 if gc.top_p is None else gc.top_p)
     return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}

@@ -33,13 +33,11 @@ def sample(model, tokenizer, prompts: list[str], n: int = 1, temperature: float 
 def _sample(model, tokenizer, prompts, n, temperature, max_new_tokens, batch_size, progress, top_p):
     flat = [p for p in prompts for _ in range(n)]
     ids = tokenizer(flat, add_special_tokens=False)["input_ids"]
-    eos = model.generation_config.eos_token_id
-    eos = [*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    eos = [model.generation_config.eos_token_id, tokenizer.eos_token_id]
     outs: list[str] = []
     for i in tqdm(range(0, len(flat), batch_size), desc="sampling", disable=not progress, leave=False):
-        comp = decode(model, ids[i:i + batch_size], max_new_tokens, temperature, [e for e in eos if e is not None],
-                      pad, top_p=top_p)
+        comp = decode(model, ids[i:i + batch_size], max_new_tokens, temperature, eos, tokenizer.pad_token_id,
+                      top_p=top_p)
         outs += tokenizer.batch_decode(comp, skip_special_tokens=True)
     return [outs[j * n:(j + 1) * n] for j in range(len(prompts))]
 

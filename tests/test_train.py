@@ -238,20 +238,28 @@ def _digit_share(completions, **kwargs):
     return [sum(ch.isdigit() for ch in c) / max(1, len(c)) for c in completions]
 
 
-def _reward_curve(tmp_path, name, learning_rate):
+def _dense_run(tmp_path, name, sandbox=TINY, **kw):
+    """A GRPO-family run on the dense digit-share reward (advantages are never all zero); its metrics lines
+    without timings. ``kw``: HICRAConfig fields over the defaults below."""
     from hicra.sandbox.build import SandboxConfig, build, load
     from hicra.sandbox.rl import grpo_dataset
-    scfg = SandboxConfig(**TINY)
+    scfg = SandboxConfig(**sandbox)
     info = build(scfg, progress=False)
     model, tok = load(info["model_dir"])
-    args = HICRAConfig(output_dir=str(tmp_path / name), method="grpo", use_cpu=True, bf16=False, seed=0,
-                       learning_rate=learning_rate, lr_scheduler_type="constant", max_steps=12, num_generations=4,
-                       per_device_train_batch_size=16, max_completion_length=16, temperature=1.0, beta=0.0,
-                       save_strategy="no", report_to=[], disable_tqdm=True, save_rollouts=False)
+    args = HICRAConfig(**{**dict(output_dir=str(tmp_path / name), method="grpo", use_cpu=True, bf16=False, seed=0,
+                                 learning_rate=5e-2, lr_scheduler_type="constant", max_steps=3, num_generations=4,
+                                 per_device_train_batch_size=16, max_completion_length=16, temperature=1.0, beta=0.0,
+                                 save_strategy="no", report_to=[], disable_tqdm=True, save_rollouts=False,
+                                 sg_file=str(Path(info["model_dir"]) / "grams.json")), **kw})
     trainer = HICRATrainer(model=model, reward_funcs=[_digit_share], args=args, processing_class=tok,
                            train_dataset=grpo_dataset(scfg, 32))
     trainer.train()
-    return [json.loads(x)["reward"] for x in open(tmp_path / name / "metrics.jsonl")]
+    return [{k: v for k, v in json.loads(x).items() if k not in ("step_time", "method")}
+            for x in open(tmp_path / name / "metrics.jsonl")]
+
+
+def _reward_curve(tmp_path, name, learning_rate):
+    return [x["reward"] for x in _dense_run(tmp_path, name, learning_rate=learning_rate, max_steps=12)]
 
 
 def test_grpo_raises_training_reward(tiny_sandbox):
@@ -320,30 +328,15 @@ def test_same_seed_gives_the_same_run(tiny_sandbox):
     assert a == _metric_lines(tiny_sandbox, "b", method="hicra") and len(a) == 3 and a[1]["length"] > 0
 
 
-def _dense_run(tmp_path, name, **kw):
-    """3 steps with the dense digit-share reward (advantages are never all zero), metrics without timings."""
-    from hicra.sandbox.build import SandboxConfig, build, load
-    from hicra.sandbox.rl import grpo_dataset
-    scfg = SandboxConfig(**{**TINY, "sft_steps": 80, "learning_rate": 1e-2})  # writes some strategic phrases
-    info = build(scfg, progress=False)
-    model, tok = load(info["model_dir"])
-    args = HICRAConfig(output_dir=str(tmp_path / name), use_cpu=True, bf16=False, seed=0, learning_rate=5e-2,
-                       lr_scheduler_type="constant", max_steps=3, num_generations=4, per_device_train_batch_size=16,
-                       max_completion_length=16, temperature=1.0, beta=0.0, save_strategy="no", report_to=[],
-                       disable_tqdm=True, save_rollouts=False, rollout="compact",
-                       sg_file=str(Path(info["model_dir"]) / "grams.json"), **kw)
-    trainer = HICRATrainer(model=model, reward_funcs=[_digit_share], args=args, processing_class=tok,
-                           train_dataset=grpo_dataset(scfg, 32))
-    trainer.train()
-    return [{k: v for k, v in json.loads(x).items() if k not in ("step_time", "method")}
-            for x in open(tmp_path / name / "metrics.jsonl")]
+PHRASING = {**TINY, "sft_steps": 80, "learning_rate": 1e-2}  # a tiny warm start that writes some strategic phrases
 
 
 def test_hicra_at_alpha_zero_is_grpo(tiny_sandbox):
     """A + 0 * |A| = A: HICRA with alpha 0 reproduces GRPO's run exactly on the same seed (the alpha sweep's anchor);
     alpha > 0 on the same samples changes the loss."""
-    grpo = _dense_run(tiny_sandbox, "grpo", method="grpo")
-    assert grpo == _dense_run(tiny_sandbox, "hicra0", method="hicra", hicra_alpha=0.0)
-    hicra = _dense_run(tiny_sandbox, "hicra", method="hicra", hicra_alpha=0.5)
+    dense = dict(sandbox=PHRASING, rollout="compact")
+    grpo = _dense_run(tiny_sandbox, "grpo", method="grpo", **dense)
+    assert grpo == _dense_run(tiny_sandbox, "hicra0", method="hicra", hicra_alpha=0.0, **dense)
+    hicra = _dense_run(tiny_sandbox, "hicra", method="hicra", hicra_alpha=0.5, **dense)
     assert grpo[0]["planning_ratio"] > 0
     assert hicra[0]["reward"] == grpo[0]["reward"] and hicra[0]["loss"] != grpo[0]["loss"]

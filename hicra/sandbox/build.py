@@ -142,11 +142,8 @@ def build(cfg: SandboxConfig, force: bool = False, progress: bool = True) -> dic
     target = model_dir(cfg)
     summary_path = target / "summary.json"
     if summary_path.exists() and not force:
-        return {
-            **json.loads(summary_path.read_text()),
-            "model_dir": str(target),
-            "cached": True,
-        }  # the cache may have moved
+        # the cache may have moved: model_dir is where it is now
+        return {**json.loads(summary_path.read_text()), "model_dir": str(target), "cached": True}
     if not force and (shipped := SHIPPED / target.name / "summary.json").exists():
         return _install_shipped(shipped.parent, target)
     t0 = time.time()

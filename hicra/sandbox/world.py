@@ -134,7 +134,8 @@ V2 = dict(operators="+-", max_value=15, max_target=45, min_solutions=4, p_carefu
 # easy and hard variants. A model is calibrated on the difficulties of its own family (FAMILY).
 DIFFICULTY = {"v2": V2, "v1": {}, "easy": dict(n_numbers=3, max_value=8, max_target=40, min_solutions=6),
               "hard": dict(n_numbers=4, max_value=15, max_target=99, min_solutions=1)}
-FAMILY = {"v2": ("v2",), "v1": ("easy", "v1", "hard"), "easy": ("easy", "v1", "hard"), "hard": ("easy", "v1", "hard")}
+V1_FAMILY = ("easy", "v1", "hard")
+FAMILY = {"v2": ("v2",), **{d: V1_FAMILY for d in V1_FAMILY}}
 
 
 @dataclass
