@@ -11,9 +11,23 @@ so a correct plan is reinforced by (1 + alpha) and a failed one is penalised
 only by (1 - alpha): credit concentrates on strategy tokens. Pure functions on
 tensors, no I/O, no TRL: the trainer and the notebooks call them directly.
 
+The variants of the study (``token_advantages`` dispatches on the method name), and what each does
+to a *negative* advantage (a failed response):
+
+* ``hicra``: the paper's additive rule above; failed planning tokens get (1 - alpha) of the blame.
+* ``hicra_gated``: the same rule on planning tokens that are also among the batch's top-20 % entropy
+  tokens (``gate_share``); other planning tokens keep ``A``. Failed gated tokens: (1 - alpha) of the blame.
+* ``hicra_verl``: the multiplicative rule of the VeRL-style implementation (TRL PR #4997, as issue #12
+  describes it): ``A * (1 + alpha)`` on the top-30 % entropy tokens, no strategic grams, and only in
+  responses that are correct (``A > 0``) and longer than their group's mean (``verl_filter``). It
+  *raises* the blame on the tokens it selects, (1 + alpha) times; with the filter on (the default) it
+  selects no failed response, so negative advantages stay GRPO's.
+* ``hicra_adaptive``: the additive rule with alpha from ``hicra.alpha.AdaptiveAlpha`` each step.
+
     from hicra.advantage import grpo_advantages, hicra_advantages
     A = grpo_advantages(rewards, group_size=8)          # (B,)
     A_hat = hicra_advantages(A, planning_mask, 0.2)     # (B, T)
+    A_hat = token_advantages("hicra_gated", A, planning_mask, completion_mask, alpha=0.2, entropy=H, group_size=8)
 """
 from __future__ import annotations
 
@@ -66,3 +80,66 @@ def hicra_advantages(advantages: torch.Tensor, planning_mask: torch.Tensor, alph
         raise ValueError(f"advantages {tuple(adv.shape)} do not match planning_mask {tuple(planning_mask.shape)}")
     planning_mask = planning_mask.to(adv.device)
     return adv + alpha * adv.abs() * planning_mask.to(adv.dtype)
+
+
+GATE_SHARE = {"hicra_gated": 0.2, "hicra_verl": 0.3}   # top-entropy share each variant's gate keeps (its source)
+
+
+def high_entropy_mask(entropy: torch.Tensor, completion_mask: torch.Tensor, top_share: float) -> torch.Tensor:
+    """(B, T) bool: completion tokens whose entropy is in the top ``top_share`` of this batch's completion
+    tokens (at or above the ``1 - top_share`` quantile, TRL's fork-token rule on the local batch)."""
+    if not 0 < top_share <= 1:
+        raise ValueError(f"top_share must be in (0, 1]; got {top_share}")
+    m = torch.as_tensor(completion_mask).bool()
+    if entropy.shape != m.shape:
+        raise ValueError(f"entropy {tuple(entropy.shape)} does not match completion_mask {tuple(m.shape)}")
+    vals = entropy[m].float()
+    if vals.numel() == 0:
+        return torch.zeros_like(m)
+    return (entropy >= torch.quantile(vals, 1 - top_share)) & m
+
+
+def correct_and_longer(advantages: torch.Tensor, completion_mask: torch.Tensor, group_size: int) -> torch.Tensor:
+    """(B,) bool: responses with a positive advantage (correct, under a 0/1 reward) that are longer than
+    their group's mean length; rows are laid out group by group, as GRPO lays them out."""
+    adv = advantages if advantages.dim() == 1 else advantages[:, 0]
+    lengths = torch.as_tensor(completion_mask).sum(1).float()
+    if lengths.numel() % group_size:
+        raise ValueError(f"{lengths.numel()} rows do not split into groups of {group_size}")
+    mean = lengths.view(-1, group_size).mean(1, keepdim=True).expand(-1, group_size).reshape(-1)
+    return (adv > 0) & (lengths > mean)
+
+
+def verl_hicra_advantages(advantages: torch.Tensor, selected: torch.Tensor, alpha: float = 0.2) -> torch.Tensor:
+    """(B, T) multiplicative rule: ``A * (1 + alpha)`` on selected tokens, ``A`` elsewhere (both signs grow)."""
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0; got {alpha}")
+    selected = torch.as_tensor(selected).bool()
+    adv = torch.as_tensor(advantages)
+    if adv.ndim == 1:
+        adv = adv[:, None].expand(-1, selected.shape[1])
+    if adv.shape != selected.shape:
+        raise ValueError(f"advantages {tuple(adv.shape)} do not match the token selection {tuple(selected.shape)}")
+    return adv * (1 + alpha * selected.to(adv.dtype))
+
+
+def token_advantages(method: str, advantages: torch.Tensor, planning_mask: torch.Tensor,
+                     completion_mask: torch.Tensor, alpha: float, entropy: torch.Tensor | None = None,
+                     group_size: int = 8, gate_share: float | None = None, verl_filter: bool = True):
+    """(B, T) advantages of a HICRA-family method, and the (B, T) bool mask of the tokens it re-weighted.
+
+    ``entropy``: per-token entropies of the completions, needed by ``hicra_gated`` and ``hicra_verl``."""
+    plan = torch.as_tensor(planning_mask).bool()
+    if method in ("hicra", "hicra_adaptive"):
+        return hicra_advantages(advantages, plan, alpha), plan & torch.as_tensor(completion_mask).bool()
+    if method not in GATE_SHARE:
+        raise ValueError(f"token_advantages: unknown method {method!r}; one of hicra, hicra_adaptive, "
+                         f"{', '.join(GATE_SHARE)}")
+    if entropy is None:
+        raise ValueError(f"method {method!r} gates on token entropy; pass entropy=")
+    gate = high_entropy_mask(entropy, completion_mask, gate_share or GATE_SHARE[method])
+    if method == "hicra_gated":
+        return hicra_advantages(advantages, plan & gate, alpha), plan & gate
+    if verl_filter:
+        gate = gate & correct_and_longer(advantages, completion_mask, group_size)[:, None]
+    return verl_hicra_advantages(advantages, gate, alpha), gate

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from trl import GRPOConfig, GRPOTrainer
 
-from hicra.advantage import hicra_advantages
+from hicra.advantage import GATE_SHARE, token_advantages
 from hicra.dynamics import gram_statistics
 
 
@@ -57,9 +57,11 @@ def sft(model, tokenizer, examples: list[dict], out_dir, steps: int, batch_size:
 
 
 # --------------------------------------------------------------------------
-# GRPO family: grpo (DAPO clip-higher), hicra, entropy_reg, fork_tokens
+# GRPO family: grpo (DAPO clip-higher), hicra and its variants, entropy_reg, fork_tokens
 
-METHODS = ("grpo", "hicra", "entropy_reg", "fork_tokens")
+METHODS = ("grpo", "hicra", "entropy_reg", "fork_tokens", "hicra_gated", "hicra_verl", "hicra_adaptive")
+HICRA_FAMILY = ("hicra", "hicra_gated", "hicra_verl", "hicra_adaptive")
+NEEDS_SG = ("hicra", "hicra_gated", "hicra_adaptive")
 
 
 @dataclasses.dataclass
@@ -70,6 +72,8 @@ class HICRAConfig(GRPOConfig):
     ``hicra`` (+ planning-token advantage, alpha 0.2, needs ``sg_file``),
     ``entropy_reg`` (+ TRL's ``entropy_coef`` bonus), ``fork_tokens`` (TRL's
     ``top_entropy_quantile`` = 0.2: gradients on the top-20 % entropy tokens only).
+    ``hicra_gated`` / ``hicra_verl`` / ``hicra_adaptive``: the study's variants (``hicra.advantage``,
+    ``hicra.alpha``); the gated two compute the completions' token entropies with one extra no-grad pass.
     ``dynamic_sampling`` (any method): DAPO's filter of zero-variance groups, refilled
     from freshly drawn prompts (at most ``max_refill_rounds`` extra generations a step).
     """
@@ -80,6 +84,16 @@ class HICRAConfig(GRPOConfig):
     sg_file: str | None = dataclasses.field(default=None, metadata={"help": "strategic-gram JSON (hicra.sgfile)"})
     entropy_bonus: float = dataclasses.field(default=0.005, metadata={"help": "entropy_coef used by entropy_reg"})
     fork_quantile: float = dataclasses.field(default=0.2, metadata={"help": "top-entropy share used by fork_tokens"})
+    gate_share: float | None = dataclasses.field(default=None, metadata={
+        "help": "top-entropy share gated by hicra_gated / hicra_verl (None: 0.2 / 0.3, their sources' values)"})
+    verl_filter: bool = dataclasses.field(default=True, metadata={
+        "help": "hicra_verl: re-weight only correct responses longer than their group's mean"})
+    alpha_max: float = dataclasses.field(default=0.4, metadata={"help": "hicra_adaptive: the largest alpha"})
+    alpha_window: int = dataclasses.field(default=10, metadata={"help": "hicra_adaptive: steps per window"})
+    alpha_plateau: float = dataclasses.field(default=0.005, metadata={
+        "help": "hicra_adaptive: relative execution-perplexity drop per window below which execution has plateaued"})
+    alpha_guard: float = dataclasses.field(default=0.5, metadata={
+        "help": "hicra_adaptive: alpha shrinks once planning entropy falls below this share of its start"})
     val_every: int = dataclasses.field(default=0, metadata={"help": "validate every N steps (0: never)"})
     save_rollouts: bool = dataclasses.field(default=True, metadata={"help": "write rollouts/step_*.parquet"})
     dynamic_sampling: bool = dataclasses.field(default=False, metadata={
@@ -121,8 +135,11 @@ class HICRAConfig(GRPOConfig):
             if sorted(self.context_schedule) != list(self.context_schedule) or self.context_schedule[0] < 1:
                 raise ValueError(f"context_schedule must be increasing positive lengths; got {self.context_schedule}")
             self.max_completion_length = self.context_schedule[0]
-        if self.method == "hicra" and not self.sg_file:
-            raise ValueError("method 'hicra' needs sg_file: a strategic-gram JSON (e.g. data/grams/seed_grams.json)")
+        if self.method in NEEDS_SG and not self.sg_file:
+            raise ValueError(f"method {self.method!r} needs sg_file: a strategic-gram JSON "
+                             "(e.g. data/grams/seed_grams.json)")
+        if self.gate_share is not None and not 0 < self.gate_share <= 1:
+            raise ValueError(f"gate_share must be in (0, 1]; got {self.gate_share}")
         self.logging_steps = 1  # one metrics line per optimiser step
         super().__post_init__()
 
@@ -151,6 +168,11 @@ class HICRATrainer(GRPOTrainer):
         self._tok_sums: dict[str, float] = {}
         self._stash = None
         self._step_rollouts: list[dict] = []
+        self._boosted = [0.0, 0.0]  # re-weighted tokens, completion tokens (this step)
+        self.alpha_ctl = None
+        if a.method == "hicra_adaptive":
+            from hicra.alpha import AdaptiveAlpha
+            self.alpha_ctl = AdaptiveAlpha(a.alpha_max, a.alpha_window, a.alpha_plateau, a.alpha_guard)
 
     # -- advantages ---------------------------------------------------------
     def _generate_and_score_completions(self, inputs):
@@ -165,8 +187,14 @@ class HICRATrainer(GRPOTrainer):
         if self.tagger is not None:
             plan = self.tagger.mask(out["completion_ids"], out["completion_mask"]).to(out["completion_ids"].device)
             out["planning_mask"] = plan
-            if self.args.method == "hicra":
-                out["advantages"] = hicra_advantages(out["advantages"], plan, self.args.hicra_alpha)
+        if self.args.method in HICRA_FAMILY:
+            out["advantages"], boosted = token_advantages(
+                self.args.method, out["advantages"], out.get("planning_mask", out["completion_mask"] < 0),
+                out["completion_mask"], self.alpha, entropy=self._entropies(out) if self.args.method in GATE_SHARE
+                else None, group_size=self.args.num_generations, gate_share=self.args.gate_share,
+                verl_filter=self.args.verl_filter)
+            self._boosted[0] += float(boosted.sum())
+            self._boosted[1] += float(out["completion_mask"].sum())
         n = len(out["completion_ids"])
         rewards = [list(v)[-n:] for v in self._logs["rewards"].values()]
         prompts, completions = list(self._logs["prompt"])[-n:], list(self._logs["completion"])[-n:]
@@ -211,6 +239,21 @@ class HICRATrainer(GRPOTrainer):
         res["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
         return res
 
+    @property
+    def alpha(self) -> float:
+        """The HICRA alpha of the current step (the adaptive controller's, for hicra_adaptive)."""
+        return self.alpha_ctl.alpha if self.alpha_ctl is not None else self.args.hicra_alpha
+
+    def _entropies(self, out) -> torch.Tensor:
+        """(B, T) entropies of the sampled completions under the current policy (one no-grad forward)."""
+        ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+        mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+        with torch.no_grad():
+            _, ent, *_ = super()._get_per_token_logps_and_entropies(
+                self.model, ids, mask, out["completion_ids"].size(1), self.args.per_device_train_batch_size,
+                compute_entropy=True)
+        return ent
+
     # -- reuse TRL's log-probs and entropies for the planning/execution split --
     def _get_per_token_logps_and_entropies(self, *args, **kwargs):
         res = super()._get_per_token_logps_and_entropies(*args, **kwargs)
@@ -245,6 +288,12 @@ class HICRATrainer(GRPOTrainer):
             **_dynamics_from(logs, self._tok_sums, self._step_rollouts, self.args.num_generations, self.tagger),
         }
         self._tok_sums = {}
+        if self.args.method in HICRA_FAMILY:
+            rec.update(self.alpha_ctl.state() if self.alpha_ctl else {"alpha": self.args.hicra_alpha})
+            rec["boosted_ratio"] = self._boosted[0] / self._boosted[1] if self._boosted[1] else None
+            if self.alpha_ctl:
+                self.alpha_ctl.update(rec)  # the alpha of the next step
+        self._boosted = [0.0, 0.0]
         self._extend_context(rec.get("clip_ratio"))
         rec["max_completion_length"] = self.max_completion_length
         if self.validate and self.args.val_every and rec["step"] % self.args.val_every == 0:
@@ -284,6 +333,9 @@ class HICRATrainer(GRPOTrainer):
             resume_from_checkpoint = ckpt
         step = int(re.search(r"checkpoint-(\d+)", str(ckpt)).group(1)) if ckpt else 0
         truncate_jsonl(self.metrics_path, step if ckpt else -1)
+        if self.alpha_ctl is not None and ckpt and os.path.exists(self.metrics_path):
+            for line in open(self.metrics_path):  # the alpha history of the steps kept
+                self.alpha_ctl.update(json.loads(line))
         prune_run_dir(self.args.output_dir, step)
         if ckpt and self.args.context_schedule:  # resume at the cap the run had reached
             caps = [json.loads(x).get("max_completion_length") for x in open(self.metrics_path)] \

@@ -1,4 +1,5 @@
 """GRPO / HICRA advantages: hand cases and hypothesis properties (paper §3)."""
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -52,3 +53,92 @@ def test_shape_errors():
         hicra_advantages(torch.zeros(2, 3), torch.zeros(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="multiple of group_size"):
         grpo_advantages(torch.zeros(5), 2)
+
+
+# --- the study's variants: exact values on hand-made batches -------------------------------------------------
+from hicra.advantage import correct_and_longer, high_entropy_mask, token_advantages  # noqa: E402
+
+
+def _batch():
+    """Two groups of 2: group 0 = (correct, long), (failed, short); group 1 = (failed, long), (correct, short)."""
+    A = torch.tensor([1.0, -1.0, -0.5, 0.5])
+    cm = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0], [1, 0, 0, 0]])
+    plan = torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0], [0, 1, 1, 0], [1, 0, 0, 0]]).bool()
+    H = torch.tensor([[0.9, 0.1, 0.8, 0.2], [0.7, 0.3, 9.0, 9.0], [0.6, 0.85, 0.05, 9.0], [0.4, 9.0, 9.0, 9.0]])
+    return A, cm, plan, H  # 9.0 sits on padding: never counted, never selected
+
+
+def test_high_entropy_mask_counts_completion_tokens_only():
+    A, cm, plan, H = _batch()
+    # 10 completion tokens; the top 20 % are the two largest real entropies, 0.9 and 0.85
+    want = torch.zeros(4, 4, dtype=torch.bool)
+    want[0, 0] = want[2, 1] = True
+    assert torch.equal(high_entropy_mask(H, cm, 0.2), want)
+    assert not high_entropy_mask(H, torch.zeros_like(cm), 0.2).any()
+    with pytest.raises(ValueError, match="top_share"):
+        high_entropy_mask(H, cm, 0.0)
+
+
+def test_correct_and_longer():
+    A, cm, _, _ = _batch()  # lengths 4, 2 | 3, 1: group means 3 and 2
+    assert correct_and_longer(A, cm, 2).tolist() == [True, False, False, False]
+    with pytest.raises(ValueError, match="groups of 3"):
+        correct_and_longer(A, cm, 3)
+
+
+def test_hicra_gated_boosts_planning_and_high_entropy_only():
+    A, cm, plan, H = _batch()
+    out, boosted = token_advantages("hicra_gated", A, plan, cm, alpha=0.2, entropy=H, group_size=2)
+    want = A[:, None].expand(-1, 4).clone()
+    want[0, 0] = 1.2          # planning, entropy 0.9 (top 20 %), A > 0: x(1 + alpha)
+    want[2, 1] = -0.5 * 0.8   # planning, entropy 0.85, A < 0: x(1 - alpha), less blame
+    assert torch.allclose(out, want) and boosted.sum() == 2
+    # planning tokens outside the gate (row 0 col 1, row 1 col 0, row 2 col 2, row 3 col 0) keep A
+    assert out[1, 0] == -1.0 and out[3, 0] == 0.5
+
+
+def test_hicra_verl_is_multiplicative_and_filtered():
+    A, cm, plan, H = _batch()
+    # top 30 % of 10 completion tokens = 3 tokens: 0.9, 0.85, 0.8
+    out, sel = token_advantages("hicra_verl", A, plan, cm, alpha=0.2, entropy=H, group_size=2)
+    want = A[:, None].expand(-1, 4).clone()
+    want[0, 0] = want[0, 2] = 1.2   # row 0 is correct and longer than its group: both gated tokens x 1.2
+    assert torch.allclose(out, want) and sel.sum() == 2            # row 2's 0.85 token: failed, filtered out
+    out, sel = token_advantages("hicra_verl", A, plan, cm, alpha=0.2, entropy=H, group_size=2, verl_filter=False)
+    want[2, 1] = -0.5 * 1.2         # unfiltered: a failed response's gated token gets MORE blame
+    assert torch.allclose(out, want) and sel.sum() == 3
+    # no strategic grams involved: the planning mask does not change the result
+    assert torch.equal(token_advantages("hicra_verl", A, ~plan, cm, 0.2, entropy=H, group_size=2)[0],
+                       token_advantages("hicra_verl", A, plan, cm, 0.2, entropy=H, group_size=2)[0])
+
+
+def test_token_advantages_plain_hicra_and_errors():
+    A, cm, plan, H = _batch()
+    for m in ("hicra", "hicra_adaptive"):
+        out, boosted = token_advantages(m, A, plan, cm, alpha=0.2)
+        assert torch.equal(out, hicra_advantages(A, plan, 0.2)) and torch.equal(boosted, plan & cm.bool())
+    with pytest.raises(ValueError, match="entropy"):
+        token_advantages("hicra_gated", A, plan, cm, alpha=0.2)
+    with pytest.raises(ValueError, match="unknown method"):
+        token_advantages("grpo", A, plan, cm, alpha=0.2)
+
+
+def test_adaptive_alpha_rule():
+    from hicra.alpha import AdaptiveAlpha
+    ctl = AdaptiveAlpha(alpha_max=0.4, window=2, plateau=0.01, guard=0.5)
+    assert ctl.alpha == 0  # no history: start as GRPO
+    for ppl in (1.30, 1.28, 1.20, 1.18):  # window means 1.29 -> 1.19: a 7.8 % drop, still consolidating
+        ctl.update({"ppl_execution": ppl, "entropy_planning": 0.6})
+    assert ctl.state() == {"alpha": 0.0, "alpha_plateau": 0.0, "alpha_guard": 1.0}
+    for ppl in (1.19, 1.19):  # 1.19 -> 1.19: plateau
+        ctl.update({"ppl_execution": ppl, "entropy_planning": 0.6})
+    assert ctl.alpha == pytest.approx(0.4)
+    ctl.update({"ppl_execution": 1.18, "entropy_planning": 0.2})  # 1.19 -> 1.185: a 0.42 % drop, p = 0.58
+    ctl.update({"ppl_execution": 1.19, "entropy_planning": 0.2})  # back to 1.19 -> 1.185 vs 1.19 last window
+    s = ctl.state()  # planning entropy 0.2 against 0.6 at the start: g = 0.2 / 0.3
+    assert s["alpha_guard"] == pytest.approx(2 / 3)
+    assert s["alpha"] == pytest.approx(0.4 * s["alpha_plateau"] * 2 / 3)
+    ctl.update({"step": 0, "val_accuracy": 0.3})  # lines without dynamics are skipped
+    assert len(ctl.ppl) == 8
+    with pytest.raises(ValueError, match="alpha_max"):
+        AdaptiveAlpha(alpha_max=1.0)

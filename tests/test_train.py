@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hicra.dynamics import RECORD_KEYS
-from hicra.trainer import METHODS, HICRAConfig, HICRATrainer, truncate_jsonl
+from hicra.trainer import HICRA_FAMILY, METHODS, HICRAConfig, HICRATrainer, truncate_jsonl
 
 TINY = dict(hidden_size=32, n_layers=1, n_heads=2, n_train_tasks=40, traces_per_task=1, sft_steps=3,
             batch_size=8, n_val=4, max_new_tokens=24)
@@ -55,6 +55,12 @@ def test_each_method_runs_and_logs_complete_finite_lines(tiny_sandbox, method):
         assert trainer.top_entropy_quantile == 0.2
     if method == "entropy_reg":
         assert trainer.args.entropy_coef > 0
+    if method in HICRA_FAMILY:  # the alpha each step used, and the share of tokens it re-weighted
+        assert all(0 <= x["alpha"] < 1 and 0 <= x["boosted_ratio"] <= 1 for x in lines[1:])
+        if method == "hicra_adaptive":  # two steps are too few to see a plateau: starts as GRPO
+            assert [x["alpha"] for x in lines[1:]] == [0.0, 0.0] and x["alpha_guard"] == 1.0
+        else:
+            assert all(x["alpha"] == 0.2 for x in lines[1:])
 
 
 def test_advantages_handed_to_loss_are_exact(tiny_sandbox, monkeypatch):

@@ -1,0 +1,70 @@
+"""Adaptive α for HICRA: the planning boost follows the measured hierarchy state (method ``hicra_adaptive``).
+
+Why: the paper's two phases suggest that boosting planning tokens matters once execution is consolidated
+(phase 2), and that the boost should back off if planning-token entropy collapses (no strategy left to
+explore). The constant α = 0.2 ignores both. This controller reads the per-step dynamics the trainer
+already logs (``ppl_execution``, ``entropy_planning``) and sets the α of the next step.
+
+The rule (constants fixed before the study, not tuned; W = ``window`` steps):
+
+* plateau p: the relative drop of execution-token perplexity from the mean of the W steps before the
+  last W to the mean of the last W, ``drop``; ``p = clip(1 - drop / plateau, 0, 1)``. A drop of
+  ``plateau`` (0.5 %) or more per window means execution is still consolidating (p = 0); no drop means
+  it has plateaued (p = 1). Before 2 W steps of history, p = 0: the run starts as GRPO.
+* guard g: planning-token entropy over the last W steps against its mean over the first W,
+  ``g = clip(H_last / (guard * H_first), 0, 1)``: full strength while it stays above half its
+  starting level, shrinking to 0 as it collapses.
+* ``alpha = alpha_max * p * g`` with ``alpha_max = 0.4`` (twice the paper's α, so the boost in phase 2
+  can exceed the constant rule's).
+
+The trainer logs the α it used for each step as ``alpha`` in metrics.jsonl, with ``alpha_plateau`` and
+``alpha_guard``; on resume the history is read back from metrics.jsonl, so a resumed run continues the
+same α sequence.
+
+    from hicra.alpha import AdaptiveAlpha
+    ctl = AdaptiveAlpha()
+    for rec in metrics_lines: ctl.update(rec)
+    ctl.alpha, ctl.state()
+"""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass
+class AdaptiveAlpha:
+    alpha_max: float = 0.4
+    window: int = 10
+    plateau: float = 0.005
+    guard: float = 0.5
+    ppl: list = dataclasses.field(default_factory=list)
+    ent: list = dataclasses.field(default_factory=list)
+
+    def __post_init__(self):
+        if not 0 <= self.alpha_max < 1:
+            raise ValueError(f"alpha_max must be in [0, 1); got {self.alpha_max}")
+        if self.window < 1 or self.plateau <= 0 or not 0 < self.guard <= 1:
+            raise ValueError(f"need window >= 1, plateau > 0, guard in (0, 1]; got {self.window}, {self.plateau}, "
+                             f"{self.guard}")
+
+    def update(self, rec: dict) -> None:
+        """Add one step's metrics line (steps without both values, e.g. the step-0 validation line, are skipped)."""
+        if rec.get("ppl_execution") is not None and rec.get("entropy_planning") is not None:
+            self.ppl.append(float(rec["ppl_execution"]))
+            self.ent.append(float(rec["entropy_planning"]))
+
+    def state(self) -> dict:
+        w, n = self.window, len(self.ppl)
+        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+        p = 0.0
+        if n >= 2 * w:
+            prev, last = mean(self.ppl[-2 * w:-w]), mean(self.ppl[-w:])
+            p = min(1.0, max(0.0, 1 - (prev - last) / prev / self.plateau))
+        g = 1.0
+        if n >= w and mean(self.ent[:w]) > 0:
+            g = min(1.0, max(0.0, mean(self.ent[-w:]) / (self.guard * mean(self.ent[:w]))))
+        return {"alpha": self.alpha_max * p * g, "alpha_plateau": p, "alpha_guard": g}
+
+    @property
+    def alpha(self) -> float:
+        return self.state()["alpha"]
