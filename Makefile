@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-v2
 RUN     ?= demo
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo figures smollm study test test-fast lint lab bench sandbox venv clean-runs strip
+.PHONY: demo figures smollm study study-alpha test test-fast lint lab bench sandbox venv clean-runs strip
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,27 +29,20 @@ figures: venv
 smollm: venv
 	$(BIN)/python -m hicra.pipeline --profile smollm-cpu
 
-METHODS ?= grpo hicra
-STEPS   ?= 100
-NB      := $(BIN)/papermill --cwd notebooks --log-output
-
-## study: GRPO and HICRA (add METHODS="grpo hicra entropy_reg"), 5 seeds, 100 steps, final validation accuracy with 95% CIs (figures/$(STUDY)_final_accuracy.csv)
-## (STUDY_JOBS runs at once, one thread each; each run's log is runs/$(STUDY)/train-<method>-s<seed>.log)
-## the first sandbox: make study RECIPE=configs/sandbox_v1.yaml STUDY=study_v1 STEPS=60
-SEEDS ?= 0 1 2 3 4
 STUDY_JOBS ?= 2
-RECIPE ?= configs/sandbox.yaml
-STUDY ?= study
+SIZE ?= full
+
+## study: the pre-registered HICRA study (README), a profile of hicra.pipeline: grpo and hicra x 10 seeds,
+## hicra_adaptive / hicra_gated / hicra_verl x 5, 100 steps each (~2 h on 2 cores, STUDY_JOBS runs at once);
+## SIZE=quick: grpo, hicra x 2 seeds x 50 steps (~10 min). Ctrl-C stops cleanly; a rerun keeps finished runs and
+## resumes the rest. Other designs: PROFILE_ARGS='{"arms": {"grpo": 5, "entropy_reg": 5}, "steps": 60}'
 study: venv
-	$(BIN)/python -m hicra.sandbox
-	mkdir -p runs/$(STUDY)/executed
-	for s in $(SEEDS); do for m in $(METHODS); do echo $$m $$s; done; done | OMP_NUM_THREADS=1 xargs -P $(STUDY_JOBS) -n 2 \
-	  sh -c 'd=runs/$(STUDY)/train-$$0-s$$1; [ -f $$d/final/config.json ] && exit 0; \
-	    $(BIN)/python -m hicra.train $(RECIPE) --method $$0 --seed $$1 --max_steps $(STEPS) --run_dir $$d --resume true \
-	      > $$d.log 2>&1 && echo "[study] $$0 seed $$1: $$(tail -n 1 $$d.log)" || { echo "[study] $$0 seed $$1 FAILED, see $$d.log"; exit 1; }'
-	$(NB) notebooks/03_dynamics.ipynb runs/$(STUDY)/executed/03_dynamics.ipynb -p run_dir runs/$(STUDY) -p tag $(STUDY) \
-	  -y "runs: [$(foreach s,$(SEEDS),$(foreach m,$(METHODS),runs/$(STUDY)/train-$(m)-s$(s),))]"
-	cp runs/$(STUDY)/final_accuracy.csv figures/$(STUDY)_final_accuracy.csv
+	$(BIN)/python -m hicra.pipeline --profile $(if $(filter quick,$(SIZE)),study-quick,study) --jobs $(STUDY_JOBS) \
+	  $(if $(PROFILE_ARGS),--profile_args '$(PROFILE_ARGS)')
+
+## study-alpha: the alpha sweep {0, 0.05, 0.1, 0.2, 0.4, 0.8} x 5 seeds in the study's folder (~70 min more)
+study-alpha: venv
+	$(BIN)/python -m hicra.pipeline --profile study-alpha --jobs $(STUDY_JOBS)
 
 ## lint: ruff (rules and line length 120 in pyproject.toml); `.ci/run` runs it before the tests
 lint: venv

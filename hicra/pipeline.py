@@ -46,6 +46,8 @@ class Step:
     outputs: list         # files that must exist for the step to count as done
     needs: tuple | None = None   # steps that must finish first (None: every earlier step)
     progress: tuple | None = None  # (JSONL file, total): the pipeline reports its last line's "step" / total
+    command: list | None = None    # a CLI step (e.g. python -m hicra.train ...) instead of a notebook
+    keep_done: bool = False        # done once its outputs exist, whatever changed since (a study's finished runs)
 
 
 def sandbox_profile(run: str = "demo", steps: int = 60, val_n: int = 500, methods=("grpo", "hicra", "entropy_reg")):
@@ -168,7 +170,16 @@ def smollm_profile(run: str = "smollm-cpu"):
                  LIB + ["hicra/evaluate.py", "hicra/rewards.py"], [f"{r}/eval/eval.json"])]
 
 
-PROFILES = {"sandbox": sandbox_profile, "smollm-cpu": smollm_profile}
+def _study(name):
+    def make(**kw):
+        from hicra import study
+        return getattr(study, name)(**kw)
+    return make
+
+
+PROFILES = {"sandbox": sandbox_profile, "smollm-cpu": smollm_profile, "study": _study("study_profile"),
+            "study-quick": _study("quick_profile"), "study-alpha": _study("alpha_profile")}
+RUN = {"sandbox": "demo", "study-alpha": "study"}  # default folder under runs/ (else the profile's name)
 
 
 # --------------------------------------------------------------------------
@@ -189,9 +200,33 @@ def _hash_paths(paths) -> str:
 
 
 def step_key(step: Step, figures_dir: str) -> str:
-    blob = json.dumps({"nb": _hash_paths([str(_notebook(step))]), "params": step.params,
+    blob = json.dumps({"nb": step.command or _hash_paths([str(_notebook(step))]), "params": step.params,
                        "figures": figures_dir, "inputs": _hash_paths(step.inputs)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _run_command(step: Step, stamp: Path, key: str, echo) -> str:
+    """Run a CLI step; Ctrl-C (a KeyboardInterrupt here) reaches it as SIGINT, so it can stop cleanly."""
+    t0 = time.time()
+    p = subprocess.Popen([sys.executable if c == "python" else c for c in step.command], cwd=REPO_ROOT,
+                         stdout=echo, stderr=echo)
+    try:
+        rc = p.wait()
+    except KeyboardInterrupt:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+        raise
+    if rc:
+        raise StepFailed(f"step {step.name}: `{' '.join(step.command[:4])} ...` exited with code {rc}")
+    missing = [o for o in step.outputs if not resolve(o).exists()]
+    if missing:
+        raise StepFailed(f"step {step.name}: the command ran but did not write {missing}")
+    write_json(stamp, {"key": key, "seconds": round(time.time() - t0, 1),
+                       "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    return "ran"
 
 
 def _notebook(step: Step) -> Path:
@@ -209,9 +244,11 @@ def run_step(step: Step, run_dir: Path, figures_dir: str, force: bool = False, e
     import papermill as pm
     stamp = run_dir / ".stamps" / f"{step.name}.json"
     key = step_key(step, figures_dir)
-    done = stamp.exists() and json.loads(stamp.read_text()).get("key") == key
+    done = step.keep_done or (stamp.exists() and json.loads(stamp.read_text()).get("key") == key)
     if done and not force and all(resolve(o).exists() for o in step.outputs):
         return "skipped"
+    if step.command:
+        return _run_command(step, stamp, key, echo)
     out = run_dir / "executed" / f"{step.name}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -283,6 +320,10 @@ def results_markdown(profile: str, run_dir: Path, log: list[dict]) -> str:
             f"| {r['model']} | {r['stage']} | {r['planning_is_fork']:.3f} | {r['fork_is_planning']:.3f} |"
             for r in f["rows"]
         ]
+    if (st := j("study.json")):
+        lines += ["", f"## The study ({st['runs']} finished runs; seeds per arm {st['arms']})",
+                  "| paper claim | result | verdict |", "|---|---|---|"]
+        lines += [f"| {c['claim']} | {c['result']} | {c['verdict']} |" for c in st["claims"]]
     if (run_dir / "eval" / "table1.md").exists():
         lines += [
             "",
@@ -344,7 +385,7 @@ def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // width)))  # a user's own setting wins
         print(f"[pipeline] together ({width} at once, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}): "
               + ", ".join(s.name for s in wave), flush=True)
-    procs, started, lock, stopping = [], {}, threading.Lock(), threading.Event()
+    procs, started, finished, lock, stopping = [], {}, [], threading.Lock(), threading.Event()
 
     def one(step):
         log = run_dir / "executed" / f"{step.name}.log"
@@ -361,6 +402,7 @@ def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int
         stdout, _ = p.communicate()
         with lock:
             started.pop(step.name, None)
+            finished.append(step.name)
         try:
             res = json.loads((stdout.strip().splitlines() or ["{}"])[-1])
         except json.JSONDecodeError:
@@ -382,7 +424,8 @@ def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int
             with lock:
                 running = [_progress(by_name[n], t) for n, t in started.items()]
             if pending and running:
-                print("[pipeline] running: " + " · ".join(running), flush=True)
+                count = f"{len(finished)}/{len(wave)} done · " if len(wave) > width else ""
+                print(f"[pipeline] {count}running: " + " · ".join(running), flush=True)
         return [f.result() for f in futures]
     except KeyboardInterrupt:
         with lock:
@@ -404,13 +447,16 @@ def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="sandbox", choices=sorted(PROFILES))
-    ap.add_argument("--run", default=None, help="run folder name under runs/ (default: demo / smollm-cpu)")
+    ap.add_argument("--run", default=None,
+                    help="run folder: a name under runs/ or an absolute path (default: demo, or the profile name)")
     ap.add_argument("--figures_dir", default="figures")
     ap.add_argument(
         "--force", nargs="*", default=[], help="step names to rerun even if unchanged ('all' for every step)"
     )
     ap.add_argument("--only", nargs="*", default=[], help="run just these steps")
     ap.add_argument("--jobs", type=int, default=4, help="independent steps run at once (1: one after another)")
+    ap.add_argument("--profile_args", default="{}", help="JSON keyword arguments of the profile, e.g. "
+                    '\'{"steps": 50, "arms": {"grpo": 3, "hicra": 3}}\' for the study profiles')
     ap.add_argument("--step_json", help=argparse.SUPPRESS)   # internal: run one step (see run_wave)
     ap.add_argument("--run_dir", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -424,11 +470,15 @@ def main(argv=None):
             emit({"step": step.name, "status": "failed", "error": str(e)})
             sys.exit(1)
         return
-    steps = PROFILES[a.profile](**({"run": a.run} if a.run else {}))
+    try:
+        kwargs = json.loads(a.profile_args)
+        steps = PROFILES[a.profile](**kwargs, **({"run": a.run} if a.run else {}))
+    except (json.JSONDecodeError, TypeError) as e:
+        ap.error(f"--profile_args {a.profile_args!r}: {e}")
     unknown = sorted(set(a.only) | (set(a.force) - {"all"}) - {s.name for s in steps})
     if unknown:
         ap.error(f"unknown step(s) {unknown} in profile {a.profile}; its steps: {', '.join(s.name for s in steps)}")
-    run_dir = resolve(f"runs/{a.run or ('demo' if a.profile == 'sandbox' else a.profile)}")
+    run_dir = resolve(a.run if a.run and a.run.startswith("/") else f"runs/{a.run or RUN.get(a.profile, a.profile)}")
     log, t_all = [], time.time()
     for wave in waves(steps):
         wave = [s for s in wave if not a.only or s.name in a.only]

@@ -57,7 +57,11 @@ def test_profiles_are_well_formed():
         steps = make()
         assert len({s.name for s in steps}) == len(steps)
         for s in steps:
-            assert (P.REPO_ROOT / "notebooks" / s.notebook).exists(), s.notebook
+            if s.command:  # a CLI step: a module of this package
+                assert s.command[:2] == ["python", "-m"] and (P.REPO_ROOT / (s.command[2].replace(".", "/") + ".py")
+                                                              ).exists(), s.command
+            else:
+                assert (P.REPO_ROOT / "notebooks" / s.notebook).is_file(), s.notebook
             assert s.outputs, s.name
 
 

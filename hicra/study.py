@@ -1,0 +1,308 @@
+"""The HICRA study: seeds x methods (and the alpha sweep) as pipeline profiles, and its pre-registered analysis.
+
+    make study                                    # python -m hicra.pipeline --profile study        (~2 h, 2 cores)
+    make study SIZE=quick                         # --profile study-quick: grpo, hicra x 2 seeds x 50 steps (~10 min)
+    make study-alpha                              # --profile study-alpha: the alpha sweep              (~70 min)
+    python -m hicra.study --run_dir runs/study    # the analysis alone, on the runs that have finished
+
+Why: the paper's headline (HICRA beats GRPO) has no powered, pre-registered test where planning tokens are
+known; the sandbox has them. The plan is the README's "The study: pre-registered analysis plan"; ``run``
+implements it unchanged: final validation accuracy paired by seed against GRPO with 95 % t-intervals,
+Holm-adjusted p-values and the minimum detectable effect (MDE); area under the validation curve and steps to
+the warm start + 10 points; the alpha sweep's slope; the dynamics behind claims (d) and (e); a claims table.
+
+How: every run is a folder ``runs/<study>/train-<arm>-s<seed>`` written by ``python -m hicra.train`` (an arm
+is a method, or ``hicra-a<alpha>`` for the sweep). In the profiles a finished run (its ``summary.json``) is
+kept on a rerun whatever changed since; an unfinished one resumes from its newest checkpoint (every 25 steps).
+The profiles' last steps run notebooks 03 (Fig 3, Fig 5) and 07 (this analysis, its figures).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import re
+
+import numpy as np
+import pandas as pd
+
+from hicra.config import emit, resolve, write_json
+
+ARMS_FULL = {"grpo": 10, "hicra": 10, "hicra_adaptive": 5, "hicra_gated": 5, "hicra_verl": 5}
+ALPHAS = (0.05, 0.1, 0.4, 0.8)  # plus alpha = 0 (the GRPO runs: identical, tested) and 0.2 (the hicra runs)
+COLOURS = {"grpo": "#1f77b4", "hicra": "#d62728", "hicra_adaptive": "#e377c2", "hicra_gated": "#ff7f0e",
+           "hicra_verl": "#8c564b", "entropy_reg": "#2ca02c", "fork_tokens": "#9467bd"}
+
+
+# --------------------------------------------------------------------------
+# profiles: training runs as CLI steps, then the figures
+
+
+def study_profile(run: str = "study", arms: dict | None = None, steps: int = 100, recipe: str = "configs/sandbox.yaml",
+                  val_every: int | None = None, dynamics: bool = True):
+    """Pipeline steps: one ``python -m hicra.train`` per (arm, seed), then notebooks 03 (Fig 3 and 5 of this
+    profile's method runs; ``dynamics``) and 07 (the analysis of every finished run in the folder)."""
+    from hicra.pipeline import Step
+    arms = ARMS_FULL if arms is None else arms
+    r, train = run if run.startswith("/") else f"runs/{run}", []  # a name under runs/, or an absolute folder
+    for seed in range(max(arms.values())):  # seed-major: a stopped study has its first seeds complete
+        for arm, n in arms.items():
+            if seed >= n:
+                continue
+            method, alpha = _arm(arm)
+            d = f"{r}/train-{arm}-s{seed}"
+            cmd = ["python", "-m", "hicra.train", recipe, "--method", method, "--seed", str(seed),
+                   "--max_steps", str(steps), "--run_dir", d, "--resume", "true"]
+            cmd += ["--hicra_alpha", str(alpha)] if alpha is not None else []
+            cmd += ["--val_every", str(val_every)] if val_every else []
+            train.append(Step(f"train-{arm}-s{seed}", "", {}, [], [f"{d}/summary.json"], needs=(),
+                              progress=(f"{d}/metrics.jsonl", steps), command=cmd, keep_done=True))
+    runs = [s.outputs[0].rsplit("/", 1)[0] for s in train]
+    methods = [d for d in runs if "-a" not in d.rsplit("/", 1)[1]]  # Fig 3/5: the methods, not the sweep
+    lib, tag = ["hicra/config.py", "hicra/plotting.py"], r.rstrip("/").rsplit("/", 1)[-1]
+    done = tuple(s.name for s in train)
+    fig35 = Step("03_dynamics", "03_dynamics.ipynb", {"run_dir": r, "runs": methods, "tag": tag},
+                 lib + ["hicra/figures.py"] + [f"{d}/metrics.jsonl" for d in runs], [f"{r}/final_accuracy.csv"], done)
+    return train + [fig35] * dynamics + [
+        Step("07_study", "07_study.ipynb", {"run_dir": r, "tag": tag},
+             lib + ["hicra/study.py"] + [f"{d}/metrics.jsonl" for d in runs], [f"{r}/study.json"], done),
+    ]
+
+
+def alpha_profile(run: str = "study", seeds: int = 5, **kw):
+    """The alpha sweep: GRPO (alpha 0), HICRA (0.2) and hicra-a<alpha> for ``ALPHAS``, in the study's folder."""
+    return study_profile(run, {"grpo": seeds, "hicra": seeds, **{f"hicra-a{a}": seeds for a in ALPHAS}},
+                         **{"dynamics": False, **kw})
+
+
+def quick_profile(run: str = "study-quick", **kw):
+    """A look in ~10 min on 2 cores: GRPO and HICRA, 2 seeds, 50 steps, validation at 25 and 50."""
+    return study_profile(run, {"grpo": 2, "hicra": 2}, **{"steps": 50, "val_every": 25, **kw})
+
+
+def _arm(arm: str) -> tuple[str, float | None]:
+    m = re.fullmatch(r"hicra-a([0-9.]+)", arm)
+    return ("hicra", float(m.group(1))) if m else (arm, None)
+
+
+# --------------------------------------------------------------------------
+# the pre-registered analysis
+
+
+@dataclasses.dataclass
+class StudyConfig:
+    run_dir: str = "runs/study"    # holds train-<arm>-s<seed>/ folders
+    figures_dir: str = "figures"
+    tag: str = "study"             # figure and table names: <tag>_effects.png, <tag>_comparisons.csv, ...
+    reference: str = "grpo"        # every planned comparison is <arm> - reference, paired by seed
+    primary: str = "hicra"
+
+
+def load(run_dir) -> pd.DataFrame:
+    """Every finished run's metrics lines with ``arm``, ``method``, ``alpha`` and ``seed`` columns."""
+    rows = []
+    for d in sorted(resolve(run_dir).glob("train-*-s*")):
+        m = re.fullmatch(r"train-(.+)-s(\d+)", d.name)
+        if not (m and (d / "summary.json").exists() and (d / "metrics.jsonl").exists()):
+            continue
+        method, alpha = _arm(m.group(1))
+        for line in (d / "metrics.jsonl").read_text().splitlines():
+            rows.append({**json.loads(line), "arm": m.group(1), "method": method, "seed": int(m.group(2)),
+                         "sweep_alpha": alpha if alpha is not None else {"grpo": 0.0, "hicra": 0.2}.get(method)})
+    if not rows:
+        raise FileNotFoundError(f"no finished runs (train-<arm>-s<seed>/summary.json) under {resolve(run_dir)}: "
+                                f"run `make study` first")
+    return pd.DataFrame(rows)
+
+
+def per_run(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: final accuracy, AUC, steps to warm + 10 points, and the dynamics of claims (d)/(e)."""
+    warm = df[df.step == 0].val_accuracy.mean()
+    out = []
+    for (arm, seed), g in df.groupby(["arm", "seed"]):
+        v = g.dropna(subset=["val_accuracy"]).sort_values("step")
+        last = int(g.step.max())
+        x, y = v.step.to_numpy(float), v.val_accuracy.to_numpy(float)
+        reach = v[v.val_accuracy >= warm + 0.10].step
+        t = g[g.step > 0].sort_values("step").set_index("step")
+        third = max(5, last // 3)
+
+        def win(col, hi, t=t):  # mean over the 5 steps ending at `hi`
+            s = t[col].dropna() if col in t else pd.Series(dtype=float)
+            s = s[(s.index > hi - 5) & (s.index <= hi)]
+            return float(s.mean()) if len(s) else math.nan
+        ppl0, ppl1, ppl2 = win("ppl_execution", 5), win("ppl_execution", third), win("ppl_execution", last)
+        out.append({"arm": arm, "seed": seed, "method": g.method.iloc[0], "sweep_alpha": g.sweep_alpha.iloc[0],
+                    "steps": last, "final": y[-1] if len(y) else math.nan,
+                    "auc": float(np.trapezoid(y, x) / (x[-1] - x[0])) if len(x) > 1 else math.nan,
+                    "steps_to_plus10": float(reach.iloc[0]) if len(reach) else 1.25 * last,
+                    "reached_plus10": bool(len(reach)),
+                    "exec_ppl_change_first_third": (ppl1 - ppl0) / ppl0, "exec_ppl_change_rest": (ppl2 - ppl1) / ppl1,
+                    "semantic_entropy_change": win("semantic_entropy", last) - win("semantic_entropy", 5)})
+    return pd.DataFrame(out)
+
+
+def summarise(values) -> dict:
+    """Mean, 95 % t-interval, two-sided p against 0 and the 80 %-power MDE of ``values`` (paired differences)."""
+    from scipy import stats
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], float)
+    n = len(v)
+    if n < 2:
+        return {"n": n, "mean": float(v.mean()) if n else math.nan, "lo": math.nan, "hi": math.nan,
+                "p": math.nan, "mde": math.nan}
+    sd, t975 = v.std(ddof=1), stats.t.ppf(0.975, n - 1)
+    h = t975 * sd / math.sqrt(n)
+    p = float(stats.ttest_1samp(v, 0).pvalue) if sd > 0 else (1.0 if v.mean() == 0 else 0.0)
+    return {"n": n, "mean": float(v.mean()), "lo": float(v.mean() - h), "hi": float(v.mean() + h), "p": p,
+            "mde": float((t975 + stats.t.ppf(0.8, n - 1)) * sd / math.sqrt(n))}
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm step-down adjusted p-values, in the input order."""
+    m, order, adj, running = len(pvalues), np.argsort(pvalues), [math.nan] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        if math.isfinite(pvalues[i]):
+            running = max(running, min(1.0, (m - rank) * pvalues[i]))
+            adj[i] = running
+    return adj
+
+
+def paired(runs: pd.DataFrame, arm: str, ref: str, col: str) -> pd.Series:
+    a, b = (runs[runs.arm == x].set_index("seed")[col] for x in (arm, ref))
+    return (a - b).dropna()
+
+
+def comparisons(runs: pd.DataFrame, ref: str = "grpo") -> pd.DataFrame:
+    """Every arm against ``ref``, paired by seed, for the primary and the two secondary endpoints."""
+    rows = []
+    for endpoint in ("final", "auc", "steps_to_plus10"):
+        for arm in sorted(set(runs.arm) - {ref}, key=lambda a: (a.startswith("hicra-a"), a)):
+            d = paired(runs, arm, ref, endpoint)
+            rows.append({"endpoint": endpoint, "comparison": f"{arm} - {ref}", "arm": arm, **summarise(d),
+                         "per_seed": " ".join(f"{x:+.3f}" for x in d)})
+    out = pd.DataFrame(rows)
+    if len(out):
+        main = (out.endpoint == "final") & ~out.arm.str.startswith("hicra-a")  # the planned method list
+        out.loc[main, "p_holm"] = holm(out.loc[main, "p"].tolist())
+    return out
+
+
+def alpha_slope(runs: pd.DataFrame) -> dict:
+    """Least-squares slope of final accuracy on alpha over every (alpha, seed) point, with a 95 % interval."""
+    from scipy import stats
+    pts = runs[runs.method.isin(["grpo", "hicra"])].dropna(subset=["sweep_alpha", "final"])
+    if pts.sweep_alpha.nunique() < 3:
+        return {"n": len(pts), "slope": math.nan, "lo": math.nan, "hi": math.nan}
+    r = stats.linregress(pts.sweep_alpha, pts.final)
+    h = stats.t.ppf(0.975, len(pts) - 2) * r.stderr
+    return {"n": len(pts), "alphas": sorted(pts.sweep_alpha.unique().tolist()), "slope": r.slope,
+            "lo": r.slope - h, "hi": r.slope + h, "p": r.pvalue}
+
+
+def _verdict(lo, hi, positive: bool = True) -> str:
+    """The plan's rule: the claimed sign holds if the interval excludes 0 on its side, fails if it excludes 0
+    on the other side, and is inconclusive otherwise."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "inconclusive"
+    good, bad = (lo > 0, hi < 0) if positive else (hi < 0, lo > 0)
+    return "reproduced" if good else "not reproduced" if bad else "inconclusive"
+
+
+def claims(runs: pd.DataFrame, comp: pd.DataFrame, ref: str, primary: str) -> list[dict]:
+    """Claims (c), (d), (e) with the decision rules of the README's plan."""
+    pct = lambda s: f"{100 * s['mean']:+.1f} [{100 * s['lo']:+.1f}, {100 * s['hi']:+.1f}] points"  # noqa: E731
+    out = []
+    prim = comp[(comp.endpoint == "final") & (comp.arm == primary)]
+    if len(prim):
+        s = prim.iloc[0]
+        v = {"reproduced": "reproduced", "not reproduced": "not reproduced (GRPO better)"}.get(
+            _verdict(s["lo"], s["hi"]), "inconclusive")
+        out.append({"claim": "(c) HICRA (alpha 0.2) beats GRPO", "verdict": v,
+                    "result": f"{primary} - {ref}, step-{int(runs.steps.max())} accuracy: {pct(s)}, {int(s['n'])} "
+                              f"seeds, MDE {100 * s['mde']:.1f} points"})
+    for arm in (ref, primary):
+        r = runs[runs.arm == arm]
+        if len(r) < 2:
+            continue
+        p1, se = summarise(r.exec_ppl_change_first_third), summarise(r.semantic_entropy_change)
+        falls = _verdict(p1["lo"], p1["hi"], positive=False)
+        rises = _verdict(se["lo"], se["hi"])
+        v = "reproduced" if falls == rises == "reproduced" else \
+            "not reproduced" if "not reproduced" in (falls, rises) else "inconclusive"
+        out.append({"claim": f"(d) two phases ({arm})", "verdict": v,
+                    "result": f"execution perplexity over the first third {100 * p1['mean']:+.1f} % "
+                              f"[{100 * p1['lo']:+.1f}, {100 * p1['hi']:+.1f}]; semantic entropy over the run "
+                              f"{se['mean']:+.2f} [{se['lo']:+.2f}, {se['hi']:+.2f}] bits ({int(se['n'])} seeds)"})
+    d = summarise(paired(runs, primary, ref, "semantic_entropy_change"))
+    if len(prim) and d["n"] >= 2:
+        s = prim.iloc[0]
+        sem, acc = _verdict(d["lo"], d["hi"]), _verdict(s["lo"], s["hi"])
+        v = "reproduced" if sem == acc == "reproduced" else \
+            "not reproduced" if "not reproduced" in (sem, acc) else "inconclusive"
+        out.append({"claim": "(e) the method that keeps semantic entropy higher gains accuracy", "verdict": v,
+                    "result": f"{primary} - {ref}: semantic-entropy change {d['mean']:+.2f} [{d['lo']:+.2f}, "
+                              f"{d['hi']:+.2f}] bits; accuracy {pct(s)}"})
+    return out
+
+
+def run(cfg: StudyConfig) -> dict:
+    """The analysis behind notebook 07 and ``python -m hicra.study``: tables, figures, the claims table."""
+    from hicra.plotting import save_figure, setup_style
+    setup_style()
+    df = load(cfg.run_dir)
+    runs = per_run(df)
+    comp = comparisons(runs, cfg.reference)
+    arms = runs.groupby("arm").agg(seeds=("seed", "nunique"), steps=("steps", "max")).reset_index()
+    for col in ("final", "auc", "steps_to_plus10"):
+        s = [summarise(runs[runs.arm == a][col]) for a in arms.arm]  # the mean, with a one-sample t-interval
+        arms[col], arms[f"{col}_lo"], arms[f"{col}_hi"] = [x["mean"] for x in s], [x["lo"] for x in s], \
+            [x["hi"] for x in s]
+    arms["reached_plus10"] = [int(runs[runs.arm == a].reached_plus10.sum()) for a in arms.arm]
+    warm = float(df[df.step == 0].val_accuracy.mean())
+    slope = alpha_slope(runs)
+    cl = claims(runs, comp, cfg.reference, cfg.primary)
+    figs = resolve(cfg.figures_dir)
+    figs.mkdir(parents=True, exist_ok=True)
+    runs.to_csv(resolve(cfg.run_dir) / "study_runs.csv", index=False)
+    arms.to_csv(figs / f"{cfg.tag}_arms.csv", index=False)
+    comp.to_csv(figs / f"{cfg.tag}_comparisons.csv", index=False)
+    (figs / f"{cfg.tag}_claims.md").write_text(claims_markdown(cl, warm, slope))
+    from hicra.study_figures import fig_alpha_sweep, fig_curves, fig_effects
+    paths = [save_figure(fig_curves(df), f"{cfg.tag}_curves", cfg.figures_dir),
+             save_figure(fig_effects(comp, cfg.reference), f"{cfg.tag}_effects", cfg.figures_dir)]
+    if math.isfinite(slope["slope"]):
+        paths.append(save_figure(fig_alpha_sweep(runs, slope), f"{cfg.tag}_alpha_sweep", cfg.figures_dir))
+    summary = {"run_dir": str(resolve(cfg.run_dir)), "runs": len(runs), "warm_start": warm,
+               "arms": {a: int(n) for a, n in zip(arms.arm, arms.seeds)},
+               "primary": comp[(comp.endpoint == "final") & (comp.arm == cfg.primary)].to_dict("records"),
+               "alpha_slope": slope, "claims": cl, "figures": [str(p[0]) for p in paths]}
+    write_json(resolve(cfg.run_dir) / "study.json", summary)
+    return summary
+
+
+def claims_markdown(cl: list[dict], warm: float, slope: dict) -> str:
+    lines = ["| paper claim | this project's result (95 % CI) | verdict |", "|---|---|---|"]
+    lines += [f"| {c['claim']} | {c['result']} | **{c['verdict']}** |" for c in cl]
+    lines += ["", f"Warm start (step 0): {warm:.3f}."]
+    if math.isfinite(slope["slope"]):
+        lines.append(f"Alpha sweep ({', '.join(f'{a:g}' for a in slope['alphas'])}; {slope['n']} runs): slope of "
+                     f"final accuracy on alpha {slope['slope']:+.3f} [{slope['lo']:+.3f}, {slope['hi']:+.3f}] per "
+                     f"unit alpha.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("config", nargs="?", help="optional YAML of StudyConfig fields; flags override it")
+    for f in dataclasses.fields(StudyConfig):
+        ap.add_argument(f"--{f.name}", default=None, help=f"default {f.default}")
+    a = vars(ap.parse_args(argv))
+    path = a.pop("config")
+    from hicra.config import read_yaml_mapping
+    cfg = {**(read_yaml_mapping(path) if path else {}), **{k: v for k, v in a.items() if v is not None}}
+    emit(run(StudyConfig(**cfg)))
+
+
+if __name__ == "__main__":
+    main()

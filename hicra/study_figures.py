@@ -1,0 +1,90 @@
+"""The study's figures (``hicra.study.run`` draws them; notebook 07 shows them).
+
+* ``fig_curves``: the Fig 5/6/8 analogue: validation accuracy, semantic entropy, completion length and
+  planning ratio per method over training, mean with a 95 % t-band over seeds.
+* ``fig_effects``: every planned comparison against GRPO (paired by seed) with its 95 % interval and MDE.
+* ``fig_alpha_sweep``: final accuracy against alpha, seeds as dots, means with 95 % intervals, the fitted slope.
+
+    from hicra.study import load, per_run, comparisons
+    from hicra.study_figures import fig_curves
+    fig_curves(load("runs/study"))
+"""
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from hicra.study import COLOURS, summarise
+
+LABEL = {"final": "final accuracy", "auc": "area under the curve", "steps_to_plus10": "steps to warm + 10 pts"}
+
+
+def fig_curves(df: pd.DataFrame, smooth: int = 5):
+    panels = [("val_accuracy", "Validation accuracy (avg@k, T = 1)"), ("semantic_entropy", "Semantic entropy (bits)"),
+              ("length", "Completion length (tokens)"), ("planning_ratio", "Planning-token ratio")]
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
+    methods = [m for m in COLOURS if m in set(df.arm)] + sorted(set(df.arm) - set(COLOURS) - {
+        a for a in df.arm if a.startswith("hicra-a")})
+    for ax, (col, title) in zip(axes, panels):
+        for m in methods:
+            piv = df[df.arm == m].pivot_table(index="step", columns="seed", values=col)
+            if col != "val_accuracy":
+                piv = piv[piv.index > 0].rolling(smooth, min_periods=1).mean()
+            piv = piv.dropna(how="all")
+            if piv.empty:
+                continue
+            s = [summarise(row.dropna()) for _, row in piv.iterrows()]
+            mean = np.array([x["mean"] for x in s])
+            ax.plot(piv.index, mean, color=COLOURS.get(m, "black"), lw=2, label=f"{m} ({piv.shape[1]} seeds)",
+                    marker="o" if len(piv) <= 12 else None, ms=4)
+            lo, hi = np.array([x["lo"] for x in s]), np.array([x["hi"] for x in s])
+            ax.fill_between(piv.index, lo, hi, color=COLOURS.get(m, "black"), alpha=0.15, lw=0)
+        ax.set(title=title, xlabel="RL step")
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"Methods over training · bands: 95 % t-interval over seeds · per-step panels: {smooth}-step mean",
+                 y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def fig_effects(comp: pd.DataFrame, ref: str = "grpo"):
+    ends = [e for e in ("final", "auc") if e in set(comp.endpoint)]
+    fig, axes = plt.subplots(1, len(ends), figsize=(7 * len(ends), 0.5 * comp.arm.nunique() + 2), squeeze=False)
+    for ax, e in zip(axes[0], ends):
+        c = comp[comp.endpoint == e].reset_index(drop=True)
+        y = np.arange(len(c))[::-1]
+        for yi, (_, r) in zip(y, c.iterrows()):
+            col = COLOURS.get(r.arm, "0.35")
+            ax.errorbar(100 * r["mean"], yi, xerr=[[100 * (r["mean"] - r["lo"])], [100 * (r["hi"] - r["mean"])]],
+                        fmt="o", color=col, capsize=4, lw=2)
+            if math.isfinite(r["mde"]):
+                ax.text(1.01, yi, f"n={int(r['n'])}, MDE {100 * r['mde']:.1f}", transform=ax.get_yaxis_transform(),
+                        va="center", fontsize=8, color="0.3")
+        ax.axvline(0, color="0.3", lw=1, ls="--")
+        ax.set_yticks(y, [f"{a} − {ref}" for a in c.arm])
+        ax.set(xlabel=f"{LABEL[e]}, difference in points (paired by seed)", title=LABEL[e].capitalize())
+    fig.suptitle("Each arm against GRPO: mean paired difference with its 95 % t-interval", y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def fig_alpha_sweep(runs: pd.DataFrame, slope: dict):
+    pts = runs[runs.method.isin(["grpo", "hicra"])].dropna(subset=["sweep_alpha", "final"])
+    alphas = sorted(pts.sweep_alpha.unique())
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    rng = np.random.default_rng(0)
+    for i, a in enumerate(alphas):
+        v = pts[pts.sweep_alpha == a].final.to_numpy()
+        ax.scatter(np.full(len(v), i) + rng.uniform(-0.12, 0.12, len(v)), v, color="0.55", s=18, zorder=2)
+        s = summarise(v)
+        ax.errorbar(i, s["mean"], yerr=[[s["mean"] - s["lo"]], [s["hi"] - s["mean"]]] if s["n"] > 1 else None,
+                    fmt="s", color="#d62728", capsize=5, ms=7, lw=2, zorder=3)
+    ax.set_xticks(range(len(alphas)), [f"{a:g}" + (" (GRPO)" if a == 0 else " (paper)" if a == 0.2 else "")
+                                       for a in alphas])
+    ax.set(xlabel="HICRA alpha", ylabel="final validation accuracy",
+           title=f"Alpha sweep: slope {slope['slope']:+.3f} [{slope['lo']:+.3f}, {slope['hi']:+.3f}] per unit alpha")
+    fig.tight_layout()
+    return fig
