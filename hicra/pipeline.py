@@ -383,8 +383,9 @@ def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int
     env = {**os.environ}
     if width > 1:
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // width)))  # a user's own setting wins
+        names = [s.name for s in wave]
         print(f"[pipeline] together ({width} at once, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}): "
-              + ", ".join(s.name for s in wave), flush=True)
+              + ", ".join(names if len(names) <= 8 else names[:3] + [f"... ({len(names)} steps)"]), flush=True)
     procs, started, finished, lock, stopping = [], {}, [], threading.Lock(), threading.Event()
 
     def one(step):
@@ -484,8 +485,11 @@ def main(argv=None):
         wave = [s for s in wave if not a.only or s.name in a.only]
         if not wave:
             continue
-        for s in wave:
-            print(f"[pipeline] {s.name} ({s.notebook}) ...", flush=True)
+        shown = wave if len(wave) <= 8 else wave[:3]
+        for s in shown:
+            print(f"[pipeline] {s.name} ({' '.join(s.command[1:3]) if s.command else s.notebook}) ...", flush=True)
+        if len(shown) < len(wave):
+            print(f"[pipeline] ... and {len(wave) - len(shown)} more steps like these", flush=True)
         try:
             results = run_wave(wave, run_dir, a.figures_dir, lambda s: "all" in a.force or s.name in a.force, a.jobs)
         except KeyboardInterrupt:

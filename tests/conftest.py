@@ -34,3 +34,37 @@ def metaspace_tokenizer():
     texts = [r["problem"] + " " + r["solution"] for r in load_benchmark("gsm8k", split="train", limit=400)]
     tk.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+
+
+# the smallest sandbox build (seconds): the tests' model, tokenizer and world
+TINY = dict(hidden_size=32, n_layers=1, n_heads=2, n_train_tasks=40, traces_per_task=1, sft_steps=3,
+            batch_size=8, n_val=4, max_new_tokens=24)
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory):
+    """A HICRA_CACHE with the TINY build, made once per session and shared by every test that only reads it
+    (a build takes seconds, and the suite would otherwise repeat it some thirty times)."""
+    d = tmp_path_factory.mktemp("hicra-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HICRA_CACHE", str(d))
+    try:
+        from hicra.sandbox import SandboxConfig, build
+        build(SandboxConfig(**TINY))
+    finally:
+        mp.undo()
+    return d
+
+
+@pytest.fixture
+def tiny_sandbox(tmp_path, monkeypatch, tiny_cache):
+    """This test's folder, with HICRA_CACHE on the shared TINY build (tests of building use ``private_cache``)."""
+    monkeypatch.setenv("HICRA_CACHE", str(tiny_cache))
+    return tmp_path
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """An empty HICRA_CACHE of this test's own."""
+    monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"

@@ -8,13 +8,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pandas as pd
 import pytest
 import torch
+from conftest import TINY
 
 from hicra import errors as ER
 from hicra import forks as FK
 from hicra.sandbox.world import WorldConfig, make_tasks, make_trace, prompt, verify
 
-TINY = dict(hidden_size=32, n_layers=1, n_heads=2, n_train_tasks=40, traces_per_task=1, sft_steps=3,
-            batch_size=8, n_val=4, max_new_tokens=24)
 _STEP = re.compile(r"(-?\d+) ([+\-*]) (-?\d+) = (-?\d+)")
 
 
@@ -96,8 +95,7 @@ def test_judge_agrees_with_oracle_on_loopback(run_dir, tmp_path):
     assert a["unparsed"] == sum("Target: 1" in p[:40] for p in df.prompt)
 
 
-def test_fork_shares_and_entropies(tmp_path, monkeypatch):
-    monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
+def test_fork_shares_and_entropies(tiny_sandbox):
     from hicra.sandbox.build import SandboxConfig, build, load
     from hicra.tagger import PlanningTagger
     model, tok = load(build(SandboxConfig(**TINY))["model_dir"])

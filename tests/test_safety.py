@@ -6,20 +6,18 @@ import sys
 import time
 
 import pytest
+from conftest import TINY
 
 from hicra.runfolder import RunFolderError, claim, last_complete_checkpoint
 from hicra.train import read_recipe, run
 
-TINY = dict(hidden_size=32, n_layers=1, n_heads=2, n_train_tasks=40, traces_per_task=1, sft_steps=3,
-            batch_size=8, n_val=4, max_new_tokens=24)
 RUN = dict(num_generations=4, per_device_train_batch_size=8, max_completion_length=24, val_every=1, val_n=4, val_k=1,
            n_train=16, save_steps=1, sandbox=TINY, method="grpo")
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
-    return tmp_path
+def cache(tiny_sandbox):
+    return tiny_sandbox
 
 
 def _old_run(d):

@@ -6,14 +6,12 @@ import sys
 
 import pytest
 import torch
+from conftest import TINY
 
 from hicra.sandbox import ALL_GRAMS, SandboxConfig, WorldConfig, build, classify_failure, make_tasks, make_trace, verify
 from hicra.sandbox.build import train_tokenizer
 from hicra.sandbox.world import Task, chain_expr
 from hicra.tagger import normalize_text
-
-TINY = dict(hidden_size=32, n_layers=1, n_heads=2, n_train_tasks=40, traces_per_task=1, sft_steps=3,
-            batch_size=8, n_val=4, max_new_tokens=24)
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,11 @@ import time
 import pandas as pd
 import pytest
 import yaml
+from conftest import TINY
 
 from hicra import study
 
 ROOT = study.resolve(".")
-TINY = dict(hidden_size=32, n_layers=1, n_heads=2, n_train_tasks=40, traces_per_task=1, sft_steps=3,
-            batch_size=8, n_val=4, max_new_tokens=24)
 
 
 def test_summarise_holm_and_mde_on_hand_numbers():
@@ -49,10 +48,8 @@ def test_per_run_endpoints():
 
 
 @pytest.mark.slow
-def test_study_profile_stops_on_ctrl_c_and_a_rerun_keeps_finished_runs(tmp_path, monkeypatch):
-    monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
-    from hicra.sandbox import SandboxConfig, build
-    build(SandboxConfig(**TINY))  # once, before two runs would race to build it
+def test_study_profile_stops_on_ctrl_c_and_a_rerun_keeps_finished_runs(tmp_path, tiny_cache):
+    # the shared cache holds the TINY build already, so the two runs at once never race to build it
     recipe = yaml.safe_load(open(ROOT / "configs" / "sandbox.yaml"))
     recipe.update(sandbox=TINY, num_generations=4, per_device_train_batch_size=8, gradient_accumulation_steps=1,
                   max_completion_length=24, val_n=4, n_train=16, save_steps=1, val_every=1)
@@ -61,7 +58,7 @@ def test_study_profile_stops_on_ctrl_c_and_a_rerun_keeps_finished_runs(tmp_path,
     run = tmp_path / "study"
     cmd = [sys.executable, "-m", "hicra.pipeline", "--profile", "study", "--run", str(run), "--jobs", "2",
            "--figures_dir", str(tmp_path / "fig"), "--profile_args", args]
-    env = {**os.environ, "HICRA_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "HICRA_CACHE": str(tiny_cache)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     metrics = lambda d: [json.loads(x) for x in open(d / "metrics.jsonl")] if (d / "metrics.jsonl").exists() else []

@@ -9,21 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY
 
 from hicra.dynamics import RECORD_KEYS
 from hicra.trainer import HICRA_FAMILY, METHODS, HICRAConfig, HICRATrainer, truncate_jsonl
 
-TINY = dict(hidden_size=32, n_layers=1, n_heads=2, n_train_tasks=40, traces_per_task=1, sft_steps=3,
-            batch_size=8, n_val=4, max_new_tokens=24)
 RUN = dict(num_generations=4, per_device_train_batch_size=8, max_completion_length=24, val_every=1, val_n=4,
            n_train=16, save_steps=10)
-
-
-@pytest.fixture
-def tiny_sandbox(tmp_path, monkeypatch):
-    """A private cache for the seconds-long tiny sandbox build."""
-    monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
-    return tmp_path
 
 
 def _train(tmp_path, **kw):
