@@ -224,3 +224,51 @@ def write_parquet(path, df) -> Path:
     df.to_parquet(tmp, index=False)
     os.replace(tmp, path)
     return path
+
+
+# --------------------------------------------------------------------------
+# step scaffolding: the fields, folder and parameters every step shares
+
+
+@dataclasses.dataclass
+class StepConfig:
+    """Fields of every step: its run folder, where its figures go and the tag in their names
+    (``fig4_errors_<tag>.png``). Each step's config subclasses this and sets its own ``run_dir`` default."""
+    run_dir: str = "runs/step"
+    figures_dir: str = "figures"
+    tag: str = "sandbox"
+
+
+@dataclasses.dataclass
+class SandboxStepConfig(StepConfig):
+    """A step that can use the sandbox: which build (its seed) and ``SandboxConfig`` overrides."""
+    sandbox_seed: int = 0
+    sandbox: dict = dataclasses.field(default_factory=dict)
+
+    def sandbox_config(self):
+        from hicra.sandbox.build import SandboxConfig
+        return SandboxConfig(seed=self.sandbox_seed, **self.sandbox)
+
+
+def start_step(cfg, name: str) -> Path:
+    """Make the step's run folder and record its parameters (``params.json``); returns the folder."""
+    out = resolve(cfg.run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "params.json", {"step": name, **dataclasses.asdict(cfg)})
+    return out
+
+
+def from_params(cls, namespace: dict):
+    """A notebook's config from its parameters cell: every field of ``cls`` found in ``namespace`` (the
+    notebook's ``globals()``), so a field is named once, in the parameters cell."""
+    return from_dict(cls, {f.name: namespace[f.name] for f in dataclasses.fields(cls) if f.name in namespace})
+
+
+def save_step_figure(fig, cfg: StepConfig, name: str) -> str:
+    """Save a step's figure as ``<figures_dir>/<name>_<tag>.{png,pdf}``; returns the PNG's path."""
+    import matplotlib.pyplot as plt
+
+    from hicra.plotting import save_figure
+    paths = save_figure(fig, f"{name}_{cfg.tag}", cfg.figures_dir)
+    plt.close(fig)
+    return str(paths[0])

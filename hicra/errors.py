@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hicra.config import resolve
+from hicra.config import StepConfig, resolve
 
 CAUSES = ("planning", "calculation", "comprehension", "format")
 CATEGORY = {"planning": "Planning & Strategy", "calculation": "Others", "comprehension": "Others", "format": "Others"}
@@ -157,7 +157,7 @@ def fig4(table: pd.DataFrame):
 
 
 @dataclasses.dataclass
-class ErrorsConfig:
+class ErrorsConfig(StepConfig):
     run_dir: str = "runs/demo/errors"
     runs: list = dataclasses.field(default_factory=lambda: ["runs/demo/train-grpo-s0", "runs/demo/train-hicra-s0"])
     every: int = 1                    # use every N-th step's rollouts
@@ -171,10 +171,10 @@ class ErrorsConfig:
 
 
 def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
-    from hicra.config import write_json
-    out = resolve(cfg.run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "params.json", {"step": "04_error_analysis", **dataclasses.asdict(cfg)})
+    """The step behind notebook 04 and ``python -m hicra.errors``: errors_by_step.csv, errors.json, Fig 4."""
+    from hicra.config import save_step_figure, start_step, write_json
+    from hicra.plotting import setup_style
+    out = start_step(cfg, "04_error_analysis")
     df = failed_rollouts(cfg.runs, cfg.every)
     df["cause"] = oracle_causes(df)
     df = df[df.cause.notna()]
@@ -191,6 +191,8 @@ def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
         sub = sub.assign(judge=judge_causes(client, sub, progress=progress))
         sub.to_parquet(out / "judged.parquet")
         summary["judge"] = {"model": cfg.llm_model, **agreement(sub.cause, sub.judge)}
+    setup_style()
+    summary["figures"] = [save_step_figure(fig4(table), cfg, "fig4_errors")]
     write_json(out / "errors.json", summary)
     return summary
 

@@ -21,13 +21,13 @@ import re
 
 import numpy as np
 
-from hicra.config import emit, parse_cli, resolve, write_json, write_parquet
+from hicra.config import SandboxStepConfig, emit, parse_cli, resolve, start_step, write_json, write_parquet
 
 DEFAULT_K = {"aime24": 32, "aime25": 32, "amc23": 4}
 
 
 @dataclasses.dataclass
-class EvalConfig:
+class EvalConfig(SandboxStepConfig):
     run_dir: str = "runs/eval"
     models: dict = dataclasses.field(default_factory=lambda: {"Base": "sandbox"})  # row label -> model
     benchmarks: list = dataclasses.field(default_factory=lambda: ["sandbox"])
@@ -41,8 +41,6 @@ class EvalConfig:
     batch_size: int = 32
     seed: int = 0
     n_boot: int = 2000
-    sandbox_seed: int = 0
-    sandbox: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.limit < 0:
@@ -68,9 +66,8 @@ class EvalConfig:
 def problems(cfg: EvalConfig, bench: str) -> list[dict]:
     """``[{"id", "problem", "grade": fn(completion) -> bool, ...}]``"""
     if bench == "sandbox":
-        from hicra.sandbox.build import SandboxConfig
         from hicra.sandbox.world import make_tasks, prompt, verify
-        wc = SandboxConfig(seed=cfg.sandbox_seed, **cfg.sandbox).world_config()
+        wc = cfg.sandbox_config().world_config()
         tasks = make_tasks(wc, "val", cfg.limit or 200, allow_fewer=True)
         return [{"id": t.id, "prompt": prompt(t), "chat": False, "grade": (lambda c, t=t: verify(t, c))} for t in tasks]
     from hicra.data import load_benchmark
@@ -84,20 +81,8 @@ def problems(cfg: EvalConfig, bench: str) -> list[dict]:
 # backends
 
 
-def model_path(model: str, cfg: EvalConfig) -> str:
-    """``sandbox`` -> the cached warm start's folder (built if needed); a local path -> absolute; else as given
-    (a hub id or ``smollm2``)."""
-    if model == "sandbox":
-        from hicra.sandbox.build import SandboxConfig, build
-        return build(SandboxConfig(seed=cfg.sandbox_seed, **cfg.sandbox))["model_dir"]
-    p = resolve(model)
-    return str(p) if p.exists() else model
-
-
-def load(model: str, cfg: EvalConfig):
-    """(model, tokenizer) for ``model_path(model)``."""
-    from hicra.models import load_model
-    return load_model(model_path(model, cfg))
+from hicra.models import load_step_model as load  # noqa: E402  (model resolution lives in hicra.models)
+from hicra.models import step_model_path as model_path  # noqa: E402
 
 
 def sample_transformers(model, tok, prompts, k, cfg: EvalConfig) -> list[list[str]]:
@@ -226,9 +211,10 @@ def fig_table1(summary: dict, benchmarks: list[str]):
 
 
 def run(cfg: EvalConfig) -> dict:
-    run_dir = resolve(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "params.json", {"step": "06_evaluate", **dataclasses.asdict(cfg)})
+    """The step behind notebook 06 and ``python -m hicra.evaluate``: eval.json, table1.md, the Table 1 figure."""
+    from hicra.config import save_step_figure
+    from hicra.plotting import setup_style
+    run_dir = start_step(cfg, "06_evaluate")
     scores, cache = {}, {}
     for label, name in cfg.models.items():
         scores[label] = {b: score_cell(cfg, label, name, b, cache) for b in cfg.benchmarks}
@@ -236,6 +222,8 @@ def run(cfg: EvalConfig) -> dict:
     summary["config"] = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "sandbox"}
     write_json(run_dir / "eval.json", summary)
     (run_dir / "table1.md").write_text(table_markdown(summary, cfg.benchmarks))
+    setup_style()
+    summary["figures"] = [save_step_figure(fig_table1(summary, cfg.benchmarks), cfg, "table1")]
     return summary
 
 

@@ -1,21 +1,23 @@
-"""Paper figures from run folders: Fig 3 (dynamics) and Fig 5/6/8 (method comparison).
+"""Paper figures from run folders: Fig 3 (dynamics) and Fig 5/6/8 (method comparison); step 03.
 
 Reads ``<run>/metrics.jsonl`` (+ ``params.json`` for method and seed), so the
 notebooks never depend on another notebook's live objects. Seeds are drawn as
-a mean line with a shaded min-max band (one seed: just the line).
+a mean line with a shaded min-max band (one seed: just the line). ``run`` is
+the step behind notebook 03 and its CLI twin:
 
+    python -m hicra.figures --runs '["runs/demo/train-grpo-s0", "runs/demo/train-hicra-s0"]' --run_dir runs/demo
     from hicra.figures import load_runs, fig3_dynamics
-    df = load_runs(["runs/demo/train-grpo-s0", "runs/demo/train-hicra-s0"])
-    fig = fig3_dynamics(df)
+    fig = fig3_dynamics(load_runs(["runs/demo/train-grpo-s0", "runs/demo/train-hicra-s0"]))
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from hicra.config import resolve
+from hicra.config import StepConfig, resolve
 from hicra.metrics import relative
 from hicra.plotting import PALETTE
 
@@ -182,3 +184,37 @@ def fig_grams(candidates: pd.DataFrame, summary: dict, top: int = 8):
     )
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------
+# the step: notebooks/03_dynamics.ipynb and python -m hicra.figures
+
+
+@dataclasses.dataclass
+class FiguresConfig(StepConfig):
+    run_dir: str = "runs/demo"
+    runs: list = dataclasses.field(default_factory=lambda: ["runs/demo/train-grpo-s0", "runs/demo/train-hicra-s0",
+                                                            "runs/demo/train-entropy_reg-s0"])
+    fig3_method: str = "hicra"        # Fig 3 shows this method's seeds (all runs if it is absent)
+
+
+def run(cfg: FiguresConfig) -> dict:
+    """Fig 3, Fig 5/6/8 and ``final_accuracy.csv`` (final validation accuracy per method, 95 % CIs over seeds)."""
+    from hicra.config import save_step_figure, start_step
+    from hicra.plotting import setup_style
+    out = start_step(cfg, "03_dynamics")
+    setup_style()
+    df = load_runs(cfg.runs)
+    figs = [save_step_figure(fig3_dynamics(df, cfg.fig3_method if cfg.fig3_method in set(df.method) else None),
+                             cfg, "fig3_dynamics"),
+            save_step_figure(fig_methods(df, [m for m in ("grpo", "hicra", "entropy_reg", "fork_tokens")
+                                              if m in set(df.method)]), cfg, "fig5_methods")]
+    table = final_table(df)
+    table.to_csv(out / "final_accuracy.csv", index=False)
+    return {"run_dir": str(out), "runs": len(cfg.runs), "figures": figs,
+            "final_accuracy": table.to_dict("records")}
+
+
+if __name__ == "__main__":
+    from hicra.config import emit, parse_cli
+    emit(run(parse_cli(FiguresConfig)))

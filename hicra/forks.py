@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from hicra.config import SandboxStepConfig
+
 
 @torch.no_grad()
 def token_entropies(model, tok, prompts: list[str], completions: list[str], batch_size: int = 16,
@@ -120,7 +122,7 @@ def fig9(rows):
 
 
 @dataclasses.dataclass
-class ForksConfig:
+class ForksConfig(SandboxStepConfig):
     run_dir: str = "runs/demo/forks"
     models: dict = dataclasses.field(default_factory=lambda: {
         "warm start|before RL": "sandbox", "HICRA|after RL": "runs/demo/train-hicra-s0/final"})  # "name|stage" -> model
@@ -131,15 +133,12 @@ class ForksConfig:
     rho: float = 0.2                  # high-entropy share (the 80/20 method's 20 %)
     sg_file: str = ""                 # "" = the sandbox's grams (sandbox) / data/grams/seed_grams.json
     seed: int = 0
-    sandbox_seed: int = 0
-    sandbox: dict = dataclasses.field(default_factory=dict)
 
 
 def _prompts(cfg: ForksConfig, tok) -> list[str]:
     if cfg.source == "sandbox":
-        from hicra.sandbox.build import SandboxConfig
         from hicra.sandbox.world import make_tasks, prompt
-        wc = SandboxConfig(seed=cfg.sandbox_seed, **cfg.sandbox).world_config()
+        wc = cfg.sandbox_config().world_config()
         return [prompt(t) for t in make_tasks(wc, "val", cfg.n_prompts, allow_fewer=True)]
     from hicra.data import load_benchmark
     from hicra.generate import chat_prompts
@@ -148,24 +147,22 @@ def _prompts(cfg: ForksConfig, tok) -> list[str]:
 
 def run(cfg: ForksConfig, progress: bool = True) -> dict:
     """Sample each model on the same prompts, score its own tokens' entropies, compare with planning tokens."""
-    from hicra.config import REPO_ROOT, resolve, write_json
-    from hicra.evaluate import EvalConfig, load, model_path
+    from hicra.config import REPO_ROOT, resolve, save_step_figure, start_step, write_json
     from hicra.generate import sample
+    from hicra.models import load_step_model, step_model_path
+    from hicra.plotting import setup_style
     from hicra.tagger import PlanningTagger
-    out = resolve(cfg.run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "params.json", {"step": "05_fork_tokens", **dataclasses.asdict(cfg)})
-    ecfg = EvalConfig(sandbox_seed=cfg.sandbox_seed, sandbox=cfg.sandbox)
+    out = start_step(cfg, "05_fork_tokens")
     if cfg.sg_file:
         sg = resolve(cfg.sg_file)
     elif cfg.source == "sandbox":  # the world's ground-truth grams, written by the build
-        sg = Path(model_path("sandbox", ecfg)) / "grams.json"
+        sg = Path(step_model_path("sandbox", cfg)) / "grams.json"
     else:
         sg = REPO_ROOT / "data" / "grams" / "seed_grams.json"
     rows, passages = [], []
     for label, name in cfg.models.items():
         model_name, _, stage = label.partition("|")
-        model, tok = load(name, ecfg)
+        model, tok = load_step_model(name, cfg)
         tagger = PlanningTagger(sg, tok)
         prompts = _prompts(cfg, tok)
         comps = [c[0] for c in sample(model, tok, prompts, n=1, temperature=cfg.temperature,
@@ -178,7 +175,8 @@ def run(cfg: ForksConfig, progress: bool = True) -> dict:
         passages.append(passage_html(tok, recs[best], tagger, s["threshold"], f"{model_name} ({stage})"))
     write_json(out / "forks.json", {"rows": rows})
     (out / "passages.html").write_text("\n".join(passages))
-    return {"run_dir": str(out), "rows": rows}
+    setup_style()
+    return {"run_dir": str(out), "rows": rows, "figures": [save_step_figure(fig9(rows), cfg, "fig9_forks")]}
 
 
 if __name__ == "__main__":

@@ -87,3 +87,20 @@ if __name__ == "__main__":
     model, tok = load_model(name)
     print(json.dumps({"model": name, "params": sum(p.numel() for p in model.parameters()),
                       "vocab": len(tok), "load_seconds": round(time.time() - t0, 1)}))
+
+
+def step_model_path(model: str, cfg) -> str:
+    """A step's model name -> what ``load_model`` takes: ``sandbox`` -> the cached warm start's folder of the
+    step's sandbox build (built if needed; ``cfg.sandbox_config()``); a local path -> absolute; else as given
+    (a hub id or ``smollm2``)."""
+    from hicra.config import resolve
+    if model == "sandbox":
+        from hicra.sandbox.build import build
+        return build(cfg.sandbox_config())["model_dir"]
+    p = resolve(model)
+    return str(p) if p.exists() else model
+
+
+def load_step_model(model: str, cfg):
+    """(model, tokenizer) for ``step_model_path(model, cfg)``."""
+    return load_model(step_model_path(model, cfg))

@@ -68,3 +68,16 @@ def private_cache(tmp_path, monkeypatch):
     """An empty HICRA_CACHE of this test's own."""
     monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def committed_figures_untouched():
+    """No test may overwrite the committed figures in figures/ (steps save there unless given figures_dir)."""
+    import hashlib
+    snap = lambda: {p.name: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+                    for p in (ROOT / "figures").glob("*") if p.is_file()}
+    before = snap()
+    yield
+    after = snap()
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    assert not changed, f"tests wrote into figures/: {changed} (pass figures_dir to the step)"

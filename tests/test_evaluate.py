@@ -45,6 +45,7 @@ def test_bad_config_is_explained():
 def test_cli_on_sandbox_and_resume(tmp_path, monkeypatch):
     env = {**__import__("os").environ, "HICRA_CACHE": str(tmp_path / "cache")}
     args = [sys.executable, "-m", "hicra.evaluate", "configs/eval_sandbox.yaml", "--run_dir", str(tmp_path / "ev"),
+            "--figures_dir", str(tmp_path / "fig"),
             "--models", '{"Base": "sandbox", "Again": "sandbox"}', "--limit", "6", "--max_new_tokens", "24",
             "--sandbox", json.dumps(TINY)]
     r = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
@@ -58,7 +59,8 @@ def test_cli_on_sandbox_and_resume(tmp_path, monkeypatch):
     monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(E, "sample_transformers", lambda *a, **k: pytest.fail("resampled a finished cell"))
     cfg = E.EvalConfig(run_dir=str(tmp_path / "ev"), models={"Base": "sandbox", "Again": "sandbox"},
-                       benchmarks=["sandbox"], k={"sandbox": 4}, limit=6, sandbox=TINY)
+                       benchmarks=["sandbox"], k={"sandbox": 4}, limit=6, sandbox=TINY,
+                       figures_dir=str(tmp_path / "fig"))
     again = E.run(cfg)
     assert again["models"]["Base"]["sandbox"]["avg_at_k"] == ev["models"]["Base"]["sandbox"]["avg_at_k"]
 
@@ -66,7 +68,7 @@ def test_cli_on_sandbox_and_resume(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_smollm2_on_gsm8k_transformers_backend(tmp_path):
     cfg = E.EvalConfig(run_dir=str(tmp_path / "ev"), models={"Base": "smollm2"}, benchmarks=["gsm8k"], limit=2,
-                       max_new_tokens=16, batch_size=2)
+                       max_new_tokens=16, batch_size=2, figures_dir=str(tmp_path / "fig"))
     s = E.run(cfg)
     cell = s["models"]["Base"]["gsm8k"]
     assert cell["n"] == 2 and 0 <= cell["avg_at_k"] <= 1

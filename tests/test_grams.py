@@ -257,7 +257,8 @@ def test_cli_reports_precision_recall(tmp_path):
             "sft_steps": 3, "batch_size": 8, "n_val": 4, "max_new_tokens": 24}
     r = subprocess.run([sys.executable, "-m", "hicra.grams", "configs/grams_sandbox.yaml", "--source", "sandbox-traces",
                         "--n_prompts", "300", "--samples_per_prompt", "1", "--n_eval", "100",
-                        "--run_dir", str(tmp_path / "g"), "--sandbox", json.dumps(tiny)],
+                        "--run_dir", str(tmp_path / "g"), "--sandbox", json.dumps(tiny),
+                        "--figures_dir", str(tmp_path / "fig")],
                        capture_output=True, text=True, timeout=600,
                        env={**__import__("os").environ, "HICRA_CACHE": str(tmp_path / "cache")})
     assert r.returncode == 0, r.stderr[-2000:]
@@ -272,7 +273,8 @@ def test_cli_reports_precision_recall(tmp_path):
     rows = (tmp_path / "g" / "review.csv").read_text().splitlines()
     (tmp_path / "g" / "reviewed.csv").write_text("\n".join(rows[:6]) + "\n")
     cfg = step.GramsConfig(run_dir=str(tmp_path / "g"), source="sandbox-traces", n_prompts=300, samples_per_prompt=1,
-                           n_eval=100, sandbox=tiny, review=str(tmp_path / "g" / "reviewed.csv"))
+                           n_eval=100, sandbox=tiny, review=str(tmp_path / "g" / "reviewed.csv"),
+                           figures_dir=str(tmp_path / "fig"))
     import pytest as _pt
     mp = _pt.MonkeyPatch()
     mp.setenv("HICRA_CACHE", str(tmp_path / "cache"))

@@ -31,6 +31,39 @@ def _run(name, tmp_path, run="run", **params):
     return tmp_path / run, tmp_path / "fig"
 
 
+TWIN = {"01_strategic_grams.ipynb": "hicra.grams", "03_dynamics.ipynb": "hicra.figures",
+        "04_error_analysis.ipynb": "hicra.errors", "05_fork_tokens.ipynb": "hicra.forks",
+        "06_evaluate.ipynb": "hicra.evaluate", "07_study.ipynb": "hicra.study"}
+
+
+def _same_files_as_cli(name, tmp_path, run, fig, **params):
+    """The notebook's CLI twin, given the same parameters, writes the same files (names) as the notebook did."""
+    import os
+    import subprocess
+    import sys
+    cli_run, cli_fig = tmp_path / f"cli-{run.name}", tmp_path / f"cli-fig-{run.name}"
+    flags = [x for k, v in params.items() for x in (f"--{k}", v if isinstance(v, str) else json.dumps(v))]
+    r = subprocess.run([sys.executable, "-m", TWIN[name], "--run_dir", str(cli_run), "--figures_dir", str(cli_fig),
+                        *flags], cwd=ROOT, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr[-2000:]
+    json.loads(r.stdout.strip().splitlines()[-1])  # the one JSON summary line, last
+    names = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())  # noqa: E731
+    assert names(cli_run) == names(run), name
+    made = set(names(cli_fig))
+    assert made and made <= set(names(fig)), (name, made - set(names(fig)))
+
+
+def test_every_notebook_calls_its_steps_one_function():
+    """Each step notebook builds its config from the parameters cell and calls the same ``run`` as its CLI twin."""
+    import importlib
+    for name, module in TWIN.items():
+        code = "\n".join(c.source for c in nbformat.read(ROOT / "notebooks" / name, as_version=4).cells
+                         if c.cell_type == "code")
+        assert code.count("run(from_params(") + code.count("= run(cfg)") == 1 and "from_params(" in code, name
+        assert "save_figure" not in code, f"{name} saves a figure its CLI twin would not"
+        assert callable(importlib.import_module(module).run)
+
+
 @pytest.mark.slow
 def test_00_sandbox(tmp_path, monkeypatch):
     monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
@@ -63,6 +96,7 @@ def test_02_train_then_03_to_06_on_its_runs(tmp_path, monkeypatch):
         assert s["steps"] == 2 and s["method"] == method
         runs.append(str(run))
     run, fig = _run("03_dynamics.ipynb", tmp_path, runs=runs, tag="test")
+    _same_files_as_cli("03_dynamics.ipynb", tmp_path, run, fig, runs=runs, tag="test")
     for name in ("fig3_dynamics_test", "fig5_methods_test"):
         assert (fig / f"{name}.png").stat().st_size > 5000 and (fig / f"{name}.pdf").exists()
     import pandas as pd
@@ -71,6 +105,7 @@ def test_02_train_then_03_to_06_on_its_runs(tmp_path, monkeypatch):
     assert table.set_index("method").seeds["hicra"] == 2 and table.set_index("method").seeds["warm_start"] == 3
 
     run, fig = _run("04_error_analysis.ipynb", tmp_path, run="errors", runs=runs, tag="test", bins=2)
+    _same_files_as_cli("04_error_analysis.ipynb", tmp_path, run, fig, runs=runs, tag="test", bins=2)
     e = json.loads((run / "errors.json").read_text())
     assert e["n_failed"] > 0 and set(e["planning_share"]) == {"grpo", "hicra"}
     assert (fig / "fig4_errors_test.png").stat().st_size > 5000
@@ -78,14 +113,19 @@ def test_02_train_then_03_to_06_on_its_runs(tmp_path, monkeypatch):
     models = {"warm start|before RL": "sandbox", "HICRA|after RL": f"{runs[1]}/final"}
     run, fig = _run("05_fork_tokens.ipynb", tmp_path, run="forks", models=models, tag="test", n_prompts=4,
                     max_new_tokens=24, sandbox=SANDBOX_TINY)
+    _same_files_as_cli("05_fork_tokens.ipynb", tmp_path, run, fig, models=models, tag="test", n_prompts=4,
+                       max_new_tokens=24, sandbox=SANDBOX_TINY)
     rows = json.loads((run / "forks.json").read_text())["rows"]
     assert [r["stage"] for r in rows] == ["before RL", "after RL"] and all(
         0 <= r["fork_is_planning"] <= 1 for r in rows
     )
     assert (fig / "fig9_forks_test.png").stat().st_size > 5000 and (run / "passages.html").exists()
 
-    run, fig = _run("06_evaluate.ipynb", tmp_path, run="eval", models={"Base": "sandbox", "HICRA": f"{runs[1]}/final"},
-                    tag="test", limit=4, k={"sandbox": 2}, max_new_tokens=24, sandbox=SANDBOX_TINY)
+    ev_params = dict(models={"Base": "sandbox", "HICRA": f"{runs[1]}/final"}, tag="test", limit=4, k={"sandbox": 2},
+                     max_new_tokens=24, sandbox=SANDBOX_TINY)
+    run, fig = _run("06_evaluate.ipynb", tmp_path, run="eval", **ev_params)
+    _same_files_as_cli("06_evaluate.ipynb", tmp_path, run, fig, **ev_params, temperature=1.0, top_p=1.0,
+                       batch_size=64, default_k=1, benchmarks=["sandbox"])
     ev = json.loads((run / "eval.json").read_text())
     assert ev["models"]["HICRA"]["sandbox"]["n"] == 4 and ev["delta"]["of"] == "HICRA"
     assert (fig / "table1_test.png").stat().st_size > 5000 and "Δ (HICRA − Base)" in (run / "table1.md").read_text()

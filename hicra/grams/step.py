@@ -19,11 +19,11 @@ import glob
 import json
 from pathlib import Path
 
-from hicra.config import resolve, write_json
+from hicra.config import SandboxStepConfig, resolve, start_step, write_json
 
 
 @dataclasses.dataclass
-class GramsConfig:
+class GramsConfig(SandboxStepConfig):
     run_dir: str = "runs/grams"
     source: str = "sandbox"           # sandbox | sandbox-traces | rollouts | smollm2
     rollouts: str = ""                # glob of rollouts parquet files (source: rollouts)
@@ -50,8 +50,6 @@ class GramsConfig:
     sg_out: str = ""                  # default <run_dir>/strategic_grams.json
     n_eval: int = 300                 # held-out sandbox traces for precision / recall
     seed: int = 0
-    sandbox_seed: int = 0
-    sandbox: dict = dataclasses.field(default_factory=dict)   # SandboxConfig overrides
 
     def __post_init__(self):
         if self.source not in ("sandbox", "sandbox-traces", "rollouts", "smollm2"):
@@ -69,8 +67,7 @@ class GramsConfig:
 
 
 def _sandbox_cfg(cfg: GramsConfig):
-    from hicra.sandbox.build import SandboxConfig
-    return SandboxConfig(seed=cfg.sandbox_seed, **cfg.sandbox)
+    return cfg.sandbox_config()
 
 
 def collect_rollouts(cfg: GramsConfig, progress: bool = True) -> list[dict]:
@@ -154,9 +151,7 @@ def run(cfg: GramsConfig, progress: bool = True) -> dict:
     from hicra.grams.mine import mine
     from hicra.grams.quality import sandbox_quality
     from hicra.grams.review import export_review, import_review, write_final
-    run = resolve(cfg.run_dir)
-    run.mkdir(parents=True, exist_ok=True)
-    write_json(run / "params.json", {"step": "01_strategic_grams", **dataclasses.asdict(cfg)})
+    run = start_step(cfg, "01_strategic_grams")
     rollouts = cached_rollouts(cfg, run, progress)
     good = [r["completion"] for r in rollouts if (r["reward"] or 0) >= cfg.min_reward and r["completion"]]
     if not good:
@@ -200,5 +195,11 @@ def run(cfg: GramsConfig, progress: bool = True) -> dict:
             hq = sandbox_quality([j.gram for j in hj if j.strategic] or ["\x00"], tok, n=cfg.n_eval)
             summary["holdout"] = {"precision": hq["precision"], "recall": hq["recall"], "n_seeds": len(held.seeds),
                                   "n_grams": sum(j.strategic for j in hj), "threshold": held.threshold}
+    from hicra.config import save_step_figure
+    from hicra.figures import fig_grams
+    from hicra.plotting import setup_style
+    setup_style()
+    summary["figures"] = [save_step_figure(fig_grams(pd.read_csv(run / "candidates.csv"), summary), cfg,
+                                           "fig_strategic_grams")]
     write_json(run / "grams_summary.json", summary)
     return summary
