@@ -23,6 +23,9 @@ The TRL surface beyond public arguments (TRL is pinned below 1.17 because of it;
 * ``GRPOTrainer._logs`` (read: rewards, prompts, completions of the step) and ``_metrics`` (written: dynamic
   sampling counters); ``generation_config`` and ``max_completion_length`` (written by the context schedule).
 * ``rollout_func`` (public, marked experimental): ``rollout: compact`` samples with ``hicra.decode``.
+
+``tests/test_trl_surface.py`` checks this list against the installed TRL, so an upgrade fails there first.
+Dynamic sampling's arithmetic lives in ``hicra.dynamic_sampling`` (pure, unit-tested).
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from hicra.advantage import GATE_SHARE, token_advantages
+from hicra.dynamic_sampling import concat_batches, live_groups, select_rows
 from hicra.dynamics import gram_statistics
 
 
@@ -216,7 +220,7 @@ class HICRATrainer(GRPOTrainer):
                              f"num_generations ({G})")
         batches, rollouts = [out], list(self._step_rollouts)
         gen = torch.Generator().manual_seed(self.args.seed * 100003 + self.state.global_step)
-        kept = int(_live_groups(out["advantages"], G).sum()) * G
+        kept = int(live_groups(out["advantages"], G).sum()) * G
         for _ in range(self.args.max_refill_rounds):
             need = torch.tensor([int(kept < n_rows)], device=out["advantages"].device)
             if int(self.accelerator.gather(need).sum()) == 0:
@@ -225,13 +229,10 @@ class HICRATrainer(GRPOTrainer):
             more, more_rollouts = self._score_batch([self.train_dataset[i] for i in idx for _ in range(G)])
             batches.append(more)
             rollouts += more_rollouts
-            kept += int(_live_groups(more["advantages"], G).sum()) * G
+            kept += int(live_groups(more["advantages"], G).sum()) * G
         self._step_rollouts = rollouts
-        merged = _concat_batches(batches, self.processing_class.pad_token_id)
-        live = _live_groups(merged["advantages"], G)
-        order = torch.cat([torch.nonzero(live).flatten(), torch.nonzero(~live).flatten()])[: n_rows // G]
-        rows = (order[:, None] * G + torch.arange(G)).flatten().to(merged["advantages"].device)
-        kept_live = int(live[order].sum())
+        merged = concat_batches(batches, self.processing_class.pad_token_id)
+        rows, kept_live = select_rows(merged["advantages"], G, n_rows // G)
         self._metrics["train"]["dynamic_sampling/live_groups"].append(kept_live / (n_rows // G))
         self._metrics["train"]["dynamic_sampling/rounds"].append(len(batches) - 1)
         res = {k: (v[rows] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in merged.items()}
@@ -398,33 +399,6 @@ def _trim_completion_padding(inputs: dict) -> dict:
         if isinstance(v, torch.Tensor) and v.dim() >= 2 and tuple(v.shape[:2]) == shape:
             out[k] = v[:, :width]
     return out
-
-
-def _live_groups(advantages: torch.Tensor, group_size: int) -> torch.Tensor:
-    """Per group: does any completion carry a non-zero advantage (rewards not all equal)?"""
-    adv = advantages if advantages.dim() == 1 else advantages.abs().amax(dim=1)
-    return (adv.view(-1, group_size).abs() > 1e-6).any(dim=1).cpu()
-
-
-def _concat_batches(batches: list[dict], pad_id: int) -> dict:
-    """Row-concatenate TRL generation outputs; prompts are left-padded, completions right-padded."""
-    if len(batches) == 1:
-        return batches[0]
-    res = {}
-    for k, v in batches[0].items():
-        vals = [b[k] for b in batches]
-        if not isinstance(v, torch.Tensor) or v.dim() == 0:
-            res[k] = v
-        elif v.dim() == 1:
-            res[k] = torch.cat(vals)
-        else:
-            width = max(x.shape[1] for x in vals)
-            fill = pad_id if k.endswith("_ids") else 0
-            left = k.startswith("prompt")
-            res[k] = torch.cat([torch.nn.functional.pad(x.to(torch.int64) if x.dtype == torch.bool else x,
-                                                        (width - x.shape[1], 0) if left else (0, width - x.shape[1]),
-                                                        value=fill).to(x.dtype) for x in vals])
-    return res
 
 
 def prune_run_dir(run_dir, step: int) -> list[str]:
