@@ -3,6 +3,7 @@
     make study                                    # python -m hicra.pipeline --profile study        (~2 h, 2 cores)
     make study SIZE=quick                         # --profile study-quick: grpo, hicra x 2 seeds x 50 steps (~10 min)
     make study-alpha                              # --profile study-alpha: the alpha sweep              (~70 min)
+    (the profiles are configs/profiles/study*.yaml; each calls ``study_profile`` with its arms and steps)
     python -m hicra.study --run_dir runs/study    # the analysis alone, on the runs that have finished
 
 Why: the paper's headline (HICRA beats GRPO) has no powered, pre-registered test where planning tokens are
@@ -30,7 +31,6 @@ import pandas as pd
 from hicra.config import emit, resolve, write_json
 
 ARMS_FULL = {"grpo": 10, "hicra": 10, "hicra_adaptive": 5, "hicra_gated": 5, "hicra_verl": 5}
-ALPHAS = (0.05, 0.1, 0.4, 0.8)  # plus alpha = 0 (the GRPO runs: identical, tested) and 0.2 (the hicra runs)
 COLOURS = {"grpo": "#1f77b4", "hicra": "#d62728", "hicra_adaptive": "#e377c2", "hicra_gated": "#ff7f0e",
            "hicra_verl": "#8c564b", "entropy_reg": "#2ca02c", "fork_tokens": "#9467bd"}
 
@@ -39,13 +39,14 @@ COLOURS = {"grpo": "#1f77b4", "hicra": "#d62728", "hicra_adaptive": "#e377c2", "
 # profiles: training runs as CLI steps, then the figures
 
 
-def study_profile(run: str = "study", arms: dict | None = None, steps: int = 100, recipe: str = "configs/sandbox.yaml",
-                  val_every: int | None = None, dynamics: bool = True):
-    """Pipeline steps: one ``python -m hicra.train`` per (arm, seed), then notebooks 03 (Fig 3 and 5 of this
-    profile's method runs; ``dynamics``) and 07 (the analysis of every finished run in the folder)."""
-    from hicra.pipeline import Step
+def study_profile(run: str = "runs/study", arms: dict | None = None, steps: int = 100,
+                  recipe: str = "configs/sandbox.yaml", val_every: int | None = None, dynamics: bool = True):
+    """Pipeline steps in the folder ``run``: one ``python -m hicra.train`` per (arm, seed), then notebooks 03
+    (Fig 3 and 5 of this profile's method runs; ``dynamics``) and 07 (the analysis of every finished run there).
+    The profiles configs/profiles/study*.yaml call it."""
+    from hicra.runner import Step
     arms = ARMS_FULL if arms is None else arms
-    r, train = run if run.startswith("/") else f"runs/{run}", []  # a name under runs/, or an absolute folder
+    r, train = run.rstrip("/"), []
     for seed in range(max(arms.values())):  # seed-major: a stopped study has its first seeds complete
         for arm, n in arms.items():
             if seed >= n:
@@ -68,17 +69,6 @@ def study_profile(run: str = "study", arms: dict | None = None, steps: int = 100
         Step("07_study", "07_study.ipynb", {"run_dir": r, "tag": tag},
              lib + ["hicra/study.py"] + [f"{d}/metrics.jsonl" for d in runs], [f"{r}/study.json"], done),
     ]
-
-
-def alpha_profile(run: str = "study", seeds: int = 5, **kw):
-    """The alpha sweep: GRPO (alpha 0), HICRA (0.2) and hicra-a<alpha> for ``ALPHAS``, in the study's folder."""
-    return study_profile(run, {"grpo": seeds, "hicra": seeds, **{f"hicra-a{a}": seeds for a in ALPHAS}},
-                         **{"dynamics": False, **kw})
-
-
-def quick_profile(run: str = "study-quick", **kw):
-    """A look in ~10 min on 2 cores: GRPO and HICRA, 2 seeds, 50 steps, validation at 25 and 50."""
-    return study_profile(run, {"grpo": 2, "hicra": 2}, **{"steps": 50, "val_every": 25, **kw})
 
 
 def _arm(arm: str) -> tuple[str, float | None]:

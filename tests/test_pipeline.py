@@ -53,8 +53,12 @@ def test_failure_names_notebook_and_cell(tmp_path):
 
 
 def test_profiles_are_well_formed():
-    for make in P.PROFILES.values():
-        steps = make()
+    """Every shipped profile (configs/profiles/*.yaml) loads into uniquely named steps whose notebooks or CLI
+    modules exist and that declare their outputs."""
+    from hicra.profiles import load_profile, profile_names
+    assert {"sandbox", "smollm-cpu", "study", "study-quick", "study-alpha"} <= set(profile_names())
+    for name in profile_names():
+        _, steps = load_profile(name)
         assert len({s.name for s in steps}) == len(steps)
         for s in steps:
             if s.command:  # a CLI step: a module of this package
@@ -177,3 +181,19 @@ def test_unknown_step_names_are_refused_with_the_valid_ones():
     r = subprocess.run([sys.executable, "-m", "hicra.pipeline", "--only", "nosuchstep"], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 2 and "unknown step(s) ['nosuchstep']" in r.stderr and "02_train_hicra" in r.stderr
+
+
+def test_a_profile_file_of_ones_own(tmp_path):
+    """A user's profile YAML: ${run} is the run folder; a bad profile is refused with what to fix."""
+    from hicra.profiles import load_profile
+    nb = _nb(tmp_path / "w.ipynb", "import pathlib\npathlib.Path(out).write_text('x')")
+    (tmp_path / "mine.yaml").write_text(f"run: mine\nsteps:\n  - name: w\n    notebook: {nb}\n"
+                                        "    params: {out: '${run}/w.txt'}\n    inputs: []\n"
+                                        "    outputs: ['${run}/w.txt']\n")
+    run_dir, [step] = load_profile(str(tmp_path / "mine.yaml"), run=str(tmp_path / "r"))
+    assert run_dir == tmp_path / "r" and step.params["out"] == f"{tmp_path}/r/w.txt"
+    (tmp_path / "bad.yaml").write_text("run: x\nsteps: []\nfrom: hicra.study:study_profile\n")
+    with pytest.raises(ValueError, match="either `steps` or `from`"):
+        load_profile(str(tmp_path / "bad.yaml"))
+    with pytest.raises(ValueError, match="unknown profile 'nope'"):
+        load_profile("nope")

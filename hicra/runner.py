@@ -1,0 +1,248 @@
+"""The pipeline's runner: steps, stamps, and waves of steps run in parallel under the core budget.
+
+A step is a notebook executed under papermill with parameters, or a CLI command (a study's training run). It is
+skipped when its stamp says nothing it depends on changed (notebook, parameters, hashed input files) and its
+outputs exist; a ``keep_done`` step counts as done once its outputs exist. ``run_wave`` runs independent steps
+together, each in its own process with its share of the CPU threads, reports progress every 30 s, and passes
+Ctrl-C on to them. Profiles (``hicra.profiles``) say which steps; ``hicra.pipeline`` is the command.
+
+    from hicra.runner import Step, run_wave, waves
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
+
+from hicra.config import REPO_ROOT, install_signal_handlers, resolve, write_json
+
+
+@dataclasses.dataclass
+class Step:
+    name: str
+    notebook: str
+    params: dict
+    inputs: list          # files / folders (relative to the repo) whose contents the step depends on
+    outputs: list         # files that must exist for the step to count as done
+    needs: tuple | None = None   # steps that must finish first (None: every earlier step)
+    progress: tuple | None = None  # (JSONL file, total): the pipeline reports its last line's "step" / total
+    command: list | None = None    # a CLI step (e.g. python -m hicra.train ...) instead of a notebook
+    keep_done: bool = False        # done once its outputs exist, whatever changed since (a study's finished runs)
+
+
+# --------------------------------------------------------------------------
+# stamps: skip what did not change
+
+
+def _hash_paths(paths) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        full = resolve(p)
+        files = sorted(x for x in full.rglob("*") if x.is_file() and "__pycache__" not in x.parts) if full.is_dir() \
+            else [full] if full.exists() else []
+        h.update(f"{p}:{len(files)}".encode())
+        for f in files:
+            h.update(str(f.relative_to(REPO_ROOT) if f.is_relative_to(REPO_ROOT) else f).encode())
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def step_key(step: Step, figures_dir: str) -> str:
+    blob = json.dumps({"nb": step.command or _hash_paths([str(_notebook(step))]), "params": step.params,
+                       "figures": figures_dir, "inputs": _hash_paths(step.inputs)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _run_command(step: Step, stamp: Path, key: str, echo) -> str:
+    """Run a CLI step; Ctrl-C (a KeyboardInterrupt here) reaches it as SIGINT, so it can stop cleanly."""
+    t0 = time.time()
+    p = subprocess.Popen([sys.executable if c == "python" else c for c in step.command], cwd=REPO_ROOT,
+                         stdout=echo, stderr=echo)
+    try:
+        rc = p.wait()
+    except KeyboardInterrupt:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+        raise
+    if rc:
+        raise StepFailed(f"step {step.name}: `{' '.join(step.command[:4])} ...` exited with code {rc}")
+    missing = [o for o in step.outputs if not resolve(o).exists()]
+    if missing:
+        raise StepFailed(f"step {step.name}: the command ran but did not write {missing}")
+    write_json(stamp, {"key": key, "seconds": round(time.time() - t0, 1),
+                       "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    return "ran"
+
+
+def _notebook(step: Step) -> Path:
+    return Path(step.notebook) if Path(step.notebook).is_absolute() else REPO_ROOT / "notebooks" / step.notebook
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+def run_step(step: Step, run_dir: Path, figures_dir: str, force: bool = False, echo=None) -> str:
+    """Execute one notebook unless its stamp says nothing changed; returns "ran" or "skipped".
+
+    ``echo``: a file that receives the kernel's stdout and stderr as they come (the step's log)."""
+    import papermill as pm
+    stamp = run_dir / ".stamps" / f"{step.name}.json"
+    key = step_key(step, figures_dir)
+    done = step.keep_done or (stamp.exists() and json.loads(stamp.read_text()).get("key") == key)
+    if done and not force and all(resolve(o).exists() for o in step.outputs):
+        return "skipped"
+    if step.command:
+        return _run_command(step, stamp, key, echo)
+    out = run_dir / "executed" / f"{step.name}.ipynb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    try:
+        pm.execute_notebook(str(_notebook(step)), str(out), cwd=str(REPO_ROOT / "notebooks"),
+                            parameters={**step.params, "figures_dir": figures_dir}, progress_bar=False,
+                            stdout_file=echo, stderr_file=echo,
+                            kernel_name="python3")
+    except pm.PapermillExecutionError as e:
+        first = next((ln for ln in (e.source or "").splitlines() if ln.strip() and not ln.startswith("#")), "")
+        import nbformat
+
+        cells = [
+            c
+            for c in nbformat.read(out, as_version=4).cells
+            if "papermill-error-cell-tag" not in c.metadata.get("tags", [])
+        ]  # papermill's banner cells
+        injected = sum("injected-parameters" in c.metadata.get("tags", []) for c in cells[: e.cell_index])
+        raise StepFailed(
+            f"step {step.name}: {_notebook(step).name} failed in cell {e.cell_index - injected + 1} "
+            f"(`{first.strip()[:80]}`): {e.ename}: {e.evalue}\n  executed copy with the traceback: {out}"
+        ) from None
+    missing = [o for o in step.outputs if not resolve(o).exists()]
+    if missing:
+        raise StepFailed(f"step {step.name}: {_notebook(step).name} ran but did not write {missing}")
+    write_json(
+        stamp, {"key": key, "seconds": round(time.time() - t0, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    )
+    return "ran"
+
+
+def waves(steps: list[Step]) -> list[list[Step]]:
+    """Group steps into waves: each wave's steps need only steps of earlier waves."""
+    names = [s.name for s in steps]
+    level: dict[str, int] = {}
+    for i, s in enumerate(steps):
+        needs = names[:i] if s.needs is None else s.needs
+        unknown = [n for n in needs if n not in level]
+        if unknown:
+            raise ValueError(f"step {s.name} needs {unknown}, which are not earlier steps of the profile")
+        level[s.name] = 1 + max((level[n] for n in needs), default=-1)
+    return [[s for s in steps if level[s.name] == k] for k in range(max(level.values(), default=-1) + 1)]
+
+
+def _child(step: Step, run_dir: Path, figures_dir: str, force: bool) -> list[str]:
+    """Command line that runs one step in its own process (``python -m hicra.pipeline --step_json``)."""
+    return [sys.executable, "-m", "hicra.pipeline", "--step_json", json.dumps(dataclasses.asdict(step)),
+            "--run_dir", str(run_dir), "--figures_dir", figures_dir] + (["--force", "all"] if force else [])
+
+
+def _progress(step: Step, t0: float) -> str:
+    """`name m:ss` plus, for steps that declare a JSONL progress file, `step k/n` from its last line."""
+    minutes, seconds = divmod(int(time.time() - t0), 60)
+    out = f"{step.name} {minutes}:{seconds:02d}"
+    if step.progress:
+        path, total = step.progress
+        try:
+            with open(resolve(path), "rb") as f:
+                f.seek(max(0, f.seek(0, 2) - 4096))
+                out += f" (step {json.loads(f.read().splitlines()[-1])['step']}/{total})"
+        except (OSError, IndexError, KeyError, ValueError):
+            pass
+    return out
+
+
+def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int, tick: float = 30.0) -> list[tuple]:
+    """Run a wave's steps, up to ``jobs`` at once, each in its own process (when several run
+    together, each with OMP_NUM_THREADS = cores / their number).
+
+    Returns ``(step, status, seconds, error)`` for each step; a failure does not
+    stop its siblings (their stamps let a rerun skip them). Every ``tick``
+    seconds a line reports the running steps. Ctrl-C (or SIGINT to this process
+    alone; ``main`` turns SIGTERM into the same) is passed on to the step
+    processes, which shut their kernels down.
+    Each step's stderr goes to ``<run_dir>/executed/<step>.log``.
+    """
+    install_signal_handlers()
+    width = max(1, min(jobs, len(wave)))
+    env = {**os.environ}
+    if width > 1:
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // width)))  # a user's own setting wins
+        names = [s.name for s in wave]
+        print(f"[pipeline] together ({width} at once, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}): "
+              + ", ".join(names if len(names) <= 8 else names[:3] + [f"... ({len(names)} steps)"]), flush=True)
+    procs, started, finished, lock, stopping = [], {}, [], threading.Lock(), threading.Event()
+
+    def one(step):
+        log = run_dir / "executed" / f"{step.name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with lock:
+            if stopping.is_set():
+                return step, "cancelled", 0.0, None
+            with open(log, "w") as err:
+                p = subprocess.Popen(_child(step, run_dir, figures_dir, force(step)), env=env, cwd=REPO_ROOT,
+                                     stdout=subprocess.PIPE, stderr=err, text=True,
+                                     start_new_session=True)  # signals reach it once, through run_wave
+            procs.append(p)
+            started[step.name] = t0 = time.time()
+        stdout, _ = p.communicate()
+        with lock:
+            started.pop(step.name, None)
+            finished.append(step.name)
+        try:
+            res = json.loads((stdout.strip().splitlines() or ["{}"])[-1])
+        except json.JSONDecodeError:
+            res = {}
+        status = res.get("status") if p.returncode == 0 and res.get("status") in ("ran", "skipped") else \
+            "stopped" if stopping.is_set() else "failed"
+        err = None if status in ("ran", "skipped") else StepFailed(
+            res.get("error") or f"step {step.name} exited with code {p.returncode}; its log: {log}")
+        print(f"[pipeline] {step.name}: {status} in {time.time() - t0:.0f} s", flush=True)
+        return step, status, round(time.time() - t0, 1), err
+
+    pool = ThreadPoolExecutor(width)
+    futures = [pool.submit(one, s) for s in wave]
+    by_name = {s.name: s for s in wave}
+    try:
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=tick)
+            with lock:
+                running = [_progress(by_name[n], t) for n, t in started.items()]
+            if pending and running:
+                count = f"{len(finished)}/{len(wave)} done · " if len(wave) > width else ""
+                print(f"[pipeline] {count}running: " + " · ".join(running), flush=True)
+        return [f.result() for f in futures]
+    except KeyboardInterrupt:
+        with lock:
+            stopping.set()
+        print("[pipeline] interrupted: stopping the running steps ...", file=sys.stderr, flush=True)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
