@@ -2,7 +2,7 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed-v2
+STAMP   := $(VENV)/.installed-v3
 RUN     ?= demo
 export PYTHONUNBUFFERED := 1
 
@@ -31,6 +31,7 @@ smollm: venv
 
 STUDY_JOBS ?= 2
 SIZE ?= full
+TEST_JOBS ?= auto     # pytest-xdist workers (one per core), one thread each
 
 ## study: the pre-registered HICRA study (README), a profile of hicra.pipeline: grpo and hicra x 10 seeds,
 ## hicra_adaptive / hicra_gated / hicra_verl x 5, 100 steps each (~2 h on 2 cores, STUDY_JOBS runs at once);
@@ -48,9 +49,9 @@ study-alpha: venv
 lint: venv
 	$(BIN)/ruff check hicra tests bench
 
-## test: the whole suite (unit, real tokenizers, tiny models, notebooks under papermill)
+## test: the whole suite (unit, real tokenizers, tiny models, notebooks under papermill), one worker per core
 test: venv
-	$(BIN)/python -m pytest -q -ra
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -ra -n $(TEST_JOBS) --durations=10
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 
 from hicra.advantage import grpo_advantages, hicra_advantages
 
-adv_1d = st.lists(st.floats(-10, 10, allow_nan=False, width=32), min_size=1, max_size=8)
+# subnormal floats excluded: A * (1 - alpha) can round a subnormal A to 0, which is underflow, not a sign flip
+adv_1d = st.lists(st.floats(-10, 10, allow_nan=False, width=32, allow_subnormal=False), min_size=1, max_size=8)
 
 
 def test_grpo_group_normalisation():
