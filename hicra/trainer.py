@@ -300,6 +300,7 @@ class HICRATrainer(GRPOTrainer):
         if self.validate and self.args.val_every and rec["step"] % self.args.val_every == 0:
             rec["val_accuracy"] = float(self.validate(self.model, self.processing_class))
         append_jsonl(self.metrics_path, rec)
+        self._to_trackers(rec)
         if self.args.save_rollouts and self._step_rollouts:
             import pandas as pd
 
@@ -308,6 +309,15 @@ class HICRATrainer(GRPOTrainer):
             df = pd.DataFrame([{**r, "step": rec["step"], "planning_spans": json.dumps(s)}
                                for r, s in zip(self._step_rollouts, spans)])
             write_parquet(os.path.join(self.args.output_dir, "rollouts", f"step_{rec['step']:06d}.parquet"), df)
+
+    def _to_trackers(self, rec: dict) -> None:
+        """The step's hierarchy line, as ``hierarchy/<key>`` scalars, to the trackers of ``report_to``
+        (TensorBoard, trackio, W&B ...: transformers' integration callbacks; not the console printers)."""
+        vals = {f"hierarchy/{k}": float(v) for k, v in rec.items()
+                if k not in ("step", "seed") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for cb in self.callback_handler.callbacks:
+            if type(cb).__module__.startswith("transformers.integrations"):
+                cb.on_log(self.args, self.state, self.control, logs=vals)
 
     def _extend_context(self, clip_ratio, to: int | None = None) -> None:
         """Context schedule: past ``context_switch_clip`` clipped completions, raise the cap to the next length."""

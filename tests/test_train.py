@@ -339,3 +339,19 @@ def test_hicra_at_alpha_zero_is_grpo(tiny_sandbox):
     hicra = _dense_run(tiny_sandbox, "hicra", method="hicra", hicra_alpha=0.5, **dense)
     assert grpo[0]["planning_ratio"] > 0
     assert hicra[0]["reward"] == grpo[0]["reward"] and hicra[0]["loss"] != grpo[0]["loss"]
+
+
+def test_hierarchy_metrics_reach_tensorboard(tiny_sandbox):
+    """report_to tensorboard: each step's hierarchy line is in the event file under train/hierarchy/<key>."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    _, lines = _train(tiny_sandbox, method="hicra", report_to=["tensorboard"])
+    acc = EventAccumulator(str(next((tiny_sandbox / "run").rglob("events.out.tfevents.*")).parent))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for key in ("semantic_entropy", "entropy_execution", "ppl_execution", "planning_ratio", "alpha", "val_accuracy",
+                "accuracy", "entropy_planning"):  # every numeric value of the metrics lines (the tiny model may
+        if lines[-1].get(key) is not None:         # write no planning token: then entropy_planning is undefined)
+            assert f"train/hierarchy/{key}" in tags, (key, sorted(tags))
+    assert {"train/hierarchy/semantic_entropy", "train/hierarchy/alpha", "train/hierarchy/val_accuracy"} <= tags
+    got = [(e.step, e.value) for e in acc.Scalars("train/hierarchy/semantic_entropy")]
+    assert got == [(x["step"], pytest.approx(x["semantic_entropy"])) for x in lines[1:]]
