@@ -55,10 +55,34 @@ def smollm2_dir() -> Path:
     return target
 
 
+def smollm2_hf_dir() -> Path:
+    """SmolLM2 in plain Hugging Face format: the GGUF dequantized once and saved next to it. Loaded from the GGUF
+    directly, transformers marks the model as quantized and refuses to train it (full or LoRA)."""
+    target = smollm2_dir() / "hf"
+    if (target / "config.json").exists():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    src = str(smollm2_dir())
+    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    model.config.quantization_config = None
+    for attr in ("hf_quantizer", "quantization_method"):
+        if hasattr(model, attr):
+            setattr(model, attr, None)
+    model.is_quantized = False
+    tmp = Path(tempfile.mkdtemp(dir=smollm2_dir()))
+    model.save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF).save_pretrained(tmp)
+    os.replace(tmp, target)  # atomic: a killed conversion leaves no half folder
+    return target
+
+
 def _resolve(name: str) -> tuple[str, dict]:
     if name.lower() in ("smollm2", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct") \
             and not os.environ.get("HICRA_USE_HUB"):
-        return str(smollm2_dir()), {"gguf_file": SMOLLM2_GGUF}
+        return str(smollm2_hf_dir()), {}
+    if (Path(name) / SMOLLM2_GGUF).exists():  # the GGUF folder itself (a LoRA adapter's base model)
+        return name, {"gguf_file": SMOLLM2_GGUF}
     return name, {}
 
 
@@ -73,20 +97,18 @@ def load_tokenizer(name: str):
 
 
 def load_model(name: str, dtype: str = "float32", **kwargs):
-    """A causal LM by hub id, local path, or ``"smollm2"``. Returns ``(model, tokenizer)``."""
+    """A causal LM by hub id, local path, ``"smollm2"``, or a LoRA adapter folder (loaded onto its base model and
+    merged). Returns ``(model, tokenizer)``."""
     import torch
     from transformers import AutoModelForCausalLM
     path, kw = _resolve(name)
+    adapter = Path(path) / "adapter_config.json"
+    if adapter.exists():  # a LoRA run's final/: its base model with the adapter merged in (peft)
+        from peft import PeftModel
+        base, _ = load_model(json.loads(adapter.read_text())["base_model_name_or_path"], dtype, **kwargs)
+        return PeftModel.from_pretrained(base, path).merge_and_unload(), load_tokenizer(name)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kw, **kwargs)
     return model, load_tokenizer(name)
-
-
-if __name__ == "__main__":
-    name = sys.argv[1] if len(sys.argv) > 1 else "smollm2"
-    t0 = time.time()
-    model, tok = load_model(name)
-    print(json.dumps({"model": name, "params": sum(p.numel() for p in model.parameters()),
-                      "vocab": len(tok), "load_seconds": round(time.time() - t0, 1)}))
 
 
 def step_model_path(model: str, cfg) -> str:
@@ -104,3 +126,11 @@ def step_model_path(model: str, cfg) -> str:
 def load_step_model(model: str, cfg):
     """(model, tokenizer) for ``step_model_path(model, cfg)``."""
     return load_model(step_model_path(model, cfg))
+
+
+if __name__ == "__main__":
+    name = sys.argv[1] if len(sys.argv) > 1 else "smollm2"
+    t0 = time.time()
+    model, tok = load_model(name)
+    print(json.dumps({"model": name, "params": sum(p.numel() for p in model.parameters()),
+                      "vocab": len(tok), "load_seconds": round(time.time() - t0, 1)}))

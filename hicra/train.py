@@ -44,7 +44,8 @@ class TrainScript:
     val_n: int = 100                  # validation problems (sandbox; capped by the world's val split)
     val_k: int = 1                    # samples per validation problem (avg@k)
     val_temperature: float = 1.0
-    lora_r: int = 0                   # >0: train LoRA adapters (peft)
+    lora_r: int = 0                   # >0: train LoRA adapters (peft); final/ then holds the adapter
+    merge_lora: bool = False          # with lora_r: also save the merged full model in final-merged/
     resume: bool = False              # continue from the newest complete checkpoint in run_dir
     overwrite: bool = False           # start afresh in a run_dir that holds a run (its files are moved aside)
     dry_run: bool = False             # validate the recipe, load nothing
@@ -183,6 +184,10 @@ def run(data: dict, recipe: str | None = None) -> dict:
                                              "seed": trainer.args.seed})
         trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
         trainer.save_model(str(run_dir / "final"))
+        if script.lora_r and script.merge_lora:
+            merged = trainer.model.merge_and_unload()
+            merged.save_pretrained(str(run_dir / "final-merged"))
+            trainer.processing_class.save_pretrained(str(run_dir / "final-merged"))
         lines = [json.loads(x) for x in open(run_dir / "metrics.jsonl")] if (run_dir / "metrics.jsonl").exists() else []
         vals = [x["val_accuracy"] for x in lines if x.get("val_accuracy") is not None]
         summary = {"run_dir": str(run_dir), "method": trainer.args.method, "seed": trainer.args.seed,
