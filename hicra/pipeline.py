@@ -3,6 +3,8 @@
     python -m hicra.pipeline --profile sandbox        # `make figures` / `make demo`
     python -m hicra.pipeline --profile smollm-cpu     # real-model analyses on CPU
     python -m hicra.pipeline --profile study          # `make study`: the pre-registered study
+    python -m hicra.pipeline --profile paper          # on a GPU box: train GRPO + HICRA, then every figure
+    python -m hicra.pipeline --profile paper --dry_run true   # anywhere: validate every step, load no model
     python -m hicra.pipeline --profile my_gpu.yaml    # a profile of your own (copy one in configs/profiles/)
     python -m hicra.pipeline --profile sandbox --force 02_train_hicra
 
@@ -43,6 +45,8 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=4, help="independent steps run at once (1: one after another)")
     ap.add_argument("--profile_args", default="{}", help="JSON arguments for a profile made by a function (`from:`), "
                     'e.g. \'{"steps": 50, "arms": {"grpo": 3, "hicra": 3}}\' for the study profiles')
+    ap.add_argument("--dry_run", default="false", choices=["true", "false"],
+                    help="validate every step's config and parameters, load no model, run nothing")
     ap.add_argument("--step_json", help=argparse.SUPPRESS)   # internal: run one step (see run_wave)
     ap.add_argument("--run_dir", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -61,6 +65,15 @@ def main(argv=None):
     except (json.JSONDecodeError, TypeError, ValueError, FileNotFoundError) as e:
         ap.error(f"--profile {a.profile} --profile_args {a.profile_args!r}: {e}")
     name = Path(a.profile).stem
+    if a.dry_run == "true":
+        from hicra.profiles import dry_run
+        try:
+            checked = dry_run(steps)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        emit({"profile": name, "ok": True, "dry_run": True, "run_dir": str(run_dir), "steps": checked})
+        return
     unknown = sorted(set(a.only) | (set(a.force) - {"all"}) - {s.name for s in steps})
     if unknown:
         ap.error(f"unknown step(s) {unknown} in profile {a.profile}; its steps: {', '.join(s.name for s in steps)}")

@@ -6,9 +6,11 @@ inside ``[...]`` or ``{...}``) or names a
 function that makes them (``from: module:function`` with ``args``, as the study profiles do: one training run
 per arm and seed). Copy a shipped profile to make your own, e.g. a GPU profile with the paper's recipes.
 
-    from hicra.profiles import load_profile
+    from hicra.profiles import load_profile, dry_run
     run_dir, steps = load_profile("sandbox")                          # configs/profiles/sandbox.yaml
     run_dir, steps = load_profile("my_profile.yaml", run="try1", args={"steps": 30})
+    dry_run(steps)       # every step's config and parameters validated, no model loaded (python -m hicra.pipeline
+                         # --profile paper --dry_run true on a CPU machine)
 """
 from __future__ import annotations
 
@@ -65,3 +67,78 @@ def _substitute(x, folder: str):
     if isinstance(x, dict):
         return {k: _substitute(v, folder) for k, v in x.items()}
     return x
+
+
+# the config dataclass each step notebook fills from its parameters cell
+STEP_CONFIGS = {"01_strategic_grams.ipynb": "hicra.grams:GramsConfig",
+                "03_dynamics.ipynb": "hicra.figures:FiguresConfig",
+                "04_error_analysis.ipynb": "hicra.errors:ErrorsConfig",
+                "05_fork_tokens.ipynb": "hicra.forks:ForksConfig",
+                "06_evaluate.ipynb": "hicra.evaluate:EvalConfig",
+                "07_study.ipynb": "hicra.study:StudyConfig"}
+
+
+def notebook_parameters(notebook) -> dict:
+    """The names and default values of a notebook's ``parameters`` cell (literal assignments)."""
+    import nbformat
+
+    from hicra.runner import _notebook
+    nb = nbformat.read(_notebook(Step("", str(notebook), {}, [], [])), as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    values: dict = {}
+    exec(compile(cell.source, str(notebook), "exec"), {}, values)  # the committed cell: assignments only
+    return values
+
+
+def dry_run(steps: list[Step]) -> list[dict]:
+    """Validate each step without running it or loading a model: a training command's recipe and flags
+    (``hicra.train``'s dry run; its accelerate config with accelerate's parser), a notebook's parameters
+    (names its parameters cell has; values its config dataclass accepts). Raises ValueError naming the step."""
+    from hicra.config import from_dict
+    out = []
+    for s in steps:
+        try:
+            if s.command:
+                out.append({"step": s.name, **_dry_command(s.command)})
+                continue
+            defaults = notebook_parameters(s.notebook)
+            unknown = sorted(set(s.params) - set(defaults) - {"figures_dir"})
+            if unknown:
+                raise ValueError(f"parameters {unknown} are not in {s.notebook}'s parameters cell "
+                                 f"({sorted(defaults)})")
+            values = {**defaults, **s.params}
+            if s.notebook == "02_train.ipynb":
+                from hicra.train import dry_run as train_dry_run
+                from hicra.train import read_recipe
+                data = read_recipe(values["recipe"], [])
+                given = {k: values[k] for k in ("method", "seed", "max_steps", "val_every", "val_n", "sandbox")
+                         if values.get(k) is not None}
+                data.update(given, run_dir=values["run_dir"], **values.get("overrides", {}))
+                out.append({"step": s.name, **train_dry_run(data)})
+            elif s.notebook in STEP_CONFIGS:
+                module, _, cls = STEP_CONFIGS[s.notebook].partition(":")
+                config = getattr(importlib.import_module(module), cls)
+                from dataclasses import fields
+                from_dict(config, {f.name: values[f.name] for f in fields(config) if f.name in values})
+                out.append({"step": s.name, "ok": True, "config": cls})
+            else:
+                out.append({"step": s.name, "ok": True, "parameters": sorted(s.params)})
+        except Exception as e:  # noqa: BLE001  (any failure is reported against its step)
+            raise ValueError(f"step {s.name}: {type(e).__name__}: {e}") from e
+    return out
+
+
+def _dry_command(command: list) -> dict:
+    cmd = [str(c) for c in command]
+    res = {"ok": True}
+    if cmd[:2] == ["accelerate", "launch"] and "--config_file" in cmd:
+        from accelerate.commands.config.config_args import load_config_from_file
+        cfg = resolve(cmd[cmd.index("--config_file") + 1])
+        res["accelerate"] = type(load_config_from_file(str(cfg))).__name__
+    if "-m" in cmd and cmd[cmd.index("-m") + 1] == "hicra.train":
+        from hicra.train import dry_run as train_dry_run
+        from hicra.train import read_recipe
+        rest = cmd[cmd.index("-m") + 2:]
+        path = rest.pop(0) if rest and not rest[0].startswith("--") else None
+        res.update(train_dry_run(read_recipe(path, rest)))
+    return res

@@ -61,11 +61,18 @@ def step_key(step: Step, figures_dir: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def command_line(command: list) -> list[str]:
+    """A step's command with ``python`` and ``accelerate launch`` bound to this environment's interpreter."""
+    cmd = [str(c) for c in command]
+    if cmd[:2] == ["accelerate", "launch"]:
+        return [sys.executable, "-m", "accelerate.commands.launch", *cmd[2:]]
+    return [sys.executable if c == "python" else c for c in cmd]
+
+
 def _run_command(step: Step, stamp: Path, key: str, echo) -> str:
     """Run a CLI step; Ctrl-C (a KeyboardInterrupt here) reaches it as SIGINT, so it can stop cleanly."""
     t0 = time.time()
-    p = subprocess.Popen([sys.executable if c == "python" else c for c in step.command], cwd=REPO_ROOT,
-                         stdout=echo, stderr=echo)
+    p = subprocess.Popen(command_line(step.command), cwd=REPO_ROOT, stdout=echo, stderr=echo)
     try:
         rc = p.wait()
     except KeyboardInterrupt:

@@ -132,6 +132,31 @@ def build_trainer(data: dict):
     return trainer, script
 
 
+def check_stack(use_vllm: bool = False, installed: dict | None = None) -> dict:
+    """Installed torch / transformers / trl / vllm against the ranges declared upstream: hicra's own requirements
+    (pyproject.toml) and TRL's ``vllm`` extra (TRL 1.16: vllm 0.22-0.31). Returns the versions; a version
+    outside its range, or ``use_vllm`` without vllm, is a ValueError that names the fix."""
+    from importlib.metadata import PackageNotFoundError, requires, version
+
+    from packaging.requirements import Requirement
+
+    def ver(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+    have = installed or {p: ver(p) for p in ("torch", "transformers", "trl", "vllm")}
+    wanted = [Requirement(r) for r in (requires("hicra") or []) if ";" not in r]
+    wanted += [Requirement(r.split(";")[0]) for r in (requires("trl") or []) if r.startswith("vllm")]
+    bad = [f"{q.name} {have[q.name]} (needs {q.specifier})" for q in wanted
+           if have.get(q.name) and not q.specifier.contains(have[q.name], prereleases=True)]
+    if use_vllm and not have.get("vllm"):
+        bad.append("use_vllm is set but vllm is not installed (pip install 'trl[vllm]==1.16.*', see environment.yml)")
+    if bad:
+        raise ValueError("incompatible stack: " + "; ".join(bad) + ". environment.yml pins a combination TRL supports")
+    return {k: v for k, v in have.items() if v}
+
+
 def dry_run(data: dict) -> dict:
     """Validate a recipe without loading a model: keys, method, SG file."""
     from hicra.sgfile import read_sg_file
@@ -143,12 +168,14 @@ def dry_run(data: dict) -> dict:
         kw["sg_file"] = str(REPO_ROOT / "data" / "grams" / "seed_grams.json")  # the build provides its own
     import torch
     hardware_checked = torch.cuda.is_available()
+    stack = check_stack(use_vllm=bool(kw.get("use_vllm")) and hardware_checked)
     if not hardware_checked:  # a GPU recipe validated on a CPU machine: skip the device checks only
         kw.update(bf16=False, use_cpu=True, use_vllm=False)
     args = HICRAConfig(**kw)
     return {
         "ok": True,
         "hardware_checked": hardware_checked,
+        "stack": stack,
         "model": script.model,
         "dataset": script.dataset,
         "method": args.method,

@@ -61,9 +61,10 @@ def test_profiles_are_well_formed():
         _, steps = load_profile(name)
         assert len({s.name for s in steps}) == len(steps)
         for s in steps:
-            if s.command:  # a CLI step: a module of this package
-                assert s.command[:2] == ["python", "-m"] and (P.REPO_ROOT / (s.command[2].replace(".", "/") + ".py")
-                                                              ).exists(), s.command
+            if s.command:  # a CLI step: `python -m` or `accelerate launch ... -m` a module of this package
+                assert s.command[0] in ("python", "accelerate") and "-m" in s.command, s.command
+                module = s.command[s.command.index("-m") + 1]
+                assert (P.REPO_ROOT / (module.replace(".", "/") + ".py")).exists(), s.command
             else:
                 assert (P.REPO_ROOT / "notebooks" / s.notebook).is_file(), s.notebook
             assert s.outputs, s.name
@@ -197,3 +198,20 @@ def test_a_profile_file_of_ones_own(tmp_path):
         load_profile(str(tmp_path / "bad.yaml"))
     with pytest.raises(ValueError, match="unknown profile 'nope'"):
         load_profile("nope")
+
+
+def test_every_profile_dry_runs_and_a_bad_parameter_names_its_step(tmp_path, capsys):
+    """`--dry_run true` validates each step of each shipped profile (the GPU `paper` profile included) on this
+    CPU machine without loading a model; a parameter its notebook does not take fails, naming the step."""
+    from hicra.profiles import load_profile, profile_names
+    assert "paper" in profile_names()
+    for name in profile_names():
+        P.main(["--profile", name, "--dry_run", "true"])
+        out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert out["ok"] and out["dry_run"] and len(out["steps"]) == len(load_profile(name)[1]), name
+    (tmp_path / "bad.yaml").write_text(open(P.REPO_ROOT / "configs/profiles/paper.yaml").read().replace(
+        "n_prompts: 128", "n_promts: 128"))
+    with pytest.raises(SystemExit) as e:
+        P.main(["--profile", str(tmp_path / "bad.yaml"), "--dry_run", "true"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "step 05_fork_tokens" in err and "n_promts" in err, err

@@ -238,3 +238,17 @@ def test_resume_of_a_finished_run_without_checkpoints_is_a_no_op(cache):
     lines = (d / "metrics.jsonl").read_text()
     assert run({**RUN, "run_dir": str(d), "max_steps": 1, "save_steps": 100, "resume": True}) == first
     assert (d / "metrics.jsonl").read_text() == lines and not list(d.glob("replaced-*"))
+
+
+def test_dry_run_checks_the_installed_stack():
+    """The dry run reports torch / transformers / trl (/ vllm) and refuses versions outside the declared ranges."""
+    from hicra.train import check_stack, dry_run
+    out = dry_run(read_recipe("configs/qwen3_4b_base.yaml", []))
+    assert out["stack"]["trl"].startswith("1.16") and "torch" in out["stack"]
+    with pytest.raises(ValueError, match=r"vllm 0.33.0 \(needs"):
+        check_stack(installed={**out["stack"], "vllm": "0.33.0"})
+    with pytest.raises(ValueError, match=r"trl 1.17.0 \(needs"):
+        check_stack(installed={**out["stack"], "trl": "1.17.0"})
+    with pytest.raises(ValueError, match="vllm is not installed"):
+        check_stack(use_vllm=True, installed={k: v for k, v in out["stack"].items() if k != "vllm"})
+    assert check_stack(installed={**out["stack"], "vllm": "0.31.0"})["vllm"] == "0.31.0"
