@@ -36,10 +36,10 @@ TEST_JOBS ?= auto     # pytest-xdist workers (one per core), one thread each
 ## study: the pre-registered HICRA study (README), a profile of hicra.pipeline: grpo and hicra x 10 seeds,
 ## hicra_adaptive / hicra_gated / hicra_verl x 5, 100 steps each (~2 h on 2 cores, STUDY_JOBS runs at once);
 ## SIZE=quick: grpo, hicra x 2 seeds x 50 steps (~10 min). Ctrl-C stops cleanly; a rerun keeps finished runs and
-## resumes the rest. Other designs: PROFILE_ARGS='{"arms": {"grpo": 5, "entropy_reg": 5}, "steps": 60}'
+## resumes the rest. Other designs, in their own folder: STUDY_RUN=mine PROFILE_ARGS='{"arms": {"grpo": 5}, "steps": 60}'
 study: venv
 	$(BIN)/python -m hicra.pipeline --profile $(if $(filter quick,$(SIZE)),study-quick,study) --jobs $(STUDY_JOBS) \
-	  $(if $(PROFILE_ARGS),--profile_args '$(PROFILE_ARGS)')
+	  $(if $(PROFILE_ARGS),--profile_args '$(PROFILE_ARGS)') $(if $(STUDY_RUN),--run $(STUDY_RUN))
 
 ## study-alpha: the alpha sweep {0, 0.05, 0.1, 0.2, 0.4, 0.8} x 5 seeds in the study's folder (~70 min more)
 study-alpha: venv
