@@ -199,7 +199,8 @@ class FiguresConfig(StepConfig):
 
 
 def run(cfg: FiguresConfig) -> dict:
-    """Fig 3, Fig 5/6/8 and ``final_accuracy.csv`` (final validation accuracy per method, 95 % CIs over seeds)."""
+    """Fig 3, Fig 5/6/8 and ``final_accuracy.csv`` (final validation accuracy per method, 95 % CIs over seeds,
+    with the warm start's row), in the run folder and as ``<figures_dir>/<tag>_final_accuracy.csv``."""
     from hicra.config import save_step_figure, start_step
     from hicra.plotting import setup_style
     out = start_step(cfg, "03_dynamics")
@@ -211,6 +212,7 @@ def run(cfg: FiguresConfig) -> dict:
                                               if m in set(df.method)]), cfg, "fig5_methods")]
     table = final_table(df)
     table.to_csv(out / "final_accuracy.csv", index=False)
+    table.to_csv(resolve(cfg.figures_dir) / f"{cfg.tag}_final_accuracy.csv", index=False)  # beside the figures
     return {"run_dir": str(out), "runs": len(cfg.runs), "figures": figs,
             "final_accuracy": table.to_dict("records")}
 
