@@ -38,15 +38,23 @@ TWIN = {"01_strategic_grams.ipynb": "hicra.grams", "03_dynamics.ipynb": "hicra.f
 
 def _same_files_as_cli(name, tmp_path, run, fig, **params):
     """The notebook's CLI twin, given the same parameters, writes the same files (names) as the notebook did."""
+    import contextlib
+    import io
     import os
-    import subprocess
+    import runpy
     import sys
     cli_run, cli_fig = tmp_path / f"cli-{run.name}", tmp_path / f"cli-fig-{run.name}"
     flags = [x for k, v in params.items() for x in (f"--{k}", v if isinstance(v, str) else json.dumps(v))]
-    r = subprocess.run([sys.executable, "-m", TWIN[name], "--run_dir", str(cli_run), "--figures_dir", str(cli_fig),
-                        *flags], cwd=ROOT, capture_output=True, text=True, timeout=600, env=dict(os.environ))
-    assert r.returncode == 0, r.stderr[-2000:]
-    json.loads(r.stdout.strip().splitlines()[-1])  # the one JSON summary line, last
+    argv, cwd, out = sys.argv, os.getcwd(), io.StringIO()
+    sys.argv = [TWIN[name], "--run_dir", str(cli_run), "--figures_dir", str(cli_fig), *flags]
+    try:  # `python -m <twin> ...` run in this process (the same __main__ block, without a fresh interpreter)
+        os.chdir(ROOT)
+        with contextlib.redirect_stdout(out):
+            runpy.run_module(TWIN[name], run_name="__main__", alter_sys=True)
+    finally:
+        sys.argv = argv
+        os.chdir(cwd)
+    json.loads(out.getvalue().strip().splitlines()[-1])  # the one JSON summary line, last
     names = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())  # noqa: E731
     assert names(cli_run) == names(run), name
     made = set(names(cli_fig))
