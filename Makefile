@@ -11,8 +11,8 @@ export PYTHONUNBUFFERED := 1
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q --no-compile torch==2.13.0   # CPU build; a bare `torch` pulls multi-GB CUDA
-	$(BIN)/pip install -q --no-compile -e ".[dev,lab,embed]"   # modules compile on first import instead
+	$(BIN)/pip install -q torch==2.13.0          # CPU build; a bare `torch` pulls multi-GB CUDA
+	$(BIN)/pip install -q -e ".[dev,lab,embed]"
 	touch $(STAMP)
 
 venv: $(STAMP)
