@@ -22,6 +22,8 @@ import re
 import numpy as np
 
 from hicra.config import SandboxStepConfig, emit, parse_cli, resolve, start_step, write_json, write_parquet
+from hicra.models import load_step_model as load  # model resolution lives in hicra.models
+from hicra.models import step_model_path as model_path
 
 DEFAULT_K = {"aime24": 32, "aime25": 32, "amc23": 4}
 
@@ -81,8 +83,6 @@ def problems(cfg: EvalConfig, bench: str) -> list[dict]:
 # backends
 
 
-from hicra.models import load_step_model as load  # noqa: E402  (model resolution lives in hicra.models)
-from hicra.models import step_model_path as model_path  # noqa: E402
 
 
 def sample_transformers(model, tok, prompts, k, cfg: EvalConfig) -> list[list[str]]:

@@ -82,8 +82,8 @@ def notebook_parameters(notebook) -> dict:
     """The names and default values of a notebook's ``parameters`` cell (literal assignments)."""
     import nbformat
 
-    from hicra.runner import _notebook
-    nb = nbformat.read(_notebook(Step("", str(notebook), {}, [], [])), as_version=4)
+    from hicra.runner import notebook_path
+    nb = nbformat.read(notebook_path(str(notebook)), as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     values: dict = {}
     exec(compile(cell.source, str(notebook), "exec"), {}, values)  # the committed cell: assignments only
@@ -94,7 +94,7 @@ def dry_run(steps: list[Step]) -> list[dict]:
     """Validate each step without running it or loading a model: a training command's recipe and flags
     (``hicra.train``'s dry run; its accelerate config with accelerate's parser), a notebook's parameters
     (names its parameters cell has; values its config dataclass accepts). Raises ValueError naming the step."""
-    from hicra.config import from_dict
+    from hicra.config import from_params
     out = []
     for s in steps:
         try:
@@ -109,17 +109,11 @@ def dry_run(steps: list[Step]) -> list[dict]:
             values = {**defaults, **s.params}
             if s.notebook == "02_train.ipynb":
                 from hicra.train import dry_run as train_dry_run
-                from hicra.train import read_recipe
-                data = read_recipe(values["recipe"], [])
-                given = {k: values[k] for k in ("method", "seed", "max_steps", "val_every", "val_n", "sandbox")
-                         if values.get(k) is not None}
-                data.update(given, run_dir=values["run_dir"], **values.get("overrides", {}))
-                out.append({"step": s.name, **train_dry_run(data)})
+                from hicra.train import recipe_from_params
+                out.append({"step": s.name, **train_dry_run(recipe_from_params(values))})
             elif s.notebook in STEP_CONFIGS:
                 module, _, cls = STEP_CONFIGS[s.notebook].partition(":")
-                config = getattr(importlib.import_module(module), cls)
-                from dataclasses import fields
-                from_dict(config, {f.name: values[f.name] for f in fields(config) if f.name in values})
+                from_params(getattr(importlib.import_module(module), cls), values)
                 out.append({"step": s.name, "ok": True, "config": cls})
             else:
                 out.append({"step": s.name, "ok": True, "parameters": sorted(s.params)})

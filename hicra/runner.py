@@ -69,9 +69,8 @@ def command_line(command: list) -> list[str]:
     return [sys.executable if c == "python" else c for c in cmd]
 
 
-def _run_command(step: Step, stamp: Path, key: str, echo) -> str:
+def _run_command(step: Step, echo) -> None:
     """Run a CLI step; Ctrl-C (a KeyboardInterrupt here) reaches it as SIGINT, so it can stop cleanly."""
-    t0 = time.time()
     p = subprocess.Popen(command_line(step.command), cwd=REPO_ROOT, stdout=echo, stderr=echo)
     try:
         rc = p.wait()
@@ -84,16 +83,15 @@ def _run_command(step: Step, stamp: Path, key: str, echo) -> str:
         raise
     if rc:
         raise StepFailed(f"step {step.name}: `{' '.join(step.command[:4])} ...` exited with code {rc}")
-    missing = [o for o in step.outputs if not resolve(o).exists()]
-    if missing:
-        raise StepFailed(f"step {step.name}: the command ran but did not write {missing}")
-    write_json(stamp, {"key": key, "seconds": round(time.time() - t0, 1),
-                       "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
-    return "ran"
+
+
+def notebook_path(notebook: str) -> Path:
+    """A step's notebook: an absolute path, or a name under notebooks/."""
+    return Path(notebook) if Path(notebook).is_absolute() else REPO_ROOT / "notebooks" / notebook
 
 
 def _notebook(step: Step) -> Path:
-    return Path(step.notebook) if Path(step.notebook).is_absolute() else REPO_ROOT / "notebooks" / step.notebook
+    return notebook_path(step.notebook)
 
 
 class StepFailed(RuntimeError):
@@ -101,20 +99,34 @@ class StepFailed(RuntimeError):
 
 
 def run_step(step: Step, run_dir: Path, figures_dir: str, force: bool = False, echo=None) -> str:
-    """Execute one notebook unless its stamp says nothing changed; returns "ran" or "skipped".
+    """Execute one step (notebook or command) unless its stamp says nothing changed; returns "ran" or "skipped".
 
-    ``echo``: a file that receives the kernel's stdout and stderr as they come (the step's log)."""
-    import papermill as pm
+    ``echo``: a file that receives the step's stdout and stderr as they come (the step's log)."""
     stamp = run_dir / ".stamps" / f"{step.name}.json"
     key = step_key(step, figures_dir)
     done = step.keep_done or (stamp.exists() and json.loads(stamp.read_text()).get("key") == key)
     if done and not force and all(resolve(o).exists() for o in step.outputs):
         return "skipped"
+    t0 = time.time()
     if step.command:
-        return _run_command(step, stamp, key, echo)
+        _run_command(step, echo)
+    else:
+        _run_notebook(step, run_dir, figures_dir, echo)
+    missing = [o for o in step.outputs if not resolve(o).exists()]
+    if missing:
+        what = f"`{' '.join(step.command[:4])} ...`" if step.command else _notebook(step).name
+        raise StepFailed(f"step {step.name}: {what} ran but did not write {missing}")
+    write_json(
+        stamp, {"key": key, "seconds": round(time.time() - t0, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    )
+    return "ran"
+
+
+def _run_notebook(step: Step, run_dir: Path, figures_dir: str, echo) -> None:
+    """Execute the step's notebook under papermill; a failing cell becomes a StepFailed naming it."""
+    import papermill as pm
     out = run_dir / "executed" / f"{step.name}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
     try:
         pm.execute_notebook(str(_notebook(step)), str(out), cwd=str(REPO_ROOT / "notebooks"),
                             parameters={**step.params, "figures_dir": figures_dir}, progress_bar=False,
@@ -134,13 +146,6 @@ def run_step(step: Step, run_dir: Path, figures_dir: str, force: bool = False, e
             f"step {step.name}: {_notebook(step).name} failed in cell {e.cell_index - injected + 1} "
             f"(`{first.strip()[:80]}`): {e.ename}: {e.evalue}\n  executed copy with the traceback: {out}"
         ) from None
-    missing = [o for o in step.outputs if not resolve(o).exists()]
-    if missing:
-        raise StepFailed(f"step {step.name}: {_notebook(step).name} ran but did not write {missing}")
-    write_json(
-        stamp, {"key": key, "seconds": round(time.time() - t0, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-    )
-    return "ran"
 
 
 def waves(steps: list[Step]) -> list[list[Step]]:

@@ -94,6 +94,16 @@ def read_recipe(path: str | None, overrides: list[str]) -> dict:
     return typed(HICRAConfig, typed(TrainScript, data))
 
 
+def recipe_from_params(p: dict) -> dict:
+    """Notebook 02's parameters (its ``globals()``) -> a recipe mapping: the recipe file, then its fields given
+    (``None`` keeps the recipe's value), the run folder and flags, then ``overrides``."""
+    data = read_recipe(p["recipe"], [])
+    given = {k: p.get(k) for k in ("method", "seed", "max_steps", "val_every", "val_n", "sandbox")}
+    data.update({k: v for k, v in given.items() if v is not None}, run_dir=p["run_dir"],
+                resume=p.get("resume", False), overwrite=p.get("overwrite", False), **(p.get("overrides") or {}))
+    return data
+
+
 def build_trainer(data: dict):
     """(trainer, script) from a recipe mapping; the sandbox profile fills CPU-safe defaults."""
     from hicra.trainer import HICRAConfig, HICRATrainer
