@@ -190,6 +190,9 @@ def fig_grams(candidates: pd.DataFrame, summary: dict, top: int = 8):
 # the step: notebooks/03_dynamics.ipynb and python -m hicra.figures
 
 
+FIG5_METHODS = ("grpo", "hicra", "entropy_reg", "fork_tokens")
+
+
 @dataclasses.dataclass
 class FiguresConfig(StepConfig):
     run_dir: str = "runs/demo"
@@ -208,8 +211,9 @@ def run(cfg: FiguresConfig) -> dict:
     df = load_runs(cfg.runs)
     figs = [save_step_figure(fig3_dynamics(df, cfg.fig3_method if cfg.fig3_method in set(df.method) else None),
                              cfg, "fig3_dynamics"),
-            save_step_figure(fig_methods(df, [m for m in ("grpo", "hicra", "entropy_reg", "fork_tokens")
-                                              if m in set(df.method)]), cfg, "fig5_methods")]
+            save_step_figure(fig_methods(df[df.method.isin(FIG5_METHODS)], [m for m in FIG5_METHODS
+                                                                              if m in set(df.method)]),
+                             cfg, "fig5_methods")]  # the paper's methods; the study's variants: study_curves
     table = final_table(df)
     table.to_csv(out / "final_accuracy.csv", index=False)
     table.to_csv(resolve(cfg.figures_dir) / f"{cfg.tag}_final_accuracy.csv", index=False)  # beside the figures
