@@ -6,15 +6,20 @@ every other key is a field of ``HICRAConfig`` (TRL's GRPOConfig + method).
 
     python -m hicra.train configs/sandbox.yaml --method hicra --seed 1
     accelerate launch -m hicra.train configs/qwen3_4b_base.yaml
+    accelerate launch --config_file configs/accelerate/cpu_2proc.yaml -m hicra.train configs/sandbox.yaml  # 2 CPU
     python -m hicra.train configs/qwen3_4b_base.yaml --dry_run true   # validate only, no download
 
 Writes ``<run_dir>/metrics.jsonl`` (one line per step), ``rollouts/step_*.parquet``,
 checkpoints, and prints one JSON line last: ``run_dir``, ``steps``, ``final_val_accuracy``.
+Launched as several processes, rank 0 owns the run folder (lock, params, metrics, rollouts, summary line);
+every rank trains on its share of each step's prompts (``hicra.trainer``).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -61,7 +66,8 @@ class TrainScript:
 SANDBOX_DEFAULTS = dict(learning_rate=2e-4, lr_scheduler_type="constant", num_generations=8,
                         per_device_train_batch_size=64, max_completion_length=160, temperature=1.0, beta=0.0,
                         max_steps=100, save_steps=25, bf16=False, use_cpu=True, gradient_checkpointing=False,
-                        rollout="compact", report_to=[], disable_tqdm=False, val_every=25)
+                        rollout="compact", report_to=[], disable_tqdm=False, val_every=25,
+                        ddp_find_unused_parameters=False)
 
 
 def split_recipe(data: dict):
@@ -110,12 +116,13 @@ def build_trainer(data: dict):
     script, kw = split_recipe(data)
     validate = None
     if script.model == "sandbox":
-        from hicra.sandbox.build import SandboxConfig, build, load
+        from hicra.sandbox.build import SandboxConfig, build, build_apart, load, model_dir
         from hicra.sandbox.rl import grpo_dataset, sandbox_reward, validator
         scfg = SandboxConfig(seed=script.sandbox_seed, **script.sandbox)
-        info = build(scfg)
-        kw.setdefault("sg_file", str(Path(info["model_dir"]) / "grams.json"))
-        args = HICRAConfig(**kw)
+        kw.setdefault("sg_file", str(model_dir(scfg) / "grams.json"))
+        args = _distributed_args(HICRAConfig(**kw))
+        with args.main_process_first(desc="sandbox build"):  # one process builds, the others then read it
+            info = build_apart(scfg) if args.world_size > 1 else build(scfg)
         model, tok = load(info["model_dir"])
         train_ds = grpo_dataset(scfg, script.n_train)
         rewards = [sandbox_reward]
@@ -124,7 +131,7 @@ def build_trainer(data: dict):
         from hicra.data import load_benchmark
         from hicra.models import load_model
         from hicra.rewards import accuracy_reward
-        args = HICRAConfig(**kw)
+        args = _distributed_args(HICRAConfig(**kw))
         model, tok = load_model(script.model)
         import datasets
         rows = load_benchmark(script.dataset, split="train", limit=script.n_train)
@@ -140,6 +147,23 @@ def build_trainer(data: dict):
     trainer = HICRATrainer(model=model, reward_funcs=rewards, args=args, train_dataset=train_ds,
                            processing_class=tok, peft_config=peft_config, validate=validate)
     return trainer, script
+
+
+def is_main_process() -> bool:
+    """Global rank 0 of a launched job (``RANK``, set by torchrun / accelerate launch), or a lone process: the
+    one that claims the run folder, writes params.json and summary.json and prints the summary line."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _distributed_args(args):
+    """Refuse a launch whose processes did not form one process group: each would train alone, on the same
+    run folder. (accelerate forms a CPU group only when the recipe says ``use_cpu: true``.)"""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and args.world_size != launched:
+        raise ValueError(f"{launched} processes were launched but they formed a group of {args.world_size}: on a "
+                         "machine without GPU set use_cpu: true in the recipe (or --use_cpu true), and launch with "
+                         "configs/accelerate/cpu_2proc.yaml (accelerate's MULTI_CPU type starts one process)")
+    return args
 
 
 def check_stack(use_vllm: bool = False, installed: dict | None = None) -> dict:
@@ -210,17 +234,22 @@ def run(data: dict, recipe: str | None = None) -> dict:
     ckpt = last_complete_checkpoint(run_dir) if script.resume and not finished else None
     if script.resume and not finished and ckpt is None:
         print(f"[hicra] --resume true, but {run_dir} has no complete checkpoint: starting fresh", flush=True)
-    with claim(run_dir, resume=finished or ckpt is not None, overwrite=script.overwrite or script.resume):
+    main = is_main_process()  # in a launched job only rank 0 claims and writes the folder's own files
+    with (claim(run_dir, resume=finished or ckpt is not None, overwrite=script.overwrite or script.resume)
+          if main else contextlib.nullcontext()):
         if finished:
             print(f"[hicra] {run_dir} already finished {prev['steps']} steps: nothing to do", flush=True)
             return prev
         if ckpt is not None:
             print(f"[hicra] resuming from {ckpt}", flush=True)
         trainer, script = build_trainer(data)
-        write_json(run_dir / "params.json", {"recipe": recipe, **data, "method": trainer.args.method,
-                                             "seed": trainer.args.seed})
+        if main:
+            write_json(run_dir / "params.json", {"recipe": recipe, **data, "method": trainer.args.method,
+                                                 "seed": trainer.args.seed, "processes": trainer.args.world_size})
         trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
         trainer.save_model(str(run_dir / "final"))
+        if not main:
+            return {"run_dir": str(run_dir), "steps": trainer.state.global_step}
         if script.lora_r and script.merge_lora:
             merged = trainer.model.merge_and_unload()
             merged.save_pretrained(str(run_dir / "final-merged"))
@@ -251,7 +280,8 @@ def main(argv=None):
         summary = run(data, path)
     except RunFolderError as e:
         _fail(e)
-    emit(summary)
+    if is_main_process():
+        emit(summary)
 
 
 def _fail(e: BaseException):

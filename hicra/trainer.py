@@ -24,6 +24,12 @@ The TRL surface beyond public arguments (TRL is pinned below 1.17 because of it;
   sampling counters); ``generation_config`` and ``max_completion_length`` (written by the context schedule).
 * ``rollout_func`` (public, marked experimental): ``rollout: compact`` samples with ``hicra.decode``.
 
+Several processes (``accelerate launch``): each rank generates, scores and trains on its share of the prompts;
+TRL gathers the rewards for the group advantages. The step's token sums (planning/execution entropy and
+perplexity, re-weighted tokens) are summed over ranks before the metrics line, so adaptive alpha is the same
+on every rank; rank 0 writes metrics.jsonl (one line a step) and the rollouts of every rank; dynamic sampling
+runs the same number of refill rounds on every rank (collectives), each rank drawing its own refill prompts.
+
 ``tests/test_trl_surface.py`` checks this list against the installed TRL, so an upgrade fails there first.
 Dynamic sampling's arithmetic lives in ``hicra.dynamic_sampling`` (pure, unit-tested).
 """
@@ -199,7 +205,7 @@ class HICRATrainer(GRPOTrainer):
                 verl_filter=self.args.verl_filter)
             self._boosted[0] += float(boosted.sum())
             self._boosted[1] += float(out["completion_mask"].sum())
-        n = len(out["completion_ids"])
+        n = len(out["completion_ids"]) * self.accelerator.num_processes  # TRL's _logs hold every rank's rows
         rewards = [list(v)[-n:] for v in self._logs["rewards"].values()]
         prompts, completions = list(self._logs["prompt"])[-n:], list(self._logs["completion"])[-n:]
         rollouts = [{"prompt": p, "completion": c, "reward": float(rewards[0][i]) if rewards else None}
@@ -219,7 +225,8 @@ class HICRATrainer(GRPOTrainer):
             raise ValueError(f"dynamic_sampling needs the per-device generation batch ({n_rows}) divisible by "
                              f"num_generations ({G})")
         batches, rollouts = [out], list(self._step_rollouts)
-        gen = torch.Generator().manual_seed(self.args.seed * 100003 + self.state.global_step)
+        gen = torch.Generator().manual_seed(self.args.seed * 100003 + self.state.global_step
+                                            + 7919 * self.accelerator.process_index)  # each rank its own refills
         kept = int(live_groups(out["advantages"], G).sum()) * G
         for _ in range(self.args.max_refill_rounds):
             need = torch.tensor([int(kept < n_rows)], device=out["advantages"].device)
@@ -233,8 +240,10 @@ class HICRATrainer(GRPOTrainer):
         self._step_rollouts = rollouts
         merged = concat_batches(batches, self.processing_class.pad_token_id)
         rows, kept_live = select_rows(merged["advantages"], G, n_rows // G)
-        self._metrics["train"]["dynamic_sampling/live_groups"].append(kept_live / (n_rows // G))
-        self._metrics["train"]["dynamic_sampling/rounds"].append(len(batches) - 1)
+        counts = self.accelerator.gather(torch.tensor([kept_live / (n_rows // G), len(batches) - 1.0],
+                                                      device=out["advantages"].device)).view(-1, 2)
+        self._metrics["train"]["dynamic_sampling/live_groups"].append(float(counts[:, 0].mean()))  # all ranks
+        self._metrics["train"]["dynamic_sampling/rounds"].append(float(counts[:, 1].max()))
         res = {k: (v[rows] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in merged.items()}
         mask = res["completion_mask"] * res.get("tool_mask", 1)
         res["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
@@ -280,21 +289,23 @@ class HICRATrainer(GRPOTrainer):
     def log(self, logs, start_time=None):
         train = self.model.training
         super().log(logs, start_time)
-        if not train or "train_runtime" in logs or not self.is_world_process_zero():
+        if not train or "train_runtime" in logs:
             return
-        rec = {
-            "step": self.state.global_step,
-            "method": self.args.method,
-            "seed": self.args.seed,
-            **_dynamics_from(logs, self._tok_sums, self._step_rollouts, self.args.num_generations, self.tagger),
-        }
-        self._tok_sums = {}
+        # every rank: the step's token sums over all ranks, so the line (and adaptive alpha) see the whole batch
+        sums, boosted = self._reduce_step_sums()
+        self._tok_sums, self._boosted = {}, [0.0, 0.0]
+        rec = {"step": self.state.global_step, "method": self.args.method, "seed": self.args.seed,
+               **_token_stats(sums)}
         if self.args.method in HICRA_FAMILY:
             rec.update(self.alpha_ctl.state() if self.alpha_ctl else {"alpha": self.args.hicra_alpha})
-            rec["boosted_ratio"] = self._boosted[0] / self._boosted[1] if self._boosted[1] else None
+            rec["boosted_ratio"] = boosted[0] / boosted[1] if boosted[1] else None
             if self.alpha_ctl:
-                self.alpha_ctl.update(rec)  # the alpha of the next step
-        self._boosted = [0.0, 0.0]
+                self.alpha_ctl.update(rec)  # the alpha of the next step, the same on every rank
+        if not self.is_world_process_zero():
+            return
+        rec.update(_dynamics_from(logs, self._step_rollouts, self.args.num_generations, self.tagger))
+        rec["live_groups"] = logs.get("dynamic_sampling/live_groups")
+        rec["refill_rounds"] = logs.get("dynamic_sampling/rounds")
         self._extend_context(rec.get("clip_ratio"))
         rec["max_completion_length"] = self.max_completion_length
         if self.validate and self.args.val_every and rec["step"] % self.args.val_every == 0:
@@ -309,6 +320,16 @@ class HICRATrainer(GRPOTrainer):
             df = pd.DataFrame([{**r, "step": rec["step"], "planning_spans": json.dumps(s)}
                                for r, s in zip(self._step_rollouts, spans)])
             write_parquet(os.path.join(self.args.output_dir, "rollouts", f"step_{rec['step']:06d}.parquet"), df)
+
+    def _reduce_step_sums(self) -> tuple[dict, list]:
+        """The step's planning/execution token sums and re-weighted-token counts, summed over all processes."""
+        keys = [f"{q}_{c}" for c in ("planning", "execution") for q in ("n", "lp", "ent")]
+        vals = torch.tensor([self._tok_sums.get(k, 0.0) for k in keys] + self._boosted, dtype=torch.float64,
+                            device=self.accelerator.device)
+        if self.accelerator.num_processes > 1:
+            vals = self.accelerator.reduce(vals, reduction="sum")
+        vals = vals.tolist()
+        return dict(zip(keys, vals)), vals[-2:]
 
     def _to_trackers(self, rec: dict) -> None:
         """The step's hierarchy line, as ``hierarchy/<key>`` scalars, to the trackers of ``report_to``
@@ -343,11 +364,13 @@ class HICRATrainer(GRPOTrainer):
             ckpt = last_complete_checkpoint(self.args.output_dir)
             resume_from_checkpoint = ckpt
         step = int(re.search(r"checkpoint-(\d+)", str(ckpt)).group(1)) if ckpt else 0
-        truncate_jsonl(self.metrics_path, step if ckpt else -1)
+        if self.is_world_process_zero():  # rank 0 owns the folder's files; the others wait, then read them
+            truncate_jsonl(self.metrics_path, step if ckpt else -1)
+            prune_run_dir(self.args.output_dir, step)
+        self.accelerator.wait_for_everyone()
         if self.alpha_ctl is not None and ckpt and os.path.exists(self.metrics_path):
             for line in open(self.metrics_path):  # the alpha history of the steps kept
                 self.alpha_ctl.update(json.loads(line))
-        prune_run_dir(self.args.output_dir, step)
         if ckpt and self.args.context_schedule:  # resume at the cap the run had reached
             caps = [json.loads(x).get("max_completion_length") for x in open(self.metrics_path)] \
                 if os.path.exists(self.metrics_path) else []
@@ -359,7 +382,17 @@ class HICRATrainer(GRPOTrainer):
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
 
-def _dynamics_from(logs: dict, sums: dict, rollouts: list[dict], group_size: int, tagger) -> dict:
+def _token_stats(sums: dict) -> dict:
+    """planning_ratio and per-class mean entropy and perplexity from the step's token sums."""
+    n_p, n_e = sums.get("n_planning", 0), sums.get("n_execution", 0)
+    rec = {"planning_ratio": n_p / (n_p + n_e) if n_p + n_e else None}
+    for name, n in (("planning", n_p), ("execution", n_e)):
+        rec[f"entropy_{name}"] = sums[f"ent_{name}"] / n if n else None
+        rec[f"ppl_{name}"] = float(torch.exp(torch.tensor(-sums[f"lp_{name}"] / n))) if n else None
+    return rec
+
+
+def _dynamics_from(logs: dict, rollouts: list[dict], group_size: int, tagger) -> dict:
     rec = {
         "reward": logs.get("reward"),
         "length": logs.get("completions/mean_length"),
@@ -369,11 +402,6 @@ def _dynamics_from(logs: dict, sums: dict, rollouts: list[dict], group_size: int
     }
     rewards = [r["reward"] for r in rollouts if r["reward"] is not None]
     rec["accuracy"] = sum(r >= 1.0 for r in rewards) / len(rewards) if rewards else None
-    n_p, n_e = sums.get("n_planning", 0), sums.get("n_execution", 0)
-    rec["planning_ratio"] = n_p / (n_p + n_e) if n_p + n_e else None
-    for name, n in (("planning", n_p), ("execution", n_e)):
-        rec[f"entropy_{name}"] = sums[f"ent_{name}"] / n if n else None
-        rec[f"ppl_{name}"] = float(torch.exp(torch.tensor(-sums[f"lp_{name}"] / n))) if n else None
     if tagger is not None and rollouts:
         rec.update(gram_statistics(tagger, [r["completion"] for r in rollouts]))
     if rewards and len(rewards) % group_size == 0:

@@ -181,6 +181,22 @@ def build(cfg: SandboxConfig, force: bool = False, progress: bool = True) -> dic
     return {**summary, "cached": False}
 
 
+def build_apart(cfg: SandboxConfig) -> dict:
+    """``build`` for rank 0 of a launched job: a build that needs SFT runs in a child process stripped of the
+    job's distributed environment. (In the job's own process the SFT trainer would join the job's process
+    group while the other ranks wait at a barrier: a deadlock.) Cached or shipped builds are read directly."""
+    import subprocess
+    import sys
+    if not ((model_dir(cfg) / "summary.json").exists() or (SHIPPED / model_dir(cfg).name / "summary.json").exists()):
+        dist = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "MASTER_ADDR",
+                "MASTER_PORT", "TORCHELASTIC_RUN_ID", "ACCELERATE_USE_CPU")
+        env = {k: v for k, v in os.environ.items() if k not in dist}
+        code = "import json, sys; from hicra.sandbox.build import SandboxConfig, build; " \
+               "build(SandboxConfig(**json.loads(sys.argv[1])))"
+        subprocess.run([sys.executable, "-c", code, json.dumps(asdict(cfg))], env=env, check=True)
+    return build(cfg)
+
+
 SHIPPED = Path(__file__).resolve().parents[2] / "data" / "sandbox"
 
 
