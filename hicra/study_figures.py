@@ -73,6 +73,8 @@ def fig_effects(comp: pd.DataFrame, ref: str = "grpo"):
 
 def fig_alpha_sweep(runs: pd.DataFrame, slope: dict):
     pts = runs[runs.method.isin(["grpo", "hicra"])].dropna(subset=["sweep_alpha", "final"])
+    if slope.get("seeds"):  # the seeds the slope used: those run at every alpha
+        pts = pts[pts.seed.isin(slope["seeds"])]
     alphas = sorted(pts.sweep_alpha.unique())
     fig, ax = plt.subplots(figsize=(7, 4.5))
     rng = np.random.default_rng(0)
@@ -85,6 +87,7 @@ def fig_alpha_sweep(runs: pd.DataFrame, slope: dict):
     ax.set_xticks(range(len(alphas)), [f"{a:g}" + (" (GRPO)" if a == 0 else " (paper)" if a == 0.2 else "")
                                        for a in alphas])
     ax.set(xlabel="HICRA alpha", ylabel="final validation accuracy",
-           title=f"Alpha sweep: slope {slope['slope']:+.3f} [{slope['lo']:+.3f}, {slope['hi']:+.3f}] per unit alpha")
+           title=f"Alpha sweep ({len(slope.get('seeds') or [])} seeds each): slope {slope['slope']:+.3f} "
+                 f"[{slope['lo']:+.3f}, {slope['hi']:+.3f}] per unit alpha")
     fig.tight_layout()
     return fig

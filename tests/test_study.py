@@ -47,6 +47,16 @@ def test_per_run_endpoints():
     assert r.semantic_entropy_change == pytest.approx(0.01 * (28 - 3))   # mean of steps 26-30 minus steps 1-5
 
 
+def test_alpha_slope_uses_the_seeds_run_at_every_alpha():
+    """Accuracy = 0.5 - 0.1 alpha on seeds 0-1 at alpha 0, 0.2, 0.4; an extra alpha-0 seed far off the line
+    (a study seed the sweep never ran) must not enter the slope, as pre-registered."""
+    rows = [{"method": "grpo" if a == 0 else "hicra", "seed": s, "sweep_alpha": a, "final": 0.5 - 0.1 * a + 0.01 * s}
+            for a in (0.0, 0.2, 0.4) for s in (0, 1)]
+    rows.append({"method": "grpo", "seed": 7, "sweep_alpha": 0.0, "final": 0.9})
+    r = study.alpha_slope(pd.DataFrame(rows))
+    assert r["seeds"] == [0, 1] and r["n"] == 6 and r["slope"] == pytest.approx(-0.1)
+
+
 @pytest.mark.slow
 def test_study_profile_stops_on_ctrl_c_and_a_rerun_keeps_finished_runs(tmp_path, tiny_cache):
     # the shared cache holds the TINY build already, so the two runs at once never race to build it
