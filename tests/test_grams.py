@@ -206,6 +206,16 @@ def test_offline_veto_rejects_grams_nearer_to_execution(offline):
     assert [j.strategic for j in js] == [False, False, True]
 
 
+def test_offline_rejects_function_word_fragments(offline):
+    """Mined from real solutions, these fragments passed the similarity threshold; none steers reasoning."""
+    frags = ["this is", "which is", "by the", "there is", "that are", "can be", "so the", "we have", "it is"]
+    js = offline.annotate([Candidate(g, 2, 1) for g in frags + ["but wait", "we know that", "what if we"]])
+    assert [j.strategic for j in js] == [False] * len(frags) + [True] * 3, [(j.gram, j.note) for j in js]
+    assert all(j.note == "function words only" for j in js[:len(frags)])
+    from hicra.grams.annotate import is_fragment
+    assert is_fragment("on the other, so") and not is_fragment("on the other hand") and not is_fragment("wait,")
+
+
 def test_offline_annotator_on_procedural_sandbox_phrases(offline):
     """The sandbox's arithmetic prose is not strategic; its planning phrases mostly are."""
     from hicra.sandbox.world import PHRASES

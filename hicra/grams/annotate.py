@@ -10,6 +10,9 @@ Two annotators share one interface, ``annotate(candidates) -> list[Judgement]``:
   curated list of execution phrases (negatives), at the threshold with the best F1.
   With ``veto=True`` a candidate closer to an execution phrase than to every seed
   is also rejected (on real text this removes "the total number of", "we multiply").
+  A candidate made only of function words ("this is", "which is", "by the", "can be") is
+  rejected before any similarity: such fragments sit near every seed in embedding space
+  (mined from real text, they passed the threshold) but steer nothing. Seed grams are exempt.
 * ``LLMAnnotator`` asks any OpenAI-compatible endpoint (``hicra.llm.ChatClient``)
   with the prompt in ``hicra/prompts/strategic_grams.md``, in batches, cached on
   disk; answers that cannot be parsed leave the gram ``unparsed`` for the reviewer.
@@ -33,6 +36,26 @@ from hicra.sgfile import KINDS
 SEEDS = REPO_ROOT / "data" / "grams" / "seed_grams.json"
 NEGATIVES = REPO_ROOT / "data" / "grams" / "negatives.json"
 PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "strategic_grams.md"
+
+
+# English function words: articles, determiners, pronouns, prepositions, conjunctions, auxiliaries and modals,
+# and the commonest adverbs of degree. A gram of these alone is a fragment, not a strategy ("this is", "of the").
+FUNCTION_WORDS = frozenset("""
+a an the this that these those there here it its it's they them their we us our i me my you your he him his she
+her one ones which who whom whose what when where why how whether if then than as so such
+of in on at by for with from to into onto over under about above below between through during after before
+up down out off again further once also too very just only more most less least much many some any each every
+all both few other same own no nor not and or but yet because since while until unless although though
+is are was were be been being am do does did done have has had having can could may might must shall should will
+would let let's 's
+""".split())
+
+
+def is_fragment(gram: str) -> bool:
+    """True when every word of ``gram`` is a function word (punctuation ignored)."""
+    import re
+    words = re.findall(r"[a-z]+(?:'[a-z]+)?", normalize(gram))
+    return bool(words) and all(w in FUNCTION_WORDS for w in words)
 
 
 @dataclass
@@ -109,11 +132,14 @@ class OfflineAnnotator:
             return []
         score, kind, neg = self.scores([c.gram for c in candidates])
         out = []
+        seeds = {g for g, _ in self.seeds}
         for c, s, k, n in zip(candidates, score, kind, neg):
             vetoed = self.veto and n >= s
-            ok = bool(s >= self.threshold and not vetoed)
-            out.append(Judgement(c.gram, ok, k if ok else None, float(s), self.name,
-                                 "closer to an execution phrase" if vetoed and s >= self.threshold else ""))
+            fragment = is_fragment(c.gram) and normalize(c.gram) not in seeds
+            ok = bool(s >= self.threshold and not vetoed and not fragment)
+            note = "function words only" if fragment else \
+                "closer to an execution phrase" if vetoed and s >= self.threshold else ""
+            out.append(Judgement(c.gram, ok, k if ok else None, float(s), self.name, note))
         return out
 
 
