@@ -6,6 +6,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,8 @@ from hicra.grams.mine import Candidate, chunks, count, merge_subgrams, mine, ren
 from hicra.grams.review import export_review, import_review, write_final
 from hicra.llm import ChatClient, LLMError
 from hicra.sgfile import read_sg_file
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # --------------------------------------------------------------------------- mining
 
@@ -214,6 +217,31 @@ def test_offline_rejects_function_word_fragments(offline):
     assert all(j.note == "function words only" for j in js[:len(frags)])
     from hicra.grams.annotate import is_fragment
     assert is_fragment("on the other, so") and not is_fragment("on the other hand") and not is_fragment("wait,")
+
+
+def test_real_dev_set_is_real_text_and_scored(offline):
+    """data/grams/real_dev.jsonl: >= 150 labelled phrases, each found verbatim in the shipped solutions it names;
+    the offline annotator's precision / recall on it, with the veto raising precision (README numbers)."""
+    import json
+
+    from hicra.data import load_benchmark
+    from hicra.grams.mine import normalize
+    from hicra.grams.quality import real_dev_quality
+    rows = [json.loads(x) for x in open(ROOT / "data/grams/real_dev.jsonl")]
+    assert len(rows) >= 150 and len({r["phrase"] for r in rows}) == len(rows)
+    assert {r["kind"] for r in rows if r["label"] == "strategic"} == {"deduction", "branching", "backtracing"}
+    assert all(r["label"] in ("strategic", "not") and (r["kind"] is None) == (r["label"] == "not") for r in rows)
+    texts = {}
+    for r in rows:
+        name, split = (r["source"][:-6], "train") if r["source"].endswith("-train") else (r["source"], "test")
+        if r["source"] not in texts:
+            texts[r["source"]] = [normalize(x["solution"]) for x in load_benchmark(name, split=split)]
+        assert sum(r["phrase"] in t for t in texts[r["source"]]) >= 1, r
+    seeds = [g for g, _ in offline.seeds]
+    plain = real_dev_quality(offline, seeds=seeds)
+    veto = real_dev_quality(OfflineAnnotator(model=offline.model, veto=True), seeds=seeds)
+    assert plain["all"]["n"] == len(rows) and not set(plain["false_positives"]) & {"of the", "which is", "can be"}
+    assert veto["all"]["precision"] > plain["all"]["precision"]
 
 
 def test_offline_annotator_on_procedural_sandbox_phrases(offline):

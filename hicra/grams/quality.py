@@ -48,3 +48,35 @@ def precision_recall(pred: np.ndarray, true: np.ndarray) -> dict:
 def sandbox_quality(grams, tokenizer, n: int = 300, seed: int = 12345) -> dict:
     """Token-level precision / recall of ``grams`` against the sandbox ground truth."""
     return precision_recall(*token_masks(truth_traces(n, seed), tokenizer, list(grams)))
+
+
+# --------------------------------------------------------------------------
+# real text: the labelled dev set of phrases from the shipped human solutions
+
+REAL_DEV = "data/grams/real_dev.jsonl"
+
+
+def real_dev_quality(annotator, path: str = REAL_DEV, seeds=()) -> dict:
+    """Phrase-level precision / recall of an annotator on ``data/grams/real_dev.jsonl`` (real solution text,
+    labelled by the rule in data/grams/README.md), overall and on the phrases that are not seed grams
+    (``seeds``: the annotator's own list; a seed is trivially recognised), plus kind agreement on hits."""
+    import json
+
+    from hicra.config import resolve
+    from hicra.grams.mine import Candidate, normalize
+    rows = [json.loads(x) for x in open(resolve(path))]
+    js = annotator.annotate([Candidate(r["phrase"], len(r["phrase"].split()), r["docs"]) for r in rows])
+    seed_set = {normalize(s) for s in seeds}
+
+    def score(keep):
+        sel = [(r, j) for r, j in zip(rows, js) if keep(r)]
+        tp = sum(j.strategic and r["label"] == "strategic" for r, j in sel)
+        pred = sum(j.strategic for _, j in sel)
+        true = sum(r["label"] == "strategic" for r, _ in sel)
+        kinds = sum(j.kind == r["kind"] for r, j in sel if j.strategic and r["label"] == "strategic")
+        return {"n": len(sel), "n_strategic": true, "precision": tp / pred if pred else None,
+                "recall": tp / true if true else None, "kind_agreement": kinds / tp if tp else None}
+    out = {"all": score(lambda r: True), "not_seeds": score(lambda r: r["phrase"] not in seed_set)}
+    out["false_positives"] = [r["phrase"] for r, j in zip(rows, js) if j.strategic and r["label"] != "strategic"]
+    out["missed"] = [r["phrase"] for r, j in zip(rows, js) if not j.strategic and r["label"] == "strategic"]
+    return out
