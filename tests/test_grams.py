@@ -244,6 +244,27 @@ def test_real_dev_set_is_real_text_and_scored(offline):
     assert veto["all"]["precision"] > plain["all"]["precision"]
 
 
+def test_grams_from_shipped_solutions_and_a_traces_jsonl(tmp_path, monkeypatch, offline):
+    """Real correct reasoning as a source: the shipped Minerva solutions, and a user's jsonl of traces."""
+    from hicra.grams import step
+    monkeypatch.setattr(step, "make_annotator", lambda cfg, exclude=(), model=None: OfflineAnnotator(
+        model=offline.model, veto=cfg.veto))  # one MiniLM load for the module
+    cfg = step.GramsConfig(run_dir=str(tmp_path / "g"), source="solutions", solutions="minerva", min_df=2,
+                           veto=True, figures_dir=str(tmp_path / "fig"))
+    out = step.run(cfg, progress=False)
+    assert out["n_rollouts"] == 272 and out["n_grams"] > 0 and out["precision"] is None
+    assert out["real_dev"]["all"]["n"] >= 150 and 0 < out["real_dev"]["all"]["precision"] <= 1
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["Wait, let me check the sum again."] * 5))
+    cfg = step.GramsConfig(run_dir=str(tmp_path / "t"), source="rollouts", rollouts=str(traces), text_column="text",
+                           min_df=2)
+    assert [r["completion"] for r in step.collect_rollouts(cfg)][0].startswith("Wait")
+    with pytest.raises(ValueError, match="no column 'completion'"):
+        step.collect_rollouts(step.GramsConfig(source="rollouts", rollouts=str(traces)))
+    with pytest.raises(ValueError, match="ship no solutions"):
+        step.GramsConfig(source="solutions", solutions="aime24")
+
+
 def test_offline_annotator_on_procedural_sandbox_phrases(offline):
     """The sandbox's arithmetic prose is not strategic; its planning phrases mostly are."""
     from hicra.sandbox.world import PHRASES

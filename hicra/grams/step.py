@@ -6,7 +6,11 @@
 * ``sandbox``: successful samples of the warm-started sandbox model (train tasks);
 * ``sandbox-traces``: successful generator traces (no model needed);
 * ``rollouts``: a training run's ``rollouts/step_*.parquet`` (glob in ``rollouts``);
-* ``smollm2``: SmolLM2-135M-Instruct samples on GSM8K (real text).
+* ``smollm2``: SmolLM2-135M-Instruct samples on GSM8K (real text);
+* ``solutions``: the human-written solutions shipped in ``data/`` (``solutions``: a comma list of
+  math500, gsm8k, minerva), correct reasoning by construction (real text, no model needed);
+* ``rollouts`` also reads ``.jsonl`` files, e.g. a GPU box's R1-style traces: rows with a ``completion``
+  (or ``text_column``) and optionally ``prompt`` and ``reward`` (missing reward: kept as correct).
 
 With a sandbox source the SG set is scored against the ground truth twice: with
 the whole seed list, and with every seed that overlaps a sandbox phrase held out
@@ -21,12 +25,17 @@ from pathlib import Path
 
 from hicra.config import SandboxStepConfig, resolve, start_step, write_json
 
+SOURCES = ("sandbox", "sandbox-traces", "rollouts", "smollm2", "solutions")
+SOLUTION_SETS = ("math500", "gsm8k", "minerva", "gsm8k-train")  # shipped sets with a written solution per problem
+
 
 @dataclasses.dataclass
 class GramsConfig(SandboxStepConfig):
     run_dir: str = "runs/grams"
-    source: str = "sandbox"           # sandbox | sandbox-traces | rollouts | smollm2
-    rollouts: str = ""                # glob of rollouts parquet files (source: rollouts)
+    source: str = "sandbox"           # sandbox | sandbox-traces | rollouts | smollm2 | solutions
+    rollouts: str = ""                # glob of rollouts .parquet / .jsonl files (source: rollouts)
+    text_column: str = "completion"   # source rollouts: the column holding the reasoning text
+    solutions: str = "math500,gsm8k,minerva"  # source solutions: shipped datasets whose solutions to mine
     n_prompts: int = 400
     samples_per_prompt: int = 2
     temperature: float = 1.0
@@ -52,8 +61,11 @@ class GramsConfig(SandboxStepConfig):
     seed: int = 0
 
     def __post_init__(self):
-        if self.source not in ("sandbox", "sandbox-traces", "rollouts", "smollm2"):
-            raise ValueError(f"source must be sandbox, sandbox-traces, rollouts or smollm2; got {self.source!r}")
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}; got {self.source!r}")
+        bad = [n for n in self.solutions.split(",") if n.strip() not in SOLUTION_SETS]
+        if self.source == "solutions" and bad:
+            raise ValueError(f"solutions: {bad} ship no solutions; pick from {SOLUTION_SETS}")
         if self.annotator not in ("offline", "llm"):
             raise ValueError(f"annotator must be offline or llm; got {self.annotator!r}")
         if self.source == "rollouts" and not self.rollouts:
@@ -78,8 +90,22 @@ def collect_rollouts(cfg: GramsConfig, progress: bool = True) -> list[dict]:
         files = sorted(glob.glob(str(resolve(cfg.rollouts))))
         if not files:
             raise FileNotFoundError(f"no rollouts match {cfg.rollouts!r} (train first: python -m hicra.train)")
-        df = pd.concat([pd.read_parquet(f, columns=["prompt", "completion", "reward"]) for f in files])
-        return df.to_dict("records")
+        df = pd.concat([pd.read_json(f, lines=True) if f.endswith(".jsonl") else pd.read_parquet(f) for f in files])
+        if cfg.text_column not in df.columns:
+            raise ValueError(f"{cfg.rollouts!r} has no column {cfg.text_column!r} (columns: {list(df.columns)}); "
+                             "set text_column")
+        df = df.rename(columns={cfg.text_column: "completion"})
+        for col, default in (("prompt", ""), ("reward", 1.0)):
+            df[col] = df[col] if col in df.columns else default
+        return df[["prompt", "completion", "reward"]].to_dict("records")
+    if cfg.source == "solutions":
+        from hicra.data import load_benchmark
+        rows = []
+        for name in [n.strip() for n in cfg.solutions.split(",")]:
+            data, split = (name[:-6], "train") if name.endswith("-train") else (name, "test")
+            rows += [{"prompt": r["problem"], "completion": r["solution"], "reward": 1.0, "source": name}
+                     for r in load_benchmark(data, split=split) if r.get("solution")]
+        return rows
     if cfg.source.startswith("sandbox"):
         from hicra.sandbox.world import make_tasks, make_trace, prompt, verify
         scfg = _sandbox_cfg(cfg)
@@ -114,8 +140,8 @@ def cached_rollouts(cfg: GramsConfig, run: Path, progress: bool = True) -> list[
     """``collect_rollouts``, saved to ``<run_dir>/rollouts.parquet``; reused while the sampling settings
     are unchanged (so rerunning with ``--review`` or another annotator does not sample again)."""
     import pandas as pd
-    keys = ("source", "rollouts", "n_prompts", "samples_per_prompt", "temperature", "max_new_tokens", "seed",
-            "sandbox_seed", "sandbox")
+    keys = ("source", "rollouts", "solutions", "text_column", "n_prompts", "samples_per_prompt", "temperature",
+            "max_new_tokens", "seed", "sandbox_seed", "sandbox")
     want = {k: getattr(cfg, k) for k in keys}
     path, meta = run / "rollouts.parquet", run / "rollouts.json"
     if cfg.source != "rollouts" and path.exists() and meta.exists() and json.loads(meta.read_text()) == want:
@@ -195,6 +221,10 @@ def run(cfg: GramsConfig, progress: bool = True) -> dict:
             hq = sandbox_quality([j.gram for j in hj if j.strategic] or ["\x00"], tok, n=cfg.n_eval)
             summary["holdout"] = {"precision": hq["precision"], "recall": hq["recall"], "n_seeds": len(held.seeds),
                                   "n_grams": sum(j.strategic for j in hj), "threshold": held.threshold}
+    elif cfg.annotator == "offline":  # real text: the annotator's precision / recall on the labelled dev set
+        from hicra.grams.quality import real_dev_quality
+        dev = real_dev_quality(annotator, seeds=[g for g, _ in annotator.seeds])
+        summary["real_dev"] = {k: dev[k] for k in ("all", "not_seeds")}
     from hicra.config import save_step_figure
     from hicra.figures import fig_grams
     from hicra.plotting import setup_style
