@@ -140,11 +140,22 @@ def is_correct(response, gold) -> bool:
 def accuracy_reward(completions, answer, **kwargs) -> list[float]:
     """TRL reward function: 1.0 for a correct boxed answer, else 0.0.
 
-    ``answer`` is the dataset column TRL forwards, one gold answer per completion.
+    ``answer`` is the dataset column TRL forwards, one gold answer per completion. Under TRL it also logs
+    ``boxed_ratio`` (the share of completions with a balanced ``\\boxed{}``) through TRL's ``log_metric``.
     """
     if len(completions) != len(answer):
         raise ValueError(f"accuracy_reward got {len(completions)} completions but {len(answer)} answers")
+    log_boxed_ratio(completions, kwargs.get("log_metric"))
     return [float(is_correct(c, a)) for c, a in zip(completions, answer)]
+
+
+def log_boxed_ratio(completions, log_metric=None) -> float:
+    """Share of completions holding a balanced ``\\boxed{}``; sent to TRL's ``log_metric`` (the reward-function
+    hook TRL passes since 1.x, averaged over processes) as ``boxed_ratio`` when given."""
+    ratio = sum(last_boxed(completion_text(c)) is not None for c in completions) / max(1, len(completions))
+    if log_metric is not None:
+        log_metric("boxed_ratio", ratio)
+    return ratio
 
 
 def format_reward(completions, **kwargs) -> list[float]:

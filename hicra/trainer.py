@@ -21,7 +21,8 @@ The TRL surface beyond public arguments (TRL is pinned below 1.17 because of it;
   entropies are stashed for the planning/execution metrics instead of a second forward pass.
 * ``GRPOTrainer._compute_loss`` (wrapped): padding trimmed per mini-batch, the stashed values summed per class.
 * ``GRPOTrainer._logs`` (read: rewards, prompts, completions of the step) and ``_metrics`` (written: dynamic
-  sampling counters); ``generation_config`` and ``max_completion_length`` (written by the context schedule).
+  sampling counters); reward functions log their own extras (``boxed_ratio``) through TRL's public ``log_metric``;
+  ``generation_config`` and ``max_completion_length`` (written by the context schedule).
 * ``rollout_func`` (public, marked experimental): ``rollout: compact`` samples with ``hicra.decode``.
 
 Several processes (``accelerate launch``): each rank generates, scores and trains on its share of the prompts;
@@ -398,6 +399,7 @@ def _dynamics_from(logs: dict, rollouts: list[dict], group_size: int, tagger) ->
         "length": logs.get("completions/mean_length"),
         "step_time": logs.get("step_time"),
         "clip_ratio": logs.get("completions/clipped_ratio"),
+        "boxed_ratio": logs.get("boxed_ratio"),  # logged by the reward function through TRL's log_metric
         "loss": logs.get("loss"),
     }
     rewards = [r["reward"] for r in rollouts if r["reward"] is not None]

@@ -69,3 +69,14 @@ def test_normalize_answer():
     assert normalize_answer("$025$") == "25"
     assert normalize_answer("1,234,567") == "1234567"
     assert normalize_answer(None) == ""
+
+
+def test_reward_functions_log_boxed_ratio_through_trl_log_metric():
+    from hicra.rewards import accuracy_reward
+    from hicra.sandbox.rl import sandbox_reward
+    seen = []
+    log = lambda name, value: seen.append((name, value))  # noqa: E731  TRL's log_metric(name, value)
+    assert accuracy_reward(["so \\boxed{4}", "it is 4", "\\boxed{5}"], ["4", "4", "4"], log_metric=log) == [1, 0, 0]
+    sandbox_reward(["\\boxed{3 * 7 + 5}", "no box"], numbers=[[3, 7, 5]] * 2, target=[26, 26], log_metric=log)
+    assert seen == [("boxed_ratio", 2 / 3), ("boxed_ratio", 0.5)]
+    assert accuracy_reward(["\\boxed{4}"], ["4"]) == [1.0]  # outside TRL: no hook, no error

@@ -38,6 +38,7 @@ def test_each_method_runs_and_logs_complete_finite_lines(tiny_sandbox, method):
             else:
                 assert math.isfinite(x[k]), (k, x)
         assert 0 <= x["planning_ratio"] <= 1
+        assert 0 <= x["boxed_ratio"] <= 1  # from the reward function, through TRL's log_metric
     roll = sorted((tiny_sandbox / "run" / "rollouts").glob("step_*.parquet"))
     assert [p.name for p in roll] == ["step_000001.parquet", "step_000002.parquet"]
     import pandas as pd

@@ -21,9 +21,10 @@ def grpo_dataset(cfg: SandboxConfig, n: int, split: str | None = None):
 
 
 def sandbox_reward(completions, numbers, target, **kwargs) -> list[float]:
-    """TRL reward function: 1.0 for a verified answer, else 0.0."""
-    from hicra.rewards import completion_text
+    """TRL reward function: 1.0 for a verified answer, else 0.0; logs ``boxed_ratio`` via TRL's ``log_metric``."""
+    from hicra.rewards import completion_text, log_boxed_ratio
 
+    log_boxed_ratio(completions, kwargs.get("log_metric"))
     return [
         float(verify(Task(list(nu), int(ta)), completion_text(c))) for c, nu, ta in zip(completions, numbers, target)
     ]
