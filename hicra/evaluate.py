@@ -11,6 +11,11 @@ done, so a killed evaluation resumes where it stopped. Outputs: ``eval.json``
 (avg@k with problem-bootstrap 95 % CIs) and ``table1.md`` (rows per model, a Δ
 row = last model − the one before it, paired over problems, with its CI).
 
+Two scores per sample, labelled apart: **strict** (the paper's rule: the last ``\\boxed{}`` must match) and
+**lenient** (the last ``\\boxed{}``, else the last number in the text; ``eval.json["lenient"]`` and the second
+table of ``table1.md``), so a small model that answers right without a box is visible. ``few_shot: N`` shows N
+worked GSM8K train problems ending in ``\\boxed{}`` as earlier chat turns (the format, taught by example).
+
     python -m hicra.evaluate configs/eval_sandbox.yaml
     python -m hicra.evaluate configs/eval_smollm2.yaml --limit 50
 """
@@ -43,8 +48,11 @@ class EvalConfig(SandboxStepConfig):
     batch_size: int = 32
     seed: int = 0
     n_boot: int = 2000
+    few_shot: int = 0                 # worked GSM8K train examples (ending in \boxed{}) shown before each problem
 
     def __post_init__(self):
+        if not 0 <= self.few_shot <= 8:
+            raise ValueError(f"few_shot must be 0-8 worked examples; got {self.few_shot}")
         if self.limit < 0:
             raise ValueError(f"limit must be >= 0 (0: every problem); got {self.limit}")
         bad_k = {b: v for b, v in {**self.k, "default_k": self.default_k}.items()
@@ -71,12 +79,21 @@ def problems(cfg: EvalConfig, bench: str) -> list[dict]:
         from hicra.sandbox.world import make_tasks, prompt, verify
         wc = cfg.sandbox_config().world_config()
         tasks = make_tasks(wc, "val", cfg.limit or 200, allow_fewer=True)
-        return [{"id": t.id, "prompt": prompt(t), "chat": False, "grade": (lambda c, t=t: verify(t, c))} for t in tasks]
+        return [{"id": t.id, "prompt": prompt(t), "chat": False, "grade": (lambda c, t=t: verify(t, c)),
+                 "lenient": (lambda c, t=t: verify(t, c))} for t in tasks]  # the sandbox's answer is an expression
     from hicra.data import load_benchmark
-    from hicra.rewards import is_correct
+    from hicra.rewards import is_correct, is_correct_lenient
     rows = load_benchmark(bench, limit=cfg.limit or None)
     return [{"id": str(r.get("id", i)), "prompt": r["problem"], "chat": True,
-             "grade": (lambda c, a=r["answer"]: is_correct(c, a))} for i, r in enumerate(rows)]
+             "grade": (lambda c, a=r["answer"]: is_correct(c, a)),
+             "lenient": (lambda c, a=r["answer"]: is_correct_lenient(c, a))} for i, r in enumerate(rows)]
+
+
+def few_shot_examples(n: int) -> list[tuple[str, str]]:
+    """The first ``n`` GSM8K train problems with their worked solutions, closed by the answer in ``\\boxed{}``."""
+    from hicra.data import load_benchmark
+    return [(r["problem"], f"{r['solution']}\nThe answer is \\boxed{{{r['answer']}}}.")
+            for r in load_benchmark("gsm8k", split="train", limit=n)] if n else []
 
 
 # --------------------------------------------------------------------------
@@ -113,15 +130,20 @@ def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)
 
 
-def score_cell(cfg: EvalConfig, label: str, model_name: str, bench: str, cache: dict) -> np.ndarray:
-    """(P, k) correctness of one model on one benchmark; read back if a previous run finished it."""
+def score_cell(cfg: EvalConfig, label: str, model_name: str, bench: str, cache: dict) -> dict[str, np.ndarray]:
+    """``{"strict", "lenient"}``: (P, k) correctness of one model on one benchmark; read back if a previous
+    run finished it (a cell saved before lenient scoring is re-graded from its saved completions)."""
     import pandas as pd
     path = resolve(cfg.run_dir) / "scores" / f"{_slug(label)}__{bench}.parquet"
     k = int(cfg.k.get(bench, cfg.default_k))
+    probs = problems(cfg, bench)
     if path.exists():
         df = pd.read_parquet(path)
-        return np.stack(df["correct"].to_numpy()).astype(float)
-    probs = problems(cfg, bench)
+        strict = np.stack(df["correct"].to_numpy()).astype(float)
+        if "lenient" in df.columns:
+            return {"strict": strict, "lenient": np.stack(df["lenient"].to_numpy()).astype(float)}
+        lenient = [[p["lenient"](o) for o in os_] for p, os_ in zip(probs, df["completions"])]
+        return {"strict": strict, "lenient": np.array(lenient, dtype=float).reshape(strict.shape)}
     if cfg.backend == "vllm":
         from hicra.models import load_tokenizer
         model, tok = None, load_tokenizer(model_path(model_name, cfg)) if probs and probs[0]["chat"] else None
@@ -133,7 +155,7 @@ def score_cell(cfg: EvalConfig, label: str, model_name: str, bench: str, cache: 
     texts = [p["prompt"] for p in probs]
     if probs and probs[0]["chat"]:
         from hicra.generate import chat_prompts
-        texts = chat_prompts(tok, texts)
+        texts = chat_prompts(tok, texts, shots=few_shot_examples(cfg.few_shot))
     outs = (
         sample_vllm(model_name, texts, k, cfg)
         if cfg.backend == "vllm"
@@ -142,13 +164,12 @@ def score_cell(cfg: EvalConfig, label: str, model_name: str, bench: str, cache: 
     correct = np.array([[bool(p["grade"](o)) for o in os_] for p, os_ in zip(probs, outs)], dtype=bool).reshape(
         len(probs), k
     )
-    write_parquet(
-        path,
-        pd.DataFrame(
-            {"id": [p["id"] for p in probs], "correct": list(correct), "completions": [list(o) for o in outs]}
-        ),
+    lenient = np.array([[bool(p["lenient"](o)) for o in os_] for p, os_ in zip(probs, outs)], dtype=bool).reshape(
+        len(probs), k
     )
-    return correct.astype(float)
+    write_parquet(path, pd.DataFrame({"id": [p["id"] for p in probs], "correct": list(correct),
+                                      "lenient": list(lenient), "completions": [list(o) for o in outs]}))
+    return {"strict": correct.astype(float), "lenient": lenient.astype(float)}
 
 
 def summarise(scores: dict, cfg: EvalConfig) -> dict:
@@ -215,13 +236,18 @@ def run(cfg: EvalConfig) -> dict:
     from hicra.config import save_step_figure
     from hicra.plotting import setup_style
     run_dir = start_step(cfg, "06_evaluate")
-    scores, cache = {}, {}
+    cells, cache = {}, {}
     for label, name in cfg.models.items():
-        scores[label] = {b: score_cell(cfg, label, name, b, cache) for b in cfg.benchmarks}
-    summary = summarise(scores, cfg)
+        cells[label] = {b: score_cell(cfg, label, name, b, cache) for b in cfg.benchmarks}
+    pick = lambda rule: {m: {b: c[rule] for b, c in by.items()} for m, by in cells.items()}  # noqa: E731
+    summary = summarise(pick("strict"), cfg)
+    summary["lenient"] = summarise(pick("lenient"), cfg)
     summary["config"] = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "sandbox"}
     write_json(run_dir / "eval.json", summary)
-    (run_dir / "table1.md").write_text(table_markdown(summary, cfg.benchmarks))
+    (run_dir / "table1.md").write_text(
+        "## Strict: the last \\boxed{} must match (the paper's rule)\n\n" + table_markdown(summary, cfg.benchmarks)
+        + "\n## Lenient: the last \\boxed{}, else the last number (not the paper's rule)\n\n"
+        + table_markdown(summary["lenient"], cfg.benchmarks))
     setup_style()
     summary["figures"] = [save_step_figure(fig_table1(summary, cfg.benchmarks), cfg, "table1")]
     return summary
@@ -231,6 +257,8 @@ def main(argv=None):
     s = run(parse_cli(EvalConfig, argv))
     emit({"eval_json": str(resolve(s["config"]["run_dir"]) / "eval.json"),
           "avg_at_k": {m: {b: c["avg_at_k"] for b, c in cells.items()} for m, cells in s["models"].items()},
+          "lenient_avg_at_k": {m: {b: c["avg_at_k"] for b, c in cells.items()}
+                               for m, cells in s["lenient"]["models"].items()},
           "delta": s["delta"]})
 
 

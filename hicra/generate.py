@@ -45,9 +45,13 @@ def _sample(model, tokenizer, prompts, n, temperature, max_new_tokens, batch_siz
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
-def chat_prompts(tokenizer, problems: list[str], instruction: str = BOXED_INSTRUCTION) -> list[str]:
-    """Problems as prompt strings: the tokenizer's chat template when it has one, else plain text."""
-    msgs = [[{"role": "user", "content": f"{p}\n{instruction}"}] for p in problems]
+def chat_prompts(tokenizer, problems: list[str], instruction: str = BOXED_INSTRUCTION,
+                 shots: list[tuple[str, str]] = ()) -> list[str]:
+    """Problems as prompt strings: the tokenizer's chat template when it has one, else plain text.
+    ``shots``: (problem, worked solution ending in ``\\boxed{}``) pairs shown first as earlier turns."""
+    lead = [m for q, a in shots for m in ({"role": "user", "content": f"{q}\n{instruction}"},
+                                          {"role": "assistant", "content": a})]
+    msgs = [lead + [{"role": "user", "content": f"{p}\n{instruction}"}] for p in problems]
     if getattr(tokenizer, "chat_template", None):
         return [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in msgs]
-    return [m[0]["content"] + "\n" for m in msgs]
+    return ["\n\n".join(m["content"] for m in ms) + "\n" for ms in msgs]

@@ -137,6 +137,30 @@ def is_correct(response, gold) -> bool:
         return False
 
 
+# the last number in a text: integers, decimals, thousands separators, simple fractions, an optional sign
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?")
+
+
+def last_answer(text) -> str | None:
+    """Lenient extraction: the last ``\\boxed{}`` if there is one, else the last number in the text."""
+    text = completion_text(text)
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed
+    nums = _NUMBER.findall(text or "")
+    return nums[-1].rstrip(",").replace(" ", "") if nums else None
+
+
+def is_correct_lenient(response, gold) -> bool:
+    """Lenient rule (reported beside the strict one, never instead of it): ``last_answer`` equals ``gold``."""
+    try:
+        pred = last_answer(response)
+        return pred is not None and answers_match(pred, gold)
+    except Exception as e:
+        _log.debug("is_correct_lenient failed: %s", e)
+        return False
+
+
 def accuracy_reward(completions, answer, **kwargs) -> list[float]:
     """TRL reward function: 1.0 for a correct boxed answer, else 0.0.
 

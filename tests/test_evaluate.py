@@ -22,6 +22,29 @@ def test_graders_are_strict():
     assert probs[0]["chat"] is True
 
 
+def test_lenient_grader_takes_the_last_number_and_is_reported_apart():
+    from hicra.rewards import last_answer
+    assert last_answer("so 3 + 4 = 7, and the total is 1,250.") == "1,250"
+    assert last_answer("it is \\boxed{12} not 13") == "12" and last_answer("no digits") is None
+    probs = E.problems(E.EvalConfig(benchmarks=["gsm8k"], limit=1), "gsm8k")
+    from hicra.data import load_benchmark
+    gold = load_benchmark("gsm8k", limit=1)[0]["answer"]
+    assert probs[0]["lenient"](f"she pays {gold} dollars") and not probs[0]["grade"](f"she pays {gold} dollars")
+    assert not probs[0]["lenient"](f"{gold} first, then 3")  # the last number counts, not any number
+
+
+def test_few_shot_prompts_show_boxed_solutions_as_earlier_turns(smollm2_tokenizer):
+    from hicra.generate import chat_prompts
+    shots = E.few_shot_examples(2)
+    assert len(shots) == 2 and all(a.endswith("}.") and "\\boxed{" in a for _, a in shots)
+    one = chat_prompts(smollm2_tokenizer, ["What is 2+2?"])[0]
+    two = chat_prompts(smollm2_tokenizer, ["What is 2+2?"], shots=shots)[0]
+    assert shots[1][0] in two and shots[1][1] in two and two.endswith(one[one.index("What is 2+2?"):])
+    assert two.count("<|im_start|>assistant") == 3  # two worked answers, then the model's turn
+    with pytest.raises(ValueError, match="few_shot"):
+        E.EvalConfig(few_shot=20)
+
+
 def test_summary_and_table_layout():
     cfg = E.EvalConfig(benchmarks=["a", "b"][:0] + ["sandbox"], k={"sandbox": 2}, n_boot=500)
     scores = {"Base": {"sandbox": np.array([[0, 0], [1, 0], [0, 0], [1, 1]], float)},
@@ -54,7 +77,9 @@ def test_cli_on_sandbox_and_resume(tmp_path, monkeypatch):
     assert set(out["avg_at_k"]) == {"Base", "Again"} and out["delta"]["of"] == "Again"
     ev = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert ev["models"]["Base"]["sandbox"]["n"] == 6 and ev["k"]["sandbox"] == 4
-    assert "Δ (Again − Base)" in (tmp_path / "ev" / "table1.md").read_text()
+    table = (tmp_path / "ev" / "table1.md").read_text()
+    assert "Δ (Again − Base)" in table and "## Strict" in table and "## Lenient" in table
+    assert set(out["lenient_avg_at_k"]) == {"Base", "Again"} and ev["lenient"]["models"]["Base"]["sandbox"]["n"] == 6
     # resume: finished cells are read back, nothing is sampled again
     monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(E, "sample_transformers", lambda *a, **k: pytest.fail("resampled a finished cell"))
