@@ -22,6 +22,7 @@ worked GSM8K train problems ending in ``\\boxed{}`` as earlier chat turns (the f
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 
 import numpy as np
@@ -79,8 +80,9 @@ def problems(cfg: EvalConfig, bench: str) -> list[dict]:
         from hicra.sandbox.world import make_tasks, prompt, verify
         wc = cfg.sandbox_config().world_config()
         tasks = make_tasks(wc, "val", cfg.limit or 200, allow_fewer=True)
-        return [{"id": t.id, "prompt": prompt(t), "chat": False, "grade": (lambda c, t=t: verify(t, c)),
-                 "lenient": (lambda c, t=t: verify(t, c))} for t in tasks]  # the sandbox's answer is an expression
+        graders = [lambda c, t=t: verify(t, c) for t in tasks]  # the answer is an expression: lenient = strict
+        return [{"id": t.id, "prompt": prompt(t), "chat": False, "grade": g, "lenient": g}
+                for t, g in zip(tasks, graders)]
     from hicra.data import load_benchmark
     from hicra.rewards import is_correct, is_correct_lenient
     rows = load_benchmark(bench, limit=cfg.limit or None)
@@ -89,17 +91,17 @@ def problems(cfg: EvalConfig, bench: str) -> list[dict]:
              "lenient": (lambda c, a=r["answer"]: is_correct_lenient(c, a))} for i, r in enumerate(rows)]
 
 
-def few_shot_examples(n: int) -> list[tuple[str, str]]:
-    """The first ``n`` GSM8K train problems with their worked solutions, closed by the answer in ``\\boxed{}``."""
+@functools.cache
+def few_shot_examples(n: int) -> tuple[tuple[str, str], ...]:
+    """The first ``n`` GSM8K train problems with their worked solutions, closed by the answer in ``\\boxed{}``
+    (read once per process, not once per (model, benchmark) cell)."""
     from hicra.data import load_benchmark
-    return [(r["problem"], f"{r['solution']}\nThe answer is \\boxed{{{r['answer']}}}.")
-            for r in load_benchmark("gsm8k", split="train", limit=n)] if n else []
+    return tuple((r["problem"], f"{r['solution']}\nThe answer is \\boxed{{{r['answer']}}}.")
+                 for r in load_benchmark("gsm8k", split="train", limit=n)) if n else ()
 
 
 # --------------------------------------------------------------------------
 # backends
-
-
 
 
 def sample_transformers(model, tok, prompts, k, cfg: EvalConfig) -> list[list[str]]:
@@ -136,14 +138,17 @@ def score_cell(cfg: EvalConfig, label: str, model_name: str, bench: str, cache: 
     import pandas as pd
     path = resolve(cfg.run_dir) / "scores" / f"{_slug(label)}__{bench}.parquet"
     k = int(cfg.k.get(bench, cfg.default_k))
-    probs = problems(cfg, bench)
+
+    def grade(probs, outs, rule: str) -> np.ndarray:
+        return np.array([[bool(p[rule](o)) for o in os_] for p, os_ in zip(probs, outs)], dtype=bool).reshape(
+            len(probs), -1)
     if path.exists():
         df = pd.read_parquet(path)
         strict = np.stack(df["correct"].to_numpy()).astype(float)
-        if "lenient" in df.columns:
-            return {"strict": strict, "lenient": np.stack(df["lenient"].to_numpy()).astype(float)}
-        lenient = [[p["lenient"](o) for o in os_] for p, os_ in zip(probs, df["completions"])]
-        return {"strict": strict, "lenient": np.array(lenient, dtype=float).reshape(strict.shape)}
+        lenient = np.stack(df["lenient"].to_numpy()) if "lenient" in df.columns else \
+            grade(problems(cfg, bench), df["completions"], "lenient")
+        return {"strict": strict, "lenient": lenient.astype(float)}
+    probs = problems(cfg, bench)
     if cfg.backend == "vllm":
         from hicra.models import load_tokenizer
         model, tok = None, load_tokenizer(model_path(model_name, cfg)) if probs and probs[0]["chat"] else None
@@ -161,12 +166,7 @@ def score_cell(cfg: EvalConfig, label: str, model_name: str, bench: str, cache: 
         if cfg.backend == "vllm"
         else sample_transformers(model, tok, texts, k, cfg)
     )
-    correct = np.array([[bool(p["grade"](o)) for o in os_] for p, os_ in zip(probs, outs)], dtype=bool).reshape(
-        len(probs), k
-    )
-    lenient = np.array([[bool(p["lenient"](o)) for o in os_] for p, os_ in zip(probs, outs)], dtype=bool).reshape(
-        len(probs), k
-    )
+    correct, lenient = grade(probs, outs, "grade"), grade(probs, outs, "lenient")
     write_parquet(path, pd.DataFrame({"id": [p["id"] for p in probs], "correct": list(correct),
                                       "lenient": list(lenient), "completions": [list(o) for o in outs]}))
     return {"strict": correct.astype(float), "lenient": lenient.astype(float)}

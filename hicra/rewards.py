@@ -176,15 +176,20 @@ def accuracy_reward(completions, answer, **kwargs) -> list[float]:
 def log_boxed_ratio(completions, log_metric=None) -> float:
     """Share of completions holding a balanced ``\\boxed{}``; sent to TRL's ``log_metric`` (the reward-function
     hook TRL passes since 1.x, averaged over processes) as ``boxed_ratio`` when given."""
-    ratio = sum(last_boxed(completion_text(c)) is not None for c in completions) / max(1, len(completions))
+    ratio = sum(map(has_box, completions)) / max(1, len(completions))
     if log_metric is not None:
         log_metric("boxed_ratio", ratio)
     return ratio
 
 
+def has_box(completion) -> bool:
+    """Does the completion hold a balanced ``\\boxed{}``?"""
+    return last_boxed(completion_text(completion)) is not None
+
+
 def format_reward(completions, **kwargs) -> list[float]:
     """TRL reward function: 1.0 when the completion contains a balanced ``\\boxed{}``."""
-    return [float(last_boxed(completion_text(c)) is not None) for c in completions]
+    return [float(has_box(c)) for c in completions]
 
 
 REWARDS = {"accuracy": accuracy_reward, "format": format_reward}

@@ -56,7 +56,7 @@ def _hash_paths(paths) -> str:
 
 
 def step_key(step: Step, figures_dir: str) -> str:
-    blob = json.dumps({"nb": step.command or _hash_paths([str(_notebook(step))]), "params": step.params,
+    blob = json.dumps({"nb": step.command or _hash_paths([str(notebook_path(step.notebook))]), "params": step.params,
                        "figures": figures_dir, "inputs": _hash_paths(step.inputs)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -90,10 +90,6 @@ def notebook_path(notebook: str) -> Path:
     return Path(notebook) if Path(notebook).is_absolute() else REPO_ROOT / "notebooks" / notebook
 
 
-def _notebook(step: Step) -> Path:
-    return notebook_path(step.notebook)
-
-
 class StepFailed(RuntimeError):
     pass
 
@@ -114,7 +110,7 @@ def run_step(step: Step, run_dir: Path, figures_dir: str, force: bool = False, e
         _run_notebook(step, run_dir, figures_dir, echo)
     missing = [o for o in step.outputs if not resolve(o).exists()]
     if missing:
-        what = f"`{' '.join(step.command[:4])} ...`" if step.command else _notebook(step).name
+        what = f"`{' '.join(step.command[:4])} ...`" if step.command else notebook_path(step.notebook).name
         raise StepFailed(f"step {step.name}: {what} ran but did not write {missing}")
     write_json(
         stamp, {"key": key, "seconds": round(time.time() - t0, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -128,7 +124,7 @@ def _run_notebook(step: Step, run_dir: Path, figures_dir: str, echo) -> None:
     out = run_dir / "executed" / f"{step.name}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        pm.execute_notebook(str(_notebook(step)), str(out), cwd=str(REPO_ROOT / "notebooks"),
+        pm.execute_notebook(str(notebook_path(step.notebook)), str(out), cwd=str(REPO_ROOT / "notebooks"),
                             parameters={**step.params, "figures_dir": figures_dir}, progress_bar=False,
                             stdout_file=echo, stderr_file=echo,
                             kernel_name="python3")
@@ -143,7 +139,7 @@ def _run_notebook(step: Step, run_dir: Path, figures_dir: str, echo) -> None:
         ]  # papermill's banner cells
         injected = sum("injected-parameters" in c.metadata.get("tags", []) for c in cells[: e.cell_index])
         raise StepFailed(
-            f"step {step.name}: {_notebook(step).name} failed in cell {e.cell_index - injected + 1} "
+            f"step {step.name}: {notebook_path(step.notebook).name} failed in cell {e.cell_index - injected + 1} "
             f"(`{first.strip()[:80]}`): {e.ename}: {e.evalue}\n  executed copy with the traceback: {out}"
         ) from None
 

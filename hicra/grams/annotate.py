@@ -24,6 +24,7 @@ Two annotators share one interface, ``annotate(candidates) -> list[Judgement]``:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,10 +52,12 @@ would let let's 's
 """.split())
 
 
+_WORDS = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
 def is_fragment(gram: str) -> bool:
     """True when every word of ``gram`` is a function word (punctuation ignored)."""
-    import re
-    words = re.findall(r"[a-z]+(?:'[a-z]+)?", normalize(gram))
+    words = _WORDS.findall(normalize(gram))
     return bool(words) and all(w in FUNCTION_WORDS for w in words)
 
 
