@@ -165,6 +165,7 @@ class ErrorsConfig(StepConfig):
     judge: bool = False               # also classify with the LLM judge
     base_url: str = "http://127.0.0.1:8000/v1"
     llm_model: str = "Qwen/Qwen2.5-1.5B-Instruct"
+    serve: str = ""                   # judge: a model to serve here for the step (smollm2 | a folder): hicra.serve
     api_key_env: str = "OPENAI_API_KEY"
     n_judge: int = 200                # failed rollouts sent to the judge (random, seeded)
     seed: int = 0
@@ -186,11 +187,17 @@ def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
                                   for m, t in table.groupby("method", sort=False)}}
     if cfg.judge:
         from hicra.llm import ChatClient
-        client = ChatClient(cfg.base_url, cfg.llm_model, api_key_env=cfg.api_key_env, cache=out / "judge_cache.jsonl")
+        from hicra.serve import endpoint
         sub = df.sample(min(cfg.n_judge, len(df)), random_state=cfg.seed)
-        sub = sub.assign(judge=judge_causes(client, sub, progress=progress))
+        with endpoint(cfg, out) as ep:  # a local server lives only while the judge runs
+            client = ChatClient(ep.base_url, ep.model, api_key_env=cfg.api_key_env, cache=out / "judge_cache.jsonl",
+                                concurrency=ep.concurrency, timeout=ep.timeout,
+                                max_tokens=128)  # the answer is one short JSON object
+            sub = sub.assign(judge=judge_causes(client, sub, progress=progress))
         sub.to_parquet(out / "judged.parquet")
-        summary["judge"] = {"model": cfg.llm_model, **agreement(sub.cause, sub.judge)}
+        summary["judge"] = {"model": ep.label, **agreement(sub.cause, sub.judge),
+                            "judged": sub.judge.value_counts(dropna=False).rename(str).to_dict(),
+                            "oracle": sub.cause.value_counts().to_dict()}
     setup_style()
     summary["figures"] = [save_step_figure(fig4(table), cfg, "fig4_errors")]
     write_json(out / "errors.json", summary)

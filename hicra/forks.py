@@ -1,13 +1,19 @@
-"""Planning tokens vs high-entropy "fork" tokens (paper Fig 9).
+"""Planning tokens vs high-entropy "fork" tokens (paper Fig 9), and the paper's claims (a) and (b) with CIs.
 
 The 80/20 method trains only on the top-20 % highest-entropy tokens ("forks").
 The paper asks how that set relates to planning tokens: before vs after RL,
 what share of planning tokens are high-entropy, and what share of high-entropy
-tokens are planning. Entropies come from one forward pass of the model over its
-own sampled completions; planning tokens from ``PlanningTagger``.
+tokens are planning (claim (b)); and it reports planning tokens carrying higher
+entropy than execution tokens (claim (a)). Entropies come from one forward pass
+of the model over a text: its own sampled completions (``texts: samples``), or a
+benchmark's human-written solutions scored token by token under the model
+(``texts: solutions``, teacher-forced). Planning tokens come from ``PlanningTagger``.
+``claims_ab`` gives both claims' statistics with 95 % bootstrap intervals over
+problems (each resample draws whole completions, so a long one counts as one).
 
     recs = token_entropies(model, tok, prompts, completions)
     fork_shares(recs, tagger)        # {"planning_is_fork": .., "fork_is_planning": .., "threshold": ..}
+    claims_ab(recs, tagger)          # the same, plus planning / execution entropy, each with a "ci"
 """
 from __future__ import annotations
 
@@ -72,6 +78,60 @@ def fork_shares(records: list[dict], tagger, rho: float = 0.2) -> dict:
     return res
 
 
+CLAIM_STATS = ("planning_entropy", "execution_entropy", "entropy_gap", "planning_is_fork", "fork_is_planning",
+               "planning_ratio")
+
+
+def claims_ab(records: list[dict], tagger, rho: float = 0.2, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Claim (a): mean entropy (nats) of planning vs execution tokens and their gap; claim (b): the Fig 9 shares.
+    Point estimates pool every token; ``ci`` holds 95 % percentile-bootstrap intervals over problems."""
+    from hicra.metrics import fork_overlap
+    recs = [r for r in records if len(r["ids"])]
+    if not recs:
+        raise ValueError("no completion tokens to score: sample non-empty completions first")
+    ents = [np.asarray(r["entropy"], dtype=np.float64) for r in recs]
+    plans = [tagger.mask(torch.as_tensor(r["ids"])[None])[0].numpy().astype(bool) for r in recs]
+
+    def stats(idx) -> dict:
+        e, p = np.concatenate([ents[i] for i in idx]), np.concatenate([plans[i] for i in idx])
+        shares = fork_overlap(torch.from_numpy(e), torch.from_numpy(p), None, rho)
+        pe = float(e[p].mean()) if p.any() else float("nan")
+        xe = float(e[~p].mean()) if (~p).any() else float("nan")
+        return {"planning_entropy": pe, "execution_entropy": xe, "entropy_gap": pe - xe,
+                "planning_is_fork": shares["planning_is_fork"], "fork_is_planning": shares["fork_is_planning"],
+                "planning_ratio": float(p.mean())}
+
+    out = stats(range(len(recs)))
+    out.update(n_problems=len(recs), n_tokens=int(sum(len(e) for e in ents)),
+               n_planning_tokens=int(sum(p.sum() for p in plans)), rho=rho)
+    if n_boot:
+        rng = np.random.default_rng(seed)
+        boots = [stats(rng.integers(0, len(recs), len(recs))) for _ in range(n_boot)]
+        out["ci"] = {k: [float(np.nanpercentile([b[k] for b in boots], 2.5)),
+                         float(np.nanpercentile([b[k] for b in boots], 97.5))] for k in CLAIM_STATS}
+    return out
+
+
+def fig_claims(rows):
+    """Claim (a) per row (model / text): mean entropy of planning vs execution tokens with 95 % bootstrap CIs."""
+    import matplotlib.pyplot as plt
+    labels = [f"{r['model']}\n{r.get('texts', '')}" for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6, 1.9 * len(rows)), 4))
+    for off, key, colour, name in ((-0.18, "planning_entropy", COLOURS["planning"], "planning tokens"),
+                                   (0.18, "execution_entropy", "0.75", "execution tokens")):
+        vals = np.array([r[key] for r in rows])
+        err = np.array([[v - r["ci"][key][0], r["ci"][key][1] - v] for v, r in zip(vals, rows)]).T \
+            if all("ci" in r for r in rows) else None
+        ax.bar(x + off, vals, 0.36, yerr=err, capsize=4, color=colour, edgecolor="0.3", label=name)
+    ax.set_xticks(x, labels, fontsize=9)
+    ax.set(ylabel="mean next-token entropy (nats)",
+           title="Claim (a): planning vs execution token entropy (95 % bootstrap CI over problems)")
+    ax.legend(loc="upper right", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 COLOURS = {"fork": "#9ecae1", "planning": "#fdae6b", "both": "#d62728"}
 
 
@@ -97,14 +157,18 @@ def fig9(rows):
     import matplotlib.pyplot as plt
     import pandas as pd
     df = pd.DataFrame(rows)
-    labels = [f"{m}\n{s}" for m, s in zip(df.model, df.stage)]
+    labels = [f"{m}\n{s}" + (f"\n{t}" if df.get("texts", pd.Series([""])).nunique() > 1 else "")
+              for m, s, t in zip(df.model, df.stage, df.get("texts", [""] * len(df)))]
     fig, axes = plt.subplots(1, 2, figsize=(max(10, 2.4 * len(df) * 2), 4), sharey=True)
     rho = float(df.rho.iloc[0])
     for ax, col, title, colour in (
         (axes[0], "planning_is_fork", "planning tokens that are\nhigh-entropy", COLOURS["planning"]),
         (axes[1], "fork_is_planning", "high-entropy tokens that are\nplanning", COLOURS["fork"]),
     ):
-        bars = ax.bar(labels, df[col], color=colour, edgecolor="0.3")
+        err = None
+        if "ci" in df:  # 95 % bootstrap intervals over problems
+            err = np.array([[v - c[col][0], c[col][1] - v] for v, c in zip(df[col], df.ci)]).T
+        bars = ax.bar(labels, df[col], yerr=err, capsize=4, color=colour, edgecolor="0.3")
         for b, v, chance in zip(bars, df[col], [rho] * len(df) if col == "planning_is_fork" else df.planning_ratio):
             ax.text(b.get_x() + b.get_width() / 2, v + 0.01, f"{v:.2f}", ha="center", fontsize=9)
             ax.hlines(chance, b.get_x(), b.get_x() + b.get_width(), colors="0.2", linestyles="--", lw=1.2,
@@ -130,19 +194,34 @@ class ForksConfig(SandboxStepConfig):
     n_prompts: int = 64
     temperature: float = 1.0
     max_new_tokens: int = 256
+    texts: list = dataclasses.field(default_factory=lambda: ["samples"])  # samples (each model's own) and/or
+    #                                   solutions (the benchmark's human-written ones, teacher-forced; not sandbox)
     rho: float = 0.2                  # high-entropy share (the 80/20 method's 20 %)
+    n_boot: int = 1000                # bootstrap resamples over problems for the CIs (0: none)
     sg_file: str = ""                 # "" = the sandbox's grams (sandbox) / data/grams/seed_grams.json
     seed: int = 0
 
 
-def _prompts(cfg: ForksConfig, tok) -> list[str]:
+    def __post_init__(self):
+        bad = [t for t in self.texts if t not in ("samples", "solutions")]
+        if bad or not self.texts:
+            raise ValueError(f"texts: a list of 'samples' and/or 'solutions'; got {self.texts!r}")
+        if "solutions" in self.texts and self.source == "sandbox":
+            raise ValueError("texts 'solutions' scores a benchmark's human-written solutions: set source to gsm8k, "
+                             "math500, minerva or olympiadbench")
+
+
+def _prompts(cfg: ForksConfig, tok) -> tuple[list[str], list[str]]:
+    """Prompts, and each problem's human-written solution ("" where there is none, and on the sandbox)."""
     if cfg.source == "sandbox":
         from hicra.sandbox.world import make_tasks, prompt
         wc = cfg.sandbox_config().world_config()
-        return [prompt(t) for t in make_tasks(wc, "val", cfg.n_prompts, allow_fewer=True)]
+        ps = [prompt(t) for t in make_tasks(wc, "val", cfg.n_prompts, allow_fewer=True)]
+        return ps, [""] * len(ps)
     from hicra.data import load_benchmark
     from hicra.generate import chat_prompts
-    return chat_prompts(tok, [r["problem"] for r in load_benchmark(cfg.source, limit=cfg.n_prompts)])
+    rows = load_benchmark(cfg.source, limit=cfg.n_prompts)
+    return chat_prompts(tok, [r["problem"] for r in rows]), [r.get("solution") or "" for r in rows]
 
 
 def run(cfg: ForksConfig, progress: bool = True) -> dict:
@@ -164,19 +243,30 @@ def run(cfg: ForksConfig, progress: bool = True) -> dict:
         model_name, _, stage = label.partition("|")
         model, tok = load_step_model(name, cfg)
         tagger = PlanningTagger(sg, tok)
-        prompts = _prompts(cfg, tok)
-        comps = [c[0] for c in sample(model, tok, prompts, n=1, temperature=cfg.temperature,
-                                      max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, progress=progress)]
-        recs = token_entropies(model, tok, prompts, comps, progress=progress)
-        s = fork_shares(recs, tagger, cfg.rho)
-        rows.append({"model": model_name, "stage": stage or "", "source": name, **s})
-        best = max(range(len(recs)), key=lambda i: int(tagger.mask(torch.as_tensor(recs[i]["ids"])[None]).sum())
-                   if len(recs[i]["ids"]) else -1)
-        passages.append(passage_html(tok, recs[best], tagger, s["threshold"], f"{model_name} ({stage})"))
-    write_json(out / "forks.json", {"rows": rows})
+        prompts, solutions = _prompts(cfg, tok)
+        for texts in cfg.texts:
+            if texts == "samples":
+                ps, comps = prompts, [c[0] for c in sample(model, tok, prompts, n=1, temperature=cfg.temperature,
+                                                           max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                                                           progress=progress)]
+            else:  # teacher-forced: the model's entropy at each token of the human-written solution
+                if not any(solutions):
+                    raise ValueError(f"{cfg.source} ships no solutions to score; use texts: [samples]")
+                ps, comps = zip(*[(p, sol) for p, sol in zip(prompts, solutions) if sol])
+            recs = token_entropies(model, tok, list(ps), list(comps), progress=progress)
+            s = fork_shares(recs, tagger, cfg.rho)
+            c = claims_ab(recs, tagger, cfg.rho, cfg.n_boot, cfg.seed)
+            rows.append({"model": model_name, "stage": stage or "", "texts": texts, "source": name, **s,
+                         **{k: c[k] for k in (*CLAIM_STATS, "n_problems", "n_planning_tokens")},
+                         **({"ci": c["ci"]} if "ci" in c else {})})
+            best = max(range(len(recs)), key=lambda i: int(tagger.mask(torch.as_tensor(recs[i]["ids"])[None]).sum())
+                       if len(recs[i]["ids"]) else -1)
+            passages.append(passage_html(tok, recs[best], tagger, s["threshold"], f"{model_name} ({stage}, {texts})"))
+    write_json(out / "forks.json", {"rows": rows, "sg_file": str(sg)})
     (out / "passages.html").write_text("\n".join(passages))
     setup_style()
-    return {"run_dir": str(out), "rows": rows, "figures": [save_step_figure(fig9(rows), cfg, "fig9_forks")]}
+    figs = [save_step_figure(fig9(rows), cfg, "fig9_forks"), save_step_figure(fig_claims(rows), cfg, "fig_claims_ab")]
+    return {"run_dir": str(out), "rows": rows, "figures": figs}
 
 
 if __name__ == "__main__":

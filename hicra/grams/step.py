@@ -51,6 +51,7 @@ class GramsConfig(SandboxStepConfig):
     annotator: str = "offline"        # offline | llm
     base_url: str = "http://127.0.0.1:8000/v1"
     llm_model: str = "Qwen/Qwen2.5-1.5B-Instruct"
+    serve: str = ""                   # llm: a model to serve here for the step (smollm2 | a folder): hicra.serve
     api_key_env: str = "OPENAI_API_KEY"
     llm_timeout: float = 60.0
     threshold: float | None = None    # offline: None = calibrated
@@ -153,15 +154,45 @@ def cached_rollouts(cfg: GramsConfig, run: Path, progress: bool = True) -> list[
     return rows
 
 
-def make_annotator(cfg: GramsConfig, exclude=(), model=None):
-    """``model``: an already loaded embedding model to share (offline annotator)."""
+def make_annotator(cfg: GramsConfig, exclude=(), model=None, endpoint=None):
+    """``model``: an already loaded embedding model to share (offline annotator); ``endpoint``: a
+    ``hicra.serve.Endpoint`` (llm annotator; default: the config's base_url and llm_model)."""
     from hicra.grams.annotate import LLMAnnotator, OfflineAnnotator
     if cfg.annotator == "offline":
         return OfflineAnnotator(threshold=cfg.threshold, exclude=list(exclude), veto=cfg.veto, model=model)
     from hicra.llm import ChatClient
-    client = ChatClient(cfg.base_url, cfg.llm_model, api_key_env=cfg.api_key_env, timeout=cfg.llm_timeout,
-                        cache=resolve(cfg.run_dir) / "llm_cache.jsonl")
-    return LLMAnnotator(client)
+    from hicra.serve import Endpoint
+    ep = endpoint or Endpoint(cfg.base_url, cfg.llm_model, cfg.llm_model, timeout=cfg.llm_timeout)
+    batch = 20  # candidates a request; an answer needs ~15-25 tokens each, so the cap stops a rambling model
+    client = ChatClient(ep.base_url, ep.model, api_key_env=cfg.api_key_env, timeout=ep.timeout,
+                        concurrency=ep.concurrency, cache=resolve(cfg.run_dir) / "llm_cache.jsonl",
+                        max_tokens=32 * batch + 64)
+    annotator = LLMAnnotator(client, batch_size=batch)
+    annotator.name = f"llm:{ep.label}"
+    return annotator
+
+
+def real_dev_report(annotator, cfg: GramsConfig) -> dict:
+    """Precision / recall on ``data/grams/real_dev.jsonl``; for an LLM annotator also its phrase-level agreement
+    (share and Cohen's kappa on strategic yes / no) with the offline annotator on the same phrases."""
+    from hicra.grams.annotate import SEEDS
+    from hicra.grams.mine import normalize
+    from hicra.grams.quality import real_dev_quality
+    seeds = [normalize(g["gram"]) for g in json.loads(SEEDS.read_text())["grams"]]  # shipped seed list
+    dev = real_dev_quality(annotator, seeds=seeds)
+    out = {k: dev[k] for k in ("all", "not_seeds")}
+    if cfg.annotator == "llm":
+        off = real_dev_quality(make_annotator(dataclasses.replace(cfg, annotator="offline")), seeds=seeds)
+        out["offline"] = {k: off[k] for k in ("all", "not_seeds")}
+        out["agreement_with_offline"] = label_agreement(dev["labels"], off["labels"])
+    return out
+
+
+def label_agreement(a: list[bool], b: list[bool]) -> dict:
+    """Share of equal yes / no labels and Cohen's kappa."""
+    from sklearn.metrics import cohen_kappa_score
+    kappa = float(cohen_kappa_score(a, b)) if len(set(a) | set(b)) > 1 else float("nan")
+    return {"n": len(a), "agree": sum(x == y for x, y in zip(a, b)) / len(a) if a else float("nan"), "kappa": kappa}
 
 
 def sandbox_tokenizer(cfg: GramsConfig):
@@ -187,8 +218,11 @@ def run(cfg: GramsConfig, progress: bool = True) -> dict:
                  cfg.max_candidates, progress=progress)
     if not cands:
         raise ValueError(f"mining {len(good)} rollouts left no candidate; lower min_df / min_df_frac")
-    annotator = make_annotator(cfg)
-    judgements = annotator.annotate(cands)
+    from hicra.serve import endpoint
+    with endpoint(cfg, run) as ep:  # a local server lives only while the LLM labels (cfg.serve)
+        annotator = make_annotator(cfg, endpoint=ep)
+        judgements = annotator.annotate(cands)
+        dev = None if cfg.is_sandbox else real_dev_report(annotator, cfg)
     pd.DataFrame([{**dataclasses.asdict(c), **dataclasses.asdict(j)} for c, j in zip(cands, judgements)]).to_csv(
         run / "candidates.csv", index=False)
     export_review(cands, judgements, run / "review.csv", run / "review.md")
@@ -203,7 +237,7 @@ def run(cfg: GramsConfig, progress: bool = True) -> dict:
         raise ValueError("the annotator accepted no candidate; review run_dir/review.csv by hand and pass --review")
     sg_path = resolve(cfg.sg_out) if cfg.sg_out else run / "strategic_grams.json"
     provenance = {"source": cfg.source, "rollouts": len(rollouts), "successful_rollouts": len(good),
-                  "annotator": annotator.name, "model": cfg.llm_model if cfg.annotator == "llm" else None,
+                  "annotator": annotator.name, "model": annotator.name[4:] if cfg.annotator == "llm" else None,
                   "threshold": getattr(annotator, "threshold", None), "reviewed_by": reviewer,
                   "review_file": cfg.review or None}
     write_final(sg_path, grams, provenance)
@@ -221,10 +255,8 @@ def run(cfg: GramsConfig, progress: bool = True) -> dict:
             hq = sandbox_quality([j.gram for j in hj if j.strategic] or ["\x00"], tok, n=cfg.n_eval)
             summary["holdout"] = {"precision": hq["precision"], "recall": hq["recall"], "n_seeds": len(held.seeds),
                                   "n_grams": sum(j.strategic for j in hj), "threshold": held.threshold}
-    elif cfg.annotator == "offline":  # real text: the annotator's precision / recall on the labelled dev set
-        from hicra.grams.quality import real_dev_quality
-        dev = real_dev_quality(annotator, seeds=[g for g, _ in annotator.seeds])
-        summary["real_dev"] = {k: dev[k] for k in ("all", "not_seeds")}
+    else:  # real text: the annotator's precision / recall on the labelled dev set (and, for an LLM, its
+        summary["real_dev"] = dev  # agreement with the offline annotator there)
     from hicra.config import save_step_figure
     from hicra.figures import fig_grams
     from hicra.plotting import setup_style
