@@ -30,32 +30,41 @@ from hicra.config import SandboxStepConfig
 
 @torch.no_grad()
 def token_entropies(model, tok, prompts: list[str], completions: list[str], batch_size: int = 16,
-                    progress: bool = True) -> list[dict]:
-    """Per completion: its token ids and the model's next-token entropy (nats) at each of them."""
+                    progress: bool = True, max_logit_bytes: float = 2e9) -> list[dict]:
+    """Per completion: its token ids and the model's next-token entropy (nats) at each of them.
+    Rows go ``batch_size`` at a time, fewer where a batch's logits would pass ``max_logit_bytes`` (Gemma's 262k
+    vocabulary makes one 400-token row's float32 logits 0.4 GB), and the entropy is taken over each row's
+    completion positions only."""
     model.eval()
-    out = []
-    for i in tqdm(range(0, len(prompts), batch_size), desc="entropies", disable=not progress, leave=False):
-        rows = []
-        for p, c in zip(prompts[i:i + batch_size], completions[i:i + batch_size]):
-            pi = tok(p, add_special_tokens=False)["input_ids"]
-            ci = tok(c, add_special_tokens=False)["input_ids"]
-            rows.append((pi, ci))
-        width = max(len(pi) + len(ci) for pi, ci in rows)
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    rows = [(tok(p, add_special_tokens=False)["input_ids"], tok(c, add_special_tokens=False)["input_ids"])
+            for p, c in zip(prompts, completions)]
+    out, i = [], 0
+    bar = tqdm(total=len(rows), desc="entropies", disable=not progress, leave=False)
+    while i < len(rows):
+        n = 1
+        while (n < batch_size and i + n < len(rows) and (n + 1) * vocab * 4 * 3
+               * max(len(a) + len(b) for a, b in rows[i:i + n + 1]) <= max_logit_bytes):
+            n += 1
+        chunk = rows[i:i + n]
+        width = max(len(pi) + len(ci) for pi, ci in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
         att = torch.zeros_like(ids)
-        for r, (pi, ci) in enumerate(rows):
-            seq = pi + ci
-            ids[r, :len(seq)] = torch.tensor(seq)
-            att[r, :len(seq)] = 1
-        logits = model(input_ids=ids.to(model.device), attention_mask=att.to(model.device)).logits.float()
-        logp = torch.log_softmax(logits, -1)
-        ent = -(logp.exp() * logp).sum(-1).cpu()
-        for r, (pi, ci) in enumerate(rows):
+        for r, (pi, ci) in enumerate(chunk):
+            ids[r, :len(pi) + len(ci)] = torch.tensor(pi + ci)
+            att[r, :len(pi) + len(ci)] = 1
+        logits = model(input_ids=ids.to(model.device), attention_mask=att.to(model.device)).logits
+        for r, (pi, ci) in enumerate(chunk):
             if ci:  # the entropy at position t-1 is that of the distribution token t was drawn from
-                out.append({"ids": np.array(ci), "entropy": ent[r, len(pi) - 1:len(pi) + len(ci) - 1].numpy()})
+                logp = torch.log_softmax(logits[r, len(pi) - 1:len(pi) + len(ci) - 1].float(), -1)
+                out.append({"ids": np.array(ci), "entropy": (-(logp.exp() * logp).sum(-1)).cpu().numpy()})
             else:
                 out.append({"ids": np.array([], dtype=int), "entropy": np.array([])})
+        del logits
+        i += n
+        bar.update(n)
+    bar.close()
     return out
 
 

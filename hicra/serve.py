@@ -3,17 +3,19 @@
 Why: both LLM steps talk to ``/v1/chat/completions`` (``hicra.llm.ChatClient``). On a GPU box that is a vLLM
 server with a large model; on a CPU laptop it is ``transformers serve`` with a model that ships here. This module
 resolves a model name the way the steps do (``smollm2`` -> the packaged GGUF, dequantized once to a plain
-Hugging Face folder; ``sandbox``; a local path; a hub id where the hub is reachable), starts the server as a
-child process, waits until ``/health`` answers and the model is listed, and stops it again.
+Hugging Face folder; a local folder with a chat template; a hub id where the hub is reachable), starts the
+server as a child process, waits until ``/health`` answers and the model is listed, and stops it again.
 
     python -m hicra.serve smollm2 --port 8000        # one command; prints one JSON line (base_url, model) when ready
-    # then, in another shell: python -m hicra.grams.agreement ... --base_url http://127.0.0.1:8000/v1 --model <model>
+    # then, in another shell: python -m hicra.grams ... --annotator llm --base_url http://127.0.0.1:8000/v1 \\
+    #     --llm_model <the printed model>     (or let a step start its own: --serve smollm2)
 
     with LocalServer("smollm2") as srv:               # a free port; the server is stopped on exit, even on errors
         client = ChatClient(srv.base_url, srv.model, concurrency=1, timeout=600)  # CPU: one request at a time
 
-The same client commands point at a GPU box's server unchanged: ``vllm serve Qwen/Qwen2.5-7B-Instruct --port 8000``
-there, and ``--base_url http://HOST:8000/v1 --model Qwen/Qwen2.5-7B-Instruct`` here (README "Strategic grams").
+The same client commands point at a GPU box's server unchanged: ``python -m hicra.serve Qwen/Qwen2.5-7B-Instruct
+--device cuda --host 0.0.0.0`` (or ``vllm serve Qwen/Qwen2.5-7B-Instruct``) there, and ``--base_url
+http://HOST:8000/v1 --llm_model Qwen/Qwen2.5-7B-Instruct`` here (README "Strategic grams").
 """
 from __future__ import annotations
 
@@ -59,9 +61,6 @@ def free_port() -> int:
 def model_path(name: str) -> str:
     """What ``transformers serve`` loads for a step's model name: a local folder, or a hub id as given."""
     from hicra.models import _resolve
-    if name == "sandbox":
-        from hicra.sandbox import SandboxConfig, build
-        return build(SandboxConfig())["model_dir"]
     path, kw = _resolve(name)
     if kw:  # a GGUF folder: serve its dequantized copy
         from hicra.models import smollm2_hf_dir
@@ -165,12 +164,13 @@ def endpoint(cfg, run_dir):
 def main(argv=None) -> None:
     import argparse
     p = argparse.ArgumentParser(prog="python -m hicra.serve", description=__doc__.split("\n\n")[0])
-    p.add_argument("model", nargs="?", default="smollm2", help="smollm2 | sandbox | a local folder | a hub id")
+    p.add_argument("model", nargs="?", default="smollm2", help="smollm2 | a local model folder | a hub id")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (a GPU box)")
     p.add_argument("--startup_timeout", type=float, default=300.0)
     a = p.parse_args(argv)
-    srv = LocalServer(a.model, a.port, a.host, a.startup_timeout)
+    srv = LocalServer(a.model, a.port, a.host, a.startup_timeout, device=a.device)
     try:
         srv.start()
     except (ServerError, ValueError) as e:

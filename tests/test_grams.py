@@ -353,3 +353,27 @@ def test_a_slow_endpoint_is_reported_not_silent(server, tmp_path, capsys):
     assert client.chat([{"role": "user", "content": "- \"let's try\""}]) is not None
     err = capsys.readouterr().err
     assert "no answer within 0.3 s (attempt 1 of 3)" in err and "--llm_timeout" in err
+
+
+def test_real_dev_sample_is_stratified_seeded_and_in_file_order():
+    """dev_n: a slow endpoint scores a sample of the dev set with its strategic share kept."""
+    import json
+
+    from hicra.grams.annotate import Judgement
+    from hicra.grams.quality import REAL_DEV, real_dev_quality
+
+    class Everything:  # labels every phrase strategic: recall 1, precision = the sample's strategic share
+        def annotate(self, cands):
+            self.seen = [c.gram for c in cands]
+            return [Judgement(c.gram, True, "deduction", 1.0, "all") for c in cands]
+    from hicra.config import resolve
+    rows = [json.loads(x) for x in open(resolve(REAL_DEV))]
+    share = sum(r["label"] == "strategic" for r in rows) / len(rows)
+    a, b = Everything(), Everything()
+    q = real_dev_quality(a, n=60, seed=3)
+    assert q["all"]["n"] == 60 and q["all"]["n_strategic"] == round(60 * share) and q["all"]["recall"] == 1.0
+    real_dev_quality(b, n=60, seed=3)
+    assert a.seen == b.seen  # seeded
+    order = [r["phrase"] for r in rows]
+    assert [order.index(g) for g in a.seen] == sorted(order.index(g) for g in a.seen)
+    assert real_dev_quality(Everything(), n=0)["all"]["n"] == len(rows)

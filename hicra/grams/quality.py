@@ -56,15 +56,23 @@ def sandbox_quality(grams, tokenizer, n: int = 300, seed: int = 12345) -> dict:
 REAL_DEV = "data/grams/real_dev.jsonl"
 
 
-def real_dev_quality(annotator, path: str = REAL_DEV, seeds=()) -> dict:
+def real_dev_quality(annotator, path: str = REAL_DEV, seeds=(), n: int = 0, seed: int = 0) -> dict:
     """Phrase-level precision / recall of an annotator on ``data/grams/real_dev.jsonl`` (real solution text,
     labelled by the rule in data/grams/README.md), overall and on the phrases that are not seed grams
-    (``seeds``: the annotator's own list; a seed is trivially recognised), plus kind agreement on hits."""
+    (``seeds``: the annotator's own list; a seed is trivially recognised), plus kind agreement on hits.
+    ``n`` > 0 scores a seeded sample of n phrases, stratified by label (for endpoints too slow for all 247)."""
     import json
+    import random
 
     from hicra.config import resolve
     from hicra.grams.mine import Candidate, normalize
     rows = [json.loads(x) for x in open(resolve(path))]
+    if 0 < n < len(rows):
+        rng = random.Random(seed)
+        pos = [r for r in rows if r["label"] == "strategic"]
+        k = round(n * len(pos) / len(rows))
+        pick = {id(r) for r in rng.sample(pos, k) + rng.sample([r for r in rows if r["label"] != "strategic"], n - k)}
+        rows = [r for r in rows if id(r) in pick]  # file order kept
     js = annotator.annotate([Candidate(r["phrase"], len(r["phrase"].split()), r["docs"]) for r in rows])
     seed_set = {normalize(s) for s in seeds}
 
@@ -80,4 +88,5 @@ def real_dev_quality(annotator, path: str = REAL_DEV, seeds=()) -> dict:
     out["false_positives"] = [r["phrase"] for r, j in zip(rows, js) if j.strategic and r["label"] != "strategic"]
     out["missed"] = [r["phrase"] for r, j in zip(rows, js) if not j.strategic and r["label"] == "strategic"]
     out["labels"] = [bool(j.strategic) for j in js]  # per dev phrase, in file order
+    out["unparsed"] = sum(j.note == "unparsed" for j in js)  # LLM answers that named no label for the phrase
     return out

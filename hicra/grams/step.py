@@ -59,6 +59,7 @@ class GramsConfig(SandboxStepConfig):
     review: str = ""                  # a reviewed CSV to import ("" = take the annotator's labels)
     sg_out: str = ""                  # default <run_dir>/strategic_grams.json
     n_eval: int = 300                 # held-out sandbox traces for precision / recall
+    dev_n: int = 0                    # real text: score a stratified sample of N dev phrases (0: all 247)
     seed: int = 0
 
     def __post_init__(self):
@@ -179,10 +180,11 @@ def real_dev_report(annotator, cfg: GramsConfig) -> dict:
     from hicra.grams.mine import normalize
     from hicra.grams.quality import real_dev_quality
     seeds = [normalize(g["gram"]) for g in json.loads(SEEDS.read_text())["grams"]]  # shipped seed list
-    dev = real_dev_quality(annotator, seeds=seeds)
-    out = {k: dev[k] for k in ("all", "not_seeds")}
+    dev = real_dev_quality(annotator, seeds=seeds, n=cfg.dev_n, seed=cfg.seed)
+    out = {k: dev[k] for k in ("all", "not_seeds", "unparsed")}
     if cfg.annotator == "llm":
-        off = real_dev_quality(make_annotator(dataclasses.replace(cfg, annotator="offline")), seeds=seeds)
+        off = real_dev_quality(make_annotator(dataclasses.replace(cfg, annotator="offline")), seeds=seeds,
+                               n=cfg.dev_n, seed=cfg.seed)
         out["offline"] = {k: off[k] for k in ("all", "not_seeds")}
         out["agreement_with_offline"] = label_agreement(dev["labels"], off["labels"])
     return out
@@ -233,8 +235,13 @@ def run(cfg: GramsConfig, progress: bool = True) -> dict:
             [{"gram": j.gram, "kind": j.kind} for j in judgements if j.strategic],
             "none (annotator labels)",
         )
+    if dev is not None:  # kept even when no gram is accepted: the measurement cost the endpoint's time
+        write_json(run / "real_dev.json", {"annotator": annotator.name, **dev})
     if not grams:
-        raise ValueError("the annotator accepted no candidate; review run_dir/review.csv by hand and pass --review")
+        unparsed = sum(j.note == "unparsed" for j in judgements)
+        raise ValueError(f"the annotator accepted no candidate ({unparsed} of {len(judgements)} answers could not be "
+                         "parsed); review run_dir/review.csv by hand and pass --review"
+                         + ("; the dev-set report is in run_dir/real_dev.json" if dev is not None else ""))
     sg_path = resolve(cfg.sg_out) if cfg.sg_out else run / "strategic_grams.json"
     provenance = {"source": cfg.source, "rollouts": len(rollouts), "successful_rollouts": len(good),
                   "annotator": annotator.name, "model": annotator.name[4:] if cfg.annotator == "llm" else None,
