@@ -126,7 +126,7 @@ def fig_claims(rows):
     import matplotlib.pyplot as plt
     labels = [f"{r['model']}\n{r.get('texts', '')}" for r in rows]
     x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(max(6, 1.9 * len(rows)), 4))
+    fig, ax = plt.subplots(figsize=(max(6.5, 2.1 * len(rows)), 4.4))
     for off, key, colour, name in ((-0.18, "planning_entropy", COLOURS["planning"], "planning tokens"),
                                    (0.18, "execution_entropy", "0.75", "execution tokens")):
         vals = np.array([r[key] for r in rows])
@@ -134,9 +134,10 @@ def fig_claims(rows):
             if all("ci" in r for r in rows) else None
         ax.bar(x + off, vals, 0.36, yerr=err, capsize=4, color=colour, edgecolor="0.3", label=name)
     ax.set_xticks(x, labels, fontsize=9)
-    ax.set(ylabel="mean next-token entropy (nats)",
-           title="Claim (a): planning vs execution token entropy (95 % bootstrap CI over problems)")
-    ax.legend(loc="upper right", fontsize=9)
+    top = max(r["ci"][k][1] if "ci" in r else r[k] for r in rows for k in ("planning_entropy", "execution_entropy"))
+    ax.set(ylabel="mean next-token entropy (nats)", ylim=(0, 1.25 * top),
+           title="Claim (a): planning vs execution token entropy\n(95 % bootstrap CI over problems)")
+    ax.legend(loc="upper left", ncol=2, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -168,7 +169,7 @@ def fig9(rows):
     df = pd.DataFrame(rows)
     labels = [f"{m}\n{s}" + (f"\n{t}" if df.get("texts", pd.Series([""])).nunique() > 1 else "")
               for m, s, t in zip(df.model, df.stage, df.get("texts", [""] * len(df)))]
-    fig, axes = plt.subplots(1, 2, figsize=(max(10, 2.4 * len(df) * 2), 4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(max(10, 2.0 * len(df) * 2), 4.6), sharey=True)
     rho = float(df.rho.iloc[0])
     for ax, col, title, colour in (
         (axes[0], "planning_is_fork", "planning tokens that are\nhigh-entropy", COLOURS["planning"]),
@@ -178,14 +179,18 @@ def fig9(rows):
         if "ci" in df:  # 95 % bootstrap intervals over problems
             err = np.array([[v - c[col][0], c[col][1] - v] for v, c in zip(df[col], df.ci)]).T
         bars = ax.bar(labels, df[col], yerr=err, capsize=4, color=colour, edgecolor="0.3")
-        for b, v, chance in zip(bars, df[col], [rho] * len(df) if col == "planning_is_fork" else df.planning_ratio):
-            ax.text(b.get_x() + b.get_width() / 2, v + 0.01, f"{v:.2f}", ha="center", fontsize=9)
+        tops = df[col] if err is None else df[col] + err[1]
+        for b, v, top, chance in zip(bars, df[col], tops,
+                                     [rho] * len(df) if col == "planning_is_fork" else df.planning_ratio):
+            ax.text(b.get_x() + b.get_width() / 2, top + 0.02, f"{v:.2f}", ha="center", fontsize=9)
             ax.hlines(chance, b.get_x(), b.get_x() + b.get_width(), colors="0.2", linestyles="--", lw=1.2,
                       label="chance level" if b is bars[0] else None)
         ax.set(title=title, ylim=(0, 1), ylabel="share of tokens")
         ax.tick_params(axis="x", labelsize=9)
         ax.legend(loc="upper right", fontsize=8)
-    fig.suptitle(f"Planning vs high-entropy (top {rho:.0%}) tokens, before vs after RL", y=1.03)
+    rl = any("RL" in str(x) for x in df.stage)
+    fig.suptitle(f"Planning vs high-entropy (top {rho:.0%}) tokens" + (", before vs after RL" if rl else "")
+                 + (" (95 % bootstrap CI over problems)" if "ci" in df else ""), y=1.0)
     fig.tight_layout()
     return fig
 
