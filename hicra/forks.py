@@ -134,7 +134,8 @@ def fig_claims(rows):
             if all("ci" in r for r in rows) else None
         ax.bar(x + off, vals, 0.36, yerr=err, capsize=4, color=colour, edgecolor="0.3", label=name)
     ax.set_xticks(x, labels, fontsize=9)
-    top = max(r["ci"][k][1] if "ci" in r else r[k] for r in rows for k in ("planning_entropy", "execution_entropy"))
+    tops = [r["ci"][k][1] if "ci" in r else r[k] for r in rows for k in ("planning_entropy", "execution_entropy")]
+    top = max((t for t in tops if np.isfinite(t)), default=1.0)  # nan: a text with no planning tokens
     ax.set(ylabel="mean next-token entropy (nats)", ylim=(0, 1.25 * top),
            title="Claim (a): planning vs execution token entropy\n(95 % bootstrap CI over problems)")
     ax.legend(loc="upper left", ncol=2, fontsize=9)

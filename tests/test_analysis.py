@@ -5,6 +5,7 @@ import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -148,3 +149,8 @@ def test_claims_ab_exact_values_and_bootstrap_over_problems(tiny_sandbox):
     assert FK.claims_ab(recs, tagger, rho=0.2, n_boot=0).get("ci") is None
     fig = FK.fig_claims([{"model": "m", "texts": "samples", **c}])
     assert len(fig.axes) == 1
+    # a text where the tagger finds no planning token: nan statistics still draw (the tiny sandbox's case)
+    none = FK.claims_ab([{"ids": recs[0]["ids"][:1], "entropy": recs[0]["entropy"][:1]}], PlanningTagger(["zzz"], tok),
+                        n_boot=20)
+    assert none["planning_ratio"] == 0 and np.isnan(none["planning_entropy"])
+    assert len(FK.fig_claims([{"model": "m", "texts": "samples", **none}]).axes) == 1

@@ -247,7 +247,7 @@ def test_real_dev_set_is_real_text_and_scored(offline):
 def test_grams_from_shipped_solutions_and_a_traces_jsonl(tmp_path, monkeypatch, offline):
     """Real correct reasoning as a source: the shipped Minerva solutions, and a user's jsonl of traces."""
     from hicra.grams import step
-    monkeypatch.setattr(step, "make_annotator", lambda cfg, exclude=(), model=None: OfflineAnnotator(
+    monkeypatch.setattr(step, "make_annotator", lambda cfg, exclude=(), model=None, endpoint=None: OfflineAnnotator(
         model=offline.model, veto=cfg.veto))  # one MiniLM load for the module
     cfg = step.GramsConfig(run_dir=str(tmp_path / "g"), source="solutions", solutions="minerva", min_df=2,
                            veto=True, figures_dir=str(tmp_path / "fig"))
