@@ -132,22 +132,38 @@ def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)
 
 
+def cell_settings(cfg: EvalConfig, model_name: str, bench: str) -> dict:
+    """What a (model, benchmark) cell is computed from: the model's resolved path and its weight files (name, size,
+    mtime: a retrained checkpoint at the same path is a new model), the benchmark and every sampling setting."""
+    from pathlib import Path
+    path = Path(model_path(model_name, cfg))
+    weights = sorted([f.name, f.stat().st_size, int(f.stat().st_mtime)] for f in path.glob("*.safetensors")) \
+        if path.is_dir() else []
+    keys = ("limit", "temperature", "top_p", "max_new_tokens", "backend", "seed", "few_shot", "sandbox_seed", "sandbox")
+    return {"model": str(path), "weights": weights, "bench": bench, "k": int(cfg.k.get(bench, cfg.default_k)),
+            **{key: getattr(cfg, key) for key in keys}}
+
+
 def score_cell(cfg: EvalConfig, label: str, model_name: str, bench: str, cache: dict) -> dict[str, np.ndarray]:
-    """``{"strict", "lenient"}``: (P, k) correctness of one model on one benchmark; read back if a previous
-    run finished it (a cell saved before lenient scoring is re-graded from its saved completions)."""
+    """``{"strict", "lenient"}``: (P, k) correctness of one model on one benchmark; read back if a previous run
+    finished it with the same model and settings (``cell_settings``, saved beside it), else sampled again."""
+    import json
+
     import pandas as pd
     path = resolve(cfg.run_dir) / "scores" / f"{_slug(label)}__{bench}.parquet"
-    k = int(cfg.k.get(bench, cfg.default_k))
+    meta, want = path.with_suffix(".json"), cell_settings(cfg, model_name, bench)
+    k = want["k"]
 
     def grade(probs, outs, rule: str) -> np.ndarray:
         return np.array([[bool(p[rule](o)) for o in os_] for p, os_ in zip(probs, outs)], dtype=bool).reshape(
             len(probs), -1)
-    if path.exists():
+    if path.exists() and meta.exists() and json.loads(meta.read_text()) == json.loads(json.dumps(want)):
         df = pd.read_parquet(path)
-        strict = np.stack(df["correct"].to_numpy()).astype(float)
-        lenient = np.stack(df["lenient"].to_numpy()) if "lenient" in df.columns else \
-            grade(problems(cfg, bench), df["completions"], "lenient")
-        return {"strict": strict, "lenient": lenient.astype(float)}
+        return {"strict": np.stack(df["correct"].to_numpy()).astype(float),
+                "lenient": np.stack(df["lenient"].to_numpy()).astype(float)}
+    if path.exists():
+        print(f"[evaluate] {label} on {bench}: the saved scores were made from another model or other settings; "
+              "sampling again", flush=True)
     probs = problems(cfg, bench)
     if cfg.backend == "vllm":
         from hicra.models import load_tokenizer
@@ -169,6 +185,7 @@ def score_cell(cfg: EvalConfig, label: str, model_name: str, bench: str, cache: 
     correct, lenient = grade(probs, outs, "grade"), grade(probs, outs, "lenient")
     write_parquet(path, pd.DataFrame({"id": [p["id"] for p in probs], "correct": list(correct),
                                       "lenient": list(lenient), "completions": [list(o) for o in outs]}))
+    write_json(meta, want)  # after the scores: a kill between the two only costs a re-sample
     return {"strict": correct.astype(float), "lenient": lenient.astype(float)}
 
 

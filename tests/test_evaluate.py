@@ -1,7 +1,10 @@
 """Evaluation harness: Table 1 layout, bootstrap CIs, strict grading, resume, CLI."""
+import dataclasses
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,13 +84,22 @@ def test_cli_on_sandbox_and_resume(tmp_path, monkeypatch):
     assert "Δ (Again − Base)" in table and "## Strict" in table and "## Lenient" in table
     assert set(out["lenient_avg_at_k"]) == {"Base", "Again"} and ev["lenient"]["models"]["Base"]["sandbox"]["n"] == 6
     # resume: finished cells are read back, nothing is sampled again
+    from hicra.config import load_config
     monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
+    real_sampler = E.sample_transformers
     monkeypatch.setattr(E, "sample_transformers", lambda *a, **k: pytest.fail("resampled a finished cell"))
-    cfg = E.EvalConfig(run_dir=str(tmp_path / "ev"), models={"Base": "sandbox", "Again": "sandbox"},
-                       benchmarks=["sandbox"], k={"sandbox": 4}, limit=6, sandbox=TINY,
-                       figures_dir=str(tmp_path / "fig"))
+    cfg = load_config(E.EvalConfig, "configs/eval_sandbox.yaml", args[4:])
     again = E.run(cfg)
     assert again["models"]["Base"]["sandbox"]["avg_at_k"] == ev["models"]["Base"]["sandbox"]["avg_at_k"]
+    # ... but a cell saved with other settings, or from a model retrained at the same path, is sampled again
+    calls = []
+    monkeypatch.setattr(E, "sample_transformers", lambda *a, **k: calls.append(1) or real_sampler(*a, **k))
+    E.run(dataclasses.replace(cfg, max_new_tokens=20))
+    assert len(calls) == 2  # both models
+    weights = next(Path(E.model_path("sandbox", cfg)).glob("*.safetensors"))
+    os.utime(weights, (weights.stat().st_atime, weights.stat().st_mtime + 60))
+    E.run(dataclasses.replace(cfg, max_new_tokens=20))
+    assert len(calls) == 4
 
 
 @pytest.mark.slow
