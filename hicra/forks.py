@@ -92,8 +92,9 @@ CLAIM_STATS = ("planning_entropy", "execution_entropy", "entropy_gap", "planning
 
 
 def claims_ab(records: list[dict], tagger, rho: float = 0.2, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Claim (a): mean entropy (nats) of planning vs execution tokens and their gap; claim (b): the Fig 9 shares.
-    Point estimates pool every token; ``ci`` holds 95 % percentile-bootstrap intervals over problems."""
+    """Claim (a): mean entropy (nats) of planning vs execution tokens and their gap; claim (b): the Fig 9 shares
+    (``fork_shares``' numbers and entropy ``threshold``). Point estimates pool every token; ``ci`` holds 95 %
+    percentile-bootstrap intervals over problems."""
     from hicra.metrics import fork_overlap
     recs = [r for r in records if len(r["ids"])]
     if not recs:
@@ -108,7 +109,7 @@ def claims_ab(records: list[dict], tagger, rho: float = 0.2, n_boot: int = 1000,
         xe = float(e[~p].mean()) if (~p).any() else float("nan")
         return {"planning_entropy": pe, "execution_entropy": xe, "entropy_gap": pe - xe,
                 "planning_is_fork": shares["planning_is_fork"], "fork_is_planning": shares["fork_is_planning"],
-                "planning_ratio": float(p.mean())}
+                "planning_ratio": float(p.mean()), "threshold": shares["threshold"]}
 
     out = stats(range(len(recs)))
     out.update(n_problems=len(recs), n_tokens=int(sum(len(e) for e in ents)),
@@ -269,14 +270,11 @@ def run(cfg: ForksConfig, progress: bool = True) -> dict:
                     raise ValueError(f"{cfg.source} ships no solutions to score; use texts: [samples]")
                 ps, comps = zip(*[(p, sol) for p, sol in zip(prompts, solutions) if sol])
             recs = token_entropies(model, tok, list(ps), list(comps), progress=progress)
-            s = fork_shares(recs, tagger, cfg.rho)
-            c = claims_ab(recs, tagger, cfg.rho, cfg.n_boot, cfg.seed)
-            rows.append({"model": model_name, "stage": stage or "", "texts": texts, "source": name, **s,
-                         **{k: c[k] for k in (*CLAIM_STATS, "n_problems", "n_planning_tokens")},
-                         **({"ci": c["ci"]} if "ci" in c else {})})
+            c = claims_ab(recs, tagger, cfg.rho, cfg.n_boot, cfg.seed)  # Fig 9's shares, claim (a), their CIs
+            rows.append({"model": model_name, "stage": stage or "", "texts": texts, "source": name, **c})
             best = max(range(len(recs)), key=lambda i: int(tagger.mask(torch.as_tensor(recs[i]["ids"])[None]).sum())
                        if len(recs[i]["ids"]) else -1)
-            passages.append(passage_html(tok, recs[best], tagger, s["threshold"], f"{model_name} ({stage}, {texts})"))
+            passages.append(passage_html(tok, recs[best], tagger, c["threshold"], f"{model_name} ({stage}, {texts})"))
     write_json(out / "forks.json", {"rows": rows, "sg_file": str(sg)})
     (out / "passages.html").write_text("\n".join(passages))
     setup_style()

@@ -92,14 +92,6 @@ def shipped_hf_dir(name: str = "smollm2") -> Path:
     return target
 
 
-def smollm2_dir() -> Path:
-    return shipped_dir("smollm2")
-
-
-def smollm2_hf_dir() -> Path:
-    return shipped_hf_dir("smollm2")
-
-
 def shipped_name(name: str) -> str | None:
     """The ``SHIPPED`` key a step's model name refers to (``None``: not a shipped model, or ``HICRA_USE_HUB`` set)."""
     if os.environ.get("HICRA_USE_HUB"):

@@ -63,8 +63,8 @@ def model_path(name: str) -> str:
     from hicra.models import _resolve
     path, kw = _resolve(name)
     if kw:  # a GGUF folder: serve its dequantized copy
-        from hicra.models import smollm2_hf_dir
-        return str(smollm2_hf_dir())
+        from hicra.models import shipped_hf_dir
+        return str(shipped_hf_dir("smollm2"))
     return str(Path(path).resolve()) if Path(path).exists() else path
 
 

@@ -147,6 +147,8 @@ def test_claims_ab_exact_values_and_bootstrap_over_problems(tiny_sandbox):
     lo, hi = c["ci"]["planning_entropy"]
     assert 2.0 - 1e-9 <= lo < c["planning_entropy"] < hi <= 4.0 + 1e-9
     assert FK.claims_ab(recs, tagger, rho=0.2, n_boot=0).get("ci") is None
+    s = FK.fork_shares(recs, tagger, rho=0.2)  # the step reports claims_ab's shares as Fig 9's: the same numbers
+    assert {k: c[k] for k in s} == pytest.approx(s)
     fig = FK.fig_claims([{"model": "m", "texts": "samples", **c}])
     assert len(fig.axes) == 1
     # a text where the tagger finds no planning token: nan statistics still draw (the tiny sandbox's case)

@@ -151,10 +151,12 @@ class OfflineAnnotator:
 
 
 class LLMAnnotator:
-    def __init__(self, client, prompt_file=PROMPT, batch_size: int = 20):
+    def __init__(self, client, prompt_file=PROMPT, batch_size: int = 20, label: str | None = None):
+        """``label``: how the model is named in outputs (default: the model the client asks for)."""
         self.client, self.batch_size = client, batch_size
         self.prompt = Path(prompt_file).read_text()
-        self.name = f"llm:{client.model}"
+        self.label = label or client.model
+        self.name = f"llm:{self.label}"
 
     def messages(self, batch: list[Candidate]) -> list[dict]:
         lines = []

@@ -168,9 +168,7 @@ def make_annotator(cfg: GramsConfig, exclude=(), model=None, endpoint=None):
     client = ChatClient(ep.base_url, ep.model, api_key_env=cfg.api_key_env, timeout=ep.timeout,
                         concurrency=ep.concurrency, cache=resolve(cfg.run_dir) / "llm_cache.jsonl",
                         max_tokens=32 * batch + 64)
-    annotator = LLMAnnotator(client, batch_size=batch)
-    annotator.name = f"llm:{ep.label}"
-    return annotator
+    return LLMAnnotator(client, batch_size=batch, label=ep.label)
 
 
 def real_dev_report(annotator, cfg: GramsConfig) -> dict:
@@ -244,7 +242,7 @@ def run(cfg: GramsConfig, progress: bool = True) -> dict:
                          + ("; the dev-set report is in run_dir/real_dev.json" if dev is not None else ""))
     sg_path = resolve(cfg.sg_out) if cfg.sg_out else run / "strategic_grams.json"
     provenance = {"source": cfg.source, "rollouts": len(rollouts), "successful_rollouts": len(good),
-                  "annotator": annotator.name, "model": annotator.name[4:] if cfg.annotator == "llm" else None,
+                  "annotator": annotator.name, "model": getattr(annotator, "label", None),
                   "threshold": getattr(annotator, "threshold", None), "reviewed_by": reviewer,
                   "review_file": cfg.review or None}
     write_final(sg_path, grams, provenance)
