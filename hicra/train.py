@@ -126,7 +126,8 @@ def build_trainer(data: dict):
         model, tok = load(info["model_dir"])
         train_ds = grpo_dataset(scfg, script.n_train)
         rewards = [sandbox_reward]
-        validate = validator(scfg, script.val_n, script.val_temperature, args.max_completion_length, k=script.val_k)
+        validate = validator(scfg, script.val_n, script.val_temperature, args.max_completion_length, k=script.val_k,
+                             warm_dir=None if script.lora_r else info["model_dir"])  # LoRA: its own step 0
     else:
         from hicra.data import load_benchmark
         from hicra.models import load_model

@@ -173,3 +173,28 @@ def test_default_warm_start_ships_and_installs(tmp_path, monkeypatch):
     model, tok = load(info["model_dir"])
     assert sum(p.numel() for p in model.parameters()) == info["params"] and tok.vocab_size <= cfg.vocab_size
     assert "shipped" not in build(cfg) and build(cfg)["cached"]  # the second call finds the cache
+
+
+def test_warm_start_validation_is_scored_once_and_reread(private_cache):
+    """Every run from one warm start opens with the same validation (same model, tasks and sampling seed);
+    ``validator(...).initial`` samples it once, keeps it beside the warm start, and rereads it only while the
+    weights and the settings are the ones that produced it."""
+    import os
+
+    from hicra.sandbox.build import load
+    from hicra.sandbox.rl import validator
+    cfg = SandboxConfig(**TINY)
+    info = build(cfg, progress=False)
+    model, tok = load(info["model_dir"])
+    val = validator(cfg, 4, k=3, max_new_tokens=12, warm_dir=info["model_dir"])
+    first = val.initial(model, tok)
+    assert first == val(model, tok)  # the same number a sampled step 0 gives
+    [kept] = (private_cache.glob("*/*/val_cache/*.json"))
+    kept.write_text(json.dumps({**json.loads(kept.read_text()), "val_accuracy": 0.123}))
+    assert val.initial(model, tok) == 0.123  # read back, not sampled
+    other = validator(cfg, 4, k=2, max_new_tokens=12, warm_dir=info["model_dir"])
+    assert other.initial(model, tok) == other(model, tok)  # other settings: their own entry
+    weights = next(private_cache.glob("*/*/model.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # a rebuild's weights
+    assert val.initial(model, tok) == first
+    assert len(list(private_cache.glob("*/*/val_cache/*.json"))) == 3

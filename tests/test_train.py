@@ -312,6 +312,53 @@ def test_trimming_completion_padding_changes_no_loss_or_gradient(tiny_sandbox, m
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g_wide, g_cut))
 
 
+def test_plain_lm_head_matches_trls_fused_kernel(tiny_sandbox, monkeypatch):
+    """``lm_head: auto`` scores a tiny vocabulary from full logits (faster on CPU); the loss, every gradient and
+    the entropies must equal TRL's fused kernel's on the same batch, and big or soft-capped heads keep the kernel."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl import GRPOTrainer
+
+    from hicra.train import build_trainer
+    from hicra.trainer import _use_plain_head
+    trainer, _ = build_trainer({"run_dir": str(tiny_sandbox / "run-head"), "max_steps": 1, "sandbox": TINY, **RUN,
+                                "method": "hicra", "val_every": 0, "temperature": 0.7})
+    assert trainer._plain_head  # the sandbox's vocabulary is small: auto -> plain
+    seen = []
+    orig = HICRATrainer._compute_loss
+    monkeypatch.setattr(HICRATrainer, "_compute_loss", lambda self, m, inp: (seen.append(inp), orig(self, m, inp))[1])
+    trainer.train()
+    batch = dict(seen[0])
+    torch.manual_seed(0)
+    batch["advantages"] = torch.randn(batch["completion_mask"].shape) * batch["completion_mask"]
+
+    def run(plain):
+        trainer._plain_head = plain
+        trainer.model.zero_grad()
+        trainer._stash = None
+        loss = GRPOTrainer._compute_loss(trainer, trainer.model, batch)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in trainer.model.parameters()], trainer._stash
+
+    l_f, g_f, (lp_f, ent_f) = run(False)
+    l_p, g_p, (lp_p, ent_p) = run(True)
+    cm = batch["completion_mask"].bool()
+    assert abs(float(l_f)) > 0 and torch.allclose(l_f, l_p, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_f, g_p))
+    assert torch.allclose(lp_f[cm], lp_p[cm], atol=1e-5) and torch.allclose(ent_f[cm], ent_p[cm], atol=1e-5)
+    assert float(ent_p[cm].mean()) > 0.01
+
+    def tiny(**kw):
+        return LlamaForCausalLM(LlamaConfig(hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                                            num_attention_heads=1, num_key_value_heads=1, **kw))
+    assert not _use_plain_head("auto", tiny(vocab_size=50_000))  # real vocabularies keep TRL's kernel
+    assert not _use_plain_head("auto", tiny(vocab_size=512, final_logit_softcapping=30.0))
+    assert _use_plain_head("plain", tiny(vocab_size=50_000)) and not _use_plain_head("fused", tiny(vocab_size=512))
+    with pytest.raises(ValueError, match="soft-capping"):
+        _use_plain_head("plain", tiny(vocab_size=512, final_logit_softcapping=30.0))
+    with pytest.raises(ValueError, match="lm_head must be"):
+        HICRAConfig(output_dir=str(tiny_sandbox / "x"), lm_head="fast", use_cpu=True)
+
+
 def _metric_lines(tmp_path, name, **kw):
     from hicra.train import build_trainer
     trainer, _ = build_trainer({"run_dir": str(tmp_path / name), "max_steps": 2, "sandbox": TINY, **RUN,

@@ -2,7 +2,9 @@
 
 ``export_review`` writes one row per candidate to CSV (for a spreadsheet) and
 markdown (for reading): the annotator's label, kind and score, the document
-frequency and in-context examples, plus an ``accept`` column pre-filled with the
+frequency, two signals from the corpus (``clause_initial``: the share of its occurrences that open a clause;
+``enrichment``: log2 document-frequency ratio, rollouts vs their prompts; ``hicra.grams.mine.evidence``) and
+in-context examples, plus an ``accept`` column pre-filled with the
 annotator's decision. A person flips ``accept`` (yes/no), fixes ``kind``, or adds
 rows for grams the annotator missed. ``import_review`` reads it back, rejecting
 a bad row with an error that names its line; ``write_final`` writes the SG JSON
@@ -22,8 +24,13 @@ from pathlib import Path
 
 from hicra.sgfile import KINDS, write_sg_file
 
-COLUMNS = ["gram", "accept", "kind", "label", "score", "annotator", "df", "n_words", "examples", "note"]
+COLUMNS = ["gram", "accept", "kind", "label", "score", "annotator", "df", "n_words", "clause_initial", "enrichment",
+           "examples", "note"]
 YES, NO = {"yes", "y", "1", "true", "x"}, {"no", "n", "0", "false", ""}
+
+
+def _blank(x):
+    return "" if x is None else x
 
 
 def export_review(candidates, judgements, csv_path, md_path=None) -> Path:
@@ -35,7 +42,8 @@ def export_review(candidates, judgements, csv_path, md_path=None) -> Path:
         rows.append({"gram": c.gram, "accept": "yes" if j.strategic else "no", "kind": j.kind or "",
                      "label": j.kind if j.strategic else ("unparsed" if j.note == "unparsed" else "none"),
                      "score": "" if j.score != j.score else f"{j.score:.3f}", "annotator": j.annotator,
-                     "df": c.df, "n_words": c.n_words, "examples": " || ".join(c.examples), "note": j.note})
+                     "df": c.df, "n_words": c.n_words, "clause_initial": _blank(c.clause_initial),
+                     "enrichment": _blank(c.enrichment), "examples": " || ".join(c.examples), "note": j.note})
     rows.sort(key=lambda r: (r["accept"] != "yes", -(float(r["score"]) if r["score"] else 0), r["gram"]))
     csv_path = Path(csv_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,10 +56,12 @@ def export_review(candidates, judgements, csv_path, md_path=None) -> Path:
     if md_path:
         lines = ["# Strategic-gram review", "", f"Edit `{csv_path.name}` (column `accept`: yes/no; `kind`: "
                  f"{' / '.join(KINDS)}; add rows for missed grams), then import it back.", "",
-                 "| accept | gram | kind | score | df | example |", "|---|---|---|---|---|---|"]
+                 "| accept | gram | kind | score | df | opens a clause | enrichment | example |",
+                 "|---|---|---|---|---|---|---|---|"]
         for r in rows:
             ex = r["examples"].split(" || ")[0].replace("|", "\\|")
-            lines.append(f"| {r['accept']} | `{r['gram']}` | {r['kind']} | {r['score']} | {r['df']} | {ex} |")
+            lines.append(f"| {r['accept']} | `{r['gram']}` | {r['kind']} | {r['score']} | {r['df']} | "
+                         f"{r['clause_initial']} | {r['enrichment']} | {ex} |")
         Path(md_path).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return csv_path
 

@@ -205,7 +205,7 @@ def run(cfg: GramsConfig, progress: bool = True) -> dict:
     """The whole step; writes rollouts, candidates, review sheet, SG file and quality into ``run_dir``."""
     import pandas as pd
 
-    from hicra.grams.mine import mine
+    from hicra.grams.mine import evidence, mine
     from hicra.grams.quality import sandbox_quality
     from hicra.grams.review import export_review, import_review, write_final
     run = start_step(cfg, "01_strategic_grams")
@@ -218,6 +218,7 @@ def run(cfg: GramsConfig, progress: bool = True) -> dict:
                  cfg.max_candidates, progress=progress)
     if not cands:
         raise ValueError(f"mining {len(good)} rollouts left no candidate; lower min_df / min_df_frac")
+    evidence(cands, good, reference=list(dict.fromkeys(str(r["prompt"]) for r in rollouts if r.get("prompt"))))
     from hicra.serve import endpoint
     with endpoint(cfg, run) as ep:  # a local server lives only while the LLM labels (cfg.serve)
         annotator = make_annotator(cfg, endpoint=ep)
