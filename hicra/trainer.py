@@ -18,7 +18,9 @@ The TRL surface beyond public arguments (TRL is pinned below 1.17 because of it;
 * ``GRPOTrainer._generate_and_score_completions`` (overridden): the place TRL's maintainers name for per-token
   advantages; HICRA's ``A + alpha|A|``, the planning mask and dynamic sampling happen here.
 * ``GRPOTrainer._get_per_token_logps_and_entropies`` (wrapped, returns 3 values from TRL 1.9): its log-probs and
-  entropies are stashed for the planning/execution metrics instead of a second forward pass.
+  entropies are stashed for the planning/execution metrics instead of a second forward pass; for a vocabulary of
+  at most 8,192 tokens (``lm_head: auto``, the sandbox) they come from full logits instead of TRL's fused kernel,
+  through the model's own forward with ``logits_to_keep`` (faster on CPU; equal to the kernel's, tested).
 * ``GRPOTrainer._compute_loss`` (wrapped): padding trimmed per mini-batch, the stashed values summed per class.
 * ``GRPOTrainer._logs`` (read: rewards, prompts, completions of the step) and ``_metrics`` (written: dynamic
   sampling counters); reward functions log their own extras (``boxed_ratio``) through TRL's public ``log_metric``;
