@@ -216,6 +216,14 @@ def write_json(path, obj) -> Path:
     return path
 
 
+def weight_files(folder) -> list[list]:
+    """``[name, size, mtime (s)]`` of a model folder's ``*.safetensors``: what a cached result computed from the
+    model is keyed by, so a retrained or rebuilt model at the same path is a new model ([] if no folder)."""
+    folder = Path(folder)
+    return sorted([f.name, f.stat().st_size, int(f.stat().st_mtime)] for f in folder.glob("*.safetensors")) \
+        if folder.is_dir() else []
+
+
 def write_parquet(path, df) -> Path:
     """Atomic parquet write (temp file + rename)."""
     path = Path(path)

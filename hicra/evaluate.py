@@ -27,7 +27,16 @@ import re
 
 import numpy as np
 
-from hicra.config import SandboxStepConfig, emit, parse_cli, resolve, start_step, write_json, write_parquet
+from hicra.config import (
+    SandboxStepConfig,
+    emit,
+    parse_cli,
+    resolve,
+    start_step,
+    weight_files,
+    write_json,
+    write_parquet,
+)
 from hicra.models import load_step_model as load  # model resolution lives in hicra.models
 from hicra.models import step_model_path as model_path
 
@@ -137,11 +146,9 @@ def cell_settings(cfg: EvalConfig, model_name: str, bench: str) -> dict:
     mtime: a retrained checkpoint at the same path is a new model), the benchmark and every sampling setting."""
     from pathlib import Path
     path = Path(model_path(model_name, cfg))
-    weights = sorted([f.name, f.stat().st_size, int(f.stat().st_mtime)] for f in path.glob("*.safetensors")) \
-        if path.is_dir() else []
     keys = ("limit", "temperature", "top_p", "max_new_tokens", "backend", "seed", "few_shot", "sandbox_seed", "sandbox")
-    return {"model": str(path), "weights": weights, "bench": bench, "k": int(cfg.k.get(bench, cfg.default_k)),
-            **{key: getattr(cfg, key) for key in keys}}
+    return {"model": str(path), "weights": weight_files(path), "bench": bench,
+            "k": int(cfg.k.get(bench, cfg.default_k)), **{key: getattr(cfg, key) for key in keys}}
 
 
 def score_cell(cfg: EvalConfig, label: str, model_name: str, bench: str, cache: dict) -> dict[str, np.ndarray]:

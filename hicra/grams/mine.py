@@ -14,6 +14,7 @@ and a gram is dropped when a longer gram containing it occurs in at least
 """
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -185,7 +186,6 @@ def evidence(cands: list[Candidate], texts: list[str], reference: list[str] = ()
         docs.update(seen)
     ref = Counter(g for t in reference for g in {g for _, _, g in tagger.spans(t)})
     n_t, n_r = max(1, len(texts)), max(1, len(reference))
-    import math
     for c in cands:
         c.clause_initial = round(initial[c.gram] / occ[c.gram], 3) if occ[c.gram] else None
         c.enrichment = round(math.log2((docs[c.gram] + 1) / n_t) - math.log2((ref[c.gram] + 1) / n_r), 3) \

@@ -40,15 +40,15 @@ def validator(cfg: SandboxConfig, n: int, temperature: float = 1.0, max_new_toke
 
     ``warm_dir`` (the warm start's folder): ``fn.initial(model, tokenizer)`` scores the untouched warm start
     once and keeps the number in ``warm_dir/val_cache/``, keyed by the tasks, the sampling settings, the thread
-    count and the weight file's size and mtime; every run from that warm start with the same settings reads it
-    instead of sampling the same 798 completions again (a study's 35 runs share one step 0)."""
+    count and the weight files (``hicra.config.weight_files``); every run from that warm start with the same
+    settings reads it instead of sampling the same 798 completions again (a study's 35 runs share one step 0)."""
     import hashlib
     import json
-    import os
     from pathlib import Path
 
     import torch
 
+    from hicra.config import weight_files, write_json
     from hicra.generate import sample
     tasks = make_tasks(cfg.world_config(), "val", n, allow_fewer=True)
     prompts = [prompt(t) for t in tasks]
@@ -64,20 +64,15 @@ def validator(cfg: SandboxConfig, n: int, temperature: float = 1.0, max_new_toke
     def initial(model, tokenizer) -> float:
         if warm_dir is None:
             return validate(model, tokenizer)
-        weights = sorted(Path(warm_dir).glob("*.safetensors"))
         key = {"tasks": [[list(t.numbers), t.target] for t in tasks], "k": k, "temperature": temperature,
                "max_new_tokens": max_new_tokens, "seed": seed, "threads": torch.get_num_threads(),
-               "torch": torch.__version__,
-               "weights": [[w.name, w.stat().st_size, w.stat().st_mtime_ns] for w in weights]}
+               "torch": torch.__version__, "weights": weight_files(warm_dir)}
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
         path = Path(warm_dir) / "val_cache" / f"{digest}.json"
         if path.exists():
             return json.loads(path.read_text())["val_accuracy"]
         acc = validate(model, tokenizer)
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # parallel runs: each writes its own file, then renames
-        tmp.write_text(json.dumps({"val_accuracy": acc, **key}))
-        os.replace(tmp, path)
+        write_json(path, {"val_accuracy": acc, **key})  # atomic: parallel runs may write the same entry
         return acc
 
     validate.initial = initial
