@@ -38,15 +38,11 @@ def results_markdown(profile: str, run_dir: Path, log: list[dict]) -> str:
                   "first -> last step bin: " + ", ".join(f"{m} {v['first']:.2f} -> {v['last']:.2f}"
                                                          for m, v in e["planning_share"].items())]
     if (f := j("forks/forks.json")):
-        lines += [
-            "",
-            "## Planning vs fork tokens",
-            "| model | stage | planning that is high-entropy | high-entropy that is planning |",
-            "|---|---|---|---|",
-        ] + [
-            f"| {r['model']} | {r['stage']} | {r['planning_is_fork']:.3f} | {r['fork_is_planning']:.3f} |"
-            for r in f["rows"]
-        ]
+        lines += ["", "## Planning vs fork tokens (claims a and b; 95 % bootstrap CIs over problems where computed)",
+                  "| model | stage | text | planning − execution entropy (nats) | planning that is high-entropy "
+                  "| high-entropy that is planning |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['model']} | {r['stage']} | {r.get('texts', 'samples')} | {_ci(r, 'entropy_gap')} "
+                  f"| {_ci(r, 'planning_is_fork')} | {_ci(r, 'fork_is_planning')} |" for r in f["rows"]]
     if (st := j("study.json")):
         lines += ["", f"## The study ({st['runs']} finished runs; seeds per arm {st['arms']})",
                   "| paper claim | result | verdict |", "|---|---|---|"]
@@ -58,3 +54,11 @@ def results_markdown(profile: str, run_dir: Path, log: list[dict]) -> str:
             (run_dir / "eval" / "table1.md").read_text(),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _ci(row: dict, key: str) -> str:
+    """``0.380 [0.226, 0.533]`` (the interval when the step computed one), or ``–`` when the row lacks the value."""
+    if row.get(key) is None:
+        return "–"
+    lo_hi = (row.get("ci") or {}).get(key)
+    return f"{row[key]:.3f}" + (f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else "")

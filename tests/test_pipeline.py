@@ -215,3 +215,18 @@ def test_every_profile_dry_runs_and_a_bad_parameter_names_its_step(tmp_path, cap
         P.main(["--profile", str(tmp_path / "bad.yaml"), "--dry_run", "true"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "step 05_fork_tokens" in err and "n_promts" in err, err
+
+
+def test_results_page_shows_claims_a_and_b_with_their_intervals(tmp_path):
+    """The results page carries each fork-token row's entropy gap and shares, with the step's bootstrap interval
+    where it computed one, and a dash where a row lacks a value."""
+    from hicra.report import results_markdown
+    (tmp_path / "forks").mkdir()
+    rows = [{"model": "SmolLM2", "stage": "instruct", "texts": "solutions", "entropy_gap": 1.127,
+             "planning_is_fork": 0.688, "fork_is_planning": 0.021,
+             "ci": {"entropy_gap": [0.806, 1.469], "planning_is_fork": [0.545, 0.773]}},
+            {"model": "GRPO", "stage": "after RL", "planning_is_fork": 0.394, "fork_is_planning": 0.658}]
+    (tmp_path / "forks" / "forks.json").write_text(json.dumps({"rows": rows}))
+    md = results_markdown("x", tmp_path, [{"step": "05_fork_tokens", "status": "ran", "seconds": 1.0}])
+    assert "| SmolLM2 | instruct | solutions | 1.127 [0.806, 1.469] | 0.688 [0.545, 0.773] | 0.021 |" in md
+    assert "| GRPO | after RL | samples | – | 0.394 | 0.658 |" in md
