@@ -312,6 +312,68 @@ def test_trimming_completion_padding_changes_no_loss_or_gradient(tiny_sandbox, m
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g_wide, g_cut))
 
 
+def test_micro_batches_by_length_give_the_same_update_with_less_padding(tiny_sandbox, monkeypatch):
+    """``micro_batches: length`` (the default for sum-over-rows losses) deals a generation batch's rows to the
+    micro-batches in order of completion length: the accumulated loss and every gradient must equal those of
+    TRL's random grouping of the same rows, with fewer padded columns; methods whose loss takes statistics per
+    micro-batch keep the random grouping, and asking them for 'length' is refused."""
+    from hicra.train import build_trainer
+    from hicra.trainer import group_by_length
+    trainer, _ = build_trainer({"run_dir": str(tiny_sandbox / "run-mb"), "max_steps": 1, "sandbox": TINY, **RUN,
+                                "per_device_train_batch_size": 4, "gradient_accumulation_steps": 4,
+                                "method": "hicra", "val_every": 0, "max_completion_length": 48})
+    assert trainer.args.micro_batches == "length" and trainer.args.steps_per_generation == 4
+    seen = []
+    orig = HICRATrainer._compute_loss
+    monkeypatch.setattr(HICRATrainer, "_compute_loss", lambda self, m, inp: (seen.append(inp), orig(self, m, inp))[1])
+    trainer.train()
+    assert len(seen) == 4
+    lengths = [b["completion_mask"].sum(1) for b in seen]
+    assert all(a.max() <= b.min() for a, b in zip(lengths, lengths[1:]))  # dealt in order of length
+    assert lengths[0].min() < lengths[-1].min(), lengths  # the tiny policy's lengths vary
+
+    torch.manual_seed(0)  # advantages with signal, then TRL's grouping of the same 16 rows: a random deal
+    for b in seen:
+        b["advantages"] = torch.randn(b["completion_mask"].shape) * b["completion_mask"]
+    merged = group_by_length(seen)  # merging re-sorts: the same rows, in length order
+    perm = torch.randperm(16)
+    shuffled = {k: (v[perm] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in
+                {k: (torch.cat([b[k] for b in merged]) if isinstance(v, torch.Tensor) and v.dim() > 0 else v)
+                 for k, v in merged[0].items()}.items()}
+    random_deal = [{k: (v[i * 4:(i + 1) * 4] if isinstance(v, torch.Tensor) and v.dim() > 0 else v)
+                    for k, v in shuffled.items()} for i in range(4)]
+
+    def update(batches):
+        trainer.model.zero_grad()
+        total = sum(trainer._compute_loss(trainer.model, b) for b in batches)
+        total.backward()
+        return total.detach(), [p.grad.clone() for p in trainer.model.parameters()]
+
+    def columns(batches):
+        return sum(int(b["completion_mask"].sum(0).nonzero().max()) + 1 for b in batches)
+    l_len, g_len = update(merged)
+    l_rnd, g_rnd = update(random_deal)
+    assert abs(float(l_len)) > 0 and torch.allclose(l_len, l_rnd, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g_len, g_rnd))
+    assert columns(merged) <= columns(random_deal)
+    # the padding it saves, on lengths 1..16 dealt at random to 4 micro-batches: widths 4, 8, 12, 16 once sorted
+    mask = (torch.arange(16)[None] < torch.randperm(16)[:, None] + 1).long()
+    rows = {"completion_mask": mask, "ids": list(range(16)), "num_items_in_batch": mask.sum()}
+    dealt = group_by_length([{k: (v[i * 4:(i + 1) * 4] if k != "num_items_in_batch" else v) for k, v in rows.items()}
+                             for i in range(4)])
+    assert [int(b["completion_mask"].sum(1).max()) for b in dealt] == [4, 8, 12, 16]
+    assert sorted(i for b in dealt for i in b["ids"]) == list(range(16))
+    assert all(int(b["num_items_in_batch"]) == 136 for b in dealt)
+    for b in dealt:  # every row keeps its own values
+        assert all(int(m.sum()) == int(mask[i].sum()) for i, m in zip(b["ids"], b["completion_mask"]))
+
+    for method in ("fork_tokens", "entropy_reg"):  # entropy statistics per micro-batch: grouping matters
+        cfg = dict(output_dir=str(tiny_sandbox / "x"), method=method, use_cpu=True)
+        assert HICRAConfig(**cfg).micro_batches == "random"
+        with pytest.raises(ValueError, match="per micro-batch"):
+            HICRAConfig(**cfg, micro_batches="length")
+
+
 def test_plain_lm_head_matches_trls_fused_kernel(tiny_sandbox, monkeypatch):
     """``lm_head: auto`` scores a tiny vocabulary from full logits (faster on CPU); the loss, every gradient and
     the entropies must equal TRL's fused kernel's on the same batch, and big or soft-capped heads keep the kernel."""
