@@ -30,7 +30,7 @@ demo: venv
 figures: venv
 	$(BIN)/python -m hicra.pipeline --profile sandbox
 
-## smollm: the real-model analyses on CPU (SmolLM2-135M-Instruct: strategic grams, fork tokens, GSM8K/MATH500 eval)
+## smollm: the real-model analyses on CPU, ~40 min (SmolLM2-135M-Instruct, Gemma 3 270M: grams, claims a/b, 2-shot eval)
 smollm: venv
 	$(BIN)/python -m hicra.pipeline --profile smollm-cpu
 
