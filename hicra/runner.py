@@ -118,16 +118,29 @@ def run_step(step: Step, run_dir: Path, figures_dir: str, force: bool = False, e
     return "ran"
 
 
+KERNEL_START_TRIES = 3  # jupyter_client picks a free port and the kernel binds it later; kernels started at the
+# same moment can take each other's port ("Address already in use", then "Kernel died before replying to kernel_info")
+
+
 def _run_notebook(step: Step, run_dir: Path, figures_dir: str, echo) -> None:
     """Execute the step's notebook under papermill; a failing cell becomes a StepFailed naming it."""
     import papermill as pm
     out = run_dir / "executed" / f"{step.name}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        pm.execute_notebook(str(notebook_path(step.notebook)), str(out), cwd=str(REPO_ROOT / "notebooks"),
-                            parameters={**step.params, "figures_dir": figures_dir}, progress_bar=False,
-                            stdout_file=echo, stderr_file=echo,
-                            kernel_name="python3")
+        for attempt in range(1, KERNEL_START_TRIES + 1):
+            try:
+                pm.execute_notebook(str(notebook_path(step.notebook)), str(out), cwd=str(REPO_ROOT / "notebooks"),
+                                    parameters={**step.params, "figures_dir": figures_dir}, progress_bar=False,
+                                    stdout_file=echo, stderr_file=echo, kernel_name="python3")
+                break
+            except RuntimeError as e:  # the kernel never started, so no cell ran: starting again is safe
+                if "before replying to kernel_info" not in str(e) or attempt == KERNEL_START_TRIES:
+                    raise
+                print(f"[pipeline] {step.name}: its kernel died while starting ({e}; kernels started together can "
+                      f"race for a TCP port); starting it again ({attempt + 1}/{KERNEL_START_TRIES})",
+                      file=echo or sys.stderr, flush=True)
+                time.sleep(1 + attempt)
     except pm.PapermillExecutionError as e:
         first = next((ln for ln in (e.source or "").splitlines() if ln.strip() and not ln.startswith("#")), "")
         import nbformat

@@ -230,3 +230,31 @@ def test_results_page_shows_claims_a_and_b_with_their_intervals(tmp_path):
     md = results_markdown("x", tmp_path, [{"step": "05_fork_tokens", "status": "ran", "seconds": 1.0}])
     assert "| SmolLM2 | instruct | solutions | 1.127 [0.806, 1.469] | 0.688 [0.545, 0.773] | 0.021 |" in md
     assert "| GRPO | after RL | samples | – | 0.394 | 0.658 |" in md
+
+
+def test_a_kernel_that_dies_starting_is_started_again(tmp_path, monkeypatch):
+    """Kernels started together can take each other's TCP port, and the loser dies before its first cell. The step
+    starts it again (no cell had run) and says so in its log; a real failure in a cell is not retried."""
+    import socket
+
+    import jupyter_client.connect as jc
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()  # a port another process holds, handed to the first kernel as its control port
+    real, calls = jc.write_connection_file, []
+
+    def first_gets_a_taken_port(*args, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            kw["control_port"] = held.getsockname()[1]
+        return real(*args, **kw)
+    monkeypatch.setattr(jc, "write_connection_file", first_gets_a_taken_port)
+    out = tmp_path / "out.txt"
+    step = P.Step("again", _nb(tmp_path / "w.ipynb", "import pathlib\npathlib.Path(out).write_text('ok')"),
+                  {"out": str(out)}, [], [str(out)])
+    log = tmp_path / "step.log"
+    with open(log, "w") as echo:
+        assert P.run_step(step, tmp_path / "run", str(tmp_path / "fig"), echo=echo) == "ran"
+    held.close()
+    assert out.read_text() == "ok" and len(calls) >= 2
+    assert "died while starting" in log.read_text() and "starting it again (2/3)" in log.read_text()
