@@ -295,9 +295,9 @@ class HICRATrainer(GRPOTrainer):
         """TRL's buffering of a generation batch into micro-batches; with ``micro_batches: length`` the rows are
         re-dealt in order of completion length after TRL's shuffle (which still draws its permutation, so the
         random stream is unchanged), and ``_compute_loss`` cuts each micro-batch to its own longest row."""
-        fresh = self.model.training and (self._buffered_inputs is None or self._step % (
-            self.args.steps_per_generation * self.num_iterations) == 0)
+        before = self._buffered_inputs
         inputs = super()._prepare_inputs(generation_batch)
+        fresh = self._buffered_inputs is not before  # TRL generated and buffered a new batch (training only)
         if fresh and self.args.micro_batches == "length" and len(self._buffered_inputs) > 1:
             self._buffered_inputs = group_by_length(self._buffered_inputs)
             inputs = self._buffered_inputs[self._step % self.args.steps_per_generation]

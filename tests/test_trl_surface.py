@@ -19,7 +19,7 @@ def test_installed_trl_has_what_the_trainer_touches():
               "max_completion_length", "use_vllm", "steps_per_generation", "use_adaptive_entropy"):
         assert f in fields, f"TRL {trl.__version__}: GRPOConfig.{f} is gone"
     src = inspect.getsource(GRPOTrainer)
-    for attr in ("self._logs", "self._metrics", "self._buffered_inputs", "self._step", "self.num_iterations"):
+    for attr in ("self._logs", "self._metrics", "self._buffered_inputs", "self._step"):
         assert attr in src, f"TRL {trl.__version__}: GRPOTrainer no longer keeps {attr}"
     for key in ('"rewards"', '"prompt"', '"completion"'):
         assert f"_logs[{key}]" in src, f"TRL {trl.__version__}: GRPOTrainer._logs lost {key}"
