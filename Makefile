@@ -39,7 +39,7 @@ SIZE ?= full
 TEST_JOBS ?= auto     # pytest-xdist workers (one per core), one thread each
 
 ## study: the pre-registered HICRA study (README), a profile of hicra.pipeline: grpo and hicra x 10 seeds,
-## hicra_adaptive / hicra_gated / hicra_verl x 5, 100 steps each (~80 min on 2 cores, STUDY_JOBS runs at once);
+## hicra_adaptive / hicra_gated / hicra_verl x 5, 100 steps each (~90 min on 2 cores, STUDY_JOBS runs at once);
 ## SIZE=quick: grpo, hicra x 2 seeds x 50 steps (~10 min). Ctrl-C stops cleanly; a rerun keeps finished runs and
 ## resumes the rest. Other designs, in their own folder: STUDY_RUN=mine PROFILE_ARGS='{"arms": {"grpo": 5}, "steps": 60}'
 study: venv

@@ -1,6 +1,6 @@
 """The HICRA study: seeds x methods (and the alpha sweep) as pipeline profiles, and its pre-registered analysis.
 
-    make study                                    # python -m hicra.pipeline --profile study        (~2 h, 2 cores)
+    make study                                    # python -m hicra.pipeline --profile study        (~90 min, 2 cores)
     make study SIZE=quick                         # --profile study-quick: grpo, hicra x 2 seeds x 50 steps (~10 min)
     make study-alpha                              # --profile study-alpha: the alpha sweep              (~70 min)
     (the profiles are configs/profiles/study*.yaml; each calls ``study_profile`` with its arms and steps)
