@@ -77,6 +77,34 @@ def oracle_causes(df: pd.DataFrame) -> pd.Series:
     return pd.Series([one(p, c) for p, c in zip(df.prompt, df.completion)], index=df.index)
 
 
+def planning_share_bins(run_dir, frac: float = 0.1) -> dict:
+    """The study's Fig 4 endpoint for one sandbox run: the oracle's Planning & Strategy share of failed rollouts
+    in the first and the last ``frac`` of its steps (steps 1-10 and 91-100 of a 100-step run), with the counts.
+
+    Pre-registered in the README (issue #26): the paper's Fig 4 says planning errors fall faster under HICRA,
+    so the per-run change ``last - first`` is compared between arms, paired by seed. NaN when the run saved no
+    rollouts or a bin has no failures."""
+    d = resolve(run_dir)
+    files = {int(re.search(r"step_(\d+)", f).group(1)): f for f in glob.glob(str(d / "rollouts" / "step_*.parquet"))}
+    nan = float("nan")
+    if not files:
+        return {"planning_share_first": nan, "planning_share_last": nan, "planning_share_change": nan,
+                "failed_first": 0, "failed_last": 0}
+    last = max(files)
+    width = max(1, round(frac * last))
+    out = {}
+    for name, lo, hi in (("first", 1, width), ("last", last - width + 1, last)):
+        frames = [pd.read_parquet(files[s], columns=["prompt", "completion", "reward"])
+                  for s in sorted(files) if lo <= s <= hi]
+        df = pd.concat(frames, ignore_index=True)
+        df = df[df.reward < 1].assign(prompt=lambda x: x.prompt.map(_prompt_text))
+        causes = oracle_causes(df).dropna() if len(df) else pd.Series(dtype=object)
+        out[f"failed_{name}"] = len(causes)
+        out[f"planning_share_{name}"] = float((causes == "planning").mean()) if len(causes) else nan
+    out["planning_share_change"] = out["planning_share_last"] - out["planning_share_first"]
+    return out
+
+
 def judge_causes(client, df: pd.DataFrame, prompt_file=PROMPT, progress: bool = True) -> pd.Series:
     """LLM judge's cause per failed rollout (None when its answer cannot be parsed)."""
     from hicra.llm import extract_json

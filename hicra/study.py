@@ -30,6 +30,8 @@ import pandas as pd
 
 from hicra.config import emit, resolve, write_json
 
+# the primary endpoint, then the secondary ones (README's plan); the last is Fig 4's (issue #26)
+ENDPOINTS = ("final", "auc", "steps_to_plus10", "planning_share_change")
 ARMS_FULL = {"grpo": 10, "hicra": 10, "hicra_adaptive": 5, "hicra_gated": 5, "hicra_verl": 5}
 COLOURS = {"grpo": "#1f77b4", "hicra": "#d62728", "hicra_adaptive": "#e377c2", "hicra_gated": "#ff7f0e",
            "hicra_verl": "#8c564b", "entropy_reg": "#2ca02c", "fork_tokens": "#9467bd"}
@@ -40,16 +42,19 @@ COLOURS = {"grpo": "#1f77b4", "hicra": "#d62728", "hicra_adaptive": "#e377c2", "
 
 
 def study_profile(run: str = "runs/study", arms: dict | None = None, steps: int = 100,
-                  recipe: str = "configs/sandbox.yaml", val_every: int | None = None, dynamics: bool = True):
+                  recipe: str = "configs/sandbox.yaml", val_every: int | None = None, dynamics: bool = True,
+                  seeds: list | None = None):
     """Pipeline steps in the folder ``run``: one ``python -m hicra.train`` per (arm, seed), then notebooks 03
     (Fig 3 and 5 of this profile's method runs; ``dynamics``) and 07 (the analysis of every finished run there).
-    The profiles configs/profiles/study*.yaml call it."""
+    An arm with ``n`` seeds runs the first ``n`` of ``seeds`` (default 0, 1, 2, ...): a replication on fresh
+    seeds is ``seeds: [1000, ..., 1009]``. The profiles configs/profiles/study*.yaml call it."""
     from hicra.runner import Step
     arms = ARMS_FULL if arms is None else arms
+    seeds = seed_list(seeds, max(arms.values()))
     r, train = run.rstrip("/"), []
-    for seed in range(max(arms.values())):  # seed-major: a stopped study has its first seeds complete
+    for i, seed in enumerate(seeds):  # seed-major: a stopped study has its first seeds complete
         for arm, n in arms.items():
-            if seed >= n:
+            if i >= n:
                 continue
             method, alpha = _arm(arm)
             d = f"{r}/train-{arm}-s{seed}"
@@ -69,6 +74,20 @@ def study_profile(run: str = "runs/study", arms: dict | None = None, steps: int 
         Step("07_study", "07_study.ipynb", {"run_dir": r, "tag": tag},
              lib + ["hicra/study.py"] + [f"{d}/metrics.jsonl" for d in runs], [f"{r}/study.json"], done),
     ]
+
+
+def seed_list(seeds, n: int) -> list[int]:
+    """The first ``n`` seeds of ``seeds`` (default ``range(n)``), checked: distinct non-negative integers."""
+    if seeds is None:
+        return list(range(n))
+    if not isinstance(seeds, (list, tuple)) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                                      for s in seeds):
+        raise ValueError(f"seeds must be a list of non-negative integers, e.g. [1000, 1001]; got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct; got {seeds!r}")
+    if len(seeds) < n:
+        raise ValueError(f"an arm asks for {n} seeds but `seeds` lists {len(seeds)}: {seeds!r}")
+    return list(seeds[:n])
 
 
 def _arm(arm: str) -> tuple[str, float | None]:
@@ -133,6 +152,14 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def with_failure_shares(runs: pd.DataFrame, run_dir) -> pd.DataFrame:
+    """``runs`` with the Fig 4 endpoint per run (hicra.errors.planning_share_bins: the oracle's planning share
+    of failures in the first and last 10 % of steps, and its change)."""
+    from hicra.errors import planning_share_bins
+    rows = [planning_share_bins(resolve(run_dir) / f"train-{a}-s{s}") for a, s in zip(runs.arm, runs.seed)]
+    return pd.concat([runs.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
+
+
 def summarise(values) -> dict:
     """Mean, 95 % t-interval, two-sided p against 0 and the 80 %-power MDE of ``values`` (paired differences)."""
     from scipy import stats
@@ -166,7 +193,9 @@ def paired(runs: pd.DataFrame, arm: str, ref: str, col: str) -> pd.Series:
 def comparisons(runs: pd.DataFrame, ref: str = "grpo") -> pd.DataFrame:
     """Every arm against ``ref``, paired by seed, for the primary and the two secondary endpoints."""
     rows = []
-    for endpoint in ("final", "auc", "steps_to_plus10"):
+    for endpoint in ENDPOINTS:
+        if endpoint not in runs:
+            continue
         for arm in sorted(set(runs.arm) - {ref}, key=lambda a: (a.startswith("hicra-a"), a)):
             d = paired(runs, arm, ref, endpoint)
             rows.append({"endpoint": endpoint, "comparison": f"{arm} - {ref}", "arm": arm, **summarise(d),
@@ -229,6 +258,17 @@ def claims(runs: pd.DataFrame, comp: pd.DataFrame, ref: str, primary: str) -> li
                     "result": f"execution perplexity over the first third {100 * p1['mean']:+.1f} % "
                               f"[{100 * p1['lo']:+.1f}, {100 * p1['hi']:+.1f}]; semantic entropy over the run "
                               f"{se['mean']:+.2f} [{se['lo']:+.2f}, {se['hi']:+.2f}] bits ({int(se['n'])} seeds)"})
+    if "planning_share_change" in runs:
+        ch = {a: summarise(runs[runs.arm == a].planning_share_change) for a in (ref, primary)}
+        d4 = summarise(paired(runs, primary, ref, "planning_share_change"))
+        if d4["n"] >= 2:
+            v = {"reproduced": "reproduced", "not reproduced": "not reproduced (falls faster under GRPO)"}.get(
+                _verdict(d4["lo"], d4["hi"], positive=False), "inconclusive")
+            share = lambda s: f"{s['mean']:+.3f} [{s['lo']:+.3f}, {s['hi']:+.3f}]"  # noqa: E731
+            out.append({"claim": "(Fig 4) planning errors fall faster under HICRA", "verdict": v,
+                        "result": f"change of the planning share of failures, first to last 10 % of steps (oracle): "
+                                  f"{ref} {share(ch[ref])}, {primary} {share(ch[primary])}; {primary} - {ref} "
+                                  f"{share(d4)} ({int(d4['n'])} seeds, MDE {d4['mde']:.3f})"})
     d = summarise(paired(runs, primary, ref, "semantic_entropy_change"))
     if len(prim) and d["n"] >= 2:
         s = prim.iloc[0]
@@ -246,10 +286,10 @@ def run(cfg: StudyConfig) -> dict:
     from hicra.plotting import save_figure, setup_style
     setup_style()
     df = load(cfg.run_dir)
-    runs = per_run(df)
+    runs = with_failure_shares(per_run(df), cfg.run_dir)
     comp = comparisons(runs, cfg.reference)
     arms = runs.groupby("arm").agg(seeds=("seed", "nunique"), steps=("steps", "max")).reset_index()
-    for col in ("final", "auc", "steps_to_plus10"):
+    for col in ENDPOINTS:
         s = [summarise(runs[runs.arm == a][col]) for a in arms.arm]  # the mean, with a one-sample t-interval
         arms[col], arms[f"{col}_lo"], arms[f"{col}_hi"] = [x["mean"] for x in s], [x["lo"] for x in s], \
             [x["hi"] for x in s]

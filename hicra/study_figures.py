@@ -19,7 +19,8 @@ import pandas as pd
 
 from hicra.study import COLOURS, summarise
 
-LABEL = {"final": "final accuracy", "auc": "area under the curve", "steps_to_plus10": "steps to warm + 10 pts"}
+LABEL = {"final": "final accuracy", "auc": "area under the curve", "steps_to_plus10": "steps to warm + 10 pts",
+         "planning_share_change": "Fig 4: change of the planning share of failures"}
 
 
 def fig_curves(df: pd.DataFrame, smooth: int = 5):
@@ -51,8 +52,9 @@ def fig_curves(df: pd.DataFrame, smooth: int = 5):
 
 
 def fig_effects(comp: pd.DataFrame, ref: str = "grpo"):
-    ends = [e for e in ("final", "auc") if e in set(comp.endpoint)]
-    fig, axes = plt.subplots(1, len(ends), figsize=(7 * len(ends), 0.5 * comp.arm.nunique() + 2), squeeze=False)
+    ends = [e for e in ("final", "auc", "planning_share_change") if e in set(comp.endpoint)
+            and comp[comp.endpoint == e]["mean"].notna().any()]
+    fig, axes = plt.subplots(1, len(ends), figsize=(6.5 * len(ends), 0.5 * comp.arm.nunique() + 2), squeeze=False)
     for ax, e in zip(axes[0], ends):
         c = comp[comp.endpoint == e].reset_index(drop=True)
         y = np.arange(len(c))[::-1]
