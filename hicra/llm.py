@@ -6,8 +6,12 @@ rollouts with an LLM judge. Both go through this client, which talks to any
 on CPU) or a hosted API. It is built for long, interruptible labelling jobs:
 
 * requests run concurrently (``concurrency`` threads);
+* each request has a total deadline (``timeout`` seconds from its start, checked as bytes arrive, so a server that
+  trickles a byte at a time cannot hold it open; a silent one is cut by the same read timeout);
 * timeouts, connection errors, HTTP 429 and 5xx are retried with exponential
-  backoff; other HTTP errors fail at once with the server's message;
+  backoff; other HTTP errors fail at once with the server's message; once one request has failed for good,
+  ``chat_many`` sends none of the queued ones;
+* an answer without text (``null`` content) is a failed request, never cached;
 * every answer is appended to a JSONL cache (flushed and fsynced) keyed by a hash
   of model, messages and sampling settings, so a killed run asks nothing twice.
 
@@ -93,32 +97,62 @@ class ChatClient:
                 with self._lock:
                     self.n_requests += 1
                 try:
-                    r = http.post(self.url, json=body, headers=self._headers)
-                except (httpx.TimeoutException, httpx.TransportError) as e:
+                    status, text = self._post(http, body)
+                except (httpx.TimeoutException, httpx.TransportError, TimeoutError) as e:
                     last = f"{type(e).__name__}: {e}"
-                    if isinstance(e, httpx.TimeoutException):  # say so: a silent stall looks like a hang
-                        print(f"[llm] {self.url}: no answer within {self.timeout:g} s (attempt {attempt + 1} of "
-                              f"{self.max_retries + 1}); a slow endpoint needs a larger --llm_timeout",
+                    if isinstance(e, (httpx.TimeoutException, TimeoutError)):  # say so: a stall looks like a hang
+                        print(f"[llm] {self.url}: no complete answer within {self.timeout:g} s (attempt {attempt + 1} "
+                              f"of {self.max_retries + 1}); a slow endpoint needs a larger --llm_timeout",
                               file=sys.stderr, flush=True)
                     continue
-                if r.status_code == 429 or r.status_code >= 500:
-                    last = f"HTTP {r.status_code}: {r.text[:200]}"
+                if status == 429 or status >= 500:
+                    last = f"HTTP {status}: {text[:200]}"
                     continue
-                if r.status_code != 200:
-                    raise LLMError(f"{self.url} refused the request (HTTP {r.status_code}): {r.text[:300]} "
+                if status != 200:
+                    raise LLMError(f"{self.url} refused the request (HTTP {status}): {text[:300]} "
                                    f"-- check the model name ({self.model!r}) and the API key variable")
                 try:
-                    content = r.json()["choices"][0]["message"]["content"]
+                    content = json.loads(text)["choices"][0]["message"]["content"]
                 except (ValueError, KeyError, IndexError, TypeError):
-                    last = f"response is not a chat completion: {r.text[:200]}"
+                    last = f"response is not a chat completion: {text[:200]}"
                     continue
-                content = content if isinstance(content, str) else ""
+                if not isinstance(content, str):
+                    last = f"the answer has no text (content {content!r})"
+                    continue
                 self._store(key, content)
                 return content
         finally:
             if own:
                 http.close()
         raise LLMError(f"{self.url} failed {self.max_retries + 1} times; last error: {last}")
+
+    def _post(self, http: httpx.Client, body: dict) -> tuple[int, str]:
+        """POST with a hard total deadline of ``timeout`` seconds. httpx's timeouts are per read, so a server that
+        trickles a byte every few seconds would hold a request for ever; the request runs in a helper thread that
+        the caller waits for at most ``timeout`` (``TimeoutError`` after), and that stops reading at its next
+        chunk once abandoned."""
+        box, abandoned = {}, threading.Event()
+
+        def go():
+            try:
+                with http.stream("POST", self.url, json=body, headers=self._headers) as r:
+                    chunks = []
+                    for chunk in r.iter_bytes():
+                        if abandoned.is_set():
+                            return
+                        chunks.append(chunk)
+                    box["res"] = r.status_code, b"".join(chunks).decode("utf-8", "replace")
+            except BaseException as e:  # noqa: BLE001  (handed to the caller's thread)
+                box["err"] = e
+        t = threading.Thread(target=go, daemon=True, name="llm-request")
+        t.start()
+        t.join(self.timeout)
+        if t.is_alive():
+            abandoned.set()
+            raise TimeoutError(f"the answer was not complete after {self.timeout:g} s")
+        if "err" in box:
+            raise box["err"]
+        return box["res"]
 
     def chat_many(self, conversations: list[list[dict]], progress: bool = True, desc: str = "LLM") -> list[str]:
         """Answers in order; cached ones are not asked again. Raises ``LLMError`` if any request fails
@@ -127,8 +161,13 @@ class ChatClient:
         todo = [i for i, m in enumerate(conversations) if self.key(m) not in self._cache]
         with httpx.Client(timeout=self.timeout) as http, ThreadPoolExecutor(self.concurrency) as pool:
             futures = [pool.submit(self.chat, conversations[i], http) for i in todo]
-            for f in tqdm(futures, desc=desc, disable=not progress or not futures):
-                f.result()
+            try:
+                for f in tqdm(futures, desc=desc, disable=not progress or not futures):
+                    f.result()
+            except BaseException:  # the endpoint is dead (or the user stopped us): send nothing more
+                for f in futures:
+                    f.cancel()
+                raise
         return [self._cache[self.key(m)] for m in conversations]
 
 

@@ -85,8 +85,29 @@ def notebook_parameters(notebook) -> dict:
     from hicra.runner import notebook_path
     nb = nbformat.read(notebook_path(str(notebook)), as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    return literal_assignments(cell.source, str(notebook))
+
+
+def literal_assignments(source: str, where: str = "parameters cell") -> dict:
+    """``name = <literal>`` lines of a parameters cell, parsed, never executed (a dry run runs nothing): anything
+    else in the cell (a call, an import, an expression) is a ValueError naming its line."""
+    import ast
+    try:
+        tree = ast.parse(source, where)
+    except SyntaxError as e:
+        raise ValueError(f"{where}: the parameters cell is not valid Python (line {e.lineno}): {e.msg}") from None
     values: dict = {}
-    exec(compile(cell.source, str(notebook), "exec"), {}, values)  # the committed cell: assignments only
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+                continue
+            except ValueError:
+                pass
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # a docstring-like string
+        raise ValueError(f"{where}, parameters cell line {node.lineno}: only `name = <literal>` assignments are "
+                         f"allowed there (papermill replaces them); got {ast.get_source_segment(source, node)!r}")
     return values
 
 

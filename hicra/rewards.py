@@ -11,7 +11,8 @@ Bad input (None, empty, unbalanced braces, megabyte strings, pathological
 LaTeX) is *incorrect*, never an exception and never a hang: answers longer than
 ``MAX_ANSWER_CHARS`` are rejected before parsing, and math-verify's own timeouts
 apply (they use ``signal.alarm``, so they need the main thread, which is where
-TRL, papermill and the CLIs call rewards; elsewhere the length cap is the guard).
+TRL, papermill and the CLIs call rewards); in every thread, answers whose exponents or
+factorials are too large to evaluate (``too_big``) are compared textually only.
 
     from hicra.rewards import is_correct, accuracy_reward
     is_correct(r"... so the answer is \\boxed{\\frac{1}{2}}", "0.5")   # True
@@ -102,20 +103,69 @@ def _parse(ans: str):
     return parse(f"${ans}$", extraction_config=_CFG, parsing_timeout=_timeouts(), raise_on_error=False)
 
 
-# a power whose exponent is itself a power (9^{9^{9}}): sympy would evaluate it for minutes, and
-# math-verify's timeout only works in the main thread, so such answers are never handed to it
-_TOWER = re.compile(r"\^\s*[\w.]+\s*\^|\^\s*\{[^{}]*\^|\*\*\s*[\w.]+\s*\*\*")
+# Answers that would make sympy compute for minutes (9^{99999999}, 99999999!, 9^{9^{9}}): math-verify's timeout
+# works only in the main thread, so anywhere they are compared textually, never handed to it. The guard bounds
+# magnitudes: an exponent that holds a power or factorial (a tower), an exponent above MAX_EXPONENT, a factorial
+# of more than MAX_FACTORIAL.
+MAX_EXPONENT, MAX_FACTORIAL = 10_000, 1_000
+_INT = re.compile(r"\d+")
+
+
+def _group(s: str, i: int) -> tuple[str, int]:
+    """The operand starting at ``s[i]`` (spaces skipped): a balanced ``{...}``/``(...)`` group, a number, a
+    ``\\command`` or one character; returns (its text, the index after it)."""
+    while i < len(s) and s[i] == " ":
+        i += 1
+    if i >= len(s):
+        return "", i
+    if s[i] in "{(":
+        close, depth, j = "}" if s[i] == "{" else ")", 0, i
+        while j < len(s):
+            depth += (s[j] == s[i]) - (s[j] == close)
+            j += 1
+            if depth == 0:
+                break
+        return s[i:j], j
+    m = re.compile(r"\d+(?:\.\d+)?|\\[A-Za-z]+|.").match(s, i)
+    return m.group(0), m.end()
+
+
+def too_big(ans: str) -> bool:
+    """Would evaluating ``ans`` build a number too large to compare? (see MAX_EXPONENT, MAX_FACTORIAL)"""
+    s = ans.replace("**", "^")
+    for m in re.finditer(r"\^", s):
+        exp, end = _group(s, m.end())
+        if "^" in exp or "!" in exp or s[end:end + 1].strip() == "^" or s[end:].lstrip().startswith("^"):
+            return True  # a tower: 9^{9^{9}}, 9^{{9}^{9}}, 9^9^9, 2^{3!}
+        if any(int(n) > MAX_EXPONENT for n in _INT.findall(exp)):
+            return True
+    for m in re.finditer(r"!", s):
+        before = s[:m.start()].rstrip()
+        if before.endswith((")", "}")):  # the group the factorial applies to
+            opener = "(" if before.endswith(")") else "{"
+            depth, j = 0, len(before) - 1
+            while j >= 0:
+                depth += (before[j] in ")}") - (before[j] in "({")
+                if depth == 0 and before[j] == opener:
+                    break
+                j -= 1
+            operand = before[max(j, 0):]
+        else:
+            operand = (re.search(r"\d+$", before) or re.search(r"$", before)).group(0)
+        if "!" in operand or "^" in operand or any(int(n) > MAX_FACTORIAL for n in _INT.findall(operand)):
+            return True
+    return False
 
 
 def answers_match(pred: str, gold) -> bool:
     """True when two final answers are equal after normalisation, textually or by math-verify.
-    Exponent towers are compared textually only (see ``_TOWER``), in every thread."""
+    Answers too large to evaluate (``too_big``) are compared textually only, in every thread."""
     p, g = normalize_answer(pred), normalize_answer(gold)
     if not p or not g or len(p) > MAX_ANSWER_CHARS or len(g) > MAX_ANSWER_CHARS:
         return False
     if p == g or p.replace(" ", "") == g.replace(" ", ""):
         return True
-    if _TOWER.search(p) or _TOWER.search(g):
+    if too_big(p) or too_big(g):
         return False
     try:
         gp, pp = _parse(g), _parse(p)

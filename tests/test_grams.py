@@ -89,6 +89,21 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(1.5)
         if mode == "badjson":
             return self._send(200, "<html>not json</html>", raw=True)
+        if mode == "null":
+            return self._send(200, {"choices": [{"message": {"role": "assistant", "content": None}}]})
+        if mode in ("trickle", "trickle_headers"):  # one byte at a time, for at most 40 s; never a whole answer
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+            data = (b"" if mode == "trickle" else head) + b"{" * 400
+            if mode == "trickle":
+                self.wfile.write(head)
+            for i in range(len(data)):
+                try:
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    return
+                time.sleep(0.1)
+            return
         grams = [json.loads(line[2:].split("  (in context")[0]) for line in user.splitlines() if line.startswith("- ")]
         if mode == "malformed":
             content = "Sure! These all look strategic to me."
@@ -155,6 +170,35 @@ def test_llm_client_retries_timeouts_and_500s(server, tmp_path):
         _client(server, "badjson", tmp_path, max_retries=1).chat([{"role": "user", "content": "x"}])
     with pytest.raises(ValueError, match="http"):
         ChatClient("localhost:8000", "m")
+
+
+@pytest.mark.parametrize("mode", ["trickle", "trickle_headers"])
+def test_llm_client_has_a_total_deadline_against_a_trickling_server(server, tmp_path, mode):
+    """A server that sends one byte every 0.1 s never trips a per-read timeout; the client's total deadline
+    must end the request (a watchdog thread, not a timing: the server would trickle for 40 s per request)."""
+    out = {}
+
+    def ask():
+        try:
+            _client(server, mode, tmp_path, timeout=1.0, max_retries=0).chat([{"role": "user", "content": "x"}])
+        except LLMError as e:
+            out["err"] = str(e)
+    t = threading.Thread(target=ask, daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "the client hung on a trickling server"
+    assert "not complete after 1 s" in out["err"]
+
+
+def test_llm_client_stops_at_a_dead_endpoint_and_never_caches_a_null_answer(server, tmp_path):
+    convs = [[{"role": "user", "content": f"q{i}"}] for i in range(6)]
+    with pytest.raises(LLMError, match="HTTP 500"):
+        _client(server, "down", tmp_path, max_retries=0, concurrency=1).chat_many(convs, progress=False)
+    assert _Handler.counts["down"] <= 2  # the queued requests are not sent once the endpoint is known dead
+    c = _client(server, "null", tmp_path, max_retries=1)
+    with pytest.raises(LLMError, match="no text"):
+        c.chat(convs[0])
+    assert c.cached(convs[0]) is None and not (tmp_path / "cache.jsonl").exists()
 
 
 def test_llm_annotator_resumes_from_cache(server, tmp_path):

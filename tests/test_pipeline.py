@@ -217,6 +217,27 @@ def test_every_profile_dry_runs_and_a_bad_parameter_names_its_step(tmp_path, cap
     assert e.value.code == 2 and "step 05_fork_tokens" in err and "n_promts" in err, err
 
 
+def test_a_dry_run_executes_nothing_from_a_notebook(tmp_path, capsys):
+    """The dry run reads a notebook's parameters cell by parsing it: code planted there does not run, and the
+    step is refused, naming the line."""
+    import nbformat
+    nb = nbformat.read(P.REPO_ROOT / "notebooks" / "07_study.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    planted = tmp_path / "planted"
+    cell.source += f"\nimport pathlib\npathlib.Path({str(planted)!r}).write_text('ran')\n"
+    nbformat.write(nb, tmp_path / "07_study.ipynb")
+    (tmp_path / "p.yaml").write_text(f"run: {tmp_path}/r\nsteps:\n  - name: s\n"
+                                     f"    notebook: {tmp_path}/07_study.ipynb\n"
+                                     f"    params: {{tag: x}}\n    inputs: []\n    outputs: []\n")
+    with pytest.raises(SystemExit) as e:
+        P.main(["--profile", str(tmp_path / "p.yaml"), "--dry_run", "true"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "only `name = <literal>` assignments" in err and "import pathlib" in err, err
+    assert not planted.exists()
+    from hicra.profiles import literal_assignments
+    assert literal_assignments("a = 1\nb = {'x': [1, None]}\nc = -2.5\n") == {"a": 1, "b": {"x": [1, None]}, "c": -2.5}
+
+
 def test_results_page_shows_claims_a_and_b_with_their_intervals(tmp_path):
     """The results page carries each fork-token row's entropy gap and shares, with the step's bootstrap interval
     where it computed one, and a dash where a row lacks a value."""

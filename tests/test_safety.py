@@ -189,17 +189,27 @@ def test_tagger_refuses_a_bare_string(smollm2_tokenizer):
     assert PlanningTagger(["wait"], smollm2_tokenizer).grams == ["wait"]
 
 
-def test_grader_never_hangs_in_a_worker_thread():
-    """math-verify's timeout works only in the main thread; exponent towers must not reach sympy."""
+@pytest.mark.parametrize("answer", [r"9^{9^{9}}", r"9^{{9}^{9}}", "9^{99999999}", "10^{10000000000}", "99999999!",
+                                    "(10^5)!", "9**9**9"])
+def test_grader_never_hangs_in_a_worker_thread(answer):
+    """math-verify's timeout works only in the main thread: answers too large to evaluate (exponent towers, huge
+    exponents or factorials) must never reach sympy, whatever their shape. A watchdog thread, not a timing."""
     import threading
 
     from hicra.rewards import is_correct
     out = {}
-    t = threading.Thread(target=lambda: out.update(r=is_correct(r"\boxed{9^{9^{9}}}", "5")), daemon=True)
+    t = threading.Thread(target=lambda: out.update(r=is_correct(rf"\boxed{{{answer}}}", "5")), daemon=True)
     t.start()
     t.join(20)
-    assert not t.is_alive() and out == {"r": False}
+    assert not t.is_alive() and out == {"r": False}, answer
+
+
+def test_grader_still_evaluates_ordinary_powers_and_factorials():
+    from hicra.rewards import is_correct, too_big
     assert is_correct(r"\boxed{2^{10}}", "1024") and is_correct(r"\boxed{x^2+y^2}", "y^2+x^2")
+    assert is_correct(r"\boxed{5!}", "120") and is_correct(r"\boxed{10^{3}}", "1000")
+    assert is_correct(r"\boxed{9^{99999999}}", "9^{99999999}")  # compared textually: equal text still counts
+    assert not any(map(too_big, ["10^{100}", "(2+3)!", r"e^{i\pi}", r"\frac{1}{2}", "2^{-3}"]))
 
 
 def test_sg_file_errors_name_the_right_line_in_a_large_file(tmp_path):

@@ -57,6 +57,52 @@ def test_alpha_slope_uses_the_seeds_run_at_every_alpha():
     assert r["seeds"] == [0, 1] and r["n"] == 6 and r["slope"] == pytest.approx(-0.1)
 
 
+def test_seed_list_is_checked_and_an_arm_takes_the_first_n():
+    assert study.seed_list(None, 3) == [0, 1, 2]
+    assert study.seed_list([1000, 1001, 1002], 2) == [1000, 1001]
+    for bad, why in (([1, 1], "distinct"), ([1], "lists 1"), ("1000", "list of non-negative"), ([-1, 2], "non-neg"),
+                     ([1.5, 2], "non-neg")):
+        with pytest.raises(ValueError, match=why):
+            study.seed_list(bad, 2)
+    steps = study.study_profile("runs/x", arms={"grpo": 2, "hicra": 1}, seeds=[1005, 1003], steps=5)
+    names = [s.name for s in steps if s.command]
+    assert names == ["train-grpo-s1005", "train-hicra-s1005", "train-grpo-s1003"]
+    cmd = steps[2].command
+    assert cmd[cmd.index("--seed") + 1] == "1003" and cmd[cmd.index("--run_dir") + 1] == "runs/x/train-grpo-s1003"
+
+
+def _rollouts(d, step, rows):
+    (d / "rollouts").mkdir(parents=True, exist_ok=True)
+    prompt = [{"role": "user", "content": "Numbers: 3 5 7. Target: 22.\n"}]
+    pd.DataFrame([{"prompt": prompt, "completion": c, "reward": r, "step": step} for c, r in rows]).to_parquet(
+        d / "rollouts" / f"step_{step:06d}.parquet")
+
+
+def test_fig4_endpoint_is_the_oracle_planning_share_of_failures_first_vs_last_tenth(tmp_path):
+    """20 steps: the first and last 10 % are steps 1-2 and 19-20. Hand-labelled completions: a wrong written
+    step is a calculation failure, a wrong answer with correct steps a planning failure, 3 * 5 + 7 a success."""
+    ok, calc, plan = "3 * 5 = 15\n15 + 7 = 22\n\\boxed{3 * 5 + 7}", "3 * 5 = 16\n\\boxed{3 * 5 - 7}", \
+        "3 + 5 = 8\n8 + 7 = 15\n\\boxed{3 + 5 + 7}"
+    d = tmp_path / "train-grpo-s0"
+    for step in range(1, 21):
+        rows = {1: [(plan, 0.0), (plan, 0.0), (calc, 0.0), (ok, 1.0)], 2: [(plan, 0.0), (ok, 1.0)],
+                19: [(plan, 0.0), (calc, 0.0), (calc, 0.0)], 20: [(calc, 0.0), (ok, 1.0)]}.get(step, [(plan, 0.0)])
+        _rollouts(d, step, rows)
+    from hicra.errors import planning_share_bins
+    r = planning_share_bins(d)
+    assert (r["failed_first"], r["failed_last"]) == (4, 4)
+    assert r["planning_share_first"] == pytest.approx(3 / 4) and r["planning_share_last"] == pytest.approx(1 / 4)
+    assert r["planning_share_change"] == pytest.approx(-0.5)
+    assert math.isnan(planning_share_bins(tmp_path / "no-rollouts")["planning_share_change"])
+    # the study's comparison pairs the change by seed, and the Fig 4 claim reads a negative difference as HICRA's
+    runs = pd.DataFrame([{"arm": a, "seed": s, "planning_share_change": v} for a, s, v in
+                         (("grpo", 0, -0.5), ("grpo", 1, -0.4), ("grpo", 2, -0.45),
+                          ("hicra", 0, -0.2), ("hicra", 1, -0.15), ("hicra", 2, -0.1))])
+    c = study.comparisons(runs)
+    row = c[c.endpoint == "planning_share_change"].iloc[0]
+    assert row["mean"] == pytest.approx(0.3) and row["lo"] > 0
+
+
 @pytest.mark.slow
 def test_study_profile_stops_on_ctrl_c_and_a_rerun_keeps_finished_runs(tmp_path, tiny_cache):
     # the shared cache holds the TINY build already, so the two runs at once never race to build it
@@ -64,7 +110,8 @@ def test_study_profile_stops_on_ctrl_c_and_a_rerun_keeps_finished_runs(tmp_path,
     recipe.update(sandbox=TINY, num_generations=4, per_device_train_batch_size=8, gradient_accumulation_steps=1,
                   max_completion_length=24, val_n=4, n_train=16, save_steps=1, val_every=1)
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(recipe))
-    args = json.dumps({"recipe": str(tmp_path / "tiny.yaml"), "steps": 4, "arms": {"grpo": 2, "hicra": 2}})
+    args = json.dumps({"recipe": str(tmp_path / "tiny.yaml"), "steps": 4, "arms": {"grpo": 2, "hicra": 2},
+                       "seeds": [7, 3]})  # seeds as data: a replication's fresh seeds
     run = tmp_path / "study"
     cmd = [sys.executable, "-m", "hicra.pipeline", "--profile", "study", "--run", str(run), "--jobs", "2",
            "--figures_dir", str(tmp_path / "fig"), "--profile_args", args]
@@ -93,8 +140,17 @@ def test_study_profile_stops_on_ctrl_c_and_a_rerun_keeps_finished_runs(tmp_path,
         assert "resuming from" in (run / "executed" / f"{name}.log").read_text()
     for d in run.glob("train-*"):  # every step once, none lost or duplicated
         assert [x["step"] for x in metrics(d)] == [0, 1, 2, 3, 4], d.name
+    assert sorted(d.name for d in run.glob("train-*")) == ["train-grpo-s3", "train-grpo-s7", "train-hicra-s3",
+                                                           "train-hicra-s7"]
     s = json.loads((run / "study.json").read_text())
     assert s["arms"] == {"grpo": 2, "hicra": 2} and s["claims"][0]["claim"].startswith("(c)")
+    from hicra.errors import planning_share_bins
+    per = pd.read_csv(run / "study_runs.csv")  # the Fig 4 endpoint of each run, from its own rollouts
+    for _, r in per.iterrows():
+        want = planning_share_bins(run / f"train-{r.arm}-s{r.seed}")
+        assert r.failed_first == want["failed_first"] > 0 and r.failed_last == want["failed_last"] > 0
+        assert r.planning_share_change == pytest.approx(want["planning_share_change"])
+    assert set(pd.read_csv(tmp_path / "fig" / "study_comparisons.csv").endpoint) >= {"final", "planning_share_change"}
     assert math.isfinite(s["primary"][0]["mean"])
     for name in ("study_curves", "study_effects", "fig5_methods_study"):
         assert (tmp_path / "fig" / f"{name}.png").stat().st_size > 5000, name
