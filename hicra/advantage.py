@@ -125,13 +125,16 @@ def verl_hicra_advantages(advantages: torch.Tensor, selected: torch.Tensor, alph
 
 def token_advantages(method: str, advantages: torch.Tensor, planning_mask: torch.Tensor,
                      completion_mask: torch.Tensor, alpha: float, entropy: torch.Tensor | None = None,
-                     group_size: int = 8, gate_share: float | None = None, verl_filter: bool = True):
+                     group_size: int = 8, gate_share: float | None = None, verl_filter: bool = True,
+                     allow_sign_flip: bool = False):
     """(B, T) advantages of a HICRA-family method, and the (B, T) bool mask of the tokens it re-weighted.
 
-    ``entropy``: per-token entropies of the completions, needed by ``hicra_gated`` and ``hicra_verl``."""
+    ``entropy``: per-token entropies of the completions, needed by ``hicra_gated`` and ``hicra_verl``;
+    ``allow_sign_flip``: the recipe's permission for alpha >= 1 (``hicra_advantages``)."""
     plan = torch.as_tensor(planning_mask).bool()
     if method in ("hicra", "hicra_adaptive"):
-        return hicra_advantages(advantages, plan, alpha), plan & torch.as_tensor(completion_mask).bool()
+        boosted = plan & torch.as_tensor(completion_mask).bool()
+        return hicra_advantages(advantages, plan, alpha, allow_sign_flip), boosted
     if method not in GATE_SHARE:
         raise ValueError(f"token_advantages: unknown method {method!r}; one of hicra, hicra_adaptive, "
                          f"{', '.join(GATE_SHARE)}")
@@ -139,7 +142,7 @@ def token_advantages(method: str, advantages: torch.Tensor, planning_mask: torch
         raise ValueError(f"method {method!r} gates on token entropy; pass entropy=")
     gate = high_entropy_mask(entropy, completion_mask, gate_share or GATE_SHARE[method])
     if method == "hicra_gated":
-        return hicra_advantages(advantages, plan & gate, alpha), plan & gate
+        return hicra_advantages(advantages, plan & gate, alpha, allow_sign_flip), plan & gate
     if verl_filter:
         gate = gate & correct_and_longer(advantages, completion_mask, group_size)[:, None]
     return verl_hicra_advantages(advantages, gate, alpha), gate

@@ -10,8 +10,8 @@ folder by mistake; these rules make both safe:
 * A fresh start in a folder that already holds a run is refused unless the user
   says ``--resume true`` or ``--overwrite true``. Overwriting deletes nothing: the
   earlier run's files move to ``run_dir/replaced-<UTC time>/``.
-* ``last_complete_checkpoint`` skips checkpoints a kill left half-written (no
-  ``trainer_state.json``), so resume uses the newest complete one and says which.
+* ``last_complete_checkpoint`` skips checkpoints a kill or a full disk left unloadable (a missing or truncated
+  file: ``checkpoint_problem``), so resume uses the newest complete one and says which.
 
     from hicra.runfolder import claim
     with claim("runs/x", resume=False, overwrite=False) as lock:
@@ -50,19 +50,93 @@ def checkpoints(run_dir) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
+def checkpoint_problem(ckpt) -> str | None:
+    """Why ``ckpt`` cannot be resumed from (None: it can). Complete means loadable: ``trainer_state.json``
+    parses; weights (safetensors with a whole header and data, or a torch file), ``optimizer.pt``,
+    ``scheduler.pt`` and ``rng_state*.pth`` are present and whole (a torch file is a zip archive whose central
+    directory, at its end, survives no truncation; DeepSpeed's ``global_step*/`` files are checked the same
+    way). Cheap: headers and directories are read, not tensors."""
+    import zipfile
+    p = Path(ckpt)
+    try:
+        json.loads((p / "trainer_state.json").read_text())
+    except FileNotFoundError:
+        return "no trainer_state.json"
+    except (OSError, ValueError) as e:
+        return f"trainer_state.json is unreadable ({e})"
+    deepspeed = any(p.glob("global_step*"))
+    weights = sorted(p.glob("*.safetensors")) + sorted(p.glob("pytorch_model*.bin")) + \
+        sorted(p.glob("adapter_model.bin"))
+    if not weights and not deepspeed:
+        return "no model weights (*.safetensors or pytorch_model.bin)"
+    needed = ([] if deepspeed else ["optimizer.pt"]) + ["scheduler.pt"]
+    missing = [n for n in needed if not (p / n).exists()] + ([] if any(p.glob("rng_state*.pth")) else ["rng_state.pth"])
+    if missing:
+        return f"missing {', '.join(missing)}"
+    torch_files = [f for f in [*weights, *p.glob("*.pt"), *p.glob("*.pth"), *p.glob("global_step*/*.pt")]
+                   if f.suffix != ".safetensors"]
+    for f in weights:
+        if f.suffix == ".safetensors" and not _safetensors_whole(f):
+            return f"{f.name} is truncated or unreadable"
+    for f in torch_files:
+        try:
+            with zipfile.ZipFile(f) as z:
+                size = f.stat().st_size
+                if any(i.header_offset + i.compress_size > size for i in z.infolist()):
+                    return f"{f.name} is truncated"
+        except (zipfile.BadZipFile, OSError) as e:
+            return f"{f.name} is truncated or unreadable ({e})"
+    return None
+
+
+def _safetensors_whole(f: Path) -> bool:
+    """A safetensors file's 8-byte header length, JSON header and every tensor's byte range fit in the file."""
+    try:
+        size = f.stat().st_size
+        with open(f, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if n <= 0 or 8 + n > size:
+                return False
+            header = json.loads(fh.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        return 8 + n + end <= size
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def last_complete_checkpoint(run_dir) -> Path | None:
-    """The newest checkpoint with a ``trainer_state.json`` (a kill mid-save leaves one without)."""
+    """The newest checkpoint that can be resumed from (``checkpoint_problem``); each one skipped is named with
+    its reason. Decided before anything in the folder is pruned."""
     for p in reversed(checkpoints(run_dir)):
-        if (p / "trainer_state.json").exists():
+        why = checkpoint_problem(p)
+        if why is None:
             return p
-        print(f"[hicra] {p} is incomplete (no trainer_state.json); skipping it", flush=True)
+        print(f"[hicra] {p} is incomplete ({why}); skipping it", flush=True)
     return None
 
 
 def holds_run(run_dir) -> list[str]:
-    """Names of earlier-run files in ``run_dir`` (empty: the folder is free to start in)."""
+    """Names of earlier-run files in ``run_dir`` (empty: the folder is free to start in). A start that failed
+    before its first step (params.json, at most the step-0 validation line) holds no run: the corrected rerun
+    needs no --overwrite."""
     d = Path(run_dir)
-    return [n for n in RUN_FILES if (d / n).exists()] + [p.name for p in checkpoints(d)]
+    names = [n for n in RUN_FILES if (d / n).exists()] + [p.name for p in checkpoints(d)]
+    if set(names) <= {"params.json", "metrics.jsonl"} and not _any_step(d / "metrics.jsonl"):
+        return []
+    return names
+
+
+def _any_step(metrics: Path) -> bool:
+    """Does a metrics file hold a line of a step >= 1? (torn lines are skipped)"""
+    if not metrics.exists():
+        return False
+    for line in metrics.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) >= 1:
+                return True
+        except (ValueError, AttributeError):
+            continue
+    return False
 
 
 def set_aside(run_dir) -> Path | None:
@@ -108,18 +182,22 @@ class claim:
     def _acquire(self):
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                           time.gmtime())}
-        for _ in range(2):
+        for _ in range(3):
             try:
                 fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                try:
-                    owner = json.loads(self.lock.read_text() or "{}")
-                except (OSError, json.JSONDecodeError):
-                    owner = {}
-                if owner.get("host") == me["host"] and isinstance(owner.get("pid"), int) and not _alive(owner["pid"]):
-                    print(f"[hicra] stale lock in {self.dir} from dead pid {owner['pid']}; taking it over", flush=True)
-                    self.lock.unlink(missing_ok=True)
+                owner = self._owner()
+                if owner == {} and not self.lock.exists():  # released meanwhile: try again
                     continue
+                stale = owner is None or (owner.get("host") == me["host"] and isinstance(owner.get("pid"), int)
+                                          and not _alive(owner["pid"]))
+                if stale:  # taken over here, or by another process first: either way, look again
+                    if self._take_over(owner):
+                        why = "an empty or unreadable lock (a full disk?)" if owner is None else \
+                            f"a stale lock from dead pid {owner['pid']}"
+                        print(f"[hicra] {why} in {self.dir}; taking it over", flush=True)
+                    continue
+                owner = owner or {}
                 raise RunFolderError(
                     f"{self.dir} is in use by pid {owner.get('pid', '?')} on host {owner.get('host', '?')} "
                     f"(since {owner.get('started', '?')}). Wait for it, stop it, or pick another --run_dir; "
@@ -128,6 +206,34 @@ class claim:
                 json.dump(me, f)
             return
         raise RunFolderError(f"could not take the lock {self.lock}")
+
+    def _owner(self) -> dict | None:
+        """The lock's owner record; None when the lock is empty or unreadable and older than 10 s (a writer is
+        never that slow between creating the file and writing its line: a full disk left it so)."""
+        try:
+            text = self.lock.read_text()
+            return json.loads(text)
+        except FileNotFoundError:
+            return {}
+        except (OSError, json.JSONDecodeError):
+            try:
+                return None if time.time() - self.lock.stat().st_mtime > 10 else {}
+            except OSError:
+                return {}
+
+    def _take_over(self, owner) -> bool:
+        """Remove the stale lock, if it is still the one judged stale: under an exclusive ``flock`` so that two
+        processes taking over at once cannot both remove it (the second sees the first's new lock)."""
+        import fcntl
+        with open(self.dir / ".lock.takeover", "a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            try:
+                if self._owner() != owner:
+                    return False
+                self.lock.unlink(missing_ok=True)
+                return True
+            finally:
+                fcntl.flock(guard, fcntl.LOCK_UN)
 
     def _release(self):
         try:

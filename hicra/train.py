@@ -219,6 +219,37 @@ def dry_run(data: dict) -> dict:
     }
 
 
+# settings that may change when a run is resumed: how long it runs, how often it saves or validates, where it
+# logs; every other setting (method, seed, alpha, lr, batch, model, world, ...) defines the run
+RESUMABLE_CHANGES = {"resume", "overwrite", "dry_run", "max_steps", "save_steps", "save_total_limit", "val_every",
+                     "save_rollouts", "report_to", "disable_tqdm", "logging_steps", "logging_dir", "run_name",
+                     "output_dir", "run_dir"}
+
+
+def require_same_run(before: dict, now: dict, run_dir) -> None:
+    """Refuse to resume ``run_dir`` with settings that define a different run (a hybrid run: metrics of two
+    methods in one file); the message names each difference. ``before`` is the run's params.json."""
+    from hicra.trainer import HICRAConfig
+    defaults = {f.name: f.default for f in dataclasses.fields(HICRAConfig) if f.default is not dataclasses.MISSING}
+    defaults.update({f.name: f.default for f in dataclasses.fields(TrainScript)
+                     if f.default is not dataclasses.MISSING})
+
+    def effective(d):
+        script, kw = split_recipe({k: v for k, v in d.items() if k not in ("recipe", "processes")})
+        eff = {**{f.name: getattr(script, f.name) for f in dataclasses.fields(TrainScript)}, **kw}
+        return json.loads(json.dumps(eff, default=str))
+    old, new = effective(before), effective(now)
+    norm = lambda v: json.loads(json.dumps(v, default=str))  # noqa: E731
+    diff = [f"{k} {old.get(k, norm(defaults.get(k)))!r} -> {new.get(k, norm(defaults.get(k)))!r}"
+            for k in sorted(set(old) | set(new) - RESUMABLE_CHANGES)
+            if k not in RESUMABLE_CHANGES and old.get(k, norm(defaults.get(k))) != new.get(k, norm(defaults.get(k)))]
+    if diff:
+        from hicra.runfolder import RunFolderError
+        raise RunFolderError(f"--resume true would continue {run_dir} with other settings: {'; '.join(diff)}. A run is "
+                         f"one set of settings: resume with the ones it started with (its params.json), or start a "
+                         f"new run (another --run_dir, or --overwrite true to set this one aside)")
+
+
 def run(data: dict, recipe: str | None = None) -> dict:
     """Train from a recipe mapping; the one function behind the CLI and notebook 02.
 
@@ -227,8 +258,11 @@ def run(data: dict, recipe: str | None = None) -> dict:
     ``params.json``, ``metrics.jsonl``, rollouts, checkpoints, ``final/`` and ``summary.json``.
     Resuming a finished run changes nothing and returns its summary."""
     from hicra.runfolder import claim, last_complete_checkpoint
-    script, kw = split_recipe(data)  # a bad recipe fails here, before the folder is touched
+    dry_run(data)  # a bad recipe fails here, with the dry run's message, before the folder is touched
+    script, kw = split_recipe(data)
     run_dir = Path(kw["output_dir"])
+    if script.resume and (run_dir / "params.json").exists():
+        require_same_run(json.loads((run_dir / "params.json").read_text()), data, run_dir)
     done = run_dir / "summary.json"
     prev = json.loads(done.read_text()) if script.resume and done.exists() else {}
     finished = prev.get("steps", 0) >= kw.get("max_steps", 0) > 0
@@ -271,15 +305,16 @@ def main(argv=None):
     from hicra.sgfile import SGFileError
     try:  # a recipe a user can fix gets one line that says what to fix, not a traceback
         data = read_recipe(path, argv)
+        checked = dry_run(data)  # the real run is checked exactly as the dry run is
         if data.get("dry_run"):
-            emit(dry_run(data))
+            emit(checked)
             return
-        split_recipe(data)
-    except (ValueError, FileNotFoundError, SGFileError) as e:
+    except (ValueError, FileNotFoundError, SGFileError, IsADirectoryError) as e:
         _fail(e)
+    from hicra.trainer import NonFiniteError
     try:
         summary = run(data, path)
-    except RunFolderError as e:
+    except (RunFolderError, NonFiniteError) as e:
         _fail(e)
     if is_main_process():
         emit(summary)

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -130,6 +131,8 @@ class HICRAConfig(GRPOConfig):
                 "completion length, so each micro-batch is cut to a short width: less padding, the same update "
                 "when the loss is a sum over rows), 'random' (TRL's shuffle), 'auto' (length when the loss is a "
                 "sum over rows: dapo loss, no per-micro-batch entropy quantile or entropy bonus)"})
+    logging_nan_inf_filter: bool = dataclasses.field(default=False, metadata={
+        "help": "transformers' filter that logs a NaN/inf loss as the previous mean (off: a NaN step stops the run)"})
     max_refill_rounds: int = dataclasses.field(default=3, metadata={
         "help": "dynamic sampling: extra generation rounds per step before filling up with dropped groups"})
 
@@ -142,8 +145,23 @@ class HICRAConfig(GRPOConfig):
         if self.num_generations is not None and self.num_generations < 2:
             raise ValueError(f"num_generations must be >= 2 (GRPO compares completions within a group); "
                              f"got {self.num_generations}")
-        if self.learning_rate < 0:
-            raise ValueError(f"learning_rate must be >= 0; got {self.learning_rate}")
+        finite = lambda x: isinstance(x, (int, float)) and math.isfinite(x)  # noqa: E731
+        if not (finite(self.learning_rate) and self.learning_rate >= 0):
+            raise ValueError(f"learning_rate must be a finite number >= 0; got {self.learning_rate}")
+        if not (finite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0 (0 divides the logits by zero: every weight "
+                             f"becomes NaN); got {self.temperature}")
+        if not (finite(self.entropy_bonus) and self.entropy_bonus >= 0):
+            raise ValueError(f"entropy_bonus must be a finite number >= 0; got {self.entropy_bonus}")
+        if not 0 < self.fork_quantile <= 1:
+            raise ValueError(f"fork_quantile must be in (0, 1] (a share of tokens); got {self.fork_quantile}")
+        if not (0 <= self.alpha_max < 1 or (self.allow_sign_flip and finite(self.alpha_max) and self.alpha_max >= 0)):
+            raise ValueError(f"alpha_max must be in [0, 1) (set allow_sign_flip true to permit more); "
+                             f"got {self.alpha_max}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"max_steps must be >= 1 (or -1: train for num_train_epochs); got {self.max_steps}")
+        if self.max_completion_length is not None and self.max_completion_length < 1:
+            raise ValueError(f"max_completion_length must be >= 1; got {self.max_completion_length}")
         if self.rollout not in ("trl", "compact"):
             raise ValueError(f"rollout must be 'trl' or 'compact'; got {self.rollout!r}")
         if self.lm_head not in ("auto", "fused", "plain"):
@@ -153,7 +171,9 @@ class HICRAConfig(GRPOConfig):
         if self.epsilon_high is None:
             self.epsilon_high = 0.28
         self.epsilon = 0.2 if self.epsilon is None else self.epsilon
-        self.loss_type = "dapo"
+        if self.loss_type != "dapo":  # the token-level loss every method of this project is defined with
+            raise ValueError(f"loss_type must be 'dapo' (the token-level loss of DAPO and the paper, which every "
+                             f"method here uses); got {self.loss_type!r}")
         if self.method == "entropy_reg" and not self.entropy_coef:
             self.entropy_coef = self.entropy_bonus
         if self.method == "fork_tokens":
@@ -230,7 +250,7 @@ class HICRATrainer(GRPOTrainer):
                 self.args.method, out["advantages"], out.get("planning_mask", out["completion_mask"] < 0),
                 out["completion_mask"], self.alpha, entropy=self._entropies(out) if self.args.method in GATE_SHARE
                 else None, group_size=self.args.num_generations, gate_share=self.args.gate_share,
-                verl_filter=self.args.verl_filter)
+                verl_filter=self.args.verl_filter, allow_sign_flip=self.args.allow_sign_flip)
             self._boosted[0] += float(boosted.sum())
             self._boosted[1] += float(out["completion_mask"].sum())
         n = len(out["completion_ids"]) * self.accelerator.num_processes  # TRL's _logs hold every rank's rows
@@ -361,6 +381,7 @@ class HICRATrainer(GRPOTrainer):
             rec["boosted_ratio"] = boosted[0] / boosted[1] if boosted[1] else None
             if self.alpha_ctl:
                 self.alpha_ctl.update(rec)  # the alpha of the next step, the same on every rank
+        require_finite(logs, self.state.global_step, self.args.output_dir)  # every rank: a NaN step stops them all
         if not self.is_world_process_zero():
             return
         rec.update(_dynamics_from(logs, self._step_rollouts, self.args.num_generations, self.tagger))
@@ -441,6 +462,24 @@ class HICRATrainer(GRPOTrainer):
                                              "val_accuracy": float(getattr(self.validate, "initial", self.validate)(
                                                  self.model, self.processing_class))})
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+
+class NonFiniteError(RuntimeError):
+    """The loss or the gradient norm of a step was not finite: the run stops before saving it."""
+
+
+def require_finite(logs: dict, step: int, run_dir) -> None:
+    """Stop the run at a step whose loss or gradient norm is NaN or infinite (its weights are then NaN too), before
+    its metrics line or a checkpoint is written; the last good checkpoint stays, and the message names it."""
+    bad = {k: logs[k] for k in ("loss", "grad_norm") if isinstance(logs.get(k), (int, float))
+           and not math.isfinite(logs[k])}
+    if bad:
+        from hicra.runfolder import last_complete_checkpoint
+        good = last_complete_checkpoint(run_dir)
+        raise NonFiniteError(
+            f"step {step}: {', '.join(f'{k} = {v}' for k, v in bad.items())}; the run stopped and saved nothing of "
+            f"this step. Last good checkpoint: {good or 'none'}. Lower learning_rate, check temperature / "
+            f"entropy_bonus, then resume (--resume true) or start afresh (--overwrite true).")
 
 
 def _token_stats(sums: dict) -> dict:

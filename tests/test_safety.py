@@ -69,12 +69,114 @@ def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path, capsys):
     assert "stale lock" in capsys.readouterr().out
 
 
-def test_resume_skips_a_half_written_checkpoint(tmp_path):
-    for n, complete in ((2, True), (4, False)):
-        (tmp_path / f"checkpoint-{n}").mkdir()
-        if complete:
-            (tmp_path / f"checkpoint-{n}" / "trainer_state.json").write_text("{}")
-    assert last_complete_checkpoint(tmp_path).name == "checkpoint-2"
+@pytest.fixture
+def two_steps(cache):
+    """A real finished run of 2 steps with a checkpoint after each."""
+    d = cache / "run"
+    run({**RUN, "run_dir": str(d), "max_steps": 2})
+    return d
+
+
+@pytest.mark.parametrize("damage", ["model.safetensors", "optimizer.pt", "trainer_state.json", "rng_state.pth",
+                                    "scheduler.pt"])
+def test_resume_falls_back_past_a_truncated_or_partial_checkpoint(two_steps, damage, capsys):
+    """A kill or a full disk can leave the newest checkpoint with a truncated or missing file. Complete means
+    loadable, decided before anything is pruned: resume takes the previous checkpoint, says why, and the
+    resumed run has every step once."""
+    d = two_steps
+    (d / "summary.json").unlink()  # as if killed after saving checkpoint-2
+    f = d / "checkpoint-2" / damage
+    if damage == "rng_state.pth":
+        f.unlink()
+    else:
+        os.truncate(f, f.stat().st_size // 2)
+    assert last_complete_checkpoint(d).name == "checkpoint-1"
+    out = run({**RUN, "run_dir": str(d), "max_steps": 3, "resume": True})
+    assert out["steps"] == 3 and "checkpoint-2 is incomplete" in capsys.readouterr().out
+    assert [json.loads(x)["step"] for x in open(d / "metrics.jsonl")] == [0, 1, 2, 3]
+    assert sorted(p.name for p in d.glob("rollouts/*.parquet")) == [f"step_00000{i}.parquet" for i in (1, 2, 3)]
+
+
+def test_resume_with_settings_that_define_another_run_is_refused(two_steps):
+    d = two_steps
+    before = (d / "metrics.jsonl").read_text()
+    with pytest.raises(RunFolderError, match=r"other settings: method 'grpo' -> 'hicra'; seed 42 -> 7"):
+        run({**RUN, "run_dir": str(d), "max_steps": 3, "resume": True, "method": "hicra", "seed": 7})
+    with pytest.raises(RunFolderError, match=r"learning_rate 0.0002 -> 0.001"):
+        run({**RUN, "run_dir": str(d), "max_steps": 3, "resume": True, "learning_rate": 1e-3})
+    assert (d / "metrics.jsonl").read_text() == before  # nothing touched
+    # the CLI says it in one line, exit 2
+    res = subprocess.run([sys.executable, "-m", "hicra.train", "configs/sandbox.yaml", "--run_dir", str(d),
+                          "--resume", "true", "--method", "grpo", "--seed", "7"], capture_output=True, text=True,
+                         env={**os.environ, "HICRA_CACHE": str(d.parent)}, timeout=300)
+    assert res.returncode == 2 and "error: --resume true would continue" in res.stderr and "Traceback" not in \
+        res.stderr and "seed 42 -> 7" in res.stderr, res.stderr[-2000:]
+
+
+def test_a_step_with_a_non_finite_loss_stops_the_run_and_saves_nothing_of_it(cache):
+    """entropy_reg with a bonus of 1e38 overflows the loss to -inf on its first step (a legal but absurd value):
+    the run stops with one line that says what to do, and writes no metrics line, checkpoint or final model
+    for that step. The corrected rerun in the same folder needs no --overwrite (no step had finished)."""
+    d = cache / "nan"
+    res = subprocess.run([sys.executable, "-m", "hicra.train", "--run_dir", str(d), *_flags(RUN), "--max_steps", "2",
+                          "--method", "entropy_reg", "--entropy_bonus", "1e38", "--val_every", "0"],
+                         capture_output=True, text=True, env={**os.environ, "HICRA_CACHE": str(cache)}, timeout=300)
+    err = res.stderr
+    assert res.returncode == 2 and "error: step 1: loss = -inf" in err and "Last good checkpoint" in err, err[-2000:]
+    assert not (d / "final").exists() and not list(d.glob("checkpoint-*")) and not (d / "summary.json").exists()
+    assert not (d / "metrics.jsonl").exists() or not (d / "metrics.jsonl").read_text().strip()
+    out = run({**RUN, "run_dir": str(d), "max_steps": 1, "method": "entropy_reg"})
+    assert out["steps"] == 1
+
+
+def test_the_non_finite_guard_names_the_last_good_checkpoint(two_steps):
+    import math
+
+    from hicra.trainer import NonFiniteError, require_finite
+    require_finite({"loss": 0.5, "grad_norm": 1.0}, 3, two_steps)
+    with pytest.raises(NonFiniteError, match=r"step 3: grad_norm = nan.*Last good checkpoint: .*checkpoint-2"):
+        require_finite({"loss": 0.0, "grad_norm": math.nan}, 3, two_steps)
+
+
+def _flags(d):
+    return [x for k, v in d.items() if k != "sandbox" for x in (f"--{k}", json.dumps(v) if not isinstance(v, str)
+                                                                else v)] + ["--sandbox", json.dumps(TINY)]
+
+
+def test_two_processes_taking_over_one_stale_lock_at_once_never_both_hold_it(tmp_path):
+    """A stale lock (its pid dead) and 8 processes claiming the folder at the same moment: exactly one gets it,
+    the others are refused naming it. Repeated a few times, since a race shows only sometimes."""
+    import socket
+    code = ("import sys, time; from hicra.runfolder import claim, RunFolderError\n"
+            "t = float(sys.argv[2])\n"
+            "while time.time() < t: pass\n"
+            "try:\n"
+            "    with claim(sys.argv[1], resume=True, overwrite=False):\n"
+            "        print('HELD', flush=True); time.sleep(1.5)\n"
+            "except RunFolderError as e:\n"
+            "    print('REFUSED', e)\n")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for attempt in range(3):
+        d = tmp_path / f"run{attempt}"
+        d.mkdir()
+        (d / ".lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": "then"}))
+        start = time.time() + 3  # every process imported and spinning by then
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(d), str(start)], stdout=subprocess.PIPE, text=True)
+                 for _ in range(8)]
+        outs = [p.communicate(timeout=120)[0] for p in procs]
+        assert sum("HELD" in o for o in outs) == 1, outs
+        assert all("HELD" in o or "in use by pid" in o for o in outs), outs
+
+
+def test_an_empty_lock_left_by_a_full_disk_does_not_block_later_runs(tmp_path, capsys):
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / ".lock").write_text("")
+    os.utime(d / ".lock", (time.time() - 60, time.time() - 60))
+    with claim(d, resume=False, overwrite=False):
+        assert json.loads((d / ".lock").read_text())["pid"] == os.getpid()
+    assert "empty or unreadable lock" in capsys.readouterr().out
 
 
 def test_resume_of_a_finished_run_is_a_no_op_and_lines_carry_method_and_seed(cache):
@@ -113,15 +215,27 @@ def test_overrides_are_typed_by_the_config_fields(flag, value, message):
     (["--hicra_alpha", "5"], r"hicra_alpha must be in \[0, 1\)"),
     (["--hicra_alpha", "-3"], r"hicra_alpha must be in \[0, 1\)"),
     (["--val_k", "0"], "val_k must be >= 1"),
+    (["--temperature", "0"], "temperature must be a finite number > 0"),
+    (["--entropy_bonus", "nan"], "entropy_bonus must be a finite number >= 0"),
+    (["--learning_rate", "nan"], "learning_rate must be a finite number >= 0"),
+    (["--alpha_max", "5"], r"alpha_max must be in \[0, 1\)"),
+    (["--max_steps", "0"], "max_steps must be >= 1"),
+    (["--max_steps", "-5"], "max_steps must be >= 1"),
+    (["--fork_quantile", "5"], r"fork_quantile must be in \(0, 1\]"),
+    (["--max_completion_length", "0"], "max_completion_length must be >= 1"),
+    (["--loss_type", "grpo"], "loss_type must be 'dapo'"),
+    (["--per_device_train_batch_size", "3"], r"generation_batch_size \(12\) must be divisible by num_generations"),
 ])
-def test_dry_run_fails_where_the_real_run_would(flags, message, capsys):
+@pytest.mark.parametrize("dry", ["true", "false"])
+def test_dry_run_fails_where_the_real_run_would(flags, message, dry, capsys, tmp_path):
     """The CLI's entry point, in this process: exit code 2 and one line that says what to fix (any other
-    exception, i.e. a traceback, fails the test)."""
+    exception, i.e. a traceback, fails the test), in the dry run and, before anything is loaded, the real run."""
     import re
 
     from hicra.train import main
     with pytest.raises(SystemExit) as e:
-        main(["configs/sandbox.yaml", *flags, "--dry_run", "true"])
+        main(["configs/sandbox.yaml", *flags, "--dry_run", dry, "--run_dir", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()
     err = capsys.readouterr().err
     assert e.value.code == 2 and re.search(message, err), err
 
