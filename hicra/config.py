@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -112,13 +113,60 @@ def typed(cls, data: dict) -> dict:
     return {k: coerce(k, v, hints[k]) if k in hints else v for k, v in data.items()}
 
 
+def read_jsonl(path) -> list[dict]:
+    """The records of a JSONL file; a line that is not a JSON object is a ValueError naming the file and line
+    (blank lines are skipped)."""
+    p, out = Path(path), []
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{p}: not UTF-8 text (byte {e.start}): save it as UTF-8") from None
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{p}:{i}: not a JSON line ({e.msg} at column {e.colno})") from None
+        if not isinstance(rec, dict):
+            raise ValueError(f"{p}:{i}: expected a JSON object per line, got a {type(rec).__name__}")
+        out.append(rec)
+    return out
+
+
+def read_metrics(path) -> list[dict]:
+    """The lines of a run's ``metrics.jsonl``. A torn last line (a kill or a full disk mid-write) is skipped with
+    a warning; a malformed line before it is a ValueError naming the file and line."""
+    p = Path(path)
+    lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
+    out = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            if i == len(lines):
+                print(f"[hicra] {p}:{i}: skipping a torn last line (a run stopped mid-write)", file=sys.stderr)
+                break
+            raise ValueError(f"{p}:{i}: not a metrics line (a JSON object): {line[:80]!r}") from None
+        out.append(rec)
+    return out
+
+
 def read_yaml_mapping(path) -> dict:
     """A YAML file that must hold a mapping; errors name the file (and the line, for malformed YAML)."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"config file {p} not found (see configs/ for recipes)")
+    if p.is_dir():
+        raise ValueError(f"{p} is a folder, not a YAML file: name a file such as configs/sandbox.yaml")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{p}: not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark else str(p)
@@ -187,6 +235,31 @@ def install_signal_handlers() -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _interrupt)
         signal.signal(signal.SIGTERM, _interrupt)
+        if os.environ.get(PARENT_WATCH) == "1":
+            watch_parent()
+
+
+# set by the pipeline for its steps: each CLI it starts (and what those start) stops when its parent is gone
+PARENT_WATCH = "HICRA_WATCH_PARENT"
+_watching = False
+
+
+def watch_parent(every: float = 1.0) -> None:
+    """Stop this process as Ctrl-C would (SIGTERM to itself: the handler above, a resumable stop) once its parent
+    is gone: a pipeline killed with SIGKILL cannot stop its steps, and they would train on for hours."""
+    global _watching
+    import signal
+    import threading
+    if _watching:
+        return
+    _watching, parent = True, os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every)
+        print(f"[hicra] parent process {parent} is gone: stopping", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
 def _clean(x):
@@ -255,7 +328,7 @@ class SandboxStepConfig(StepConfig):
 
     def sandbox_config(self):
         from hicra.sandbox.build import SandboxConfig
-        return SandboxConfig(seed=self.sandbox_seed, **self.sandbox)
+        return from_dict(SandboxConfig, {"seed": self.sandbox_seed, **self.sandbox})
 
 
 def start_step(cfg, name: str) -> Path:

@@ -30,8 +30,8 @@ BENCHMARKS = ("aime24", "aime25", "math500", "amc23", "minerva", "olympiadbench"
 
 
 def _jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    from hicra.config import read_jsonl
+    return read_jsonl(path)
 
 
 def _verl(path: Path) -> list[dict]:

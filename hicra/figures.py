@@ -17,7 +17,7 @@ import json
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from hicra.config import StepConfig, resolve
+from hicra.config import StepConfig, read_metrics, resolve
 from hicra.metrics import relative
 from hicra.plotting import PALETTE
 
@@ -31,7 +31,7 @@ def load_runs(run_dirs) -> pd.DataFrame:
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: train that run first (python -m hicra.train ...)")
         params = json.loads((d / "params.json").read_text()) if (d / "params.json").exists() else {}
-        df = pd.DataFrame([json.loads(x) for x in path.read_text().splitlines() if x.strip()])
+        df = pd.DataFrame(read_metrics(path))
         df["method"] = params.get("method", "hicra")
         df["seed"] = params.get("seed", 0)
         df["run"] = d.name

@@ -61,7 +61,10 @@ def main(argv=None):
             sys.exit(1)
         return
     try:
-        run_dir, steps = load_profile(a.profile, a.run, json.loads(a.profile_args))
+        args = json.loads(a.profile_args)
+        if not isinstance(args, dict):
+            raise ValueError(f"expected a JSON object of the profile function's arguments, got {args!r}")
+        run_dir, steps = load_profile(a.profile, a.run, args)
     except (json.JSONDecodeError, TypeError, ValueError, FileNotFoundError) as e:
         ap.error(f"--profile {a.profile} --profile_args {a.profile_args!r}: {e}")
     name = Path(a.profile).stem

@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from hicra.config import REPO_ROOT, install_signal_handlers, resolve, write_json
+from hicra.config import PARENT_WATCH, REPO_ROOT, install_signal_handlers, resolve, write_json
 
 
 @dataclasses.dataclass
@@ -204,7 +204,7 @@ def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int
     """
     install_signal_handlers()
     width = max(1, min(jobs, len(wave)))
-    env = {**os.environ}
+    env = {**os.environ, PARENT_WATCH: "1"}  # a step (and what it starts) stops if this pipeline is killed
     if width > 1:
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // width)))  # a user's own setting wins
         names = [s.name for s in wave]

@@ -39,7 +39,12 @@ def read_sg_file(path) -> dict:
     if not path.exists():
         raise SGFileError(f"{path}: strategic-gram file not found (build one with `python -m hicra.grams`, "
                           "or use data/grams/seed_grams.json)")
-    text = path.read_text(encoding="utf-8")
+    if path.is_dir():
+        raise SGFileError(f"{path} is a folder, not a strategic-gram JSON file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SGFileError(f"{path}: not UTF-8 text (byte {e.start}); save the strategic-gram file as UTF-8") from None
     if not text.strip():
         raise SGFileError(f"{path}:1: strategic-gram file is empty")
     try:

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import re
 
 import numpy as np
 import pandas as pd
 
-from hicra.config import emit, resolve, write_json
+from hicra.config import emit, read_metrics, resolve, write_json
 
 # the primary endpoint, then the secondary ones (README's plan); the last is Fig 4's (issue #26)
 ENDPOINTS = ("final", "auc", "steps_to_plus10", "planning_share_change")
@@ -50,6 +49,12 @@ def study_profile(run: str = "runs/study", arms: dict | None = None, steps: int 
     seeds is ``seeds: [1000, ..., 1009]``. The profiles configs/profiles/study*.yaml call it."""
     from hicra.runner import Step
     arms = ARMS_FULL if arms is None else arms
+    if not (isinstance(arms, dict) and arms and all(isinstance(a, str) and isinstance(n, int) and n >= 1
+                                                    for a, n in arms.items())):
+        raise ValueError(f"arms must map arm names to seed counts >= 1, e.g. {{\"grpo\": 3, \"hicra\": 3}}; "
+                         f"got {arms!r}")
+    if not (isinstance(steps, int) and steps >= 1):
+        raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
     seeds = seed_list(seeds, max(arms.values()))
     r, train = run.rstrip("/"), []
     for i, seed in enumerate(seeds):  # seed-major: a stopped study has its first seeds complete
@@ -116,8 +121,8 @@ def load(run_dir) -> pd.DataFrame:
         if not (m and (d / "summary.json").exists() and (d / "metrics.jsonl").exists()):
             continue
         method, alpha = _arm(m.group(1))
-        for line in (d / "metrics.jsonl").read_text().splitlines():
-            rows.append({**json.loads(line), "arm": m.group(1), "method": method, "seed": int(m.group(2)),
+        for rec in read_metrics(d / "metrics.jsonl"):
+            rows.append({**rec, "arm": m.group(1), "method": method, "seed": int(m.group(2)),
                          "sweep_alpha": alpha if alpha is not None else {"grpo": 0.0, "hicra": 0.2}.get(method)})
     if not rows:
         raise FileNotFoundError(f"no finished runs (train-<arm>-s<seed>/summary.json) under {resolve(run_dir)}: "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import sys
@@ -28,7 +29,9 @@ import yaml
 from hicra.config import (
     REPO_ROOT,
     emit,
+    from_dict,
     install_signal_handlers,
+    read_metrics,
     read_yaml_mapping,
     resolve,
     split_flags,
@@ -118,7 +121,7 @@ def build_trainer(data: dict):
     if script.model == "sandbox":
         from hicra.sandbox.build import SandboxConfig, build, build_apart, load, model_dir
         from hicra.sandbox.rl import grpo_dataset, sandbox_reward, validator
-        scfg = SandboxConfig(seed=script.sandbox_seed, **script.sandbox)
+        scfg = from_dict(SandboxConfig, {"seed": script.sandbox_seed, **script.sandbox})
         kw.setdefault("sg_file", str(model_dir(scfg) / "grams.json"))
         args = _distributed_args(HICRAConfig(**kw))
         with args.main_process_first(desc="sandbox build"):  # one process builds, the others then read it
@@ -197,6 +200,11 @@ def dry_run(data: dict) -> dict:
     from hicra.sgfile import read_sg_file
     from hicra.trainer import HICRAConfig
     script, kw = split_recipe(data)
+    if script.model == "sandbox":
+        from hicra.sandbox.build import SandboxConfig
+        if not isinstance(script.sandbox, dict):
+            raise ValueError(f"sandbox must be a mapping of SandboxConfig options; got {script.sandbox!r}")
+        from_dict(SandboxConfig, {"seed": script.sandbox_seed, **script.sandbox})
     if kw.get("sg_file"):
         read_sg_file(resolve(kw["sg_file"]))
     elif script.model == "sandbox":
@@ -289,7 +297,7 @@ def run(data: dict, recipe: str | None = None) -> dict:
             merged = trainer.model.merge_and_unload()
             merged.save_pretrained(str(run_dir / "final-merged"))
             trainer.processing_class.save_pretrained(str(run_dir / "final-merged"))
-        lines = [json.loads(x) for x in open(run_dir / "metrics.jsonl")] if (run_dir / "metrics.jsonl").exists() else []
+        lines = read_metrics(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
         vals = [x["val_accuracy"] for x in lines if x.get("val_accuracy") is not None]
         summary = {"run_dir": str(run_dir), "method": trainer.args.method, "seed": trainer.args.seed,
                    "steps": trainer.state.global_step, "final_val_accuracy": vals[-1] if vals else None}
@@ -316,6 +324,10 @@ def main(argv=None):
         summary = run(data, path)
     except (RunFolderError, NonFiniteError) as e:
         _fail(e)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            _fail(e)
+        raise
     if is_main_process():
         emit(summary)
 

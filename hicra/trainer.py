@@ -52,6 +52,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from hicra.advantage import GATE_SHARE, token_advantages
+from hicra.config import read_metrics
 from hicra.dynamic_sampling import concat_batches, live_groups, select_rows
 from hicra.dynamics import gram_statistics
 
@@ -437,6 +438,14 @@ class HICRATrainer(GRPOTrainer):
             self.vllm_generation.max_completion_length = to
         print(f"[hicra] completion cap -> {to} tokens (clipped ratio {clip_ratio})", flush=True)
 
+    def _save_checkpoint(self, model, trial):
+        """TRL's checkpoint save; a full disk is said in words (torch's and safetensors' own errors may not say
+        it), with what to do. The half-written checkpoint is skipped by resume (hicra.runfolder)."""
+        try:
+            return super()._save_checkpoint(model, trial)
+        except Exception as e:
+            raise disk_full_error(e, self.args.output_dir, f"checkpoint-{self.state.global_step}") from e
+
     def train(self, resume_from_checkpoint=None, **kwargs):
         """Resume-safe: metrics lines written after the checkpoint being resumed are dropped first."""
         from hicra.runfolder import last_complete_checkpoint
@@ -450,10 +459,10 @@ class HICRATrainer(GRPOTrainer):
             prune_run_dir(self.args.output_dir, step)
         self.accelerator.wait_for_everyone()
         if self.alpha_ctl is not None and ckpt and os.path.exists(self.metrics_path):
-            for line in open(self.metrics_path):  # the alpha history of the steps kept
-                self.alpha_ctl.update(json.loads(line))
+            for rec in read_metrics(self.metrics_path):  # the alpha history of the steps kept
+                self.alpha_ctl.update(rec)
         if ckpt and self.args.context_schedule:  # resume at the cap the run had reached
-            caps = [json.loads(x).get("max_completion_length") for x in open(self.metrics_path)] \
+            caps = [x.get("max_completion_length") for x in read_metrics(self.metrics_path)] \
                 if os.path.exists(self.metrics_path) else []
             self._extend_context(None, to=next((c for c in reversed(caps) if c), None))
         if not ckpt and self.validate and self.args.val_every and self.is_world_process_zero():
@@ -480,6 +489,29 @@ def require_finite(logs: dict, step: int, run_dir) -> None:
             f"step {step}: {', '.join(f'{k} = {v}' for k, v in bad.items())}; the run stopped and saved nothing of "
             f"this step. Last good checkpoint: {good or 'none'}. Lower learning_rate, check temperature / "
             f"entropy_bonus, then resume (--resume true) or start afresh (--overwrite true).")
+
+
+def disk_full_error(e: BaseException, folder, what: str) -> BaseException:
+    """``e`` as it is, or, when the disk holding ``folder`` is full (ENOSPC anywhere in ``e``'s chain, or under
+    16 MB free), an OSError that says so and what to do."""
+    import errno
+    import shutil
+    chain, x = [], e
+    while x is not None and len(chain) < 10:
+        chain.append(x)
+        x = x.__cause__ or x.__context__
+    full = any(getattr(c, "errno", None) == errno.ENOSPC or "no space left" in str(c).lower() for c in chain)
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if not full and (free is None or free >= 16 * 2**20):
+        return e
+    from hicra.runfolder import last_complete_checkpoint
+    return OSError(errno.ENOSPC, f"no space left on the disk of {folder} while saving {what} "
+                                 f"({'?' if free is None else free // 2**20} MB free; {type(e).__name__}: "
+                                 f"{str(e)[:200]}). Free space, then resume with --resume true: it starts from the "
+                                 f"last complete checkpoint ({last_complete_checkpoint(folder) or 'none yet'})")
 
 
 def _token_stats(sums: dict) -> dict:
@@ -596,13 +628,28 @@ def prune_run_dir(run_dir, step: int) -> list[str]:
 
 
 def append_jsonl(path, record: dict) -> None:
-    """Append one JSON line and flush it to disk (a kill never leaves half a line)."""
+    """Append one JSON line with a single ``write`` and fsync it. A short write (a full disk) is undone and raised
+    as ENOSPC, so the file never keeps half a line; readers (``hicra.config.read_metrics``) skip a torn last
+    line that a kill left all the same."""
+    import errno
+
     from hicra.config import _clean
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(_clean(record)) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    data = (json.dumps(_clean(record)) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            n = os.write(fd, data)
+        except OSError:
+            n = -1
+        if n != len(data):
+            os.ftruncate(fd, start)
+            raise OSError(errno.ENOSPC, f"could not append a whole line to {path} (disk full?); the file is as "
+                                        f"it was before this line")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def truncate_jsonl(path, max_step: int) -> int:

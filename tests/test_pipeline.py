@@ -4,6 +4,7 @@ import os
 
 import nbformat
 import pytest
+import yaml
 
 from hicra import pipeline as P
 
@@ -279,3 +280,42 @@ def test_a_kernel_that_dies_starting_is_started_again(tmp_path, monkeypatch):
     held.close()
     assert out.read_text() == "ok" and len(calls) >= 2
     assert "died while starting" in log.read_text() and "starting it again (2/3)" in log.read_text()
+
+
+def test_steps_die_with_a_pipeline_killed_by_sigkill(tmp_path):
+    """kill -9 of the pipeline cannot stop its steps by a signal handler; each step (and what it starts) watches
+    its parent and stops when it is gone, instead of training on for hours. Bounded waits, not timings."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    code = ("import os, sys, time; from hicra.config import install_signal_handlers; install_signal_handlers(); "
+            f"open({str(tmp_path / 'pid')!r}, 'w').write(str(os.getpid())); time.sleep(600)")
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"run": str(tmp_path / "r"), "steps": [
+        {"name": "long", "notebook": "", "params": {}, "inputs": [], "outputs": [str(tmp_path / "never")],
+         "command": ["python", "-c", code]}]}))
+    pipe = subprocess.Popen([sys.executable, "-m", "hicra.pipeline", "--profile", str(tmp_path / "p.yaml")],
+                            cwd=P.REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        if (tmp_path / "pid").exists() and (tmp_path / "pid").read_text():
+            break
+        time.sleep(0.1)
+    pid = int((tmp_path / "pid").read_text())
+    pipe.send_signal(signal.SIGKILL)
+    pipe.wait()
+
+    def alive(p):
+        try:
+            os.kill(p, 0)
+        except ProcessLookupError:
+            return False
+        return open(f"/proc/{p}/stat").read().split()[2] != "Z"
+    for _ in range(300):
+        if not alive(pid):
+            break
+        time.sleep(0.1)
+    still = alive(pid)
+    if still:
+        os.kill(pid, signal.SIGKILL)
+    assert not still, "the step outlived its pipeline"

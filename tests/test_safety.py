@@ -376,3 +376,125 @@ def test_dry_run_checks_the_installed_stack():
     with pytest.raises(ValueError, match="vllm is not installed"):
         check_stack(use_vllm=True, installed={k: v for k, v in out["stack"].items() if k != "vllm"})
     assert check_stack(installed={**out["stack"], "vllm": "0.31.0"})["vllm"] == "0.31.0"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["-m", "hicra.train", "{dir}", "--dry_run", "true"], "is a folder, not a YAML file"),
+    (["-m", "hicra.pipeline", "--profile", "{dir}.yaml", "--dry_run", "true"], "is a folder, not a YAML file"),
+    (["-m", "hicra.pipeline", "--profile", "study", "--profile_args", "{{bad", "--dry_run", "true"],
+     "Expecting property name"),
+    (["-m", "hicra.pipeline", "--profile", "study", "--profile_args", "[1, 2]", "--dry_run", "true"],
+     "expected a JSON object"),
+    (["-m", "hicra.pipeline", "--profile", "study", "--profile_args", '{{"arms": 5}}', "--dry_run", "true"],
+     "arms must map arm names to seed counts"),
+    (["-m", "hicra.train", "configs/sandbox.yaml", "--sandbox", '{{"nope": 1}}', "--dry_run", "true"],
+     r"unknown SandboxConfig option\(s\) \['nope'\]"),
+    (["-m", "hicra.train", "configs/sandbox.yaml", "--sg_file", "{bad_sg}", "--dry_run", "true"],
+     "not UTF-8 text"),
+])
+def test_malformed_paths_and_arguments_get_one_line_not_a_traceback(tmp_path, argv, message):
+    import re
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir.yaml").mkdir()
+    (tmp_path / "sg.json").write_bytes(b"\xff\xfe{}")
+    argv = [a.format(dir=tmp_path / "dir", bad_sg=tmp_path / "sg.json") for a in argv]
+    res = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=300,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert res.returncode == 2 and re.search(message, res.stderr) and "Traceback" not in res.stderr, res.stderr[-2000:]
+
+
+def test_malformed_jsonl_names_the_file_and_line(tmp_path):
+    from hicra.data import _jsonl
+    from hicra.grams.step import GramsConfig, collect_rollouts
+    f = tmp_path / "bench.jsonl"
+    f.write_text('{"problem": "1+1", "answer": "2"}\n\n{"problem": "2+2", "answer": \n')
+    with pytest.raises(ValueError, match=r"bench.jsonl:3: not a JSON line"):
+        _jsonl(f)
+    g = tmp_path / "roll.jsonl"
+    g.write_text('{"completion": "a"}\n[1, 2]\n')
+    with pytest.raises(ValueError, match=r"roll.jsonl:2: expected a JSON object per line, got a list"):
+        collect_rollouts(GramsConfig(source="rollouts", rollouts=str(g)), progress=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 400 kB tmpfs (root, as on this project's machines and CI): room for a tiny run's first step, not for its
+    checkpoint."""
+    d = tmp_path / "disk"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(d)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.strip()}")
+    yield d
+    subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+def test_a_full_disk_during_a_checkpoint_save_says_so_and_what_to_do(cache, small_disk):
+    """torch's own error on a full disk is 'unexpected pos 185216 vs 185104': the run must say 'no space left',
+    exit 2, and leave no lock behind; resume skips the half-written checkpoint."""
+    d = small_disk / "run"
+    res = subprocess.run([sys.executable, "-m", "hicra.train", "--run_dir", str(d), *_flags(RUN), "--max_steps", "3",
+                          "--val_every", "0"], capture_output=True, text=True,
+                         env={**os.environ, "HICRA_CACHE": str(cache)}, timeout=300)
+    assert res.returncode == 2 and "no space left on the disk of" in res.stderr and "--resume true" in res.stderr, \
+        res.stderr[-2000:]
+    assert not (d / ".lock").exists()
+    assert last_complete_checkpoint(d) is None
+
+
+def test_metrics_readers_skip_a_torn_last_line_and_name_a_bad_middle_one(tmp_path, capsys):
+    from hicra.config import read_metrics
+    from hicra.figures import load_runs
+    d = tmp_path / "train-grpo-s0"
+    d.mkdir()
+    good = "".join(json.dumps({"step": i, "val_accuracy": 0.1 * i}) + "\n" for i in range(3))
+    (d / "metrics.jsonl").write_text(good + '{"step": 3, "val_acc')
+    assert [r["step"] for r in read_metrics(d / "metrics.jsonl")] == [0, 1, 2]
+    assert "torn last line" in capsys.readouterr().err
+    assert list(load_runs([d]).step) == [0, 1, 2]
+    (d / "metrics.jsonl").write_text('{"step": 0}\n{"ste\n{"step": 2}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2: not a metrics line"):
+        load_runs([d])
+
+
+def test_a_metrics_line_that_does_not_fit_on_the_disk_leaves_the_file_whole(small_disk):
+    import errno
+
+    from hicra.trainer import append_jsonl
+    f = small_disk / "metrics.jsonl"
+    append_jsonl(f, {"step": 1})
+    before = f.read_bytes()
+    with open(small_disk / "filler", "wb", buffering=0) as fill:  # fill the disk to its last bytes
+        try:
+            while True:
+                fill.write(b"x" * 512)
+        except OSError:
+            pass
+    with pytest.raises(OSError) as e:
+        append_jsonl(f, {"step": 2, "note": "y" * 20000})
+    assert e.value.errno == errno.ENOSPC
+    assert f.read_bytes() == before
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one_with_the_compact_sampler(cache):
+    """rollout: compact draws from torch's global RNG, which a checkpoint saves (rng_state.pth) and resume restores:
+    a run stopped after checkpoint-2 and resumed in a new process samples the same completions, step for step, as
+    one that never stopped (gradient accumulation 2: a generation batch spans two micro-steps)."""
+    flags = [*_flags({**RUN, "per_device_train_batch_size": 4}), "--gradient_accumulation_steps", "2",
+             "--save_steps", "2", "--rollout", "compact", "--learning_rate", "1e-3"]
+    env = {**os.environ, "HICRA_CACHE": str(cache)}
+    call = lambda d, *more: subprocess.run([sys.executable, "-m", "hicra.train", "--run_dir", str(d), *flags, *more],  # noqa: E731
+                                           capture_output=True, text=True, env=env, timeout=300)
+    a, b = cache / "a", cache / "b"
+    assert call(a, "--max_steps", "4").returncode == 0
+    assert call(b, "--max_steps", "2").returncode == 0
+    (b / "summary.json").unlink()  # as if killed after checkpoint-2
+    res = call(b, "--max_steps", "4", "--resume", "true")
+    assert res.returncode == 0 and "resuming from" in res.stdout + res.stderr, res.stderr[-2000:]
+    keys = ("step", "reward", "length", "val_accuracy")
+    lines = lambda d: [tuple(r.get(k) for k in keys) for r in map(json.loads, open(d / "metrics.jsonl"))]  # noqa: E731
+    assert lines(a) == lines(b)
+    import pandas as pd
+    for step in (3, 4):
+        ra, rb = (pd.read_parquet(d / "rollouts" / f"step_00000{step}.parquet") for d in (a, b))
+        assert list(ra.completion) == list(rb.completion)

@@ -92,7 +92,8 @@ def collect_rollouts(cfg: GramsConfig, progress: bool = True) -> list[dict]:
         files = sorted(glob.glob(str(resolve(cfg.rollouts))))
         if not files:
             raise FileNotFoundError(f"no rollouts match {cfg.rollouts!r} (train first: python -m hicra.train)")
-        df = pd.concat([pd.read_json(f, lines=True) if f.endswith(".jsonl") else pd.read_parquet(f) for f in files])
+        from hicra.config import read_jsonl
+        df = pd.concat([pd.DataFrame(read_jsonl(f)) if f.endswith(".jsonl") else pd.read_parquet(f) for f in files])
         if cfg.text_column not in df.columns:
             raise ValueError(f"{cfg.rollouts!r} has no column {cfg.text_column!r} (columns: {list(df.columns)}); "
                              "set text_column")
