@@ -1,0 +1,203 @@
+"""The regime map (issue #26): does HICRA beat GRPO where planning, not execution, is the bottleneck?
+
+The paper's mechanism is that HICRA helps *after* execution has consolidated, when strategy limits accuracy.
+In sandbox v2 RL removes planning failures first and what is left is arithmetic, so the study tests HICRA in one
+regime only. This module builds worlds whose warm starts sit at different points of that axis, measures each warm
+start's anatomy (execution error rate, planning error rate, careful-search share), trains GRPO and HICRA with the
+same recipe in each, and puts HICRA - GRPO (paired by seed, 95 % t-interval) against the warm start's execution
+error rate. The regimes are fixed a priori (README, "The regime map: pre-registered plan"):
+
+    strategy   execution consolidated, strategy the bottleneck: twice the SFT steps (6,000), careful searches
+               rare in the warm-start traces (p_careful 0.25) and no deduction hints (p_hint 0)
+    v2         today's sandbox (the study's world)
+    execution  execution-limited: the same world with one token per digit (split_digits), so sums are multi-token
+
+    make regimes                   # python -m hicra.pipeline --profile regimes        (resumable; see README)
+    make regimes SIZE=quick        # --profile regimes-quick: 1 seed x 100 steps a regime (a look, not a result)
+    python -m hicra.regimes --run_dir runs/regimes            # the analysis alone, on the finished runs
+    python -m hicra.regimes --warm_start strategy --out F     # build one regime's warm start, write its anatomy
+
+How: one folder per regime under the run folder, each a study (``train-<arm>-s<seed>/``, ``hicra.study``'s
+endpoints, the Fig 4 endpoint included), beside ``warm_start.json`` (the build and its anatomy).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import pandas as pd
+
+from hicra.config import emit, resolve, write_json
+
+REGIMES = {"strategy": {"sft_steps": 6000, "world": {"p_careful": 0.25, "p_hint": 0.0}},
+           "v2": {},
+           "execution": {"split_digits": True}}
+
+
+# --------------------------------------------------------------------------
+# profile: per regime a warm start, then GRPO and HICRA runs, then the map
+
+
+def regimes_profile(run: str = "runs/regimes", regimes: list | None = None, arms: dict | None = None,
+                    steps: int = 300, seeds: list | None = None, val_every: int = 25,
+                    recipe: str = "configs/sandbox.yaml"):
+    """Pipeline steps: ``warm-<regime>`` (build + anatomy), ``<regime>/train-<arm>-s<seed>`` and ``map``."""
+    from hicra.runner import Step
+    from hicra.study import seed_list
+    names = list(REGIMES) if regimes is None else regimes
+    unknown = sorted(set(names) - set(REGIMES))
+    if unknown:
+        raise ValueError(f"unknown regime(s) {unknown}; defined: {list(REGIMES)}")
+    arms = arms or {"grpo": 8, "hicra": 8}
+    seeds = seed_list(seeds if seeds is not None else [2000 + i for i in range(max(arms.values()))],
+                      max(arms.values()))
+    r, out, trains = run.rstrip("/"), [], []
+    for name in names:
+        warm = f"{r}/{name}/warm_start.json"
+        out.append(Step(f"warm-{name}", "", {}, [], [warm], needs=(), keep_done=True,
+                        command=["python", "-m", "hicra.regimes", "--warm_start", name, "--out", warm]))
+    for i, seed in enumerate(seeds):  # seed-major: a stopped map has its first seeds complete in every regime
+        for name in names:
+            for arm, n in arms.items():
+                if i >= n:
+                    continue
+                d = f"{r}/{name}/train-{arm}-s{seed}"
+                cmd = ["python", "-m", "hicra.train", recipe, "--method", arm, "--seed", str(seed),
+                       "--max_steps", str(steps), "--val_every", str(val_every), "--save_steps", str(val_every),
+                       "--run_dir", d, "--resume", "true", "--sandbox", json.dumps(REGIMES[name])]
+                trains.append(Step(f"{name}-train-{arm}-s{seed}", "", {}, [], [f"{d}/summary.json"],
+                                   needs=(f"warm-{name}",), progress=(f"{d}/metrics.jsonl", steps), command=cmd,
+                                   keep_done=True))
+    done = tuple(s.name for s in trains)
+    return out + trains + [Step("map", "", {}, [], [f"{r}/regimes.json"], needs=done,
+                                command=["python", "-m", "hicra.regimes", "--run_dir", r])]
+
+
+def warm_start(name: str, out: str, n: int = 399, k: int = 2) -> dict:
+    """Build (or reuse) the regime's warm start and write its anatomy: accuracy, the share of sampled completions
+    that fail by a wrong written arithmetic step (``execution_error_rate``) or otherwise (``planning_error_rate``),
+    the careful-search share. On the validation tasks, T = 1, ``k`` samples a task."""
+    from hicra.config import from_dict
+    from hicra.sandbox.anatomy import anatomy, summarize
+    from hicra.sandbox.build import SandboxConfig, build, load
+    cfg = from_dict(SandboxConfig, REGIMES[name])
+    info = build(cfg)
+    model, tok = load(info["model_dir"])
+    s = summarize(anatomy(model, tok, cfg.world_config(), n=n, k=k, max_new_tokens=cfg.max_new_tokens))
+    fails = s.pop("failures")
+    res = {"regime": name, "sandbox": REGIMES[name], "model_dir": info["model_dir"],
+           "build_seconds": info.get("build_seconds"), **s,
+           "execution_error_rate": fails.get("execution", 0) / s["n"],
+           "planning_error_rate": fails.get("planning", 0) / s["n"]}
+    write_json(resolve(out), res)
+    return res
+
+
+# --------------------------------------------------------------------------
+# the map: each regime's study endpoints against its warm start's execution error rate
+
+
+def analyse(run_dir) -> dict:
+    """Per regime: warm-start anatomy, HICRA - GRPO at the last step and in AUC (paired, CI, MDE), the Fig 4
+    endpoint, semantic entropy per arm (does it rise anywhere: phase 2?), and whether GRPO's curve has reached
+    its plateau (last validation point minus the one 50 steps before, paired over seeds: a CI that includes 0)."""
+    from hicra.study import comparisons, load, paired, per_run, summarise, with_failure_shares
+    root, rows = resolve(run_dir), []
+    for name in REGIMES:
+        d = root / name
+        if not (d / "warm_start.json").exists():
+            continue
+        warm = json.loads((d / "warm_start.json").read_text())
+        try:
+            df = load(d)
+        except FileNotFoundError:
+            rows.append({"regime": name, **_warm(warm)})
+            continue
+        runs = with_failure_shares(per_run(df), d)
+        comp = comparisons(runs)
+        hicra = comp[comp.arm == "hicra"].set_index("endpoint") if len(comp) else pd.DataFrame()
+        pick = {e: hicra.loc[e].to_dict() if e in hicra.index else {}
+                for e in ("final", "auc", "planning_share_change")}
+        g = df[(df.arm == "grpo")].dropna(subset=["val_accuracy"]).pivot_table(index="seed", columns="step",
+                                                                                 values="val_accuracy")
+        steps = sorted(g.columns)
+        back = [s for s in steps if s <= steps[-1] - 50] if steps else []
+        plateau = summarise((g[steps[-1]] - g[back[-1]]).tolist()) if back else summarise([])
+        ent = {a: summarise(runs[runs.arm == a].semantic_entropy_change) for a in ("grpo", "hicra")}
+        rows.append({"regime": name, **_warm(warm), "seeds": int(runs.seed.nunique()), "steps": int(runs.steps.max()),
+                     "grpo_final": float(runs[runs.arm == "grpo"].final.mean()),
+                     "hicra_final": float(runs[runs.arm == "hicra"].final.mean()),
+                     **{f"final_{k}": pick["final"].get(k, math.nan) for k in ("n", "mean", "lo", "hi", "mde")},
+                     **{f"auc_{k}": pick["auc"].get(k, math.nan) for k in ("mean", "lo", "hi", "mde")},
+                     **{f"fig4_{k}": pick["planning_share_change"].get(k, math.nan) for k in ("mean", "lo", "hi")},
+                     "grpo_last50": plateau["mean"], "grpo_last50_lo": plateau["lo"],
+                     "grpo_last50_hi": plateau["hi"],
+                     "grpo_plateau": bool(math.isfinite(plateau["lo"]) and plateau["lo"] <= 0 <= plateau["hi"]),
+                     **{f"sem_entropy_change_{a}": ent[a]["mean"] for a in ent},
+                     **{f"sem_entropy_change_{a}_lo": ent[a]["lo"] for a in ent},
+                     "hicra_minus_grpo_per_seed": " ".join(f"{x:+.3f}"
+                                                           for x in paired(runs, "hicra", "grpo", "final"))})
+    return {"run_dir": str(root), "regimes": rows}
+
+
+def _warm(w: dict) -> dict:
+    return {k: w.get(k) for k in ("accuracy", "execution_error_rate", "planning_error_rate", "careful_share",
+                                  "tokens_mean")}
+
+
+def fig_map(rows: list[dict]):
+    """HICRA - GRPO (points; at the last step and as AUC) against the warm start's execution error rate."""
+    import matplotlib.pyplot as plt
+    t = pd.DataFrame([r for r in rows if "final_mean" in r])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), squeeze=False)
+    for ax, (e, title) in zip(axes[0], (("final", "accuracy at the last step"), ("auc", "area under the curve"))):
+        for _, r in t.iterrows():
+            x, m = 100 * r.execution_error_rate, 100 * r[f"{e}_mean"]
+            ax.errorbar(x, m, yerr=[[m - 100 * r[f"{e}_lo"]], [100 * r[f"{e}_hi"] - m]], fmt="o", capsize=5, lw=2,
+                        color="#d62728")
+            ax.annotate(f"{r.regime} (n={int(r.final_n)})", (x, m), textcoords="offset points", xytext=(8, 6),
+                        fontsize=9)
+        ax.axhline(0, color="0.3", lw=1, ls="--")
+        ax.set(xlabel="warm start: completions failing by an arithmetic slip (%)",
+               ylabel="HICRA − GRPO (points, paired by seed)", title=f"HICRA − GRPO, {title}")
+    fig.suptitle("Regime map: HICRA's effect against how execution-limited the warm start is (95 % t-intervals)",
+                 y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def run(run_dir: str, figures_dir: str = "figures", tag: str = "regimes") -> dict:
+    from hicra.plotting import save_figure, setup_style
+    setup_style()
+    res = analyse(run_dir)
+    t = pd.DataFrame(res["regimes"])
+    figs = resolve(figures_dir)
+    figs.mkdir(parents=True, exist_ok=True)
+    t.to_csv(figs / f"{tag}_map.csv", index=False)
+    if "final_mean" in t:
+        res["figures"] = [str(save_figure(fig_map(res["regimes"]), f"{tag}_map", figures_dir)[0])]
+    write_json(resolve(run_dir) / "regimes.json", res)
+    return res
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run_dir", default="runs/regimes", help="the map's folder (one sub-folder per regime)")
+    ap.add_argument("--figures_dir", default="figures", help="where the map's figure and table go")
+    ap.add_argument("--tag", default=None, help="figure and table names: <tag>_map.png (default: the folder's name)")
+    ap.add_argument("--warm_start", choices=list(REGIMES), help="build this regime's warm start and write its anatomy")
+    ap.add_argument("--out", help="with --warm_start: the anatomy JSON to write")
+    a = ap.parse_args(argv)
+    from hicra.config import install_signal_handlers
+    install_signal_handlers()
+    if a.warm_start:
+        if not a.out:
+            ap.error("--warm_start needs --out FILE")
+        emit(warm_start(a.warm_start, a.out))
+        return
+    emit(run(a.run_dir, a.figures_dir, a.tag or resolve(a.run_dir).name))
+
+
+if __name__ == "__main__":
+    main()
