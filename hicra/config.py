@@ -215,11 +215,71 @@ def split_flags(argv: list[str] | None) -> list[tuple[str, str]]:
     return out
 
 
-def parse_cli(cls, argv: list[str] | None = None):
-    """``[CONFIG.yaml] [--key value ...]`` -> config instance."""
+def parse_cli(cls, argv: list[str] | None = None, extra: tuple = ()):
+    """``[CONFIG.yaml] [--key value ...]`` -> config instance. ``-h``/``--help`` prints every option of ``cls``
+    (and of ``extra`` classes, listed only) with its type, default and help, then exits; a config a user can fix
+    (unknown option, wrong type, missing file) is one ``error:`` line and exit code 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(config_help((cls, *extra)))
+        raise SystemExit(0)
     path = argv.pop(0) if argv and not argv[0].startswith("--") else None
-    return load_config(cls, path, argv)
+    try:
+        return load_config(cls, path, argv)
+    except (ValueError, FileNotFoundError, TypeError) as e:
+        print(f"error: {e}\n(python -m {_prog()} --help lists every option)", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def _prog() -> str:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    name = spec.name if spec else "hicra.<step>"
+    return name[:-len(".__main__")] if name.endswith(".__main__") else name
+
+
+def field_comments(cls) -> dict[str, str]:
+    """``name: type = default  # comment``: the trailing comment of each field line in ``cls``'s source (and its
+    dataclass bases'), where this project documents a field it gives no ``metadata={"help": ...}``."""
+    import inspect
+    import re
+    out: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass) or klass.__module__.split(".")[0] not in ("hicra", "__main__"):
+            continue
+        try:
+            src = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for m in re.finditer(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+)$", src, re.M):
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def config_help(classes) -> str:
+    """The ``--help`` text of a step: usage, the module's docstring head, then every option of each config class
+    with type, default and help (field metadata, else the field's source comment)."""
+    import textwrap
+    main = sys.modules.get("__main__")
+    doc = (getattr(main, "__doc__", None) or classes[0].__doc__ or "").strip()
+    head = doc.split("\n\n")[0]
+    lines = [f"usage: python -m {_prog()} [CONFIG.yaml] [--option value ...]", "", head, "",
+             "A YAML file of options comes first (optional); each --option value overrides it. Lists and "
+             "mappings are written as YAML/JSON, e.g. --runs '[a, b]'."]
+    for cls in classes:
+        notes = field_comments(cls)
+        lines += ["", f"options ({cls.__name__}):"]
+        for f in dataclasses.fields(cls):
+            if f.name.startswith("_") or not f.init:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else \
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)"
+            typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+            lines.append(f"  --{f.name} {typ}  (default: {default!r})")
+            text = f.metadata.get("help") or notes.get(f.name, "")
+            if text:
+                lines += textwrap.wrap(str(text), 110, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines)
 
 
 def _interrupt(signum, frame):
@@ -315,16 +375,16 @@ def write_parquet(path, df) -> Path:
 class StepConfig:
     """Fields of every step: its run folder, where its figures go and the tag in their names
     (``fig4_errors_<tag>.png``). Each step's config subclasses this and sets its own ``run_dir`` default."""
-    run_dir: str = "runs/step"
-    figures_dir: str = "figures"
-    tag: str = "sandbox"
+    run_dir: str = "runs/step"        # the step's folder: its params.json, tables and caches
+    figures_dir: str = "figures"      # where figures go (PNG + PDF)
+    tag: str = "sandbox"              # suffix of figure and table names, e.g. fig4_errors_<tag>.png
 
 
 @dataclasses.dataclass
 class SandboxStepConfig(StepConfig):
     """A step that can use the sandbox: which build (its seed) and ``SandboxConfig`` overrides."""
-    sandbox_seed: int = 0
-    sandbox: dict = dataclasses.field(default_factory=dict)
+    sandbox_seed: int = 0             # which sandbox build (its seed)
+    sandbox: dict = dataclasses.field(default_factory=dict)  # SandboxConfig overrides, e.g. {sft_steps: 6000}
 
     def sandbox_config(self):
         from hicra.sandbox.build import SandboxConfig

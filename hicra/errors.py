@@ -187,16 +187,17 @@ def fig4(table: pd.DataFrame):
 @dataclasses.dataclass
 class ErrorsConfig(StepConfig):
     run_dir: str = "runs/demo/errors"
-    runs: list = dataclasses.field(default_factory=lambda: ["runs/demo/train-grpo-s0", "runs/demo/train-hicra-s0"])
+    runs: list = dataclasses.field(default_factory=lambda: ["runs/demo/train-grpo-s0", "runs/demo/train-hicra-s0"],
+                                   metadata={"help": "training run folders whose rollouts are analysed"})
     every: int = 1                    # use every N-th step's rollouts
     bins: int = 6                     # step bins in the figure
     judge: bool = False               # also classify with the LLM judge
-    base_url: str = "http://127.0.0.1:8000/v1"
-    llm_model: str = "Qwen/Qwen2.5-1.5B-Instruct"
+    base_url: str = "http://127.0.0.1:8000/v1"  # judge: OpenAI-compatible endpoint
+    llm_model: str = "Qwen/Qwen2.5-1.5B-Instruct"  # judge: model name at that endpoint
     serve: str = ""                   # judge: a model to serve here for the step (smollm2 | a folder): hicra.serve
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str = "OPENAI_API_KEY"  # variable holding the endpoint's API key
     n_judge: int = 200                # failed rollouts sent to the judge (random, seeded)
-    seed: int = 0
+    seed: int = 0                     # seed of the judged sample
 
 
 def run(cfg: ErrorsConfig, progress: bool = True) -> dict:

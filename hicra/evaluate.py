@@ -47,17 +47,18 @@ DEFAULT_K = {"aime24": 32, "aime25": 32, "amc23": 4}
 class EvalConfig(SandboxStepConfig):
     run_dir: str = "runs/eval"
     models: dict = dataclasses.field(default_factory=lambda: {"Base": "sandbox"})  # row label -> model
-    benchmarks: list = dataclasses.field(default_factory=lambda: ["sandbox"])
+    benchmarks: list = dataclasses.field(default_factory=lambda: ["sandbox"], metadata={
+        "help": "sandbox and/or shipped sets: aime24 aime25 math500 amc23 minerva olympiadbench gsm8k"})
     k: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_K))            # samples per problem
-    default_k: int = 1
+    default_k: int = 1                # samples per problem for a benchmark not in k
     limit: int = 0                    # problems per benchmark (0: all)
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_new_tokens: int = 1024
+    temperature: float = 0.6          # sampling temperature (paper: 0.6)
+    top_p: float = 0.95               # nucleus sampling (paper: 0.95)
+    max_new_tokens: int = 1024        # completion cap (tokens)
     backend: str = "transformers"     # transformers | vllm
-    batch_size: int = 32
-    seed: int = 0
-    n_boot: int = 2000
+    batch_size: int = 32              # prompts per generation batch
+    seed: int = 0                     # sampling seed
+    n_boot: int = 2000                # bootstrap resamples for the intervals
     few_shot: int = 0                 # worked GSM8K train examples (ending in \boxed{}) shown before each problem
 
     def __post_init__(self):

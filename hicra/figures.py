@@ -197,7 +197,8 @@ FIG5_METHODS = ("grpo", "hicra", "entropy_reg", "fork_tokens")
 class FiguresConfig(StepConfig):
     run_dir: str = "runs/demo"
     runs: list = dataclasses.field(default_factory=lambda: ["runs/demo/train-grpo-s0", "runs/demo/train-hicra-s0",
-                                                            "runs/demo/train-entropy_reg-s0"])
+                                                            "runs/demo/train-entropy_reg-s0"],
+                              metadata={"help": "training run folders to draw (metrics.jsonl + params.json)"})
     fig3_method: str = "hicra"        # Fig 3 shows this method's seeds (all runs if it is absent)
 
 

@@ -205,17 +205,18 @@ def fig9(rows):
 class ForksConfig(SandboxStepConfig):
     run_dir: str = "runs/demo/forks"
     models: dict = dataclasses.field(default_factory=lambda: {
-        "warm start|before RL": "sandbox", "HICRA|after RL": "runs/demo/train-hicra-s0/final"})  # "name|stage" -> model
+        "warm start|before RL": "sandbox", "HICRA|after RL": "runs/demo/train-hicra-s0/final"},
+        metadata={"help": '"name|stage" -> model (sandbox, smollm2, a run\'s final/ folder or a local path)'})
     source: str = "sandbox"           # sandbox (validation tasks) | gsm8k (chat prompts)
-    n_prompts: int = 64
-    temperature: float = 1.0
-    max_new_tokens: int = 256
+    n_prompts: int = 64               # prompts sampled per model
+    temperature: float = 1.0          # sampling temperature
+    max_new_tokens: int = 256         # completion cap (tokens)
     texts: list = dataclasses.field(default_factory=lambda: ["samples"])  # samples (each model's own) and/or
     #                                   solutions (the benchmark's human-written ones, teacher-forced; not sandbox)
     rho: float = 0.2                  # high-entropy share (the 80/20 method's 20 %)
     n_boot: int = 1000                # bootstrap resamples over problems for the CIs (0: none)
     sg_file: str = ""                 # "" = the sandbox's grams (sandbox) / data/grams/seed_grams.json
-    seed: int = 0
+    seed: int = 0                     # sampling and bootstrap seed
 
 
     def __post_init__(self):

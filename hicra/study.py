@@ -107,10 +107,10 @@ def _arm(arm: str) -> tuple[str, float | None]:
 @dataclasses.dataclass
 class StudyConfig:
     run_dir: str = "runs/study"    # holds train-<arm>-s<seed>/ folders
-    figures_dir: str = "figures"
+    figures_dir: str = "figures"      # where figures and tables go
     tag: str = "study"             # figure and table names: <tag>_effects.png, <tag>_comparisons.csv, ...
     reference: str = "grpo"        # every planned comparison is <arm> - reference, paired by seed
-    primary: str = "hicra"
+    primary: str = "hicra"            # the arm of the primary comparison
 
 
 def load(run_dir) -> pd.DataFrame:

@@ -45,13 +45,13 @@ class TrainScript:
     """What to train on; the rest of a recipe configures ``HICRAConfig``."""
     model: str = "sandbox"            # "sandbox" (cached sandbox build), "smollm2", a hub id or a local path
     dataset: str = "sandbox"          # "sandbox", or a shipped/hub math set (hicra.data)
-    run_dir: str = "runs/train"
+    run_dir: str = "runs/train"       # the run's folder: metrics.jsonl, rollouts/, checkpoints, final/
     sandbox_seed: int = 0             # which sandbox build (its seed)
     sandbox: dict = dataclasses.field(default_factory=dict)  # SandboxConfig overrides (e.g. a tiny model)
     n_train: int = 2000               # training prompts
     val_n: int = 100                  # validation problems (sandbox; capped by the world's val split)
     val_k: int = 1                    # samples per validation problem (avg@k)
-    val_temperature: float = 1.0
+    val_temperature: float = 1.0      # sampling temperature of validation
     lora_r: int = 0                   # >0: train LoRA adapters (peft); final/ then holds the adapter
     merge_lora: bool = False          # with lora_r: also save the merged full model in final-merged/
     resume: bool = False              # continue from the newest complete checkpoint in run_dir
@@ -308,6 +308,11 @@ def run(data: dict, recipe: str | None = None) -> dict:
 def main(argv=None):
     install_signal_handlers()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:  # every key a recipe may hold: TrainScript's, then HICRAConfig's (TRL's too)
+        from hicra.config import config_help
+        from hicra.trainer import HICRAConfig
+        print(config_help((TrainScript, HICRAConfig)))
+        return
     path = argv.pop(0) if argv and not argv[0].startswith("--") else None
     from hicra.runfolder import RunFolderError
     from hicra.sgfile import SGFileError

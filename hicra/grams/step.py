@@ -36,31 +36,31 @@ class GramsConfig(SandboxStepConfig):
     rollouts: str = ""                # glob of rollouts .parquet / .jsonl files (source: rollouts)
     text_column: str = "completion"   # source rollouts: the column holding the reasoning text
     solutions: str = "math500,gsm8k,minerva"  # source solutions: shipped datasets whose solutions to mine
-    n_prompts: int = 400
-    samples_per_prompt: int = 2
-    temperature: float = 1.0
-    max_new_tokens: int = 256
+    n_prompts: int = 400              # prompts sampled (sources that sample)
+    samples_per_prompt: int = 2       # completions per prompt
+    temperature: float = 1.0          # sampling temperature
+    max_new_tokens: int = 256         # completion cap (tokens)
     min_reward: float = 1.0           # keep rollouts with reward >= this (0: all)
-    n_min: int = 2
-    n_max: int = 5
-    min_df: int = 3
-    min_df_frac: float = 0.01
-    max_df_frac: float = 0.95
-    merge_ratio: float = 0.8
-    max_candidates: int = 300
+    n_min: int = 2                    # shortest n-gram mined (words)
+    n_max: int = 5                    # longest n-gram mined (words)
+    min_df: int = 3                   # a candidate appears in at least this many texts
+    min_df_frac: float = 0.01         # ... and in at least this share of texts
+    max_df_frac: float = 0.95         # ... and in at most this share (drops boilerplate)
+    merge_ratio: float = 0.8          # drop a sub-gram seen this often only inside a longer gram
+    max_candidates: int = 300         # candidates kept for labelling (most frequent first)
     annotator: str = "offline"        # offline | llm
-    base_url: str = "http://127.0.0.1:8000/v1"
-    llm_model: str = "Qwen/Qwen2.5-1.5B-Instruct"
+    base_url: str = "http://127.0.0.1:8000/v1"  # llm annotator: OpenAI-compatible endpoint
+    llm_model: str = "Qwen/Qwen2.5-1.5B-Instruct"  # llm annotator: model name at that endpoint
     serve: str = ""                   # llm: a model to serve here for the step (smollm2 | a folder): hicra.serve
-    api_key_env: str = "OPENAI_API_KEY"
-    llm_timeout: float = 60.0
+    api_key_env: str = "OPENAI_API_KEY"  # variable holding the endpoint's API key
+    llm_timeout: float = 60.0         # seconds per request, in total (hicra.llm)
     threshold: float | None = None    # offline: None = calibrated
     veto: bool = False                # offline: also reject grams closer to an execution phrase than to any seed
     review: str = ""                  # a reviewed CSV to import ("" = take the annotator's labels)
     sg_out: str = ""                  # default <run_dir>/strategic_grams.json
     n_eval: int = 300                 # held-out sandbox traces for precision / recall
     dev_n: int = 0                    # real text: score a stratified sample of N dev phrases (0: all 247)
-    seed: int = 0
+    seed: int = 0                     # sampling and split seed
 
     def __post_init__(self):
         if self.source not in SOURCES:

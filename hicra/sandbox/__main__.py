@@ -10,6 +10,11 @@ from hicra.sandbox.build import SandboxConfig, build
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        from hicra.config import config_help
+        print(config_help((SandboxConfig,)) + "\n  --force bool  (default: False)\n      rebuild even when the build "
+              "is cached or shipped")
+        return
     force = False
     if "--force" in argv:
         i = argv.index("--force")

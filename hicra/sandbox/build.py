@@ -33,22 +33,22 @@ SPECIALS = ["<|endoftext|>", "<|pad|>"]
 @dataclass
 class SandboxConfig:
     """Everything that determines a sandbox build (its hash names the cache folder)."""
-    seed: int = 0
+    seed: int = 0                     # world, tokenizer and warm-start seed
     difficulty: str = "v2"                # v2 | v1 | easy | hard (hicra.sandbox.world.DIFFICULTY)
-    vocab_size: int = 1024
+    vocab_size: int = 1024            # BPE vocabulary of the sandbox tokenizer
     split_digits: bool = False            # False: numbers as single tokens (v2); True: one token per digit (v1)
-    hidden_size: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
+    hidden_size: int = 128            # Llama hidden size of the tiny model
+    n_layers: int = 4                 # transformer layers
+    n_heads: int = 4                  # attention heads
     n_train_tasks: int = 1000             # SFT tasks, drawn from ``sft_split`` (v2 has 891)
-    traces_per_task: int = 16
-    sft_steps: int = 3000
-    batch_size: int = 16
-    learning_rate: float = 3e-3
-    n_val: int = 200
-    max_new_tokens: int = 160
+    traces_per_task: int = 16         # warm-start traces per SFT task
+    sft_steps: int = 3000             # warm-start SFT steps
+    batch_size: int = 16              # warm-start SFT batch size
+    learning_rate: float = 3e-3       # warm-start SFT learning rate
+    n_val: int = 200                  # validation tasks scored after the build (calibration)
+    max_new_tokens: int = 160         # completion cap of the build's samples (tokens)
     sft_split: str = "sft"                # "sft" / "rl": disjoint task pools (v2); "train": one shared pool (v1)
-    rl_split: str = "rl"
+    rl_split: str = "rl"              # task pool of RL prompts
     world: dict = field(default_factory=dict)  # overrides of WorldConfig fields
 
     def world_config(self) -> WorldConfig:
