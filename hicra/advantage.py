@@ -23,6 +23,10 @@ to a *negative* advantage (a failed response):
   *raises* the blame on the tokens it selects, (1 + alpha) times; with the filter on (the default) it
   selects no failed response, so negative advantages stay GRPO's.
 * ``hicra_adaptive``: the additive rule with alpha from ``hicra.alpha.AdaptiveAlpha`` each step.
+* ``hicra_pr4997``: TRL PR #4997's *with-grams* rule (issue #26): ``A * (1 + alpha * sign A)``, which is the
+  additive rule ``A + alpha * |A|``, on the union of the planning tokens and the top-30 % entropy tokens of
+  correct responses longer than their group's mean. Failed planning tokens get (1 - alpha) of the blame, as
+  under ``hicra``; the entropy half adds tokens of long correct responses only. Labelled by its source, not ours.
 
     from hicra.advantage import grpo_advantages, hicra_advantages
     A = grpo_advantages(rewards, group_size=8)          # (B,)
@@ -82,7 +86,8 @@ def hicra_advantages(advantages: torch.Tensor, planning_mask: torch.Tensor, alph
     return adv + alpha * adv.abs() * planning_mask.to(adv.dtype)
 
 
-GATE_SHARE = {"hicra_gated": 0.2, "hicra_verl": 0.3}   # top-entropy share each variant's gate keeps (its source)
+GATE_SHARE = {"hicra_gated": 0.2, "hicra_verl": 0.3,   # top-entropy share each variant's gate keeps (its source)
+              "hicra_pr4997": 0.3}
 
 
 def high_entropy_mask(entropy: torch.Tensor, completion_mask: torch.Tensor, top_share: float) -> torch.Tensor:
@@ -143,6 +148,9 @@ def token_advantages(method: str, advantages: torch.Tensor, planning_mask: torch
     gate = high_entropy_mask(entropy, completion_mask, gate_share or GATE_SHARE[method])
     if method == "hicra_gated":
         return hicra_advantages(advantages, plan & gate, alpha, allow_sign_flip), plan & gate
+    if method == "hicra_pr4997":  # planning tokens, or high-entropy tokens of long correct responses
+        sel = plan | (gate & correct_and_longer(advantages, completion_mask, group_size)[:, None].to(gate.device))
+        return hicra_advantages(advantages, sel, alpha, allow_sign_flip), sel & torch.as_tensor(completion_mask).bool()
     if verl_filter:
         gate = gate & correct_and_longer(advantages, completion_mask, group_size)[:, None]
     return verl_hicra_advantages(advantages, gate, alpha), gate

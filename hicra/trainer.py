@@ -77,9 +77,9 @@ def sft(model, tokenizer, examples: list[dict], out_dir, steps: int, batch_size:
 # --------------------------------------------------------------------------
 # GRPO family: grpo (DAPO clip-higher), hicra and its variants, entropy_reg, fork_tokens
 
-METHODS = ("grpo", "hicra", "entropy_reg", "fork_tokens", "hicra_gated", "hicra_verl", "hicra_adaptive")
-HICRA_FAMILY = ("hicra", "hicra_gated", "hicra_verl", "hicra_adaptive")
-NEEDS_SG = ("hicra", "hicra_gated", "hicra_adaptive")
+METHODS = ("grpo", "hicra", "entropy_reg", "fork_tokens", "hicra_gated", "hicra_verl", "hicra_adaptive", "hicra_pr4997")
+HICRA_FAMILY = ("hicra", "hicra_gated", "hicra_verl", "hicra_adaptive", "hicra_pr4997")
+NEEDS_SG = ("hicra", "hicra_gated", "hicra_adaptive", "hicra_pr4997")
 
 
 @dataclasses.dataclass

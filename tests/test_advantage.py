@@ -113,6 +113,20 @@ def test_hicra_verl_is_multiplicative_and_filtered():
                        token_advantages("hicra_verl", A, plan, cm, 0.2, entropy=H, group_size=2)[0])
 
 
+def test_hicra_pr4997_is_the_additive_rule_on_planning_or_long_correct_high_entropy_tokens():
+    """TRL PR #4997's with-grams rule: A * (1 + alpha * sign A) = A + alpha|A| on planning tokens united with the
+    top-30 % entropy tokens of correct responses longer than their group's mean (hand-computed on _batch)."""
+    A, cm, plan, H = _batch()
+    out, sel = token_advantages("hicra_pr4997", A, plan, cm, alpha=0.2, entropy=H, group_size=2)
+    want = A[:, None].expand(-1, 4).clone()
+    want[0, :3] = 1.2                  # row 0: planning c0, c1; c2 is a top-30 % entropy token of a long correct row
+    want[1, 0] = -0.8                  # planning token of a failed response: (1 - alpha) of the blame
+    want[2, 1] = want[2, 2] = -0.4     # row 2's 0.85 token is planning anyway; a failed row adds no entropy tokens
+    want[3, 0] = 0.6
+    assert torch.allclose(out, want) and int(sel.sum()) == 7
+    assert torch.allclose(out, A[:, None] * (1 + 0.2 * torch.sign(A)[:, None] * sel))  # the PR's own form
+
+
 def test_token_advantages_plain_hicra_and_errors():
     A, cm, plan, H = _batch()
     for m in ("hicra", "hicra_adaptive"):

@@ -81,6 +81,11 @@ def test_two_processes(tiny_sandbox):
                         boosted = ~torch.isclose(adv, A.expand_as(adv)) & cm[i]
                         assert not (boosted & ~mask[i]).any()
                         assert torch.allclose(adv[boosted], (A + 0.2 * A.abs()).expand(int(boosted.sum())))
+                    elif method == "hicra_pr4997":  # A + alpha|A| on planning tokens (+ entropy tokens of long
+                        boosted = ~torch.isclose(adv, A.expand_as(adv)) & cm[i]  # correct rows), A elsewhere
+                        assert torch.allclose(adv[boosted], (A + 0.2 * A.abs()).expand(int(boosted.sum())))
+                        assert not (mask[i] & ~boosted).any()  # every planning token is boosted
+                        assert A > 0 or not (boosted & ~mask[i]).any()  # a failed row: planning tokens only
                     elif method == "hicra_verl":  # A, or A(1 + alpha) on the gated tokens
                         vals = adv[cm[i]]
                         assert (torch.isclose(vals, A) | torch.isclose(vals, A * 1.2)).all()
