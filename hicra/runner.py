@@ -55,10 +55,70 @@ def _hash_paths(paths) -> str:
     return h.hexdigest()
 
 
-def step_key(step: Step, figures_dir: str) -> str:
+def step_key(step: Step, figures_dir: str, root: Path = REPO_ROOT) -> str:
+    """A step's stamp: its notebook or command, parameters, declared ``inputs`` (data, recipes) and every
+    ``hicra`` module its code imports (``code_files``): editing any of them re-runs the step."""
+    code = [str(p) for p in code_files(step, root)]
     blob = json.dumps({"nb": step.command or _hash_paths([str(notebook_path(step.notebook))]), "params": step.params,
-                       "figures": figures_dir, "inputs": _hash_paths(step.inputs)}, sort_keys=True)
+                       "figures": figures_dir, "inputs": _hash_paths(step.inputs), "code": _hash_paths(code)},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def code_files(step: Step, root: Path = REPO_ROOT) -> list[Path]:
+    """The ``hicra`` source files a step runs: the transitive closure of ``hicra`` imports (module-level and
+    inside functions, read with ``ast``) from its entry point: a command's ``-m hicra.<module>``, or the code
+    cells of its notebook. Package ``__init__`` files and the prompts a module reads come along."""
+    import ast
+    if step.command:
+        cmd = [str(c) for c in step.command]
+        entries = {cmd[i + 1] for i, c in enumerate(cmd[:-1]) if c == "-m" and cmd[i + 1].startswith("hicra")}
+        sources = []
+    else:
+        import nbformat
+        nb = nbformat.read(notebook_path(step.notebook), as_version=4)
+        entries, sources = set(), ["\n".join(line for line in c.source.splitlines() if not line.lstrip().startswith(
+            ("%", "!"))) for c in nb.cells if c.cell_type == "code"]
+
+    def file_of(module: str) -> Path | None:
+        base = root / Path(*module.split("."))
+        for f in (base.with_suffix(".py"), base / "__init__.py"):
+            if f.exists():
+                return f
+        return None
+
+    def imported(tree) -> set[str]:
+        out = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                out |= {a.name for a in node.names if a.name.split(".")[0] == "hicra"}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "hicra":
+                out.add(node.module)
+                out |= {f"{node.module}.{a.name}" for a in node.names if file_of(f"{node.module}.{a.name}")}
+        return out
+    todo = set(entries)
+    for src in sources:
+        try:
+            todo |= imported(ast.parse(src))
+        except SyntaxError:
+            todo.add("hicra")  # an unparsable cell: the whole package, to be safe
+    seen, files = set(), set()
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        seen.add(mod)
+        parts = mod.split(".")
+        todo |= {".".join(parts[:i]) for i in range(1, len(parts))}  # importing a.b.c runs a and a.b first
+        f = file_of(mod)
+        if f is None:
+            continue
+        files.add(f)
+        todo |= imported(ast.parse(f.read_text()))
+    if any(f.parent.name == "hicra" and f.name in ("errors.py", "grams") for f in files) or \
+            any("grams" in f.parts for f in files):
+        files |= set((root / "hicra" / "prompts").glob("*.md"))
+    return sorted(files)
 
 
 def command_line(command: list) -> list[str]:

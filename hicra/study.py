@@ -71,13 +71,13 @@ def study_profile(run: str = "runs/study", arms: dict | None = None, steps: int 
                               progress=(f"{d}/metrics.jsonl", steps), command=cmd, keep_done=True))
     runs = [s.outputs[0].rsplit("/", 1)[0] for s in train]
     methods = [d for d in runs if "-a" not in d.rsplit("/", 1)[1]]  # Fig 3/5: the methods, not the sweep
-    lib, tag = ["hicra/config.py", "hicra/plotting.py"], r.rstrip("/").rsplit("/", 1)[-1]
-    done = tuple(s.name for s in train)
+    tag = r.rstrip("/").rsplit("/", 1)[-1]
+    done = tuple(s.name for s in train)  # the notebooks' code is stamped from their imports (hicra.runner.code_files)
     fig35 = Step("03_dynamics", "03_dynamics.ipynb", {"run_dir": r, "runs": methods, "tag": tag},
-                 lib + ["hicra/figures.py"] + [f"{d}/metrics.jsonl" for d in runs], [f"{r}/final_accuracy.csv"], done)
+                 [f"{d}/metrics.jsonl" for d in runs], [f"{r}/final_accuracy.csv"], done)
     return train + [fig35] * dynamics + [
         Step("07_study", "07_study.ipynb", {"run_dir": r, "tag": tag},
-             lib + ["hicra/study.py"] + [f"{d}/metrics.jsonl" for d in runs], [f"{r}/study.json"], done),
+             [f"{d}/metrics.jsonl" for d in runs], [f"{r}/study.json"], done),
     ]
 
 

@@ -319,3 +319,29 @@ def test_steps_die_with_a_pipeline_killed_by_sigkill(tmp_path):
     if still:
         os.kill(pid, signal.SIGKILL)
     assert not still, "the step outlived its pipeline"
+
+
+def test_a_step_is_stamped_by_every_hicra_module_its_code_imports(tmp_path):
+    """The stamp follows the import graph, not a hand-typed list: the modules training imports only inside
+    functions (sgfile, runfolder, models, dynamic_sampling, alpha) are in it, and editing one changes the stamp of
+    the steps that import it and of no other."""
+    import shutil
+
+    from hicra.profiles import load_profile
+    from hicra.runner import code_files, step_key
+    _, steps = load_profile("sandbox")
+    by = {s.name: s for s in steps}
+    names = {f.name for f in code_files(by["02_train_hicra"])}
+    assert {"train.py", "trainer.py", "sgfile.py", "runfolder.py", "models.py", "dynamic_sampling.py",
+            "alpha.py", "advantage.py"} <= names
+    study = load_profile("study-quick")[1]
+    assert "study.py" in {f.name for f in code_files(study[-1])}          # notebook 07's imports
+    root = tmp_path / "repo"
+    shutil.copytree(P.REPO_ROOT / "hicra", root / "hicra", ignore=shutil.ignore_patterns("__pycache__"))
+    before = {n: step_key(s, "figures", root) for n, s in by.items()}
+    with open(root / "hicra" / "alpha.py", "a") as f:
+        f.write("\n# an edit\n")
+    after = {n: step_key(s, "figures", root) for n, s in by.items()}
+    changed = {n for n in by if before[n] != after[n]}
+    assert "02_train_hicra" in changed and "02_train_grpo" in changed
+    assert changed == {n for n, s in by.items() if root / "hicra" / "alpha.py" in code_files(s, root)}
