@@ -35,6 +35,9 @@ to a *negative* advantage (a failed response):
 """
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import torch
 
 
@@ -86,9 +89,6 @@ def hicra_advantages(advantages: torch.Tensor, planning_mask: torch.Tensor, alph
     return adv + alpha * adv.abs() * planning_mask.to(adv.dtype)
 
 
-GATE_SHARE = {"hicra_gated": 0.2, "hicra_verl": 0.3,   # top-entropy share each variant's gate keeps (its source)
-              "hicra_pr4997": 0.3}
-
 
 def high_entropy_mask(entropy: torch.Tensor, completion_mask: torch.Tensor, top_share: float) -> torch.Tensor:
     """(B, T) bool: completion tokens whose entropy is in the top ``top_share`` of this batch's completion
@@ -128,29 +128,94 @@ def verl_hicra_advantages(advantages: torch.Tensor, selected: torch.Tensor, alph
     return adv * (1 + alpha * selected.to(adv.dtype))
 
 
+# --------------------------------------------------------------------------
+# the method registry: one registration per method declares what it needs and how it re-weights; the trainer's
+# method list, the config checks, the entropy pass, the study's arms and the figures' colours all read it
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A training method: its name, line colour, whether it needs a strategic-gram file (``needs_sg``), the
+    top-entropy share its gate keeps (``gate_share``: it needs the completions' token entropies), and its
+    token rule (None: GRPO's (B,) advantage is left as it is)."""
+    name: str
+    colour: str
+    needs_sg: bool = False
+    gate_share: float | None = None
+    rule: Callable | None = None
+
+
+REGISTRY: dict[str, Method] = {}
+
+
+def register(name: str, colour: str, needs_sg: bool = False, gate_share: float | None = None):
+    """Decorator registering a token rule ``fn(A, plan, completion_mask, gate, ctx) -> (advantages, selected)``
+    (``gate``: the high-entropy mask when ``gate_share`` is set, else None; ``ctx``: alpha, group_size,
+    verl_filter, allow_sign_flip) as method ``name``. Methods without a rule use ``register_plain``."""
+    def deco(fn):
+        if name in REGISTRY:
+            raise ValueError(f"method {name!r} is registered twice")
+        REGISTRY[name] = Method(name, colour, needs_sg, gate_share, fn)
+        return fn
+    return deco
+
+
+def register_plain(name: str, colour: str) -> None:
+    """A method whose advantages are GRPO's (its difference lives in the loss: an entropy bonus, a token mask)."""
+    REGISTRY[name] = Method(name, colour)
+
+
 def token_advantages(method: str, advantages: torch.Tensor, planning_mask: torch.Tensor,
                      completion_mask: torch.Tensor, alpha: float, entropy: torch.Tensor | None = None,
                      group_size: int = 8, gate_share: float | None = None, verl_filter: bool = True,
                      allow_sign_flip: bool = False):
-    """(B, T) advantages of a HICRA-family method, and the (B, T) bool mask of the tokens it re-weighted.
-
-    ``entropy``: per-token entropies of the completions, needed by ``hicra_gated`` and ``hicra_verl``;
+    """(B, T) advantages of a registered method with a token rule, and the (B, T) bool mask of the tokens it
+    re-weighted. ``entropy``: per-token entropies of the completions, needed by the gated methods;
     ``allow_sign_flip``: the recipe's permission for alpha >= 1 (``hicra_advantages``)."""
-    plan = torch.as_tensor(planning_mask).bool()
-    if method in ("hicra", "hicra_adaptive"):
-        boosted = plan & torch.as_tensor(completion_mask).bool()
-        return hicra_advantages(advantages, plan, alpha, allow_sign_flip), boosted
-    if method not in GATE_SHARE:
-        raise ValueError(f"token_advantages: unknown method {method!r}; one of hicra, hicra_adaptive, "
-                         f"{', '.join(GATE_SHARE)}")
-    if entropy is None:
-        raise ValueError(f"method {method!r} gates on token entropy; pass entropy=")
-    gate = high_entropy_mask(entropy, completion_mask, gate_share or GATE_SHARE[method])
-    if method == "hicra_gated":
-        return hicra_advantages(advantages, plan & gate, alpha, allow_sign_flip), plan & gate
-    if method == "hicra_pr4997":  # planning tokens, or high-entropy tokens of long correct responses
-        sel = plan | (gate & correct_and_longer(advantages, completion_mask, group_size)[:, None].to(gate.device))
-        return hicra_advantages(advantages, sel, alpha, allow_sign_flip), sel & torch.as_tensor(completion_mask).bool()
-    if verl_filter:
-        gate = gate & correct_and_longer(advantages, completion_mask, group_size)[:, None]
-    return verl_hicra_advantages(advantages, gate, alpha), gate
+    m = REGISTRY.get(method)
+    if m is None or m.rule is None:
+        raise ValueError(f"token_advantages: unknown method {method!r}; one of "
+                         f"{', '.join(n for n, x in REGISTRY.items() if x.rule)}")
+    gate = None
+    if m.gate_share is not None:
+        if entropy is None:
+            raise ValueError(f"method {method!r} gates on token entropy; pass entropy=")
+        gate = high_entropy_mask(entropy, completion_mask, gate_share or m.gate_share)
+    ctx = {"alpha": alpha, "group_size": group_size, "verl_filter": verl_filter, "allow_sign_flip": allow_sign_flip}
+    return m.rule(advantages, torch.as_tensor(planning_mask).bool(), completion_mask, gate, ctx)
+
+
+register_plain("grpo", "#1f77b4")
+register_plain("entropy_reg", "#2ca02c")
+register_plain("fork_tokens", "#9467bd")
+
+
+@register("hicra", "#d62728", needs_sg=True)
+def _hicra(A, plan, cm, gate, ctx):
+    return hicra_advantages(A, plan, ctx["alpha"], ctx["allow_sign_flip"]), plan & torch.as_tensor(cm).bool()
+
+
+@register("hicra_gated", "#ff7f0e", needs_sg=True, gate_share=0.2)
+def _hicra_gated(A, plan, cm, gate, ctx):
+    return hicra_advantages(A, plan & gate, ctx["alpha"], ctx["allow_sign_flip"]), plan & gate
+
+
+@register("hicra_verl", "#8c564b", gate_share=0.3)
+def _hicra_verl(A, plan, cm, gate, ctx):
+    if ctx["verl_filter"]:
+        gate = gate & correct_and_longer(A, cm, ctx["group_size"])[:, None]
+    return verl_hicra_advantages(A, gate, ctx["alpha"]), gate
+
+
+@register("hicra_adaptive", "#e377c2", needs_sg=True)
+def _hicra_adaptive(A, plan, cm, gate, ctx):  # the additive rule; alpha comes from hicra.alpha each step
+    return _hicra(A, plan, cm, gate, ctx)
+
+
+@register("hicra_pr4997", "#17becf", needs_sg=True, gate_share=0.3)
+def _hicra_pr4997(A, plan, cm, gate, ctx):  # planning tokens, or high-entropy tokens of long correct responses
+    sel = plan | (gate & correct_and_longer(A, cm, ctx["group_size"])[:, None].to(gate.device))
+    return hicra_advantages(A, sel, ctx["alpha"], ctx["allow_sign_flip"]), sel & torch.as_tensor(cm).bool()
+
+
+GATE_SHARE = {n: m.gate_share for n, m in REGISTRY.items() if m.gate_share is not None}  # the entropy-gated methods

@@ -19,10 +19,11 @@ matplotlib.use("Agg") if not matplotlib.get_backend().lower().startswith(("modul
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from hicra.advantage import REGISTRY  # noqa: E402
 from hicra.config import resolve  # noqa: E402
 
-PALETTE = {"planning": "#d95f02", "execution": "#1b9e77", "fork": "#7570b3", "shared": "#e7298a",
-           "grpo": "#1f77b4", "hicra": "#d62728", "entropy_reg": "#2ca02c", "fork_tokens": "#9467bd", "base": "#7f7f7f"}
+PALETTE = {"planning": "#d95f02", "execution": "#1b9e77", "fork": "#7570b3", "shared": "#e7298a", "base": "#7f7f7f",
+           **{n: m.colour for n, m in REGISTRY.items()}}  # each method's colour comes from its registration
 KIND_COLOURS = {"deduction": "#fdb863", "branching": "#b2abd2", "backtracing": "#f4a582", None: "#ffe08a"}
 
 

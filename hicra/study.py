@@ -27,13 +27,13 @@ import re
 import numpy as np
 import pandas as pd
 
+from hicra.advantage import REGISTRY
 from hicra.config import emit, read_metrics, resolve, write_json
 
 # the primary endpoint, then the secondary ones (README's plan); the last is Fig 4's (issue #26)
 ENDPOINTS = ("final", "auc", "steps_to_plus10", "planning_share_change")
 ARMS_FULL = {"grpo": 10, "hicra": 10, "hicra_adaptive": 5, "hicra_gated": 5, "hicra_verl": 5, "hicra_pr4997": 5}
-COLOURS = {"grpo": "#1f77b4", "hicra": "#d62728", "hicra_adaptive": "#e377c2", "hicra_gated": "#ff7f0e",
-           "hicra_verl": "#8c564b", "hicra_pr4997": "#17becf", "entropy_reg": "#2ca02c", "fork_tokens": "#9467bd"}
+COLOURS = {n: m.colour for n, m in REGISTRY.items()}  # one colour per method, from its registration
 
 
 # --------------------------------------------------------------------------

@@ -51,7 +51,7 @@ from pathlib import Path
 import torch
 from trl import GRPOConfig, GRPOTrainer
 
-from hicra.advantage import GATE_SHARE, token_advantages
+from hicra.advantage import REGISTRY, token_advantages
 from hicra.config import read_metrics
 from hicra.dynamic_sampling import concat_batches, live_groups, select_rows
 from hicra.dynamics import gram_statistics
@@ -77,9 +77,10 @@ def sft(model, tokenizer, examples: list[dict], out_dir, steps: int, batch_size:
 # --------------------------------------------------------------------------
 # GRPO family: grpo (DAPO clip-higher), hicra and its variants, entropy_reg, fork_tokens
 
-METHODS = ("grpo", "hicra", "entropy_reg", "fork_tokens", "hicra_gated", "hicra_verl", "hicra_adaptive", "hicra_pr4997")
-HICRA_FAMILY = ("hicra", "hicra_gated", "hicra_verl", "hicra_adaptive", "hicra_pr4997")
-NEEDS_SG = ("hicra", "hicra_gated", "hicra_adaptive", "hicra_pr4997")
+# read from the registry in hicra.advantage: adding a method is one registration there
+METHODS = tuple(REGISTRY)
+HICRA_FAMILY = tuple(n for n, m in REGISTRY.items() if m.rule is not None)   # per-token advantages
+NEEDS_SG = tuple(n for n, m in REGISTRY.items() if m.needs_sg)
 
 
 @dataclasses.dataclass
@@ -138,8 +139,8 @@ class HICRAConfig(GRPOConfig):
         "help": "dynamic sampling: extra generation rounds per step before filling up with dropped groups"})
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}; got {self.method!r}")
+        if self.method not in REGISTRY:
+            raise ValueError(f"method must be one of {tuple(REGISTRY)}; got {self.method!r}")
         if not (self.hicra_alpha >= 0 and (self.hicra_alpha < 1 or self.allow_sign_flip)):
             raise ValueError(f"hicra_alpha must be in [0, 1) (alpha >= 1 flips the sign of negative planning "
                              f"advantages; set allow_sign_flip true to permit it); got {self.hicra_alpha}")
@@ -183,7 +184,7 @@ class HICRAConfig(GRPOConfig):
             if sorted(self.context_schedule) != list(self.context_schedule) or self.context_schedule[0] < 1:
                 raise ValueError(f"context_schedule must be increasing positive lengths; got {self.context_schedule}")
             self.max_completion_length = self.context_schedule[0]
-        if self.method in NEEDS_SG and not self.sg_file:
+        if REGISTRY[self.method].needs_sg and not self.sg_file:
             raise ValueError(f"method {self.method!r} needs sg_file: a strategic-gram JSON "
                              "(e.g. data/grams/seed_grams.json)")
         if self.micro_batches not in ("auto", "length", "random"):
@@ -246,10 +247,11 @@ class HICRATrainer(GRPOTrainer):
         if self.tagger is not None:
             plan = self.tagger.mask(out["completion_ids"], out["completion_mask"]).to(out["completion_ids"].device)
             out["planning_mask"] = plan
-        if self.args.method in HICRA_FAMILY:
+        method = REGISTRY[self.args.method]
+        if method.rule is not None:
             out["advantages"], boosted = token_advantages(
                 self.args.method, out["advantages"], out.get("planning_mask", out["completion_mask"] < 0),
-                out["completion_mask"], self.alpha, entropy=self._entropies(out) if self.args.method in GATE_SHARE
+                out["completion_mask"], self.alpha, entropy=self._entropies(out) if method.gate_share is not None
                 else None, group_size=self.args.num_generations, gate_share=self.args.gate_share,
                 verl_filter=self.args.verl_filter, allow_sign_flip=self.args.allow_sign_flip)
             self._boosted[0] += float(boosted.sum())
@@ -377,7 +379,7 @@ class HICRATrainer(GRPOTrainer):
         self._tok_sums, self._boosted = {}, [0.0, 0.0]
         rec = {"step": self.state.global_step, "method": self.args.method, "seed": self.args.seed,
                **_token_stats(sums)}
-        if self.args.method in HICRA_FAMILY:
+        if REGISTRY[self.args.method].rule is not None:
             rec.update(self.alpha_ctl.state() if self.alpha_ctl else {"alpha": self.args.hicra_alpha})
             rec["boosted_ratio"] = boosted[0] / boosted[1] if boosted[1] else None
             if self.alpha_ctl:

@@ -514,3 +514,28 @@ def test_lora_on_smollm2(tmp_path):
     assert s["steps"] == 1 and (tmp_path / "run" / "final" / "adapter_config.json").exists()
     model, tok = load_model(str(tmp_path / "run" / "final"))
     assert model.config.vocab_size == len(tok) or model.config.vocab_size >= len(tok)
+
+
+def test_a_method_is_one_registration(tiny_sandbox):
+    """A new method registered in hicra.advantage (its rule, its needs, its colour) is accepted by the config and
+    trains with its per-token advantages, with no other file touched."""
+    import torch
+
+    from hicra import advantage
+    from hicra.advantage import REGISTRY, hicra_advantages, register
+
+    @register("hicra_double", "#000000", needs_sg=True)
+    def _double(A, plan, cm, gate, ctx):  # the additive rule at twice alpha
+        return hicra_advantages(A, plan, 2 * ctx["alpha"]), plan & torch.as_tensor(cm).bool()
+    try:
+        with pytest.raises(ValueError, match="needs sg_file"):
+            HICRAConfig(output_dir=str(tiny_sandbox / "x"), method="hicra_double", use_cpu=True, report_to=[])
+        trainer, lines = _train(tiny_sandbox, method="hicra_double")
+        assert [x["step"] for x in lines] == [0, 1, 2] and all("boosted_ratio" in x for x in lines[1:])
+        A, plan, cm = torch.tensor([1.0, -1.0]), torch.tensor([[1, 0], [1, 0]]).bool(), torch.ones(2, 2)
+        out, _ = advantage.token_advantages("hicra_double", A, plan, cm, alpha=0.2)
+        assert torch.allclose(out, torch.tensor([[1.4, 1.0], [-0.6, -1.0]]))
+        with pytest.raises(ValueError, match="registered twice"):
+            register("hicra_double", "#111111")(_double)
+    finally:
+        REGISTRY.pop("hicra_double", None)
