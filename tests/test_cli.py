@@ -51,3 +51,29 @@ def test_an_unknown_option_is_one_line_not_a_traceback(step):
                          text=True, cwd=ROOT, timeout=300)
     assert res.returncode == 2 and "unknown option --no_such_option" in res.stderr and "Traceback" not in res.stderr, \
         res.stderr[-2000:]
+
+
+def test_the_readme_fits_on_a_screen_and_its_headline_is_generated_from_the_tables():
+    """README ≤ 200 lines; its headline block is exactly what hicra.headline renders from figures/*.csv, so a
+    re-run study that changes a table fails this test until `python -m hicra.headline` is run."""
+    from hicra.headline import BEGIN, END, block
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    assert text[text.index(BEGIN):text.index(END) + len(END)] == block()
+    assert "HICRA − GRPO, step-100 accuracy (primary)" in block()
+    for link in ("docs/study.md", "docs/reliability.md", "docs/sandbox.md", "CHANGELOG.md"):
+        assert (ROOT / link).exists(), link
+
+
+def test_headline_rows_come_from_the_csvs(tmp_path):
+    import pandas as pd
+
+    from hicra.headline import rows
+    pd.DataFrame([{"arm": "grpo", "seeds": 3, "final": 0.5, "final_lo": 0.48, "final_hi": 0.52}]).to_csv(
+        tmp_path / "study_arms.csv", index=False)
+    pd.DataFrame([{"method": "warm_start", "val_accuracy": 0.3}]).to_csv(tmp_path / "study_final_accuracy.csv",
+                                                                         index=False)
+    pd.DataFrame([{"endpoint": "final", "arm": "hicra", "n": 3, "mean": -0.04, "lo": -0.06, "hi": -0.02,
+                   "mde": 0.03}]).to_csv(tmp_path / "study_comparisons.csv", index=False)
+    r = rows(tmp_path)
+    assert r[0][2] == "+20.0 [+18.0, +22.0]" and r[1][2].startswith("-4.0 [-6.0, -2.0]") and r[1][4] == "GRPO better"
