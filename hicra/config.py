@@ -41,38 +41,13 @@ def coerce(key: str, value, tp):
     import typing
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if type(None) in args and (value is None or value in ("null", "none", "None", "~")):
-            return None
-        members = [a for a in args if a is not type(None)]
-        if isinstance(value, str) and str in members:
-            return value
-        for a in members:
-            try:
-                return coerce(key, value, a)
-            except (ValueError, TypeError):
-                continue
-        raise ValueError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+        return _coerce_union(key, value, args)
     if tp is typing.Any or tp is None:
         return value
     if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            return value.lower() in ("1", "true", "yes", "on")
-        raise ValueError(f"{key}: expected a boolean (true/false), got {value!r}")
+        return _coerce_bool(key, value)
     if tp in (int, float):
-        num = value
-        if isinstance(value, str):
-            try:
-                num = tp(value)
-            except ValueError:
-                num = None
-        if not isinstance(num, bool) and isinstance(num, (int, float)):
-            if tp is float:
-                return float(num)
-            if isinstance(num, int) or num.is_integer():
-                return int(num)
-        raise ValueError(f"{key}: expected {'an integer' if tp is int else 'a number (e.g. 1e-4)'}, got {value!r}")
+        return _coerce_number(key, value, tp)
     if tp is str:
         if isinstance(value, str):
             return value
@@ -82,28 +57,70 @@ def coerce(key: str, value, tp):
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return value if isinstance(value, (str, tp)) else coerce(key, value, str)
     if origin in (list, tuple) or tp in (list, tuple):
-        if isinstance(value, str):
-            try:
-                value = yaml.safe_load(value)
-            except yaml.YAMLError:
-                pass
-            if isinstance(value, str):  # --benchmarks gsm8k or gsm8k,math500
-                value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key}: expected a list (e.g. [1, 2]), got {value!r}")
-        inner = args[0] if args else None
-        out = [coerce(key, v, inner) if inner not in (None, Ellipsis) else v for v in value]
-        return tuple(out) if (origin or tp) is tuple else out
+        return _coerce_list(key, value, args[0] if args else None, (origin or tp) is tuple)
     if origin is dict or tp is dict:
-        if isinstance(value, str):
-            try:
-                value = yaml.safe_load(value)  # JSON is YAML: '{"a": 1}' and '{a: 1}'
-            except yaml.YAMLError:
-                pass
+        value = _yaml_text(value)  # JSON is YAML: '{"a": 1}' and '{a: 1}'
         if not isinstance(value, dict):
             raise ValueError(f"{key}: expected a mapping (e.g. {{\"a\": 1}}), got {value!r}")
         return value
     return value
+
+
+def _yaml_text(value):
+    """A CLI string parsed as YAML where it parses; anything else as it is."""
+    if isinstance(value, str):
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+    return value
+
+
+def _coerce_union(key, value, args):
+    if type(None) in args and (value is None or value in ("null", "none", "None", "~")):
+        return None
+    members = [a for a in args if a is not type(None)]
+    if isinstance(value, str) and str in members:
+        return value
+    for a in members:
+        try:
+            return coerce(key, value, a)
+        except (ValueError, TypeError):
+            continue
+    raise ValueError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+
+
+def _coerce_bool(key, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return value.lower() in ("1", "true", "yes", "on")
+    raise ValueError(f"{key}: expected a boolean (true/false), got {value!r}")
+
+
+def _coerce_number(key, value, tp):
+    num = value
+    if isinstance(value, str):
+        try:
+            num = tp(value)
+        except ValueError:
+            num = None
+    if not isinstance(num, bool) and isinstance(num, (int, float)):
+        if tp is float:
+            return float(num)
+        if isinstance(num, int) or num.is_integer():
+            return int(num)
+    raise ValueError(f"{key}: expected {'an integer' if tp is int else 'a number (e.g. 1e-4)'}, got {value!r}")
+
+
+def _coerce_list(key, value, inner, as_tuple: bool):
+    value = _yaml_text(value)
+    if isinstance(value, str):  # --benchmarks gsm8k or gsm8k,math500
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{key}: expected a list (e.g. [1, 2]), got {value!r}")
+    out = [coerce(key, v, inner) if inner not in (None, Ellipsis) else v for v in value]
+    return tuple(out) if as_tuple else out
 
 
 def typed(cls, data: dict) -> dict:

@@ -139,43 +139,11 @@ class HICRAConfig(GRPOConfig):
         "help": "dynamic sampling: extra generation rounds per step before filling up with dropped groups"})
 
     def __post_init__(self):
-        if self.method not in REGISTRY:
-            raise ValueError(f"method must be one of {tuple(REGISTRY)}; got {self.method!r}")
-        if not (self.hicra_alpha >= 0 and (self.hicra_alpha < 1 or self.allow_sign_flip)):
-            raise ValueError(f"hicra_alpha must be in [0, 1) (alpha >= 1 flips the sign of negative planning "
-                             f"advantages; set allow_sign_flip true to permit it); got {self.hicra_alpha}")
-        if self.num_generations is not None and self.num_generations < 2:
-            raise ValueError(f"num_generations must be >= 2 (GRPO compares completions within a group); "
-                             f"got {self.num_generations}")
-        finite = lambda x: isinstance(x, (int, float)) and math.isfinite(x)  # noqa: E731
-        if not (finite(self.learning_rate) and self.learning_rate >= 0):
-            raise ValueError(f"learning_rate must be a finite number >= 0; got {self.learning_rate}")
-        if not (finite(self.temperature) and self.temperature > 0):
-            raise ValueError(f"temperature must be a finite number > 0 (0 divides the logits by zero: every weight "
-                             f"becomes NaN); got {self.temperature}")
-        if not (finite(self.entropy_bonus) and self.entropy_bonus >= 0):
-            raise ValueError(f"entropy_bonus must be a finite number >= 0; got {self.entropy_bonus}")
-        if not 0 < self.fork_quantile <= 1:
-            raise ValueError(f"fork_quantile must be in (0, 1] (a share of tokens); got {self.fork_quantile}")
-        if not (0 <= self.alpha_max < 1 or (self.allow_sign_flip and finite(self.alpha_max) and self.alpha_max >= 0)):
-            raise ValueError(f"alpha_max must be in [0, 1) (set allow_sign_flip true to permit more); "
-                             f"got {self.alpha_max}")
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"max_steps must be >= 1 (or -1: train for num_train_epochs); got {self.max_steps}")
-        if self.max_completion_length is not None and self.max_completion_length < 1:
-            raise ValueError(f"max_completion_length must be >= 1; got {self.max_completion_length}")
-        if self.rollout not in ("trl", "compact"):
-            raise ValueError(f"rollout must be 'trl' or 'compact'; got {self.rollout!r}")
-        if self.lm_head not in ("auto", "fused", "plain"):
-            raise ValueError(f"lm_head must be 'auto', 'fused' or 'plain'; got {self.lm_head!r}")
-        if self.rollout == "compact" and self.use_vllm:
-            raise ValueError("rollout 'compact' samples with hicra.decode; it cannot be combined with use_vllm")
+        self._check_ranges()
+        self._check_choices()
         if self.epsilon_high is None:
             self.epsilon_high = 0.28
         self.epsilon = 0.2 if self.epsilon is None else self.epsilon
-        if self.loss_type != "dapo":  # the token-level loss every method of this project is defined with
-            raise ValueError(f"loss_type must be 'dapo' (the token-level loss of DAPO and the paper, which every "
-                             f"method here uses); got {self.loss_type!r}")
         if self.method == "entropy_reg" and not self.entropy_coef:
             self.entropy_coef = self.entropy_bonus
         if self.method == "fork_tokens":
@@ -184,11 +152,60 @@ class HICRAConfig(GRPOConfig):
             if sorted(self.context_schedule) != list(self.context_schedule) or self.context_schedule[0] < 1:
                 raise ValueError(f"context_schedule must be increasing positive lengths; got {self.context_schedule}")
             self.max_completion_length = self.context_schedule[0]
+        self._deal_micro_batches()
+        self.logging_steps = 1  # one metrics line per optimiser step
+        super().__post_init__()
+
+    def _check_ranges(self):
+        """Numbers a real run would turn into NaN weights, a crash or a silent no-op; refused with the fix."""
+        finite = lambda x: isinstance(x, (int, float)) and math.isfinite(x)  # noqa: E731
+        checks = [
+            (self.hicra_alpha >= 0 and (self.hicra_alpha < 1 or self.allow_sign_flip),
+             f"hicra_alpha must be in [0, 1) (alpha >= 1 flips the sign of negative planning advantages; set "
+             f"allow_sign_flip true to permit it); got {self.hicra_alpha}"),
+            (self.num_generations is None or self.num_generations >= 2,
+             f"num_generations must be >= 2 (GRPO compares completions within a group); got {self.num_generations}"),
+            (finite(self.learning_rate) and self.learning_rate >= 0,
+             f"learning_rate must be a finite number >= 0; got {self.learning_rate}"),
+            (finite(self.temperature) and self.temperature > 0,
+             f"temperature must be a finite number > 0 (0 divides the logits by zero: every weight becomes NaN); "
+             f"got {self.temperature}"),
+            (finite(self.entropy_bonus) and self.entropy_bonus >= 0,
+             f"entropy_bonus must be a finite number >= 0; got {self.entropy_bonus}"),
+            (0 < self.fork_quantile <= 1,
+             f"fork_quantile must be in (0, 1] (a share of tokens); got {self.fork_quantile}"),
+            (0 <= self.alpha_max < 1 or (self.allow_sign_flip and finite(self.alpha_max) and self.alpha_max >= 0),
+             f"alpha_max must be in [0, 1) (set allow_sign_flip true to permit more); got {self.alpha_max}"),
+            (self.max_steps >= 1 or self.max_steps == -1,
+             f"max_steps must be >= 1 (or -1: train for num_train_epochs); got {self.max_steps}"),
+            (self.max_completion_length is None or self.max_completion_length >= 1,
+             f"max_completion_length must be >= 1; got {self.max_completion_length}"),
+            (self.gate_share is None or 0 < self.gate_share <= 1,
+             f"gate_share must be in (0, 1]; got {self.gate_share}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def _check_choices(self):
+        """Named options: the method (and the SG file it needs), the sampler, the LM head, the loss."""
+        if self.method not in REGISTRY:
+            raise ValueError(f"method must be one of {tuple(REGISTRY)}; got {self.method!r}")
         if REGISTRY[self.method].needs_sg and not self.sg_file:
             raise ValueError(f"method {self.method!r} needs sg_file: a strategic-gram JSON "
                              "(e.g. data/grams/seed_grams.json)")
-        if self.micro_batches not in ("auto", "length", "random"):
-            raise ValueError(f"micro_batches must be 'auto', 'length' or 'random'; got {self.micro_batches!r}")
+        for name, allowed in (("rollout", ("trl", "compact")), ("lm_head", ("auto", "fused", "plain")),
+                              ("micro_batches", ("auto", "length", "random"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
+        if self.rollout == "compact" and self.use_vllm:
+            raise ValueError("rollout 'compact' samples with hicra.decode; it cannot be combined with use_vllm")
+        if self.loss_type != "dapo":  # the token-level loss every method of this project is defined with
+            raise ValueError(f"loss_type must be 'dapo' (the token-level loss of DAPO and the paper, which every "
+                             f"method here uses); got {self.loss_type!r}")
+
+    def _deal_micro_batches(self):
+        """``micro_batches: auto`` -> length (same update, less padding) unless a statistic is per micro-batch."""
         per_micro_batch = [why for why, on in (
             ("the fork-token entropy quantile", (self.top_entropy_quantile or 1.0) < 1.0),
             ("the entropy bonus", bool(self.entropy_coef) or self.use_adaptive_entropy)) if on]
@@ -197,10 +214,6 @@ class HICRAConfig(GRPOConfig):
                              "computed per micro-batch; use 'random' or 'auto'")
         if self.micro_batches == "auto":
             self.micro_batches = "random" if per_micro_batch else "length"
-        if self.gate_share is not None and not 0 < self.gate_share <= 1:
-            raise ValueError(f"gate_share must be in (0, 1]; got {self.gate_share}")
-        self.logging_steps = 1  # one metrics line per optimiser step
-        super().__post_init__()
 
 
 class HICRATrainer(GRPOTrainer):
