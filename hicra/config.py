@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
+
+from hicra.io import _clean, read_yaml_mapping, write_json  # noqa: F401  (read_yaml_mapping: callers')
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,69 +130,10 @@ def typed(cls, data: dict) -> dict:
     return {k: coerce(k, v, hints[k]) if k in hints else v for k, v in data.items()}
 
 
-def read_jsonl(path) -> list[dict]:
-    """The records of a JSONL file; a line that is not a JSON object is a ValueError naming the file and line
-    (blank lines are skipped)."""
-    p, out = Path(path), []
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{p}: not UTF-8 text (byte {e.start}): save it as UTF-8") from None
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{p}:{i}: not a JSON line ({e.msg} at column {e.colno})") from None
-        if not isinstance(rec, dict):
-            raise ValueError(f"{p}:{i}: expected a JSON object per line, got a {type(rec).__name__}")
-        out.append(rec)
-    return out
 
 
-def read_metrics(path) -> list[dict]:
-    """The lines of a run's ``metrics.jsonl``. A torn last line (a kill or a full disk mid-write) is skipped with
-    a warning; a malformed line before it is a ValueError naming the file and line."""
-    p = Path(path)
-    lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
-    out = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            if i == len(lines):
-                print(f"[hicra] {p}:{i}: skipping a torn last line (a run stopped mid-write)", file=sys.stderr)
-                break
-            raise ValueError(f"{p}:{i}: not a metrics line (a JSON object): {line[:80]!r}") from None
-        out.append(rec)
-    return out
 
 
-def read_yaml_mapping(path) -> dict:
-    """A YAML file that must hold a mapping; errors name the file (and the line, for malformed YAML)."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"config file {p} not found (see configs/ for recipes)")
-    if p.is_dir():
-        raise ValueError(f"{p} is a folder, not a YAML file: name a file such as configs/sandbox.yaml")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{p}: not UTF-8 text (byte {e.start})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark else str(p)
-        raise ValueError(f"{where}: malformed YAML ({getattr(e, 'problem', None) or e})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{p}: expected a mapping of option: value, got a {type(data).__name__}")
-    return data
 
 
 def from_dict(cls, data: dict):
@@ -339,14 +280,6 @@ def watch_parent(every: float = 1.0) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
-def _clean(x):
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
 
 
 def emit(summary: dict) -> None:
@@ -355,15 +288,6 @@ def emit(summary: dict) -> None:
     print(json.dumps(_clean(summary)), flush=True)
 
 
-def write_json(path, obj) -> Path:
-    """Atomic JSON write (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(_clean(obj), f, indent=1)
-    os.replace(tmp, path)
-    return path
 
 
 def weight_files(folder) -> list[list]:
@@ -374,14 +298,6 @@ def weight_files(folder) -> list[list]:
         if folder.is_dir() else []
 
 
-def write_parquet(path, df) -> Path:
-    """Atomic parquet write (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    return path
 
 
 # --------------------------------------------------------------------------

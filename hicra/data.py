@@ -26,11 +26,10 @@ SHIPPED = {
     "amc23": "amc23/test.jsonl", "minerva": "minerva/test.jsonl", "olympiadbench": "olympiadbench/test.jsonl",
     "gsm8k": "gsm8k/{split}.jsonl", "dapo_math_17k": "dapo_math_17k/train.parquet",
 }
-BENCHMARKS = ("aime24", "aime25", "math500", "amc23", "minerva", "olympiadbench")
 
 
 def _jsonl(path: Path) -> list[dict]:
-    from hicra.config import read_jsonl
+    from hicra.io import read_jsonl
     return read_jsonl(path)
 
 

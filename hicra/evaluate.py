@@ -27,16 +27,8 @@ import re
 
 import numpy as np
 
-from hicra.config import (
-    SandboxStepConfig,
-    emit,
-    parse_cli,
-    resolve,
-    start_step,
-    weight_files,
-    write_json,
-    write_parquet,
-)
+from hicra.config import SandboxStepConfig, emit, parse_cli, resolve, start_step, weight_files
+from hicra.io import write_json, write_parquet
 from hicra.models import load_step_model as load  # model resolution lives in hicra.models
 from hicra.models import step_model_path as model_path
 
@@ -199,7 +191,7 @@ def score_cell(cfg: EvalConfig, label: str, model_name: str, bench: str, cache: 
 
 def summarise(scores: dict, cfg: EvalConfig) -> dict:
     """avg@k with bootstrap CIs per cell, plus Δ (last model − previous) paired over problems."""
-    from hicra.metrics import bootstrap_ci
+    from hicra.stats import bootstrap_ci
     out = {"models": {}, "delta": None, "k": {b: int(cfg.k.get(b, cfg.default_k)) for b in cfg.benchmarks}}
     for label, by_bench in scores.items():
         out["models"][label] = {b: dict(zip(("avg_at_k", "ci_lo", "ci_hi"), bootstrap_ci(s.mean(1), n_boot=cfg.n_boot)))

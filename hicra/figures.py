@@ -17,7 +17,8 @@ import json
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from hicra.config import StepConfig, read_metrics, resolve
+from hicra.config import StepConfig, resolve
+from hicra.io import read_metrics
 from hicra.metrics import relative
 from hicra.plotting import PALETTE
 
@@ -123,7 +124,7 @@ def final_table(df: pd.DataFrame, col: str = "val_accuracy", diff=("hicra", "grp
     """Final value of ``col`` per run, then mean and 95% t-interval over seeds per method, plus a row
     ``hicra − grpo``: the difference paired by seed (same seed, same warm start, same validation set),
     and first a ``warm_start`` row: the step-0 value (where RL starts) over the runs that logged one."""
-    from hicra.metrics import mean_ci
+    from hicra.stats import t_interval as mean_ci
     last = df.dropna(subset=[col]).sort_values("step").groupby("run").tail(1)
     rows = []
     start = df[(df.step == 0)].dropna(subset=[col]) if col in df else df.iloc[:0]

@@ -243,8 +243,9 @@ def _prompts(cfg: ForksConfig, tok) -> tuple[list[str], list[str]]:
 
 def run(cfg: ForksConfig, progress: bool = True) -> dict:
     """Sample each model on the same prompts, score its own tokens' entropies, compare with planning tokens."""
-    from hicra.config import REPO_ROOT, resolve, save_step_figure, start_step, write_json
+    from hicra.config import REPO_ROOT, resolve, save_step_figure, start_step
     from hicra.generate import sample
+    from hicra.io import write_json
     from hicra.models import load_step_model, step_model_path
     from hicra.plotting import setup_style
     from hicra.tagger import PlanningTagger

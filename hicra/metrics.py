@@ -22,7 +22,6 @@ tokens take well under 10 s (``python bench/bench_metrics.py``). Definitions:
 """
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -165,26 +164,3 @@ def avg_at_k(correct) -> float:
     a = np.asarray(correct, dtype=np.float64)
     return float(a.reshape(len(a), -1).mean(axis=1).mean()) if a.size else float("nan")
 
-
-def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval ``(mean, lo, hi)``; a single value gives (v, nan, nan)."""
-    from scipy import stats
-    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
-    if len(v) == 0:
-        return float("nan"), float("nan"), float("nan")
-    m = float(v.mean())
-    if len(v) < 2:
-        return m, float("nan"), float("nan")
-    h = float(stats.sem(v) * stats.t.ppf((1 + confidence) / 2, len(v) - 1))
-    return m, m - h, m + h
-
-
-def bootstrap_ci(values, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and percentile-bootstrap interval ``(mean, lo, hi)`` (per-problem scores)."""
-    v = np.asarray(values, dtype=np.float64)
-    if len(v) == 0:
-        return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    boots = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
-    a = (1 - confidence) / 2
-    return float(v.mean()), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))

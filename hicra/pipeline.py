@@ -25,10 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-from hicra.config import REPO_ROOT, emit, install_signal_handlers, resolve  # noqa: F401  (REPO_ROOT: re-exported)
+from hicra.config import emit, install_signal_handlers, resolve
 from hicra.profiles import load_profile, profile_names
 from hicra.report import results_markdown
-from hicra.runner import Step, StepFailed, run_step, run_wave, step_key, waves  # noqa: F401  (re-exported)
+from hicra.runner import Step, StepFailed, run_step, run_wave, waves
 
 
 def main(argv=None):

@@ -45,17 +45,6 @@ def save_figure(fig, name: str, figures_dir="figures") -> list[Path]:
     return paths
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
-    """Proportion and Wilson 95% interval ``(p, lo, hi)`` for k successes in n trials."""
-    if n == 0:
-        return float("nan"), float("nan"), float("nan")
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return p, c - h, c + h
-
-
 def highlight_html(text: str, spans, title: str | None = None) -> str:
     """HTML of ``text`` with ``(start, end, gram[, kind])`` spans shaded by kind."""
     marks = np.zeros(len(text), dtype=object)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from hicra.config import REPO_ROOT, read_yaml_mapping, resolve
+from hicra.config import REPO_ROOT, resolve
+from hicra.io import read_yaml_mapping
 from hicra.runner import Step
 
 PROFILE_DIR = REPO_ROOT / "configs" / "profiles"
@@ -72,7 +73,7 @@ def _substitute(x, folder: str):
 # the config dataclass each step notebook fills from its parameters cell
 STEP_CONFIGS = {"01_strategic_grams.ipynb": "hicra.grams:GramsConfig",
                 "03_dynamics.ipynb": "hicra.figures:FiguresConfig",
-                "04_error_analysis.ipynb": "hicra.errors:ErrorsConfig",
+                "04_error_analysis.ipynb": "hicra.error_analysis:ErrorsConfig",
                 "05_fork_tokens.ipynb": "hicra.forks:ForksConfig",
                 "06_evaluate.ipynb": "hicra.evaluate:EvalConfig",
                 "07_study.ipynb": "hicra.study:StudyConfig"}

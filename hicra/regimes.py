@@ -28,7 +28,8 @@ import math
 
 import pandas as pd
 
-from hicra.config import emit, resolve, write_json
+from hicra.config import emit, resolve
+from hicra.io import write_json
 
 REGIMES = {"strategy": {"sft_steps": 6000, "world": {"p_careful": 0.25, "p_hint": 0.0}},
            "v2": {},
@@ -102,7 +103,8 @@ def analyse(run_dir) -> dict:
     """Per regime: warm-start anatomy, HICRA - GRPO at the last step and in AUC (paired, CI, MDE), the Fig 4
     endpoint, semantic entropy per arm (does it rise anywhere: phase 2?), and whether GRPO's curve has reached
     its plateau (last validation point minus the one 50 steps before, paired over seeds: a CI that includes 0)."""
-    from hicra.study import comparisons, load, paired, per_run, summarise, with_failure_shares
+    from hicra.stats import summarise
+    from hicra.study import comparisons, load, paired, per_run, with_failure_shares
     root, rows = resolve(run_dir), []
     for name in REGIMES:
         d = root / name

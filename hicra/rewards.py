@@ -241,13 +241,3 @@ def format_reward(completions, **kwargs) -> list[float]:
     """TRL reward function: 1.0 when the completion contains a balanced ``\\boxed{}``."""
     return [float(has_box(c)) for c in completions]
 
-
-REWARDS = {"accuracy": accuracy_reward, "format": format_reward}
-
-
-def get_reward(name: str):
-    """Reward function by registry name (``accuracy``, ``format``)."""
-    try:
-        return REWARDS[name]
-    except KeyError:
-        raise KeyError(f"unknown reward {name!r}; known: {', '.join(REWARDS)}") from None

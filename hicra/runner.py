@@ -22,7 +22,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from hicra.config import PARENT_WATCH, REPO_ROOT, install_signal_handlers, resolve, write_json
+from hicra.config import PARENT_WATCH, REPO_ROOT, install_signal_handlers, resolve
+from hicra.io import write_json
 
 
 @dataclasses.dataclass
@@ -115,7 +116,7 @@ def code_files(step: Step, root: Path = REPO_ROOT) -> list[Path]:
             continue
         files.add(f)
         todo |= imported(ast.parse(f.read_text()))
-    if any(f.parent.name == "hicra" and f.name in ("errors.py", "grams") for f in files) or \
+    if any(f.parent.name == "hicra" and f.name in ("error_analysis.py", "grams") for f in files) or \
             any("grams" in f.parts for f in files):
         files |= set((root / "hicra" / "prompts").glob("*.md"))
     return sorted(files)

@@ -18,8 +18,6 @@ Format::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 KINDS = ("deduction", "branching", "backtracing")
@@ -89,9 +87,7 @@ def write_sg_file(path, grams: list[dict], provenance: dict) -> Path:
     body = ",\n".join("    " + json.dumps(g, ensure_ascii=False) for g in grams)
     text = ('{\n  "version": 1,\n  "provenance": ' + json.dumps(provenance, ensure_ascii=False)
             + ',\n  "grams": [\n' + body + "\n  ]\n}\n")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    from hicra.io import atomic_write
+    atomic_write(path, text.encode("utf-8"))
     read_sg_file(path)
     return path

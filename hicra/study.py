@@ -28,7 +28,9 @@ import numpy as np
 import pandas as pd
 
 from hicra.advantage import REGISTRY
-from hicra.config import emit, read_metrics, resolve, write_json
+from hicra.config import emit, resolve
+from hicra.io import read_metrics, write_json
+from hicra.stats import holm, summarise
 
 # the primary endpoint, then the secondary ones (README's plan); the last is Fig 4's (issue #26)
 ENDPOINTS = ("final", "auc", "steps_to_plus10", "planning_share_change")
@@ -158,36 +160,11 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def with_failure_shares(runs: pd.DataFrame, run_dir) -> pd.DataFrame:
-    """``runs`` with the Fig 4 endpoint per run (hicra.errors.planning_share_bins: the oracle's planning share
+    """``runs`` with the Fig 4 endpoint per run (hicra.error_analysis.planning_share_bins: the oracle's planning share
     of failures in the first and last 10 % of steps, and its change)."""
-    from hicra.errors import planning_share_bins
+    from hicra.error_analysis import planning_share_bins
     rows = [planning_share_bins(resolve(run_dir) / f"train-{a}-s{s}") for a, s in zip(runs.arm, runs.seed)]
     return pd.concat([runs.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
-
-
-def summarise(values) -> dict:
-    """Mean, 95 % t-interval, two-sided p against 0 and the 80 %-power MDE of ``values`` (paired differences)."""
-    from scipy import stats
-    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], float)
-    n = len(v)
-    if n < 2:
-        return {"n": n, "mean": float(v.mean()) if n else math.nan, "lo": math.nan, "hi": math.nan,
-                "p": math.nan, "mde": math.nan}
-    sd, t975 = v.std(ddof=1), stats.t.ppf(0.975, n - 1)
-    h = t975 * sd / math.sqrt(n)
-    p = float(stats.ttest_1samp(v, 0).pvalue) if sd > 0 else (1.0 if v.mean() == 0 else 0.0)
-    return {"n": n, "mean": float(v.mean()), "lo": float(v.mean() - h), "hi": float(v.mean() + h), "p": p,
-            "mde": float((t975 + stats.t.ppf(0.8, n - 1)) * sd / math.sqrt(n))}
-
-
-def holm(pvalues: list[float]) -> list[float]:
-    """Holm step-down adjusted p-values, in the input order."""
-    m, order, adj, running = len(pvalues), np.argsort(pvalues), [math.nan] * len(pvalues), 0.0
-    for rank, i in enumerate(order):
-        if math.isfinite(pvalues[i]):
-            running = max(running, min(1.0, (m - rank) * pvalues[i]))
-            adj[i] = running
-    return adj
 
 
 def paired(runs: pd.DataFrame, arm: str, ref: str, col: str) -> pd.Series:
@@ -339,7 +316,7 @@ def main(argv=None):
         ap.add_argument(f"--{f.name}", default=None, help=f"default {f.default}")
     a = vars(ap.parse_args(argv))
     path = a.pop("config")
-    from hicra.config import read_yaml_mapping
+    from hicra.io import read_yaml_mapping
     cfg = {**(read_yaml_mapping(path) if path else {}), **{k: v for k, v in a.items() if v is not None}}
     emit(run(StudyConfig(**cfg)))
 

@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hicra.study import COLOURS, summarise
+from hicra.stats import summarise
+from hicra.study import COLOURS
 
 LABEL = {"final": "final accuracy", "auc": "area under the curve", "steps_to_plus10": "steps to warm + 10 pts",
          "planning_share_change": "Fig 4: change of the planning share of failures"}

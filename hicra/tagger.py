@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import ahocorasick
@@ -301,10 +301,3 @@ class PlanningTagger:
         tok = type(self.tokenizer).__name__ if self.tokenizer is not None else None
         return f"PlanningTagger({len(self.grams)} grams, tokenizer={tok})"
 
-
-def planning_char_mask(text: str, spans: Sequence[tuple[int, int, str]] | Sequence[tuple[int, int]]) -> np.ndarray:
-    """Bool per character of ``text``: inside any span."""
-    m = np.zeros(len(text), dtype=bool)
-    for s in spans:
-        m[s[0]:s[1]] = True
-    return m

@@ -26,18 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from hicra.config import (
-    REPO_ROOT,
-    emit,
-    from_dict,
-    install_signal_handlers,
-    read_metrics,
-    read_yaml_mapping,
-    resolve,
-    split_flags,
-    typed,
-    write_json,
-)
+from hicra.config import REPO_ROOT, emit, from_dict, install_signal_handlers, resolve, split_flags, typed
+from hicra.io import read_metrics, read_yaml_mapping, write_json
 
 
 @dataclasses.dataclass

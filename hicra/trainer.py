@@ -52,9 +52,9 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from hicra.advantage import REGISTRY, token_advantages
-from hicra.config import read_metrics
 from hicra.dynamic_sampling import concat_batches, live_groups, select_rows
 from hicra.dynamics import gram_statistics
+from hicra.io import append_jsonl, read_metrics, truncate_jsonl
 
 
 def sft(model, tokenizer, examples: list[dict], out_dir, steps: int, batch_size: int = 16,
@@ -412,7 +412,7 @@ class HICRATrainer(GRPOTrainer):
         if self.args.save_rollouts and self._step_rollouts:
             import pandas as pd
 
-            from hicra.config import write_parquet
+            from hicra.io import write_parquet
             spans = [self.tagger.spans(r["completion"]) if self.tagger else [] for r in self._step_rollouts]
             df = pd.DataFrame([{**r, "step": rec["step"], "planning_spans": json.dumps(s)}
                                for r, s in zip(self._step_rollouts, spans)])
@@ -642,46 +642,5 @@ def prune_run_dir(run_dir, step: int) -> list[str]:
     return removed
 
 
-def append_jsonl(path, record: dict) -> None:
-    """Append one JSON line with a single ``write`` and fsync it. A short write (a full disk) is undone and raised
-    as ENOSPC, so the file never keeps half a line; readers (``hicra.config.read_metrics``) skip a torn last
-    line that a kill left all the same."""
-    import errno
-
-    from hicra.config import _clean
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    data = (json.dumps(_clean(record)) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        start = os.fstat(fd).st_size
-        try:
-            n = os.write(fd, data)
-        except OSError:
-            n = -1
-        if n != len(data):
-            os.ftruncate(fd, start)
-            raise OSError(errno.ENOSPC, f"could not append a whole line to {path} (disk full?); the file is as "
-                                        f"it was before this line")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
-def truncate_jsonl(path, max_step: int) -> int:
-    """Keep only complete lines with ``step <= max_step`` (atomic rewrite); returns lines kept."""
-    if not os.path.exists(path):
-        return 0
-    keep = []
-    with open(path) as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line from a kill
-            if rec.get("step", 0) <= max_step:  # max_step -1: start afresh
-                keep.append(line if line.endswith("\n") else line + "\n")
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.writelines(keep)
-    os.replace(tmp, path)
-    return len(keep)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import TINY
 
-from hicra import errors as ER
+from hicra import error_analysis as ER
 from hicra import forks as FK
 from hicra.sandbox.world import WorldConfig, make_tasks, make_trace, prompt, verify
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # step -> the config classes whose every field must be listed (TRL's own GRPOConfig fields are listed too)
 STEPS = {"train": ["hicra.train:TrainScript", "hicra.trainer:HICRAConfig"], "figures": ["hicra.figures:FiguresConfig"],
          "grams": ["hicra.grams.step:GramsConfig"], "evaluate": ["hicra.evaluate:EvalConfig"],
-         "errors": ["hicra.errors:ErrorsConfig"], "forks": ["hicra.forks:ForksConfig"],
+         "error_analysis": ["hicra.error_analysis:ErrorsConfig"], "forks": ["hicra.forks:ForksConfig"],
          "sandbox": ["hicra.sandbox.build:SandboxConfig"], "study": ["hicra.study:StudyConfig"],
          "pipeline": [], "serve": [], "regimes": []}
 
@@ -45,7 +45,7 @@ def test_every_step_answers_help_with_every_option(step):
             assert len(block.splitlines()) >= 2, f"{step} --{name}: no help line"
 
 
-@pytest.mark.parametrize("step", ["figures", "errors", "forks", "grams", "evaluate", "sandbox"])
+@pytest.mark.parametrize("step", ["figures", "error_analysis", "forks", "grams", "evaluate", "sandbox"])
 def test_an_unknown_option_is_one_line_not_a_traceback(step):
     res = subprocess.run([sys.executable, "-m", f"hicra.{step}", "--no_such_option", "1"], capture_output=True,
                          text=True, cwd=ROOT, timeout=300)
@@ -77,3 +77,19 @@ def test_headline_rows_come_from_the_csvs(tmp_path):
                    "mde": 0.03}]).to_csv(tmp_path / "study_comparisons.csv", index=False)
     r = rows(tmp_path)
     assert r[0][2] == "+20.0 [+18.0, +22.0]" and r[1][2].startswith("-4.0 [-6.0, -2.0]") and r[1][4] == "GRPO better"
+
+
+def _modules():
+    import pkgutil
+
+    import hicra
+    return sorted(m.name for m in pkgutil.walk_packages(hicra.__path__, "hicra.") if not m.name.endswith("__main__"))
+
+
+@pytest.mark.parametrize("module", _modules())
+def test_every_module_imports_first_in_a_fresh_interpreter(module):
+    """No import circles: each module, imported first and alone, loads (a circle shows as an ImportError or a
+    partially initialised module only for some import orders, so each module goes first once)."""
+    res = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, cwd=ROOT,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from hicra import metrics as M
+from hicra import stats as S
 
 
 def test_semantic_entropy():
@@ -68,7 +69,20 @@ def test_pass_at_k_and_avg():
 
 
 def test_intervals():
-    m, lo, hi = M.mean_ci([1.0, 2.0, 3.0])
+    m, lo, hi = S.t_interval([1.0, 2.0, 3.0])
     assert m == 2.0 and lo < 2.0 < hi and hi - lo == pytest.approx(2 * 2.4841377, rel=1e-4)
-    m, lo, hi = M.bootstrap_ci([0, 1] * 50, seed=1)
+    m, lo, hi = S.bootstrap_ci([0, 1] * 50, seed=1)
     assert m == 0.5 and 0.38 < lo < 0.5 < hi < 0.62
+
+
+def test_stats_on_hand_numbers():
+    """The one implementation of each interval: Wilson for 7/20 (Wilson 1927: 0.181-0.567), a t-interval, a
+    percentile bootstrap that cannot leave the data's range, and empty or constant input."""
+    p, lo, hi = S.wilson(7, 20)
+    assert p == 0.35 and lo == pytest.approx(0.1812, abs=1e-3) and hi == pytest.approx(0.5671, abs=1e-3)
+    assert all(math.isnan(x) for x in S.wilson(0, 0))
+    m, lo, hi = S.t_interval([0.1, 0.2, 0.3, None, float("nan")])
+    assert m == pytest.approx(0.2) and hi - m == pytest.approx(0.1 * 4.3027 / math.sqrt(3), rel=1e-3)
+    m, lo, hi = S.bootstrap_ci([0.0, 0.0, 1.0, 1.0, 1.0], seed=3)
+    assert m == 0.6 and 0.0 <= lo <= m <= hi <= 1.0
+    assert S.bootstrap_ci([1.0, 1.0]) == (1.0, 1.0, 1.0)

@@ -32,7 +32,7 @@ def _run(name, tmp_path, run="run", **params):
 
 
 TWIN = {"01_strategic_grams.ipynb": "hicra.grams", "03_dynamics.ipynb": "hicra.figures",
-        "04_error_analysis.ipynb": "hicra.errors", "05_fork_tokens.ipynb": "hicra.forks",
+        "04_error_analysis.ipynb": "hicra.error_analysis", "05_fork_tokens.ipynb": "hicra.forks",
         "06_evaluate.ipynb": "hicra.evaluate", "07_study.ipynb": "hicra.study"}
 
 

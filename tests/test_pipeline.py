@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from hicra import pipeline as P
+from hicra import runner as R
 
 
 def _nb(path, body):
@@ -25,27 +26,27 @@ def test_skips_unchanged_and_reruns_changed(tmp_path):
     src.write_text("1")
     nb = _nb(tmp_path / "copy.ipynb", "import pathlib\npathlib.Path(out).write_text(pathlib.Path(source).read_text())")
     out = tmp_path / "out.txt"
-    step = P.Step("copy", nb, {"out": str(out), "source": str(src)}, [str(src)], [str(out)])
+    step = R.Step("copy", nb, {"out": str(out), "source": str(src)}, [str(src)], [str(out)])
     run = tmp_path / "run"
-    assert P.run_step(step, run, str(tmp_path / "fig")) == "ran"
-    assert P.run_step(step, run, str(tmp_path / "fig")) == "skipped"
+    assert R.run_step(step, run, str(tmp_path / "fig")) == "ran"
+    assert R.run_step(step, run, str(tmp_path / "fig")) == "skipped"
     src.write_text("2")                                          # an input changed
-    assert P.run_step(step, run, str(tmp_path / "fig")) == "ran" and out.read_text() == "2"
+    assert R.run_step(step, run, str(tmp_path / "fig")) == "ran" and out.read_text() == "2"
     out.unlink()                                                 # an output disappeared
-    assert P.run_step(step, run, str(tmp_path / "fig")) == "ran"
+    assert R.run_step(step, run, str(tmp_path / "fig")) == "ran"
     step.params = {**step.params, "source": str(tmp_path / "other.txt")}   # a parameter changed
     (tmp_path / "other.txt").write_text("3")
-    assert P.run_step(step, run, str(tmp_path / "fig")) == "ran" and out.read_text() == "3"
-    assert P.run_step(step, run, str(tmp_path / "fig")) == "skipped"
-    assert P.run_step(step, run, str(tmp_path / "fig"), force=True) == "ran"
+    assert R.run_step(step, run, str(tmp_path / "fig")) == "ran" and out.read_text() == "3"
+    assert R.run_step(step, run, str(tmp_path / "fig")) == "skipped"
+    assert R.run_step(step, run, str(tmp_path / "fig"), force=True) == "ran"
     assert (run / "executed" / "copy.ipynb").exists() and json.loads((run / ".stamps" / "copy.json").read_text())["key"]
 
 
 def test_failure_names_notebook_and_cell(tmp_path):
     nb = _nb(tmp_path / "broken.ipynb", "x = 1\nraise ValueError('the sandbox cache is corrupt')")
-    step = P.Step("broken", nb, {"out": str(tmp_path / "o")}, [], [str(tmp_path / "o")])
-    with pytest.raises(P.StepFailed) as e:
-        P.run_step(step, tmp_path / "run", str(tmp_path / "fig"))
+    step = R.Step("broken", nb, {"out": str(tmp_path / "o")}, [], [str(tmp_path / "o")])
+    with pytest.raises(R.StepFailed) as e:
+        R.run_step(step, tmp_path / "run", str(tmp_path / "fig"))
     msg = str(e.value)
     assert (
         "broken.ipynb failed in cell 2" in msg and "ValueError: the sandbox cache is corrupt" in msg and "x = 1" in msg
@@ -65,9 +66,9 @@ def test_profiles_are_well_formed():
             if s.command:  # a CLI step: `python -m` or `accelerate launch ... -m` a module of this package
                 assert s.command[0] in ("python", "accelerate") and "-m" in s.command, s.command
                 module = s.command[s.command.index("-m") + 1]
-                assert (P.REPO_ROOT / (module.replace(".", "/") + ".py")).exists(), s.command
+                assert (R.REPO_ROOT / (module.replace(".", "/") + ".py")).exists(), s.command
             else:
-                assert (P.REPO_ROOT / "notebooks" / s.notebook).is_file(), s.notebook
+                assert (R.REPO_ROOT / "notebooks" / s.notebook).is_file(), s.notebook
             assert s.outputs, s.name
 
 
@@ -84,13 +85,13 @@ def test_independent_steps_run_together_and_a_failure_spares_its_siblings(tmp_pa
         tmp_path / "b.ipynb", f"import pathlib\npathlib.Path({str(flag)!r}).touch()\npathlib.Path(out).write_text('b')"
     )
     c = _nb(tmp_path / "c.ipynb", "raise ValueError('c is broken')")
-    steps = [P.Step("a", a, {"out": str(tmp_path / "a.txt")}, [], [str(tmp_path / "a.txt")], needs=()),
-             P.Step("b", b, {"out": str(tmp_path / "b.txt")}, [], [str(tmp_path / "b.txt")], needs=()),
-             P.Step("c", c, {"out": str(tmp_path / "c.txt")}, [], [str(tmp_path / "c.txt")], needs=()),
-             P.Step("d", b, {"out": str(tmp_path / "d.txt")}, [], [str(tmp_path / "d.txt")])]
-    assert [[s.name for s in w] for w in P.waves(steps)] == [["a", "b", "c"], ["d"]]
+    steps = [R.Step("a", a, {"out": str(tmp_path / "a.txt")}, [], [str(tmp_path / "a.txt")], needs=()),
+             R.Step("b", b, {"out": str(tmp_path / "b.txt")}, [], [str(tmp_path / "b.txt")], needs=()),
+             R.Step("c", c, {"out": str(tmp_path / "c.txt")}, [], [str(tmp_path / "c.txt")], needs=()),
+             R.Step("d", b, {"out": str(tmp_path / "d.txt")}, [], [str(tmp_path / "d.txt")])]
+    assert [[s.name for s in w] for w in R.waves(steps)] == [["a", "b", "c"], ["d"]]
     omp_before = os.environ.get("OMP_NUM_THREADS")          # a user's own setting is respected
-    results = P.run_wave(P.waves(steps)[0], tmp_path / "run", str(tmp_path / "fig"), lambda s: False, jobs=3)
+    results = R.run_wave(R.waves(steps)[0], tmp_path / "run", str(tmp_path / "fig"), lambda s: False, jobs=3)
     status = {s.name: st for s, st, _, _ in results}
     assert status == {"a": "ran", "b": "ran", "c": "failed"}
     assert "c.ipynb failed in cell 2" in str(results[2][3])
@@ -100,9 +101,9 @@ def test_independent_steps_run_together_and_a_failure_spares_its_siblings(tmp_pa
 
 
 def test_waves_reject_unknown_needs():
-    s = P.Step("x", "00_sandbox.ipynb", {}, [], ["o"], needs=("missing",))
+    s = R.Step("x", "00_sandbox.ipynb", {}, [], ["o"], needs=("missing",))
     with pytest.raises(ValueError, match="x needs \\['missing'\\]"):
-        P.waves([s])
+        R.waves([s])
 
 
 @pytest.mark.parametrize("inherited", ["default", "ignored"])
@@ -120,8 +121,8 @@ def test_interrupt_stops_running_steps_and_their_kernels(tmp_path, inherited):
                   outputs=[str(tmp_path / f"never{i}")], needs=[]) for i, nb in enumerate(nbs)]
     driver = (
         "import json, sys\nfrom pathlib import Path\nfrom hicra import pipeline as P\n"
-        f"steps = [P.Step(**s) for s in json.loads({json.dumps(json.dumps(steps))})]\n"
-        f"P.run_wave(steps, Path({str(tmp_path / 'run')!r}), {str(tmp_path / 'fig')!r}, lambda s: False, jobs=2)\n"
+        f"steps = [R.Step(**s) for s in json.loads({json.dumps(json.dumps(steps))})]\n"
+        f"R.run_wave(steps, Path({str(tmp_path / 'run')!r}), {str(tmp_path / 'fig')!r}, lambda s: False, jobs=2)\n"
     )
     ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if inherited == "ignored" else None
     proc = subprocess.Popen([sys.executable, "-c", driver], start_new_session=True, preexec_fn=ignore,
@@ -167,9 +168,9 @@ def test_running_steps_report_progress(tmp_path, capsys):
             f"for k in range(1, 4):\n    time.sleep(1.5)\n"
             f"    with open({str(metrics)!r}, 'a') as f: f.write(json.dumps({{'step': k}}) + '\\n')\n"
             "pathlib.Path(out).write_text('done')")
-    step = P.Step("train", _nb(tmp_path / "t.ipynb", body), {"out": str(tmp_path / "o")}, [], [str(tmp_path / "o")],
+    step = R.Step("train", _nb(tmp_path / "t.ipynb", body), {"out": str(tmp_path / "o")}, [], [str(tmp_path / "o")],
                   progress=(str(metrics), 3))
-    [(_, status, _, err)] = P.run_wave(
+    [(_, status, _, err)] = R.run_wave(
         [step], tmp_path / "run", str(tmp_path / "fig"), lambda s: False, jobs=1, tick=0.5
     )
     assert status == "ran" and err is None
@@ -210,7 +211,7 @@ def test_every_profile_dry_runs_and_a_bad_parameter_names_its_step(tmp_path, cap
         P.main(["--profile", name, "--dry_run", "true"])
         out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert out["ok"] and out["dry_run"] and len(out["steps"]) == len(load_profile(name)[1]), name
-    (tmp_path / "bad.yaml").write_text(open(P.REPO_ROOT / "configs/profiles/paper.yaml").read().replace(
+    (tmp_path / "bad.yaml").write_text(open(R.REPO_ROOT / "configs/profiles/paper.yaml").read().replace(
         "n_prompts: 128", "n_promts: 128"))
     with pytest.raises(SystemExit) as e:
         P.main(["--profile", str(tmp_path / "bad.yaml"), "--dry_run", "true"])
@@ -222,7 +223,7 @@ def test_a_dry_run_executes_nothing_from_a_notebook(tmp_path, capsys):
     """The dry run reads a notebook's parameters cell by parsing it: code planted there does not run, and the
     step is refused, naming the line."""
     import nbformat
-    nb = nbformat.read(P.REPO_ROOT / "notebooks" / "07_study.ipynb", as_version=4)
+    nb = nbformat.read(R.REPO_ROOT / "notebooks" / "07_study.ipynb", as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     planted = tmp_path / "planted"
     cell.source += f"\nimport pathlib\npathlib.Path({str(planted)!r}).write_text('ran')\n"
@@ -272,11 +273,11 @@ def test_a_kernel_that_dies_starting_is_started_again(tmp_path, monkeypatch):
         return real(*args, **kw)
     monkeypatch.setattr(jc, "write_connection_file", first_gets_a_taken_port)
     out = tmp_path / "out.txt"
-    step = P.Step("again", _nb(tmp_path / "w.ipynb", "import pathlib\npathlib.Path(out).write_text('ok')"),
+    step = R.Step("again", _nb(tmp_path / "w.ipynb", "import pathlib\npathlib.Path(out).write_text('ok')"),
                   {"out": str(out)}, [], [str(out)])
     log = tmp_path / "step.log"
     with open(log, "w") as echo:
-        assert P.run_step(step, tmp_path / "run", str(tmp_path / "fig"), echo=echo) == "ran"
+        assert R.run_step(step, tmp_path / "run", str(tmp_path / "fig"), echo=echo) == "ran"
     held.close()
     assert out.read_text() == "ok" and len(calls) >= 2
     assert "died while starting" in log.read_text() and "starting it again (2/3)" in log.read_text()
@@ -296,7 +297,7 @@ def test_steps_die_with_a_pipeline_killed_by_sigkill(tmp_path):
         {"name": "long", "notebook": "", "params": {}, "inputs": [], "outputs": [str(tmp_path / "never")],
          "command": ["python", "-c", code]}]}))
     pipe = subprocess.Popen([sys.executable, "-m", "hicra.pipeline", "--profile", str(tmp_path / "p.yaml")],
-                            cwd=P.REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=R.REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(600):
         if (tmp_path / "pid").exists() and (tmp_path / "pid").read_text():
             break
@@ -337,7 +338,7 @@ def test_a_step_is_stamped_by_every_hicra_module_its_code_imports(tmp_path):
     study = load_profile("study-quick")[1]
     assert "study.py" in {f.name for f in code_files(study[-1])}          # notebook 07's imports
     root = tmp_path / "repo"
-    shutil.copytree(P.REPO_ROOT / "hicra", root / "hicra", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(R.REPO_ROOT / "hicra", root / "hicra", ignore=shutil.ignore_patterns("__pycache__"))
     before = {n: step_key(s, "figures", root) for n, s in by.items()}
     with open(root / "hicra" / "alpha.py", "a") as f:
         f.write("\n# an edit\n")

@@ -443,8 +443,8 @@ def test_a_full_disk_during_a_checkpoint_save_says_so_and_what_to_do(cache, smal
 
 
 def test_metrics_readers_skip_a_torn_last_line_and_name_a_bad_middle_one(tmp_path, capsys):
-    from hicra.config import read_metrics
     from hicra.figures import load_runs
+    from hicra.io import read_metrics
     d = tmp_path / "train-grpo-s0"
     d.mkdir()
     good = "".join(json.dumps({"step": i, "val_accuracy": 0.1 * i}) + "\n" for i in range(3))
@@ -460,7 +460,7 @@ def test_metrics_readers_skip_a_torn_last_line_and_name_a_bad_middle_one(tmp_pat
 def test_a_metrics_line_that_does_not_fit_on_the_disk_leaves_the_file_whole(small_disk):
     import errno
 
-    from hicra.trainer import append_jsonl
+    from hicra.io import append_jsonl
     f = small_disk / "metrics.jsonl"
     append_jsonl(f, {"step": 1})
     before = f.read_bytes()

@@ -42,7 +42,7 @@ def test_annotator_labels_every_candidate_and_resumes_from_its_cache(server, tmp
 
 
 def test_judge_returns_one_cause_or_none_per_failed_rollout(server, tmp_path):
-    from hicra.errors import CAUSES, judge_causes
+    from hicra.error_analysis import CAUSES, judge_causes
     from hicra.llm import ChatClient
     df = pd.DataFrame({"prompt": ["Numbers: 3 4 5. Target: 27.", "Numbers: 2 9 7. Target: 4."],
                        "completion": ["3 * 4 = 12. 12 + 5 = 18. \\boxed{18}", "let's try 9 - 7 = 2. \\boxed{2}"]},

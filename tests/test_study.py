@@ -13,18 +13,19 @@ import pytest
 import yaml
 from conftest import TINY
 
+from hicra import stats as S
 from hicra import study
 
 ROOT = study.resolve(".")
 
 
 def test_summarise_holm_and_mde_on_hand_numbers():
-    s = study.summarise([0.01, 0.03, 0.02, 0.02])
+    s = S.summarise([0.01, 0.03, 0.02, 0.02])
     assert s["n"] == 4 and s["mean"] == pytest.approx(0.02)
     # sd = 0.008165, t(0.975, 3) = 3.1824, t(0.8, 3) = 0.9785
     assert s["hi"] - s["mean"] == pytest.approx(3.1824 * 0.008165 / 2, rel=1e-3)
     assert s["mde"] == pytest.approx((3.1824 + 0.9785) * 0.008165 / 2, rel=1e-3)
-    assert study.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert S.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert study._verdict(0.01, 0.05) == "reproduced" and study._verdict(-0.05, -0.01) == "not reproduced"
     assert study._verdict(-0.01, 0.05) == "inconclusive" and study._verdict(-0.05, -0.01, positive=False) == \
         "reproduced"
@@ -88,7 +89,7 @@ def test_fig4_endpoint_is_the_oracle_planning_share_of_failures_first_vs_last_te
         rows = {1: [(plan, 0.0), (plan, 0.0), (calc, 0.0), (ok, 1.0)], 2: [(plan, 0.0), (ok, 1.0)],
                 19: [(plan, 0.0), (calc, 0.0), (calc, 0.0)], 20: [(calc, 0.0), (ok, 1.0)]}.get(step, [(plan, 0.0)])
         _rollouts(d, step, rows)
-    from hicra.errors import planning_share_bins
+    from hicra.error_analysis import planning_share_bins
     r = planning_share_bins(d)
     assert (r["failed_first"], r["failed_last"]) == (4, 4)
     assert r["planning_share_first"] == pytest.approx(3 / 4) and r["planning_share_last"] == pytest.approx(1 / 4)
@@ -144,7 +145,7 @@ def test_study_profile_stops_on_ctrl_c_and_a_rerun_keeps_finished_runs(tmp_path,
                                                            "train-hicra-s7"]
     s = json.loads((run / "study.json").read_text())
     assert s["arms"] == {"grpo": 2, "hicra": 2} and s["claims"][0]["claim"].startswith("(c)")
-    from hicra.errors import planning_share_bins
+    from hicra.error_analysis import planning_share_bins
     per = pd.read_csv(run / "study_runs.csv")  # the Fig 4 endpoint of each run, from its own rollouts
     for _, r in per.iterrows():
         want = planning_share_bins(run / f"train-{r.arm}-s{r.seed}")

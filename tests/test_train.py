@@ -12,7 +12,8 @@ import torch
 from conftest import TINY
 
 from hicra.dynamics import RECORD_KEYS
-from hicra.trainer import HICRA_FAMILY, METHODS, HICRAConfig, HICRATrainer, truncate_jsonl
+from hicra.io import truncate_jsonl
+from hicra.trainer import HICRA_FAMILY, METHODS, HICRAConfig, HICRATrainer
 
 RUN = dict(num_generations=4, per_device_train_batch_size=8, max_completion_length=24, val_every=1, val_n=4,
            n_train=16, save_steps=10)
@@ -108,7 +109,7 @@ def test_hicra_needs_a_valid_sg_file(tmp_path):
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 STEP_CONFIGS = {"grams_": "hicra.grams.step:GramsConfig", "eval_": "hicra.evaluate:EvalConfig",
-                "errors_": "hicra.errors:ErrorsConfig", "forks_": "hicra.forks:ForksConfig"}
+                "errors_": "hicra.error_analysis:ErrorsConfig", "forks_": "hicra.forks:ForksConfig"}
 RECIPES = [p for p in sorted(CONFIGS.glob("*.yaml")) if not p.name.startswith(tuple(STEP_CONFIGS))]
 
 

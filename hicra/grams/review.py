@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import csv
 import datetime
-import os
-import tempfile
 from pathlib import Path
 
 from hicra.sgfile import KINDS, write_sg_file
@@ -47,12 +45,14 @@ def export_review(candidates, judgements, csv_path, md_path=None) -> Path:
     rows.sort(key=lambda r: (r["accept"] != "yes", -(float(r["score"]) if r["score"] else 0), r["gram"]))
     csv_path = Path(csv_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=csv_path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, csv_path)
+    import io
+
+    from hicra.io import atomic_write
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, COLUMNS)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(csv_path, buf.getvalue().encode("utf-8"))
     if md_path:
         lines = ["# Strategic-gram review", "", f"Edit `{csv_path.name}` (column `accept`: yes/no; `kind`: "
                  f"{' / '.join(KINDS)}; add rows for missed grams), then import it back.", "",

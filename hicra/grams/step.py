@@ -23,7 +23,8 @@ import glob
 import json
 from pathlib import Path
 
-from hicra.config import SandboxStepConfig, resolve, start_step, write_json
+from hicra.config import SandboxStepConfig, resolve, start_step
+from hicra.io import write_json
 
 SOURCES = ("sandbox", "sandbox-traces", "rollouts", "smollm2", "solutions")
 SOLUTION_SETS = ("math500", "gsm8k", "minerva", "gsm8k-train")  # shipped sets with a written solution per problem
@@ -92,7 +93,7 @@ def collect_rollouts(cfg: GramsConfig, progress: bool = True) -> list[dict]:
         files = sorted(glob.glob(str(resolve(cfg.rollouts))))
         if not files:
             raise FileNotFoundError(f"no rollouts match {cfg.rollouts!r} (train first: python -m hicra.train)")
-        from hicra.config import read_jsonl
+        from hicra.io import read_jsonl
         df = pd.concat([pd.DataFrame(read_jsonl(f)) if f.endswith(".jsonl") else pd.read_parquet(f) for f in files])
         if cfg.text_column not in df.columns:
             raise ValueError(f"{cfg.rollouts!r} has no column {cfg.text_column!r} (columns: {list(df.columns)}); "
@@ -150,7 +151,7 @@ def cached_rollouts(cfg: GramsConfig, run: Path, progress: bool = True) -> list[
     if cfg.source != "rollouts" and path.exists() and meta.exists() and json.loads(meta.read_text()) == want:
         return pd.read_parquet(path).to_dict("records")
     rows = collect_rollouts(cfg, progress)
-    from hicra.config import write_parquet
+    from hicra.io import write_parquet
     write_parquet(path, pd.DataFrame(rows).astype({"prompt": str}))
     write_json(meta, want)
     return rows

@@ -238,8 +238,8 @@ def calibration_by_difficulty(cfg: SandboxConfig, model, tok, difficulties=None,
 
     import pandas as pd
 
-    from hicra.plotting import wilson
     from hicra.sandbox.world import FAMILY
+    from hicra.stats import wilson
     rows = []
     for d in difficulties or FAMILY.get(cfg.difficulty, (cfg.difficulty,)):
         c = dataclasses.replace(cfg, difficulty=d)

@@ -48,8 +48,9 @@ def validator(cfg: SandboxConfig, n: int, temperature: float = 1.0, max_new_toke
 
     import torch
 
-    from hicra.config import weight_files, write_json
+    from hicra.config import weight_files
     from hicra.generate import sample
+    from hicra.io import write_json
     tasks = make_tasks(cfg.world_config(), "val", n, allow_fewer=True)
     prompts = [prompt(t) for t in tasks]
     max_new_tokens = max_new_tokens or cfg.max_new_tokens

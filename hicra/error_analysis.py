@@ -181,7 +181,7 @@ def fig4(table: pd.DataFrame):
 
 
 # --------------------------------------------------------------------------
-# the step: notebooks/04_error_analysis.ipynb and python -m hicra.errors CONFIG
+# the step: notebooks/04_error_analysis.ipynb and python -m hicra.error_analysis CONFIG
 
 
 @dataclasses.dataclass
@@ -201,8 +201,9 @@ class ErrorsConfig(StepConfig):
 
 
 def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
-    """The step behind notebook 04 and ``python -m hicra.errors``: errors_by_step.csv, errors.json, Fig 4."""
-    from hicra.config import save_step_figure, start_step, write_json
+    """The step behind notebook 04 and ``python -m hicra.error_analysis``: errors_by_step.csv, errors.json, Fig 4."""
+    from hicra.config import save_step_figure, start_step
+    from hicra.io import write_json
     from hicra.plotting import setup_style
     out = start_step(cfg, "04_error_analysis")
     df = failed_rollouts(cfg.runs, cfg.every)
