@@ -101,7 +101,7 @@ class ChatClient:
                 except (httpx.TimeoutException, httpx.TransportError, TimeoutError) as e:
                     last = f"{type(e).__name__}: {e}"
                     if isinstance(e, (httpx.TimeoutException, TimeoutError)):  # say so: a stall looks like a hang
-                        print(f"[llm] {self.url}: no complete answer within {self.timeout:g} s (attempt {attempt + 1} "
+                        print(f"[llm] {self.url}: no answer within {self.timeout:g} s (attempt {attempt + 1} "
                               f"of {self.max_retries + 1}); a slow endpoint needs a larger --llm_timeout",
                               file=sys.stderr, flush=True)
                     continue

@@ -36,7 +36,9 @@ perplexity, re-weighted tokens) are summed over ranks before the metrics line, s
 on every rank; rank 0 writes metrics.jsonl (one line a step) and the rollouts of every rank; dynamic sampling
 runs the same number of refill rounds on every rank (collectives), each rank drawing its own refill prompts.
 
-``tests/test_trl_surface.py`` checks this list against the installed TRL, so an upgrade fails there first.
+The CPU-speed overrides (full-logit loss, padding trims, length-dealt micro-batches) live in ``hicra.speed``
+(``SpeedMixin``), beside the HICRA logic here. ``tests/test_trl_surface.py`` checks this list against the
+installed TRL, so an upgrade fails there first.
 Dynamic sampling's arithmetic lives in ``hicra.dynamic_sampling`` (pure, unit-tested).
 """
 from __future__ import annotations
@@ -55,6 +57,7 @@ from hicra.advantage import REGISTRY, token_advantages
 from hicra.dynamic_sampling import concat_batches, live_groups, select_rows
 from hicra.dynamics import gram_statistics
 from hicra.io import append_jsonl, read_metrics, truncate_jsonl
+from hicra.speed import SpeedMixin, trim_completion_padding, use_plain_head
 
 
 def sft(model, tokenizer, examples: list[dict], out_dir, steps: int, batch_size: int = 16,
@@ -191,9 +194,6 @@ class HICRAConfig(GRPOConfig):
         """Named options: the method (and the SG file it needs), the sampler, the LM head, the loss."""
         if self.method not in REGISTRY:
             raise ValueError(f"method must be one of {tuple(REGISTRY)}; got {self.method!r}")
-        if REGISTRY[self.method].needs_sg and not self.sg_file:
-            raise ValueError(f"method {self.method!r} needs sg_file: a strategic-gram JSON "
-                             "(e.g. data/grams/seed_grams.json)")
         for name, allowed in (("rollout", ("trl", "compact")), ("lm_head", ("auto", "fused", "plain")),
                               ("micro_batches", ("auto", "length", "random"))):
             if getattr(self, name) not in allowed:
@@ -203,6 +203,9 @@ class HICRAConfig(GRPOConfig):
         if self.loss_type != "dapo":  # the token-level loss every method of this project is defined with
             raise ValueError(f"loss_type must be 'dapo' (the token-level loss of DAPO and the paper, which every "
                              f"method here uses); got {self.loss_type!r}")
+        if REGISTRY[self.method].needs_sg and not self.sg_file:
+            raise ValueError(f"method {self.method!r} needs sg_file: a strategic-gram JSON "
+                             "(e.g. data/grams/seed_grams.json)")
 
     def _deal_micro_batches(self):
         """``micro_batches: auto`` -> length (same update, less padding) unless a statistic is per micro-batch."""
@@ -216,7 +219,7 @@ class HICRAConfig(GRPOConfig):
             self.micro_batches = "random" if per_micro_batch else "length"
 
 
-class HICRATrainer(GRPOTrainer):
+class HICRATrainer(SpeedMixin, GRPOTrainer):
     """GRPOTrainer whose advantages become ``A + alpha|A|`` on planning tokens (method ``hicra``),
     and which appends one dynamics line per step to ``<output_dir>/metrics.jsonl``.
 
@@ -245,7 +248,7 @@ class HICRATrainer(GRPOTrainer):
         if a.method == "hicra_adaptive":
             from hicra.alpha import AdaptiveAlpha
             self.alpha_ctl = AdaptiveAlpha(a.alpha_max, a.alpha_window, a.alpha_plateau, a.alpha_guard)
-        self._plain_head = _use_plain_head(a.lm_head, self.model)
+        self._plain_head = use_plain_head(a.lm_head, self.model)
 
     # -- advantages ---------------------------------------------------------
     def _generate_and_score_completions(self, inputs):
@@ -327,18 +330,6 @@ class HICRATrainer(GRPOTrainer):
                                     self.args.per_device_train_batch_size, compute_entropy=True)
         return ent
 
-    def _prepare_inputs(self, generation_batch):
-        """TRL's buffering of a generation batch into micro-batches; with ``micro_batches: length`` the rows are
-        re-dealt in order of completion length after TRL's shuffle (which still draws its permutation, so the
-        random stream is unchanged), and ``_compute_loss`` cuts each micro-batch to its own longest row."""
-        before = self._buffered_inputs
-        inputs = super()._prepare_inputs(generation_batch)
-        fresh = self._buffered_inputs is not before  # TRL generated and buffered a new batch (training only)
-        if fresh and self.args.micro_batches == "length" and len(self._buffered_inputs) > 1:
-            self._buffered_inputs = group_by_length(self._buffered_inputs)
-            inputs = self._buffered_inputs[self._step % self.args.steps_per_generation]
-        return inputs
-
     # -- reuse TRL's log-probs and entropies for the planning/execution split --
     def _get_per_token_logps_and_entropies(self, *args, **kwargs):
         res = self._logps(*args, **kwargs)
@@ -346,30 +337,9 @@ class HICRATrainer(GRPOTrainer):
             self._stash = (res[0].detach(), res[1].detach())
         return res
 
-    def _logps(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, compute_entropy=False,
-               compute_aux_loss=False, **extra):
-        """TRL's fused LM head, or for a tiny vocabulary (``lm_head``) the same numbers from full logits."""
-        if not self._plain_head or compute_aux_loss or any(v is not None for v in extra.values()):
-            return super()._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss,
-                **extra)
-        batch_size = batch_size or input_ids.size(0)
-        logps, ents = [], []
-        for start in range(0, input_ids.size(0), batch_size):
-            ids, am = input_ids[start:start + batch_size], attention_mask[start:start + batch_size]
-            with self.accelerator.autocast():  # logits of the last T+1 positions; position t predicts token t+1
-                logits = model(input_ids=ids, attention_mask=am, logits_to_keep=logits_to_keep + 1,
-                               use_cache=False).logits
-            logp = (logits[:, :-1].float() / self.temperature).log_softmax(-1)
-            pad = am[:, -logits_to_keep:] == 0  # as TRL's kernel: 0 where the token is padding
-            logps.append(logp.gather(-1, ids[:, -logits_to_keep:, None]).squeeze(-1).masked_fill(pad, 0.0))
-            if compute_entropy:
-                ents.append(-(logp.exp() * logp).sum(-1).masked_fill(pad, 0.0))
-        return torch.cat(logps), (torch.cat(ents) if compute_entropy else None), None
-
     def _compute_loss(self, model, inputs):
         self._stash = None
-        inputs = _trim_completion_padding(inputs)
+        inputs = trim_completion_padding(inputs)
         loss = super()._compute_loss(model, inputs)
         if self._stash is not None and "planning_mask" in inputs:
             logps, ent = self._stash
@@ -559,53 +529,6 @@ def _dynamics_from(logs: dict, rollouts: list[dict], group_size: int, tagger) ->
         correct = (np.array(rewards) >= 1.0).reshape(-1, group_size).sum(1)
         rec["pass_at_k"] = float(pass_at_k(np.full(len(correct), group_size), correct, min(8, group_size)).mean())
     return rec
-
-
-COMPLETION_KEYS = ("completion_ids", "completion_mask", "advantages", "planning_mask", "old_per_token_logps",
-                   "ref_per_token_logps", "sampling_per_token_logps", "tool_mask")
-
-
-PLAIN_HEAD_MAX_VOCAB = 8192
-SCALED_HEAD_FIELDS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier",
-                      "logits_scaling")  # what TRL's fused head applies and the plain path does not
-
-
-def _use_plain_head(choice: str, model) -> bool:
-    """``lm_head`` -> whether the loss uses full logits. TRL's chunked kernel never builds the (B, T, V) logits,
-    which matters for a 150k vocabulary; for the sandbox's 1,024 tokens its tiling costs more than it saves
-    (forward + backward of a 16-row mini-batch: 0.23 s plain vs 0.29 s fused, 1 thread; log-probs equal to 2e-6).
-    The plain path has no soft-capping or logit scaling, so models that use them keep the kernel."""
-    if choice == "fused":
-        return False
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    tc = base.config.get_text_config()
-    scaled = any(getattr(tc, k, None) is not None for k in SCALED_HEAD_FIELDS)
-    if choice == "plain" and scaled:
-        raise ValueError(f"lm_head 'plain' does not apply {type(base).__name__}'s logit soft-capping or scaling; "
-                         "use lm_head 'fused' or 'auto'")
-    return choice == "plain" or (not scaled and tc.vocab_size <= PLAIN_HEAD_MAX_VOCAB)
-
-
-def _trim_completion_padding(inputs: dict) -> dict:
-    """Drop the completion columns that are padding in every row of this mini-batch.
-
-    TRL pads a whole generation batch to its longest completion; with gradient accumulation each
-    mini-batch then carries that width into the loss's forward and backward pass. Cutting it to
-    the mini-batch's own longest row changes no loss term (the cut columns are masked out) and
-    saves the compute of the padding."""
-    mask = inputs.get("completion_mask")
-    if mask is None or mask.dim() != 2 or mask.size(1) == 0:
-        return inputs
-    width = int(mask.sum(0).nonzero().max()) + 1 if mask.any() else 1
-    if width == mask.size(1):
-        return inputs
-    shape = tuple(mask.shape)
-    out = dict(inputs)
-    for k in COMPLETION_KEYS:
-        v = inputs.get(k)
-        if isinstance(v, torch.Tensor) and v.dim() >= 2 and tuple(v.shape[:2]) == shape:
-            out[k] = v[:, :width]
-    return out
 
 
 def group_by_length(chunks: list[dict]) -> list[dict]:

@@ -275,11 +275,11 @@ def test_grpo_raises_training_reward(tiny_sandbox):
 
 def test_trimming_completion_padding_changes_no_loss_or_gradient(tiny_sandbox, monkeypatch):
     """Mini-batches are cut to their own longest row before the loss: extra padding columns must not
-    change the loss or any gradient (hicra.trainer._trim_completion_padding)."""
+    change the loss or any gradient (hicra.speed.trim_completion_padding)."""
     from trl import GRPOTrainer
 
+    from hicra.speed import trim_completion_padding as _trim_completion_padding
     from hicra.train import build_trainer
-    from hicra.trainer import _trim_completion_padding
     trainer, _ = build_trainer({"run_dir": str(tiny_sandbox / "run"), "max_steps": 1, "sandbox": TINY, **RUN,
                                 "method": "hicra", "val_every": 0})
     seen = []
@@ -381,8 +381,8 @@ def test_plain_lm_head_matches_trls_fused_kernel(tiny_sandbox, monkeypatch):
     from transformers import LlamaConfig, LlamaForCausalLM
     from trl import GRPOTrainer
 
+    from hicra.speed import use_plain_head as _use_plain_head
     from hicra.train import build_trainer
-    from hicra.trainer import _use_plain_head
     trainer, _ = build_trainer({"run_dir": str(tiny_sandbox / "run-head"), "max_steps": 1, "sandbox": TINY, **RUN,
                                 "method": "hicra", "val_every": 0, "temperature": 0.7})
     assert trainer._plain_head  # the sandbox's vocabulary is small: auto -> plain
