@@ -71,7 +71,8 @@ def _substitute(x, folder: str):
 
 
 # the config dataclass each step notebook fills from its parameters cell
-STEP_CONFIGS = {"01_strategic_grams.ipynb": "hicra.grams:GramsConfig",
+STEP_CONFIGS = {"00_sandbox.ipynb": "hicra.sandbox.step:BuildConfig",
+                "01_strategic_grams.ipynb": "hicra.grams:GramsConfig",
                 "03_dynamics.ipynb": "hicra.figures:FiguresConfig",
                 "04_error_analysis.ipynb": "hicra.error_analysis:ErrorsConfig",
                 "05_fork_tokens.ipynb": "hicra.forks:ForksConfig",

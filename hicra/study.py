@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from hicra.advantage import REGISTRY
-from hicra.config import emit, resolve
+from hicra.config import StepConfig, emit, resolve
 from hicra.io import read_metrics, write_json
 from hicra.stats import holm, summarise
 
@@ -107,9 +107,8 @@ def _arm(arm: str) -> tuple[str, float | None]:
 
 
 @dataclasses.dataclass
-class StudyConfig:
+class StudyConfig(StepConfig):
     run_dir: str = "runs/study"    # holds train-<arm>-s<seed>/ folders
-    figures_dir: str = "figures"      # where figures and tables go
     tag: str = "study"             # figure and table names: <tag>_effects.png, <tag>_comparisons.csv, ...
     reference: str = "grpo"        # every planned comparison is <arm> - reference, paired by seed
     primary: str = "hicra"            # the arm of the primary comparison

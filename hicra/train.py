@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from hicra.config import REPO_ROOT, emit, from_dict, install_signal_handlers, resolve, split_flags, typed
+from hicra.config import REPO_ROOT, StepConfig, emit, from_dict, install_signal_handlers, resolve, split_flags, typed
 from hicra.io import read_metrics, read_yaml_mapping, write_json
 
 
@@ -91,6 +91,30 @@ def read_recipe(path: str | None, overrides: list[str]) -> dict:
         except yaml.YAMLError:
             data[key] = val
     return typed(HICRAConfig, typed(TrainScript, data))
+
+
+@dataclasses.dataclass
+class TrainStepConfig(StepConfig):
+    """Notebook 02's parameters: a recipe file, then the fields a notebook changes most (None keeps the recipe's
+    value), then ``overrides`` of any other recipe key. ``run_step`` turns it into the recipe mapping that
+    ``python -m hicra.train RECIPE --key value ...`` builds, and trains with the same ``run``."""
+    run_dir: str = "runs/demo/train-hicra-s0"
+    recipe: str = "configs/sandbox.yaml"  # the YAML recipe (configs/)
+    method: str | None = "hicra"          # None: the recipe's
+    seed: int | None = 0                  # None: the recipe's
+    max_steps: int | None = None          # None: the recipe's
+    val_every: int | None = None          # None: the recipe's
+    val_n: int | None = None              # None: the recipe's
+    overrides: dict = dataclasses.field(default_factory=dict, metadata={
+        "help": 'any other TrainScript / HICRAConfig key, e.g. {"learning_rate": 1e-4}'})
+    sandbox: dict | None = None           # SandboxConfig overrides (None: the recipe's)
+    resume: bool = False                  # continue the run in run_dir from its newest complete checkpoint
+    overwrite: bool = False               # set an earlier run in run_dir aside and start afresh
+
+
+def run_step(cfg: TrainStepConfig) -> dict:
+    """Notebook 02's step: the recipe mapping of ``cfg`` trained by ``run`` (the CLI's function)."""
+    return run(recipe_from_params(dataclasses.asdict(cfg)), cfg.recipe)
 
 
 def recipe_from_params(p: dict) -> dict:

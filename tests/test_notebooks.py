@@ -31,7 +31,8 @@ def _run(name, tmp_path, run="run", **params):
     return tmp_path / run, tmp_path / "fig"
 
 
-TWIN = {"01_strategic_grams.ipynb": "hicra.grams", "03_dynamics.ipynb": "hicra.figures",
+TWIN = {"00_sandbox.ipynb": "hicra.sandbox", "02_train.ipynb": "hicra.train",
+        "01_strategic_grams.ipynb": "hicra.grams", "03_dynamics.ipynb": "hicra.figures",
         "04_error_analysis.ipynb": "hicra.error_analysis", "05_fork_tokens.ipynb": "hicra.forks",
         "06_evaluate.ipynb": "hicra.evaluate", "07_study.ipynb": "hicra.study"}
 
@@ -44,9 +45,16 @@ def _same_files_as_cli(name, tmp_path, run, fig, **params):
     import runpy
     import sys
     cli_run, cli_fig = tmp_path / f"cli-{run.name}", tmp_path / f"cli-fig-{run.name}"
-    flags = [x for k, v in params.items() for x in (f"--{k}", v if isinstance(v, str) else json.dumps(v))]
+    flag = lambda k, v: [f"--{k}", v if isinstance(v, str) else json.dumps(v)]  # noqa: E731
     argv, cwd, out = sys.argv, os.getcwd(), io.StringIO()
-    sys.argv = [TWIN[name], "--run_dir", str(cli_run), "--figures_dir", str(cli_fig), *flags]
+    if name == "02_train.ipynb":  # the recipe CLI: the recipe file first, the notebook's overrides as flags
+        params = dict(params)
+        recipe, overrides = params.pop("recipe", "configs/sandbox.yaml"), params.pop("overrides", {})
+        flags = [x for k, v in {**params, **overrides}.items() for x in flag(k, v)]
+        sys.argv = [TWIN[name], recipe, "--run_dir", str(cli_run), *flags]
+    else:
+        flags = [x for k, v in params.items() for x in flag(k, v)]
+        sys.argv = [TWIN[name], "--run_dir", str(cli_run), "--figures_dir", str(cli_fig), *flags]
     try:  # `python -m <twin> ...` run in this process (the same __main__ block, without a fresh interpreter)
         os.chdir(ROOT)
         with contextlib.redirect_stdout(out):
@@ -57,25 +65,36 @@ def _same_files_as_cli(name, tmp_path, run, fig, **params):
     json.loads(out.getvalue().strip().splitlines()[-1])  # the one JSON summary line, last
     names = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())  # noqa: E731
     assert names(cli_run) == names(run), name
-    made = set(names(cli_fig))
-    assert made and made <= set(names(fig)), (name, made - set(names(fig)))
+    if name != "02_train.ipynb":  # training draws no figure; its notebook plots inline only
+        made = set(names(cli_fig))
+        assert made and made <= set(names(fig)), (name, made - set(names(fig)))
+
+
+STEP_FUNCTION = {**{name: f"{module}:run" for name, module in TWIN.items()},
+                 "00_sandbox.ipynb": "hicra.sandbox.step:run", "02_train.ipynb": "hicra.train:run_step"}
 
 
 def test_every_notebook_calls_its_steps_one_function():
-    """Each step notebook builds its config from the parameters cell and calls the same ``run`` as its CLI twin."""
+    """All 8 step notebooks build their config from the parameters cell and call the one function their CLI twin
+    calls (imported by name from its module), and save no figure of their own."""
     import importlib
-    for name, module in TWIN.items():
+    assert set(STEP_FUNCTION) == {p.name for p in NOTEBOOKS}
+    for name, spec in STEP_FUNCTION.items():
+        module, fn = spec.split(":")
         code = "\n".join(c.source for c in nbformat.read(ROOT / "notebooks" / name, as_version=4).cells
                          if c.cell_type == "code")
-        assert code.count("run(from_params(") + code.count("= run(cfg)") == 1 and "from_params(" in code, name
+        assert code.count(f"{fn}(from_params(") + code.count(f"= {fn}(cfg)") == 1 and "from_params(" in code, name
+        assert f"from {module} import" in code or f"from {module.rsplit('.', 1)[0]} import" in code, name
         assert "save_figure" not in code, f"{name} saves a figure its CLI twin would not"
-        assert callable(importlib.import_module(module).run)
+        assert callable(getattr(importlib.import_module(module), fn))
 
 
 @pytest.mark.slow
 def test_00_sandbox(tmp_path, monkeypatch):
     monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
     run, fig = _run("00_sandbox.ipynb", tmp_path, seed=3, **TINY_SANDBOX)
+    _same_files_as_cli("00_sandbox.ipynb", tmp_path, run, fig, seed=3, sandbox=TINY_SANDBOX["sandbox"],
+                       n_calibration=TINY_SANDBOX["n_calibration"])
     res = json.loads((run / "sandbox.json").read_text())
     assert math.isfinite(res["val_accuracy"]) and len(res["calibration"]) == 3
     assert json.loads((run / "params.json").read_text())["seed"] == 3
@@ -103,6 +122,8 @@ def test_02_train_then_03_to_06_on_its_runs(tmp_path, monkeypatch):
         s = json.loads((run / "summary.json").read_text())
         assert s["steps"] == 2 and s["method"] == method
         runs.append(str(run))
+    _same_files_as_cli("02_train.ipynb", tmp_path, run, tmp_path / "fig", method="hicra", seed=1, sandbox=SANDBOX_TINY,
+                       **TINY_TRAIN)
     run, fig = _run("03_dynamics.ipynb", tmp_path, runs=runs, tag="test")
     _same_files_as_cli("03_dynamics.ipynb", tmp_path, run, fig, runs=runs, tag="test")
     for name in ("fig3_dynamics_test", "fig5_methods_test"):
