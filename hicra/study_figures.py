@@ -21,7 +21,7 @@ from hicra.stats import summarise
 from hicra.study import COLOURS
 
 LABEL = {"final": "final accuracy", "auc": "area under the curve", "steps_to_plus10": "steps to warm + 10 pts",
-         "planning_share_change": "Fig 4: change of the planning share of failures"}
+         "planning_share_change": "Fig 4: planning share of failures, last − first 10 % of steps"}
 
 
 def fig_curves(df: pd.DataFrame, smooth: int = 5):
@@ -52,10 +52,17 @@ def fig_curves(df: pd.DataFrame, smooth: int = 5):
     return fig
 
 
+XLABEL = {"final": "accuracy difference (points)", "auc": "mean accuracy over training, difference (points)",
+          "planning_share_change": "difference in the change of the share (points);\n< 0: falls faster than GRPO"}
+
+
 def fig_effects(comp: pd.DataFrame, ref: str = "grpo"):
+    """Each arm against ``ref``, paired by seed: one panel per endpoint (final accuracy, AUC and, where the runs
+    saved rollouts, the Fig 4 planning share of failures), mean with its 95 % t-interval, n and MDE beside it."""
     ends = [e for e in ("final", "auc", "planning_share_change") if e in set(comp.endpoint)
             and comp[comp.endpoint == e]["mean"].notna().any()]
-    fig, axes = plt.subplots(1, len(ends), figsize=(6.5 * len(ends), 0.5 * comp.arm.nunique() + 2), squeeze=False)
+    fig, axes = plt.subplots(1, len(ends), figsize=(5.6 * len(ends), max(3.2, 0.55 * comp.arm.nunique() + 2.2)),
+                             squeeze=False)
     for ax, e in zip(axes[0], ends):
         c = comp[comp.endpoint == e].reset_index(drop=True)
         y = np.arange(len(c))[::-1]
@@ -64,12 +71,13 @@ def fig_effects(comp: pd.DataFrame, ref: str = "grpo"):
             ax.errorbar(100 * r["mean"], yi, xerr=[[100 * (r["mean"] - r["lo"])], [100 * (r["hi"] - r["mean"])]],
                         fmt="o", color=col, capsize=4, lw=2)
             if math.isfinite(r["mde"]):
-                ax.text(1.01, yi, f"n={int(r['n'])}, MDE {100 * r['mde']:.1f}", transform=ax.get_yaxis_transform(),
-                        va="center", fontsize=8, color="0.3")
+                ax.annotate(f"n={int(r['n'])}, MDE {100 * r['mde']:.1f}", (100 * r["mean"], yi), fontsize=8,
+                            color="0.3", textcoords="offset points", xytext=(0, 9), ha="center")
         ax.axvline(0, color="0.3", lw=1, ls="--")
         ax.set_yticks(y, [f"{a} − {ref}" for a in c.arm])
-        ax.set(xlabel=f"{LABEL[e]}, difference in points (paired by seed)", title=LABEL[e].capitalize())
-    fig.suptitle("Each arm against GRPO: mean paired difference with its 95 % t-interval", y=1.02)
+        ax.set_ylim(-0.7, len(c) - 0.3)
+        ax.set(xlabel=XLABEL[e], title=LABEL[e][0].upper() + LABEL[e][1:])
+    fig.suptitle("Each arm against GRPO, paired by seed: mean difference with its 95 % t-interval", y=1.02)
     fig.tight_layout()
     return fig
 
