@@ -1,10 +1,13 @@
 """Device check (GPU boxes): the trainer on CUDA in bf16 — HICRA's advantages handed to the loss are exactly
-A + alpha|A|*mask with dynamic sampling on, metrics lines are complete and finite, and GRPO vs HICRA step times.
+A + alpha|A|*mask with dynamic sampling on, metrics lines are complete and finite, GRPO vs HICRA step times,
+throughput (completions/s, completion tokens/s) beside the CPU bench's figure, and peak GPU memory.
 
-    python bench/gpu_check.py          # prints figures, last line JSON; needs a CUDA device and the sandbox cache
+    python bench/gpu_check.py [OUT.json]   # last line JSON (also written to OUT.json); needs CUDA and the sandbox
+    bash bench/gpu_check.sh                # the device machine's wrapper: wheels, cache, time limit (see there)
 """
 import json
 import math
+import sys
 import time
 
 import torch
@@ -46,6 +49,7 @@ def main():
     times = {}
     for method in ("grpo", "hicra"):
         base.clear(), seen.clear()
+        torch.cuda.reset_peak_memory_stats()
         tr, _ = build_trainer({"run_dir": f"/tmp/gpu/{method}", "method": method, "max_steps": 6, "use_cpu": False,
                                "bf16": True, "val_every": 3, "val_n": 64, "dynamic_sampling": True, "save_steps": 100})
         t0 = time.time()
@@ -55,7 +59,13 @@ def main():
         bad = [(x["step"], k) for x in steps for k in RECORD_KEYS if x.get(k) is not None and not math.isfinite(x[k])]
         missing = [(x["step"], k) for x in steps for k in RECORD_KEYS if k not in x]
         times[method] = [x["step_time"] for x in steps]
+        rows = [x.get("length") or 0 for x in steps]
+        per_step = tr.args.per_device_train_batch_size * tr.args.gradient_accumulation_steps
+        med = sorted(times[method])[len(steps) // 2]
         res[method] = {"steps": len(steps), "wall_s": round(time.time() - t0, 1), "non_finite": bad, "missing": missing,
+                       "completions_per_s": round(per_step / med, 1) if med else None,
+                       "completion_tokens_per_s": round(per_step * sum(rows) / len(rows) / med, 1) if med else None,
+                       "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
                        "val": [x.get("val_accuracy") for x in lines if "val_accuracy" in x],
                        "step_time_median_s": sorted(times[method])[len(steps) // 2],
                        "planning_ratio": steps[-1]["planning_ratio"],
@@ -81,7 +91,11 @@ def main():
                     checked += 1
             res["hicra"].update(advantage_rows_checked=checked, advantage_rows_wrong=mism, wrong_per_batch=per_batch,
                                 wrong_example=example)
+    res["cpu_reference"] = "bench/bench_rl.py on the 2-core CPU: 61.7 completions/s (v2 default, docs/performance.md)"
     print(json.dumps(res))
+    if len(sys.argv) > 1:
+        with open(sys.argv[1], "w") as f:
+            json.dump(res, f, indent=1)
 
 
 if __name__ == "__main__":
