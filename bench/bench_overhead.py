@@ -22,7 +22,7 @@ import torch
 from trl import GRPOTrainer
 
 from hicra.advantage import hicra_advantages
-from hicra.train import build_trainer
+from hicra.train import build_trainer, read_recipe
 
 
 def main():
@@ -31,8 +31,9 @@ def main():
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: bf16 on the GPU")
     args = ap.parse_args()
     gpu = {"use_cpu": False, "bf16": True} if args.device == "cuda" else {}
-    trainer, _ = build_trainer({"method": "hicra", "run_dir": "runs/bench-overhead", "val_every": 0,
-                                "save_rollouts": False, **gpu})
+    trainer, _ = build_trainer({**read_recipe("configs/sandbox.yaml", []), "method": "hicra",
+                                "per_device_train_batch_size": 64, "gradient_accumulation_steps": 1,
+                                "run_dir": "runs/bench-overhead", "val_every": 0, "save_rollouts": False, **gpu})
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train(); the loss normaliser reads it
     batch = next(iter(trainer.get_train_dataloader()))

@@ -14,7 +14,7 @@ import torch
 from trl import GRPOTrainer
 
 from hicra.dynamics import RECORD_KEYS
-from hicra.train import build_trainer
+from hicra.train import build_trainer, read_recipe
 from hicra.trainer import HICRATrainer
 
 
@@ -50,7 +50,9 @@ def main():
     for method in ("grpo", "hicra"):
         base.clear(), seen.clear()
         torch.cuda.reset_peak_memory_stats()
-        tr, _ = build_trainer({"run_dir": f"/tmp/gpu/{method}", "method": method, "max_steps": 6, "use_cpu": False,
+        tr, _ = build_trainer({**read_recipe("configs/sandbox.yaml", []), "run_dir": f"/tmp/gpu/{method}",
+                               "per_device_train_batch_size": 64, "gradient_accumulation_steps": 1,
+                               "method": method, "max_steps": 6, "use_cpu": False,
                                "bf16": True, "val_every": 3, "val_n": 64, "dynamic_sampling": True, "save_steps": 100})
         t0 = time.time()
         tr.train()

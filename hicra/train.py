@@ -56,16 +56,12 @@ class TrainScript:
             raise ValueError(f"lora_r must be >= 0 (0: full fine-tuning); got {self.lora_r}")
 
 
-SANDBOX_DEFAULTS = dict(learning_rate=2e-4, lr_scheduler_type="constant", num_generations=8,
-                        per_device_train_batch_size=64, max_completion_length=160, temperature=1.0, beta=0.0,
-                        max_steps=100, save_steps=25, bf16=False, use_cpu=True, gradient_checkpointing=False,
-                        rollout="compact", report_to=[], disable_tqdm=False, val_every=25,
-                        ddp_find_unused_parameters=False)
+DEFAULT_RECIPE = "configs/sandbox.yaml"  # `python -m hicra.train` with no recipe file trains with this one
 
 
 def split_recipe(data: dict):
-    """YAML mapping -> (TrainScript, HICRAConfig kwargs with the sandbox profile's CPU defaults and
-    ``output_dir`` filled in); unknown keys fail with the valid ones listed."""
+    """YAML mapping -> (TrainScript, HICRAConfig kwargs with ``output_dir`` filled in); unknown keys fail with the
+    valid ones listed. Nothing else is filled in: a recipe file (configs/sandbox.yaml) is the whole configuration."""
     from hicra.trainer import HICRAConfig
     script_keys = {f.name for f in dataclasses.fields(TrainScript)}
     cfg_keys = {f.name for f in dataclasses.fields(HICRAConfig)}
@@ -76,7 +72,7 @@ def split_recipe(data: dict):
             f"unknown recipe key(s) {unknown}: not TrainScript ({sorted(script_keys)}) nor HICRAConfig fields"
         )
     script = TrainScript(**{k: v for k, v in data.items() if k in script_keys})
-    kw = {**(SANDBOX_DEFAULTS if script.model == "sandbox" else {}), **{k: v for k, v in data.items() if k in cfg_keys}}
+    kw = {k: v for k, v in data.items() if k in cfg_keys}  # the recipe is the whole configuration
     kw.setdefault("output_dir", str(resolve(script.run_dir)))
     return script, kw
 
@@ -245,7 +241,7 @@ def dry_run(data: dict) -> dict:
 # logs; every other setting (method, seed, alpha, lr, batch, model, world, ...) defines the run
 RESUMABLE_CHANGES = {"resume", "overwrite", "dry_run", "max_steps", "save_steps", "save_total_limit", "val_every",
                      "save_rollouts", "report_to", "disable_tqdm", "logging_steps", "logging_dir", "run_name",
-                     "output_dir", "run_dir"}
+                     "output_dir", "run_dir", "use_cpu", "ddp_find_unused_parameters", "dataloader_num_workers"}
 
 
 def require_same_run(before: dict, now: dict, run_dir) -> None:
@@ -261,7 +257,8 @@ def require_same_run(before: dict, now: dict, run_dir) -> None:
         eff = {**{f.name: getattr(script, f.name) for f in dataclasses.fields(TrainScript)}, **kw}
         return json.loads(json.dumps(eff, default=str))
     old, new = effective(before), effective(now)
-    norm = lambda v: json.loads(json.dumps(v, default=str))  # noqa: E731
+    norm = lambda v: json.loads(json.dumps(False if v is None else v, default=str))  # noqa: E731  (None: unset)
+    old, new = {k: norm(v) for k, v in old.items()}, {k: norm(v) for k, v in new.items()}
     diff = [f"{k} {old.get(k, norm(defaults.get(k)))!r} -> {new.get(k, norm(defaults.get(k)))!r}"
             for k in sorted(set(old) | set(new) - RESUMABLE_CHANGES)
             if k not in RESUMABLE_CHANGES and old.get(k, norm(defaults.get(k))) != new.get(k, norm(defaults.get(k)))]
@@ -327,7 +324,7 @@ def main(argv=None):
         from hicra.trainer import HICRAConfig
         print(config_help((TrainScript, HICRAConfig)))
         return
-    path = argv.pop(0) if argv and not argv[0].startswith("--") else None
+    path = argv.pop(0) if argv and not argv[0].startswith("--") else DEFAULT_RECIPE  # no recipe: the CPU default
     from hicra.runfolder import RunFolderError
     from hicra.sgfile import SGFileError
     try:  # a recipe a user can fix gets one line that says what to fix, not a traceback

@@ -36,6 +36,15 @@ def metaspace_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
 
 
+def sandbox_recipe(**changes) -> dict:
+    """configs/sandbox.yaml, the whole default configuration of a sandbox run, with a test's changes (tests take
+    one generation batch a step unless they say otherwise)."""
+    from hicra.train import read_recipe
+    base = {k: v for k, v in read_recipe(str(ROOT / "configs" / "sandbox.yaml"), []).items()
+            if k not in ("run_dir", "max_steps", "method", "seed", "sandbox")}  # what each test sets per call
+    return {**base, "gradient_accumulation_steps": 1, **changes}
+
+
 # the smallest sandbox build (seconds): the tests' model, tokenizer and world
 TINY = dict(hidden_size=32, n_layers=1, n_heads=2, n_train_tasks=40, traces_per_task=1, sft_steps=3,
             batch_size=8, n_val=4, max_new_tokens=24)

@@ -21,14 +21,17 @@ sys.path.insert(0, os.path.dirname(__file__))
 from conftest import TINY  # noqa: E402
 
 import hicra.sandbox.rl as rl  # noqa: E402
-from hicra.train import run  # noqa: E402
+from hicra.train import read_recipe, run  # noqa: E402
 from hicra.trainer import METHODS, HICRATrainer  # noqa: E402
 
 OUT, RANK = Path("."), 0  # set by main()
 # the same tiny build as test_train's exact-advantage test: trained long enough to write strategic phrases
 SANDBOX = {**TINY, "sft_steps": 80, "learning_rate": 1e-2}
-BASE = dict(sandbox=SANDBOX, num_generations=4, per_device_train_batch_size=8, max_completion_length=24, n_train=16,
-            val_every=0, save_steps=1, seed=3, learning_rate=1e-2, save_rollouts=True)
+BASE = {**{k: v for k, v in read_recipe(str(Path(__file__).resolve().parent.parent / "configs" / "sandbox.yaml"),
+                                         []).items() if k not in ("run_dir", "max_steps", "method")},
+        "gradient_accumulation_steps": 1, "sandbox": SANDBOX, "num_generations": 4, "per_device_train_batch_size": 8,
+        "max_completion_length": 24, "n_train": 16, "val_every": 0, "save_steps": 1, "seed": 3, "learning_rate": 1e-2,
+        "save_rollouts": True}
 _current = {"run": None, "n": 0}
 
 
