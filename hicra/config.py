@@ -311,6 +311,7 @@ class StepConfig:
     run_dir: str = "runs/step"        # the step's folder: its params.json, tables and caches
     figures_dir: str = "figures"      # where figures go (PNG + PDF)
     tag: str = "sandbox"              # suffix of figure and table names, e.g. fig4_errors_<tag>.png
+    figure_note: str = ""             # a line written under each of the step's figures (the rehearsal's label)
 
 
 @dataclasses.dataclass
@@ -343,6 +344,9 @@ def save_step_figure(fig, cfg: StepConfig, name: str) -> str:
     import matplotlib.pyplot as plt
 
     from hicra.plotting import save_figure
+    if getattr(cfg, "figure_note", ""):  # e.g. the rehearsal's figures say what they are, on the figure itself
+        fig.text(0.5, -0.04, cfg.figure_note, ha="center", va="top", fontsize=11, color="firebrick",
+                 fontweight="bold")
     paths = save_figure(fig, f"{name}_{cfg.tag}", cfg.figures_dir)
     plt.close(fig)
     return str(paths[0])
