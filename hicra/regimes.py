@@ -152,19 +152,24 @@ def fig_map(rows: list[dict]):
     """HICRA - GRPO (points; at the last step and as AUC) against the warm start's execution error rate."""
     import matplotlib.pyplot as plt
     t = pd.DataFrame([r for r in rows if "final_mean" in r])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.8), squeeze=False)
+    xmax = 100 * float(t.execution_error_rate.max()) + 12
     for ax, (e, title) in zip(axes[0], (("final", "accuracy at the last step"), ("auc", "area under the curve"))):
         for _, r in t.iterrows():
             x, m = 100 * r.execution_error_rate, 100 * r[f"{e}_mean"]
-            ax.errorbar(x, m, yerr=[[m - 100 * r[f"{e}_lo"]], [100 * r[f"{e}_hi"] - m]], fmt="o", capsize=5, lw=2,
-                        color="#d62728")
-            ax.annotate(f"{r.regime} (n={int(r.final_n)})", (x, m), textcoords="offset points", xytext=(8, 6),
-                        fontsize=9)
+            lo, hi = 100 * r[f"{e}_lo"], 100 * r[f"{e}_hi"]
+            if math.isfinite(lo) and math.isfinite(hi):
+                ax.errorbar(x, m, yerr=[[m - lo], [hi - m]], fmt="o", capsize=5, lw=2, color="#d62728")
+            else:  # one seed: a point, no interval
+                ax.plot(x, m, "o", color="#d62728", mfc="white", mew=2)
+            ax.annotate(f"{r.regime} (n={int(r.final_n)})", (x, m), textcoords="offset points", xytext=(9, -4),
+                        fontsize=10)
         ax.axhline(0, color="0.3", lw=1, ls="--")
-        ax.set(xlabel="warm start: completions failing by an arithmetic slip (%)",
-               ylabel="HICRA − GRPO (points, paired by seed)", title=f"HICRA − GRPO, {title}")
-    fig.suptitle("Regime map: HICRA's effect against how execution-limited the warm start is (95 % t-intervals)",
-                 y=1.02)
+        ax.set_xlim(0, xmax)
+        ax.set(xlabel="warm start: completions with an arithmetic slip (%)", ylabel="HICRA − GRPO (points)",
+               title=f"HICRA − GRPO, {title}")
+    fig.suptitle("Regime map: HICRA's effect against how execution-limited the warm start is (paired by seed, "
+                 "95 % t-intervals; hollow: one seed, no interval)", y=1.02)
     fig.tight_layout()
     return fig
 

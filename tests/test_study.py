@@ -156,3 +156,32 @@ def test_study_profile_stops_on_ctrl_c_and_a_rerun_keeps_finished_runs(tmp_path,
     for name in ("study_curves", "study_effects", "fig5_methods_study"):
         assert (tmp_path / "fig" / f"{name}.png").stat().st_size > 5000, name
     assert "(c) HICRA" in (tmp_path / "fig" / "study_claims.md").read_text()
+
+
+def test_regime_map_analysis_on_hand_made_runs(tmp_path):
+    """hicra.regimes.run on two regimes of hand-made runs: HICRA - GRPO per regime paired by seed, the plateau
+    check (last validation point minus the one 50 steps before), the warm start's anatomy beside it, the map."""
+    from hicra import regimes
+    for name, exe, gain in (("strategy", 0.03, 0.02), ("execution", 0.30, -0.01)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "warm_start.json").write_text(json.dumps({"accuracy": 0.35, "execution_error_rate": exe,
+                                                       "planning_error_rate": 0.6 - exe, "careful_share": 0.2,
+                                                       "tokens_mean": 50}))
+        for arm in ("grpo", "hicra"):
+            for seed in (0, 1, 2):
+                r = d / f"train-{arm}-s{seed}"
+                r.mkdir()
+                top = 0.6 + 0.01 * seed + (gain + 0.002 * seed if arm == "hicra" else 0)
+                lines = [{"step": s, "val_accuracy": 0.35 + (top - 0.35) * min(1, s / 200)} for s in range(0, 301, 25)]
+                lines += [{"step": s, "semantic_entropy": 5.0 - 0.001 * s} for s in range(1, 301)]
+                (r / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in sorted(
+                    lines, key=lambda x: x["step"])))
+                (r / "summary.json").write_text("{}")
+    res = regimes.run(str(tmp_path), figures_dir=str(tmp_path / "fig"), tag="t")
+    rows = {r["regime"]: r for r in res["regimes"]}
+    assert rows["strategy"]["final_mean"] == pytest.approx(0.022) and rows["strategy"]["final_n"] == 3
+    assert rows["execution"]["final_mean"] == pytest.approx(-0.008)
+    assert rows["strategy"]["grpo_plateau"] is True  # flat from step 200 on: last minus 50 steps before is 0
+    assert rows["strategy"]["execution_error_rate"] == 0.03 and math.isnan(rows["strategy"]["fig4_mean"])
+    assert (tmp_path / "fig" / "t_map.png").stat().st_size > 5000 and (tmp_path / "regimes.json").exists()
