@@ -241,8 +241,21 @@ def test_dry_run_fails_where_the_real_run_would(flags, message, dry, capsys, tmp
 
 
 def test_sign_flip_needs_an_explicit_yes():
+    """A recipe that allows alpha >= 1 passes the dry run and the training path honours it: token_advantages gets
+    the permission (it used to drop it, so the run failed after the dry run passed)."""
+    import torch
+
+    from hicra.advantage import token_advantages
     from hicra.train import dry_run
     assert dry_run(read_recipe("configs/sandbox.yaml", ["--hicra_alpha", "1.5", "--allow_sign_flip", "true"]))["ok"]
+    A, plan, cm = torch.tensor([-1.0]), torch.tensor([[True, False]]), torch.ones(1, 2)
+    out, _ = token_advantages("hicra", A, plan, cm, alpha=1.5, allow_sign_flip=True)
+    assert torch.allclose(out, torch.tensor([[0.5, -1.0]]))  # the failed plan's sign flips, as asked
+    with pytest.raises(ValueError, match="allow_sign_flip"):
+        token_advantages("hicra", A, plan, cm, alpha=1.5)
+    from hicra.trainer import HICRAConfig
+    with pytest.raises(ValueError, match="loss_type must be 'dapo'"):  # refused, no longer silently overwritten
+        HICRAConfig(output_dir="/tmp/x", method="grpo", loss_type="grpo", use_cpu=True, report_to=[])
 
 
 @pytest.mark.parametrize(
