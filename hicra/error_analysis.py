@@ -207,14 +207,14 @@ def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
     from hicra.plotting import setup_style
     out = start_step(cfg, "04_error_analysis")
     df = failed_rollouts(cfg.runs, cfg.every)
-    df["cause"] = oracle_causes(df)
-    df = df[df.cause.notna()]
-    table = counts_by_step(df, bins=cfg.bins)
-    table.to_csv(out / "errors_by_step.csv", index=False)
-    summary = {"run_dir": str(out), "n_failed": len(df), "source": "sandbox oracle",
-               "planning_share": {m: {"first": float(t.planning_share.iloc[0]),
-                                      "last": float(t.planning_share.iloc[-1])}
-                                  for m, t in table.groupby("method", sort=False)}}
+    sandbox = bool(len(df)) and df.prompt.map(lambda p: bool(_TASK.search(p))).all()
+    if not sandbox and not cfg.judge:
+        raise ValueError("these runs are not sandbox runs, so there is no oracle: classify their failures with the "
+                         "LLM judge (judge: true, and base_url / llm_model or serve)")
+    summary = {"run_dir": str(out), "n_failed": len(df), "source": "sandbox oracle" if sandbox else "LLM judge"}
+    if sandbox:
+        df["cause"] = oracle_causes(df)
+        df = df[df.cause.notna()]
     if cfg.judge:
         from hicra.llm import ChatClient
         from hicra.serve import endpoint
@@ -225,9 +225,18 @@ def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
                                 max_tokens=128)  # the answer is one short JSON object
             sub = sub.assign(judge=judge_causes(client, sub, progress=progress))
         sub.to_parquet(out / "judged.parquet")
-        summary["judge"] = {"model": ep.label, **agreement(sub.cause, sub.judge),
-                            "judged": sub.judge.value_counts(dropna=False).rename(str).to_dict(),
-                            "oracle": sub.cause.value_counts().to_dict()}
+        summary["judge"] = {"model": ep.label, "judged": sub.judge.value_counts(dropna=False).rename(str).to_dict()}
+        if sandbox:  # the judge's agreement with the ground truth
+            summary["judge"].update(agreement(sub.cause, sub.judge), oracle=sub.cause.value_counts().to_dict())
+        else:  # real text: the judge's causes are the figure's (a sample of n_judge failed rollouts)
+            df = sub.assign(cause=sub.judge)[sub.judge.notna()]
+            summary["n_judged"] = len(df)
+    if not len(df):
+        raise ValueError("no failed rollout has a cause (the judge answered none in the expected format)")
+    table = counts_by_step(df, bins=cfg.bins)
+    table.to_csv(out / "errors_by_step.csv", index=False)
+    summary["planning_share"] = {m: {"first": float(t.planning_share.iloc[0]), "last": float(t.planning_share.iloc[-1])}
+                                 for m, t in table.groupby("method", sort=False)}
     setup_style()
     summary["figures"] = [save_step_figure(fig4(table), cfg, "fig4_errors")]
     write_json(out / "errors.json", summary)

@@ -125,6 +125,8 @@ def final_table(df: pd.DataFrame, col: str = "val_accuracy", diff=("hicra", "grp
     ``hicra − grpo``: the difference paired by seed (same seed, same warm start, same validation set),
     and first a ``warm_start`` row: the step-0 value (where RL starts) over the runs that logged one."""
     from hicra.stats import t_interval as mean_ci
+    if col not in df:
+        raise ValueError(f"the runs logged no {col!r} (columns: {sorted(df.columns)})")
     last = df.dropna(subset=[col]).sort_values("step").groupby("run").tail(1)
     rows = []
     start = df[(df.step == 0)].dropna(subset=[col]) if col in df else df.iloc[:0]
@@ -216,10 +218,12 @@ def run(cfg: FiguresConfig) -> dict:
             save_step_figure(fig_methods(df[df.method.isin(FIG5_METHODS)], [m for m in FIG5_METHODS
                                                                               if m in set(df.method)]),
                              cfg, "fig5_methods")]  # the paper's methods; the study's variants: study_curves
-    table = final_table(df)
+    # runs without validation (a GPU recipe, the rehearsal) are summarised by their last step's training reward
+    col = "val_accuracy" if "val_accuracy" in df and df.val_accuracy.notna().any() else "reward"
+    table = final_table(df, col)
     table.to_csv(out / "final_accuracy.csv", index=False)
     table.to_csv(resolve(cfg.figures_dir) / f"{cfg.tag}_final_accuracy.csv", index=False)  # beside the figures
-    return {"run_dir": str(out), "runs": len(cfg.runs), "figures": figs,
+    return {"run_dir": str(out), "runs": len(cfg.runs), "figures": figs, "final_column": col,
             "final_accuracy": table.to_dict("records")}
 
 
