@@ -41,6 +41,8 @@ def load_runs(run_dirs) -> pd.DataFrame:
 
 
 def _band(ax, df, x, y, label, color, relative_to_start=False, delta=False, smooth: int = 1):
+    if y not in df or df[y].isna().all():  # a metric this run did not log (e.g. no validation on a GPU recipe)
+        return
     piv = df.pivot_table(index=x, columns="run", values=y)
     if smooth > 1:  # per-step metrics of 8 prompts are noisy: trailing mean over `smooth` steps
         piv = piv.rolling(smooth, min_periods=1).mean()
@@ -83,9 +85,12 @@ def fig3_dynamics(df: pd.DataFrame, method: str | None = None, smooth: int = 5):
     )
     ax[2].axhline(0, color="grey", lw=0.8)
     ax[2].set(title="Strategy diversity", ylabel="change since start (bits)")
-    v = d.dropna(subset=["val_accuracy"]) if "val_accuracy" in d else d.iloc[0:0]
-    _band(ax[3], v, "step", "val_accuracy", "val accuracy", PALETTE["grpo"])
-    ax[3].set(title="Validation accuracy & length", ylabel="accuracy (T = 1)")
+    if "val_accuracy" in d and d.val_accuracy.notna().any():
+        _band(ax[3], d.dropna(subset=["val_accuracy"]), "step", "val_accuracy", "val accuracy", PALETTE["grpo"])
+        ax[3].set(title="Validation accuracy & length", ylabel="accuracy (T = 1)")
+    else:  # no validation (a GPU recipe): the training reward instead, said in the title
+        _band(ax[3], d, "step", "reward", "training reward", PALETTE["grpo"], smooth=smooth)
+        ax[3].set(title="Training reward & length (no validation)", ylabel="mean reward")
     ax3b = ax[3].twinx()
     _band(ax3b, d, "step", "length", "mean length", PALETTE["base"], smooth=smooth)
     ax3b.set_ylabel("completion length (tokens)")

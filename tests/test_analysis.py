@@ -156,3 +156,44 @@ def test_claims_ab_exact_values_and_bootstrap_over_problems(tiny_sandbox):
                         n_boot=20)
     assert none["planning_ratio"] == 0 and np.isnan(none["planning_entropy"])
     assert len(FK.fig_claims([{"model": "m", "texts": "samples", **none}]).axes) == 1
+
+
+def _real_text_run(tmp_path):
+    """A hand-made run in the shape a GPU recipe writes: chat prompts from a math set, no validation lines."""
+    d = tmp_path / "train-hicra-s0"
+    (d / "rollouts").mkdir(parents=True)
+    (d / "params.json").write_text(json.dumps({"method": "hicra", "seed": 0}))
+    from hicra.dynamics import RECORD_KEYS
+    lines = [{**{k: 0.5 for k in RECORD_KEYS}, "step": s, "reward": 0.1 * s, "method": "hicra", "seed": 0}
+             for s in (1, 2, 3)]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    for s in (1, 2, 3):
+        pd.DataFrame([{"prompt": [{"role": "user", "content": "Let $x$ be ... Find x."}], "completion": c,
+                       "reward": 0.0, "step": s} for c in ("3 + 4 = 8, so \\boxed{8}", "I give up")]).to_parquet(
+            d / "rollouts" / f"step_{s:06d}.parquet")
+    return d
+
+
+def test_figures_and_fig4_on_a_real_text_run(tmp_path):
+    """The rehearsal found both: runs without validation get a final table of training reward (not a KeyError),
+    and Fig 4 on real text needs the judge (a clear error without one; with one, the judge's causes are the
+    figure's), not the sandbox oracle."""
+    from hicra.figures import FiguresConfig
+    from hicra.figures import run as figures_run
+    d = _real_text_run(tmp_path)
+    res = figures_run(FiguresConfig(run_dir=str(tmp_path / "f"), figures_dir=str(tmp_path / "fig"), runs=[str(d)],
+                                    tag="t"))
+    assert res["final_column"] == "reward" and res["final_accuracy"][0]["reward"] == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="no oracle"):
+        ER.run(ER.ErrorsConfig(run_dir=str(tmp_path / "e"), figures_dir=str(tmp_path / "fig"), runs=[str(d)]))
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Judge)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        s = ER.run(ER.ErrorsConfig(run_dir=str(tmp_path / "e"), figures_dir=str(tmp_path / "fig"), runs=[str(d)],
+                                   judge=True, base_url=f"http://127.0.0.1:{srv.server_address[1]}/v1",
+                                   llm_model="judge", api_key_env="", bins=3, tag="t"), progress=False)
+    finally:
+        srv.shutdown()
+    assert s["source"] == "LLM judge" and s["n_judged"] == 6 and "accuracy" not in s["judge"]
+    assert s["planning_share"]["hicra"]["first"] == 0.5  # one arithmetic slip, one give-up per step
+    assert (tmp_path / "fig" / "fig4_errors_t.png").exists()
