@@ -25,8 +25,9 @@ def overlay(run: str, base: str, replace: dict | None = None, train_flags: list 
     ``params`` merged into the named steps' notebook parameters; progress totals set to ``steps``; and for each
     ``arms`` entry ``{name: {from: step, flags: [...]}}`` a copy of training step ``from`` with its own folder and
     extra flags, added to the analyses' run lists."""
+    from hicra.config import resolve
     from hicra.profiles import load_profile
-    _, base_steps = load_profile(base, run=run)
+    _, base_steps = load_profile(base, run=str(resolve(run)))  # the folder as given (load_profile adds runs/ to names)
     unknown = sorted(set(params or {}) - {s.name for s in base_steps})
     if unknown:
         raise ValueError(f"overlay params name steps {unknown} that profile {base!r} does not have")
