@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STEPS = {"train": ["hicra.train:TrainScript", "hicra.trainer:HICRAConfig"], "figures": ["hicra.figures:FiguresConfig"],
          "grams": ["hicra.grams.step:GramsConfig"], "evaluate": ["hicra.evaluate:EvalConfig"],
          "error_analysis": ["hicra.error_analysis:ErrorsConfig"], "forks": ["hicra.forks:ForksConfig"],
-         "sandbox": ["hicra.sandbox.build:SandboxConfig"], "study": ["hicra.study:StudyConfig"],
+         "sandbox": ["hicra.sandbox.step:BuildConfig"], "study": ["hicra.study:StudyConfig"],
          "pipeline": [], "serve": [], "regimes": []}
 
 

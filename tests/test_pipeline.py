@@ -120,7 +120,7 @@ def test_interrupt_stops_running_steps_and_their_kernels(tmp_path, inherited):
     steps = [dict(name=f"s{i}", notebook=nb, params={"out": str(tmp_path / f"pid{i}")}, inputs=[],
                   outputs=[str(tmp_path / f"never{i}")], needs=[]) for i, nb in enumerate(nbs)]
     driver = (
-        "import json, sys\nfrom pathlib import Path\nfrom hicra import pipeline as P\n"
+        "import json, sys\nfrom pathlib import Path\nfrom hicra import runner as R\n"
         f"steps = [R.Step(**s) for s in json.loads({json.dumps(json.dumps(steps))})]\n"
         f"R.run_wave(steps, Path({str(tmp_path / 'run')!r}), {str(tmp_path / 'fig')!r}, lambda s: False, jobs=2)\n"
     )

@@ -109,17 +109,20 @@ def test_tiny_build_deterministic_and_cached(tmp_path, monkeypatch):
 
 
 def test_cli_last_line_json(tmp_path):
-    flags = sum([[f"--{k}", str(v)] for k, v in TINY.items()], [])
     env = {"HICRA_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    r = subprocess.run([sys.executable, "-m", "hicra.sandbox", "--seed", "2", *flags], capture_output=True,
-                       text=True, env={**__import__("os").environ, **env}, timeout=600)
+    r = subprocess.run([sys.executable, "-m", "hicra.sandbox", "--seed", "2", "--sandbox", json.dumps(TINY),
+                        "--n_calibration", "4", "--run_dir", str(tmp_path / "run"), "--figures_dir",
+                        str(tmp_path / "fig")], capture_output=True, text=True,
+                       env={**__import__("os").environ, **env}, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert set(out) == {"model_dir", "cached", "build_seconds", "val_accuracy", "errors"}
+    assert {"model_dir", "cached", "build_seconds", "val_accuracy", "errors", "calibration", "figures"} <= set(out)
     assert out["cached"] is False and set(out["errors"]) == {"planning", "execution"}
-    r = subprocess.run([sys.executable, "-m", "hicra.sandbox", "--difficulty", "impossible"], capture_output=True,
-                       text=True, env={**__import__("os").environ, **env}, timeout=120)
-    assert r.returncode != 0 and "difficulty must be one of" in r.stderr
+    assert (tmp_path / "fig" / "sandbox_calibration.png").exists() and (tmp_path / "run" / "sandbox.json").exists()
+    r = subprocess.run([sys.executable, "-m", "hicra.sandbox", "--sandbox", '{"difficulty": "impossible"}',
+                        "--run_dir", str(tmp_path / "run2"), "--figures_dir", str(tmp_path / "fig")],
+                       capture_output=True, text=True, env={**__import__("os").environ, **env}, timeout=120)
+    assert r.returncode != 0 and "difficulty must be one of" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_cache_folder_can_move(tmp_path, monkeypatch):

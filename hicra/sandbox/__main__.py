@@ -3,12 +3,18 @@
     python -m hicra.sandbox [CONFIG.yaml] [--seed N] [--sandbox '{"difficulty": "v1"}'] [--force true]
 """
 from hicra.config import emit, install_signal_handlers, parse_cli
+from hicra.sandbox.build import SandboxConfig
 from hicra.sandbox.step import BuildConfig, run
 
 
 def main(argv=None):
     install_signal_handlers()
-    emit(run(parse_cli(BuildConfig, argv)))
+    cfg = parse_cli(BuildConfig, argv)
+    try:
+        SandboxConfig(**{"seed": cfg.seed, **cfg.sandbox}).world_config()  # a bad world is one line, not a traceback
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    emit(run(cfg))
 
 
 if __name__ == "__main__":
