@@ -217,5 +217,3 @@ def _hicra_pr4997(A, plan, cm, gate, ctx):  # planning tokens, or high-entropy t
     sel = plan | (gate & correct_and_longer(A, cm, ctx["group_size"])[:, None].to(gate.device))
     return hicra_advantages(A, sel, ctx["alpha"], ctx["allow_sign_flip"]), sel & torch.as_tensor(cm).bool()
 
-
-GATE_SHARE = {n: m.gate_share for n, m in REGISTRY.items() if m.gate_share is not None}  # the entropy-gated methods

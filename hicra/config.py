@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from hicra.io import _clean, read_yaml_mapping, write_json  # noqa: F401  (read_yaml_mapping: callers')
+from hicra.io import _clean, read_yaml_mapping, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,12 +130,6 @@ def typed(cls, data: dict) -> dict:
     return {k: coerce(k, v, hints[k]) if k in hints else v for k, v in data.items()}
 
 
-
-
-
-
-
-
 def from_dict(cls, data: dict):
     """``cls(**data)`` with a clear error for unknown keys."""
     names = {f.name for f in dataclasses.fields(cls)}
@@ -173,13 +167,13 @@ def split_flags(argv: list[str] | None) -> list[tuple[str, str]]:
     return out
 
 
-def parse_cli(cls, argv: list[str] | None = None, extra: tuple = ()):
+def parse_cli(cls, argv: list[str] | None = None):
     """``[CONFIG.yaml] [--key value ...]`` -> config instance. ``-h``/``--help`` prints every option of ``cls``
-    (and of ``extra`` classes, listed only) with its type, default and help, then exits; a config a user can fix
-    (unknown option, wrong type, missing file) is one ``error:`` line and exit code 2."""
+    with its type, default and help, then exits; a config a user can fix (unknown option, wrong type, missing
+    file) is one ``error:`` line and exit code 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
-        print(config_help((cls, *extra)))
+        print(config_help((cls,)))
         raise SystemExit(0)
     path = argv.pop(0) if argv and not argv[0].startswith("--") else None
     try:
@@ -280,14 +274,10 @@ def watch_parent(every: float = 1.0) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
-
-
 def emit(summary: dict) -> None:
     """Print the step's one-line JSON summary (always the last stdout line)."""
     sys.stdout.flush()
     print(json.dumps(_clean(summary)), flush=True)
-
-
 
 
 def weight_files(folder) -> list[list]:
@@ -296,8 +286,6 @@ def weight_files(folder) -> list[list]:
     folder = Path(folder)
     return sorted([f.name, f.stat().st_size, int(f.stat().st_mtime)] for f in folder.glob("*.safetensors")) \
         if folder.is_dir() else []
-
-
 
 
 # --------------------------------------------------------------------------

@@ -39,18 +39,26 @@ def failed_rollouts(run_dirs, every: int = 1) -> pd.DataFrame:
     frames = []
     for d in run_dirs:
         d = resolve(d)
-        files = sorted(glob.glob(str(d / "rollouts" / "step_*.parquet")))
+        files = step_files(d)
         if not files:
             raise FileNotFoundError(f"{d}/rollouts/ has no step_*.parquet: train with save_rollouts (the default)")
         params = json.loads((d / "params.json").read_text()) if (d / "params.json").exists() else {}
-        for f in files:
-            if int(re.search(r"step_(\d+)", f).group(1)) % every:  # the trainer names files by step
-                continue
-            df = pd.read_parquet(f, columns=["prompt", "completion", "reward", "step"])
-            frames.append(df.assign(run=d.name, method=params.get("method", d.name), seed=params.get("seed", 0)))
-    df = pd.concat(frames, ignore_index=True)
-    df["prompt"] = df.prompt.map(_prompt_text)
-    return df[df.reward < 1].reset_index(drop=True)
+        df = _failures([f for step, f in sorted(files.items()) if not step % every])
+        frames.append(df.assign(run=d.name, method=params.get("method", d.name), seed=params.get("seed", 0)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def step_files(run_dir) -> dict[int, str]:
+    """``{step: path}`` of a run's ``rollouts/step_*.parquet`` (the trainer names the files by step)."""
+    return {int(re.search(r"step_(\d+)", f).group(1)): f
+            for f in glob.glob(str(resolve(run_dir) / "rollouts" / "step_*.parquet"))}
+
+
+def _failures(files: list[str]) -> pd.DataFrame:
+    """The failed rollouts (reward < 1) of these step files, prompts as plain text."""
+    df = pd.concat([pd.read_parquet(f, columns=["prompt", "completion", "reward", "step"]) for f in files],
+                   ignore_index=True)
+    return df[df.reward < 1].assign(prompt=lambda x: x.prompt.map(_prompt_text)).reset_index(drop=True)
 
 
 def _prompt_text(p) -> str:
@@ -84,8 +92,7 @@ def planning_share_bins(run_dir, frac: float = 0.1) -> dict:
     Pre-registered in the README (issue #26): the paper's Fig 4 says planning errors fall faster under HICRA,
     so the per-run change ``last - first`` is compared between arms, paired by seed. NaN when the run saved no
     rollouts or a bin has no failures."""
-    d = resolve(run_dir)
-    files = {int(re.search(r"step_(\d+)", f).group(1)): f for f in glob.glob(str(d / "rollouts" / "step_*.parquet"))}
+    files = step_files(run_dir)
     nan = float("nan")
     if not files:
         return {"planning_share_first": nan, "planning_share_last": nan, "planning_share_change": nan,
@@ -94,10 +101,7 @@ def planning_share_bins(run_dir, frac: float = 0.1) -> dict:
     width = max(1, round(frac * last))
     out = {}
     for name, lo, hi in (("first", 1, width), ("last", last - width + 1, last)):
-        frames = [pd.read_parquet(files[s], columns=["prompt", "completion", "reward"])
-                  for s in sorted(files) if lo <= s <= hi]
-        df = pd.concat(frames, ignore_index=True)
-        df = df[df.reward < 1].assign(prompt=lambda x: x.prompt.map(_prompt_text))
+        df = _failures([files[s] for s in sorted(files) if lo <= s <= hi])
         causes = oracle_causes(df).dropna() if len(df) else pd.Series(dtype=object)
         out[f"failed_{name}"] = len(causes)
         out[f"planning_share_{name}"] = float((causes == "planning").mean()) if len(causes) else nan

@@ -18,6 +18,7 @@ import sys
 import pandas as pd
 
 from hicra.config import REPO_ROOT, resolve
+from hicra.study import _verdict
 
 BEGIN, END = "<!-- headline:begin -->", "<!-- headline:end -->"
 # (tag of the CSVs, what the rows say) in the order shown
@@ -27,11 +28,6 @@ STUDIES = (("study", "study of record (`make study`, run 4: seeds 0–9)"),
 
 def _pts(m, lo, hi) -> str:
     return f"{100 * m:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-
-
-def _verdict(lo, hi, positive: bool = True) -> str:
-    from hicra.study import _verdict as rule
-    return rule(lo, hi, positive)
 
 
 def rows(figures_dir="figures") -> list[tuple]:

@@ -22,14 +22,19 @@ from pathlib import Path
 import yaml
 
 
-def atomic_write(path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` through a temp file in the same folder and a rename (never a half file)."""
+def atomic_write(path, data) -> Path:
+    """Write ``data`` (text, bytes, or a function that writes the file at the path it is given) to ``path``
+    through a temp file in the same folder and a rename (never a half file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
-            f.write(data)
+        if callable(data):
+            os.close(fd)
+            data(tmp)
+        else:
+            with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
+                f.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -58,22 +63,12 @@ def write_json(path, obj) -> Path:
 
 def write_parquet(path, df) -> Path:
     """Atomic parquet write (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def append_jsonl(path, record: dict) -> None:
     """Append one JSON line with a single ``write`` and fsync it. A short write (a full disk) is undone and raised
-    as ENOSPC, so the file never keeps half a line; readers (``hicra.config.read_metrics``) skip a torn last
+    as ENOSPC, so the file never keeps half a line; readers (``read_metrics``) skip a torn last
     line that a kill left all the same."""
     import errno
 

@@ -6,8 +6,8 @@ rollouts with an LLM judge. Both go through this client, which talks to any
 on CPU) or a hosted API. It is built for long, interruptible labelling jobs:
 
 * requests run concurrently (``concurrency`` threads);
-* each request has a total deadline (``timeout`` seconds from its start, checked as bytes arrive, so a server that
-  trickles a byte at a time cannot hold it open; a silent one is cut by the same read timeout);
+* each request has a hard total deadline of ``timeout`` seconds (the caller waits for it that long, however slowly
+  a server trickles its headers or body);
 * timeouts, connection errors, HTTP 429 and 5xx are retried with exponential
   backoff; other HTTP errors fail at once with the server's message; once one request has failed for good,
   ``chat_many`` sends none of the queued ones;

@@ -61,12 +61,17 @@ def load_profile(name: str, run: str | None = None, args: dict | None = None) ->
 
 
 def _substitute(x, folder: str):
+    return map_strings(x, lambda s: s.replace("${run}", folder))
+
+
+def map_strings(x, fn):
+    """``x`` with ``fn`` applied to every string in it (values and mapping keys, through lists and tuples)."""
     if isinstance(x, str):
-        return x.replace("${run}", folder)
-    if isinstance(x, list):
-        return [_substitute(v, folder) for v in x]
+        return fn(x)
+    if isinstance(x, (list, tuple)):
+        return type(x)(map_strings(v, fn) for v in x)
     if isinstance(x, dict):
-        return {k: _substitute(v, folder) for k, v in x.items()}
+        return {map_strings(k, fn): map_strings(v, fn) for k, v in x.items()}
     return x
 
 

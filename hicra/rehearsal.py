@@ -26,15 +26,17 @@ def overlay(run: str, base: str, replace: dict | None = None, train_flags: list 
     ``arms`` entry ``{name: {from: step, flags: [...]}}`` a copy of training step ``from`` with its own folder and
     extra flags, added to the analyses' run lists."""
     from hicra.config import resolve
-    from hicra.profiles import load_profile
+    from hicra.profiles import load_profile, map_strings
     _, base_steps = load_profile(base, run=str(resolve(run)))  # the folder as given (load_profile adds runs/ to names)
     unknown = sorted(set(params or {}) - {s.name for s in base_steps})
     if unknown:
         raise ValueError(f"overlay params name steps {unknown} that profile {base!r} does not have")
+    table = replace or {}
+    swap = lambda v: table.get(v, v)  # noqa: E731
     out = []
     for s in base_steps:
         s = copy.deepcopy(s)
-        s.command, s.params, s.outputs = (_replace(x, replace or {}) for x in (s.command, s.params, s.outputs))
+        s.command, s.params, s.outputs = (map_strings(x, swap) for x in (s.command, s.params, s.outputs))
         if s.command and "hicra.train" in s.command:
             s.command = [*s.command, *map(str, train_flags or [])]
             if steps and s.progress:
@@ -57,14 +59,3 @@ def overlay(run: str, base: str, replace: dict | None = None, train_flags: list 
                 s.needs = tuple(s.needs or ()) + (name,) if s.needs is not None else None
     return out
 
-
-def _replace(x, table: dict):
-    if isinstance(x, str):
-        return table.get(x, x)
-    if isinstance(x, list):
-        return [_replace(v, table) for v in x]
-    if isinstance(x, tuple):
-        return tuple(_replace(v, table) for v in x)
-    if isinstance(x, dict):
-        return {table.get(k, k): _replace(v, table) for k, v in x.items()}
-    return x

@@ -116,9 +116,9 @@ def code_files(step: Step, root: Path = REPO_ROOT) -> list[Path]:
             continue
         files.add(f)
         todo |= imported(ast.parse(f.read_text()))
-    if any(f.parent.name == "hicra" and f.name in ("error_analysis.py", "grams") for f in files) or \
-            any("grams" in f.parts for f in files):
-        files |= set((root / "hicra" / "prompts").glob("*.md"))
+    prompts = list((root / "hicra" / "prompts").glob("*.md"))  # package data a module reads by its file name
+    sources = [f.read_text() for f in files]
+    files |= {p for p in prompts if any(p.name in src for src in sources)}
     return sorted(files)
 
 

@@ -249,27 +249,22 @@ def require_same_run(before: dict, now: dict, run_dir) -> None:
     methods in one file); the message names each difference. ``before`` is the run's params.json."""
     from hicra.trainer import HICRAConfig
     defaults = {f.name: f.default for f in dataclasses.fields(HICRAConfig) if f.default is not dataclasses.MISSING}
-    defaults.update({f.name: f.default for f in dataclasses.fields(TrainScript)
-                     if f.default is not dataclasses.MISSING})
-
-    def effective(d):
-        script, kw = split_recipe({k: v for k, v in d.items() if k not in ("recipe", "processes")})
-        eff = {**{f.name: getattr(script, f.name) for f in dataclasses.fields(TrainScript)}, **kw}
-        return json.loads(json.dumps(eff, default=str))
-    old, new = effective(before), effective(now)
     norm = lambda v: json.loads(json.dumps(False if v is None else v, default=str))  # noqa: E731  (None: unset)
-    old, new = {k: norm(v) for k, v in old.items()}, {k: norm(v) for k, v in new.items()}
-    diff = [f"{k} {old.get(k, norm(defaults.get(k)))!r} -> {new.get(k, norm(defaults.get(k)))!r}"
-            for k in sorted(set(old) | set(new) - RESUMABLE_CHANGES)
-            if k not in RESUMABLE_CHANGES and old.get(k, norm(defaults.get(k))) != new.get(k, norm(defaults.get(k)))]
+
+    def effective(d):  # every defining key, its value as given or by default, JSON-normalised
+        script, kw = split_recipe({k: v for k, v in d.items() if k not in ("recipe", "processes")})
+        eff = {**defaults, **{f.name: getattr(script, f.name) for f in dataclasses.fields(TrainScript)}, **kw}
+        return {k: norm(v) for k, v in eff.items() if k not in RESUMABLE_CHANGES}
+    old, new = effective(before), effective(now)
+    diff = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diff:
         from hicra.runfolder import RunFolderError
-        raise RunFolderError(f"--resume true would continue {run_dir} with other settings: {'; '.join(diff)}. A run is "
-                         f"one set of settings: resume with the ones it started with (its params.json), or start a "
-                         f"new run (another --run_dir, or --overwrite true to set this one aside)")
+        raise RunFolderError(f"--resume true would continue {run_dir} with other settings: {'; '.join(diff)}. A run "
+                             f"is one set of settings: resume with the ones it started with (its params.json), or "
+                             f"start a new run (another --run_dir, or --overwrite true to set this one aside)")
 
 
-def run(data: dict, recipe: str | None = None) -> dict:
+def run(data: dict, recipe: str | None = None, checked: bool = False) -> dict:
     """Train from a recipe mapping; the one function behind the CLI and notebook 02.
 
     Claims the run folder (hicra.runfolder: a lock, no silent replacement of an earlier run),
@@ -277,7 +272,8 @@ def run(data: dict, recipe: str | None = None) -> dict:
     ``params.json``, ``metrics.jsonl``, rollouts, checkpoints, ``final/`` and ``summary.json``.
     Resuming a finished run changes nothing and returns its summary."""
     from hicra.runfolder import claim, last_complete_checkpoint
-    dry_run(data)  # a bad recipe fails here, with the dry run's message, before the folder is touched
+    if not checked:  # a bad recipe fails here, with the dry run's message, before the folder is touched
+        dry_run(data)
     script, kw = split_recipe(data)
     run_dir = Path(kw["output_dir"])
     if script.resume and (run_dir / "params.json").exists():
@@ -333,11 +329,11 @@ def main(argv=None):
         if data.get("dry_run"):
             emit(checked)
             return
-    except (ValueError, FileNotFoundError, SGFileError, IsADirectoryError) as e:
+    except (ValueError, FileNotFoundError, SGFileError) as e:
         _fail(e)
     from hicra.trainer import NonFiniteError
     try:
-        summary = run(data, path)
+        summary = run(data, path, checked=True)  # checked above, with the dry run's messages
     except (RunFolderError, NonFiniteError) as e:
         _fail(e)
     except OSError as e:

@@ -83,7 +83,6 @@ def sft(model, tokenizer, examples: list[dict], out_dir, steps: int, batch_size:
 # read from the registry in hicra.advantage: adding a method is one registration there
 METHODS = tuple(REGISTRY)
 HICRA_FAMILY = tuple(n for n, m in REGISTRY.items() if m.rule is not None)   # per-token advantages
-NEEDS_SG = tuple(n for n, m in REGISTRY.items() if m.needs_sg)
 
 
 @dataclasses.dataclass
