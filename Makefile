@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-v4
 RUN     ?= demo
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo figures smollm study replication regimes rehearsal study-alpha test test-fast lint lab bench sandbox venv clean-runs strip
+.PHONY: demo figures smollm study replication regimes rehearsal study-alpha test test-fast lint format lab bench sandbox venv clean-runs strip
 
 # uv (from PyPI) resolves and installs in parallel: the venv takes ~1 min instead of pip's 3-4 min here. torch is
 # pinned to the CPU build where pip's find-links offer it (PIP_FIND_LINKS); a bare `torch` pulls multi-GB CUDA.
@@ -63,9 +63,15 @@ rehearsal: venv
 study-alpha: venv
 	$(BIN)/python -m hicra.pipeline --profile study-alpha --jobs $(STUDY_JOBS)
 
-## lint: ruff (rules and line length 120 in pyproject.toml); `.ci/run` runs it before the tests
+## lint: ruff rules and ruff format (line length 120, pyproject.toml); `.ci/run` runs it before the tests;
+## `make format` rewrites the files the format check names
 lint: venv
 	$(BIN)/ruff check hicra tests bench
+	$(BIN)/ruff format --check hicra tests bench
+
+format: venv
+	$(BIN)/ruff format hicra tests bench
+	$(BIN)/ruff check --fix hicra tests bench
 
 ## test: the whole suite (unit, real tokenizers, tiny models, notebooks under papermill), one worker per core
 test: venv

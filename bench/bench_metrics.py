@@ -6,6 +6,7 @@ strategic grams those rollouts contain.
 
     python bench/bench_metrics.py          # prints figures, last line JSON
 """
+
 import json
 import time
 
@@ -40,18 +41,30 @@ def main():
     from hicra.dynamics import gram_statistics
     from hicra.sgfile import read_sg_file
     from hicra.tagger import PlanningTagger
+
     tagger = PlanningTagger([g["gram"] for g in read_sg_file("data/grams/seed_grams.json")["grams"]])
     words = ["so", "we", "need", "to", "wait,", "let's", "try", "3", "+", "4", "=", "7.", "check:", "the", "answer"]
     texts = [" ".join(rng.choice(words, size=800)) for _ in range(B)]  # ~800 words per rollout
     t5 = time.perf_counter()
     gs = gram_statistics(tagger, texts)
     t6 = time.perf_counter()
-    res = {"tokens": int(cm.sum()), "split_token_stats_s": round(t1 - t0, 3), "fork_overlap_s": round(t2 - t1, 3),
-           "entropies_s": round(t3 - t2, 3), "pass_at_k_s": round(t4 - t3, 3),
-           "gram_statistics_from_text_s": round(t6 - t5, 3), "total_s": round(t4 - t0 + t6 - t5, 3),
-           "check": {"ppl_planning": round(s["ppl_planning"], 3), "fork_is_planning": round(f["fork_is_planning"], 3),
-                     "semantic_entropy": round(se, 3), "conditional_entropy": round(ce, 3), "pass@8": round(pk, 3),
-                     "semantic_entropy_text": round(gs["semantic_entropy"], 3)}}
+    res = {
+        "tokens": int(cm.sum()),
+        "split_token_stats_s": round(t1 - t0, 3),
+        "fork_overlap_s": round(t2 - t1, 3),
+        "entropies_s": round(t3 - t2, 3),
+        "pass_at_k_s": round(t4 - t3, 3),
+        "gram_statistics_from_text_s": round(t6 - t5, 3),
+        "total_s": round(t4 - t0 + t6 - t5, 3),
+        "check": {
+            "ppl_planning": round(s["ppl_planning"], 3),
+            "fork_is_planning": round(f["fork_is_planning"], 3),
+            "semantic_entropy": round(se, 3),
+            "conditional_entropy": round(ce, 3),
+            "pass@8": round(pk, 3),
+            "semantic_entropy_text": round(gs["semantic_entropy"], 3),
+        },
+    }
     print(f"metrics over {res['tokens'] / 1e6:.2f} M tokens: {res['total_s']:.2f} s (goal <= 10 s)")
     print(json.dumps(res))
 

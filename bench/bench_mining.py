@@ -5,6 +5,7 @@ tasks with fresh randomness), the same text shape the CLI mines.
 
     python bench/bench_mining.py [--n 100000]      # prints figures, last line JSON
 """
+
 import argparse
 import json
 import random
@@ -27,8 +28,10 @@ def main():
     t0 = time.perf_counter()
     cands = mine(texts, progress=False)
     t_mine = time.perf_counter() - t0
-    print(f"{n} rollouts, {words / 1e6:.2f} M words: mined in {t_mine:.1f} s ({words / t_mine / 1e6:.2f} M words/s), "
-          f"{len(cands)} candidates; generating them took {t_gen:.1f} s")
+    print(
+        f"{n} rollouts, {words / 1e6:.2f} M words: mined in {t_mine:.1f} s ({words / t_mine / 1e6:.2f} M words/s), "
+        f"{len(cands)} candidates; generating them took {t_gen:.1f} s"
+    )
     print(json.dumps({"rollouts": n, "words": words, "mine_s": round(t_mine, 2), "candidates": len(cands)}))
 
 

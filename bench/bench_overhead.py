@@ -13,6 +13,7 @@ and reports the overhead as additions / GRPO step (a same-run ratio).
 
     python bench/bench_overhead.py [--repeats 5]      # prints figures, last line JSON
 """
+
 import argparse
 import json
 import statistics
@@ -31,9 +32,18 @@ def main():
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: bf16 on the GPU")
     args = ap.parse_args()
     gpu = {"use_cpu": False, "bf16": True} if args.device == "cuda" else {}
-    trainer, _ = build_trainer({**read_recipe("configs/sandbox.yaml", []), "method": "hicra",
-                                "per_device_train_batch_size": 64, "gradient_accumulation_steps": 1,
-                                "run_dir": "runs/bench-overhead", "val_every": 0, "save_rollouts": False, **gpu})
+    trainer, _ = build_trainer(
+        {
+            **read_recipe("configs/sandbox.yaml", []),
+            "method": "hicra",
+            "per_device_train_batch_size": 64,
+            "gradient_accumulation_steps": 1,
+            "run_dir": "runs/bench-overhead",
+            "val_every": 0,
+            "save_rollouts": False,
+            **gpu,
+        }
+    )
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train(); the loss normaliser reads it
     batch = next(iter(trainer.get_train_dataloader()))
@@ -52,12 +62,24 @@ def main():
         hicra_advantages(out["advantages"], mask, trainer.args.hicra_alpha)
         _sync()
         extra.append(time.perf_counter() - t0)
-        print(f"repeat {r}: GRPO step {step[-1]:.3f} s, HICRA additions {1e3 * extra[-1]:.2f} ms "
-              f"({int(out['completion_mask'].sum())} completion tokens, {int(mask.sum())} planning)", flush=True)
+        print(
+            f"repeat {r}: GRPO step {step[-1]:.3f} s, HICRA additions {1e3 * extra[-1]:.2f} ms "
+            f"({int(out['completion_mask'].sum())} completion tokens, {int(mask.sum())} planning)",
+            flush=True,
+        )
     s, e = statistics.median(step), statistics.median(extra)
-    print(json.dumps({"grpo_step_s": round(s, 3), "hicra_extra_ms": round(1e3 * e, 2),
-                      "overhead_pct": round(100 * e / s, 3), "repeats": args.repeats,
-                      "threads": torch.get_num_threads(), "device": args.device}))
+    print(
+        json.dumps(
+            {
+                "grpo_step_s": round(s, 3),
+                "hicra_extra_ms": round(1e3 * e, 2),
+                "overhead_pct": round(100 * e / s, 3),
+                "repeats": args.repeats,
+                "threads": torch.get_num_threads(),
+                "device": args.device,
+            }
+        )
+    )
 
 
 def _sync():

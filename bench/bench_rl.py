@@ -21,6 +21,7 @@ those FLOPs allow at the measured rates; the share is the measured tokens/s over
 
     python bench/bench_rl.py [--steps 6] [--threads 2]     # prints figures, last line JSON
 """
+
 import argparse
 import json
 import os
@@ -30,17 +31,30 @@ import time
 
 # name -> (recipe, overrides). v2_64 is the v2 default at v1's 64 completions a step (the default before study
 # run 4 took 128), so the ratio's share that comes from the larger batch shows on its own line.
-RECIPES = {"sandbox_v1": ("configs/sandbox_v1.yaml", {}), "sandbox_v2": ("configs/sandbox.yaml", {}),
-           "sandbox_v2_64": ("configs/sandbox.yaml", {"per_device_train_batch_size": 16})}
+RECIPES = {
+    "sandbox_v1": ("configs/sandbox_v1.yaml", {}),
+    "sandbox_v2": ("configs/sandbox.yaml", {}),
+    "sandbox_v2_64": ("configs/sandbox.yaml", {"per_device_train_batch_size": 16}),
+}
 
 
 def run_recipe(name: str, path: str, steps: int, overrides: dict | None = None) -> dict:
     from hicra.config import resolve
     from hicra.train import build_trainer, read_recipe
+
     run_dir = resolve(f"runs/bench-rl/{name}")
     shutil.rmtree(run_dir, ignore_errors=True)  # a scratch folder of this bench only
-    data = {**read_recipe(path, []), "method": "grpo", "max_steps": steps, "val_every": 0, "save_steps": 10_000,
-            "save_rollouts": False, "run_dir": str(run_dir), "disable_tqdm": True, **(overrides or {})}
+    data = {
+        **read_recipe(path, []),
+        "method": "grpo",
+        "max_steps": steps,
+        "val_every": 0,
+        "save_steps": 10_000,
+        "save_rollouts": False,
+        "run_dir": str(run_dir),
+        "disable_tqdm": True,
+        **(overrides or {}),
+    }
     trainer, _ = build_trainer(data)
     t0 = time.time()
     trainer.train()
@@ -50,17 +64,24 @@ def run_recipe(name: str, path: str, steps: int, overrides: dict | None = None) 
     rows = trainer.args.generation_batch_size  # completions a step (per-device batch x accumulation)
     cps = [rows / x["step_time"] for x in lines]
     tps = [rows * x["length"] / x["step_time"] for x in lines]
-    return {"recipe": path, **({"overrides": overrides} if overrides else {}), "steps": len(lines),
-            "rows_per_step": rows, "cap": trainer.args.max_completion_length,
-            "step_time_s": round(statistics.median(x["step_time"] for x in lines), 3),
-            "mean_length": round(statistics.mean(x["length"] for x in lines), 1),
-            "completions_per_s": round(statistics.median(cps), 2), "tokens_per_s": round(statistics.median(tps), 1),
-            "wall_s": round(wall, 1)}
+    return {
+        "recipe": path,
+        **({"overrides": overrides} if overrides else {}),
+        "steps": len(lines),
+        "rows_per_step": rows,
+        "cap": trainer.args.max_completion_length,
+        "step_time_s": round(statistics.median(x["step_time"] for x in lines), 3),
+        "mean_length": round(statistics.mean(x["length"] for x in lines), 1),
+        "completions_per_s": round(statistics.median(cps), 2),
+        "tokens_per_s": round(statistics.median(tps), 1),
+        "wall_s": round(wall, 1),
+    }
 
 
 def flop_limit(model, rows_gen: int = 128, rows_train: int = 2048, reps: int = 20) -> dict:
     """Measured matmul GFLOP/s on the model's linear shapes, and the completion tokens/s they allow."""
     import torch
+
     shapes = [tuple(m.weight.shape) for m in model.modules() if isinstance(m, torch.nn.Linear)]
     n = sum(o * i for o, i in shapes)
 
@@ -73,10 +94,16 @@ def flop_limit(model, rows_gen: int = 128, rows_train: int = 2048, reps: int = 2
             for x, w in xs:
                 x @ w.T
         return 2 * rows * n * reps / (time.perf_counter() - t0) / 1e9
+
     g_gen, g_train = gflops(rows_gen), gflops(rows_train)
     per_token_s = 2 * n / (g_gen * 1e9) + 6 * n / (g_train * 1e9)
-    return {"linear_params": n, "gflops_decode_batch": round(g_gen, 2), "gflops_train_batch": round(g_train, 2),
-            "flops_per_completion_token": 8 * n, "tokens_per_s_limit": round(1 / per_token_s, 1)}
+    return {
+        "linear_params": n,
+        "gflops_decode_batch": round(g_gen, 2),
+        "gflops_train_batch": round(g_train, 2),
+        "flops_per_completion_token": 8 * n,
+        "tokens_per_s_limit": round(1 / per_token_s, 1),
+    }
 
 
 def main():
@@ -85,18 +112,24 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     import torch
+
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     res = {name: run_recipe(name, path, args.steps, extra) for name, (path, extra) in RECIPES.items()}
     for name, r in res.items():
-        print(f"{name:13s} {r['completions_per_s']:7.2f} completions/s  {r['tokens_per_s']:8.1f} tokens/s  "
-              f"(step {r['step_time_s']} s, {r['rows_per_step']} rows, mean length {r['mean_length']}, cap {r['cap']})")
+        print(
+            f"{name:13s} {r['completions_per_s']:7.2f} completions/s  {r['tokens_per_s']:8.1f} tokens/s  "
+            f"(step {r['step_time_s']} s, {r['rows_per_step']} rows, mean length {r['mean_length']}, cap {r['cap']})"
+        )
     from hicra.sandbox.build import SandboxConfig, build, load
+
     limit = flop_limit(load(build(SandboxConfig())["model_dir"])[0])
     share = res["sandbox_v2"]["tokens_per_s"] / limit["tokens_per_s_limit"]
-    print(f"matmul limit for the v2 model's shapes: {limit['gflops_decode_batch']} GFLOP/s (decode batch), "
-          f"{limit['gflops_train_batch']} GFLOP/s (training batch); {limit['flops_per_completion_token']:,} FLOPs a "
-          f"completion token -> {limit['tokens_per_s_limit']:,.0f} tokens/s; the v2 default reaches {share:.1%} of it")
+    print(
+        f"matmul limit for the v2 model's shapes: {limit['gflops_decode_batch']} GFLOP/s (decode batch), "
+        f"{limit['gflops_train_batch']} GFLOP/s (training batch); {limit['flops_per_completion_token']:,} FLOPs a "
+        f"completion token -> {limit['tokens_per_s_limit']:,.0f} tokens/s; the v2 default reaches {share:.1%} of it"
+    )
     ratio = res["sandbox_v2"]["completions_per_s"] / res["sandbox_v1"]["completions_per_s"]
     print(f"v2 / v1 completions per second: {ratio:.2f}x (goal >= 3x)")
     ratio64 = res["sandbox_v2_64"]["completions_per_s"] / res["sandbox_v1"]["completions_per_s"]

@@ -10,6 +10,7 @@ every row in Python and look each window up in a set.
 
     python bench/bench_tagger.py            # prints figures, last line JSON
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ def build_grams(seed_grams, texts):
     for t in texts:
         w = re.findall(r"[a-z']+", t.lower())
         for n in (2, 3, 4):
-            counts.update(" ".join(w[i:i + n]) for i in range(len(w) - n + 1))
+            counts.update(" ".join(w[i : i + n]) for i in range(len(w) - n + 1))
     grams = list(dict.fromkeys(seed_grams))
     for g, _ in counts.most_common():
         if len(grams) >= N_GRAMS:
@@ -66,8 +67,8 @@ def baseline_matcher(ids: np.ndarray, gram_ids: dict[int, set]) -> np.ndarray:
     for b, row in enumerate(ids.tolist()):
         for i in range(len(row)):
             for n, table in gram_ids.items():
-                if i + n <= len(row) and tuple(row[i:i + n]) in table:
-                    mask[b, i:i + n] = True
+                if i + n <= len(row) and tuple(row[i : i + n]) in table:
+                    mask[b, i : i + n] = True
     return mask
 
 
@@ -77,12 +78,12 @@ def baseline_word_bounded(ids, gram_ids, tok):
     for b, row in enumerate(ids.tolist()):
         for i in range(len(row)):
             for n, table in gram_ids.items():
-                if i + n <= len(row) and tuple(row[i:i + n]) in table:
+                if i + n <= len(row) and tuple(row[i : i + n]) in table:
                     before = tok.decode(row[:i])
-                    window = tok.decode(row[i:i + n])
-                    after = tok.decode(row[:i + n])[len(before + window):len(before + window) + 1]
+                    window = tok.decode(row[i : i + n])
+                    after = tok.decode(row[: i + n])[len(before + window) : len(before + window) + 1]
                     w = window.strip()
-                    left = (before + window[:len(window) - len(window.lstrip())])[-1:]
+                    left = (before + window[: len(window) - len(window.lstrip())])[-1:]
                     if w and not (left.isalnum() and w[0].isalnum()) and not (after.isalnum() and w[-1].isalnum()):
                         out.append((b, i, n))
     return out
@@ -119,16 +120,20 @@ def main():
 
     ours = tagger.mask(ids).numpy()
     bounded = baseline_word_bounded(np_ids[:8], gram_ids, tok)
-    missed = sum(1 for b, i, n in bounded if not ours[b, i:i + n].all())
+    missed = sum(1 for b, i, n in bounded if not ours[b, i : i + n].all())
     base_mask = baseline_matcher(np_ids, gram_ids)
     res = {
-        "batch": f"{B}x{T}", "n_grams": len(tagger.grams), "tokenizer": "SmolLM2-135M (byte-level BPE)",
+        "batch": f"{B}x{T}",
+        "n_grams": len(tagger.grams),
+        "tokenizer": "SmolLM2-135M (byte-level BPE)",
         "tagger_build_s": round(build_s, 2),
-        "tagger_tokens_per_s": round(B * T / ours_s), "baseline_tokens_per_s": round(B * T / base_s),
+        "tagger_tokens_per_s": round(B * T / ours_s),
+        "baseline_tokens_per_s": round(B * T / base_s),
         "speedup": round(base_s / ours_s, 1),
         "planning_share_tagger": round(float(ours.mean()), 4),
         "planning_share_baseline": round(float(base_mask.mean()), 4),
-        "baseline_word_bounded_matches_checked": len(bounded), "missed_by_tagger": missed,
+        "baseline_word_bounded_matches_checked": len(bounded),
+        "missed_by_tagger": missed,
     }
     print(f"tagger   : {res['tagger_tokens_per_s'] / 1e6:6.2f} M tokens/s  (goal >= 10)")
     print(f"baseline : {res['baseline_tokens_per_s'] / 1e6:6.3f} M tokens/s")

@@ -5,6 +5,7 @@ throughput (completions/s, completion tokens/s) beside the CPU bench's figure, a
     python bench/gpu_check.py [OUT.json]   # last line JSON (also written to OUT.json); needs CUDA and the sandbox
     bash bench/gpu_check.sh                # the device machine's wrapper: wheels, cache, time limit (see there)
 """
+
 import json
 import math
 import sys
@@ -50,10 +51,22 @@ def main():
     for method in ("grpo", "hicra"):
         base.clear(), seen.clear()
         torch.cuda.reset_peak_memory_stats()
-        tr, _ = build_trainer({**read_recipe("configs/sandbox.yaml", []), "run_dir": f"/tmp/gpu/{method}",
-                               "per_device_train_batch_size": 64, "gradient_accumulation_steps": 1,
-                               "method": method, "max_steps": 6, "use_cpu": False,
-                               "bf16": True, "val_every": 3, "val_n": 64, "dynamic_sampling": True, "save_steps": 100})
+        tr, _ = build_trainer(
+            {
+                **read_recipe("configs/sandbox.yaml", []),
+                "run_dir": f"/tmp/gpu/{method}",
+                "per_device_train_batch_size": 64,
+                "gradient_accumulation_steps": 1,
+                "method": method,
+                "max_steps": 6,
+                "use_cpu": False,
+                "bf16": True,
+                "val_every": 3,
+                "val_n": 64,
+                "dynamic_sampling": True,
+                "save_steps": 100,
+            }
+        )
         t0 = time.time()
         tr.train()
         lines = [json.loads(x) for x in open(f"/tmp/gpu/{method}/metrics.jsonl")]
@@ -64,14 +77,19 @@ def main():
         rows = [x.get("length") or 0 for x in steps]
         per_step = tr.args.per_device_train_batch_size * tr.args.gradient_accumulation_steps
         med = sorted(times[method])[len(steps) // 2]
-        res[method] = {"steps": len(steps), "wall_s": round(time.time() - t0, 1), "non_finite": bad, "missing": missing,
-                       "completions_per_s": round(per_step / med, 1) if med else None,
-                       "completion_tokens_per_s": round(per_step * sum(rows) / len(rows) / med, 1) if med else None,
-                       "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-                       "val": [x.get("val_accuracy") for x in lines if "val_accuracy" in x],
-                       "step_time_median_s": sorted(times[method])[len(steps) // 2],
-                       "planning_ratio": steps[-1]["planning_ratio"],
-                       "device_of_model": str(next(tr.model.parameters()).device)}
+        res[method] = {
+            "steps": len(steps),
+            "wall_s": round(time.time() - t0, 1),
+            "non_finite": bad,
+            "missing": missing,
+            "completions_per_s": round(per_step / med, 1) if med else None,
+            "completion_tokens_per_s": round(per_step * sum(rows) / len(rows) / med, 1) if med else None,
+            "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+            "val": [x.get("val_accuracy") for x in lines if "val_accuracy" in x],
+            "step_time_median_s": sorted(times[method])[len(steps) // 2],
+            "planning_ratio": steps[-1]["planning_ratio"],
+            "device_of_model": str(next(tr.model.parameters()).device),
+        }
         if method == "hicra":
             pad, checked, mism, per_batch, example = tr.processing_class.pad_token_id, 0, 0, [], None
             for b in seen:
@@ -79,8 +97,11 @@ def main():
                 mask = tr.tagger.mask(b["completion_ids"].cpu(), b["completion_mask"].cpu())
                 for i in range(len(b["advantages"])):
                     A = base[_key(b["prompt_ids"][i], b["completion_ids"][i], b["completion_mask"][i], pad)]
-                    want = torch.tensor(A, dtype=torch.float32) * (1 + 0.2 * mask[i].float()) if A >= 0 else \
-                        torch.tensor(A, dtype=torch.float32) * (1 - 0.2 * mask[i].float())
+                    want = (
+                        torch.tensor(A, dtype=torch.float32) * (1 + 0.2 * mask[i].float())
+                        if A >= 0
+                        else torch.tensor(A, dtype=torch.float32) * (1 - 0.2 * mask[i].float())
+                    )
                     cm = b["completion_mask"][i].bool().cpu()  # positions past it are padding the loss ignores
                     got = b["advantages"][i].float().cpu()
                     wrong = not torch.allclose(got[cm], want[cm], rtol=0, atol=1e-6)
@@ -88,11 +109,19 @@ def main():
                     per_batch[-1] += wrong
                     if wrong and example is None:
                         m = mask[i].bool() & b["completion_mask"][i].bool().cpu()
-                        example = {"A": A, "got_planning": got[m][:3].tolist(), "got_other": got[~m][:3].tolist(),
-                                   "n_planning": int(m.sum())}
+                        example = {
+                            "A": A,
+                            "got_planning": got[m][:3].tolist(),
+                            "got_other": got[~m][:3].tolist(),
+                            "n_planning": int(m.sum()),
+                        }
                     checked += 1
-            res["hicra"].update(advantage_rows_checked=checked, advantage_rows_wrong=mism, wrong_per_batch=per_batch,
-                                wrong_example=example)
+            res["hicra"].update(
+                advantage_rows_checked=checked,
+                advantage_rows_wrong=mism,
+                wrong_per_batch=per_batch,
+                wrong_example=example,
+            )
     res["cpu_reference"] = "bench/bench_rl.py on the 2-core CPU: 61.7 completions/s (v2 default, docs/performance.md)"
     print(json.dumps(res))
     if len(sys.argv) > 1:

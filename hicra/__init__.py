@@ -7,4 +7,5 @@ TRL import), ``train``, ``dynamics``, ``errors`` (Fig 4), ``forks`` (Fig 9), ``e
 (Table 1), ``pipeline`` (every figure), ``generate``, ``figures``, ``plotting``, ``config``.
 Steps run as notebooks (``notebooks/``) or ``python -m hicra.<step> CONFIG``.
 """
+
 __version__ = "0.1.0"

@@ -33,6 +33,7 @@ to a *negative* advantage (a failed response):
     A_hat = hicra_advantages(A, planning_mask, 0.2)     # (B, T)
     A_hat = token_advantages("hicra_gated", A, planning_mask, completion_mask, alpha=0.2, entropy=H, group_size=8)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,8 +62,9 @@ def grpo_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True, 
     return adv.reshape(-1)
 
 
-def hicra_advantages(advantages: torch.Tensor, planning_mask: torch.Tensor, alpha: float = 0.2,
-                     allow_sign_flip: bool = False) -> torch.Tensor:
+def hicra_advantages(
+    advantages: torch.Tensor, planning_mask: torch.Tensor, alpha: float = 0.2, allow_sign_flip: bool = False
+) -> torch.Tensor:
     """(B, T) HICRA advantages: ``A + alpha*|A|`` on planning tokens, ``A`` elsewhere.
 
     Args:
@@ -73,8 +75,10 @@ def hicra_advantages(advantages: torch.Tensor, planning_mask: torch.Tensor, alph
             ``allow_sign_flip``.
     """
     if not (alpha >= 0 and (alpha < 1 or allow_sign_flip)):
-        raise ValueError(f"alpha must be in [0, 1) (alpha >= 1 flips the sign of negative planning advantages; "
-                         f"pass allow_sign_flip=True to permit it); got {alpha}")
+        raise ValueError(
+            f"alpha must be in [0, 1) (alpha >= 1 flips the sign of negative planning advantages; "
+            f"pass allow_sign_flip=True to permit it); got {alpha}"
+        )
     planning_mask = torch.as_tensor(planning_mask).bool()
     if planning_mask.ndim != 2:
         raise ValueError(f"planning_mask must be (B, T); got {tuple(planning_mask.shape)}")
@@ -87,7 +91,6 @@ def hicra_advantages(advantages: torch.Tensor, planning_mask: torch.Tensor, alph
         raise ValueError(f"advantages {tuple(adv.shape)} do not match planning_mask {tuple(planning_mask.shape)}")
     planning_mask = planning_mask.to(adv.device)
     return adv + alpha * adv.abs() * planning_mask.to(adv.dtype)
-
 
 
 def high_entropy_mask(entropy: torch.Tensor, completion_mask: torch.Tensor, top_share: float) -> torch.Tensor:
@@ -138,6 +141,7 @@ class Method:
     """A training method: its name, line colour, whether it needs a strategic-gram file (``needs_sg``), the
     top-entropy share its gate keeps (``gate_share``: it needs the completions' token entropies), and its
     token rule (None: GRPO's (B,) advantage is left as it is)."""
+
     name: str
     colour: str
     needs_sg: bool = False
@@ -152,11 +156,13 @@ def register(name: str, colour: str, needs_sg: bool = False, gate_share: float |
     """Decorator registering a token rule ``fn(A, plan, completion_mask, gate, ctx) -> (advantages, selected)``
     (``gate``: the high-entropy mask when ``gate_share`` is set, else None; ``ctx``: alpha, group_size,
     verl_filter, allow_sign_flip) as method ``name``. Methods without a rule use ``register_plain``."""
+
     def deco(fn):
         if name in REGISTRY:
             raise ValueError(f"method {name!r} is registered twice")
         REGISTRY[name] = Method(name, colour, needs_sg, gate_share, fn)
         return fn
+
     return deco
 
 
@@ -165,17 +171,26 @@ def register_plain(name: str, colour: str) -> None:
     REGISTRY[name] = Method(name, colour)
 
 
-def token_advantages(method: str, advantages: torch.Tensor, planning_mask: torch.Tensor,
-                     completion_mask: torch.Tensor, alpha: float, entropy: torch.Tensor | None = None,
-                     group_size: int = 8, gate_share: float | None = None, verl_filter: bool = True,
-                     allow_sign_flip: bool = False):
+def token_advantages(
+    method: str,
+    advantages: torch.Tensor,
+    planning_mask: torch.Tensor,
+    completion_mask: torch.Tensor,
+    alpha: float,
+    entropy: torch.Tensor | None = None,
+    group_size: int = 8,
+    gate_share: float | None = None,
+    verl_filter: bool = True,
+    allow_sign_flip: bool = False,
+):
     """(B, T) advantages of a registered method with a token rule, and the (B, T) bool mask of the tokens it
     re-weighted. ``entropy``: per-token entropies of the completions, needed by the gated methods;
     ``allow_sign_flip``: the recipe's permission for alpha >= 1 (``hicra_advantages``)."""
     m = REGISTRY.get(method)
     if m is None or m.rule is None:
-        raise ValueError(f"token_advantages: unknown method {method!r}; one of "
-                         f"{', '.join(n for n, x in REGISTRY.items() if x.rule)}")
+        raise ValueError(
+            f"token_advantages: unknown method {method!r}; one of {', '.join(n for n, x in REGISTRY.items() if x.rule)}"
+        )
     gate = None
     if m.gate_share is not None:
         if entropy is None:
@@ -216,4 +231,3 @@ def _hicra_adaptive(A, plan, cm, gate, ctx):  # the additive rule; alpha comes f
 def _hicra_pr4997(A, plan, cm, gate, ctx):  # planning tokens, or high-entropy tokens of long correct responses
     sel = plan | (gate & correct_and_longer(A, cm, ctx["group_size"])[:, None].to(gate.device))
     return hicra_advantages(A, sel, ctx["alpha"], ctx["allow_sign_flip"]), sel & torch.as_tensor(cm).bool()
-

@@ -26,6 +26,7 @@ same α sequence.
     for rec in metrics_lines: ctl.update(rec)
     ctl.alpha, ctl.state()
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,8 +45,9 @@ class AdaptiveAlpha:
         if not 0 <= self.alpha_max < 1:
             raise ValueError(f"alpha_max must be in [0, 1); got {self.alpha_max}")
         if self.window < 1 or self.plateau <= 0 or not 0 < self.guard <= 1:
-            raise ValueError(f"need window >= 1, plateau > 0, guard in (0, 1]; got {self.window}, {self.plateau}, "
-                             f"{self.guard}")
+            raise ValueError(
+                f"need window >= 1, plateau > 0, guard in (0, 1]; got {self.window}, {self.plateau}, {self.guard}"
+            )
 
     def update(self, rec: dict) -> None:
         """Add one step's metrics line (steps without both values, e.g. the step-0 validation line, are skipped)."""
@@ -58,7 +60,7 @@ class AdaptiveAlpha:
         mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
         p = 0.0
         if n >= 2 * w:
-            prev, last = mean(self.ppl[-2 * w:-w]), mean(self.ppl[-w:])
+            prev, last = mean(self.ppl[-2 * w : -w]), mean(self.ppl[-w:])
             p = min(1.0, max(0.0, 1 - (prev - last) / prev / self.plateau))
         g = 1.0
         if n >= w and mean(self.ent[:w]) > 0:

@@ -7,6 +7,7 @@ Every step ends by printing one JSON summary line (``emit``).
 
     cfg = load_config(SandboxConfig, "configs/sandbox.yaml", ["--seed", "3"])
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,6 +40,7 @@ def coerce(key: str, value, tp):
     import enum
     import types
     import typing
+
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         return _coerce_union(key, value, args)
@@ -126,6 +128,7 @@ def _coerce_list(key, value, inner, as_tuple: bool):
 def typed(cls, data: dict) -> dict:
     """``data`` with every value coerced to its ``cls`` field type (see ``coerce``); unknown keys kept."""
     import typing
+
     hints = typing.get_type_hints(cls)
     return {k: coerce(k, v, hints[k]) if k in hints else v for k, v in data.items()}
 
@@ -187,7 +190,7 @@ def _prog() -> str:
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     name = spec.name if spec else "hicra.<step>"
-    return name[:-len(".__main__")] if name.endswith(".__main__") else name
+    return name[: -len(".__main__")] if name.endswith(".__main__") else name
 
 
 def field_comments(cls) -> dict[str, str]:
@@ -195,6 +198,7 @@ def field_comments(cls) -> dict[str, str]:
     dataclass bases'), where this project documents a field it gives no ``metadata={"help": ...}``."""
     import inspect
     import re
+
     out: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         if not dataclasses.is_dataclass(klass) or klass.__module__.split(".")[0] not in ("hicra", "__main__"):
@@ -212,20 +216,31 @@ def config_help(classes) -> str:
     """The ``--help`` text of a step: usage, the module's docstring head, then every option of each config class
     with type, default and help (field metadata, else the field's source comment)."""
     import textwrap
+
     main = sys.modules.get("__main__")
     doc = (getattr(main, "__doc__", None) or classes[0].__doc__ or "").strip()
     head = doc.split("\n\n")[0]
-    lines = [f"usage: python -m {_prog()} [CONFIG.yaml] [--option value ...]", "", head, "",
-             "A YAML file of options comes first (optional); each --option value overrides it. Lists and "
-             "mappings are written as YAML/JSON, e.g. --runs '[a, b]'."]
+    lines = [
+        f"usage: python -m {_prog()} [CONFIG.yaml] [--option value ...]",
+        "",
+        head,
+        "",
+        "A YAML file of options comes first (optional); each --option value overrides it. Lists and "
+        "mappings are written as YAML/JSON, e.g. --runs '[a, b]'.",
+    ]
     for cls in classes:
         notes = field_comments(cls)
         lines += ["", f"options ({cls.__name__}):"]
         for f in dataclasses.fields(cls):
             if f.name.startswith("_") or not f.init:
                 continue
-            default = f.default if f.default is not dataclasses.MISSING else \
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)"
+            default = (
+                f.default
+                if f.default is not dataclasses.MISSING
+                else f.default_factory()
+                if f.default_factory is not dataclasses.MISSING
+                else "(required)"
+            )
             typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
             lines.append(f"  --{f.name} {typ}  (default: {default!r})")
             text = f.metadata.get("help") or notes.get(f.name, "")
@@ -244,6 +259,7 @@ def install_signal_handlers() -> None:
     scheduler's SIGTERM then stops a step like Ctrl-C does (whole metrics lines, a resumable run)."""
     import signal
     import threading
+
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _interrupt)
         signal.signal(signal.SIGTERM, _interrupt)
@@ -262,6 +278,7 @@ def watch_parent(every: float = 1.0) -> None:
     global _watching
     import signal
     import threading
+
     if _watching:
         return
     _watching, parent = True, os.getppid()
@@ -271,6 +288,7 @@ def watch_parent(every: float = 1.0) -> None:
             time.sleep(every)
         print(f"[hicra] parent process {parent} is gone: stopping", file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGTERM)
+
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
@@ -284,8 +302,11 @@ def weight_files(folder) -> list[list]:
     """``[name, size, mtime (s)]`` of a model folder's ``*.safetensors``: what a cached result computed from the
     model is keyed by, so a retrained or rebuilt model at the same path is a new model ([] if no folder)."""
     folder = Path(folder)
-    return sorted([f.name, f.stat().st_size, int(f.stat().st_mtime)] for f in folder.glob("*.safetensors")) \
-        if folder.is_dir() else []
+    return (
+        sorted([f.name, f.stat().st_size, int(f.stat().st_mtime)] for f in folder.glob("*.safetensors"))
+        if folder.is_dir()
+        else []
+    )
 
 
 # --------------------------------------------------------------------------
@@ -296,20 +317,23 @@ def weight_files(folder) -> list[list]:
 class StepConfig:
     """Fields of every step: its run folder, where its figures go and the tag in their names
     (``fig4_errors_<tag>.png``). Each step's config subclasses this and sets its own ``run_dir`` default."""
-    run_dir: str = "runs/step"        # the step's folder: its params.json, tables and caches
-    figures_dir: str = "figures"      # where figures go (PNG + PDF)
-    tag: str = "sandbox"              # suffix of figure and table names, e.g. fig4_errors_<tag>.png
-    figure_note: str = ""             # a line written under each of the step's figures (the rehearsal's label)
+
+    run_dir: str = "runs/step"  # the step's folder: its params.json, tables and caches
+    figures_dir: str = "figures"  # where figures go (PNG + PDF)
+    tag: str = "sandbox"  # suffix of figure and table names, e.g. fig4_errors_<tag>.png
+    figure_note: str = ""  # a line written under each of the step's figures (the rehearsal's label)
 
 
 @dataclasses.dataclass
 class SandboxStepConfig(StepConfig):
     """A step that can use the sandbox: which build (its seed) and ``SandboxConfig`` overrides."""
-    sandbox_seed: int = 0             # which sandbox build (its seed)
+
+    sandbox_seed: int = 0  # which sandbox build (its seed)
     sandbox: dict = dataclasses.field(default_factory=dict)  # SandboxConfig overrides, e.g. {sft_steps: 6000}
 
     def sandbox_config(self):
         from hicra.sandbox.build import SandboxConfig
+
         return from_dict(SandboxConfig, {"seed": self.sandbox_seed, **self.sandbox})
 
 
@@ -332,9 +356,9 @@ def save_step_figure(fig, cfg: StepConfig, name: str) -> str:
     import matplotlib.pyplot as plt
 
     from hicra.plotting import save_figure
+
     if getattr(cfg, "figure_note", ""):  # e.g. the rehearsal's figures say what they are, on the figure itself
-        fig.text(0.5, -0.04, cfg.figure_note, ha="center", va="top", fontsize=11, color="firebrick",
-                 fontweight="bold")
+        fig.text(0.5, -0.04, cfg.figure_note, ha="center", va="top", fontsize=11, color="firebrick", fontweight="bold")
     paths = save_figure(fig, f"{name}_{cfg.tag}", cfg.figures_dir)
     plt.close(fig)
     return str(paths[0])

@@ -12,6 +12,7 @@ what ships.
     rows = load_benchmark("math500", limit=50)
     python -m hicra.data            # one JSON line: rows per shipped set
 """
+
 from __future__ import annotations
 
 import ast
@@ -22,19 +23,26 @@ from hicra.rewards import last_boxed
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 SHIPPED = {
-    "aime24": "aime24/test.jsonl", "aime25": "aime25/test.parquet", "math500": "math500/test.jsonl",
-    "amc23": "amc23/test.jsonl", "minerva": "minerva/test.jsonl", "olympiadbench": "olympiadbench/test.jsonl",
-    "gsm8k": "gsm8k/{split}.jsonl", "dapo_math_17k": "dapo_math_17k/train.parquet",
+    "aime24": "aime24/test.jsonl",
+    "aime25": "aime25/test.parquet",
+    "math500": "math500/test.jsonl",
+    "amc23": "amc23/test.jsonl",
+    "minerva": "minerva/test.jsonl",
+    "olympiadbench": "olympiadbench/test.jsonl",
+    "gsm8k": "gsm8k/{split}.jsonl",
+    "dapo_math_17k": "dapo_math_17k/train.parquet",
 }
 
 
 def _jsonl(path: Path) -> list[dict]:
     from hicra.io import read_jsonl
+
     return read_jsonl(path)
 
 
 def _verl(path: Path) -> list[dict]:
     import pandas as pd
+
     out = []
     for r in pd.read_parquet(path).to_dict("records"):
         prompt = r["prompt"]
@@ -67,8 +75,12 @@ def _normalise(name: str, raw: list[dict]) -> list[dict]:
             answer = r["answer"]
         if isinstance(answer, float) and answer.is_integer():
             answer = int(answer)
-        rec = {"id": f"{name}-{r.get('id', r.get('unique_id', r.get('idx', i)))}", "problem": problem,
-               "answer": str(answer), "source": name}
+        rec = {
+            "id": f"{name}-{r.get('id', r.get('unique_id', r.get('idx', i)))}",
+            "problem": problem,
+            "answer": str(answer),
+            "source": name,
+        }
         sol = r.get("solution") if name != "gsm8k" else r["answer"].split("####")[0].strip()
         if isinstance(sol, str):
             rec["solution"] = sol
@@ -100,10 +112,13 @@ def load_benchmark(name: str, split: str = "test", limit: int | None = None) -> 
 def _from_hub(name: str, split: str) -> list[dict]:
     try:
         import datasets
+
         ds = datasets.load_dataset(name, split=split)
     except Exception as e:
-        raise ValueError(f"{name!r} is not shipped and could not be loaded from the hub ({type(e).__name__}). "
-                         f"Shipped sets: {', '.join(SHIPPED)}") from None
+        raise ValueError(
+            f"{name!r} is not shipped and could not be loaded from the hub ({type(e).__name__}). "
+            f"Shipped sets: {', '.join(SHIPPED)}"
+        ) from None
     out = []
     for i, r in enumerate(ds):
         problem = r.get("problem") or r.get("question") or r.get("prompt")
@@ -115,6 +130,9 @@ def _from_hub(name: str, split: str) -> list[dict]:
 
 
 if __name__ == "__main__":
-    counts = {n: len(load_benchmark(n, split=s)) for n, s in
-              [(k, "test") for k in SHIPPED if k != "dapo_math_17k"] + [("gsm8k", "train"), ("dapo_math_17k", "train")]}
+    counts = {
+        n: len(load_benchmark(n, split=s))
+        for n, s in [(k, "test") for k in SHIPPED if k != "dapo_math_17k"]
+        + [("gsm8k", "train"), ("dapo_math_17k", "train")]
+    }
     print(json.dumps(counts))

@@ -21,6 +21,7 @@ sandbox (``rollout: compact`` in a recipe).
     completions = decode(model, [[5, 17, 9], [5, 3]], max_new_tokens=160, temperature=1.0,
                          eos_ids=[tok.eos_token_id], pad_id=tok.pad_token_id)
 """
+
 from __future__ import annotations
 
 import torch
@@ -49,8 +50,16 @@ def _draw(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) ->
 
 
 @torch.no_grad()
-def decode(model, prompt_ids: list[list[int]], max_new_tokens: int, temperature: float, eos_ids,
-           pad_id: int | None, top_k: int = 0, top_p: float = 1.0) -> list[list[int]]:
+def decode(
+    model,
+    prompt_ids: list[list[int]],
+    max_new_tokens: int,
+    temperature: float,
+    eos_ids,
+    pad_id: int | None,
+    top_k: int = 0,
+    top_p: float = 1.0,
+) -> list[list[int]]:
     """Sampled completion token ids per prompt, each ending at (and keeping) its first EOS or at the cap.
 
     ``eos_ids``: token ids, lists of them or None, as tokenizers and generation configs give them (flattened
@@ -70,8 +79,8 @@ def decode(model, prompt_ids: list[list[int]], max_new_tokens: int, temperature:
     ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for i, p in enumerate(prompt_ids):
-        ids[i, width - len(p):] = torch.tensor(p)
-        mask[i, width - len(p):] = 1
+        ids[i, width - len(p) :] = torch.tensor(p)
+        mask[i, width - len(p) :] = 1
     ids, mask = ids.to(device), mask.to(device)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     padded = bool((mask == 0).any())  # without left padding the model needs no mask (plain causal attention)
@@ -81,8 +90,9 @@ def decode(model, prompt_ids: list[list[int]], max_new_tokens: int, temperature:
     was_training = model.training
     model.eval()
     try:
-        res = model(input_ids=ids, attention_mask=mask if padded else None, position_ids=pos, use_cache=True,
-                    logits_to_keep=1)
+        res = model(
+            input_ids=ids, attention_mask=mask if padded else None, position_ids=pos, use_cache=True, logits_to_keep=1
+        )
         cache, logits, last = res.cache, res.logits[:, -1], pos[:, -1]
         for step in range(max_new_tokens):
             tok = _draw(logits, temperature, top_k, top_p)
@@ -98,8 +108,13 @@ def decode(model, prompt_ids: list[list[int]], max_new_tokens: int, temperature:
             if padded:
                 mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
             last = last + 1
-            res = model(input_ids=tok[:, None], attention_mask=mask if padded else None, position_ids=last[:, None],
-                        cache=cache, use_cache=True)
+            res = model(
+                input_ids=tok[:, None],
+                attention_mask=mask if padded else None,
+                position_ids=last[:, None],
+                cache=cache,
+                use_cache=True,
+            )
             cache, logits = res.cache, res.logits[:, -1]
     finally:
         model.train(was_training)
@@ -117,12 +132,21 @@ def trl_rollout(prompts: list[str], trainer) -> dict:
         raise ValueError("rollout 'compact' takes plain-text prompts; use rollout 'trl' for chat-format datasets")
     gc = trainer.generation_config
     if (gc.min_p or 0) > 0 or (gc.repetition_penalty or 1.0) != 1.0:
-        raise ValueError("rollout 'compact' samples with temperature, top_k and top_p only; unset min_p and "
-                         "repetition_penalty, or use rollout 'trl'")
+        raise ValueError(
+            "rollout 'compact' samples with temperature, top_k and top_p only; unset min_p and "
+            "repetition_penalty, or use rollout 'trl'"
+        )
     tok = trainer.processing_class
     prompt_ids = tok(text=prompts)["input_ids"]
     model = trainer.accelerator.unwrap_model(trainer.model)
-    completion_ids = decode(model, prompt_ids, gc.max_new_tokens, gc.temperature if gc.do_sample else 0.0,
-                            [gc.eos_token_id], tok.pad_token_id, top_k=gc.top_k or 0,
-                            top_p=1.0 if gc.top_p is None else gc.top_p)
+    completion_ids = decode(
+        model,
+        prompt_ids,
+        gc.max_new_tokens,
+        gc.temperature if gc.do_sample else 0.0,
+        [gc.eos_token_id],
+        tok.pad_token_id,
+        top_k=gc.top_k or 0,
+        top_p=1.0 if gc.top_p is None else gc.top_p,
+    )
     return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}

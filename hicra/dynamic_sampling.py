@@ -9,6 +9,7 @@ process in step); these pure functions do the rest, so they are tested on hand-m
     merged = concat_batches([out, refill], pad_id)        # one batch, prompts left- and completions right-padded
     rows, kept_live = select_rows(merged["advantages"], G, n_groups)
 """
+
 from __future__ import annotations
 
 import torch
@@ -49,7 +50,14 @@ def concat_batches(batches: list[dict], pad_id: int) -> dict:
             width = max(x.shape[1] for x in vals)
             fill = pad_id if k.endswith("_ids") else 0
             left = k.startswith("prompt")
-            res[k] = torch.cat([torch.nn.functional.pad(x.to(torch.int64) if x.dtype == torch.bool else x,
-                                                        (width - x.shape[1], 0) if left else (0, width - x.shape[1]),
-                                                        value=fill).to(x.dtype) for x in vals])
+            res[k] = torch.cat(
+                [
+                    torch.nn.functional.pad(
+                        x.to(torch.int64) if x.dtype == torch.bool else x,
+                        (width - x.shape[1], 0) if left else (0, width - x.shape[1]),
+                        value=fill,
+                    ).to(x.dtype)
+                    for x in vals
+                ]
+            )
     return res

@@ -8,13 +8,26 @@ used and conditional entropy of the procedural bigram that follows each SG.
 
     gram_statistics(tagger, ["Wait, let me check: 3 + 4 = 7."])
 """
+
 from __future__ import annotations
 
 from hicra import metrics as M
 
-RECORD_KEYS = ("step", "reward", "accuracy", "length", "clip_ratio", "planning_ratio", "entropy_planning",
-               "entropy_execution", "ppl_planning", "ppl_execution", "semantic_entropy", "conditional_entropy",
-               "pass_at_k")
+RECORD_KEYS = (
+    "step",
+    "reward",
+    "accuracy",
+    "length",
+    "clip_ratio",
+    "planning_ratio",
+    "entropy_planning",
+    "entropy_execution",
+    "ppl_planning",
+    "ppl_execution",
+    "semantic_entropy",
+    "conditional_entropy",
+    "pass_at_k",
+)
 
 
 def gram_statistics(tagger, texts: list[str], n_follow: int = 2) -> dict[str, float]:

@@ -16,6 +16,7 @@ sandbox its agreement with the oracle is reported (accuracy, Cohen's kappa).
 
     df = failed_rollouts(["runs/demo/train-hicra-s0"]); df["cause"] = oracle_causes(df)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,14 +51,17 @@ def failed_rollouts(run_dirs, every: int = 1) -> pd.DataFrame:
 
 def step_files(run_dir) -> dict[int, str]:
     """``{step: path}`` of a run's ``rollouts/step_*.parquet`` (the trainer names the files by step)."""
-    return {int(re.search(r"step_(\d+)", f).group(1)): f
-            for f in glob.glob(str(resolve(run_dir) / "rollouts" / "step_*.parquet"))}
+    return {
+        int(re.search(r"step_(\d+)", f).group(1)): f
+        for f in glob.glob(str(resolve(run_dir) / "rollouts" / "step_*.parquet"))
+    }
 
 
 def _failures(files: list[str]) -> pd.DataFrame:
     """The failed rollouts (reward < 1) of these step files, prompts as plain text."""
-    df = pd.concat([pd.read_parquet(f, columns=["prompt", "completion", "reward", "step"]) for f in files],
-                   ignore_index=True)
+    df = pd.concat(
+        [pd.read_parquet(f, columns=["prompt", "completion", "reward", "step"]) for f in files], ignore_index=True
+    )
     return df[df.reward < 1].assign(prompt=lambda x: x.prompt.map(_prompt_text)).reset_index(drop=True)
 
 
@@ -82,6 +86,7 @@ def oracle_causes(df: pd.DataFrame) -> pd.Series:
         task = Task([int(x) for x in m.group(1).split()], int(m.group(2)))
         kind = classify_failure(task, completion)
         return None if kind is None else "calculation" if kind == "execution" else "planning"
+
     return pd.Series([one(p, c) for p, c in zip(df.prompt, df.completion)], index=df.index)
 
 
@@ -95,8 +100,13 @@ def planning_share_bins(run_dir, frac: float = 0.1) -> dict:
     files = step_files(run_dir)
     nan = float("nan")
     if not files:
-        return {"planning_share_first": nan, "planning_share_last": nan, "planning_share_change": nan,
-                "failed_first": 0, "failed_last": 0}
+        return {
+            "planning_share_first": nan,
+            "planning_share_last": nan,
+            "planning_share_change": nan,
+            "failed_first": 0,
+            "failed_last": 0,
+        }
     last = max(files)
     width = max(1, round(frac * last))
     out = {}
@@ -128,12 +138,14 @@ def judge_causes(client, df: pd.DataFrame, prompt_file=PROMPT, progress: bool = 
             cause = m.group(1) if m else None
         cause = cause.strip().lower() if cause else None
         return cause if cause in CAUSES else None
+
     return pd.Series([parse(a) for a in answers], index=df.index)
 
 
 def agreement(truth: pd.Series, judged: pd.Series) -> dict:
     """Agreement on the two categories where the judge answered: accuracy and Cohen's kappa."""
     from sklearn.metrics import cohen_kappa_score
+
     ok = judged.notna()
     t, j = truth[ok].map(CATEGORY), judged[ok].map(CATEGORY)
     kappa = float(cohen_kappa_score(t, j)) if len(set(t) | set(j)) > 1 else float("nan")
@@ -163,6 +175,7 @@ def fig4(table: pd.DataFrame):
     import matplotlib.pyplot as plt
 
     from hicra.plotting import PALETTE
+
     methods = list(dict.fromkeys(table.method))
     fig, axes = plt.subplots(1, len(methods) + 1, figsize=(4.2 * (len(methods) + 1), 3.8), squeeze=False)
     axes = axes[0]
@@ -177,8 +190,12 @@ def fig4(table: pd.DataFrame):
     for m in methods:
         t = table[table.method == m]
         ax.plot(t.mid, t.planning_share, marker="o", color=PALETTE.get(m, "k"), label=m)
-    ax.set(title="share of failures that are\nPlanning & Strategy", xlabel="RL step", ylabel="share of failed rollouts",
-           ylim=(0, 1))
+    ax.set(
+        title="share of failures that are\nPlanning & Strategy",
+        xlabel="RL step",
+        ylabel="share of failed rollouts",
+        ylim=(0, 1),
+    )
     ax.legend(loc="upper right")
     fig.tight_layout()
     return fig
@@ -191,17 +208,19 @@ def fig4(table: pd.DataFrame):
 @dataclasses.dataclass
 class ErrorsConfig(StepConfig):
     run_dir: str = "runs/demo/errors"
-    runs: list = dataclasses.field(default_factory=lambda: ["runs/demo/train-grpo-s0", "runs/demo/train-hicra-s0"],
-                                   metadata={"help": "training run folders whose rollouts are analysed"})
-    every: int = 1                    # use every N-th step's rollouts
-    bins: int = 6                     # step bins in the figure
-    judge: bool = False               # also classify with the LLM judge
+    runs: list = dataclasses.field(
+        default_factory=lambda: ["runs/demo/train-grpo-s0", "runs/demo/train-hicra-s0"],
+        metadata={"help": "training run folders whose rollouts are analysed"},
+    )
+    every: int = 1  # use every N-th step's rollouts
+    bins: int = 6  # step bins in the figure
+    judge: bool = False  # also classify with the LLM judge
     base_url: str = "http://127.0.0.1:8000/v1"  # judge: OpenAI-compatible endpoint
     llm_model: str = "Qwen/Qwen2.5-1.5B-Instruct"  # judge: model name at that endpoint
-    serve: str = ""                   # judge: a model to serve here for the step (smollm2 | a folder): hicra.serve
+    serve: str = ""  # judge: a model to serve here for the step (smollm2 | a folder): hicra.serve
     api_key_env: str = "OPENAI_API_KEY"  # variable holding the endpoint's API key
-    n_judge: int = 200                # failed rollouts sent to the judge (random, seeded)
-    seed: int = 0                     # seed of the judged sample
+    n_judge: int = 200  # failed rollouts sent to the judge (random, seeded)
+    seed: int = 0  # seed of the judged sample
 
 
 def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
@@ -209,12 +228,15 @@ def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
     from hicra.config import save_step_figure, start_step
     from hicra.io import write_json
     from hicra.plotting import setup_style
+
     out = start_step(cfg, "04_error_analysis")
     df = failed_rollouts(cfg.runs, cfg.every)
     sandbox = bool(len(df)) and df.prompt.map(lambda p: bool(_TASK.search(p))).all()
     if not sandbox and not cfg.judge:
-        raise ValueError("these runs are not sandbox runs, so there is no oracle: classify their failures with the "
-                         "LLM judge (judge: true, and base_url / llm_model or serve)")
+        raise ValueError(
+            "these runs are not sandbox runs, so there is no oracle: classify their failures with the "
+            "LLM judge (judge: true, and base_url / llm_model or serve)"
+        )
     summary = {"run_dir": str(out), "n_failed": len(df), "source": "sandbox oracle" if sandbox else "LLM judge"}
     if sandbox:
         df["cause"] = oracle_causes(df)
@@ -222,11 +244,18 @@ def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
     if cfg.judge:
         from hicra.llm import ChatClient
         from hicra.serve import endpoint
+
         sub = df.sample(min(cfg.n_judge, len(df)), random_state=cfg.seed)
         with endpoint(cfg, out) as ep:  # a local server lives only while the judge runs
-            client = ChatClient(ep.base_url, ep.model, api_key_env=cfg.api_key_env, cache=out / "judge_cache.jsonl",
-                                concurrency=ep.concurrency, timeout=ep.timeout,
-                                max_tokens=128)  # the answer is one short JSON object
+            client = ChatClient(
+                ep.base_url,
+                ep.model,
+                api_key_env=cfg.api_key_env,
+                cache=out / "judge_cache.jsonl",
+                concurrency=ep.concurrency,
+                timeout=ep.timeout,
+                max_tokens=128,
+            )  # the answer is one short JSON object
             sub = sub.assign(judge=judge_causes(client, sub, progress=progress))
         sub.to_parquet(out / "judged.parquet")
         summary["judge"] = {"model": ep.label, "judged": sub.judge.value_counts(dropna=False).rename(str).to_dict()}
@@ -239,8 +268,10 @@ def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
         raise ValueError("no failed rollout has a cause (the judge answered none in the expected format)")
     table = counts_by_step(df, bins=cfg.bins)
     table.to_csv(out / "errors_by_step.csv", index=False)
-    summary["planning_share"] = {m: {"first": float(t.planning_share.iloc[0]), "last": float(t.planning_share.iloc[-1])}
-                                 for m, t in table.groupby("method", sort=False)}
+    summary["planning_share"] = {
+        m: {"first": float(t.planning_share.iloc[0]), "last": float(t.planning_share.iloc[-1])}
+        for m, t in table.groupby("method", sort=False)
+    }
     setup_style()
     summary["figures"] = [save_step_figure(fig4(table), cfg, "fig4_errors")]
     write_json(out / "errors.json", summary)
@@ -249,4 +280,5 @@ def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
 
 if __name__ == "__main__":
     from hicra.config import emit, parse_cli
+
     emit(run(parse_cli(ErrorsConfig)))

@@ -9,6 +9,7 @@ the step behind notebook 03 and its CLI twin:
     from hicra.figures import load_runs, fig3_dynamics
     fig = fig3_dynamics(load_runs(["runs/demo/train-grpo-s0", "runs/demo/train-hicra-s0"]))
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -99,8 +100,11 @@ def fig3_dynamics(df: pd.DataFrame, method: str | None = None, smooth: int = 5):
         a.set_xlabel("RL step")
         a.legend(loc="best", fontsize=8)
     seeds = sorted(int(x) for x in d.seed.unique())
-    fig.suptitle(f"Hierarchy dynamics · {method or ', '.join(sorted(d.method.unique()))} · seeds {seeds}"
-                 f" · per-step curves: {smooth}-step mean, bands: seed min-max", y=1.03)
+    fig.suptitle(
+        f"Hierarchy dynamics · {method or ', '.join(sorted(d.method.unique()))} · seeds {seeds}"
+        f" · per-step curves: {smooth}-step mean, bands: seed min-max",
+        y=1.03,
+    )
     fig.tight_layout()
     return fig
 
@@ -108,19 +112,34 @@ def fig3_dynamics(df: pd.DataFrame, method: str | None = None, smooth: int = 5):
 def fig_methods(df: pd.DataFrame, methods=("grpo", "hicra", "entropy_reg"), smooth: int = 5):
     """Paper Fig 5/6/8: semantic entropy, validation accuracy, pass@k and token entropy per method."""
     fig, ax = plt.subplots(1, 4, figsize=(17, 3.8))
-    panels = [("semantic_entropy", "Semantic entropy (bits)"), ("val_accuracy", "Validation accuracy (T = 1)"),
-              ("pass_at_k", "pass@8 on training groups"), ("entropy_execution", "Token entropy, execution (nats)")]
+    panels = [
+        ("semantic_entropy", "Semantic entropy (bits)"),
+        ("val_accuracy", "Validation accuracy (T = 1)"),
+        ("pass_at_k", "pass@8 on training groups"),
+        ("entropy_execution", "Token entropy, execution (nats)"),
+    ]
     for a, (col, title) in zip(ax, panels):
         for m in methods:
             sub = df[df.method == m]
             if col in sub:
-                _band(a, sub.dropna(subset=[col]), "step", col, m, PALETTE.get(m, "black"),
-                      smooth=1 if col == "val_accuracy" else smooth)
+                _band(
+                    a,
+                    sub.dropna(subset=[col]),
+                    "step",
+                    col,
+                    m,
+                    PALETTE.get(m, "black"),
+                    smooth=1 if col == "val_accuracy" else smooth,
+                )
         a.set(title=title, xlabel="RL step")
         a.legend(loc="best", fontsize=8)
     n = df.groupby("method").seed.nunique().to_dict()
-    fig.suptitle("Method comparison · seeds per method: " + ", ".join(f"{k} {v}" for k, v in sorted(n.items()))
-                 + f" · per-step curves: {smooth}-step mean", y=1.03)
+    fig.suptitle(
+        "Method comparison · seeds per method: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(n.items()))
+        + f" · per-step curves: {smooth}-step mean",
+        y=1.03,
+    )
     fig.tight_layout()
     return fig
 
@@ -130,6 +149,7 @@ def final_table(df: pd.DataFrame, col: str = "val_accuracy", diff=("hicra", "grp
     ``hicra − grpo``: the difference paired by seed (same seed, same warm start, same validation set),
     and first a ``warm_start`` row: the step-0 value (where RL starts) over the runs that logged one."""
     from hicra.stats import t_interval as mean_ci
+
     if col not in df:
         raise ValueError(f"the runs logged no {col!r} (columns: {sorted(df.columns)})")
     last = df.dropna(subset=[col]).sort_values("step").groupby("run").tail(1)
@@ -155,9 +175,14 @@ def fig_grams(candidates: pd.DataFrame, summary: dict, top: int = 8):
     sandbox, token-level precision / recall against the ground truth (all seeds vs seeds held out)."""
     from hicra.plotting import KIND_COLOURS
     from hicra.sgfile import KINDS
+
     quality = summary.get("precision") is not None
-    fig, axes = plt.subplots(1, 4 if quality else 3, figsize=(17 if quality else 14, 4.2),
-                             gridspec_kw={"width_ratios": [1, 1, 1, 0.8] if quality else [1, 1, 1]})
+    fig, axes = plt.subplots(
+        1,
+        4 if quality else 3,
+        figsize=(17 if quality else 14, 4.2),
+        gridspec_kw={"width_ratios": [1, 1, 1, 0.8] if quality else [1, 1, 1]},
+    )
     n_docs = summary.get("n_successful") or 1
     for ax, kind in zip(axes, KINDS):
         d = candidates[candidates.strategic & (candidates.kind == kind)].nlargest(top, "df")[::-1]
@@ -204,10 +229,15 @@ FIG5_METHODS = ("grpo", "hicra", "entropy_reg", "fork_tokens")
 @dataclasses.dataclass
 class FiguresConfig(StepConfig):
     run_dir: str = "runs/demo"
-    runs: list = dataclasses.field(default_factory=lambda: ["runs/demo/train-grpo-s0", "runs/demo/train-hicra-s0",
-                                                            "runs/demo/train-entropy_reg-s0"],
-                              metadata={"help": "training run folders to draw (metrics.jsonl + params.json)"})
-    fig3_method: str = "hicra"        # Fig 3 shows this method's seeds (all runs if it is absent)
+    runs: list = dataclasses.field(
+        default_factory=lambda: [
+            "runs/demo/train-grpo-s0",
+            "runs/demo/train-hicra-s0",
+            "runs/demo/train-entropy_reg-s0",
+        ],
+        metadata={"help": "training run folders to draw (metrics.jsonl + params.json)"},
+    )
+    fig3_method: str = "hicra"  # Fig 3 shows this method's seeds (all runs if it is absent)
 
 
 def run(cfg: FiguresConfig) -> dict:
@@ -215,23 +245,35 @@ def run(cfg: FiguresConfig) -> dict:
     with the warm start's row), in the run folder and as ``<figures_dir>/<tag>_final_accuracy.csv``."""
     from hicra.config import save_step_figure, start_step
     from hicra.plotting import setup_style
+
     out = start_step(cfg, "03_dynamics")
     setup_style()
     df = load_runs(cfg.runs)
-    figs = [save_step_figure(fig3_dynamics(df, cfg.fig3_method if cfg.fig3_method in set(df.method) else None),
-                             cfg, "fig3_dynamics"),
-            save_step_figure(fig_methods(df[df.method.isin(FIG5_METHODS)], [m for m in FIG5_METHODS
-                                                                              if m in set(df.method)]),
-                             cfg, "fig5_methods")]  # the paper's methods; the study's variants: study_curves
+    figs = [
+        save_step_figure(
+            fig3_dynamics(df, cfg.fig3_method if cfg.fig3_method in set(df.method) else None), cfg, "fig3_dynamics"
+        ),
+        save_step_figure(
+            fig_methods(df[df.method.isin(FIG5_METHODS)], [m for m in FIG5_METHODS if m in set(df.method)]),
+            cfg,
+            "fig5_methods",
+        ),
+    ]  # the paper's methods; the study's variants: study_curves
     # runs without validation (a GPU recipe, the rehearsal) are summarised by their last step's training reward
     col = "val_accuracy" if "val_accuracy" in df and df.val_accuracy.notna().any() else "reward"
     table = final_table(df, col)
     table.to_csv(out / "final_accuracy.csv", index=False)
     table.to_csv(resolve(cfg.figures_dir) / f"{cfg.tag}_final_accuracy.csv", index=False)  # beside the figures
-    return {"run_dir": str(out), "runs": len(cfg.runs), "figures": figs, "final_column": col,
-            "final_accuracy": table.to_dict("records")}
+    return {
+        "run_dir": str(out),
+        "runs": len(cfg.runs),
+        "figures": figs,
+        "final_column": col,
+        "final_accuracy": table.to_dict("records"),
+    }
 
 
 if __name__ == "__main__":
     from hicra.config import emit, parse_cli
+
     emit(run(parse_cli(FiguresConfig)))

@@ -15,6 +15,7 @@ problems (each resample draws whole completions, so a long one counts as one).
     fork_shares(recs, tagger)        # {"planning_is_fork": .., "fork_is_planning": .., "threshold": ..}
     claims_ab(recs, tagger)          # the same, plus planning / execution entropy, each with a "ci"
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,8 +30,15 @@ from hicra.config import SandboxStepConfig
 
 
 @torch.no_grad()
-def token_entropies(model, tok, prompts: list[str], completions: list[str], batch_size: int = 16,
-                    progress: bool = True, max_logit_bytes: float = 2e9) -> list[dict]:
+def token_entropies(
+    model,
+    tok,
+    prompts: list[str],
+    completions: list[str],
+    batch_size: int = 16,
+    progress: bool = True,
+    max_logit_bytes: float = 2e9,
+) -> list[dict]:
     """Per completion: its token ids and the model's next-token entropy (nats) at each of them.
     Rows go ``batch_size`` at a time, fewer where a batch's logits would pass ``max_logit_bytes`` (Gemma's 262k
     vocabulary makes one 400-token row's float32 logits 0.4 GB), and the entropy is taken over each row's
@@ -38,26 +46,31 @@ def token_entropies(model, tok, prompts: list[str], completions: list[str], batc
     model.eval()
     vocab = model.get_output_embeddings().weight.shape[0]
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    rows = [(tok(p, add_special_tokens=False)["input_ids"], tok(c, add_special_tokens=False)["input_ids"])
-            for p, c in zip(prompts, completions)]
+    rows = [
+        (tok(p, add_special_tokens=False)["input_ids"], tok(c, add_special_tokens=False)["input_ids"])
+        for p, c in zip(prompts, completions)
+    ]
     out, i = [], 0
     bar = tqdm(total=len(rows), desc="entropies", disable=not progress, leave=False)
     while i < len(rows):
         n = 1
-        while (n < batch_size and i + n < len(rows) and (n + 1) * vocab * 4 * 3
-               * max(len(a) + len(b) for a, b in rows[i:i + n + 1]) <= max_logit_bytes):
+        while (
+            n < batch_size
+            and i + n < len(rows)
+            and (n + 1) * vocab * 4 * 3 * max(len(a) + len(b) for a, b in rows[i : i + n + 1]) <= max_logit_bytes
+        ):
             n += 1
-        chunk = rows[i:i + n]
+        chunk = rows[i : i + n]
         width = max(len(pi) + len(ci) for pi, ci in chunk)
         ids = torch.full((len(chunk), width), pad, dtype=torch.long)
         att = torch.zeros_like(ids)
         for r, (pi, ci) in enumerate(chunk):
-            ids[r, :len(pi) + len(ci)] = torch.tensor(pi + ci)
-            att[r, :len(pi) + len(ci)] = 1
+            ids[r, : len(pi) + len(ci)] = torch.tensor(pi + ci)
+            att[r, : len(pi) + len(ci)] = 1
         logits = model(input_ids=ids.to(model.device), attention_mask=att.to(model.device)).logits
         for r, (pi, ci) in enumerate(chunk):
             if ci:  # the entropy at position t-1 is that of the distribution token t was drawn from
-                logp = torch.log_softmax(logits[r, len(pi) - 1:len(pi) + len(ci) - 1].float(), -1)
+                logp = torch.log_softmax(logits[r, len(pi) - 1 : len(pi) + len(ci) - 1].float(), -1)
                 out.append({"ids": np.array(ci), "entropy": (-(logp.exp() * logp).sum(-1)).cpu().numpy()})
             else:
                 out.append({"ids": np.array([], dtype=int), "entropy": np.array([])})
@@ -71,6 +84,7 @@ def token_entropies(model, tok, prompts: list[str], completions: list[str], batc
 def fork_shares(records: list[dict], tagger, rho: float = 0.2) -> dict:
     """``planning_is_fork`` and ``fork_is_planning`` over all tokens of the records (top-rho by entropy)."""
     from hicra.metrics import fork_overlap
+
     recs = [r for r in records if len(r["ids"])]
     if not recs:
         raise ValueError("no completion tokens to compare: sample non-empty completions first")
@@ -87,8 +101,14 @@ def fork_shares(records: list[dict], tagger, rho: float = 0.2) -> dict:
     return res
 
 
-CLAIM_STATS = ("planning_entropy", "execution_entropy", "entropy_gap", "planning_is_fork", "fork_is_planning",
-               "planning_ratio")
+CLAIM_STATS = (
+    "planning_entropy",
+    "execution_entropy",
+    "entropy_gap",
+    "planning_is_fork",
+    "fork_is_planning",
+    "planning_ratio",
+)
 
 
 def claims_ab(records: list[dict], tagger, rho: float = 0.2, n_boot: int = 1000, seed: int = 0) -> dict:
@@ -96,6 +116,7 @@ def claims_ab(records: list[dict], tagger, rho: float = 0.2, n_boot: int = 1000,
     (``fork_shares``' numbers and entropy ``threshold``). Point estimates pool every token; ``ci`` holds 95 %
     percentile-bootstrap intervals over problems."""
     from hicra.metrics import fork_overlap
+
     recs = [r for r in records if len(r["ids"])]
     if not recs:
         raise ValueError("no completion tokens to score: sample non-empty completions first")
@@ -107,38 +128,62 @@ def claims_ab(records: list[dict], tagger, rho: float = 0.2, n_boot: int = 1000,
         shares = fork_overlap(torch.from_numpy(e), torch.from_numpy(p), None, rho)
         pe = float(e[p].mean()) if p.any() else float("nan")
         xe = float(e[~p].mean()) if (~p).any() else float("nan")
-        return {"planning_entropy": pe, "execution_entropy": xe, "entropy_gap": pe - xe,
-                "planning_is_fork": shares["planning_is_fork"], "fork_is_planning": shares["fork_is_planning"],
-                "planning_ratio": float(p.mean()), "threshold": shares["threshold"]}
+        return {
+            "planning_entropy": pe,
+            "execution_entropy": xe,
+            "entropy_gap": pe - xe,
+            "planning_is_fork": shares["planning_is_fork"],
+            "fork_is_planning": shares["fork_is_planning"],
+            "planning_ratio": float(p.mean()),
+            "threshold": shares["threshold"],
+        }
 
     out = stats(range(len(recs)))
-    out.update(n_problems=len(recs), n_tokens=int(sum(len(e) for e in ents)),
-               n_planning_tokens=int(sum(p.sum() for p in plans)), rho=rho)
+    out.update(
+        n_problems=len(recs),
+        n_tokens=int(sum(len(e) for e in ents)),
+        n_planning_tokens=int(sum(p.sum() for p in plans)),
+        rho=rho,
+    )
     if n_boot:
         rng = np.random.default_rng(seed)
         boots = [stats(rng.integers(0, len(recs), len(recs))) for _ in range(n_boot)]
-        out["ci"] = {k: [float(np.nanpercentile([b[k] for b in boots], 2.5)),
-                         float(np.nanpercentile([b[k] for b in boots], 97.5))] for k in CLAIM_STATS}
+        out["ci"] = {
+            k: [
+                float(np.nanpercentile([b[k] for b in boots], 2.5)),
+                float(np.nanpercentile([b[k] for b in boots], 97.5)),
+            ]
+            for k in CLAIM_STATS
+        }
     return out
 
 
 def fig_claims(rows):
     """Claim (a) per row (model / text): mean entropy of planning vs execution tokens with 95 % bootstrap CIs."""
     import matplotlib.pyplot as plt
+
     labels = [f"{r['model']}\n{r.get('texts', '')}" for r in rows]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(max(6.5, 2.1 * len(rows)), 4.4))
-    for off, key, colour, name in ((-0.18, "planning_entropy", COLOURS["planning"], "planning tokens"),
-                                   (0.18, "execution_entropy", "0.75", "execution tokens")):
+    for off, key, colour, name in (
+        (-0.18, "planning_entropy", COLOURS["planning"], "planning tokens"),
+        (0.18, "execution_entropy", "0.75", "execution tokens"),
+    ):
         vals = np.array([r[key] for r in rows])
-        err = np.array([[v - r["ci"][key][0], r["ci"][key][1] - v] for v, r in zip(vals, rows)]).T \
-            if all("ci" in r for r in rows) else None
+        err = (
+            np.array([[v - r["ci"][key][0], r["ci"][key][1] - v] for v, r in zip(vals, rows)]).T
+            if all("ci" in r for r in rows)
+            else None
+        )
         ax.bar(x + off, vals, 0.36, yerr=err, capsize=4, color=colour, edgecolor="0.3", label=name)
     ax.set_xticks(x, labels, fontsize=9)
     tops = [r["ci"][k][1] if "ci" in r else r[k] for r in rows for k in ("planning_entropy", "execution_entropy")]
     top = max((t for t in tops if np.isfinite(t)), default=1.0)  # nan: a text with no planning tokens
-    ax.set(ylabel="mean next-token entropy (nats)", ylim=(0, 1.25 * top),
-           title="Claim (a): planning vs execution token entropy\n(95 % bootstrap CI over problems)")
+    ax.set(
+        ylabel="mean next-token entropy (nats)",
+        ylim=(0, 1.25 * top),
+        title="Claim (a): planning vs execution token entropy\n(95 % bootstrap CI over problems)",
+    )
     ax.legend(loc="upper left", ncol=2, fontsize=9)
     fig.tight_layout()
     return fig
@@ -157,10 +202,15 @@ def passage_html(tok, record: dict, tagger, threshold: float, title: str = "") -
         piece = html.escape(tok.decode([int(t)])).replace("\n", "<br>")
         kind = "both" if p and f else "planning" if p else "fork" if f else None
         parts.append(f'<span style="background:{COLOURS[kind]}">{piece}</span>' if kind else piece)
-    legend = " ".join(f'<span style="background:{c};padding:0 4px">{k}</span>' for k, c in
-                      (("high-entropy", COLOURS["fork"]), ("planning", COLOURS["planning"]), ("both", COLOURS["both"])))
-    return (f'<div style="font-family:monospace;line-height:1.7;margin:6px 0"><b>{html.escape(title)}</b> {legend}<br>'
-            + "".join(parts) + "</div>")
+    legend = " ".join(
+        f'<span style="background:{c};padding:0 4px">{k}</span>'
+        for k, c in (("high-entropy", COLOURS["fork"]), ("planning", COLOURS["planning"]), ("both", COLOURS["both"]))
+    )
+    return (
+        f'<div style="font-family:monospace;line-height:1.7;margin:6px 0"><b>{html.escape(title)}</b> {legend}<br>'
+        + "".join(parts)
+        + "</div>"
+    )
 
 
 def fig9(rows):
@@ -168,9 +218,12 @@ def fig9(rows):
     ``rows``: dicts with ``model``, ``stage`` (before/after RL), ``planning_is_fork``, ``fork_is_planning``, ``rho``."""
     import matplotlib.pyplot as plt
     import pandas as pd
+
     df = pd.DataFrame(rows)
-    labels = [f"{m}\n{s}" + (f"\n{t}" if df.get("texts", pd.Series([""])).nunique() > 1 else "")
-              for m, s, t in zip(df.model, df.stage, df.get("texts", [""] * len(df)))]
+    labels = [
+        f"{m}\n{s}" + (f"\n{t}" if df.get("texts", pd.Series([""])).nunique() > 1 else "")
+        for m, s, t in zip(df.model, df.stage, df.get("texts", [""] * len(df)))
+    ]
     fig, axes = plt.subplots(1, 2, figsize=(max(10, 2.0 * len(df) * 2), 4.6), sharey=True)
     rho = float(df.rho.iloc[0])
     for ax, col, title, colour in (
@@ -182,17 +235,29 @@ def fig9(rows):
             err = np.array([[v - c[col][0], c[col][1] - v] for v, c in zip(df[col], df.ci)]).T
         bars = ax.bar(labels, df[col], yerr=err, capsize=4, color=colour, edgecolor="0.3")
         tops = df[col] if err is None else df[col] + err[1]
-        for b, v, top, chance in zip(bars, df[col], tops,
-                                     [rho] * len(df) if col == "planning_is_fork" else df.planning_ratio):
+        for b, v, top, chance in zip(
+            bars, df[col], tops, [rho] * len(df) if col == "planning_is_fork" else df.planning_ratio
+        ):
             ax.text(b.get_x() + b.get_width() / 2, top + 0.02, f"{v:.2f}", ha="center", fontsize=9)
-            ax.hlines(chance, b.get_x(), b.get_x() + b.get_width(), colors="0.2", linestyles="--", lw=1.2,
-                      label="chance level" if b is bars[0] else None)
+            ax.hlines(
+                chance,
+                b.get_x(),
+                b.get_x() + b.get_width(),
+                colors="0.2",
+                linestyles="--",
+                lw=1.2,
+                label="chance level" if b is bars[0] else None,
+            )
         ax.set(title=title, ylim=(0, 1), ylabel="share of tokens")
         ax.tick_params(axis="x", labelsize=9)
         ax.legend(loc="upper right", fontsize=8)
     rl = any("RL" in str(x) for x in df.stage)
-    fig.suptitle(f"Planning vs high-entropy (top {rho:.0%}) tokens" + (", before vs after RL" if rl else "")
-                 + (" (95 % bootstrap CI over problems)" if "ci" in df else ""), y=1.0)
+    fig.suptitle(
+        f"Planning vs high-entropy (top {rho:.0%}) tokens"
+        + (", before vs after RL" if rl else "")
+        + (" (95 % bootstrap CI over problems)" if "ci" in df else ""),
+        y=1.0,
+    )
     fig.tight_layout()
     return fig
 
@@ -204,39 +269,43 @@ def fig9(rows):
 @dataclasses.dataclass
 class ForksConfig(SandboxStepConfig):
     run_dir: str = "runs/demo/forks"
-    models: dict = dataclasses.field(default_factory=lambda: {
-        "warm start|before RL": "sandbox", "HICRA|after RL": "runs/demo/train-hicra-s0/final"},
-        metadata={"help": '"name|stage" -> model (sandbox, smollm2, a run\'s final/ folder or a local path)'})
-    source: str = "sandbox"           # sandbox (validation tasks) | gsm8k (chat prompts)
-    n_prompts: int = 64               # prompts sampled per model
-    temperature: float = 1.0          # sampling temperature
-    max_new_tokens: int = 256         # completion cap (tokens)
+    models: dict = dataclasses.field(
+        default_factory=lambda: {"warm start|before RL": "sandbox", "HICRA|after RL": "runs/demo/train-hicra-s0/final"},
+        metadata={"help": '"name|stage" -> model (sandbox, smollm2, a run\'s final/ folder or a local path)'},
+    )
+    source: str = "sandbox"  # sandbox (validation tasks) | gsm8k (chat prompts)
+    n_prompts: int = 64  # prompts sampled per model
+    temperature: float = 1.0  # sampling temperature
+    max_new_tokens: int = 256  # completion cap (tokens)
     texts: list = dataclasses.field(default_factory=lambda: ["samples"])  # samples (each model's own) and/or
     #                                   solutions (the benchmark's human-written ones, teacher-forced; not sandbox)
-    rho: float = 0.2                  # high-entropy share (the 80/20 method's 20 %)
-    n_boot: int = 1000                # bootstrap resamples over problems for the CIs (0: none)
-    sg_file: str = ""                 # "" = the sandbox's grams (sandbox) / data/grams/seed_grams.json
-    seed: int = 0                     # sampling and bootstrap seed
-
+    rho: float = 0.2  # high-entropy share (the 80/20 method's 20 %)
+    n_boot: int = 1000  # bootstrap resamples over problems for the CIs (0: none)
+    sg_file: str = ""  # "" = the sandbox's grams (sandbox) / data/grams/seed_grams.json
+    seed: int = 0  # sampling and bootstrap seed
 
     def __post_init__(self):
         bad = [t for t in self.texts if t not in ("samples", "solutions")]
         if bad or not self.texts:
             raise ValueError(f"texts: a list of 'samples' and/or 'solutions'; got {self.texts!r}")
         if "solutions" in self.texts and self.source == "sandbox":
-            raise ValueError("texts 'solutions' scores a benchmark's human-written solutions: set source to gsm8k, "
-                             "math500, minerva or olympiadbench")
+            raise ValueError(
+                "texts 'solutions' scores a benchmark's human-written solutions: set source to gsm8k, "
+                "math500, minerva or olympiadbench"
+            )
 
 
 def _prompts(cfg: ForksConfig, tok) -> tuple[list[str], list[str]]:
     """Prompts, and each problem's human-written solution ("" where there is none, and on the sandbox)."""
     if cfg.source == "sandbox":
         from hicra.sandbox.world import make_tasks, prompt
+
         wc = cfg.sandbox_config().world_config()
         ps = [prompt(t) for t in make_tasks(wc, "val", cfg.n_prompts, allow_fewer=True)]
         return ps, [""] * len(ps)
     from hicra.data import load_benchmark
     from hicra.generate import chat_prompts
+
     rows = load_benchmark(cfg.source, limit=cfg.n_prompts)
     return chat_prompts(tok, [r["problem"] for r in rows]), [r.get("solution") or "" for r in rows]
 
@@ -249,6 +318,7 @@ def run(cfg: ForksConfig, progress: bool = True) -> dict:
     from hicra.models import load_step_model, step_model_path
     from hicra.plotting import setup_style
     from hicra.tagger import PlanningTagger
+
     out = start_step(cfg, "05_fork_tokens")
     if cfg.sg_file:
         sg = resolve(cfg.sg_file)
@@ -264,9 +334,22 @@ def run(cfg: ForksConfig, progress: bool = True) -> dict:
         prompts, solutions = _prompts(cfg, tok)
         for texts in cfg.texts:
             if texts == "samples":
-                ps, comps = prompts, [c[0] for c in sample(model, tok, prompts, n=1, temperature=cfg.temperature,
-                                                           max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-                                                           progress=progress)]
+                ps, comps = (
+                    prompts,
+                    [
+                        c[0]
+                        for c in sample(
+                            model,
+                            tok,
+                            prompts,
+                            n=1,
+                            temperature=cfg.temperature,
+                            max_new_tokens=cfg.max_new_tokens,
+                            seed=cfg.seed,
+                            progress=progress,
+                        )
+                    ],
+                )
             else:  # teacher-forced: the model's entropy at each token of the human-written solution
                 if not any(solutions):
                     raise ValueError(f"{cfg.source} ships no solutions to score; use texts: [samples]")
@@ -274,8 +357,12 @@ def run(cfg: ForksConfig, progress: bool = True) -> dict:
             recs = token_entropies(model, tok, list(ps), list(comps), progress=progress)
             c = claims_ab(recs, tagger, cfg.rho, cfg.n_boot, cfg.seed)  # Fig 9's shares, claim (a), their CIs
             rows.append({"model": model_name, "stage": stage or "", "texts": texts, "source": name, **c})
-            best = max(range(len(recs)), key=lambda i: int(tagger.mask(torch.as_tensor(recs[i]["ids"])[None]).sum())
-                       if len(recs[i]["ids"]) else -1)
+            best = max(
+                range(len(recs)),
+                key=lambda i: (
+                    int(tagger.mask(torch.as_tensor(recs[i]["ids"])[None]).sum()) if len(recs[i]["ids"]) else -1
+                ),
+            )
             passages.append(passage_html(tok, recs[best], tagger, c["threshold"], f"{model_name} ({stage}, {texts})"))
     write_json(out / "forks.json", {"rows": rows, "sg_file": str(sg)})
     (out / "passages.html").write_text("\n".join(passages))
@@ -286,4 +373,5 @@ def run(cfg: ForksConfig, progress: bool = True) -> dict:
 
 if __name__ == "__main__":
     from hicra.config import emit, parse_cli
+
     emit(run(parse_cli(ForksConfig)))

@@ -9,6 +9,7 @@ README's block differs from what the CSVs say.
     python -m hicra.headline            # rewrite README.md's headline block from figures/
     python -m hicra.headline --check    # exit 1 if the README's block is stale
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,10 @@ from hicra.study import _verdict
 
 BEGIN, END = "<!-- headline:begin -->", "<!-- headline:end -->"
 # (tag of the CSVs, what the rows say) in the order shown
-STUDIES = (("study", "study of record (`make study`, run 4: seeds 0–9)"),
-           ("study-replication", "confirmatory replication (`make replication`, run 5: seeds 1000–1009)"))
+STUDIES = (
+    ("study", "study of record (`make study`, run 4: seeds 0–9)"),
+    ("study-replication", "confirmatory replication (`make replication`, run 5: seeds 1000–1009)"),
+)
 
 
 def _pts(m, lo, hi) -> str:
@@ -42,41 +45,68 @@ def rows(figures_dir="figures") -> list[tuple]:
         warm = pd.read_csv(fin).set_index("method").val_accuracy.get("warm_start") if fin.exists() else None
         if warm is not None and "grpo" in a.index:
             g = a.loc["grpo"]
-            out.append(("GRPO − warm start, step-100 accuracy", source,
-                        _pts(g.final - warm, g.final_lo - warm, g.final_hi - warm), f"{int(g.seeds)} seeds", ""))
-        for endpoint, label, positive in (("final", "HICRA − GRPO, step-100 accuracy (primary)", True),
-                                          ("auc", "HICRA − GRPO, area under the curve", True),
-                                          ("planning_share_change", "HICRA − GRPO, Fig 4 planning share of failures "
-                                                                    "(last − first 10 % of steps)", False)):
+            out.append(
+                (
+                    "GRPO − warm start, step-100 accuracy",
+                    source,
+                    _pts(g.final - warm, g.final_lo - warm, g.final_hi - warm),
+                    f"{int(g.seeds)} seeds",
+                    "",
+                )
+            )
+        for endpoint, label, positive in (
+            ("final", "HICRA − GRPO, step-100 accuracy (primary)", True),
+            ("auc", "HICRA − GRPO, area under the curve", True),
+            (
+                "planning_share_change",
+                "HICRA − GRPO, Fig 4 planning share of failures (last − first 10 % of steps)",
+                False,
+            ),
+        ):
             r = c[(c.endpoint == endpoint) & (c.arm == "hicra")]
             if not len(r) or not math.isfinite(r.iloc[0]["mean"]):
                 continue
             r = r.iloc[0]
             v = _verdict(r.lo, r.hi, positive)
-            v = {"reproduced": "HICRA better" if positive else "falls faster under HICRA",
-                 "not reproduced": "GRPO better" if positive else "falls faster under GRPO"}.get(v, "inconclusive")
-            out.append((label, source, f"{_pts(r['mean'], r.lo, r.hi)}, MDE {100 * r.mde:.1f}", f"{int(r.n)} seeds",
-                        v))
+            v = {
+                "reproduced": "HICRA better" if positive else "falls faster under HICRA",
+                "not reproduced": "GRPO better" if positive else "falls faster under GRPO",
+            }.get(v, "inconclusive")
+            out.append((label, source, f"{_pts(r['mean'], r.lo, r.hi)}, MDE {100 * r.mde:.1f}", f"{int(r.n)} seeds", v))
     regimes = figs / "regimes_map.csv"
     if regimes.exists():
         for _, r in pd.read_csv(regimes).iterrows():
             if not math.isfinite(r.get("final_mean", math.nan)):
                 continue
             v = {"reproduced": "HICRA better", "not reproduced": "GRPO better"}.get(
-                _verdict(r.final_lo, r.final_hi), "inconclusive")
-            out.append((f"HICRA − GRPO at step {int(r.steps)}, regime `{r.regime}` (warm start: "
-                        f"{100 * r.execution_error_rate:.0f} % arithmetic slips)", "regime map (`make regimes`)",
-                        f"{_pts(r.final_mean, r.final_lo, r.final_hi)}, MDE {100 * r.final_mde:.1f}",
-                        f"{int(r.final_n)} seeds", v + ("" if r.get("grpo_plateau", False) else "; not at plateau")))
+                _verdict(r.final_lo, r.final_hi), "inconclusive"
+            )
+            out.append(
+                (
+                    f"HICRA − GRPO at step {int(r.steps)}, regime `{r.regime}` (warm start: "
+                    f"{100 * r.execution_error_rate:.0f} % arithmetic slips)",
+                    "regime map (`make regimes`)",
+                    f"{_pts(r.final_mean, r.final_lo, r.final_hi)}, MDE {100 * r.final_mde:.1f}",
+                    f"{int(r.final_n)} seeds",
+                    v + ("" if r.get("grpo_plateau", False) else "; not at plateau"),
+                )
+            )
     return out
 
 
 def block(figures_dir="figures") -> str:
-    lines = [BEGIN, "| result (accuracy in points; differences paired by seed) | source | mean [95 % CI] | n | "
-             "reading |", "|---|---|---|---|---|"]
+    lines = [
+        BEGIN,
+        "| result (accuracy in points; differences paired by seed) | source | mean [95 % CI] | n | reading |",
+        "|---|---|---|---|---|",
+    ]
     lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows(figures_dir)]
-    lines += ["", "Generated from `figures/*.csv` by `python -m hicra.headline`; validation avg@2 on the sandbox's "
-              "399 validation tasks.", END]
+    lines += [
+        "",
+        "Generated from `figures/*.csv` by `python -m hicra.headline`; validation avg@2 on the sandbox's "
+        "399 validation tasks.",
+        END,
+    ]
     return "\n".join(lines)
 
 
@@ -96,7 +126,7 @@ def main(argv=None):
     ap.add_argument("--figures_dir", default="figures", help="where the study tables are")
     a = ap.parse_args(argv)
     text = (REPO_ROOT / "README.md").read_text()
-    current = text[text.index(BEGIN):text.index(END) + len(END)]
+    current = text[text.index(BEGIN) : text.index(END) + len(END)]
     if a.check:
         sys.exit(0 if current == block(a.figures_dir) else 1)
     print("README.md headline:", "rewritten" if rewrite(figures_dir=a.figures_dir) else "unchanged")

@@ -10,6 +10,7 @@ line of a malformed one.
     write_json("runs/x/summary.json", {"steps": 100})
     lines = read_metrics("runs/x/metrics.jsonl")
 """
+
 from __future__ import annotations
 
 import json
@@ -83,8 +84,10 @@ def append_jsonl(path, record: dict) -> None:
             n = -1
         if n != len(data):
             os.ftruncate(fd, start)
-            raise OSError(errno.ENOSPC, f"could not append a whole line to {path} (disk full?); the file is as "
-                                        f"it was before this line")
+            raise OSError(
+                errno.ENOSPC,
+                f"could not append a whole line to {path} (disk full?); the file is as it was before this line",
+            )
         os.fsync(fd)
     finally:
         os.close(fd)

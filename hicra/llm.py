@@ -19,6 +19,7 @@ on CPU) or a hosted API. It is built for long, interruptible labelling jobs:
     client.chat_many([[{"role": "user", "content": "hi"}]])       # -> ["Hello!"]
     # hosted: ChatClient("https://api.openai.com/v1", "gpt-4o-mini", api_key_env="OPENAI_API_KEY")
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,9 +40,19 @@ class LLMError(RuntimeError):
 
 
 class ChatClient:
-    def __init__(self, base_url: str, model: str, api_key_env: str | None = "OPENAI_API_KEY",
-                 cache: str | os.PathLike | None = None, timeout: float = 60.0, max_retries: int = 4,
-                 backoff: float = 1.0, concurrency: int = 8, temperature: float = 0.0, max_tokens: int = 1024):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        cache: str | os.PathLike | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 4,
+        backoff: float = 1.0,
+        concurrency: int = 8,
+        temperature: float = 0.0,
+        max_tokens: int = 1024,
+    ):
         if not base_url or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL such as http://127.0.0.1:8000/v1; got {base_url!r}")
         self.url = base_url.rstrip("/") + "/chat/completions"
@@ -85,8 +96,12 @@ class ChatClient:
         key = self.key(messages)
         if key in self._cache:
             return self._cache[key]
-        body = {"model": self.model, "messages": messages, "temperature": self.temperature,
-                "max_tokens": self.max_tokens}
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
         own = http is None
         http = http or httpx.Client(timeout=self.timeout)
         last = ""
@@ -101,16 +116,21 @@ class ChatClient:
                 except (httpx.TimeoutException, httpx.TransportError, TimeoutError) as e:
                     last = f"{type(e).__name__}: {e}"
                     if isinstance(e, (httpx.TimeoutException, TimeoutError)):  # say so: a stall looks like a hang
-                        print(f"[llm] {self.url}: no answer within {self.timeout:g} s (attempt {attempt + 1} "
-                              f"of {self.max_retries + 1}); a slow endpoint needs a larger --llm_timeout",
-                              file=sys.stderr, flush=True)
+                        print(
+                            f"[llm] {self.url}: no answer within {self.timeout:g} s (attempt {attempt + 1} "
+                            f"of {self.max_retries + 1}); a slow endpoint needs a larger --llm_timeout",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                     continue
                 if status == 429 or status >= 500:
                     last = f"HTTP {status}: {text[:200]}"
                     continue
                 if status != 200:
-                    raise LLMError(f"{self.url} refused the request (HTTP {status}): {text[:300]} "
-                                   f"-- check the model name ({self.model!r}) and the API key variable")
+                    raise LLMError(
+                        f"{self.url} refused the request (HTTP {status}): {text[:300]} "
+                        f"-- check the model name ({self.model!r}) and the API key variable"
+                    )
                 try:
                     content = json.loads(text)["choices"][0]["message"]["content"]
                 except (ValueError, KeyError, IndexError, TypeError):
@@ -144,6 +164,7 @@ class ChatClient:
                     box["res"] = r.status_code, b"".join(chunks).decode("utf-8", "replace")
             except BaseException as e:  # noqa: BLE001  (handed to the caller's thread)
                 box["err"] = e
+
         t = threading.Thread(target=go, daemon=True, name="llm-request")
         t.start()
         t.join(self.timeout)
@@ -158,6 +179,7 @@ class ChatClient:
         """Answers in order; cached ones are not asked again. Raises ``LLMError`` if any request fails
         after its retries (answers received before that stay in the cache)."""
         from tqdm.auto import tqdm
+
         todo = [i for i, m in enumerate(conversations) if self.key(m) not in self._cache]
         with httpx.Client(timeout=self.timeout) as http, ThreadPoolExecutor(self.concurrency) as pool:
             futures = [pool.submit(self.chat, conversations[i], http) for i in todo]

@@ -20,6 +20,7 @@ tokens take well under 10 s (``python bench/bench_metrics.py``). Definitions:
     from hicra.metrics import semantic_entropy
     semantic_entropy([["wait", "let's try"], ["wait"]])   # 0.918 bits
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -57,7 +58,7 @@ def following_ngrams(text: str, spans: Sequence[tuple[int, int, str]], n: int = 
     """(gram, next n words) for each SG span of ``text``; the words are lower-cased."""
     out = []
     for _, end, gram in spans:
-        words = text[end:end + 200].lower().split()
+        words = text[end : end + 200].lower().split()
         if len(words) >= n:
             out.append((gram, " ".join(words[:n])))
     return out
@@ -132,8 +133,11 @@ def fork_overlap(entropies, planning_mask, completion_mask=None, rho: float = 0.
     fork = (ent >= thr) & valid
     both = (fork & plan).sum()
     np_, nf = (plan & valid).sum(), fork.sum()
-    return {"planning_is_fork": float(both / np_) if np_ else float("nan"),
-            "fork_is_planning": float(both / nf) if nf else float("nan"), "threshold": float(thr)}
+    return {
+        "planning_is_fork": float(both / np_) if np_ else float("nan"),
+        "fork_is_planning": float(both / nf) if nf else float("nan"),
+        "threshold": float(thr),
+    }
 
 
 # --------------------------------------------------------------------------
@@ -163,4 +167,3 @@ def avg_at_k(correct) -> float:
     """avg@k: mean over problems of the mean correctness of their k samples ((P, k) array)."""
     a = np.asarray(correct, dtype=np.float64)
     return float(a.reshape(len(a), -1).mean(axis=1).mean()) if a.size else float("nan")
-

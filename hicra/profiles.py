@@ -12,6 +12,7 @@ per arm and seed). Copy a shipped profile to make your own, e.g. a GPU profile w
     dry_run(steps)       # every step's config and parameters validated, no model loaded (python -m hicra.pipeline
                          # --profile paper --dry_run true on a CPU machine)
 """
+
 from __future__ import annotations
 
 import importlib
@@ -46,8 +47,9 @@ def load_profile(name: str, run: str | None = None, args: dict | None = None) ->
     spec = read_yaml_mapping(path)
     unknown = sorted(set(spec) - {"run", "steps", "from", "args"})
     if unknown or ("steps" in spec) == ("from" in spec):
-        raise ValueError(f"{path}: a profile has `run` and either `steps` or `from` (+ `args`); "
-                         f"got keys {sorted(spec)}")
+        raise ValueError(
+            f"{path}: a profile has `run` and either `steps` or `from` (+ `args`); got keys {sorted(spec)}"
+        )
     run = run or spec.get("run") or path.stem
     folder = run if run.startswith("/") else f"runs/{run}"
     if "from" in spec:
@@ -76,13 +78,15 @@ def map_strings(x, fn):
 
 
 # the config dataclass each step notebook fills from its parameters cell
-STEP_CONFIGS = {"00_sandbox.ipynb": "hicra.sandbox.step:BuildConfig",
-                "01_strategic_grams.ipynb": "hicra.grams:GramsConfig",
-                "03_dynamics.ipynb": "hicra.figures:FiguresConfig",
-                "04_error_analysis.ipynb": "hicra.error_analysis:ErrorsConfig",
-                "05_fork_tokens.ipynb": "hicra.forks:ForksConfig",
-                "06_evaluate.ipynb": "hicra.evaluate:EvalConfig",
-                "07_study.ipynb": "hicra.study:StudyConfig"}
+STEP_CONFIGS = {
+    "00_sandbox.ipynb": "hicra.sandbox.step:BuildConfig",
+    "01_strategic_grams.ipynb": "hicra.grams:GramsConfig",
+    "03_dynamics.ipynb": "hicra.figures:FiguresConfig",
+    "04_error_analysis.ipynb": "hicra.error_analysis:ErrorsConfig",
+    "05_fork_tokens.ipynb": "hicra.forks:ForksConfig",
+    "06_evaluate.ipynb": "hicra.evaluate:EvalConfig",
+    "07_study.ipynb": "hicra.study:StudyConfig",
+}
 
 
 def notebook_parameters(notebook) -> dict:
@@ -90,6 +94,7 @@ def notebook_parameters(notebook) -> dict:
     import nbformat
 
     from hicra.runner import notebook_path
+
     nb = nbformat.read(notebook_path(str(notebook)), as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     return literal_assignments(cell.source, str(notebook))
@@ -99,6 +104,7 @@ def literal_assignments(source: str, where: str = "parameters cell") -> dict:
     """``name = <literal>`` lines of a parameters cell, parsed, never executed (a dry run runs nothing): anything
     else in the cell (a call, an import, an expression) is a ValueError naming its line."""
     import ast
+
     try:
         tree = ast.parse(source, where)
     except SyntaxError as e:
@@ -113,8 +119,10 @@ def literal_assignments(source: str, where: str = "parameters cell") -> dict:
                 pass
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
             continue  # a docstring-like string
-        raise ValueError(f"{where}, parameters cell line {node.lineno}: only `name = <literal>` assignments are "
-                         f"allowed there (papermill replaces them); got {ast.get_source_segment(source, node)!r}")
+        raise ValueError(
+            f"{where}, parameters cell line {node.lineno}: only `name = <literal>` assignments are "
+            f"allowed there (papermill replaces them); got {ast.get_source_segment(source, node)!r}"
+        )
     return values
 
 
@@ -123,6 +131,7 @@ def dry_run(steps: list[Step]) -> list[dict]:
     (``hicra.train``'s dry run; its accelerate config with accelerate's parser), a notebook's parameters
     (names its parameters cell has; values its config dataclass accepts). Raises ValueError naming the step."""
     from hicra.config import from_params
+
     out = []
     for s in steps:
         try:
@@ -132,12 +141,12 @@ def dry_run(steps: list[Step]) -> list[dict]:
             defaults = notebook_parameters(s.notebook)
             unknown = sorted(set(s.params) - set(defaults) - {"figures_dir"})
             if unknown:
-                raise ValueError(f"parameters {unknown} are not in {s.notebook}'s parameters cell "
-                                 f"({sorted(defaults)})")
+                raise ValueError(f"parameters {unknown} are not in {s.notebook}'s parameters cell ({sorted(defaults)})")
             values = {**defaults, **s.params}
             if s.notebook == "02_train.ipynb":
                 from hicra.train import dry_run as train_dry_run
                 from hicra.train import recipe_from_params
+
                 out.append({"step": s.name, **train_dry_run(recipe_from_params(values))})
             elif s.notebook in STEP_CONFIGS:
                 module, _, cls = STEP_CONFIGS[s.notebook].partition(":")
@@ -155,12 +164,14 @@ def _dry_command(command: list) -> dict:
     res = {"ok": True}
     if cmd[:2] == ["accelerate", "launch"] and "--config_file" in cmd:
         from accelerate.commands.config.config_args import load_config_from_file
+
         cfg = resolve(cmd[cmd.index("--config_file") + 1])
         res["accelerate"] = type(load_config_from_file(str(cfg))).__name__
     if "-m" in cmd and cmd[cmd.index("-m") + 1] == "hicra.train":
         from hicra.train import dry_run as train_dry_run
         from hicra.train import read_recipe
-        rest = cmd[cmd.index("-m") + 2:]
+
+        rest = cmd[cmd.index("-m") + 2 :]
         path = rest.pop(0) if rest and not rest[0].startswith("--") else None
         res.update(train_dry_run(read_recipe(path, rest)))
     return res

@@ -20,6 +20,7 @@ error rate. The regimes are fixed a priori (README, "The regime map: pre-registe
 How: one folder per regime under the run folder, each a study (``train-<arm>-s<seed>/``, ``hicra.study``'s
 endpoints, the Fig 4 endpoint included), beside ``warm_start.json`` (the build and its anatomy).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,48 +32,108 @@ import pandas as pd
 from hicra.config import emit, resolve
 from hicra.io import write_json
 
-REGIMES = {"strategy": {"sft_steps": 6000, "world": {"p_careful": 0.25, "p_hint": 0.0}},
-           "v2": {},
-           "execution": {"split_digits": True}}
+REGIMES = {
+    "strategy": {"sft_steps": 6000, "world": {"p_careful": 0.25, "p_hint": 0.0}},
+    "v2": {},
+    "execution": {"split_digits": True},
+}
 
 
 # --------------------------------------------------------------------------
 # profile: per regime a warm start, then GRPO and HICRA runs, then the map
 
 
-def regimes_profile(run: str = "runs/regimes", regimes: list | None = None, arms: dict | None = None,
-                    steps: int = 300, seeds: list | None = None, val_every: int = 25,
-                    recipe: str = "configs/sandbox.yaml"):
+def regimes_profile(
+    run: str = "runs/regimes",
+    regimes: list | None = None,
+    arms: dict | None = None,
+    steps: int = 300,
+    seeds: list | None = None,
+    val_every: int = 25,
+    recipe: str = "configs/sandbox.yaml",
+):
     """Pipeline steps: ``warm-<regime>`` (build + anatomy), ``<regime>/train-<arm>-s<seed>`` and ``map``."""
     from hicra.runner import Step
     from hicra.study import seed_list
+
     names = list(REGIMES) if regimes is None else regimes
     unknown = sorted(set(names) - set(REGIMES))
     if unknown:
         raise ValueError(f"unknown regime(s) {unknown}; defined: {list(REGIMES)}")
     arms = arms or {"grpo": 8, "hicra": 8}
-    seeds = seed_list(seeds if seeds is not None else [2000 + i for i in range(max(arms.values()))],
-                      max(arms.values()))
+    seeds = seed_list(seeds if seeds is not None else [2000 + i for i in range(max(arms.values()))], max(arms.values()))
     r, out, trains = run.rstrip("/"), [], []
     for name in names:
         warm = f"{r}/{name}/warm_start.json"
-        out.append(Step(f"warm-{name}", "", {}, [], [warm], needs=(), keep_done=True,
-                        command=["python", "-m", "hicra.regimes", "--warm_start", name, "--out", warm]))
+        out.append(
+            Step(
+                f"warm-{name}",
+                "",
+                {},
+                [],
+                [warm],
+                needs=(),
+                keep_done=True,
+                command=["python", "-m", "hicra.regimes", "--warm_start", name, "--out", warm],
+            )
+        )
     for i, seed in enumerate(seeds):  # seed-major: a stopped map has its first seeds complete in every regime
         for name in names:
             for arm, n in arms.items():
                 if i >= n:
                     continue
                 d = f"{r}/{name}/train-{arm}-s{seed}"
-                cmd = ["python", "-m", "hicra.train", recipe, "--method", arm, "--seed", str(seed),
-                       "--max_steps", str(steps), "--val_every", str(val_every), "--save_steps", str(val_every),
-                       "--run_dir", d, "--resume", "true", "--sandbox", json.dumps(REGIMES[name])]
-                trains.append(Step(f"{name}-train-{arm}-s{seed}", "", {}, [], [f"{d}/summary.json"],
-                                   needs=(f"warm-{name}",), progress=(f"{d}/metrics.jsonl", steps), command=cmd,
-                                   keep_done=True))
+                cmd = [
+                    "python",
+                    "-m",
+                    "hicra.train",
+                    recipe,
+                    "--method",
+                    arm,
+                    "--seed",
+                    str(seed),
+                    "--max_steps",
+                    str(steps),
+                    "--val_every",
+                    str(val_every),
+                    "--save_steps",
+                    str(val_every),
+                    "--run_dir",
+                    d,
+                    "--resume",
+                    "true",
+                    "--sandbox",
+                    json.dumps(REGIMES[name]),
+                ]
+                trains.append(
+                    Step(
+                        f"{name}-train-{arm}-s{seed}",
+                        "",
+                        {},
+                        [],
+                        [f"{d}/summary.json"],
+                        needs=(f"warm-{name}",),
+                        progress=(f"{d}/metrics.jsonl", steps),
+                        command=cmd,
+                        keep_done=True,
+                    )
+                )
     done = tuple(s.name for s in trains)
-    return out + trains + [Step("map", "", {}, [], [f"{r}/regimes.json"], needs=done,
-                                command=["python", "-m", "hicra.regimes", "--run_dir", r])]
+    return (
+        out
+        + trains
+        + [
+            Step(
+                "map",
+                "",
+                {},
+                [],
+                [f"{r}/regimes.json"],
+                needs=done,
+                command=["python", "-m", "hicra.regimes", "--run_dir", r],
+            )
+        ]
+    )
 
 
 def warm_start(name: str, out: str, n: int = 399, k: int = 2) -> dict:
@@ -82,15 +143,21 @@ def warm_start(name: str, out: str, n: int = 399, k: int = 2) -> dict:
     from hicra.config import from_dict
     from hicra.sandbox.anatomy import anatomy, summarize
     from hicra.sandbox.build import SandboxConfig, build, load
+
     cfg = from_dict(SandboxConfig, REGIMES[name])
     info = build(cfg)
     model, tok = load(info["model_dir"])
     s = summarize(anatomy(model, tok, cfg.world_config(), n=n, k=k, max_new_tokens=cfg.max_new_tokens))
     fails = s.pop("failures")
-    res = {"regime": name, "sandbox": REGIMES[name], "model_dir": info["model_dir"],
-           "build_seconds": info.get("build_seconds"), **s,
-           "execution_error_rate": fails.get("execution", 0) / s["n"],
-           "planning_error_rate": fails.get("planning", 0) / s["n"]}
+    res = {
+        "regime": name,
+        "sandbox": REGIMES[name],
+        "model_dir": info["model_dir"],
+        "build_seconds": info.get("build_seconds"),
+        **s,
+        "execution_error_rate": fails.get("execution", 0) / s["n"],
+        "planning_error_rate": fails.get("planning", 0) / s["n"],
+    }
     write_json(resolve(out), res)
     return res
 
@@ -105,6 +172,7 @@ def analyse(run_dir) -> dict:
     its plateau (last validation point minus the one 50 steps before, paired over seeds: a CI that includes 0)."""
     from hicra.stats import summarise
     from hicra.study import comparisons, load, paired, per_run, with_failure_shares
+
     root, rows = resolve(run_dir), []
     for name in REGIMES:
         d = root / name
@@ -119,38 +187,51 @@ def analyse(run_dir) -> dict:
         runs = with_failure_shares(per_run(df), d)
         comp = comparisons(runs)
         hicra = comp[comp.arm == "hicra"].set_index("endpoint") if len(comp) else pd.DataFrame()
-        pick = {e: hicra.loc[e].to_dict() if e in hicra.index else {}
-                for e in ("final", "auc", "planning_share_change")}
-        g = df[(df.arm == "grpo")].dropna(subset=["val_accuracy"]).pivot_table(index="seed", columns="step",
-                                                                                 values="val_accuracy")
+        pick = {
+            e: hicra.loc[e].to_dict() if e in hicra.index else {} for e in ("final", "auc", "planning_share_change")
+        }
+        g = (
+            df[(df.arm == "grpo")]
+            .dropna(subset=["val_accuracy"])
+            .pivot_table(index="seed", columns="step", values="val_accuracy")
+        )
         steps = sorted(g.columns)
         back = [s for s in steps if s <= steps[-1] - 50] if steps else []
         plateau = summarise((g[steps[-1]] - g[back[-1]]).tolist()) if back else summarise([])
         ent = {a: summarise(runs[runs.arm == a].semantic_entropy_change) for a in ("grpo", "hicra")}
-        rows.append({"regime": name, **_warm(warm), "seeds": int(runs.seed.nunique()), "steps": int(runs.steps.max()),
-                     "grpo_final": float(runs[runs.arm == "grpo"].final.mean()),
-                     "hicra_final": float(runs[runs.arm == "hicra"].final.mean()),
-                     **{f"final_{k}": pick["final"].get(k, math.nan) for k in ("n", "mean", "lo", "hi", "mde")},
-                     **{f"auc_{k}": pick["auc"].get(k, math.nan) for k in ("mean", "lo", "hi", "mde")},
-                     **{f"fig4_{k}": pick["planning_share_change"].get(k, math.nan) for k in ("mean", "lo", "hi")},
-                     "grpo_last50": plateau["mean"], "grpo_last50_lo": plateau["lo"],
-                     "grpo_last50_hi": plateau["hi"],
-                     "grpo_plateau": bool(math.isfinite(plateau["lo"]) and plateau["lo"] <= 0 <= plateau["hi"]),
-                     **{f"sem_entropy_change_{a}": ent[a]["mean"] for a in ent},
-                     **{f"sem_entropy_change_{a}_lo": ent[a]["lo"] for a in ent},
-                     "hicra_minus_grpo_per_seed": " ".join(f"{x:+.3f}"
-                                                           for x in paired(runs, "hicra", "grpo", "final"))})
+        rows.append(
+            {
+                "regime": name,
+                **_warm(warm),
+                "seeds": int(runs.seed.nunique()),
+                "steps": int(runs.steps.max()),
+                "grpo_final": float(runs[runs.arm == "grpo"].final.mean()),
+                "hicra_final": float(runs[runs.arm == "hicra"].final.mean()),
+                **{f"final_{k}": pick["final"].get(k, math.nan) for k in ("n", "mean", "lo", "hi", "mde")},
+                **{f"auc_{k}": pick["auc"].get(k, math.nan) for k in ("mean", "lo", "hi", "mde")},
+                **{f"fig4_{k}": pick["planning_share_change"].get(k, math.nan) for k in ("mean", "lo", "hi")},
+                "grpo_last50": plateau["mean"],
+                "grpo_last50_lo": plateau["lo"],
+                "grpo_last50_hi": plateau["hi"],
+                "grpo_plateau": bool(math.isfinite(plateau["lo"]) and plateau["lo"] <= 0 <= plateau["hi"]),
+                **{f"sem_entropy_change_{a}": ent[a]["mean"] for a in ent},
+                **{f"sem_entropy_change_{a}_lo": ent[a]["lo"] for a in ent},
+                "hicra_minus_grpo_per_seed": " ".join(f"{x:+.3f}" for x in paired(runs, "hicra", "grpo", "final")),
+            }
+        )
     return {"run_dir": str(root), "regimes": rows}
 
 
 def _warm(w: dict) -> dict:
-    return {k: w.get(k) for k in ("accuracy", "execution_error_rate", "planning_error_rate", "careful_share",
-                                  "tokens_mean")}
+    return {
+        k: w.get(k) for k in ("accuracy", "execution_error_rate", "planning_error_rate", "careful_share", "tokens_mean")
+    }
 
 
 def fig_map(rows: list[dict]):
     """HICRA - GRPO (points; at the last step and as AUC) against the warm start's execution error rate."""
     import matplotlib.pyplot as plt
+
     t = pd.DataFrame([r for r in rows if "final_mean" in r])
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.8), squeeze=False)
     xmax = 100 * float(t.execution_error_rate.max()) + 12
@@ -162,20 +243,28 @@ def fig_map(rows: list[dict]):
                 ax.errorbar(x, m, yerr=[[m - lo], [hi - m]], fmt="o", capsize=5, lw=2, color="#d62728")
             else:  # one seed: a point, no interval
                 ax.plot(x, m, "o", color="#d62728", mfc="white", mew=2)
-            ax.annotate(f"{r.regime} (n={int(r.final_n)})", (x, m), textcoords="offset points", xytext=(9, -4),
-                        fontsize=10)
+            ax.annotate(
+                f"{r.regime} (n={int(r.final_n)})", (x, m), textcoords="offset points", xytext=(9, -4), fontsize=10
+            )
         ax.axhline(0, color="0.3", lw=1, ls="--")
         ax.set_xlim(0, xmax)
-        ax.set(xlabel="warm start: completions with an arithmetic slip (%)", ylabel="HICRA − GRPO (points)",
-               title=f"HICRA − GRPO, {title}")
-    fig.suptitle("Regime map: HICRA's effect against how execution-limited the warm start is (paired by seed, "
-                 "95 % t-intervals; hollow: one seed, no interval)", y=1.02)
+        ax.set(
+            xlabel="warm start: completions with an arithmetic slip (%)",
+            ylabel="HICRA − GRPO (points)",
+            title=f"HICRA − GRPO, {title}",
+        )
+    fig.suptitle(
+        "Regime map: HICRA's effect against how execution-limited the warm start is (paired by seed, "
+        "95 % t-intervals; hollow: one seed, no interval)",
+        y=1.02,
+    )
     fig.tight_layout()
     return fig
 
 
 def run(run_dir: str, figures_dir: str = "figures", tag: str = "regimes") -> dict:
     from hicra.plotting import save_figure, setup_style
+
     setup_style()
     res = analyse(run_dir)
     t = pd.DataFrame(res["regimes"])
@@ -197,6 +286,7 @@ def main(argv=None):
     ap.add_argument("--out", help="with --warm_start: the anatomy JSON to write")
     a = ap.parse_args(argv)
     from hicra.config import install_signal_handlers
+
     install_signal_handlers()
     if a.warm_start:
         if not a.out:

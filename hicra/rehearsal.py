@@ -11,6 +11,7 @@ notebooks, code paths, is the base profile's.
     make rehearsal                                   # python -m hicra.pipeline --profile paper-rehearsal --jobs 1
     python -m hicra.pipeline --profile paper-rehearsal --dry_run true
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,8 +19,15 @@ import copy
 from hicra.runner import Step
 
 
-def overlay(run: str, base: str, replace: dict | None = None, train_flags: list | None = None,
-            params: dict | None = None, steps: int | None = None, arms: dict | None = None) -> list[Step]:
+def overlay(
+    run: str,
+    base: str,
+    replace: dict | None = None,
+    train_flags: list | None = None,
+    params: dict | None = None,
+    steps: int | None = None,
+    arms: dict | None = None,
+) -> list[Step]:
     """The steps of profile ``base`` in the folder ``run``, with: every string equal to a key of ``replace``
     replaced by its value; ``train_flags`` appended to each training command (``hicra.train``; later flags win);
     ``params`` merged into the named steps' notebook parameters; progress totals set to ``steps``; and for each
@@ -27,6 +35,7 @@ def overlay(run: str, base: str, replace: dict | None = None, train_flags: list 
     extra flags, added to the analyses' run lists."""
     from hicra.config import resolve
     from hicra.profiles import load_profile, map_strings
+
     _, base_steps = load_profile(base, run=str(resolve(run)))  # the folder as given (load_profile adds runs/ to names)
     unknown = sorted(set(params or {}) - {s.name for s in base_steps})
     if unknown:
@@ -49,13 +58,20 @@ def overlay(run: str, base: str, replace: dict | None = None, train_flags: list 
             raise ValueError(f"arm {name!r}: {spec.get('from')!r} is not a training step of {base!r}")
         old = src.command[src.command.index("--run_dir") + 1]
         new = f"{old.rsplit('/', 1)[0]}/{name}"
-        arm = Step(name, "", {}, [], [f"{new}/summary.json"], needs=(src.name,), keep_done=src.keep_done,
-                   progress=(f"{new}/metrics.jsonl", steps or src.progress[1]) if src.progress else None,
-                   command=[new if c == old else c for c in src.command] + [str(f) for f in spec.get("flags", [])])
+        arm = Step(
+            name,
+            "",
+            {},
+            [],
+            [f"{new}/summary.json"],
+            needs=(src.name,),
+            keep_done=src.keep_done,
+            progress=(f"{new}/metrics.jsonl", steps or src.progress[1]) if src.progress else None,
+            command=[new if c == old else c for c in src.command] + [str(f) for f in spec.get("flags", [])],
+        )
         out.insert(out.index(src) + 1, arm)
         for s in out:  # the analyses read the new arm too, after it has trained
             if isinstance(s.params.get("runs"), list) and old in s.params["runs"]:
                 s.params["runs"] = [*s.params["runs"], new]
                 s.needs = tuple(s.needs or ()) + (name,) if s.needs is not None else None
     return out
-

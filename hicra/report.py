@@ -1,8 +1,9 @@
 """The pipeline's results page: each step's headline numbers, from the files the steps wrote.
 
-    from hicra.report import results_markdown
-    md = results_markdown("sandbox", Path("runs/demo"), log)   # -> figures/results_<profile>.md
+from hicra.report import results_markdown
+md = results_markdown("sandbox", Path("runs/demo"), log)   # -> figures/results_<profile>.md
 """
+
 from __future__ import annotations
 
 import json
@@ -14,38 +15,69 @@ from hicra.config import REPO_ROOT
 def results_markdown(profile: str, run_dir: Path, log: list[dict]) -> str:
     """Each step's headline numbers, from the files the steps wrote."""
     shown = run_dir.relative_to(REPO_ROOT) if run_dir.is_relative_to(REPO_ROOT) else run_dir
-    lines = [f"# Results: profile `{profile}`", "", f"Run folder: `{shown}`;"
-             " regenerate with `python -m hicra.pipeline --profile " + profile + "`.", "",
-             "| step | status | seconds |", "|---|---|---|"]
+    lines = [
+        f"# Results: profile `{profile}`",
+        "",
+        f"Run folder: `{shown}`; regenerate with `python -m hicra.pipeline --profile " + profile + "`.",
+        "",
+        "| step | status | seconds |",
+        "|---|---|---|",
+    ]
     lines += [f"| {x['step']} | {x['status']} | {x.get('seconds', '')} |" for x in log]
 
     def j(p):
         p = run_dir / p
         return json.loads(p.read_text()) if p.exists() else None
-    if (s := j("sandbox.json")):
+
+    if s := j("sandbox.json"):
         lines += ["", "## Sandbox warm start", f"val accuracy {s['val_accuracy']:.3f}; oracle failures {s['errors']}"]
-    if (g := j("grams/grams_summary.json")):
-        lines += ["", "## Strategic grams", f"{g['n_grams']} grams from {g['n_candidates']} candidates, "
-                  f"{g['n_successful']} successful rollouts; annotator {g['annotator']}"]
+    if g := j("grams/grams_summary.json"):
+        lines += [
+            "",
+            "## Strategic grams",
+            f"{g['n_grams']} grams from {g['n_candidates']} candidates, "
+            f"{g['n_successful']} successful rollouts; annotator {g['annotator']}",
+        ]
         if g.get("precision") is not None:
-            lines.append(f"token-level precision {g['precision']:.3f}, recall {g['recall']:.3f}"
-                         + (f"; seeds overlapping the sandbox held out: precision {g['holdout']['precision']:.3f}, "
-                            f"recall {g['holdout']['recall']:.3f}" if g.get("holdout") else ""))
+            lines.append(
+                f"token-level precision {g['precision']:.3f}, recall {g['recall']:.3f}"
+                + (
+                    f"; seeds overlapping the sandbox held out: precision {g['holdout']['precision']:.3f}, "
+                    f"recall {g['holdout']['recall']:.3f}"
+                    if g.get("holdout")
+                    else ""
+                )
+            )
     if (run_dir / "final_accuracy.csv").exists():
         lines += ["", "## Final validation accuracy (03_dynamics)", (run_dir / "final_accuracy.csv").read_text()]
-    if (e := j("errors/errors.json")):
-        lines += ["", "## Error analysis (oracle)", f"{e['n_failed']} failed rollouts; Planning & Strategy share, "
-                  "first -> last step bin: " + ", ".join(f"{m} {v['first']:.2f} -> {v['last']:.2f}"
-                                                         for m, v in e["planning_share"].items())]
-    if (f := j("forks/forks.json")):
-        lines += ["", "## Planning vs fork tokens (claims a and b; 95 % bootstrap CIs over problems where computed)",
-                  "| model | stage | text | planning − execution entropy (nats) | planning that is high-entropy "
-                  "| high-entropy that is planning |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['model']} | {r['stage']} | {r.get('texts', 'samples')} | {_ci(r, 'entropy_gap')} "
-                  f"| {_ci(r, 'planning_is_fork')} | {_ci(r, 'fork_is_planning')} |" for r in f["rows"]]
-    if (st := j("study.json")):
-        lines += ["", f"## The study ({st['runs']} finished runs; seeds per arm {st['arms']})",
-                  "| paper claim | result | verdict |", "|---|---|---|"]
+    if e := j("errors/errors.json"):
+        lines += [
+            "",
+            "## Error analysis (oracle)",
+            f"{e['n_failed']} failed rollouts; Planning & Strategy share, "
+            "first -> last step bin: "
+            + ", ".join(f"{m} {v['first']:.2f} -> {v['last']:.2f}" for m, v in e["planning_share"].items()),
+        ]
+    if f := j("forks/forks.json"):
+        lines += [
+            "",
+            "## Planning vs fork tokens (claims a and b; 95 % bootstrap CIs over problems where computed)",
+            "| model | stage | text | planning − execution entropy (nats) | planning that is high-entropy "
+            "| high-entropy that is planning |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['model']} | {r['stage']} | {r.get('texts', 'samples')} | {_ci(r, 'entropy_gap')} "
+            f"| {_ci(r, 'planning_is_fork')} | {_ci(r, 'fork_is_planning')} |"
+            for r in f["rows"]
+        ]
+    if st := j("study.json"):
+        lines += [
+            "",
+            f"## The study ({st['runs']} finished runs; seeds per arm {st['arms']})",
+            "| paper claim | result | verdict |",
+            "|---|---|---|",
+        ]
         lines += [f"| {c['claim']} | {c['result']} | {c['verdict']} |" for c in st["claims"]]
     if (run_dir / "eval" / "table1.md").exists():
         lines += [

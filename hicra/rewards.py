@@ -17,6 +17,7 @@ factorials are too large to evaluate (``too_big``) are compared textually only.
     from hicra.rewards import is_correct, accuracy_reward
     is_correct(r"... so the answer is \\boxed{\\frac{1}{2}}", "0.5")   # True
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,7 +50,7 @@ def last_boxed(text) -> str | None:
             depth += (c == "{") - (c == "}")
             i += 1
         if depth == 0:
-            return text[m.end():i - 1].strip()
+            return text[m.end() : i - 1].strip()
     return None
 
 
@@ -140,7 +141,7 @@ def too_big(ans: str) -> bool:
         if any(int(n) > MAX_EXPONENT for n in _INT.findall(exp)):
             return True
     for m in re.finditer(r"!", s):
-        before = s[:m.start()].rstrip()
+        before = s[: m.start()].rstrip()
         if before.endswith((")", "}")):  # the group the factorial applies to
             opener = "(" if before.endswith(")") else "{"
             depth, j = 0, len(before) - 1
@@ -149,7 +150,7 @@ def too_big(ans: str) -> bool:
                 if depth == 0 and before[j] == opener:
                     break
                 j -= 1
-            operand = before[max(j, 0):]
+            operand = before[max(j, 0) :]
         else:
             operand = (re.search(r"\d+$", before) or re.search(r"$", before)).group(0)
         if "!" in operand or "^" in operand or any(int(n) > MAX_FACTORIAL for n in _INT.findall(operand)):
@@ -240,4 +241,3 @@ def has_box(completion) -> bool:
 def format_reward(completions, **kwargs) -> list[float]:
     """TRL reward function: 1.0 when the completion contains a balanced ``\\boxed{}``."""
     return [float(has_box(c)) for c in completions]
-

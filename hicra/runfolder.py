@@ -17,6 +17,7 @@ folder by mistake; these rules make both safe:
     with claim("runs/x", resume=False, overwrite=False) as lock:
         ...   # train
 """
+
 from __future__ import annotations
 
 import json
@@ -57,6 +58,7 @@ def checkpoint_problem(ckpt) -> str | None:
     directory, at its end, survives no truncation; DeepSpeed's ``global_step*/`` files are checked the same
     way). Cheap: headers and directories are read, not tensors."""
     import zipfile
+
     p = Path(ckpt)
     try:
         json.loads((p / "trainer_state.json").read_text())
@@ -65,16 +67,20 @@ def checkpoint_problem(ckpt) -> str | None:
     except (OSError, ValueError) as e:
         return f"trainer_state.json is unreadable ({e})"
     deepspeed = any(p.glob("global_step*"))
-    weights = sorted(p.glob("*.safetensors")) + sorted(p.glob("pytorch_model*.bin")) + \
-        sorted(p.glob("adapter_model.bin"))
+    weights = (
+        sorted(p.glob("*.safetensors")) + sorted(p.glob("pytorch_model*.bin")) + sorted(p.glob("adapter_model.bin"))
+    )
     if not weights and not deepspeed:
         return "no model weights (*.safetensors or pytorch_model.bin)"
     needed = ([] if deepspeed else ["optimizer.pt"]) + ["scheduler.pt"]
     missing = [n for n in needed if not (p / n).exists()] + ([] if any(p.glob("rng_state*.pth")) else ["rng_state.pth"])
     if missing:
         return f"missing {', '.join(missing)}"
-    torch_files = [f for f in [*weights, *p.glob("*.pt"), *p.glob("*.pth"), *p.glob("global_step*/*.pt")]
-                   if f.suffix != ".safetensors"]
+    torch_files = [
+        f
+        for f in [*weights, *p.glob("*.pt"), *p.glob("*.pth"), *p.glob("global_step*/*.pt")]
+        if f.suffix != ".safetensors"
+    ]
     for f in weights:
         if f.suffix == ".safetensors" and not _safetensors_whole(f):
             return f"{f.name} is truncated or unreadable"
@@ -168,7 +174,8 @@ class claim:
                     raise RunFolderError(
                         f"{self.dir} already holds a run ({', '.join(holds_run(self.dir))}). Continue it with "
                         f"--resume true, replace it with --overwrite true (its files are kept under "
-                        f"replaced-<time>/), or pick another --run_dir.")
+                        f"replaced-<time>/), or pick another --run_dir."
+                    )
                 set_aside(self.dir)
         except BaseException:
             self._release()
@@ -180,8 +187,11 @@ class claim:
         return False
 
     def _acquire(self):
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                          time.gmtime())}
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         for _ in range(3):
             try:
                 fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -189,19 +199,24 @@ class claim:
                 owner = self._owner()
                 if owner == {} and not self.lock.exists():  # released meanwhile: try again
                     continue
-                stale = owner is None or (owner.get("host") == me["host"] and isinstance(owner.get("pid"), int)
-                                          and not _alive(owner["pid"]))
+                stale = owner is None or (
+                    owner.get("host") == me["host"] and isinstance(owner.get("pid"), int) and not _alive(owner["pid"])
+                )
                 if stale:  # taken over here, or by another process first: either way, look again
                     if self._take_over(owner):
-                        why = "an empty or unreadable lock (a full disk?)" if owner is None else \
-                            f"a stale lock from dead pid {owner['pid']}"
+                        why = (
+                            "an empty or unreadable lock (a full disk?)"
+                            if owner is None
+                            else f"a stale lock from dead pid {owner['pid']}"
+                        )
                         print(f"[hicra] {why} in {self.dir}; taking it over", flush=True)
                     continue
                 owner = owner or {}
                 raise RunFolderError(
                     f"{self.dir} is in use by pid {owner.get('pid', '?')} on host {owner.get('host', '?')} "
                     f"(since {owner.get('started', '?')}). Wait for it, stop it, or pick another --run_dir; "
-                    f"if that process is gone, delete {self.lock}.") from None
+                    f"if that process is gone, delete {self.lock}."
+                ) from None
             with os.fdopen(fd, "w") as f:
                 json.dump(me, f)
             return
@@ -225,6 +240,7 @@ class claim:
         """Remove the stale lock, if it is still the one judged stale: under an exclusive ``flock`` so that two
         processes taking over at once cannot both remove it (the second sees the first's new lock)."""
         import fcntl
+
         with open(self.dir / ".lock.takeover", "a") as guard:
             fcntl.flock(guard, fcntl.LOCK_EX)
             try:

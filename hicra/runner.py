@@ -8,6 +8,7 @@ Ctrl-C on to them. Profiles (``hicra.profiles``) say which steps; ``hicra.pipeli
 
     from hicra.runner import Step, run_wave, waves
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,12 +32,12 @@ class Step:
     name: str
     notebook: str
     params: dict
-    inputs: list          # files / folders (relative to the repo) whose contents the step depends on
-    outputs: list         # files that must exist for the step to count as done
-    needs: tuple | None = None   # steps that must finish first (None: every earlier step)
+    inputs: list  # files / folders (relative to the repo) whose contents the step depends on
+    outputs: list  # files that must exist for the step to count as done
+    needs: tuple | None = None  # steps that must finish first (None: every earlier step)
     progress: tuple | None = None  # (JSONL file, total): the pipeline reports its last line's "step" / total
-    command: list | None = None    # a CLI step (e.g. python -m hicra.train ...) instead of a notebook
-    keep_done: bool = False        # done once its outputs exist, whatever changed since (a study's finished runs)
+    command: list | None = None  # a CLI step (e.g. python -m hicra.train ...) instead of a notebook
+    keep_done: bool = False  # done once its outputs exist, whatever changed since (a study's finished runs)
 
 
 # --------------------------------------------------------------------------
@@ -47,8 +48,13 @@ def _hash_paths(paths) -> str:
     h = hashlib.sha256()
     for p in sorted(paths):
         full = resolve(p)
-        files = sorted(x for x in full.rglob("*") if x.is_file() and "__pycache__" not in x.parts) if full.is_dir() \
-            else [full] if full.exists() else []
+        files = (
+            sorted(x for x in full.rglob("*") if x.is_file() and "__pycache__" not in x.parts)
+            if full.is_dir()
+            else [full]
+            if full.exists()
+            else []
+        )
         h.update(f"{p}:{len(files)}".encode())
         for f in files:
             h.update(str(f.relative_to(REPO_ROOT) if f.is_relative_to(REPO_ROOT) else f).encode())
@@ -60,9 +66,16 @@ def step_key(step: Step, figures_dir: str, root: Path = REPO_ROOT) -> str:
     """A step's stamp: its notebook or command, parameters, declared ``inputs`` (data, recipes) and every
     ``hicra`` module its code imports (``code_files``): editing any of them re-runs the step."""
     code = [str(p) for p in code_files(step, root)]
-    blob = json.dumps({"nb": step.command or _hash_paths([str(notebook_path(step.notebook))]), "params": step.params,
-                       "figures": figures_dir, "inputs": _hash_paths(step.inputs), "code": _hash_paths(code)},
-                      sort_keys=True)
+    blob = json.dumps(
+        {
+            "nb": step.command or _hash_paths([str(notebook_path(step.notebook))]),
+            "params": step.params,
+            "figures": figures_dir,
+            "inputs": _hash_paths(step.inputs),
+            "code": _hash_paths(code),
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -71,15 +84,23 @@ def code_files(step: Step, root: Path = REPO_ROOT) -> list[Path]:
     inside functions, read with ``ast``) from its entry point: a command's ``-m hicra.<module>``, or the code
     cells of its notebook. Package ``__init__`` files and the prompts a module reads come along."""
     import ast
+
     if step.command:
         cmd = [str(c) for c in step.command]
         entries = {cmd[i + 1] for i, c in enumerate(cmd[:-1]) if c == "-m" and cmd[i + 1].startswith("hicra")}
         sources = []
     else:
         import nbformat
+
         nb = nbformat.read(notebook_path(step.notebook), as_version=4)
-        entries, sources = set(), ["\n".join(line for line in c.source.splitlines() if not line.lstrip().startswith(
-            ("%", "!"))) for c in nb.cells if c.cell_type == "code"]
+        entries, sources = (
+            set(),
+            [
+                "\n".join(line for line in c.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+                for c in nb.cells
+                if c.cell_type == "code"
+            ],
+        )
 
     def file_of(module: str) -> Path | None:
         base = root / Path(*module.split("."))
@@ -97,6 +118,7 @@ def code_files(step: Step, root: Path = REPO_ROOT) -> list[Path]:
                 out.add(node.module)
                 out |= {f"{node.module}.{a.name}" for a in node.names if file_of(f"{node.module}.{a.name}")}
         return out
+
     todo = set(entries)
     for src in sources:
         try:
@@ -186,21 +208,32 @@ KERNEL_START_TRIES = 3  # jupyter_client picks a free port and the kernel binds 
 def _run_notebook(step: Step, run_dir: Path, figures_dir: str, echo) -> None:
     """Execute the step's notebook under papermill; a failing cell becomes a StepFailed naming it."""
     import papermill as pm
+
     out = run_dir / "executed" / f"{step.name}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         for attempt in range(1, KERNEL_START_TRIES + 1):
             try:
-                pm.execute_notebook(str(notebook_path(step.notebook)), str(out), cwd=str(REPO_ROOT / "notebooks"),
-                                    parameters={**step.params, "figures_dir": figures_dir}, progress_bar=False,
-                                    stdout_file=echo, stderr_file=echo, kernel_name="python3")
+                pm.execute_notebook(
+                    str(notebook_path(step.notebook)),
+                    str(out),
+                    cwd=str(REPO_ROOT / "notebooks"),
+                    parameters={**step.params, "figures_dir": figures_dir},
+                    progress_bar=False,
+                    stdout_file=echo,
+                    stderr_file=echo,
+                    kernel_name="python3",
+                )
                 break
             except RuntimeError as e:  # the kernel never started, so no cell ran: starting again is safe
                 if "before replying to kernel_info" not in str(e) or attempt == KERNEL_START_TRIES:
                     raise
-                print(f"[pipeline] {step.name}: its kernel died while starting ({e}; kernels started together can "
-                      f"race for a TCP port); starting it again ({attempt + 1}/{KERNEL_START_TRIES})",
-                      file=echo or sys.stderr, flush=True)
+                print(
+                    f"[pipeline] {step.name}: its kernel died while starting ({e}; kernels started together can "
+                    f"race for a TCP port); starting it again ({attempt + 1}/{KERNEL_START_TRIES})",
+                    file=echo or sys.stderr,
+                    flush=True,
+                )
                 time.sleep(1 + attempt)
     except pm.PapermillExecutionError as e:
         first = next((ln for ln in (e.source or "").splitlines() if ln.strip() and not ln.startswith("#")), "")
@@ -233,8 +266,17 @@ def waves(steps: list[Step]) -> list[list[Step]]:
 
 def _child(step: Step, run_dir: Path, figures_dir: str, force: bool) -> list[str]:
     """Command line that runs one step in its own process (``python -m hicra.pipeline --step_json``)."""
-    return [sys.executable, "-m", "hicra.pipeline", "--step_json", json.dumps(dataclasses.asdict(step)),
-            "--run_dir", str(run_dir), "--figures_dir", figures_dir] + (["--force", "all"] if force else [])
+    return [
+        sys.executable,
+        "-m",
+        "hicra.pipeline",
+        "--step_json",
+        json.dumps(dataclasses.asdict(step)),
+        "--run_dir",
+        str(run_dir),
+        "--figures_dir",
+        figures_dir,
+    ] + (["--force", "all"] if force else [])
 
 
 def _progress(step: Step, t0: float) -> str:
@@ -269,8 +311,11 @@ def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int
     if width > 1:
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // width)))  # a user's own setting wins
         names = [s.name for s in wave]
-        print(f"[pipeline] together ({width} at once, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}): "
-              + ", ".join(names if len(names) <= 8 else names[:3] + [f"... ({len(names)} steps)"]), flush=True)
+        print(
+            f"[pipeline] together ({width} at once, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}): "
+            + ", ".join(names if len(names) <= 8 else names[:3] + [f"... ({len(names)} steps)"]),
+            flush=True,
+        )
     procs, started, finished, lock, stopping = [], {}, [], threading.Lock(), threading.Event()
 
     def one(step):
@@ -280,9 +325,15 @@ def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int
             if stopping.is_set():
                 return step, "cancelled", 0.0, None
             with open(log, "w") as err:
-                p = subprocess.Popen(_child(step, run_dir, figures_dir, force(step)), env=env, cwd=REPO_ROOT,
-                                     stdout=subprocess.PIPE, stderr=err, text=True,
-                                     start_new_session=True)  # signals reach it once, through run_wave
+                p = subprocess.Popen(
+                    _child(step, run_dir, figures_dir, force(step)),
+                    env=env,
+                    cwd=REPO_ROOT,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    text=True,
+                    start_new_session=True,
+                )  # signals reach it once, through run_wave
             procs.append(p)
             started[step.name] = t0 = time.time()
         stdout, _ = p.communicate()
@@ -293,10 +344,18 @@ def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int
             res = json.loads((stdout.strip().splitlines() or ["{}"])[-1])
         except json.JSONDecodeError:
             res = {}
-        status = res.get("status") if p.returncode == 0 and res.get("status") in ("ran", "skipped") else \
-            "stopped" if stopping.is_set() else "failed"
-        err = None if status in ("ran", "skipped") else StepFailed(
-            res.get("error") or f"step {step.name} exited with code {p.returncode}; its log: {log}")
+        status = (
+            res.get("status")
+            if p.returncode == 0 and res.get("status") in ("ran", "skipped")
+            else "stopped"
+            if stopping.is_set()
+            else "failed"
+        )
+        err = (
+            None
+            if status in ("ran", "skipped")
+            else StepFailed(res.get("error") or f"step {step.name} exited with code {p.returncode}; its log: {log}")
+        )
         print(f"[pipeline] {step.name}: {status} in {time.time() - t0:.0f} s", flush=True)
         return step, status, round(time.time() - t0, 1), err
 

@@ -17,6 +17,7 @@ The same client commands point at a GPU box's server unchanged: ``python -m hicr
 --device cuda --host 0.0.0.0`` (or ``vllm serve Qwen/Qwen2.5-7B-Instruct``) there, and ``--base_url
 http://HOST:8000/v1 --llm_model Qwen/Qwen2.5-7B-Instruct`` here (README "Strategic grams").
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -61,9 +62,11 @@ def free_port() -> int:
 def model_path(name: str) -> str:
     """What ``transformers serve`` loads for a step's model name: a local folder, or a hub id as given."""
     from hicra.models import _resolve
+
     path, kw = _resolve(name)
     if kw:  # a GGUF folder: serve its dequantized copy
         from hicra.models import shipped_hf_dir
+
         return str(shipped_hf_dir("smollm2"))
     return str(Path(path).resolve()) if Path(path).exists() else path
 
@@ -72,8 +75,15 @@ class LocalServer:
     """``transformers serve MODEL`` as a child process. ``base_url`` and ``model`` are what a ChatClient needs
     (the server is pinned to one model and refuses requests naming another)."""
 
-    def __init__(self, model: str = "smollm2", port: int = 0, host: str = "127.0.0.1", startup_timeout: float = 300.0,
-                 log: str | os.PathLike | None = None, device: str = "cpu"):
+    def __init__(
+        self,
+        model: str = "smollm2",
+        port: int = 0,
+        host: str = "127.0.0.1",
+        startup_timeout: float = 300.0,
+        log: str | os.PathLike | None = None,
+        device: str = "cpu",
+    ):
         if not 0 <= port < 65536:
             raise ValueError(f"port must be 0 (any free port) or 1-65535; got {port}")
         self.name, self.host, self.port, self.device = model, host, port or free_port(), device
@@ -95,21 +105,39 @@ class LocalServer:
     def start(self) -> LocalServer:
         with socket.socket() as s:
             if s.connect_ex((self.host, self.port)) == 0:
-                raise ServerError(f"port {self.port} on {self.host} is already in use: stop what listens there "
-                                  "or pass another --port (0 picks a free one)")
+                raise ServerError(
+                    f"port {self.port} on {self.host} is already in use: stop what listens there "
+                    "or pass another --port (0 picks a free one)"
+                )
         self.model = model_path(self.name)
-        cmd = [sys.executable, "-c", _CHILD, "serve", self.model,
-               "--host", self.host, "--port", str(self.port), "--device", self.device, "--log-level", "warning"]
+        cmd = [
+            sys.executable,
+            "-c",
+            _CHILD,
+            "serve",
+            self.model,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--device",
+            self.device,
+            "--log-level",
+            "warning",
+        ]
         env = {**os.environ, "HF_HUB_DISABLE_UPDATE_CHECK": "1", "TOKENIZERS_PARALLELISM": "false"}
         with open(self.log_path, "wb") as log:  # the child keeps its own handle
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise ServerError(f"`transformers serve {self.model}` exited with code {self.proc.returncode} before "
-                                  f"it was ready (needs `pip install 'transformers[serving]'`; log {self.log_path}):\n"
-                                  + self._log_tail())
+                raise ServerError(
+                    f"`transformers serve {self.model}` exited with code {self.proc.returncode} before "
+                    f"it was ready (needs `pip install 'transformers[serving]'`; log {self.log_path}):\n"
+                    + self._log_tail()
+                )
             try:
                 ids = [m["id"] for m in httpx.get(self.base_url + "/models", timeout=2).json()["data"]]
                 if self.model in ids:
@@ -118,8 +146,10 @@ class LocalServer:
                 pass
             time.sleep(0.5)
         self.stop()
-        raise ServerError(f"`transformers serve {self.model}` was not ready after {self.startup_timeout:.0f} s "
-                          f"(log {self.log_path}):\n" + self._log_tail())
+        raise ServerError(
+            f"`transformers serve {self.model}` was not ready after {self.startup_timeout:.0f} s "
+            f"(log {self.log_path}):\n" + self._log_tail()
+        )
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -142,6 +172,7 @@ class LocalServer:
 class Endpoint:
     """Where a step's LLM answers, and how hard to ask: a CPU server here generates for one request at a time, so
     its client sends one at a time and waits long (a queue of concurrent requests would time out)."""
+
     base_url: str
     model: str
     label: str
@@ -163,6 +194,7 @@ def endpoint(cfg, run_dir):
 
 def main(argv=None) -> None:
     import argparse
+
     p = argparse.ArgumentParser(prog="python -m hicra.serve", description=__doc__.split("\n\n")[0])
     p.add_argument("model", nargs="?", default="smollm2", help="smollm2 | a local model folder | a hub id")
     p.add_argument("--port", type=int, default=8000)

@@ -15,6 +15,7 @@ Format::
 
     python -c "from hicra.sgfile import read_sg_file; print(len(read_sg_file('data/grams/seed_grams.json')['grams']))"
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,10 @@ def read_sg_file(path) -> dict:
     """Parse and validate an SG file; raises SGFileError naming the offending line."""
     path = Path(path)
     if not path.exists():
-        raise SGFileError(f"{path}: strategic-gram file not found (build one with `python -m hicra.grams`, "
-                          "or use data/grams/seed_grams.json)")
+        raise SGFileError(
+            f"{path}: strategic-gram file not found (build one with `python -m hicra.grams`, "
+            "or use data/grams/seed_grams.json)"
+        )
     if path.is_dir():
         raise SGFileError(f"{path} is a folder, not a strategic-gram JSON file")
     try:
@@ -70,8 +73,10 @@ def read_sg_file(path) -> dict:
         if not isinstance(entry, dict) or not isinstance(entry.get("gram"), str) or not entry["gram"].strip():
             raise SGFileError(f"{path}:{ln}: each entry needs a non-empty string 'gram'; got {entry!r}")
         if entry.get("kind") not in KINDS:
-            raise SGFileError(f"{path}:{ln}: gram {entry['gram']!r} has kind {entry.get('kind')!r}; "
-                              f"expected one of {', '.join(KINDS)}")
+            raise SGFileError(
+                f"{path}:{ln}: gram {entry['gram']!r} has kind {entry.get('kind')!r}; "
+                f"expected one of {', '.join(KINDS)}"
+            )
         key = entry["gram"].strip().lower()
         if key in seen:
             raise SGFileError(f"{path}:{ln}: gram {entry['gram']!r} appears twice")
@@ -85,9 +90,15 @@ def write_sg_file(path, grams: list[dict], provenance: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = ",\n".join("    " + json.dumps(g, ensure_ascii=False) for g in grams)
-    text = ('{\n  "version": 1,\n  "provenance": ' + json.dumps(provenance, ensure_ascii=False)
-            + ',\n  "grams": [\n' + body + "\n  ]\n}\n")
+    text = (
+        '{\n  "version": 1,\n  "provenance": '
+        + json.dumps(provenance, ensure_ascii=False)
+        + ',\n  "grams": [\n'
+        + body
+        + "\n  ]\n}\n"
+    )
     from hicra.io import atomic_write
+
     atomic_write(path, text.encode("utf-8"))
     read_sg_file(path)
     return path

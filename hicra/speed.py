@@ -12,18 +12,31 @@ own path); they live apart from the HICRA logic (``hicra.trainer``) so either ca
 
     class HICRATrainer(SpeedMixin, GRPOTrainer): ...     # hicra.trainer; the mixin imports no trl itself
 """
+
 from __future__ import annotations
 
 import torch
 
-COMPLETION_KEYS = ("completion_ids", "completion_mask", "advantages", "planning_mask", "old_per_token_logps",
-                   "ref_per_token_logps", "sampling_per_token_logps", "tool_mask")
+COMPLETION_KEYS = (
+    "completion_ids",
+    "completion_mask",
+    "advantages",
+    "planning_mask",
+    "old_per_token_logps",
+    "ref_per_token_logps",
+    "sampling_per_token_logps",
+    "tool_mask",
+)
 
 
 PLAIN_HEAD_MAX_VOCAB = 8192
-SCALED_HEAD_FIELDS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier",
-                      "logits_scaling")  # what TRL's fused head applies and the plain path does not
-
+SCALED_HEAD_FIELDS = (
+    "final_logit_softcapping",
+    "logit_scale",
+    "output_multiplier",
+    "lm_head_multiplier",
+    "logits_scaling",
+)  # what TRL's fused head applies and the plain path does not
 
 
 def use_plain_head(choice: str, model) -> bool:
@@ -37,8 +50,10 @@ def use_plain_head(choice: str, model) -> bool:
     tc = base.config.get_text_config()
     scaled = any(getattr(tc, k, None) is not None for k in SCALED_HEAD_FIELDS)
     if choice == "plain" and scaled:
-        raise ValueError(f"lm_head 'plain' does not apply {type(base).__name__}'s logit soft-capping or scaling; "
-                         "use lm_head 'fused' or 'auto'")
+        raise ValueError(
+            f"lm_head 'plain' does not apply {type(base).__name__}'s logit soft-capping or scaling; "
+            "use lm_head 'fused' or 'auto'"
+        )
     return choice == "plain" or (not scaled and tc.vocab_size <= PLAIN_HEAD_MAX_VOCAB)
 
 
@@ -76,24 +91,35 @@ class SpeedMixin:
         fresh = self._buffered_inputs is not before  # TRL generated and buffered a new batch (training only)
         if fresh and self.args.micro_batches == "length" and len(self._buffered_inputs) > 1:
             from hicra.trainer import group_by_length  # it re-splits with TRL's own helper
+
             self._buffered_inputs = group_by_length(self._buffered_inputs)
             inputs = self._buffered_inputs[self._step % self.args.steps_per_generation]
         return inputs
 
-    def _logps(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, compute_entropy=False,
-               compute_aux_loss=False, **extra):
+    def _logps(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        **extra,
+    ):
         """TRL's fused LM head, or for a tiny vocabulary (``lm_head``) the same numbers from full logits."""
         if not self._plain_head or compute_aux_loss or any(v is not None for v in extra.values()):
             return super()._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss,
-                **extra)
+                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss, **extra
+            )
         batch_size = batch_size or input_ids.size(0)
         logps, ents = [], []
         for start in range(0, input_ids.size(0), batch_size):
-            ids, am = input_ids[start:start + batch_size], attention_mask[start:start + batch_size]
+            ids, am = input_ids[start : start + batch_size], attention_mask[start : start + batch_size]
             with self.accelerator.autocast():  # logits of the last T+1 positions; position t predicts token t+1
-                logits = model(input_ids=ids, attention_mask=am, logits_to_keep=logits_to_keep + 1,
-                               use_cache=False).logits
+                logits = model(
+                    input_ids=ids, attention_mask=am, logits_to_keep=logits_to_keep + 1, use_cache=False
+                ).logits
             logp = (logits[:, :-1].float() / self.temperature).log_softmax(-1)
             pad = am[:, -logits_to_keep:] == 0  # as TRL's kernel: 0 where the token is padding
             logps.append(logp.gather(-1, ids[:, -logits_to_keep:, None]).squeeze(-1).masked_fill(pad, 0.0))

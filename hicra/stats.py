@@ -12,6 +12,7 @@ numbers, is used by the study, the evaluation, the figures and the sandbox calib
     from hicra.stats import summarise, wilson
     summarise([0.01, 0.03, 0.02])      # {"n", "mean", "lo", "hi", "p", "mde"}
 """
+
 from __future__ import annotations
 
 import math
@@ -44,13 +45,25 @@ def summarise(values) -> dict:
     v = _finite(values)
     n = len(v)
     if n < 2:
-        return {"n": n, "mean": float(v.mean()) if n else math.nan, "lo": math.nan, "hi": math.nan,
-                "p": math.nan, "mde": math.nan}
+        return {
+            "n": n,
+            "mean": float(v.mean()) if n else math.nan,
+            "lo": math.nan,
+            "hi": math.nan,
+            "p": math.nan,
+            "mde": math.nan,
+        }
     m, lo, hi = t_interval(v)
     sd = v.std(ddof=1)
     p = float(stats.ttest_1samp(v, 0).pvalue) if sd > 0 else (1.0 if m == 0 else 0.0)
-    return {"n": n, "mean": m, "lo": lo, "hi": hi, "p": p,
-            "mde": float((stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)) * sd / math.sqrt(n))}
+    return {
+        "n": n,
+        "mean": m,
+        "lo": lo,
+        "hi": hi,
+        "p": p,
+        "mde": float((stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)) * sd / math.sqrt(n)),
+    }
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -70,8 +83,14 @@ def bootstrap_ci(values, confidence: float = 0.95, n_boot: int = 2000, seed: int
         return NAN3
     if len(v) == 1 or np.all(v == v[0]):
         return float(v.mean()), float(v[0]), float(v[0])
-    res = stats.bootstrap((v,), np.mean, n_resamples=n_boot, confidence_level=confidence, method="percentile",
-                          random_state=np.random.default_rng(seed))
+    res = stats.bootstrap(
+        (v,),
+        np.mean,
+        n_resamples=n_boot,
+        confidence_level=confidence,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
     return float(v.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 

@@ -17,6 +17,7 @@ is a method, or ``hicra-a<alpha>`` for the sweep). In the profiles a finished ru
 kept on a rerun whatever changed since; an unfinished one resumes from its newest checkpoint (every 25 steps).
 The profiles' last steps run notebooks 03 (Fig 3, Fig 5) and 07 (this analysis, its figures).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,19 +43,30 @@ COLOURS = {n: m.colour for n, m in REGISTRY.items()}  # one colour per method, f
 # profiles: training runs as CLI steps, then the figures
 
 
-def study_profile(run: str = "runs/study", arms: dict | None = None, steps: int = 100,
-                  recipe: str = "configs/sandbox.yaml", val_every: int | None = None, dynamics: bool = True,
-                  seeds: list | None = None):
+def study_profile(
+    run: str = "runs/study",
+    arms: dict | None = None,
+    steps: int = 100,
+    recipe: str = "configs/sandbox.yaml",
+    val_every: int | None = None,
+    dynamics: bool = True,
+    seeds: list | None = None,
+):
     """Pipeline steps in the folder ``run``: one ``python -m hicra.train`` per (arm, seed), then notebooks 03
     (Fig 3 and 5 of this profile's method runs; ``dynamics``) and 07 (the analysis of every finished run there).
     An arm with ``n`` seeds runs the first ``n`` of ``seeds`` (default 0, 1, 2, ...): a replication on fresh
     seeds is ``seeds: [1000, ..., 1009]``. The profiles configs/profiles/study*.yaml call it."""
     from hicra.runner import Step
+
     arms = ARMS_FULL if arms is None else arms
-    if not (isinstance(arms, dict) and arms and all(isinstance(a, str) and isinstance(n, int) and n >= 1
-                                                    for a, n in arms.items())):
-        raise ValueError(f"arms must map arm names to seed counts >= 1, e.g. {{\"grpo\": 3, \"hicra\": 3}}; "
-                         f"got {arms!r}")
+    if not (
+        isinstance(arms, dict)
+        and arms
+        and all(isinstance(a, str) and isinstance(n, int) and n >= 1 for a, n in arms.items())
+    ):
+        raise ValueError(
+            f"arms must map arm names to seed counts >= 1, e.g. {{\"grpo\": 3, \"hicra\": 3}}; got {arms!r}"
+        )
     if not (isinstance(steps, int) and steps >= 1):
         raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
     seeds = seed_list(seeds, max(arms.values()))
@@ -65,30 +77,72 @@ def study_profile(run: str = "runs/study", arms: dict | None = None, steps: int 
                 continue
             method, alpha = _arm(arm)
             d = f"{r}/train-{arm}-s{seed}"
-            cmd = ["python", "-m", "hicra.train", recipe, "--method", method, "--seed", str(seed),
-                   "--max_steps", str(steps), "--run_dir", d, "--resume", "true"]
+            cmd = [
+                "python",
+                "-m",
+                "hicra.train",
+                recipe,
+                "--method",
+                method,
+                "--seed",
+                str(seed),
+                "--max_steps",
+                str(steps),
+                "--run_dir",
+                d,
+                "--resume",
+                "true",
+            ]
             cmd += ["--hicra_alpha", str(alpha)] if alpha is not None else []
             cmd += ["--val_every", str(val_every)] if val_every else []
-            train.append(Step(f"train-{arm}-s{seed}", "", {}, [], [f"{d}/summary.json"], needs=(),
-                              progress=(f"{d}/metrics.jsonl", steps), command=cmd, keep_done=True))
+            train.append(
+                Step(
+                    f"train-{arm}-s{seed}",
+                    "",
+                    {},
+                    [],
+                    [f"{d}/summary.json"],
+                    needs=(),
+                    progress=(f"{d}/metrics.jsonl", steps),
+                    command=cmd,
+                    keep_done=True,
+                )
+            )
     runs = [s.outputs[0].rsplit("/", 1)[0] for s in train]
     methods = [d for d in runs if "-a" not in d.rsplit("/", 1)[1]]  # Fig 3/5: the methods, not the sweep
     tag = r.rstrip("/").rsplit("/", 1)[-1]
     done = tuple(s.name for s in train)  # the notebooks' code is stamped from their imports (hicra.runner.code_files)
-    fig35 = Step("03_dynamics", "03_dynamics.ipynb", {"run_dir": r, "runs": methods, "tag": tag},
-                 [f"{d}/metrics.jsonl" for d in runs], [f"{r}/final_accuracy.csv"], done)
-    return train + [fig35] * dynamics + [
-        Step("07_study", "07_study.ipynb", {"run_dir": r, "tag": tag},
-             [f"{d}/metrics.jsonl" for d in runs], [f"{r}/study.json"], done),
-    ]
+    fig35 = Step(
+        "03_dynamics",
+        "03_dynamics.ipynb",
+        {"run_dir": r, "runs": methods, "tag": tag},
+        [f"{d}/metrics.jsonl" for d in runs],
+        [f"{r}/final_accuracy.csv"],
+        done,
+    )
+    return (
+        train
+        + [fig35] * dynamics
+        + [
+            Step(
+                "07_study",
+                "07_study.ipynb",
+                {"run_dir": r, "tag": tag},
+                [f"{d}/metrics.jsonl" for d in runs],
+                [f"{r}/study.json"],
+                done,
+            )
+        ]
+    )
 
 
 def seed_list(seeds, n: int) -> list[int]:
     """The first ``n`` seeds of ``seeds`` (default ``range(n)``), checked: distinct non-negative integers."""
     if seeds is None:
         return list(range(n))
-    if not isinstance(seeds, (list, tuple)) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                                                      for s in seeds):
+    if not isinstance(seeds, (list, tuple)) or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds
+    ):
         raise ValueError(f"seeds must be a list of non-negative integers, e.g. [1000, 1001]; got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct; got {seeds!r}")
@@ -108,10 +162,10 @@ def _arm(arm: str) -> tuple[str, float | None]:
 
 @dataclasses.dataclass
 class StudyConfig(StepConfig):
-    run_dir: str = "runs/study"    # holds train-<arm>-s<seed>/ folders
-    tag: str = "study"             # figure and table names: <tag>_effects.png, <tag>_comparisons.csv, ...
-    reference: str = "grpo"        # every planned comparison is <arm> - reference, paired by seed
-    primary: str = "hicra"            # the arm of the primary comparison
+    run_dir: str = "runs/study"  # holds train-<arm>-s<seed>/ folders
+    tag: str = "study"  # figure and table names: <tag>_effects.png, <tag>_comparisons.csv, ...
+    reference: str = "grpo"  # every planned comparison is <arm> - reference, paired by seed
+    primary: str = "hicra"  # the arm of the primary comparison
 
 
 def load(run_dir) -> pd.DataFrame:
@@ -123,11 +177,19 @@ def load(run_dir) -> pd.DataFrame:
             continue
         method, alpha = _arm(m.group(1))
         for rec in read_metrics(d / "metrics.jsonl"):
-            rows.append({**rec, "arm": m.group(1), "method": method, "seed": int(m.group(2)),
-                         "sweep_alpha": alpha if alpha is not None else {"grpo": 0.0, "hicra": 0.2}.get(method)})
+            rows.append(
+                {
+                    **rec,
+                    "arm": m.group(1),
+                    "method": method,
+                    "seed": int(m.group(2)),
+                    "sweep_alpha": alpha if alpha is not None else {"grpo": 0.0, "hicra": 0.2}.get(method),
+                }
+            )
     if not rows:
-        raise FileNotFoundError(f"no finished runs (train-<arm>-s<seed>/summary.json) under {resolve(run_dir)}: "
-                                f"run `make study` first")
+        raise FileNotFoundError(
+            f"no finished runs (train-<arm>-s<seed>/summary.json) under {resolve(run_dir)}: run `make study` first"
+        )
     return pd.DataFrame(rows)
 
 
@@ -147,14 +209,24 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
             s = t[col].dropna() if col in t else pd.Series(dtype=float)
             s = s[(s.index > hi - 5) & (s.index <= hi)]
             return float(s.mean()) if len(s) else math.nan
+
         ppl0, ppl1, ppl2 = win("ppl_execution", 5), win("ppl_execution", third), win("ppl_execution", last)
-        out.append({"arm": arm, "seed": seed, "method": g.method.iloc[0], "sweep_alpha": g.sweep_alpha.iloc[0],
-                    "steps": last, "final": y[-1] if len(y) else math.nan,
-                    "auc": float(np.trapezoid(y, x) / (x[-1] - x[0])) if len(x) > 1 else math.nan,
-                    "steps_to_plus10": float(reach.iloc[0]) if len(reach) else 1.25 * last,
-                    "reached_plus10": bool(len(reach)),
-                    "exec_ppl_change_first_third": (ppl1 - ppl0) / ppl0, "exec_ppl_change_rest": (ppl2 - ppl1) / ppl1,
-                    "semantic_entropy_change": win("semantic_entropy", last) - win("semantic_entropy", 5)})
+        out.append(
+            {
+                "arm": arm,
+                "seed": seed,
+                "method": g.method.iloc[0],
+                "sweep_alpha": g.sweep_alpha.iloc[0],
+                "steps": last,
+                "final": y[-1] if len(y) else math.nan,
+                "auc": float(np.trapezoid(y, x) / (x[-1] - x[0])) if len(x) > 1 else math.nan,
+                "steps_to_plus10": float(reach.iloc[0]) if len(reach) else 1.25 * last,
+                "reached_plus10": bool(len(reach)),
+                "exec_ppl_change_first_third": (ppl1 - ppl0) / ppl0,
+                "exec_ppl_change_rest": (ppl2 - ppl1) / ppl1,
+                "semantic_entropy_change": win("semantic_entropy", last) - win("semantic_entropy", 5),
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -162,6 +234,7 @@ def with_failure_shares(runs: pd.DataFrame, run_dir) -> pd.DataFrame:
     """``runs`` with the Fig 4 endpoint per run (hicra.error_analysis.planning_share_bins: the oracle's planning share
     of failures in the first and last 10 % of steps, and its change)."""
     from hicra.error_analysis import planning_share_bins
+
     rows = [planning_share_bins(resolve(run_dir) / f"train-{a}-s{s}") for a, s in zip(runs.arm, runs.seed)]
     return pd.concat([runs.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
 
@@ -179,8 +252,15 @@ def comparisons(runs: pd.DataFrame, ref: str = "grpo") -> pd.DataFrame:
             continue
         for arm in sorted(set(runs.arm) - {ref}, key=lambda a: (a.startswith("hicra-a"), a)):
             d = paired(runs, arm, ref, endpoint)
-            rows.append({"endpoint": endpoint, "comparison": f"{arm} - {ref}", "arm": arm, **summarise(d),
-                         "per_seed": " ".join(f"{x:+.3f}" for x in d)})
+            rows.append(
+                {
+                    "endpoint": endpoint,
+                    "comparison": f"{arm} - {ref}",
+                    "arm": arm,
+                    **summarise(d),
+                    "per_seed": " ".join(f"{x:+.3f}" for x in d),
+                }
+            )
     out = pd.DataFrame(rows)
     if len(out):
         main = (out.endpoint == "final") & ~out.arm.str.startswith("hicra-a")  # the planned method list
@@ -194,6 +274,7 @@ def alpha_slope(runs: pd.DataFrame) -> dict:
     As pre-registered, only the seeds run at every alpha enter (0-4 in the shipped design): the study's extra
     GRPO and HICRA seeds (alpha 0 and 0.2) would otherwise weigh those two alphas double."""
     from scipy import stats
+
     pts = runs[runs.method.isin(["grpo", "hicra"])].dropna(subset=["sweep_alpha", "final"])
     common = set.intersection(*[set(g.seed) for _, g in pts.groupby("sweep_alpha")]) if len(pts) else set()
     pts = pts[pts.seed.isin(common)]
@@ -201,8 +282,15 @@ def alpha_slope(runs: pd.DataFrame) -> dict:
         return {"n": len(pts), "slope": math.nan, "lo": math.nan, "hi": math.nan}
     r = stats.linregress(pts.sweep_alpha, pts.final)
     h = stats.t.ppf(0.975, len(pts) - 2) * r.stderr
-    return {"n": len(pts), "alphas": sorted(pts.sweep_alpha.unique().tolist()), "seeds": sorted(common),
-            "slope": r.slope, "lo": r.slope - h, "hi": r.slope + h, "p": r.pvalue}
+    return {
+        "n": len(pts),
+        "alphas": sorted(pts.sweep_alpha.unique().tolist()),
+        "seeds": sorted(common),
+        "slope": r.slope,
+        "lo": r.slope - h,
+        "hi": r.slope + h,
+        "p": r.pvalue,
+    }
 
 
 def _verdict(lo, hi, positive: bool = True) -> str:
@@ -222,10 +310,16 @@ def claims(runs: pd.DataFrame, comp: pd.DataFrame, ref: str, primary: str) -> li
     if len(prim):
         s = prim.iloc[0]
         v = {"reproduced": "reproduced", "not reproduced": "not reproduced (GRPO better)"}.get(
-            _verdict(s["lo"], s["hi"]), "inconclusive")
-        out.append({"claim": "(c) HICRA (alpha 0.2) beats GRPO", "verdict": v,
-                    "result": f"{primary} - {ref}, step-{int(runs.steps.max())} accuracy: {pct(s)}, {int(s['n'])} "
-                              f"seeds, MDE {100 * s['mde']:.1f} points"})
+            _verdict(s["lo"], s["hi"]), "inconclusive"
+        )
+        out.append(
+            {
+                "claim": "(c) HICRA (alpha 0.2) beats GRPO",
+                "verdict": v,
+                "result": f"{primary} - {ref}, step-{int(runs.steps.max())} accuracy: {pct(s)}, {int(s['n'])} "
+                f"seeds, MDE {100 * s['mde']:.1f} points",
+            }
+        )
     for arm in (ref, primary):
         r = runs[runs.arm == arm]
         if len(r) < 2:
@@ -233,38 +327,65 @@ def claims(runs: pd.DataFrame, comp: pd.DataFrame, ref: str, primary: str) -> li
         p1, se = summarise(r.exec_ppl_change_first_third), summarise(r.semantic_entropy_change)
         falls = _verdict(p1["lo"], p1["hi"], positive=False)
         rises = _verdict(se["lo"], se["hi"])
-        v = "reproduced" if falls == rises == "reproduced" else \
-            "not reproduced" if "not reproduced" in (falls, rises) else "inconclusive"
-        out.append({"claim": f"(d) two phases ({arm})", "verdict": v,
-                    "result": f"execution perplexity over the first third {100 * p1['mean']:+.1f} % "
-                              f"[{100 * p1['lo']:+.1f}, {100 * p1['hi']:+.1f}]; semantic entropy over the run "
-                              f"{se['mean']:+.2f} [{se['lo']:+.2f}, {se['hi']:+.2f}] bits ({int(se['n'])} seeds)"})
+        v = (
+            "reproduced"
+            if falls == rises == "reproduced"
+            else "not reproduced"
+            if "not reproduced" in (falls, rises)
+            else "inconclusive"
+        )
+        out.append(
+            {
+                "claim": f"(d) two phases ({arm})",
+                "verdict": v,
+                "result": f"execution perplexity over the first third {100 * p1['mean']:+.1f} % "
+                f"[{100 * p1['lo']:+.1f}, {100 * p1['hi']:+.1f}]; semantic entropy over the run "
+                f"{se['mean']:+.2f} [{se['lo']:+.2f}, {se['hi']:+.2f}] bits ({int(se['n'])} seeds)",
+            }
+        )
     if "planning_share_change" in runs:
         ch = {a: summarise(runs[runs.arm == a].planning_share_change) for a in (ref, primary)}
         d4 = summarise(paired(runs, primary, ref, "planning_share_change"))
         if d4["n"] >= 2:
             v = {"reproduced": "reproduced", "not reproduced": "not reproduced (falls faster under GRPO)"}.get(
-                _verdict(d4["lo"], d4["hi"], positive=False), "inconclusive")
+                _verdict(d4["lo"], d4["hi"], positive=False), "inconclusive"
+            )
             share = lambda s: f"{s['mean']:+.3f} [{s['lo']:+.3f}, {s['hi']:+.3f}]"  # noqa: E731
-            out.append({"claim": "(Fig 4) planning errors fall faster under HICRA", "verdict": v,
-                        "result": f"change of the planning share of failures, first to last 10 % of steps (oracle): "
-                                  f"{ref} {share(ch[ref])}, {primary} {share(ch[primary])}; {primary} - {ref} "
-                                  f"{share(d4)} ({int(d4['n'])} seeds, MDE {d4['mde']:.3f})"})
+            out.append(
+                {
+                    "claim": "(Fig 4) planning errors fall faster under HICRA",
+                    "verdict": v,
+                    "result": f"change of the planning share of failures, first to last 10 % of steps (oracle): "
+                    f"{ref} {share(ch[ref])}, {primary} {share(ch[primary])}; {primary} - {ref} "
+                    f"{share(d4)} ({int(d4['n'])} seeds, MDE {d4['mde']:.3f})",
+                }
+            )
     d = summarise(paired(runs, primary, ref, "semantic_entropy_change"))
     if len(prim) and d["n"] >= 2:
         s = prim.iloc[0]
         sem, acc = _verdict(d["lo"], d["hi"]), _verdict(s["lo"], s["hi"])
-        v = "reproduced" if sem == acc == "reproduced" else \
-            "not reproduced" if "not reproduced" in (sem, acc) else "inconclusive"
-        out.append({"claim": "(e) the method that keeps semantic entropy higher gains accuracy", "verdict": v,
-                    "result": f"{primary} - {ref}: semantic-entropy change {d['mean']:+.2f} [{d['lo']:+.2f}, "
-                              f"{d['hi']:+.2f}] bits; accuracy {pct(s)}"})
+        v = (
+            "reproduced"
+            if sem == acc == "reproduced"
+            else "not reproduced"
+            if "not reproduced" in (sem, acc)
+            else "inconclusive"
+        )
+        out.append(
+            {
+                "claim": "(e) the method that keeps semantic entropy higher gains accuracy",
+                "verdict": v,
+                "result": f"{primary} - {ref}: semantic-entropy change {d['mean']:+.2f} [{d['lo']:+.2f}, "
+                f"{d['hi']:+.2f}] bits; accuracy {pct(s)}",
+            }
+        )
     return out
 
 
 def run(cfg: StudyConfig) -> dict:
     """The analysis behind notebook 07 and ``python -m hicra.study``: tables, figures, the claims table."""
     from hicra.plotting import save_figure, setup_style
+
     setup_style()
     df = load(cfg.run_dir)
     runs = with_failure_shares(per_run(df), cfg.run_dir)
@@ -272,8 +393,11 @@ def run(cfg: StudyConfig) -> dict:
     arms = runs.groupby("arm").agg(seeds=("seed", "nunique"), steps=("steps", "max")).reset_index()
     for col in ENDPOINTS:
         s = [summarise(runs[runs.arm == a][col]) for a in arms.arm]  # the mean, with a one-sample t-interval
-        arms[col], arms[f"{col}_lo"], arms[f"{col}_hi"] = [x["mean"] for x in s], [x["lo"] for x in s], \
-            [x["hi"] for x in s]
+        arms[col], arms[f"{col}_lo"], arms[f"{col}_hi"] = (
+            [x["mean"] for x in s],
+            [x["lo"] for x in s],
+            [x["hi"] for x in s],
+        )
     arms["reached_plus10"] = [int(runs[runs.arm == a].reached_plus10.sum()) for a in arms.arm]
     warm = float(df[df.step == 0].val_accuracy.mean())
     slope = alpha_slope(runs)
@@ -285,14 +409,23 @@ def run(cfg: StudyConfig) -> dict:
     comp.to_csv(figs / f"{cfg.tag}_comparisons.csv", index=False)
     (figs / f"{cfg.tag}_claims.md").write_text(claims_markdown(cl, warm, slope))
     from hicra.study_figures import fig_alpha_sweep, fig_curves, fig_effects
-    paths = [save_figure(fig_curves(df), f"{cfg.tag}_curves", cfg.figures_dir),
-             save_figure(fig_effects(comp, cfg.reference), f"{cfg.tag}_effects", cfg.figures_dir)]
+
+    paths = [
+        save_figure(fig_curves(df), f"{cfg.tag}_curves", cfg.figures_dir),
+        save_figure(fig_effects(comp, cfg.reference), f"{cfg.tag}_effects", cfg.figures_dir),
+    ]
     if math.isfinite(slope["slope"]):
         paths.append(save_figure(fig_alpha_sweep(runs, slope), f"{cfg.tag}_alpha_sweep", cfg.figures_dir))
-    summary = {"run_dir": str(resolve(cfg.run_dir)), "runs": len(runs), "warm_start": warm,
-               "arms": {a: int(n) for a, n in zip(arms.arm, arms.seeds)},
-               "primary": comp[(comp.endpoint == "final") & (comp.arm == cfg.primary)].to_dict("records"),
-               "alpha_slope": slope, "claims": cl, "figures": [str(p[0]) for p in paths]}
+    summary = {
+        "run_dir": str(resolve(cfg.run_dir)),
+        "runs": len(runs),
+        "warm_start": warm,
+        "arms": {a: int(n) for a, n in zip(arms.arm, arms.seeds)},
+        "primary": comp[(comp.endpoint == "final") & (comp.arm == cfg.primary)].to_dict("records"),
+        "alpha_slope": slope,
+        "claims": cl,
+        "figures": [str(p[0]) for p in paths],
+    }
     write_json(resolve(cfg.run_dir) / "study.json", summary)
     return summary
 
@@ -302,9 +435,11 @@ def claims_markdown(cl: list[dict], warm: float, slope: dict) -> str:
     lines += [f"| {c['claim']} | {c['result']} | **{c['verdict']}** |" for c in cl]
     lines += ["", f"Warm start (step 0): {warm:.3f}."]
     if math.isfinite(slope["slope"]):
-        lines.append(f"Alpha sweep ({', '.join(f'{a:g}' for a in slope['alphas'])}; {slope['n']} runs): slope of "
-                     f"final accuracy on alpha {slope['slope']:+.3f} [{slope['lo']:+.3f}, {slope['hi']:+.3f}] per "
-                     f"unit alpha.")
+        lines.append(
+            f"Alpha sweep ({', '.join(f'{a:g}' for a in slope['alphas'])}; {slope['n']} runs): slope of "
+            f"final accuracy on alpha {slope['slope']:+.3f} [{slope['lo']:+.3f}, {slope['hi']:+.3f}] per "
+            f"unit alpha."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -316,6 +451,7 @@ def main(argv=None):
     a = vars(ap.parse_args(argv))
     path = a.pop("config")
     from hicra.io import read_yaml_mapping
+
     cfg = {**(read_yaml_mapping(path) if path else {}), **{k: v for k, v in a.items() if v is not None}}
     emit(run(StudyConfig(**cfg)))
 

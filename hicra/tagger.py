@@ -22,6 +22,7 @@ several grams is attributed to the longest one.
 
 Speed is measured by ``python bench/bench_tagger.py``.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,7 @@ import torch
 # byte-level normalisation tables
 
 _LOWER = np.arange(256, dtype=np.uint8)
-_LOWER[ord("A"):ord("Z") + 1] += 32
+_LOWER[ord("A") : ord("Z") + 1] += 32
 for _c in b"\t\n\r\x0b\x0c":
     _LOWER[_c] = 0x20
 _WORD = np.zeros(256, dtype=bool)  # ASCII letters/digits/_ and any non-ASCII byte
@@ -104,7 +105,8 @@ def _decoder_kinds(tokenizer) -> set[str]:
     if backend is None:
         raise TypeError(
             f"PlanningTagger needs a Hugging Face *fast* tokenizer; got {type(tokenizer).__name__}. "
-            "Load it with AutoTokenizer.from_pretrained(..., use_fast=True).")
+            "Load it with AutoTokenizer.from_pretrained(..., use_fast=True)."
+        )
     dec = json.loads(backend.to_str()).get("decoder") or {}
     stack, kinds = [dec], set()
     while stack:
@@ -126,8 +128,10 @@ def token_pieces(tokenizer) -> list[bytes]:
     special |= {i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if t.special}
     byte_level = "ByteLevel" in kinds
     if not byte_level and not ({"Metaspace", "ByteFallback", "Fuse", "Strip", "Replace"} & kinds or not kinds):
-        raise ValueError(f"PlanningTagger does not understand this tokenizer's decoder {sorted(kinds)}; "
-                         "supported: ByteLevel (GPT-2/Llama-3/Qwen style) and Metaspace/SentencePiece.")
+        raise ValueError(
+            f"PlanningTagger does not understand this tokenizer's decoder {sorted(kinds)}; "
+            "supported: ByteLevel (GPT-2/Llama-3/Qwen style) and Metaspace/SentencePiece."
+        )
     b2u = _bytes_to_unicode()
     pieces: list[bytes] = []
     for i, t in enumerate(toks):
@@ -153,9 +157,12 @@ def load_grams(source) -> list[str]:
     """Grams from a list of strings, a list of ``{"gram": ...}`` dicts, or an SG JSON file."""
     if isinstance(source, (str, Path)):  # a path, never a gram: "wait" would tag the letters w, a, i, t
         if not str(source).endswith(".json"):
-            raise ValueError(f"strategic_grams: {str(source)!r} is a single string; pass a list of grams "
-                             f"(e.g. [{str(source)!r}]) or the path of an SG JSON file")
+            raise ValueError(
+                f"strategic_grams: {str(source)!r} is a single string; pass a list of grams "
+                f"(e.g. [{str(source)!r}]) or the path of an SG JSON file"
+            )
         from hicra.sgfile import read_sg_file
+
         return [g["gram"] for g in read_sg_file(source)["grams"]]
     out = []
     for g in source:
@@ -198,11 +205,13 @@ class PlanningTagger:
     def _check_roundtrip(self, tokenizer) -> None:
         probe = "Let’s  try a different approach.\nWait, 24 = 4 * 6? ALSO: so we can use the fact that x=1."
         ids = tokenizer(probe, add_special_tokens=False)["input_ids"]
-        ours = np.concatenate([self._buf[self._start[i]:self._start[i] + self._len[i]] for i in ids])
+        ours = np.concatenate([self._buf[self._start[i] : self._start[i] + self._len[i]] for i in ids])
         theirs = normalize_text(tokenizer.decode(ids, skip_special_tokens=True))
         if normalize_text(ours.tobytes().decode("utf-8", "replace")) != theirs:
-            raise ValueError(f"PlanningTagger could not reproduce {type(tokenizer).__name__}'s decoding; "
-                             "this tokenizer's pieces are not supported.")
+            raise ValueError(
+                f"PlanningTagger could not reproduce {type(tokenizer).__name__}'s decoding; "
+                "this tokenizer's pieces are not supported."
+            )
 
     # -- core matching over a normalised byte buffer ------------------------
     def _match(self, buf: np.ndarray, owner: np.ndarray, folded: bool = False):
@@ -256,7 +265,7 @@ class PlanningTagger:
         diff = np.zeros(n + 1, dtype=np.int32)
         np.add.at(diff, first, 1)
         np.add.at(diff, last + 1, -1)
-        m = (np.cumsum(diff[:-1]) > 0).reshape(shape[0], shape[1] + 1)[:, :shape[1]] & valid
+        m = (np.cumsum(diff[:-1]) > 0).reshape(shape[0], shape[1] + 1)[:, : shape[1]] & valid
         return torch.from_numpy(m)
 
     def token_grams(self, completion_ids, completion_mask=None) -> np.ndarray:
@@ -270,7 +279,7 @@ class PlanningTagger:
             idx = np.repeat(first, span) + (np.arange(span.sum()) - np.repeat(np.cumsum(span) - span, span))
             key = np.repeat(self._glen[gid] * len(self.grams) + gid, span)
             np.maximum.at(best, idx, key)
-        out = np.where(best >= 0, best % len(self.grams), -1).reshape(shape[0], shape[1] + 1)[:, :shape[1]]
+        out = np.where(best >= 0, best % len(self.grams), -1).reshape(shape[0], shape[1] + 1)[:, : shape[1]]
         return np.where(valid, out, -1)
 
     def occurrences(self, completion_ids, completion_mask=None) -> list[list[str]]:
@@ -300,4 +309,3 @@ class PlanningTagger:
     def __repr__(self) -> str:
         tok = type(self.tokenizer).__name__ if self.tokenizer is not None else None
         return f"PlanningTagger({len(self.grams)} grams, tokenizer={tok})"
-

@@ -14,6 +14,7 @@ checkpoints, and prints one JSON line last: ``run_dir``, ``steps``, ``final_val_
 Launched as several processes, rank 0 owns the run folder (lock, params, metrics, rollouts, summary line);
 every rank trains on its share of each step's prompts (``hicra.trainer``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,20 +34,21 @@ from hicra.io import read_metrics, read_yaml_mapping, write_json
 @dataclasses.dataclass
 class TrainScript:
     """What to train on; the rest of a recipe configures ``HICRAConfig``."""
-    model: str = "sandbox"            # "sandbox" (cached sandbox build), "smollm2", a hub id or a local path
-    dataset: str = "sandbox"          # "sandbox", or a shipped/hub math set (hicra.data)
-    run_dir: str = "runs/train"       # the run's folder: metrics.jsonl, rollouts/, checkpoints, final/
-    sandbox_seed: int = 0             # which sandbox build (its seed)
+
+    model: str = "sandbox"  # "sandbox" (cached sandbox build), "smollm2", a hub id or a local path
+    dataset: str = "sandbox"  # "sandbox", or a shipped/hub math set (hicra.data)
+    run_dir: str = "runs/train"  # the run's folder: metrics.jsonl, rollouts/, checkpoints, final/
+    sandbox_seed: int = 0  # which sandbox build (its seed)
     sandbox: dict = dataclasses.field(default_factory=dict)  # SandboxConfig overrides (e.g. a tiny model)
-    n_train: int = 2000               # training prompts
-    val_n: int = 100                  # validation problems (sandbox; capped by the world's val split)
-    val_k: int = 1                    # samples per validation problem (avg@k)
-    val_temperature: float = 1.0      # sampling temperature of validation
-    lora_r: int = 0                   # >0: train LoRA adapters (peft); final/ then holds the adapter
-    merge_lora: bool = False          # with lora_r: also save the merged full model in final-merged/
-    resume: bool = False              # continue from the newest complete checkpoint in run_dir
-    overwrite: bool = False           # start afresh in a run_dir that holds a run (its files are moved aside)
-    dry_run: bool = False             # validate the recipe, load nothing
+    n_train: int = 2000  # training prompts
+    val_n: int = 100  # validation problems (sandbox; capped by the world's val split)
+    val_k: int = 1  # samples per validation problem (avg@k)
+    val_temperature: float = 1.0  # sampling temperature of validation
+    lora_r: int = 0  # >0: train LoRA adapters (peft); final/ then holds the adapter
+    merge_lora: bool = False  # with lora_r: also save the merged full model in final-merged/
+    resume: bool = False  # continue from the newest complete checkpoint in run_dir
+    overwrite: bool = False  # start afresh in a run_dir that holds a run (its files are moved aside)
+    dry_run: bool = False  # validate the recipe, load nothing
 
     def __post_init__(self):
         for name in ("n_train", "val_n", "val_k"):
@@ -63,6 +65,7 @@ def split_recipe(data: dict):
     """YAML mapping -> (TrainScript, HICRAConfig kwargs with ``output_dir`` filled in); unknown keys fail with the
     valid ones listed. Nothing else is filled in: a recipe file (configs/sandbox.yaml) is the whole configuration."""
     from hicra.trainer import HICRAConfig
+
     script_keys = {f.name for f in dataclasses.fields(TrainScript)}
     cfg_keys = {f.name for f in dataclasses.fields(HICRAConfig)}
     data = typed(HICRAConfig, typed(TrainScript, data))
@@ -80,6 +83,7 @@ def split_recipe(data: dict):
 def read_recipe(path: str | None, overrides: list[str]) -> dict:
     """Recipe YAML <- ``--key value`` flags, every value typed by its TrainScript / HICRAConfig field."""
     from hicra.trainer import HICRAConfig
+
     data = read_yaml_mapping(resolve(path)) if path else {}
     for key, val in split_flags(overrides):
         try:
@@ -94,18 +98,20 @@ class TrainStepConfig(StepConfig):
     """Notebook 02's parameters: a recipe file, then the fields a notebook changes most (None keeps the recipe's
     value), then ``overrides`` of any other recipe key. ``run_step`` turns it into the recipe mapping that
     ``python -m hicra.train RECIPE --key value ...`` builds, and trains with the same ``run``."""
+
     run_dir: str = "runs/demo/train-hicra-s0"
     recipe: str = "configs/sandbox.yaml"  # the YAML recipe (configs/)
-    method: str | None = "hicra"          # None: the recipe's
-    seed: int | None = 0                  # None: the recipe's
-    max_steps: int | None = None          # None: the recipe's
-    val_every: int | None = None          # None: the recipe's
-    val_n: int | None = None              # None: the recipe's
-    overrides: dict = dataclasses.field(default_factory=dict, metadata={
-        "help": 'any other TrainScript / HICRAConfig key, e.g. {"learning_rate": 1e-4}'})
-    sandbox: dict | None = None           # SandboxConfig overrides (None: the recipe's)
-    resume: bool = False                  # continue the run in run_dir from its newest complete checkpoint
-    overwrite: bool = False               # set an earlier run in run_dir aside and start afresh
+    method: str | None = "hicra"  # None: the recipe's
+    seed: int | None = 0  # None: the recipe's
+    max_steps: int | None = None  # None: the recipe's
+    val_every: int | None = None  # None: the recipe's
+    val_n: int | None = None  # None: the recipe's
+    overrides: dict = dataclasses.field(
+        default_factory=dict, metadata={"help": 'any other TrainScript / HICRAConfig key, e.g. {"learning_rate": 1e-4}'}
+    )
+    sandbox: dict | None = None  # SandboxConfig overrides (None: the recipe's)
+    resume: bool = False  # continue the run in run_dir from its newest complete checkpoint
+    overwrite: bool = False  # set an earlier run in run_dir aside and start afresh
 
 
 def run_step(cfg: TrainStepConfig) -> dict:
@@ -118,19 +124,26 @@ def recipe_from_params(p: dict) -> dict:
     (``None`` keeps the recipe's value), the run folder and flags, then ``overrides``."""
     data = read_recipe(p["recipe"], [])
     given = {k: p.get(k) for k in ("method", "seed", "max_steps", "val_every", "val_n", "sandbox")}
-    data.update({k: v for k, v in given.items() if v is not None}, run_dir=p["run_dir"],
-                resume=p.get("resume", False), overwrite=p.get("overwrite", False), **(p.get("overrides") or {}))
+    data.update(
+        {k: v for k, v in given.items() if v is not None},
+        run_dir=p["run_dir"],
+        resume=p.get("resume", False),
+        overwrite=p.get("overwrite", False),
+        **(p.get("overrides") or {}),
+    )
     return data
 
 
 def build_trainer(data: dict):
     """(trainer, script) from a recipe mapping; the sandbox profile fills CPU-safe defaults."""
     from hicra.trainer import HICRAConfig, HICRATrainer
+
     script, kw = split_recipe(data)
     validate = None
     if script.model == "sandbox":
         from hicra.sandbox.build import SandboxConfig, build, build_apart, load, model_dir
         from hicra.sandbox.rl import grpo_dataset, sandbox_reward, validator
+
         scfg = from_dict(SandboxConfig, {"seed": script.sandbox_seed, **script.sandbox})
         kw.setdefault("sg_file", str(model_dir(scfg) / "grams.json"))
         args = _distributed_args(HICRAConfig(**kw))
@@ -139,27 +152,50 @@ def build_trainer(data: dict):
         model, tok = load(info["model_dir"])
         train_ds = grpo_dataset(scfg, script.n_train)
         rewards = [sandbox_reward]
-        validate = validator(scfg, script.val_n, script.val_temperature, args.max_completion_length, k=script.val_k,
-                             warm_dir=None if script.lora_r else info["model_dir"])  # LoRA: its own step 0
+        validate = validator(
+            scfg,
+            script.val_n,
+            script.val_temperature,
+            args.max_completion_length,
+            k=script.val_k,
+            warm_dir=None if script.lora_r else info["model_dir"],
+        )  # LoRA: its own step 0
     else:
         from hicra.data import load_benchmark
         from hicra.models import load_model
         from hicra.rewards import accuracy_reward
+
         args = _distributed_args(HICRAConfig(**kw))
         model, tok = load_model(script.model)
         import datasets
+
         rows = load_benchmark(script.dataset, split="train", limit=script.n_train)
-        train_ds = datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": r["problem"] +
-                                                "\nPut your final answer within \\boxed{}."}], "answer": r["answer"]}
-                                               for r in rows])
+        train_ds = datasets.Dataset.from_list(
+            [
+                {
+                    "prompt": [{"role": "user", "content": r["problem"] + "\nPut your final answer within \\boxed{}."}],
+                    "answer": r["answer"],
+                }
+                for r in rows
+            ]
+        )
         rewards = [accuracy_reward]
     peft_config = None
     if script.lora_r:
         from peft import LoraConfig
-        peft_config = LoraConfig(r=script.lora_r, lora_alpha=2 * script.lora_r, target_modules="all-linear",
-                                 task_type="CAUSAL_LM")
-    trainer = HICRATrainer(model=model, reward_funcs=rewards, args=args, train_dataset=train_ds,
-                           processing_class=tok, peft_config=peft_config, validate=validate)
+
+        peft_config = LoraConfig(
+            r=script.lora_r, lora_alpha=2 * script.lora_r, target_modules="all-linear", task_type="CAUSAL_LM"
+        )
+    trainer = HICRATrainer(
+        model=model,
+        reward_funcs=rewards,
+        args=args,
+        train_dataset=train_ds,
+        processing_class=tok,
+        peft_config=peft_config,
+        validate=validate,
+    )
     return trainer, script
 
 
@@ -174,9 +210,11 @@ def _distributed_args(args):
     run folder. (accelerate forms a CPU group only when the recipe says ``use_cpu: true``.)"""
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and args.world_size != launched:
-        raise ValueError(f"{launched} processes were launched but they formed a group of {args.world_size}: on a "
-                         "machine without GPU set use_cpu: true in the recipe (or --use_cpu true), and launch with "
-                         "configs/accelerate/cpu_2proc.yaml (accelerate's MULTI_CPU type starts one process)")
+        raise ValueError(
+            f"{launched} processes were launched but they formed a group of {args.world_size}: on a "
+            "machine without GPU set use_cpu: true in the recipe (or --use_cpu true), and launch with "
+            "configs/accelerate/cpu_2proc.yaml (accelerate's MULTI_CPU type starts one process)"
+        )
     return args
 
 
@@ -193,11 +231,15 @@ def check_stack(use_vllm: bool = False, installed: dict | None = None) -> dict:
             return version(name)
         except PackageNotFoundError:
             return None
+
     have = installed or {p: ver(p) for p in ("torch", "transformers", "trl", "vllm")}
     wanted = [Requirement(r) for r in (requires("hicra") or []) if ";" not in r]
     wanted += [Requirement(r.split(";")[0]) for r in (requires("trl") or []) if r.startswith("vllm")]
-    bad = [f"{q.name} {have[q.name]} (needs {q.specifier})" for q in wanted
-           if have.get(q.name) and not q.specifier.contains(have[q.name], prereleases=True)]
+    bad = [
+        f"{q.name} {have[q.name]} (needs {q.specifier})"
+        for q in wanted
+        if have.get(q.name) and not q.specifier.contains(have[q.name], prereleases=True)
+    ]
     if use_vllm and not have.get("vllm"):
         bad.append("use_vllm is set but vllm is not installed (pip install 'trl[vllm]==1.16.*', see environment.yml)")
     if bad:
@@ -209,9 +251,11 @@ def dry_run(data: dict) -> dict:
     """Validate a recipe without loading a model: keys, method, SG file."""
     from hicra.sgfile import read_sg_file
     from hicra.trainer import HICRAConfig
+
     script, kw = split_recipe(data)
     if script.model == "sandbox":
         from hicra.sandbox.build import SandboxConfig
+
         if not isinstance(script.sandbox, dict):
             raise ValueError(f"sandbox must be a mapping of SandboxConfig options; got {script.sandbox!r}")
         from_dict(SandboxConfig, {"seed": script.sandbox_seed, **script.sandbox})
@@ -220,6 +264,7 @@ def dry_run(data: dict) -> dict:
     elif script.model == "sandbox":
         kw["sg_file"] = str(REPO_ROOT / "data" / "grams" / "seed_grams.json")  # the build provides its own
     import torch
+
     hardware_checked = torch.cuda.is_available()
     stack = check_stack(use_vllm=bool(kw.get("use_vllm")) and hardware_checked)
     if not hardware_checked:  # a GPU recipe validated on a CPU machine: skip the device checks only
@@ -239,15 +284,33 @@ def dry_run(data: dict) -> dict:
 
 # settings that may change when a run is resumed: how long it runs, how often it saves or validates, where it
 # logs; every other setting (method, seed, alpha, lr, batch, model, world, ...) defines the run
-RESUMABLE_CHANGES = {"resume", "overwrite", "dry_run", "max_steps", "save_steps", "save_total_limit", "val_every",
-                     "save_rollouts", "report_to", "disable_tqdm", "logging_steps", "logging_dir", "run_name",
-                     "output_dir", "run_dir", "use_cpu", "ddp_find_unused_parameters", "dataloader_num_workers"}
+RESUMABLE_CHANGES = {
+    "resume",
+    "overwrite",
+    "dry_run",
+    "max_steps",
+    "save_steps",
+    "save_total_limit",
+    "val_every",
+    "save_rollouts",
+    "report_to",
+    "disable_tqdm",
+    "logging_steps",
+    "logging_dir",
+    "run_name",
+    "output_dir",
+    "run_dir",
+    "use_cpu",
+    "ddp_find_unused_parameters",
+    "dataloader_num_workers",
+}
 
 
 def require_same_run(before: dict, now: dict, run_dir) -> None:
     """Refuse to resume ``run_dir`` with settings that define a different run (a hybrid run: metrics of two
     methods in one file); the message names each difference. ``before`` is the run's params.json."""
     from hicra.trainer import HICRAConfig
+
     defaults = {f.name: f.default for f in dataclasses.fields(HICRAConfig) if f.default is not dataclasses.MISSING}
     norm = lambda v: json.loads(json.dumps(False if v is None else v, default=str))  # noqa: E731  (None: unset)
 
@@ -255,13 +318,17 @@ def require_same_run(before: dict, now: dict, run_dir) -> None:
         script, kw = split_recipe({k: v for k, v in d.items() if k not in ("recipe", "processes")})
         eff = {**defaults, **{f.name: getattr(script, f.name) for f in dataclasses.fields(TrainScript)}, **kw}
         return {k: norm(v) for k, v in eff.items() if k not in RESUMABLE_CHANGES}
+
     old, new = effective(before), effective(now)
     diff = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diff:
         from hicra.runfolder import RunFolderError
-        raise RunFolderError(f"--resume true would continue {run_dir} with other settings: {'; '.join(diff)}. A run "
-                             f"is one set of settings: resume with the ones it started with (its params.json), or "
-                             f"start a new run (another --run_dir, or --overwrite true to set this one aside)")
+
+        raise RunFolderError(
+            f"--resume true would continue {run_dir} with other settings: {'; '.join(diff)}. A run "
+            f"is one set of settings: resume with the ones it started with (its params.json), or "
+            f"start a new run (another --run_dir, or --overwrite true to set this one aside)"
+        )
 
 
 def run(data: dict, recipe: str | None = None, checked: bool = False) -> dict:
@@ -272,6 +339,7 @@ def run(data: dict, recipe: str | None = None, checked: bool = False) -> dict:
     ``params.json``, ``metrics.jsonl``, rollouts, checkpoints, ``final/`` and ``summary.json``.
     Resuming a finished run changes nothing and returns its summary."""
     from hicra.runfolder import claim, last_complete_checkpoint
+
     if not checked:  # a bad recipe fails here, with the dry run's message, before the folder is touched
         dry_run(data)
     script, kw = split_recipe(data)
@@ -285,8 +353,11 @@ def run(data: dict, recipe: str | None = None, checked: bool = False) -> dict:
     if script.resume and not finished and ckpt is None:
         print(f"[hicra] --resume true, but {run_dir} has no complete checkpoint: starting fresh", flush=True)
     main = is_main_process()  # in a launched job only rank 0 claims and writes the folder's own files
-    with (claim(run_dir, resume=finished or ckpt is not None, overwrite=script.overwrite or script.resume)
-          if main else contextlib.nullcontext()):
+    with (
+        claim(run_dir, resume=finished or ckpt is not None, overwrite=script.overwrite or script.resume)
+        if main
+        else contextlib.nullcontext()
+    ):
         if finished:
             print(f"[hicra] {run_dir} already finished {prev['steps']} steps: nothing to do", flush=True)
             return prev
@@ -294,8 +365,16 @@ def run(data: dict, recipe: str | None = None, checked: bool = False) -> dict:
             print(f"[hicra] resuming from {ckpt}", flush=True)
         trainer, script = build_trainer(data)
         if main:
-            write_json(run_dir / "params.json", {"recipe": recipe, **data, "method": trainer.args.method,
-                                                 "seed": trainer.args.seed, "processes": trainer.args.world_size})
+            write_json(
+                run_dir / "params.json",
+                {
+                    "recipe": recipe,
+                    **data,
+                    "method": trainer.args.method,
+                    "seed": trainer.args.seed,
+                    "processes": trainer.args.world_size,
+                },
+            )
         trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
         trainer.save_model(str(run_dir / "final"))
         if not main:
@@ -306,8 +385,13 @@ def run(data: dict, recipe: str | None = None, checked: bool = False) -> dict:
             trainer.processing_class.save_pretrained(str(run_dir / "final-merged"))
         lines = read_metrics(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
         vals = [x["val_accuracy"] for x in lines if x.get("val_accuracy") is not None]
-        summary = {"run_dir": str(run_dir), "method": trainer.args.method, "seed": trainer.args.seed,
-                   "steps": trainer.state.global_step, "final_val_accuracy": vals[-1] if vals else None}
+        summary = {
+            "run_dir": str(run_dir),
+            "method": trainer.args.method,
+            "seed": trainer.args.seed,
+            "steps": trainer.state.global_step,
+            "final_val_accuracy": vals[-1] if vals else None,
+        }
         write_json(done, summary)
     return summary
 
@@ -318,11 +402,13 @@ def main(argv=None):
     if "-h" in argv or "--help" in argv:  # every key a recipe may hold: TrainScript's, then HICRAConfig's (TRL's too)
         from hicra.config import config_help
         from hicra.trainer import HICRAConfig
+
         print(config_help((TrainScript, HICRAConfig)))
         return
     path = argv.pop(0) if argv and not argv[0].startswith("--") else DEFAULT_RECIPE  # no recipe: the CPU default
     from hicra.runfolder import RunFolderError
     from hicra.sgfile import SGFileError
+
     try:  # a recipe a user can fix gets one line that says what to fix, not a traceback
         data = read_recipe(path, argv)
         checked = dry_run(data)  # the real run is checked exactly as the dry run is
@@ -332,6 +418,7 @@ def main(argv=None):
     except (ValueError, FileNotFoundError, SGFileError) as e:
         _fail(e)
     from hicra.trainer import NonFiniteError
+
     try:
         summary = run(data, path, checked=True)  # checked above, with the dry run's messages
     except (RunFolderError, NonFiniteError) as e:

@@ -41,6 +41,7 @@ The CPU-speed overrides (full-logit loss, padding trims, length-dealt micro-batc
 installed TRL, so an upgrade fails there first.
 Dynamic sampling's arithmetic lives in ``hicra.dynamic_sampling`` (pure, unit-tested).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,19 +61,46 @@ from hicra.io import append_jsonl, read_metrics, truncate_jsonl
 from hicra.speed import SpeedMixin, trim_completion_padding, use_plain_head
 
 
-def sft(model, tokenizer, examples: list[dict], out_dir, steps: int, batch_size: int = 16,
-        learning_rate: float = 1e-3, seed: int = 0, progress: bool = True) -> list[dict]:
+def sft(
+    model,
+    tokenizer,
+    examples: list[dict],
+    out_dir,
+    steps: int,
+    batch_size: int = 16,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[dict]:
     """Supervised fine-tuning on prompt/completion dicts; returns TRL's loss log."""
     import datasets
     from trl import SFTConfig, SFTTrainer
-    args = SFTConfig(output_dir=str(Path(out_dir)), max_steps=steps, per_device_train_batch_size=batch_size,
-                     learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=max(1, steps // 20),
-                     weight_decay=0.0, logging_steps=max(1, steps // 10), save_strategy="no", report_to=[],
-                     bf16=False, use_cpu=True, seed=seed, data_seed=seed, max_length=512,
-                     completion_only_loss=True, dataloader_num_workers=0, disable_tqdm=not progress,
-                     gradient_checkpointing=False, train_sampling_strategy="group_by_length")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(examples),
-                         processing_class=tokenizer)
+
+    args = SFTConfig(
+        output_dir=str(Path(out_dir)),
+        max_steps=steps,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(1, steps // 20),
+        weight_decay=0.0,
+        logging_steps=max(1, steps // 10),
+        save_strategy="no",
+        report_to=[],
+        bf16=False,
+        use_cpu=True,
+        seed=seed,
+        data_seed=seed,
+        max_length=512,
+        completion_only_loss=True,
+        dataloader_num_workers=0,
+        disable_tqdm=not progress,
+        gradient_checkpointing=False,
+        train_sampling_strategy="group_by_length",
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=datasets.Dataset.from_list(examples), processing_class=tokenizer
+    )
     trainer.train()
     return [h for h in trainer.state.log_history if "loss" in h]
 
@@ -82,7 +110,7 @@ def sft(model, tokenizer, examples: list[dict], out_dir, steps: int, batch_size:
 
 # read from the registry in hicra.advantage: adding a method is one registration there
 METHODS = tuple(REGISTRY)
-HICRA_FAMILY = tuple(n for n, m in REGISTRY.items() if m.rule is not None)   # per-token advantages
+HICRA_FAMILY = tuple(n for n, m in REGISTRY.items() if m.rule is not None)  # per-token advantages
 
 
 @dataclasses.dataclass
@@ -98,47 +126,89 @@ class HICRAConfig(GRPOConfig):
     ``dynamic_sampling`` (any method): DAPO's filter of zero-variance groups, refilled
     from freshly drawn prompts (at most ``max_refill_rounds`` extra generations a step).
     """
+
     method: str = dataclasses.field(default="hicra", metadata={"help": f"one of {METHODS}"})
     hicra_alpha: float = dataclasses.field(default=0.2, metadata={"help": "HICRA amplification alpha, in [0, 1)"})
-    allow_sign_flip: bool = dataclasses.field(default=False, metadata={
-        "help": "permit hicra_alpha >= 1, where A + alpha|A| turns negative planning advantages positive"})
+    allow_sign_flip: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "permit hicra_alpha >= 1, where A + alpha|A| turns negative planning advantages positive"},
+    )
     sg_file: str | None = dataclasses.field(default=None, metadata={"help": "strategic-gram JSON (hicra.sgfile)"})
     entropy_bonus: float = dataclasses.field(default=0.005, metadata={"help": "entropy_coef used by entropy_reg"})
     fork_quantile: float = dataclasses.field(default=0.2, metadata={"help": "top-entropy share used by fork_tokens"})
-    gate_share: float | None = dataclasses.field(default=None, metadata={
-        "help": "top-entropy share gated by hicra_gated / hicra_verl (None: 0.2 / 0.3, their sources' values)"})
-    verl_filter: bool = dataclasses.field(default=True, metadata={
-        "help": "hicra_verl: re-weight only correct responses longer than their group's mean"})
+    gate_share: float | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "top-entropy share gated by hicra_gated / hicra_verl (None: 0.2 / 0.3, their sources' values)"
+        },
+    )
+    verl_filter: bool = dataclasses.field(
+        default=True, metadata={"help": "hicra_verl: re-weight only correct responses longer than their group's mean"}
+    )
     alpha_max: float = dataclasses.field(default=0.4, metadata={"help": "hicra_adaptive: the largest alpha"})
     alpha_window: int = dataclasses.field(default=10, metadata={"help": "hicra_adaptive: steps per window"})
-    alpha_plateau: float = dataclasses.field(default=0.005, metadata={
-        "help": "hicra_adaptive: relative execution-perplexity drop per window below which execution has plateaued"})
-    alpha_guard: float = dataclasses.field(default=0.5, metadata={
-        "help": "hicra_adaptive: alpha shrinks once planning entropy falls below this share of its start"})
+    alpha_plateau: float = dataclasses.field(
+        default=0.005,
+        metadata={
+            "help": "hicra_adaptive: relative execution-perplexity drop per window below which execution has plateaued"
+        },
+    )
+    alpha_guard: float = dataclasses.field(
+        default=0.5,
+        metadata={"help": "hicra_adaptive: alpha shrinks once planning entropy falls below this share of its start"},
+    )
     val_every: int = dataclasses.field(default=0, metadata={"help": "validate every N steps (0: never)"})
     save_rollouts: bool = dataclasses.field(default=True, metadata={"help": "write rollouts/step_*.parquet"})
-    dynamic_sampling: bool = dataclasses.field(default=False, metadata={
-        "help": "DAPO dynamic sampling: drop groups whose rewards are all equal, refill from new prompts"})
-    context_schedule: list[int] | None = dataclasses.field(default=None, metadata={
-        "help": "completion caps to step through, e.g. [16384, 32768] (paper: 16K -> 32K); starts at the first"})
-    context_switch_clip: float = dataclasses.field(default=0.2, metadata={
-        "help": "move to the next cap of context_schedule when the step's clipped-completion ratio passes this"})
-    rollout: str = dataclasses.field(default="trl", metadata={
-        "help": "sampler for training completions: 'trl' (TRL's generate or vLLM) or 'compact' (hicra.decode: "
-                "finished rows leave the batch; plain-text prompts, no vLLM)"})
-    lm_head: str = dataclasses.field(default="auto", metadata={
-        "help": "log-probs and entropies of the loss: 'fused' (TRL's chunked LM-head kernel: no full logits), "
-                "'plain' (full logits, log_softmax; about 20 % faster forward + backward for a tiny vocabulary on "
-                "CPU), 'auto' (plain when the vocabulary has at most 8,192 tokens)"})
-    micro_batches: str = dataclasses.field(default="auto", metadata={
-        "help": "how a generation batch's rows are dealt to the loss's micro-batches: 'length' (in order of "
-                "completion length, so each micro-batch is cut to a short width: less padding, the same update "
-                "when the loss is a sum over rows), 'random' (TRL's shuffle), 'auto' (length when the loss is a "
-                "sum over rows: dapo loss, no per-micro-batch entropy quantile or entropy bonus)"})
-    logging_nan_inf_filter: bool = dataclasses.field(default=False, metadata={
-        "help": "transformers' filter that logs a NaN/inf loss as the previous mean (off: a NaN step stops the run)"})
-    max_refill_rounds: int = dataclasses.field(default=3, metadata={
-        "help": "dynamic sampling: extra generation rounds per step before filling up with dropped groups"})
+    dynamic_sampling: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "DAPO dynamic sampling: drop groups whose rewards are all equal, refill from new prompts"},
+    )
+    context_schedule: list[int] | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "completion caps to step through, e.g. [16384, 32768] (paper: 16K -> 32K); starts at the first"
+        },
+    )
+    context_switch_clip: float = dataclasses.field(
+        default=0.2,
+        metadata={
+            "help": "move to the next cap of context_schedule when the step's clipped-completion ratio passes this"
+        },
+    )
+    rollout: str = dataclasses.field(
+        default="trl",
+        metadata={
+            "help": "sampler for training completions: 'trl' (TRL's generate or vLLM) or 'compact' (hicra.decode: "
+            "finished rows leave the batch; plain-text prompts, no vLLM)"
+        },
+    )
+    lm_head: str = dataclasses.field(
+        default="auto",
+        metadata={
+            "help": "log-probs and entropies of the loss: 'fused' (TRL's chunked LM-head kernel: no full logits), "
+            "'plain' (full logits, log_softmax; about 20 % faster forward + backward for a tiny vocabulary on "
+            "CPU), 'auto' (plain when the vocabulary has at most 8,192 tokens)"
+        },
+    )
+    micro_batches: str = dataclasses.field(
+        default="auto",
+        metadata={
+            "help": "how a generation batch's rows are dealt to the loss's micro-batches: 'length' (in order of "
+            "completion length, so each micro-batch is cut to a short width: less padding, the same update "
+            "when the loss is a sum over rows), 'random' (TRL's shuffle), 'auto' (length when the loss is a "
+            "sum over rows: dapo loss, no per-micro-batch entropy quantile or entropy bonus)"
+        },
+    )
+    logging_nan_inf_filter: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "transformers' filter that logs a NaN/inf loss as the previous mean (off: a NaN step stops the run)"
+        },
+    )
+    max_refill_rounds: int = dataclasses.field(
+        default=3,
+        metadata={"help": "dynamic sampling: extra generation rounds per step before filling up with dropped groups"},
+    )
 
     def __post_init__(self):
         self._check_ranges()
@@ -162,28 +232,48 @@ class HICRAConfig(GRPOConfig):
         """Numbers a real run would turn into NaN weights, a crash or a silent no-op; refused with the fix."""
         finite = lambda x: isinstance(x, (int, float)) and math.isfinite(x)  # noqa: E731
         checks = [
-            (self.hicra_alpha >= 0 and (self.hicra_alpha < 1 or self.allow_sign_flip),
-             f"hicra_alpha must be in [0, 1) (alpha >= 1 flips the sign of negative planning advantages; set "
-             f"allow_sign_flip true to permit it); got {self.hicra_alpha}"),
-            (self.num_generations is None or self.num_generations >= 2,
-             f"num_generations must be >= 2 (GRPO compares completions within a group); got {self.num_generations}"),
-            (finite(self.learning_rate) and self.learning_rate >= 0,
-             f"learning_rate must be a finite number >= 0; got {self.learning_rate}"),
-            (finite(self.temperature) and self.temperature > 0,
-             f"temperature must be a finite number > 0 (0 divides the logits by zero: every weight becomes NaN); "
-             f"got {self.temperature}"),
-            (finite(self.entropy_bonus) and self.entropy_bonus >= 0,
-             f"entropy_bonus must be a finite number >= 0; got {self.entropy_bonus}"),
-            (0 < self.fork_quantile <= 1,
-             f"fork_quantile must be in (0, 1] (a share of tokens); got {self.fork_quantile}"),
-            (0 <= self.alpha_max < 1 or (self.allow_sign_flip and finite(self.alpha_max) and self.alpha_max >= 0),
-             f"alpha_max must be in [0, 1) (set allow_sign_flip true to permit more); got {self.alpha_max}"),
-            (self.max_steps >= 1 or self.max_steps == -1,
-             f"max_steps must be >= 1 (or -1: train for num_train_epochs); got {self.max_steps}"),
-            (self.max_completion_length is None or self.max_completion_length >= 1,
-             f"max_completion_length must be >= 1; got {self.max_completion_length}"),
-            (self.gate_share is None or 0 < self.gate_share <= 1,
-             f"gate_share must be in (0, 1]; got {self.gate_share}"),
+            (
+                self.hicra_alpha >= 0 and (self.hicra_alpha < 1 or self.allow_sign_flip),
+                f"hicra_alpha must be in [0, 1) (alpha >= 1 flips the sign of negative planning advantages; set "
+                f"allow_sign_flip true to permit it); got {self.hicra_alpha}",
+            ),
+            (
+                self.num_generations is None or self.num_generations >= 2,
+                f"num_generations must be >= 2 (GRPO compares completions within a group); got {self.num_generations}",
+            ),
+            (
+                finite(self.learning_rate) and self.learning_rate >= 0,
+                f"learning_rate must be a finite number >= 0; got {self.learning_rate}",
+            ),
+            (
+                finite(self.temperature) and self.temperature > 0,
+                f"temperature must be a finite number > 0 (0 divides the logits by zero: every weight becomes NaN); "
+                f"got {self.temperature}",
+            ),
+            (
+                finite(self.entropy_bonus) and self.entropy_bonus >= 0,
+                f"entropy_bonus must be a finite number >= 0; got {self.entropy_bonus}",
+            ),
+            (
+                0 < self.fork_quantile <= 1,
+                f"fork_quantile must be in (0, 1] (a share of tokens); got {self.fork_quantile}",
+            ),
+            (
+                0 <= self.alpha_max < 1 or (self.allow_sign_flip and finite(self.alpha_max) and self.alpha_max >= 0),
+                f"alpha_max must be in [0, 1) (set allow_sign_flip true to permit more); got {self.alpha_max}",
+            ),
+            (
+                self.max_steps >= 1 or self.max_steps == -1,
+                f"max_steps must be >= 1 (or -1: train for num_train_epochs); got {self.max_steps}",
+            ),
+            (
+                self.max_completion_length is None or self.max_completion_length >= 1,
+                f"max_completion_length must be >= 1; got {self.max_completion_length}",
+            ),
+            (
+                self.gate_share is None or 0 < self.gate_share <= 1,
+                f"gate_share must be in (0, 1]; got {self.gate_share}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -193,27 +283,40 @@ class HICRAConfig(GRPOConfig):
         """Named options: the method (and the SG file it needs), the sampler, the LM head, the loss."""
         if self.method not in REGISTRY:
             raise ValueError(f"method must be one of {tuple(REGISTRY)}; got {self.method!r}")
-        for name, allowed in (("rollout", ("trl", "compact")), ("lm_head", ("auto", "fused", "plain")),
-                              ("micro_batches", ("auto", "length", "random"))):
+        for name, allowed in (
+            ("rollout", ("trl", "compact")),
+            ("lm_head", ("auto", "fused", "plain")),
+            ("micro_batches", ("auto", "length", "random")),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
         if self.rollout == "compact" and self.use_vllm:
             raise ValueError("rollout 'compact' samples with hicra.decode; it cannot be combined with use_vllm")
         if self.loss_type != "dapo":  # the token-level loss every method of this project is defined with
-            raise ValueError(f"loss_type must be 'dapo' (the token-level loss of DAPO and the paper, which every "
-                             f"method here uses); got {self.loss_type!r}")
+            raise ValueError(
+                f"loss_type must be 'dapo' (the token-level loss of DAPO and the paper, which every "
+                f"method here uses); got {self.loss_type!r}"
+            )
         if REGISTRY[self.method].needs_sg and not self.sg_file:
-            raise ValueError(f"method {self.method!r} needs sg_file: a strategic-gram JSON "
-                             "(e.g. data/grams/seed_grams.json)")
+            raise ValueError(
+                f"method {self.method!r} needs sg_file: a strategic-gram JSON (e.g. data/grams/seed_grams.json)"
+            )
 
     def _deal_micro_batches(self):
         """``micro_batches: auto`` -> length (same update, less padding) unless a statistic is per micro-batch."""
-        per_micro_batch = [why for why, on in (
-            ("the fork-token entropy quantile", (self.top_entropy_quantile or 1.0) < 1.0),
-            ("the entropy bonus", bool(self.entropy_coef) or self.use_adaptive_entropy)) if on]
+        per_micro_batch = [
+            why
+            for why, on in (
+                ("the fork-token entropy quantile", (self.top_entropy_quantile or 1.0) < 1.0),
+                ("the entropy bonus", bool(self.entropy_coef) or self.use_adaptive_entropy),
+            )
+            if on
+        ]
         if self.micro_batches == "length" and per_micro_batch:
-            raise ValueError(f"micro_batches 'length' would change this method's update: {per_micro_batch[0]} is "
-                             "computed per micro-batch; use 'random' or 'auto'")
+            raise ValueError(
+                f"micro_batches 'length' would change this method's update: {per_micro_batch[0]} is "
+                "computed per micro-batch; use 'random' or 'auto'"
+            )
         if self.micro_batches == "auto":
             self.micro_batches = "random" if per_micro_batch else "length"
 
@@ -228,10 +331,12 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
     def __init__(self, *args, validate=None, **kwargs):
         if getattr(kwargs.get("args"), "rollout", "trl") == "compact":
             from hicra.decode import trl_rollout
+
             kwargs.setdefault("rollout_func", trl_rollout)
         super().__init__(*args, **kwargs)
         from hicra.sgfile import read_sg_file
         from hicra.tagger import PlanningTagger
+
         a = self.args
         self.tagger = None
         if a.sg_file:
@@ -246,6 +351,7 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
         self.alpha_ctl = None
         if a.method == "hicra_adaptive":
             from hicra.alpha import AdaptiveAlpha
+
             self.alpha_ctl = AdaptiveAlpha(a.alpha_max, a.alpha_window, a.alpha_plateau, a.alpha_guard)
         self._plain_head = use_plain_head(a.lm_head, self.model)
 
@@ -265,17 +371,26 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
         method = REGISTRY[self.args.method]
         if method.rule is not None:
             out["advantages"], boosted = token_advantages(
-                self.args.method, out["advantages"], out.get("planning_mask", out["completion_mask"] < 0),
-                out["completion_mask"], self.alpha, entropy=self._entropies(out) if method.gate_share is not None
-                else None, group_size=self.args.num_generations, gate_share=self.args.gate_share,
-                verl_filter=self.args.verl_filter, allow_sign_flip=self.args.allow_sign_flip)
+                self.args.method,
+                out["advantages"],
+                out.get("planning_mask", out["completion_mask"] < 0),
+                out["completion_mask"],
+                self.alpha,
+                entropy=self._entropies(out) if method.gate_share is not None else None,
+                group_size=self.args.num_generations,
+                gate_share=self.args.gate_share,
+                verl_filter=self.args.verl_filter,
+                allow_sign_flip=self.args.allow_sign_flip,
+            )
             self._boosted[0] += float(boosted.sum())
             self._boosted[1] += float(out["completion_mask"].sum())
         n = len(out["completion_ids"]) * self.accelerator.num_processes  # TRL's _logs hold every rank's rows
         rewards = [list(v)[-n:] for v in self._logs["rewards"].values()]
         prompts, completions = list(self._logs["prompt"])[-n:], list(self._logs["completion"])[-n:]
-        rollouts = [{"prompt": p, "completion": c, "reward": float(rewards[0][i]) if rewards else None}
-                    for i, (p, c) in enumerate(zip(prompts, completions))]
+        rollouts = [
+            {"prompt": p, "completion": c, "reward": float(rewards[0][i]) if rewards else None}
+            for i, (p, c) in enumerate(zip(prompts, completions))
+        ]
         return out, rollouts
 
     def _dynamic_sample(self, inputs, out):
@@ -288,11 +403,13 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
         """
         G, n_rows = self.args.num_generations, len(inputs)
         if n_rows % G:
-            raise ValueError(f"dynamic_sampling needs the per-device generation batch ({n_rows}) divisible by "
-                             f"num_generations ({G})")
+            raise ValueError(
+                f"dynamic_sampling needs the per-device generation batch ({n_rows}) divisible by num_generations ({G})"
+            )
         batches, rollouts = [out], list(self._step_rollouts)
-        gen = torch.Generator().manual_seed(self.args.seed * 100003 + self.state.global_step
-                                            + 7919 * self.accelerator.process_index)  # each rank its own refills
+        gen = torch.Generator().manual_seed(
+            self.args.seed * 100003 + self.state.global_step + 7919 * self.accelerator.process_index
+        )  # each rank its own refills
         kept = int(live_groups(out["advantages"], G).sum()) * G
         for _ in range(self.args.max_refill_rounds):
             need = torch.tensor([int(kept < n_rows)], device=out["advantages"].device)
@@ -306,8 +423,9 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
         self._step_rollouts = rollouts
         merged = concat_batches(batches, self.processing_class.pad_token_id)
         rows, kept_live = select_rows(merged["advantages"], G, n_rows // G)
-        counts = self.accelerator.gather(torch.tensor([kept_live / (n_rows // G), len(batches) - 1.0],
-                                                      device=out["advantages"].device)).view(-1, 2)
+        counts = self.accelerator.gather(
+            torch.tensor([kept_live / (n_rows // G), len(batches) - 1.0], device=out["advantages"].device)
+        ).view(-1, 2)
         self._metrics["train"]["dynamic_sampling/live_groups"].append(float(counts[:, 0].mean()))  # all ranks
         self._metrics["train"]["dynamic_sampling/rounds"].append(float(counts[:, 1].max()))
         res = {k: (v[rows] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in merged.items()}
@@ -325,8 +443,14 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
         ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
         mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
         with torch.no_grad():
-            _, ent, _ = self._logps(self.model, ids, mask, out["completion_ids"].size(1),
-                                    self.args.per_device_train_batch_size, compute_entropy=True)
+            _, ent, _ = self._logps(
+                self.model,
+                ids,
+                mask,
+                out["completion_ids"].size(1),
+                self.args.per_device_train_batch_size,
+                compute_entropy=True,
+            )
         return ent
 
     # -- reuse TRL's log-probs and entropies for the planning/execution split --
@@ -359,8 +483,7 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
         # every rank: the step's token sums over all ranks, so the line (and adaptive alpha) see the whole batch
         sums, boosted = self._reduce_step_sums()
         self._tok_sums, self._boosted = {}, [0.0, 0.0]
-        rec = {"step": self.state.global_step, "method": self.args.method, "seed": self.args.seed,
-               **_token_stats(sums)}
+        rec = {"step": self.state.global_step, "method": self.args.method, "seed": self.args.seed, **_token_stats(sums)}
         if REGISTRY[self.args.method].rule is not None:
             rec.update(self.alpha_ctl.state() if self.alpha_ctl else {"alpha": self.args.hicra_alpha})
             rec["boosted_ratio"] = boosted[0] / boosted[1] if boosted[1] else None
@@ -382,16 +505,24 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
             import pandas as pd
 
             from hicra.io import write_parquet
+
             spans = [self.tagger.spans(r["completion"]) if self.tagger else [] for r in self._step_rollouts]
-            df = pd.DataFrame([{**r, "step": rec["step"], "planning_spans": json.dumps(s)}
-                               for r, s in zip(self._step_rollouts, spans)])
+            df = pd.DataFrame(
+                [
+                    {**r, "step": rec["step"], "planning_spans": json.dumps(s)}
+                    for r, s in zip(self._step_rollouts, spans)
+                ]
+            )
             write_parquet(os.path.join(self.args.output_dir, "rollouts", f"step_{rec['step']:06d}.parquet"), df)
 
     def _reduce_step_sums(self) -> tuple[dict, list]:
         """The step's planning/execution token sums and re-weighted-token counts, summed over all processes."""
         keys = [f"{q}_{c}" for c in ("planning", "execution") for q in ("n", "lp", "ent")]
-        vals = torch.tensor([self._tok_sums.get(k, 0.0) for k in keys] + self._boosted, dtype=torch.float64,
-                            device=self.accelerator.device)
+        vals = torch.tensor(
+            [self._tok_sums.get(k, 0.0) for k in keys] + self._boosted,
+            dtype=torch.float64,
+            device=self.accelerator.device,
+        )
         if self.accelerator.num_processes > 1:
             vals = self.accelerator.reduce(vals, reduction="sum")
         vals = vals.tolist()
@@ -400,8 +531,11 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
     def _to_trackers(self, rec: dict) -> None:
         """The step's hierarchy line, as ``hierarchy/<key>`` scalars, to the trackers of ``report_to``
         (TensorBoard, trackio, W&B ...: transformers' integration callbacks; not the console printers)."""
-        vals = {f"hierarchy/{k}": float(v) for k, v in rec.items()
-                if k not in ("step", "seed") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        vals = {
+            f"hierarchy/{k}": float(v)
+            for k, v in rec.items()
+            if k not in ("step", "seed") and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         for cb in self.callback_handler.callbacks:
             if type(cb).__module__.startswith("transformers.integrations"):
                 cb.on_log(self.args, self.state, self.control, logs=vals)
@@ -433,6 +567,7 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
     def train(self, resume_from_checkpoint=None, **kwargs):
         """Resume-safe: metrics lines written after the checkpoint being resumed are dropped first."""
         from hicra.runfolder import last_complete_checkpoint
+
         ckpt = resume_from_checkpoint
         if ckpt is True:
             ckpt = last_complete_checkpoint(self.args.output_dir)
@@ -446,14 +581,25 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
             for rec in read_metrics(self.metrics_path):  # the alpha history of the steps kept
                 self.alpha_ctl.update(rec)
         if ckpt and self.args.context_schedule:  # resume at the cap the run had reached
-            caps = [x.get("max_completion_length") for x in read_metrics(self.metrics_path)] \
-                if os.path.exists(self.metrics_path) else []
+            caps = (
+                [x.get("max_completion_length") for x in read_metrics(self.metrics_path)]
+                if os.path.exists(self.metrics_path)
+                else []
+            )
             self._extend_context(None, to=next((c for c in reversed(caps) if c), None))
         if not ckpt and self.validate and self.args.val_every and self.is_world_process_zero():
             # the warm-start level, so curves start where RL starts
-            append_jsonl(self.metrics_path, {"step": 0, "method": self.args.method, "seed": self.args.seed,
-                                             "val_accuracy": float(getattr(self.validate, "initial", self.validate)(
-                                                 self.model, self.processing_class))})
+            append_jsonl(
+                self.metrics_path,
+                {
+                    "step": 0,
+                    "method": self.args.method,
+                    "seed": self.args.seed,
+                    "val_accuracy": float(
+                        getattr(self.validate, "initial", self.validate)(self.model, self.processing_class)
+                    ),
+                },
+            )
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
 
@@ -464,15 +610,20 @@ class NonFiniteError(RuntimeError):
 def require_finite(logs: dict, step: int, run_dir) -> None:
     """Stop the run at a step whose loss or gradient norm is NaN or infinite (its weights are then NaN too), before
     its metrics line or a checkpoint is written; the last good checkpoint stays, and the message names it."""
-    bad = {k: logs[k] for k in ("loss", "grad_norm") if isinstance(logs.get(k), (int, float))
-           and not math.isfinite(logs[k])}
+    bad = {
+        k: logs[k]
+        for k in ("loss", "grad_norm")
+        if isinstance(logs.get(k), (int, float)) and not math.isfinite(logs[k])
+    }
     if bad:
         from hicra.runfolder import last_complete_checkpoint
+
         good = last_complete_checkpoint(run_dir)
         raise NonFiniteError(
             f"step {step}: {', '.join(f'{k} = {v}' for k, v in bad.items())}; the run stopped and saved nothing of "
             f"this step. Last good checkpoint: {good or 'none'}. Lower learning_rate, check temperature / "
-            f"entropy_bonus, then resume (--resume true) or start afresh (--overwrite true).")
+            f"entropy_bonus, then resume (--resume true) or start afresh (--overwrite true)."
+        )
 
 
 def disk_full_error(e: BaseException, folder, what: str) -> BaseException:
@@ -480,6 +631,7 @@ def disk_full_error(e: BaseException, folder, what: str) -> BaseException:
     16 MB free), an OSError that says so and what to do."""
     import errno
     import shutil
+
     chain, x = [], e
     while x is not None and len(chain) < 10:
         chain.append(x)
@@ -492,10 +644,14 @@ def disk_full_error(e: BaseException, folder, what: str) -> BaseException:
     if not full and (free is None or free >= 16 * 2**20):
         return e
     from hicra.runfolder import last_complete_checkpoint
-    return OSError(errno.ENOSPC, f"no space left on the disk of {folder} while saving {what} "
-                                 f"({'?' if free is None else free // 2**20} MB free; {type(e).__name__}: "
-                                 f"{str(e)[:200]}). Free space, then resume with --resume true: it starts from the "
-                                 f"last complete checkpoint ({last_complete_checkpoint(folder) or 'none yet'})")
+
+    return OSError(
+        errno.ENOSPC,
+        f"no space left on the disk of {folder} while saving {what} "
+        f"({'?' if free is None else free // 2**20} MB free; {type(e).__name__}: "
+        f"{str(e)[:200]}). Free space, then resume with --resume true: it starts from the "
+        f"last complete checkpoint ({last_complete_checkpoint(folder) or 'none yet'})",
+    )
 
 
 def _token_stats(sums: dict) -> dict:
@@ -525,6 +681,7 @@ def _dynamics_from(logs: dict, rollouts: list[dict], group_size: int, tagger) ->
         import numpy as np
 
         from hicra.metrics import pass_at_k
+
         correct = (np.array(rewards) >= 1.0).reshape(-1, group_size).sum(1)
         rec["pass_at_k"] = float(pass_at_k(np.full(len(correct), group_size), correct, min(8, group_size)).mean())
     return rec
@@ -540,12 +697,34 @@ def group_by_length(chunks: list[dict]) -> list[dict]:
 
     def rows(v):
         return v is not None and (isinstance(v, list) or v.dim() > 0)
-    merged = {k: (None if v is None else (sum((c[k] for c in chunks), []) if isinstance(v, list) else
-                                          torch.cat([c[k] for c in chunks]) if rows(v) else v))
-              for k, v in chunks[0].items()}
+
+    merged = {
+        k: (
+            None
+            if v is None
+            else (
+                sum((c[k] for c in chunks), [])
+                if isinstance(v, list)
+                else torch.cat([c[k] for c in chunks])
+                if rows(v)
+                else v
+            )
+        )
+        for k, v in chunks[0].items()
+    }
     order = torch.argsort(merged["completion_mask"].sum(1), stable=True)
-    merged = {k: (None if v is None else [v[i] for i in order.tolist()] if isinstance(v, list) else
-                  v[order.to(v.device)] if rows(v) else v) for k, v in merged.items()}
+    merged = {
+        k: (
+            None
+            if v is None
+            else [v[i] for i in order.tolist()]
+            if isinstance(v, list)
+            else v[order.to(v.device)]
+            if rows(v)
+            else v
+        )
+        for k, v in merged.items()
+    }
     return split_tensor_dict(merged, len(chunks))
 
 
@@ -553,6 +732,7 @@ def prune_run_dir(run_dir, step: int) -> list[str]:
     """Remove what a previous run in this folder wrote after ``step`` (rollouts, checkpoints), so a fresh
     start (step 0) or a resume never mixes in stale files; returns the removed names."""
     import shutil
+
     removed = []
     for p in sorted(Path(run_dir).glob("rollouts/step_*.parquet")) + sorted(Path(run_dir).glob("checkpoint-*")):
         m = re.search(r"(\d+)", p.name)
@@ -562,7 +742,3 @@ def prune_run_dir(run_dir, step: int) -> list[str]:
     if removed:
         print(f"[hicra] removed {len(removed)} stale file(s) after step {step} in {run_dir}", flush=True)
     return removed
-
-
-
-

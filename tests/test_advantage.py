@@ -1,4 +1,5 @@
 """GRPO / HICRA advantages: hand cases and hypothesis properties (paper §3)."""
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -27,14 +28,15 @@ def test_hicra_hand_case():
 @given(adv_1d, st.integers(1, 6), st.data())
 def test_properties(a, T, data):
     A = torch.tensor(a)
-    mask = torch.tensor(data.draw(st.lists(st.lists(st.booleans(), min_size=T, max_size=T),
-                                           min_size=len(a), max_size=len(a))))
+    mask = torch.tensor(
+        data.draw(st.lists(st.lists(st.booleans(), min_size=T, max_size=T), min_size=len(a), max_size=len(a)))
+    )
     alpha = data.draw(st.floats(0, 0.99))
     out = hicra_advantages(A, mask, alpha)
     base = A[:, None].expand(-1, T)
-    assert torch.equal(hicra_advantages(A, mask, 0.0), base)                 # alpha = 0 -> GRPO
+    assert torch.equal(hicra_advantages(A, mask, 0.0), base)  # alpha = 0 -> GRPO
     assert torch.equal(hicra_advantages(A, torch.zeros_like(mask), alpha), base)  # empty mask -> GRPO
-    assert (torch.sign(out) == torch.sign(base)).all()                       # no sign flip for alpha < 1
+    assert (torch.sign(out) == torch.sign(base)).all()  # no sign flip for alpha < 1
     pos, neg = mask & (base > 0), mask & (base < 0)
     assert torch.allclose(out[pos], base[pos] * (1 + alpha))
     assert torch.allclose(out[neg], base[neg] * (1 - alpha))
@@ -50,6 +52,7 @@ def test_token_level_input(B, T):
 
 def test_shape_errors():
     import pytest
+
     with pytest.raises(ValueError, match="do not match"):
         hicra_advantages(torch.zeros(2, 3), torch.zeros(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="multiple of group_size"):
@@ -91,8 +94,8 @@ def test_hicra_gated_boosts_planning_and_high_entropy_only():
     A, cm, plan, H = _batch()
     out, boosted = token_advantages("hicra_gated", A, plan, cm, alpha=0.2, entropy=H, group_size=2)
     want = A[:, None].expand(-1, 4).clone()
-    want[0, 0] = 1.2          # planning, entropy 0.9 (top 20 %), A > 0: x(1 + alpha)
-    want[2, 1] = -0.5 * 0.8   # planning, entropy 0.85, A < 0: x(1 - alpha), less blame
+    want[0, 0] = 1.2  # planning, entropy 0.9 (top 20 %), A > 0: x(1 + alpha)
+    want[2, 1] = -0.5 * 0.8  # planning, entropy 0.85, A < 0: x(1 - alpha), less blame
     assert torch.allclose(out, want) and boosted.sum() == 2
     # planning tokens outside the gate (row 0 col 1, row 1 col 0, row 2 col 2, row 3 col 0) keep A
     assert out[1, 0] == -1.0 and out[3, 0] == 0.5
@@ -103,14 +106,16 @@ def test_hicra_verl_is_multiplicative_and_filtered():
     # top 30 % of 10 completion tokens = 3 tokens: 0.9, 0.85, 0.8
     out, sel = token_advantages("hicra_verl", A, plan, cm, alpha=0.2, entropy=H, group_size=2)
     want = A[:, None].expand(-1, 4).clone()
-    want[0, 0] = want[0, 2] = 1.2   # row 0 is correct and longer than its group: both gated tokens x 1.2
-    assert torch.allclose(out, want) and sel.sum() == 2            # row 2's 0.85 token: failed, filtered out
+    want[0, 0] = want[0, 2] = 1.2  # row 0 is correct and longer than its group: both gated tokens x 1.2
+    assert torch.allclose(out, want) and sel.sum() == 2  # row 2's 0.85 token: failed, filtered out
     out, sel = token_advantages("hicra_verl", A, plan, cm, alpha=0.2, entropy=H, group_size=2, verl_filter=False)
-    want[2, 1] = -0.5 * 1.2         # unfiltered: a failed response's gated token gets MORE blame
+    want[2, 1] = -0.5 * 1.2  # unfiltered: a failed response's gated token gets MORE blame
     assert torch.allclose(out, want) and sel.sum() == 3
     # no strategic grams involved: the planning mask does not change the result
-    assert torch.equal(token_advantages("hicra_verl", A, ~plan, cm, 0.2, entropy=H, group_size=2)[0],
-                       token_advantages("hicra_verl", A, plan, cm, 0.2, entropy=H, group_size=2)[0])
+    assert torch.equal(
+        token_advantages("hicra_verl", A, ~plan, cm, 0.2, entropy=H, group_size=2)[0],
+        token_advantages("hicra_verl", A, plan, cm, 0.2, entropy=H, group_size=2)[0],
+    )
 
 
 def test_hicra_pr4997_is_the_additive_rule_on_planning_or_long_correct_high_entropy_tokens():
@@ -119,9 +124,9 @@ def test_hicra_pr4997_is_the_additive_rule_on_planning_or_long_correct_high_entr
     A, cm, plan, H = _batch()
     out, sel = token_advantages("hicra_pr4997", A, plan, cm, alpha=0.2, entropy=H, group_size=2)
     want = A[:, None].expand(-1, 4).clone()
-    want[0, :3] = 1.2                  # row 0: planning c0, c1; c2 is a top-30 % entropy token of a long correct row
-    want[1, 0] = -0.8                  # planning token of a failed response: (1 - alpha) of the blame
-    want[2, 1] = want[2, 2] = -0.4     # row 2's 0.85 token is planning anyway; a failed row adds no entropy tokens
+    want[0, :3] = 1.2  # row 0: planning c0, c1; c2 is a top-30 % entropy token of a long correct row
+    want[1, 0] = -0.8  # planning token of a failed response: (1 - alpha) of the blame
+    want[2, 1] = want[2, 2] = -0.4  # row 2's 0.85 token is planning anyway; a failed row adds no entropy tokens
     want[3, 0] = 0.6
     assert torch.allclose(out, want) and int(sel.sum()) == 7
     assert torch.allclose(out, A[:, None] * (1 + 0.2 * torch.sign(A)[:, None] * sel))  # the PR's own form
@@ -140,6 +145,7 @@ def test_token_advantages_plain_hicra_and_errors():
 
 def test_adaptive_alpha_rule():
     from hicra.alpha import AdaptiveAlpha
+
     ctl = AdaptiveAlpha(alpha_max=0.4, window=2, plateau=0.01, guard=0.5)
     assert ctl.alpha == 0  # no history: start as GRPO
     for ppl in (1.30, 1.28, 1.20, 1.18):  # window means 1.29 -> 1.19: a 7.8 % drop, still consolidating

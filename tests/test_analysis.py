@@ -1,4 +1,5 @@
 """Error analysis (Fig 4: oracle, LLM judge on a loopback server, agreement) and planning vs fork tokens (Fig 9)."""
+
 import json
 import random
 import re
@@ -19,8 +20,10 @@ _STEP = re.compile(r"(-?\d+) ([+\-*]) (-?\d+) = (-?\d+)")
 
 
 def _wrong_step(text):
-    return any((int(a) + int(b) if o == "+" else int(a) - int(b) if o == "-" else int(a) * int(b)) != int(r)
-               for a, o, b, r in _STEP.findall(text))
+    return any(
+        (int(a) + int(b) if o == "+" else int(a) - int(b) if o == "-" else int(a) * int(b)) != int(r)
+        for a, o, b, r in _STEP.findall(text)
+    )
 
 
 @pytest.fixture
@@ -33,14 +36,21 @@ def run_dir(tmp_path):
     (d / "params.json").write_text(json.dumps({"method": "hicra", "seed": 0}))
     for step in (1, 2):
         rows = []
-        for i, t in enumerate(tasks[step * 10:step * 10 + 20]):
+        for i, t in enumerate(tasks[step * 10 : step * 10 + 20]):
             tr = make_trace(t, rng, wc, style="hasty")
             text = tr.text
             if i % 3 == 0:  # corrupt the first written result: an execution error
                 m = _STEP.search(text)
-                text = text[:m.start(4)] + str(int(m.group(4)) + 1) + text[m.end(4):]
-            rows.append({"prompt": prompt(t), "completion": text, "reward": float(verify(t, text)), "step": step,
-                         "planning_spans": "[]"})
+                text = text[: m.start(4)] + str(int(m.group(4)) + 1) + text[m.end(4) :]
+            rows.append(
+                {
+                    "prompt": prompt(t),
+                    "completion": text,
+                    "reward": float(verify(t, text)),
+                    "step": step,
+                    "planning_spans": "[]",
+                }
+            )
         pd.DataFrame(rows).to_parquet(d / "rollouts" / f"step_{step:06d}.parquet")
     return d
 
@@ -82,11 +92,13 @@ class _Judge(BaseHTTPRequestHandler):
 
 def test_judge_agrees_with_oracle_on_loopback(run_dir, tmp_path):
     from hicra.llm import ChatClient
+
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Judge)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        client = ChatClient(f"http://127.0.0.1:{srv.server_address[1]}/v1", "judge", api_key_env=None,
-                            cache=tmp_path / "judge.jsonl")
+        client = ChatClient(
+            f"http://127.0.0.1:{srv.server_address[1]}/v1", "judge", api_key_env=None, cache=tmp_path / "judge.jsonl"
+        )
         df = ER.failed_rollouts([run_dir])
         truth, judged = ER.oracle_causes(df), ER.judge_causes(client, df, progress=False)
     finally:
@@ -99,6 +111,7 @@ def test_judge_agrees_with_oracle_on_loopback(run_dir, tmp_path):
 def test_fork_shares_and_entropies(tiny_sandbox):
     from hicra.sandbox.build import SandboxConfig, build, load
     from hicra.tagger import PlanningTagger
+
     model, tok = load(build(SandboxConfig(**TINY))["model_dir"])
     wc, rng = WorldConfig(), random.Random(1)
     tasks = make_tasks(wc, "val", 4)
@@ -125,6 +138,7 @@ def test_claims_ab_exact_values_and_bootstrap_over_problems(tiny_sandbox):
     """Claim (a) and (b) statistics on hand-made entropies: planning tokens get 2.0 nats, execution 0.5."""
     from hicra.sandbox.build import SandboxConfig, build, load
     from hicra.tagger import PlanningTagger
+
     _, tok = load(build(SandboxConfig(**TINY))["model_dir"])
     tagger = PlanningTagger(["let's try"], tok)
     recs = []
@@ -152,8 +166,9 @@ def test_claims_ab_exact_values_and_bootstrap_over_problems(tiny_sandbox):
     fig = FK.fig_claims([{"model": "m", "texts": "samples", **c}])
     assert len(fig.axes) == 1
     # a text where the tagger finds no planning token: nan statistics still draw (the tiny sandbox's case)
-    none = FK.claims_ab([{"ids": recs[0]["ids"][:1], "entropy": recs[0]["entropy"][:1]}], PlanningTagger(["zzz"], tok),
-                        n_boot=20)
+    none = FK.claims_ab(
+        [{"ids": recs[0]["ids"][:1], "entropy": recs[0]["entropy"][:1]}], PlanningTagger(["zzz"], tok), n_boot=20
+    )
     assert none["planning_ratio"] == 0 and np.isnan(none["planning_entropy"])
     assert len(FK.fig_claims([{"model": "m", "texts": "samples", **none}]).axes) == 1
 
@@ -164,13 +179,23 @@ def _real_text_run(tmp_path):
     (d / "rollouts").mkdir(parents=True)
     (d / "params.json").write_text(json.dumps({"method": "hicra", "seed": 0}))
     from hicra.dynamics import RECORD_KEYS
-    lines = [{**{k: 0.5 for k in RECORD_KEYS}, "step": s, "reward": 0.1 * s, "method": "hicra", "seed": 0}
-             for s in (1, 2, 3)]
+
+    lines = [
+        {**{k: 0.5 for k in RECORD_KEYS}, "step": s, "reward": 0.1 * s, "method": "hicra", "seed": 0} for s in (1, 2, 3)
+    ]
     (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     for s in (1, 2, 3):
-        pd.DataFrame([{"prompt": [{"role": "user", "content": "Let $x$ be ... Find x."}], "completion": c,
-                       "reward": 0.0, "step": s} for c in ("3 + 4 = 8, so \\boxed{8}", "I give up")]).to_parquet(
-            d / "rollouts" / f"step_{s:06d}.parquet")
+        pd.DataFrame(
+            [
+                {
+                    "prompt": [{"role": "user", "content": "Let $x$ be ... Find x."}],
+                    "completion": c,
+                    "reward": 0.0,
+                    "step": s,
+                }
+                for c in ("3 + 4 = 8, so \\boxed{8}", "I give up")
+            ]
+        ).to_parquet(d / "rollouts" / f"step_{s:06d}.parquet")
     return d
 
 
@@ -180,18 +205,31 @@ def test_figures_and_fig4_on_a_real_text_run(tmp_path):
     figure's), not the sandbox oracle."""
     from hicra.figures import FiguresConfig
     from hicra.figures import run as figures_run
+
     d = _real_text_run(tmp_path)
-    res = figures_run(FiguresConfig(run_dir=str(tmp_path / "f"), figures_dir=str(tmp_path / "fig"), runs=[str(d)],
-                                    tag="t"))
+    res = figures_run(
+        FiguresConfig(run_dir=str(tmp_path / "f"), figures_dir=str(tmp_path / "fig"), runs=[str(d)], tag="t")
+    )
     assert res["final_column"] == "reward" and res["final_accuracy"][0]["reward"] == pytest.approx(0.3)
     with pytest.raises(ValueError, match="no oracle"):
         ER.run(ER.ErrorsConfig(run_dir=str(tmp_path / "e"), figures_dir=str(tmp_path / "fig"), runs=[str(d)]))
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Judge)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        s = ER.run(ER.ErrorsConfig(run_dir=str(tmp_path / "e"), figures_dir=str(tmp_path / "fig"), runs=[str(d)],
-                                   judge=True, base_url=f"http://127.0.0.1:{srv.server_address[1]}/v1",
-                                   llm_model="judge", api_key_env="", bins=3, tag="t"), progress=False)
+        s = ER.run(
+            ER.ErrorsConfig(
+                run_dir=str(tmp_path / "e"),
+                figures_dir=str(tmp_path / "fig"),
+                runs=[str(d)],
+                judge=True,
+                base_url=f"http://127.0.0.1:{srv.server_address[1]}/v1",
+                llm_model="judge",
+                api_key_env="",
+                bins=3,
+                tag="t",
+            ),
+            progress=False,
+        )
     finally:
         srv.shutdown()
     assert s["source"] == "LLM judge" and s["n_judged"] == 6 and "accuracy" not in s["judge"]

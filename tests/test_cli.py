@@ -1,5 +1,6 @@
 """Every step's CLI answers --help: every option of its config with type, default and help, exit code 0; a
 config a user can fix gets one error line, not a traceback."""
+
 import dataclasses
 import importlib
 import re
@@ -11,11 +12,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # step -> the config classes whose every field must be listed (TRL's own GRPOConfig fields are listed too)
-STEPS = {"train": ["hicra.train:TrainScript", "hicra.trainer:HICRAConfig"], "figures": ["hicra.figures:FiguresConfig"],
-         "grams": ["hicra.grams.step:GramsConfig"], "evaluate": ["hicra.evaluate:EvalConfig"],
-         "error_analysis": ["hicra.error_analysis:ErrorsConfig"], "forks": ["hicra.forks:ForksConfig"],
-         "sandbox": ["hicra.sandbox.step:BuildConfig"], "study": ["hicra.study:StudyConfig"],
-         "pipeline": [], "serve": [], "regimes": []}
+STEPS = {
+    "train": ["hicra.train:TrainScript", "hicra.trainer:HICRAConfig"],
+    "figures": ["hicra.figures:FiguresConfig"],
+    "grams": ["hicra.grams.step:GramsConfig"],
+    "evaluate": ["hicra.evaluate:EvalConfig"],
+    "error_analysis": ["hicra.error_analysis:ErrorsConfig"],
+    "forks": ["hicra.forks:ForksConfig"],
+    "sandbox": ["hicra.sandbox.step:BuildConfig"],
+    "study": ["hicra.study:StudyConfig"],
+    "pipeline": [],
+    "serve": [],
+    "regimes": [],
+}
 
 
 def _cls(spec):
@@ -25,8 +34,9 @@ def _cls(spec):
 
 @pytest.mark.parametrize("step", sorted(STEPS))
 def test_every_step_answers_help_with_every_option(step):
-    res = subprocess.run([sys.executable, "-m", f"hicra.{step}", "--help"], capture_output=True, text=True, cwd=ROOT,
-                         timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", f"hicra.{step}", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
     out = res.stdout
     assert out.startswith("usage:"), out[:300]
@@ -47,19 +57,26 @@ def test_every_step_answers_help_with_every_option(step):
 
 @pytest.mark.parametrize("step", ["figures", "error_analysis", "forks", "grams", "evaluate", "sandbox"])
 def test_an_unknown_option_is_one_line_not_a_traceback(step):
-    res = subprocess.run([sys.executable, "-m", f"hicra.{step}", "--no_such_option", "1"], capture_output=True,
-                         text=True, cwd=ROOT, timeout=300)
-    assert res.returncode == 2 and "unknown option --no_such_option" in res.stderr and "Traceback" not in res.stderr, \
+    res = subprocess.run(
+        [sys.executable, "-m", f"hicra.{step}", "--no_such_option", "1"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert res.returncode == 2 and "unknown option --no_such_option" in res.stderr and "Traceback" not in res.stderr, (
         res.stderr[-2000:]
+    )
 
 
 def test_the_readme_fits_on_a_screen_and_its_headline_is_generated_from_the_tables():
     """README ≤ 200 lines; its headline block is exactly what hicra.headline renders from figures/*.csv, so a
     re-run study that changes a table fails this test until `python -m hicra.headline` is run."""
     from hicra.headline import BEGIN, END, block
+
     text = (ROOT / "README.md").read_text()
     assert len(text.splitlines()) <= 200
-    assert text[text.index(BEGIN):text.index(END) + len(END)] == block()
+    assert text[text.index(BEGIN) : text.index(END) + len(END)] == block()
     assert "HICRA − GRPO, step-100 accuracy (primary)" in block()
     for link in ("docs/study.md", "docs/reliability.md", "docs/sandbox.md", "CHANGELOG.md"):
         assert (ROOT / link).exists(), link
@@ -69,12 +86,16 @@ def test_headline_rows_come_from_the_csvs(tmp_path):
     import pandas as pd
 
     from hicra.headline import rows
+
     pd.DataFrame([{"arm": "grpo", "seeds": 3, "final": 0.5, "final_lo": 0.48, "final_hi": 0.52}]).to_csv(
-        tmp_path / "study_arms.csv", index=False)
-    pd.DataFrame([{"method": "warm_start", "val_accuracy": 0.3}]).to_csv(tmp_path / "study_final_accuracy.csv",
-                                                                         index=False)
-    pd.DataFrame([{"endpoint": "final", "arm": "hicra", "n": 3, "mean": -0.04, "lo": -0.06, "hi": -0.02,
-                   "mde": 0.03}]).to_csv(tmp_path / "study_comparisons.csv", index=False)
+        tmp_path / "study_arms.csv", index=False
+    )
+    pd.DataFrame([{"method": "warm_start", "val_accuracy": 0.3}]).to_csv(
+        tmp_path / "study_final_accuracy.csv", index=False
+    )
+    pd.DataFrame(
+        [{"endpoint": "final", "arm": "hicra", "n": 3, "mean": -0.04, "lo": -0.06, "hi": -0.02, "mde": 0.03}]
+    ).to_csv(tmp_path / "study_comparisons.csv", index=False)
     r = rows(tmp_path)
     assert r[0][2] == "+20.0 [+18.0, +22.0]" and r[1][2].startswith("-4.0 [-6.0, -2.0]") and r[1][4] == "GRPO better"
 
@@ -83,6 +104,7 @@ def _modules():
     import pkgutil
 
     import hicra
+
     return sorted(m.name for m in pkgutil.walk_packages(hicra.__path__, "hicra.") if not m.name.endswith("__main__"))
 
 
@@ -90,6 +112,7 @@ def _modules():
 def test_every_module_imports_first_in_a_fresh_interpreter(module):
     """No import circles: each module, imported first and alone, loads (a circle shows as an ImportError or a
     partially initialised module only for some import orders, so each module goes first once)."""
-    res = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, cwd=ROOT,
-                         timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert res.returncode == 0, res.stderr[-2000:]

@@ -1,5 +1,6 @@
 """The compacting sampler (hicra.decode): same tokens as transformers' generate when greedy, the model's
 own distribution when sampling, and a drop-in rollout for TRL's GRPOTrainer."""
+
 import json
 
 import pytest
@@ -7,17 +8,33 @@ import torch
 
 from hicra.decode import decode
 
-TINY = dict(hidden_size=32, n_layers=1, n_heads=2, n_train_tasks=40, traces_per_task=1, sft_steps=30,
-            batch_size=8, n_val=4, max_new_tokens=24)
-PROMPTS = ["Numbers: 1 2 3. Target: 6.\n", "Numbers: 12 5 7. Target: 24.\n", "Numbers: 4 9 1. Target: 3.\n",
-           "Numbers: 15 15 2. Target: 28.\n", "Numbers: 8 3 6. Target: 5.\n"]
+TINY = dict(
+    hidden_size=32,
+    n_layers=1,
+    n_heads=2,
+    n_train_tasks=40,
+    traces_per_task=1,
+    sft_steps=30,
+    batch_size=8,
+    n_val=4,
+    max_new_tokens=24,
+)
+PROMPTS = [
+    "Numbers: 1 2 3. Target: 6.\n",
+    "Numbers: 12 5 7. Target: 24.\n",
+    "Numbers: 4 9 1. Target: 3.\n",
+    "Numbers: 15 15 2. Target: 28.\n",
+    "Numbers: 8 3 6. Target: 5.\n",
+]
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     import os
+
     os.environ["HICRA_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     from hicra.sandbox.build import SandboxConfig, build, load
+
     try:
         model, tok = load(build(SandboxConfig(seed=0, **TINY), progress=False)["model_dir"])
     finally:
@@ -31,7 +48,7 @@ def _reference(model, tok, prompts, cap):
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     gen = model.generate(**enc, max_new_tokens=cap, do_sample=False, pad_token_id=tok.pad_token_id)
     out = []
-    for row in gen[:, enc["input_ids"].shape[1]:].tolist():
+    for row in gen[:, enc["input_ids"].shape[1] :].tolist():
         cut = row.index(tok.eos_token_id) + 1 if tok.eos_token_id in row else len(row)
         out.append(row[:cut])
     return out
@@ -41,9 +58,17 @@ def _reference(model, tok, prompts, cap):
 def random_llama():
     """A randomly initialised 2-layer Llama: varied greedy continuations, so rows end at different steps."""
     from transformers import LlamaConfig, LlamaForCausalLM
+
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=48, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128)
+    cfg = LlamaConfig(
+        vocab_size=48,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=128,
+    )
     model = LlamaForCausalLM(cfg).eval()
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.5)
@@ -54,8 +79,9 @@ def _greedy_generate(model, prompts, cap, eos, pad):
     width = max(map(len, prompts))
     ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=cap, do_sample=False,
-                         eos_token_id=eos, pad_token_id=pad)
+    gen = model.generate(
+        input_ids=ids, attention_mask=mask, max_new_tokens=cap, do_sample=False, eos_token_id=eos, pad_token_id=pad
+    )
     out = []
     for row in gen[:, width:].tolist():
         cut = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
@@ -142,16 +168,28 @@ def test_compact_rollout_trains_and_logs_like_trls_sampler(tmp_path, monkeypatch
     from conftest import sandbox_recipe
 
     from hicra.train import build_trainer
-    run = sandbox_recipe(num_generations=4, per_device_train_batch_size=8, max_completion_length=24, val_every=0,
-                         n_train=16, save_steps=10, max_steps=2, method="hicra", rollout="compact")
+
+    run = sandbox_recipe(
+        num_generations=4,
+        per_device_train_batch_size=8,
+        max_completion_length=24,
+        val_every=0,
+        n_train=16,
+        save_steps=10,
+        max_steps=2,
+        method="hicra",
+        rollout="compact",
+    )
     trainer, _ = build_trainer({"run_dir": str(tmp_path / "run"), "sandbox": {**TINY, "sft_steps": 3}, **run})
     assert trainer.rollout_func is not None
     trainer.train()
     lines = [json.loads(x) for x in open(tmp_path / "run" / "metrics.jsonl")]
     assert [x["step"] for x in lines] == [1, 2] and all(0 < x["length"] <= 24 for x in lines)
     import pandas as pd
+
     df = pd.read_parquet(tmp_path / "run" / "rollouts" / "step_000001.parquet")
     assert len(df) == 8 and df["prompt"].nunique() == 2
     from hicra.trainer import HICRAConfig
+
     with pytest.raises(ValueError, match="rollout"):
         HICRAConfig(output_dir=str(tmp_path), method="grpo", use_cpu=True, rollout="fast")

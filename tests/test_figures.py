@@ -1,4 +1,5 @@
 """The study table: per-method means with t-intervals over seeds, and the paired HICRA − GRPO difference."""
+
 import pandas as pd
 import pytest
 
@@ -9,8 +10,10 @@ def test_final_table_pairs_seeds():
     rows = []
     for seed, (g, h) in enumerate([(0.10, 0.14), (0.20, 0.21), (0.15, 0.20)]):
         for m, v in (("grpo", g), ("hicra", h)):
-            rows += [{"run": f"{m}-{seed}", "method": m, "seed": seed, "step": 0, "val_accuracy": 0.18},
-                     {"run": f"{m}-{seed}", "method": m, "seed": seed, "step": 60, "val_accuracy": v}]
+            rows += [
+                {"run": f"{m}-{seed}", "method": m, "seed": seed, "step": 0, "val_accuracy": 0.18},
+                {"run": f"{m}-{seed}", "method": m, "seed": seed, "step": 60, "val_accuracy": v},
+            ]
     rows.append({"run": "hicra-9", "method": "hicra", "seed": 9, "step": 60, "val_accuracy": 0.5})  # unpaired
     t = final_table(pd.DataFrame(rows)).set_index("method")
     assert t.loc["grpo", "val_accuracy"] == pytest.approx(0.15) and t.loc["grpo", "seeds"] == 3

@@ -1,5 +1,6 @@
 """Strategic-gram construction: mining, the LLM annotator against a real loopback server, the offline
 annotator, the review round trip, and the CLI's measured precision / recall on the sandbox."""
+
 import json
 import math
 import subprocess
@@ -24,14 +25,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_chunks_split_at_non_prose_and_keep_trailing_punctuation():
     t = "Let\u2019s try 3 + 7 = 10. Let me check: 10 is not 26. That doesn't work. Therefore \\boxed{3}"
-    assert chunks(t) == [("let's", "try"), ("let", "me", "check", ":"), ("is", "not"),
-                         ("that", "doesn't", "work", "."), ("therefore",)]
+    assert chunks(t) == [
+        ("let's", "try"),
+        ("let", "me", "check", ":"),
+        ("is", "not"),
+        ("that", "doesn't", "work", "."),
+        ("therefore",),
+    ]
     assert render(("hmm", ",", "no", ".")) == "hmm, no."
 
 
 def test_mine_known_answers():
-    texts = (["Let us consider the sum. It is 12."] * 5 + ["We know that x is 4. Let us consider y = 2."] * 3
-             + ["The total is 9."] * 2 + ["Nothing here 1 2 3."] * 2)
+    texts = (
+        ["Let us consider the sum. It is 12."] * 5
+        + ["We know that x is 4. Let us consider y = 2."] * 3
+        + ["The total is 9."] * 2
+        + ["Nothing here 1 2 3."] * 2
+    )
     df, n = count(texts, 2, 5, progress=False)
     assert n == 12
     assert df[("let", "us", "consider")] == 8 and df[("we", "know", "that")] == 3 and df[("the", "total", "is")] == 2
@@ -62,10 +72,18 @@ def test_mine_rejects_bad_input():
 
 # --------------------------------------------------------------------------- LLM annotator, real loopback server
 
+
 def _label(gram):
     g = gram.lower()
-    return ("branching" if "try" in g else "backtracing" if "check" in g or "wait" in g
-            else "deduction" if "fact" in g else "none")
+    return (
+        "branching"
+        if "try" in g
+        else "backtracing"
+        if "check" in g or "wait" in g
+        else "deduction"
+        if "fact" in g
+        else "none"
+    )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -98,7 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(head)
             for i in range(len(data)):
                 try:
-                    self.wfile.write(data[i:i + 1])
+                    self.wfile.write(data[i : i + 1])
                     self.wfile.flush()
                 except OSError:  # the client gave up
                     return
@@ -133,8 +151,10 @@ def server():
     srv.shutdown()
 
 
-CANDS = [Candidate(g, len(g.split()), 5, [f"...[[{g}]]..."]) for g in
-         ["let's try", "we can use the fact that", "let me check", "the total cost", "wait, no", "per hour"]]
+CANDS = [
+    Candidate(g, len(g.split()), 5, [f"...[[{g}]]..."])
+    for g in ["let's try", "we can use the fact that", "let me check", "the total cost", "wait, no", "per hour"]
+]
 
 
 def _client(url, model, tmp_path, **kw):
@@ -183,6 +203,7 @@ def test_llm_client_has_a_total_deadline_against_a_trickling_server(server, tmp_
             _client(server, mode, tmp_path, timeout=1.0, max_retries=0).chat([{"role": "user", "content": "x"}])
         except LLMError as e:
             out["err"] = str(e)
+
     t = threading.Thread(target=ask, daemon=True)
     t.start()
     t.join(30)
@@ -235,10 +256,20 @@ def offline():
 
 
 def test_offline_annotator_seed_like_vs_procedural(offline):
-    seed_like = ["let us try a different method", "wait, let me check again", "we can use the fact that",
-                 "but the problem says", "alternatively, we could"]
-    procedural = ["the total cost of the apples", "multiply both sides by two", "the area of the triangle",
-                  "dollars per hour", "the sum of the digits"]
+    seed_like = [
+        "let us try a different method",
+        "wait, let me check again",
+        "we can use the fact that",
+        "but the problem says",
+        "alternatively, we could",
+    ]
+    procedural = [
+        "the total cost of the apples",
+        "multiply both sides by two",
+        "the area of the triangle",
+        "dollars per hour",
+        "the sum of the digits",
+    ]
     js = offline.annotate([Candidate(g, len(g.split()), 1) for g in seed_like + procedural])
     assert [j.strategic for j in js] == [True] * 5 + [False] * 5, [(j.gram, round(j.score, 3)) for j in js]
     assert [j.kind for j in js[:5]] == ["branching", "backtracing", "deduction", "backtracing", "branching"]
@@ -259,8 +290,9 @@ def test_offline_rejects_function_word_fragments(offline):
     frags = ["this is", "which is", "by the", "there is", "that are", "can be", "so the", "we have", "it is"]
     js = offline.annotate([Candidate(g, 2, 1) for g in frags + ["but wait", "we know that", "what if we"]])
     assert [j.strategic for j in js] == [False] * len(frags) + [True] * 3, [(j.gram, j.note) for j in js]
-    assert all(j.note == "function words only" for j in js[:len(frags)])
+    assert all(j.note == "function words only" for j in js[: len(frags)])
     from hicra.grams.annotate import is_fragment
+
     assert is_fragment("on the other, so") and not is_fragment("on the other hand") and not is_fragment("wait,")
 
 
@@ -272,6 +304,7 @@ def test_real_dev_set_is_real_text_and_scored(offline):
     from hicra.data import load_benchmark
     from hicra.grams.mine import normalize
     from hicra.grams.quality import real_dev_quality
+
     rows = [json.loads(x) for x in open(ROOT / "data/grams/real_dev.jsonl")]
     assert len(rows) >= 150 and len({r["phrase"] for r in rows}) == len(rows)
     assert {r["kind"] for r in rows if r["label"] == "strategic"} == {"deduction", "branching", "backtracing"}
@@ -293,17 +326,28 @@ def test_real_dev_set_is_real_text_and_scored(offline):
 def test_grams_from_shipped_solutions_and_a_traces_jsonl(tmp_path, monkeypatch, offline):
     """Real correct reasoning as a source: the shipped Minerva solutions, and a user's jsonl of traces."""
     from hicra.grams import step
-    monkeypatch.setattr(step, "make_annotator", lambda cfg, exclude=(), model=None, endpoint=None: OfflineAnnotator(
-        model=offline.model, veto=cfg.veto))  # one MiniLM load for the module
-    cfg = step.GramsConfig(run_dir=str(tmp_path / "g"), source="solutions", solutions="minerva", min_df=2,
-                           veto=True, figures_dir=str(tmp_path / "fig"))
+
+    monkeypatch.setattr(
+        step,
+        "make_annotator",
+        lambda cfg, exclude=(), model=None, endpoint=None: OfflineAnnotator(model=offline.model, veto=cfg.veto),
+    )  # one MiniLM load for the module
+    cfg = step.GramsConfig(
+        run_dir=str(tmp_path / "g"),
+        source="solutions",
+        solutions="minerva",
+        min_df=2,
+        veto=True,
+        figures_dir=str(tmp_path / "fig"),
+    )
     out = step.run(cfg, progress=False)
     assert out["n_rollouts"] == 272 and out["n_grams"] > 0 and out["precision"] is None
     assert out["real_dev"]["all"]["n"] >= 150 and 0 < out["real_dev"]["all"]["precision"] <= 1
     traces = tmp_path / "traces.jsonl"
     traces.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["Wait, let me check the sum again."] * 5))
-    cfg = step.GramsConfig(run_dir=str(tmp_path / "t"), source="rollouts", rollouts=str(traces), text_column="text",
-                           min_df=2)
+    cfg = step.GramsConfig(
+        run_dir=str(tmp_path / "t"), source="rollouts", rollouts=str(traces), text_column="text", min_df=2
+    )
     assert [r["completion"] for r in step.collect_rollouts(cfg)][0].startswith("Wait")
     with pytest.raises(ValueError, match="no column 'completion'"):
         step.collect_rollouts(step.GramsConfig(source="rollouts", rollouts=str(traces)))
@@ -329,6 +373,7 @@ def test_offline_annotator_on_procedural_sandbox_phrases(offline):
 
 def test_review_round_trip(tmp_path, offline):
     from hicra.tagger import PlanningTagger
+
     cands = [Candidate(g, len(g.split()), 5, ["...[[x]]..."]) for g in ["let's try", "per hour", "wait, let me check"]]
     js = offline.annotate(cands)
     csv_path = export_review(cands, js, tmp_path / "review.csv", tmp_path / "review.md")
@@ -336,16 +381,20 @@ def test_review_round_trip(tmp_path, offline):
     rows = csv_path.read_text().splitlines()
     assert rows[0].startswith("gram,accept,kind")
     # the person rejects "wait, let me check" and adds a missed gram
-    edited = [r.replace(",yes,backtracing,", ",no,backtracing,") if r.startswith("\"wait, let me check\"") else r
-              for r in rows] + ["on second thought,yes,backtracing,,,,,,,added by hand"]
+    edited = [
+        r.replace(",yes,backtracing,", ",no,backtracing,") if r.startswith("\"wait, let me check\"") else r
+        for r in rows
+    ] + ["on second thought,yes,backtracing,,,,,,,added by hand"]
     (tmp_path / "review.csv").write_text("\n".join(edited) + "\n")
     grams = import_review(tmp_path / "review.csv")
     assert grams == [{"gram": "let's try", "kind": "branching"}, {"gram": "on second thought", "kind": "backtracing"}]
     sg = write_final(tmp_path / "sg.json", grams, {"annotator": offline.name, "source": "test"})
     doc = read_sg_file(sg)
     assert doc["provenance"]["annotator"] == offline.name and "date" in doc["provenance"]
-    assert PlanningTagger(sg).spans("Hmm. On second thought, let's try 3.") == [(5, 22, "on second thought"),
-                                                                                 (24, 33, "let's try")]
+    assert PlanningTagger(sg).spans("Hmm. On second thought, let's try 3.") == [
+        (5, 22, "on second thought"),
+        (24, 33, "let's try"),
+    ]
     (tmp_path / "bad.csv").write_text("gram,accept,kind\nlet's try,yes,branching\nwait,maybe,backtracing\n")
     with pytest.raises(ValueError, match=r"bad.csv:3: accept must be yes or no"):
         import_review(tmp_path / "bad.csv")
@@ -358,14 +407,43 @@ def test_review_round_trip(tmp_path, offline):
 
 
 def test_cli_reports_precision_recall(tmp_path):
-    tiny = {"hidden_size": 32, "n_layers": 1, "n_heads": 2, "n_train_tasks": 40, "traces_per_task": 1,
-            "sft_steps": 3, "batch_size": 8, "n_val": 4, "max_new_tokens": 24}
-    r = subprocess.run([sys.executable, "-m", "hicra.grams", "configs/grams_sandbox.yaml", "--source", "sandbox-traces",
-                        "--n_prompts", "300", "--samples_per_prompt", "1", "--n_eval", "100",
-                        "--run_dir", str(tmp_path / "g"), "--sandbox", json.dumps(tiny),
-                        "--figures_dir", str(tmp_path / "fig")],
-                       capture_output=True, text=True, timeout=600,
-                       env={**__import__("os").environ, "HICRA_CACHE": str(tmp_path / "cache")})
+    tiny = {
+        "hidden_size": 32,
+        "n_layers": 1,
+        "n_heads": 2,
+        "n_train_tasks": 40,
+        "traces_per_task": 1,
+        "sft_steps": 3,
+        "batch_size": 8,
+        "n_val": 4,
+        "max_new_tokens": 24,
+    }
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hicra.grams",
+            "configs/grams_sandbox.yaml",
+            "--source",
+            "sandbox-traces",
+            "--n_prompts",
+            "300",
+            "--samples_per_prompt",
+            "1",
+            "--n_eval",
+            "100",
+            "--run_dir",
+            str(tmp_path / "g"),
+            "--sandbox",
+            json.dumps(tiny),
+            "--figures_dir",
+            str(tmp_path / "fig"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "HICRA_CACHE": str(tmp_path / "cache")},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert {"precision", "recall", "n_grams"} <= set(out)
@@ -375,12 +453,21 @@ def test_cli_reports_precision_recall(tmp_path):
     assert (tmp_path / "g" / "review.csv").exists() and (tmp_path / "g" / "review.md").exists()
     # the reviewed sheet comes back in without sampling again; the SG file records the review
     from hicra.grams import step
+
     rows = (tmp_path / "g" / "review.csv").read_text().splitlines()
     (tmp_path / "g" / "reviewed.csv").write_text("\n".join(rows[:6]) + "\n")
-    cfg = step.GramsConfig(run_dir=str(tmp_path / "g"), source="sandbox-traces", n_prompts=300, samples_per_prompt=1,
-                           n_eval=100, sandbox=tiny, review=str(tmp_path / "g" / "reviewed.csv"),
-                           figures_dir=str(tmp_path / "fig"))
+    cfg = step.GramsConfig(
+        run_dir=str(tmp_path / "g"),
+        source="sandbox-traces",
+        n_prompts=300,
+        samples_per_prompt=1,
+        n_eval=100,
+        sandbox=tiny,
+        review=str(tmp_path / "g" / "reviewed.csv"),
+        figures_dir=str(tmp_path / "fig"),
+    )
     import pytest as _pt
+
     mp = _pt.MonkeyPatch()
     mp.setenv("HICRA_CACHE", str(tmp_path / "cache"))
     mp.setattr(step, "collect_rollouts", lambda *a, **k: _pt.fail("sampled again"))
@@ -389,6 +476,7 @@ def test_cli_reports_precision_recall(tmp_path):
     finally:
         mp.undo()
     import csv
+
     assert s["n_grams"] == sum(r["accept"] == "yes" for r in csv.DictReader(open(tmp_path / "g" / "reviewed.csv")))
     assert read_sg_file(s["sg_file"])["provenance"]["reviewed_by"] == "person"
 
@@ -412,7 +500,9 @@ def test_real_dev_sample_is_stratified_seeded_and_in_file_order():
         def annotate(self, cands):
             self.seen = [c.gram for c in cands]
             return [Judgement(c.gram, True, "deduction", 1.0, "all") for c in cands]
+
     from hicra.config import resolve
+
     rows = [json.loads(x) for x in open(resolve(REAL_DEV))]
     share = sum(r["label"] == "strategic" for r in rows) / len(rows)
     a, b = Everything(), Everything()
@@ -429,6 +519,7 @@ def test_evidence_clause_initial_and_enrichment():
     """The review sheet's two corpus signals, on hand-made text: the share of a gram's occurrences that open a
     clause, and log2 of its document frequency in the rollouts over that in their prompts."""
     from hicra.grams.mine import Candidate, evidence
+
     texts = ["Note that x is 3. The number of apples is 5.", "So, note that y is 2.\nWe count the number of pears."]
     cands = [Candidate("note that", 2, 2), Candidate("the number of", 3, 2)]
     evidence(cands, texts, reference=["Find the number of apples.", "How many pears?"])

@@ -1,4 +1,5 @@
 """Metrics on hand-computed cases."""
+
 import math
 from collections import Counter
 
@@ -27,8 +28,10 @@ def test_conditional_entropy():
 
 def test_following_ngrams():
     text = "Wait, let me check: 3 plus 4 is 7"
-    assert M.following_ngrams(text, [(0, 4, "wait"), (6, 18, "let me check")], n=2) == \
-        [("wait", ", let"), ("let me check", ": 3")]
+    assert M.following_ngrams(text, [(0, 4, "wait"), (6, 18, "let me check")], n=2) == [
+        ("wait", ", let"),
+        ("let me check", ": 3"),
+    ]
 
 
 def test_split_token_stats():
@@ -53,7 +56,7 @@ def test_relative():
 def test_fork_overlap():
     ent = torch.tensor([[0.1, 5.0, 4.0, 0.2, 0.3]])
     plan = torch.tensor([[False, True, False, False, True]])
-    r = M.fork_overlap(ent, plan, rho=0.4)          # top-2: positions 1, 2
+    r = M.fork_overlap(ent, plan, rho=0.4)  # top-2: positions 1, 2
     assert r["fork_is_planning"] == pytest.approx(0.5)
     assert r["planning_is_fork"] == pytest.approx(0.5)
 

@@ -2,6 +2,7 @@
 advantages, dynamic sampling stays in lockstep when only one rank refills, metrics are written once a step,
 rollouts come from both ranks, and a checkpoint resumes across both processes. One launch of tests/mp_driver.py
 (about a minute) serves all the checks, so they live in one test."""
+
 import json
 import os
 import socket
@@ -35,8 +36,12 @@ def _lines(out: Path, name: str) -> list[dict]:
 def _trl_advantage(trl: list[dict], prompt, completion) -> torch.Tensor:
     """TRL's group advantage of the row with these ids, generated on the same rank."""
     row = torch.cat([prompt, completion])
-    hits = [b["advantages"][j] for b in trl for j in range(len(b["advantages"]))
-            if torch.equal(torch.cat([b["prompt_ids"][j], b["completion_ids"][j]]), row)]
+    hits = [
+        b["advantages"][j]
+        for b in trl
+        for j in range(len(b["advantages"]))
+        if torch.equal(torch.cat([b["prompt_ids"][j], b["completion_ids"][j]]), row)
+    ]
     assert hits, "a row reached the loss that this rank never generated"
     return hits[0]
 
@@ -44,17 +49,27 @@ def _trl_advantage(trl: list[dict], prompt, completion) -> torch.Tensor:
 def test_two_processes(tiny_sandbox):
     out = tiny_sandbox / "mp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(ROOT / "configs/accelerate/cpu_2proc.yaml"), "--main_process_port", str(_free_port()),
-           str(ROOT / "tests/mp_driver.py"), str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "configs/accelerate/cpu_2proc.yaml"),
+        "--main_process_port",
+        str(_free_port()),
+        str(ROOT / "tests/mp_driver.py"),
+        str(out),
+    ]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
     assert "[mp_driver] rank 0 done" in p.stdout and "[mp_driver] rank 1 done" in p.stdout
 
     from hicra.sandbox.build import SandboxConfig, load, model_dir
     from hicra.tagger import PlanningTagger
+
     sys.path.insert(0, str(ROOT / "tests"))
     from mp_driver import SANDBOX
+
     build_dir = model_dir(SandboxConfig(**SANDBOX))
     tagger = PlanningTagger(str(build_dir / "grams.json"), load(build_dir)[1])
 

@@ -1,4 +1,5 @@
 """Notebooks: committed clean, parameterised, and executable under papermill with tiny parameters."""
+
 import json
 import math
 from pathlib import Path
@@ -9,8 +10,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-TINY_SANDBOX = dict(sandbox=dict(hidden_size=32, n_layers=1, n_train_tasks=40, sft_steps=3, n_val=4, difficulty="v1"),
-                    n_calibration=4, n_show=1)
+TINY_SANDBOX = dict(
+    sandbox=dict(hidden_size=32, n_layers=1, n_train_tasks=40, sft_steps=3, n_val=4, difficulty="v1"),
+    n_calibration=4,
+    n_show=1,
+)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -25,16 +29,27 @@ def test_committed_without_outputs_and_parameterised(path):
 def _run(name, tmp_path, run="run", **params):
     out = tmp_path / "executed" / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(str(ROOT / "notebooks" / name), str(out), cwd=str(ROOT / "notebooks"),
-                        parameters={"run_dir": str(tmp_path / run), "figures_dir": str(tmp_path / "fig"), **params},
-                        progress_bar=False, kernel_name="python3")
+    pm.execute_notebook(
+        str(ROOT / "notebooks" / name),
+        str(out),
+        cwd=str(ROOT / "notebooks"),
+        parameters={"run_dir": str(tmp_path / run), "figures_dir": str(tmp_path / "fig"), **params},
+        progress_bar=False,
+        kernel_name="python3",
+    )
     return tmp_path / run, tmp_path / "fig"
 
 
-TWIN = {"00_sandbox.ipynb": "hicra.sandbox", "02_train.ipynb": "hicra.train",
-        "01_strategic_grams.ipynb": "hicra.grams", "03_dynamics.ipynb": "hicra.figures",
-        "04_error_analysis.ipynb": "hicra.error_analysis", "05_fork_tokens.ipynb": "hicra.forks",
-        "06_evaluate.ipynb": "hicra.evaluate", "07_study.ipynb": "hicra.study"}
+TWIN = {
+    "00_sandbox.ipynb": "hicra.sandbox",
+    "02_train.ipynb": "hicra.train",
+    "01_strategic_grams.ipynb": "hicra.grams",
+    "03_dynamics.ipynb": "hicra.figures",
+    "04_error_analysis.ipynb": "hicra.error_analysis",
+    "05_fork_tokens.ipynb": "hicra.forks",
+    "06_evaluate.ipynb": "hicra.evaluate",
+    "07_study.ipynb": "hicra.study",
+}
 
 
 def _same_files_as_cli(name, tmp_path, run, fig, **params):
@@ -44,6 +59,7 @@ def _same_files_as_cli(name, tmp_path, run, fig, **params):
     import os
     import runpy
     import sys
+
     cli_run, cli_fig = tmp_path / f"cli-{run.name}", tmp_path / f"cli-fig-{run.name}"
     flag = lambda k, v: [f"--{k}", v if isinstance(v, str) else json.dumps(v)]  # noqa: E731
     argv, cwd, out = sys.argv, os.getcwd(), io.StringIO()
@@ -70,19 +86,24 @@ def _same_files_as_cli(name, tmp_path, run, fig, **params):
         assert made and made <= set(names(fig)), (name, made - set(names(fig)))
 
 
-STEP_FUNCTION = {**{name: f"{module}:run" for name, module in TWIN.items()},
-                 "00_sandbox.ipynb": "hicra.sandbox.step:run", "02_train.ipynb": "hicra.train:run_step"}
+STEP_FUNCTION = {
+    **{name: f"{module}:run" for name, module in TWIN.items()},
+    "00_sandbox.ipynb": "hicra.sandbox.step:run",
+    "02_train.ipynb": "hicra.train:run_step",
+}
 
 
 def test_every_notebook_calls_its_steps_one_function():
     """All 8 step notebooks build their config from the parameters cell and call the one function their CLI twin
     calls (imported by name from its module), and save no figure of their own."""
     import importlib
+
     assert set(STEP_FUNCTION) == {p.name for p in NOTEBOOKS}
     for name, spec in STEP_FUNCTION.items():
         module, fn = spec.split(":")
-        code = "\n".join(c.source for c in nbformat.read(ROOT / "notebooks" / name, as_version=4).cells
-                         if c.cell_type == "code")
+        code = "\n".join(
+            c.source for c in nbformat.read(ROOT / "notebooks" / name, as_version=4).cells if c.cell_type == "code"
+        )
         assert code.count(f"{fn}(from_params(") + code.count(f"= {fn}(cfg)") == 1 and "from_params(" in code, name
         assert f"from {module} import" in code or f"from {module.rsplit('.', 1)[0]} import" in code, name
         assert "save_figure" not in code, f"{name} saves a figure its CLI twin would not"
@@ -93,8 +114,15 @@ def test_every_notebook_calls_its_steps_one_function():
 def test_00_sandbox(tmp_path, monkeypatch):
     monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
     run, fig = _run("00_sandbox.ipynb", tmp_path, seed=3, **TINY_SANDBOX)
-    _same_files_as_cli("00_sandbox.ipynb", tmp_path, run, fig, seed=3, sandbox=TINY_SANDBOX["sandbox"],
-                       n_calibration=TINY_SANDBOX["n_calibration"])
+    _same_files_as_cli(
+        "00_sandbox.ipynb",
+        tmp_path,
+        run,
+        fig,
+        seed=3,
+        sandbox=TINY_SANDBOX["sandbox"],
+        n_calibration=TINY_SANDBOX["n_calibration"],
+    )
     res = json.loads((run / "sandbox.json").read_text())
     assert math.isfinite(res["val_accuracy"]) and len(res["calibration"]) == 3
     assert json.loads((run / "params.json").read_text())["seed"] == 3
@@ -102,10 +130,25 @@ def test_00_sandbox(tmp_path, monkeypatch):
         assert (fig / f"sandbox_calibration.{ext}").stat().st_size > 1000
 
 
-TINY_TRAIN = dict(max_steps=2, val_every=1, val_n=4, overrides=dict(
-    num_generations=4, per_device_train_batch_size=8, gradient_accumulation_steps=1, max_completion_length=24))
-SANDBOX_TINY = dict(hidden_size=32, n_layers=1, n_heads=2, n_train_tasks=40, traces_per_task=1, sft_steps=3,
-                    batch_size=8, n_val=4, max_new_tokens=24)
+TINY_TRAIN = dict(
+    max_steps=2,
+    val_every=1,
+    val_n=4,
+    overrides=dict(
+        num_generations=4, per_device_train_batch_size=8, gradient_accumulation_steps=1, max_completion_length=24
+    ),
+)
+SANDBOX_TINY = dict(
+    hidden_size=32,
+    n_layers=1,
+    n_heads=2,
+    n_train_tasks=40,
+    traces_per_task=1,
+    sft_steps=3,
+    batch_size=8,
+    n_val=4,
+    max_new_tokens=24,
+)
 
 
 @pytest.mark.slow
@@ -116,19 +159,26 @@ def test_02_train_then_03_to_06_on_its_runs(tmp_path, monkeypatch):
         run = tmp_path / f"train-{method}-s{seed}"
         out = tmp_path / "executed" / f"02_{method}_{seed}.ipynb"
         out.parent.mkdir(parents=True, exist_ok=True)
-        pm.execute_notebook(str(ROOT / "notebooks" / "02_train.ipynb"), str(out), cwd=str(ROOT / "notebooks"),
-                            parameters={"run_dir": str(run), "method": method, "seed": seed, "sandbox": SANDBOX_TINY,
-                                        **TINY_TRAIN}, progress_bar=False, kernel_name="python3")
+        pm.execute_notebook(
+            str(ROOT / "notebooks" / "02_train.ipynb"),
+            str(out),
+            cwd=str(ROOT / "notebooks"),
+            parameters={"run_dir": str(run), "method": method, "seed": seed, "sandbox": SANDBOX_TINY, **TINY_TRAIN},
+            progress_bar=False,
+            kernel_name="python3",
+        )
         s = json.loads((run / "summary.json").read_text())
         assert s["steps"] == 2 and s["method"] == method
         runs.append(str(run))
-    _same_files_as_cli("02_train.ipynb", tmp_path, run, tmp_path / "fig", method="hicra", seed=1, sandbox=SANDBOX_TINY,
-                       **TINY_TRAIN)
+    _same_files_as_cli(
+        "02_train.ipynb", tmp_path, run, tmp_path / "fig", method="hicra", seed=1, sandbox=SANDBOX_TINY, **TINY_TRAIN
+    )
     run, fig = _run("03_dynamics.ipynb", tmp_path, runs=runs, tag="test")
     _same_files_as_cli("03_dynamics.ipynb", tmp_path, run, fig, runs=runs, tag="test")
     for name in ("fig3_dynamics_test", "fig5_methods_test"):
         assert (fig / f"{name}.png").stat().st_size > 5000 and (fig / f"{name}.pdf").exists()
     import pandas as pd
+
     table = pd.read_csv(run / "final_accuracy.csv")
     assert set(table.method) == {"warm_start", "grpo", "hicra", "hicra − grpo"}
     assert table.set_index("method").seeds["hicra"] == 2 and table.set_index("method").seeds["warm_start"] == 3
@@ -140,21 +190,54 @@ def test_02_train_then_03_to_06_on_its_runs(tmp_path, monkeypatch):
     assert (fig / "fig4_errors_test.png").stat().st_size > 5000
 
     models = {"warm start|before RL": "sandbox", "HICRA|after RL": f"{runs[1]}/final"}
-    run, fig = _run("05_fork_tokens.ipynb", tmp_path, run="forks", models=models, tag="test", n_prompts=4,
-                    max_new_tokens=24, sandbox=SANDBOX_TINY)
-    _same_files_as_cli("05_fork_tokens.ipynb", tmp_path, run, fig, models=models, tag="test", n_prompts=4,
-                       max_new_tokens=24, sandbox=SANDBOX_TINY)
+    run, fig = _run(
+        "05_fork_tokens.ipynb",
+        tmp_path,
+        run="forks",
+        models=models,
+        tag="test",
+        n_prompts=4,
+        max_new_tokens=24,
+        sandbox=SANDBOX_TINY,
+    )
+    _same_files_as_cli(
+        "05_fork_tokens.ipynb",
+        tmp_path,
+        run,
+        fig,
+        models=models,
+        tag="test",
+        n_prompts=4,
+        max_new_tokens=24,
+        sandbox=SANDBOX_TINY,
+    )
     rows = json.loads((run / "forks.json").read_text())["rows"]
     assert [r["stage"] for r in rows] == ["before RL", "after RL"] and all(
         0 <= r["fork_is_planning"] <= 1 for r in rows
     )
     assert (fig / "fig9_forks_test.png").stat().st_size > 5000 and (run / "passages.html").exists()
 
-    ev_params = dict(models={"Base": "sandbox", "HICRA": f"{runs[1]}/final"}, tag="test", limit=4, k={"sandbox": 2},
-                     max_new_tokens=24, sandbox=SANDBOX_TINY)
+    ev_params = dict(
+        models={"Base": "sandbox", "HICRA": f"{runs[1]}/final"},
+        tag="test",
+        limit=4,
+        k={"sandbox": 2},
+        max_new_tokens=24,
+        sandbox=SANDBOX_TINY,
+    )
     run, fig = _run("06_evaluate.ipynb", tmp_path, run="eval", **ev_params)
-    _same_files_as_cli("06_evaluate.ipynb", tmp_path, run, fig, **ev_params, temperature=1.0, top_p=1.0,
-                       batch_size=64, default_k=1, benchmarks=["sandbox"])
+    _same_files_as_cli(
+        "06_evaluate.ipynb",
+        tmp_path,
+        run,
+        fig,
+        **ev_params,
+        temperature=1.0,
+        top_p=1.0,
+        batch_size=64,
+        default_k=1,
+        benchmarks=["sandbox"],
+    )
     ev = json.loads((run / "eval.json").read_text())
     assert ev["models"]["HICRA"]["sandbox"]["n"] == 4 and ev["delta"]["of"] == "HICRA"
     assert (fig / "table1_test.png").stat().st_size > 5000 and "Δ (HICRA − Base)" in (run / "table1.md").read_text()
@@ -163,8 +246,16 @@ def test_02_train_then_03_to_06_on_its_runs(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_01_strategic_grams(tmp_path, monkeypatch):
     monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
-    run, fig = _run("01_strategic_grams.ipynb", tmp_path, tag="test", source="sandbox-traces", n_prompts=200,
-                    samples_per_prompt=1, n_eval=50, sandbox=SANDBOX_TINY)
+    run, fig = _run(
+        "01_strategic_grams.ipynb",
+        tmp_path,
+        tag="test",
+        source="sandbox-traces",
+        n_prompts=200,
+        samples_per_prompt=1,
+        n_eval=50,
+        sandbox=SANDBOX_TINY,
+    )
     s = json.loads((run / "grams_summary.json").read_text())
     assert 0 < s["precision"] <= 1 and 0 < s["recall"] <= 1 and s["n_grams"] > 10
     assert (run / "strategic_grams.json").exists() and (run / "review.csv").exists()

@@ -1,4 +1,5 @@
 """The figure pipeline: skips unchanged steps, reruns changed ones, and names the failing notebook and cell."""
+
 import json
 import os
 
@@ -30,11 +31,11 @@ def test_skips_unchanged_and_reruns_changed(tmp_path):
     run = tmp_path / "run"
     assert R.run_step(step, run, str(tmp_path / "fig")) == "ran"
     assert R.run_step(step, run, str(tmp_path / "fig")) == "skipped"
-    src.write_text("2")                                          # an input changed
+    src.write_text("2")  # an input changed
     assert R.run_step(step, run, str(tmp_path / "fig")) == "ran" and out.read_text() == "2"
-    out.unlink()                                                 # an output disappeared
+    out.unlink()  # an output disappeared
     assert R.run_step(step, run, str(tmp_path / "fig")) == "ran"
-    step.params = {**step.params, "source": str(tmp_path / "other.txt")}   # a parameter changed
+    step.params = {**step.params, "source": str(tmp_path / "other.txt")}  # a parameter changed
     (tmp_path / "other.txt").write_text("3")
     assert R.run_step(step, run, str(tmp_path / "fig")) == "ran" and out.read_text() == "3"
     assert R.run_step(step, run, str(tmp_path / "fig")) == "skipped"
@@ -58,6 +59,7 @@ def test_profiles_are_well_formed():
     """Every shipped profile (configs/profiles/*.yaml) loads into uniquely named steps whose notebooks or CLI
     modules exist and that declare their outputs."""
     from hicra.profiles import load_profile, profile_names
+
     assert {"sandbox", "smollm-cpu", "study", "study-quick", "study-alpha"} <= set(profile_names())
     for name in profile_names():
         _, steps = load_profile(name)
@@ -77,20 +79,25 @@ def test_independent_steps_run_together_and_a_failure_spares_its_siblings(tmp_pa
     the other could not pass), each kernel gets its share of the threads, and a failing sibling
     neither stops the others nor loses their stamps."""
     flag = tmp_path / "b_started"
-    a = _nb(tmp_path / "a.ipynb", "import os, pathlib, time\n"
-            f"for _ in range(600):\n    if pathlib.Path({str(flag)!r}).exists(): break\n    time.sleep(0.1)\n"
-            f"else:\n    raise RuntimeError('B never started while A ran')\n"
-            "pathlib.Path(out).write_text(os.environ.get('OMP_NUM_THREADS', 'unset'))")
+    a = _nb(
+        tmp_path / "a.ipynb",
+        "import os, pathlib, time\n"
+        f"for _ in range(600):\n    if pathlib.Path({str(flag)!r}).exists(): break\n    time.sleep(0.1)\n"
+        f"else:\n    raise RuntimeError('B never started while A ran')\n"
+        "pathlib.Path(out).write_text(os.environ.get('OMP_NUM_THREADS', 'unset'))",
+    )
     b = _nb(
         tmp_path / "b.ipynb", f"import pathlib\npathlib.Path({str(flag)!r}).touch()\npathlib.Path(out).write_text('b')"
     )
     c = _nb(tmp_path / "c.ipynb", "raise ValueError('c is broken')")
-    steps = [R.Step("a", a, {"out": str(tmp_path / "a.txt")}, [], [str(tmp_path / "a.txt")], needs=()),
-             R.Step("b", b, {"out": str(tmp_path / "b.txt")}, [], [str(tmp_path / "b.txt")], needs=()),
-             R.Step("c", c, {"out": str(tmp_path / "c.txt")}, [], [str(tmp_path / "c.txt")], needs=()),
-             R.Step("d", b, {"out": str(tmp_path / "d.txt")}, [], [str(tmp_path / "d.txt")])]
+    steps = [
+        R.Step("a", a, {"out": str(tmp_path / "a.txt")}, [], [str(tmp_path / "a.txt")], needs=()),
+        R.Step("b", b, {"out": str(tmp_path / "b.txt")}, [], [str(tmp_path / "b.txt")], needs=()),
+        R.Step("c", c, {"out": str(tmp_path / "c.txt")}, [], [str(tmp_path / "c.txt")], needs=()),
+        R.Step("d", b, {"out": str(tmp_path / "d.txt")}, [], [str(tmp_path / "d.txt")]),
+    ]
     assert [[s.name for s in w] for w in R.waves(steps)] == [["a", "b", "c"], ["d"]]
-    omp_before = os.environ.get("OMP_NUM_THREADS")          # a user's own setting is respected
+    omp_before = os.environ.get("OMP_NUM_THREADS")  # a user's own setting is respected
     results = R.run_wave(R.waves(steps)[0], tmp_path / "run", str(tmp_path / "fig"), lambda s: False, jobs=3)
     status = {s.name: st for s, st, _, _ in results}
     assert status == {"a": "ran", "b": "ran", "c": "failed"}
@@ -115,20 +122,36 @@ def test_interrupt_stops_running_steps_and_their_kernels(tmp_path, inherited):
     import subprocess
     import sys
     import time
+
     body = "import os, pathlib, time\npathlib.Path(out).write_text(str(os.getpid()))\ntime.sleep(600)"
     nbs = [_nb(tmp_path / f"sleep{i}.ipynb", body) for i in range(2)]
-    steps = [dict(name=f"s{i}", notebook=nb, params={"out": str(tmp_path / f"pid{i}")}, inputs=[],
-                  outputs=[str(tmp_path / f"never{i}")], needs=[]) for i, nb in enumerate(nbs)]
+    steps = [
+        dict(
+            name=f"s{i}",
+            notebook=nb,
+            params={"out": str(tmp_path / f"pid{i}")},
+            inputs=[],
+            outputs=[str(tmp_path / f"never{i}")],
+            needs=[],
+        )
+        for i, nb in enumerate(nbs)
+    ]
     driver = (
         "import json, sys\nfrom pathlib import Path\nfrom hicra import runner as R\n"
         f"steps = [R.Step(**s) for s in json.loads({json.dumps(json.dumps(steps))})]\n"
         f"R.run_wave(steps, Path({str(tmp_path / 'run')!r}), {str(tmp_path / 'fig')!r}, lambda s: False, jobs=2)\n"
     )
     ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if inherited == "ignored" else None
-    proc = subprocess.Popen([sys.executable, "-c", driver], start_new_session=True, preexec_fn=ignore,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", driver],
+        start_new_session=True,
+        preexec_fn=ignore,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     pidfiles = [tmp_path / "pid0", tmp_path / "pid1"]
-    for _ in range(1200):                                   # kernels start (bounded wait, not a speed check)
+    for _ in range(1200):  # kernels start (bounded wait, not a speed check)
         if all(p.exists() and p.read_text() for p in pidfiles):
             break
         time.sleep(0.1)
@@ -139,7 +162,7 @@ def test_interrupt_stops_running_steps_and_their_kernels(tmp_path, inherited):
     proc.send_signal(signal.SIGINT)
     out = proc.communicate(timeout=180)[0]
     assert proc.returncode != 0 and "interrupted" in out
-    for i in range(2):                                      # each step process was stopped, not killed
+    for i in range(2):  # each step process was stopped, not killed
         assert "KeyboardInterrupt" in (tmp_path / "run" / "executed" / f"s{i}.log").read_text()
     for _ in range(300):
         alive = [k for k in kernels if _alive(k)]
@@ -154,7 +177,7 @@ def _alive(pid):
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    try:                                                    # a zombie has exited; only its parent has not reaped it
+    try:  # a zombie has exited; only its parent has not reaped it
         return open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
@@ -164,12 +187,20 @@ def test_running_steps_report_progress(tmp_path, capsys):
     """A long step is not silent: the pipeline prints the running steps, with the step count of a JSONL
     progress file when the step declares one."""
     metrics = tmp_path / "metrics.jsonl"
-    body = ("import json, pathlib, time\n"
-            f"for k in range(1, 4):\n    time.sleep(1.5)\n"
-            f"    with open({str(metrics)!r}, 'a') as f: f.write(json.dumps({{'step': k}}) + '\\n')\n"
-            "pathlib.Path(out).write_text('done')")
-    step = R.Step("train", _nb(tmp_path / "t.ipynb", body), {"out": str(tmp_path / "o")}, [], [str(tmp_path / "o")],
-                  progress=(str(metrics), 3))
+    body = (
+        "import json, pathlib, time\n"
+        f"for k in range(1, 4):\n    time.sleep(1.5)\n"
+        f"    with open({str(metrics)!r}, 'a') as f: f.write(json.dumps({{'step': k}}) + '\\n')\n"
+        "pathlib.Path(out).write_text('done')"
+    )
+    step = R.Step(
+        "train",
+        _nb(tmp_path / "t.ipynb", body),
+        {"out": str(tmp_path / "o")},
+        [],
+        [str(tmp_path / "o")],
+        progress=(str(metrics), 3),
+    )
     [(_, status, _, err)] = R.run_wave(
         [step], tmp_path / "run", str(tmp_path / "fig"), lambda s: False, jobs=1, tick=0.5
     )
@@ -181,18 +212,23 @@ def test_running_steps_report_progress(tmp_path, capsys):
 def test_unknown_step_names_are_refused_with_the_valid_ones():
     import subprocess
     import sys
-    r = subprocess.run([sys.executable, "-m", "hicra.pipeline", "--only", "nosuchstep"], capture_output=True,
-                       text=True, timeout=120)
+
+    r = subprocess.run(
+        [sys.executable, "-m", "hicra.pipeline", "--only", "nosuchstep"], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 2 and "unknown step(s) ['nosuchstep']" in r.stderr and "02_train_hicra" in r.stderr
 
 
 def test_a_profile_file_of_ones_own(tmp_path):
     """A user's profile YAML: ${run} is the run folder; a bad profile is refused with what to fix."""
     from hicra.profiles import load_profile
+
     nb = _nb(tmp_path / "w.ipynb", "import pathlib\npathlib.Path(out).write_text('x')")
-    (tmp_path / "mine.yaml").write_text(f"run: mine\nsteps:\n  - name: w\n    notebook: {nb}\n"
-                                        "    params: {out: '${run}/w.txt'}\n    inputs: []\n"
-                                        "    outputs: ['${run}/w.txt']\n")
+    (tmp_path / "mine.yaml").write_text(
+        f"run: mine\nsteps:\n  - name: w\n    notebook: {nb}\n"
+        "    params: {out: '${run}/w.txt'}\n    inputs: []\n"
+        "    outputs: ['${run}/w.txt']\n"
+    )
     run_dir, [step] = load_profile(str(tmp_path / "mine.yaml"), run=str(tmp_path / "r"))
     assert run_dir == tmp_path / "r" and step.params["out"] == f"{tmp_path}/r/w.txt"
     (tmp_path / "bad.yaml").write_text("run: x\nsteps: []\nfrom: hicra.study:study_profile\n")
@@ -206,13 +242,15 @@ def test_every_profile_dry_runs_and_a_bad_parameter_names_its_step(tmp_path, cap
     """`--dry_run true` validates each step of each shipped profile (the GPU `paper` profile included) on this
     CPU machine without loading a model; a parameter its notebook does not take fails, naming the step."""
     from hicra.profiles import load_profile, profile_names
+
     assert "paper" in profile_names()
     for name in profile_names():
         P.main(["--profile", name, "--dry_run", "true"])
         out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert out["ok"] and out["dry_run"] and len(out["steps"]) == len(load_profile(name)[1]), name
-    (tmp_path / "bad.yaml").write_text(open(R.REPO_ROOT / "configs/profiles/paper.yaml").read().replace(
-        "n_prompts: 128", "n_promts: 128"))
+    (tmp_path / "bad.yaml").write_text(
+        open(R.REPO_ROOT / "configs/profiles/paper.yaml").read().replace("n_prompts: 128", "n_promts: 128")
+    )
     with pytest.raises(SystemExit) as e:
         P.main(["--profile", str(tmp_path / "bad.yaml"), "--dry_run", "true"])
     err = capsys.readouterr().err
@@ -223,20 +261,24 @@ def test_a_dry_run_executes_nothing_from_a_notebook(tmp_path, capsys):
     """The dry run reads a notebook's parameters cell by parsing it: code planted there does not run, and the
     step is refused, naming the line."""
     import nbformat
+
     nb = nbformat.read(R.REPO_ROOT / "notebooks" / "07_study.ipynb", as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     planted = tmp_path / "planted"
     cell.source += f"\nimport pathlib\npathlib.Path({str(planted)!r}).write_text('ran')\n"
     nbformat.write(nb, tmp_path / "07_study.ipynb")
-    (tmp_path / "p.yaml").write_text(f"run: {tmp_path}/r\nsteps:\n  - name: s\n"
-                                     f"    notebook: {tmp_path}/07_study.ipynb\n"
-                                     f"    params: {{tag: x}}\n    inputs: []\n    outputs: []\n")
+    (tmp_path / "p.yaml").write_text(
+        f"run: {tmp_path}/r\nsteps:\n  - name: s\n"
+        f"    notebook: {tmp_path}/07_study.ipynb\n"
+        f"    params: {{tag: x}}\n    inputs: []\n    outputs: []\n"
+    )
     with pytest.raises(SystemExit) as e:
         P.main(["--profile", str(tmp_path / "p.yaml"), "--dry_run", "true"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "only `name = <literal>` assignments" in err and "import pathlib" in err, err
     assert not planted.exists()
     from hicra.profiles import literal_assignments
+
     assert literal_assignments("a = 1\nb = {'x': [1, None]}\nc = -2.5\n") == {"a": 1, "b": {"x": [1, None]}, "c": -2.5}
 
 
@@ -244,11 +286,20 @@ def test_results_page_shows_claims_a_and_b_with_their_intervals(tmp_path):
     """The results page carries each fork-token row's entropy gap and shares, with the step's bootstrap interval
     where it computed one, and a dash where a row lacks a value."""
     from hicra.report import results_markdown
+
     (tmp_path / "forks").mkdir()
-    rows = [{"model": "SmolLM2", "stage": "instruct", "texts": "solutions", "entropy_gap": 1.127,
-             "planning_is_fork": 0.688, "fork_is_planning": 0.021,
-             "ci": {"entropy_gap": [0.806, 1.469], "planning_is_fork": [0.545, 0.773]}},
-            {"model": "GRPO", "stage": "after RL", "planning_is_fork": 0.394, "fork_is_planning": 0.658}]
+    rows = [
+        {
+            "model": "SmolLM2",
+            "stage": "instruct",
+            "texts": "solutions",
+            "entropy_gap": 1.127,
+            "planning_is_fork": 0.688,
+            "fork_is_planning": 0.021,
+            "ci": {"entropy_gap": [0.806, 1.469], "planning_is_fork": [0.545, 0.773]},
+        },
+        {"model": "GRPO", "stage": "after RL", "planning_is_fork": 0.394, "fork_is_planning": 0.658},
+    ]
     (tmp_path / "forks" / "forks.json").write_text(json.dumps({"rows": rows}))
     md = results_markdown("x", tmp_path, [{"step": "05_fork_tokens", "status": "ran", "seconds": 1.0}])
     assert "| SmolLM2 | instruct | solutions | 1.127 [0.806, 1.469] | 0.688 [0.545, 0.773] | 0.021 |" in md
@@ -261,6 +312,7 @@ def test_a_kernel_that_dies_starting_is_started_again(tmp_path, monkeypatch):
     import socket
 
     import jupyter_client.connect as jc
+
     held = socket.socket()
     held.bind(("127.0.0.1", 0))
     held.listen()  # a port another process holds, handed to the first kernel as its control port
@@ -271,10 +323,16 @@ def test_a_kernel_that_dies_starting_is_started_again(tmp_path, monkeypatch):
         if len(calls) == 1:
             kw["control_port"] = held.getsockname()[1]
         return real(*args, **kw)
+
     monkeypatch.setattr(jc, "write_connection_file", first_gets_a_taken_port)
     out = tmp_path / "out.txt"
-    step = R.Step("again", _nb(tmp_path / "w.ipynb", "import pathlib\npathlib.Path(out).write_text('ok')"),
-                  {"out": str(out)}, [], [str(out)])
+    step = R.Step(
+        "again",
+        _nb(tmp_path / "w.ipynb", "import pathlib\npathlib.Path(out).write_text('ok')"),
+        {"out": str(out)},
+        [],
+        [str(out)],
+    )
     log = tmp_path / "step.log"
     with open(log, "w") as echo:
         assert R.run_step(step, tmp_path / "run", str(tmp_path / "fig"), echo=echo) == "ran"
@@ -291,13 +349,34 @@ def test_steps_die_with_a_pipeline_killed_by_sigkill(tmp_path):
     import subprocess
     import sys
     import time
-    code = ("import os, sys, time; from hicra.config import install_signal_handlers; install_signal_handlers(); "
-            f"open({str(tmp_path / 'pid')!r}, 'w').write(str(os.getpid())); time.sleep(600)")
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"run": str(tmp_path / "r"), "steps": [
-        {"name": "long", "notebook": "", "params": {}, "inputs": [], "outputs": [str(tmp_path / "never")],
-         "command": ["python", "-c", code]}]}))
-    pipe = subprocess.Popen([sys.executable, "-m", "hicra.pipeline", "--profile", str(tmp_path / "p.yaml")],
-                            cwd=R.REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    code = (
+        "import os, sys, time; from hicra.config import install_signal_handlers; install_signal_handlers(); "
+        f"open({str(tmp_path / 'pid')!r}, 'w').write(str(os.getpid())); time.sleep(600)"
+    )
+    (tmp_path / "p.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "run": str(tmp_path / "r"),
+                "steps": [
+                    {
+                        "name": "long",
+                        "notebook": "",
+                        "params": {},
+                        "inputs": [],
+                        "outputs": [str(tmp_path / "never")],
+                        "command": ["python", "-c", code],
+                    }
+                ],
+            }
+        )
+    )
+    pipe = subprocess.Popen(
+        [sys.executable, "-m", "hicra.pipeline", "--profile", str(tmp_path / "p.yaml")],
+        cwd=R.REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(600):
         if (tmp_path / "pid").exists() and (tmp_path / "pid").read_text():
             break
@@ -312,6 +391,7 @@ def test_steps_die_with_a_pipeline_killed_by_sigkill(tmp_path):
         except ProcessLookupError:
             return False
         return open(f"/proc/{p}/stat").read().split()[2] != "Z"
+
     for _ in range(300):
         if not alive(pid):
             break
@@ -330,13 +410,22 @@ def test_a_step_is_stamped_by_every_hicra_module_its_code_imports(tmp_path):
 
     from hicra.profiles import load_profile
     from hicra.runner import code_files, step_key
+
     _, steps = load_profile("sandbox")
     by = {s.name: s for s in steps}
     names = {f.name for f in code_files(by["02_train_hicra"])}
-    assert {"train.py", "trainer.py", "sgfile.py", "runfolder.py", "models.py", "dynamic_sampling.py",
-            "alpha.py", "advantage.py"} <= names
+    assert {
+        "train.py",
+        "trainer.py",
+        "sgfile.py",
+        "runfolder.py",
+        "models.py",
+        "dynamic_sampling.py",
+        "alpha.py",
+        "advantage.py",
+    } <= names
     study = load_profile("study-quick")[1]
-    assert "study.py" in {f.name for f in code_files(study[-1])}          # notebook 07's imports
+    assert "study.py" in {f.name for f in code_files(study[-1])}  # notebook 07's imports
     root = tmp_path / "repo"
     shutil.copytree(R.REPO_ROOT / "hicra", root / "hicra", ignore=shutil.ignore_patterns("__pycache__"))
     before = {n: step_key(s, "figures", root) for n, s in by.items()}

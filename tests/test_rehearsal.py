@@ -2,6 +2,7 @@
 SmolLM2-135M's HF copy with its chat template, DAPO-Math prompts, the seed SG list tagged with its tokenizer), at CI
 size, and its checkpoint and final model read back the way evaluate and forks read them. `make rehearsal` runs the
 whole profile (docs/scale-out.md); this is the part CI can afford."""
+
 import json
 import math
 import subprocess
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.slow
 
 def test_the_rehearsal_overlay_lists_its_differences_and_keeps_the_paper_steps():
     from hicra.profiles import load_profile
+
     _, paper = load_profile("paper")
     _, reh = load_profile("paper-rehearsal")
     assert [s.name for s in reh if s.name != "train-hicra-lora"] == [s.name for s in paper]
@@ -23,8 +25,10 @@ def test_the_rehearsal_overlay_lists_its_differences_and_keeps_the_paper_steps()
     assert train.command[:4] == ["accelerate", "launch", "--config_file", "configs/accelerate/cpu_2proc.yaml"]
     assert "configs/qwen3_4b_base.yaml" in train.command  # the paper's recipe, overridden by listed flags only
     lora = next(s for s in reh if s.name == "train-hicra-lora")
-    assert lora.command[-2:] == ["--lora_r", "8"] and "train-hicra-lora" in lora.command[lora.command.index(
-        "--run_dir") + 1]
+    assert (
+        lora.command[-2:] == ["--lora_r", "8"]
+        and "train-hicra-lora" in lora.command[lora.command.index("--run_dir") + 1]
+    )
     figs = next(s for s in reh if s.name == "03_dynamics")
     assert figs.params["tag"] == "rehearsal" and len(figs.params["runs"]) == 3
 
@@ -34,11 +38,25 @@ def test_the_rehearsal_trains_smollm2_through_the_paper_command(tmp_path):
     from hicra.profiles import load_profile
     from hicra.runfolder import checkpoint_problem
     from hicra.runner import command_line
+
     _, steps = load_profile("paper-rehearsal", run=str(tmp_path / "r"))
     step = next(s for s in steps if s.name == "train-hicra")
-    cmd = command_line(step.command) + ["--max_steps", "1", "--num_generations", "2", "--per_device_train_batch_size",
-                                        "2", "--gradient_accumulation_steps", "1", "--max_completion_length", "16",
-                                        "--context_schedule", "[16, 32]", "--n_train", "4"]
+    cmd = command_line(step.command) + [
+        "--max_steps",
+        "1",
+        "--num_generations",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+        "--gradient_accumulation_steps",
+        "1",
+        "--max_completion_length",
+        "16",
+        "--context_schedule",
+        "[16, 32]",
+        "--n_train",
+        "4",
+    ]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     run = tmp_path / "r" / "train-hicra-s0"
@@ -48,6 +66,7 @@ def test_the_rehearsal_trains_smollm2_through_the_paper_command(tmp_path):
     params = json.loads((run / "params.json").read_text())
     assert params["processes"] == 2 and params["model"] == "smollm2" and params["dataset"] == "dapo_math_17k"
     import pandas as pd
+
     roll = pd.read_parquet(run / "rollouts" / "step_000001.parquet")
     assert len(roll) == 4 and all(p[0]["role"] == "user" for p in roll.prompt)  # chat prompts, both ranks' rows
     assert checkpoint_problem(run / "checkpoint-1") is None

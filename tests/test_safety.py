@@ -1,4 +1,5 @@
 """Run-folder safety, typed overrides and range checks: a wrong command never costs a run or a number."""
+
 import json
 import os
 import subprocess
@@ -11,8 +12,18 @@ from conftest import TINY, sandbox_recipe
 from hicra.runfolder import RunFolderError, claim, last_complete_checkpoint
 from hicra.train import read_recipe, run
 
-RUN = sandbox_recipe(num_generations=4, per_device_train_batch_size=8, max_completion_length=24, val_every=1, val_n=4,
-                     val_k=1, n_train=16, save_steps=1, sandbox=TINY, method="grpo")
+RUN = sandbox_recipe(
+    num_generations=4,
+    per_device_train_batch_size=8,
+    max_completion_length=24,
+    val_every=1,
+    val_n=4,
+    val_k=1,
+    n_train=16,
+    save_steps=1,
+    sandbox=TINY,
+    method="grpo",
+)
 
 
 @pytest.fixture
@@ -59,6 +70,7 @@ def test_a_second_writer_is_refused_and_named(tmp_path):
 
 def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path, capsys):
     import socket
+
     d = tmp_path / "run"
     d.mkdir()
     p = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -77,8 +89,9 @@ def two_steps(cache):
     return d
 
 
-@pytest.mark.parametrize("damage", ["model.safetensors", "optimizer.pt", "trainer_state.json", "rng_state.pth",
-                                    "scheduler.pt"])
+@pytest.mark.parametrize(
+    "damage", ["model.safetensors", "optimizer.pt", "trainer_state.json", "rng_state.pth", "scheduler.pt"]
+)
 def test_resume_falls_back_past_a_truncated_or_partial_checkpoint(two_steps, damage, capsys):
     """A kill or a full disk can leave the newest checkpoint with a truncated or missing file. Complete means
     loadable, decided before anything is pruned: resume takes the previous checkpoint, says why, and the
@@ -106,11 +119,32 @@ def test_resume_with_settings_that_define_another_run_is_refused(two_steps):
         run({**RUN, "run_dir": str(d), "max_steps": 3, "resume": True, "learning_rate": 1e-3})
     assert (d / "metrics.jsonl").read_text() == before  # nothing touched
     # the CLI says it in one line, exit 2
-    res = subprocess.run([sys.executable, "-m", "hicra.train", "configs/sandbox.yaml", "--run_dir", str(d),
-                          "--resume", "true", "--method", "grpo", "--seed", "7"], capture_output=True, text=True,
-                         env={**os.environ, "HICRA_CACHE": str(d.parent)}, timeout=300)
-    assert res.returncode == 2 and "error: --resume true would continue" in res.stderr and "Traceback" not in \
-        res.stderr and "seed 42 -> 7" in res.stderr, res.stderr[-2000:]
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hicra.train",
+            "configs/sandbox.yaml",
+            "--run_dir",
+            str(d),
+            "--resume",
+            "true",
+            "--method",
+            "grpo",
+            "--seed",
+            "7",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HICRA_CACHE": str(d.parent)},
+        timeout=300,
+    )
+    assert (
+        res.returncode == 2
+        and "error: --resume true would continue" in res.stderr
+        and "Traceback" not in res.stderr
+        and "seed 42 -> 7" in res.stderr
+    ), res.stderr[-2000:]
 
 
 def test_a_step_with_a_non_finite_loss_stops_the_run_and_saves_nothing_of_it(cache):
@@ -118,9 +152,28 @@ def test_a_step_with_a_non_finite_loss_stops_the_run_and_saves_nothing_of_it(cac
     the run stops with one line that says what to do, and writes no metrics line, checkpoint or final model
     for that step. The corrected rerun in the same folder needs no --overwrite (no step had finished)."""
     d = cache / "nan"
-    res = subprocess.run([sys.executable, "-m", "hicra.train", "--run_dir", str(d), *_flags(RUN), "--max_steps", "2",
-                          "--method", "entropy_reg", "--entropy_bonus", "1e38", "--val_every", "0"],
-                         capture_output=True, text=True, env={**os.environ, "HICRA_CACHE": str(cache)}, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hicra.train",
+            "--run_dir",
+            str(d),
+            *_flags(RUN),
+            "--max_steps",
+            "2",
+            "--method",
+            "entropy_reg",
+            "--entropy_bonus",
+            "1e38",
+            "--val_every",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HICRA_CACHE": str(cache)},
+        timeout=300,
+    )
     err = res.stderr
     assert res.returncode == 2 and "error: step 1: loss = -inf" in err and "Last good checkpoint" in err, err[-2000:]
     assert not (d / "final").exists() and not list(d.glob("checkpoint-*")) and not (d / "summary.json").exists()
@@ -133,28 +186,33 @@ def test_the_non_finite_guard_names_the_last_good_checkpoint(two_steps):
     import math
 
     from hicra.trainer import NonFiniteError, require_finite
+
     require_finite({"loss": 0.5, "grad_norm": 1.0}, 3, two_steps)
     with pytest.raises(NonFiniteError, match=r"step 3: grad_norm = nan.*Last good checkpoint: .*checkpoint-2"):
         require_finite({"loss": 0.0, "grad_norm": math.nan}, 3, two_steps)
 
 
 def _flags(d):
-    return [x for k, v in d.items() if k != "sandbox" for x in (f"--{k}", json.dumps(v) if not isinstance(v, str)
-                                                                else v)] + ["--sandbox", json.dumps(TINY)]
+    return [
+        x for k, v in d.items() if k != "sandbox" for x in (f"--{k}", json.dumps(v) if not isinstance(v, str) else v)
+    ] + ["--sandbox", json.dumps(TINY)]
 
 
 def test_two_processes_taking_over_one_stale_lock_at_once_never_both_hold_it(tmp_path):
     """A stale lock (its pid dead) and 8 processes claiming the folder at the same moment: exactly one gets it,
     the others are refused naming it. Repeated a few times, since a race shows only sometimes."""
     import socket
-    code = ("import sys, time; from hicra.runfolder import claim, RunFolderError\n"
-            "t = float(sys.argv[2])\n"
-            "while time.time() < t: pass\n"
-            "try:\n"
-            "    with claim(sys.argv[1], resume=True, overwrite=False):\n"
-            "        print('HELD', flush=True); time.sleep(1.5)\n"
-            "except RunFolderError as e:\n"
-            "    print('REFUSED', e)\n")
+
+    code = (
+        "import sys, time; from hicra.runfolder import claim, RunFolderError\n"
+        "t = float(sys.argv[2])\n"
+        "while time.time() < t: pass\n"
+        "try:\n"
+        "    with claim(sys.argv[1], resume=True, overwrite=False):\n"
+        "        print('HELD', flush=True); time.sleep(1.5)\n"
+        "except RunFolderError as e:\n"
+        "    print('REFUSED', e)\n"
+    )
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     for attempt in range(3):
@@ -162,8 +220,10 @@ def test_two_processes_taking_over_one_stale_lock_at_once_never_both_hold_it(tmp
         d.mkdir()
         (d / ".lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": "then"}))
         start = time.time() + 3  # every process imported and spinning by then
-        procs = [subprocess.Popen([sys.executable, "-c", code, str(d), str(start)], stdout=subprocess.PIPE, text=True)
-                 for _ in range(8)]
+        procs = [
+            subprocess.Popen([sys.executable, "-c", code, str(d), str(start)], stdout=subprocess.PIPE, text=True)
+            for _ in range(8)
+        ]
         outs = [p.communicate(timeout=120)[0] for p in procs]
         assert sum("HELD" in o for o in outs) == 1, outs
         assert all("HELD" in o or "in use by pid" in o for o in outs), outs
@@ -198,11 +258,14 @@ def test_resume_without_a_checkpoint_says_it_starts_fresh(cache, capsys):
     assert "no complete checkpoint" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("flag,value,message", [
-    ("max_steps", "abc", "max_steps: expected an integer"),
-    ("hicra_alpha", "abc", "hicra_alpha: expected a number"),
-    ("resume", "maybe", "resume: expected a boolean"),
-])
+@pytest.mark.parametrize(
+    "flag,value,message",
+    [
+        ("max_steps", "abc", "max_steps: expected an integer"),
+        ("hicra_alpha", "abc", "hicra_alpha: expected a number"),
+        ("resume", "maybe", "resume: expected a boolean"),
+    ],
+)
 def test_overrides_are_typed_by_the_config_fields(flag, value, message):
     with pytest.raises(ValueError, match=message):
         read_recipe("configs/sandbox.yaml", [f"--{flag}", value])
@@ -210,22 +273,25 @@ def test_overrides_are_typed_by_the_config_fields(flag, value, message):
     assert data["learning_rate"] == 1e-4 and data["resume"] is True and data["max_steps"] == 7
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--num_generations", "0"], "num_generations must be >= 2"),
-    (["--hicra_alpha", "5"], r"hicra_alpha must be in \[0, 1\)"),
-    (["--hicra_alpha", "-3"], r"hicra_alpha must be in \[0, 1\)"),
-    (["--val_k", "0"], "val_k must be >= 1"),
-    (["--temperature", "0"], "temperature must be a finite number > 0"),
-    (["--entropy_bonus", "nan"], "entropy_bonus must be a finite number >= 0"),
-    (["--learning_rate", "nan"], "learning_rate must be a finite number >= 0"),
-    (["--alpha_max", "5"], r"alpha_max must be in \[0, 1\)"),
-    (["--max_steps", "0"], "max_steps must be >= 1"),
-    (["--max_steps", "-5"], "max_steps must be >= 1"),
-    (["--fork_quantile", "5"], r"fork_quantile must be in \(0, 1\]"),
-    (["--max_completion_length", "0"], "max_completion_length must be >= 1"),
-    (["--loss_type", "grpo"], "loss_type must be 'dapo'"),
-    (["--per_device_train_batch_size", "3"], r"generation_batch_size \(12\) must be divisible by num_generations"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--num_generations", "0"], "num_generations must be >= 2"),
+        (["--hicra_alpha", "5"], r"hicra_alpha must be in \[0, 1\)"),
+        (["--hicra_alpha", "-3"], r"hicra_alpha must be in \[0, 1\)"),
+        (["--val_k", "0"], "val_k must be >= 1"),
+        (["--temperature", "0"], "temperature must be a finite number > 0"),
+        (["--entropy_bonus", "nan"], "entropy_bonus must be a finite number >= 0"),
+        (["--learning_rate", "nan"], "learning_rate must be a finite number >= 0"),
+        (["--alpha_max", "5"], r"alpha_max must be in \[0, 1\)"),
+        (["--max_steps", "0"], "max_steps must be >= 1"),
+        (["--max_steps", "-5"], "max_steps must be >= 1"),
+        (["--fork_quantile", "5"], r"fork_quantile must be in \(0, 1\]"),
+        (["--max_completion_length", "0"], "max_completion_length must be >= 1"),
+        (["--loss_type", "grpo"], "loss_type must be 'dapo'"),
+        (["--per_device_train_batch_size", "3"], r"generation_batch_size \(12\) must be divisible by num_generations"),
+    ],
+)
 @pytest.mark.parametrize("dry", ["true", "false"])
 def test_dry_run_fails_where_the_real_run_would(flags, message, dry, capsys, tmp_path):
     """The CLI's entry point, in this process: exit code 2 and one line that says what to fix (any other
@@ -233,6 +299,7 @@ def test_dry_run_fails_where_the_real_run_would(flags, message, dry, capsys, tmp
     import re
 
     from hicra.train import main
+
     with pytest.raises(SystemExit) as e:
         main(["configs/sandbox.yaml", *flags, "--dry_run", dry, "--run_dir", str(tmp_path / "r")])
     assert not (tmp_path / "r").exists()
@@ -247,6 +314,7 @@ def test_sign_flip_needs_an_explicit_yes():
 
     from hicra.advantage import token_advantages
     from hicra.train import dry_run
+
     assert dry_run(read_recipe("configs/sandbox.yaml", ["--hicra_alpha", "1.5", "--allow_sign_flip", "true"]))["ok"]
     A, plan, cm = torch.tensor([-1.0]), torch.tensor([[True, False]]), torch.ones(1, 2)
     out, _ = token_advantages("hicra", A, plan, cm, alpha=1.5, allow_sign_flip=True)
@@ -254,6 +322,7 @@ def test_sign_flip_needs_an_explicit_yes():
     with pytest.raises(ValueError, match="allow_sign_flip"):
         token_advantages("hicra", A, plan, cm, alpha=1.5)
     from hicra.trainer import HICRAConfig
+
     with pytest.raises(ValueError, match="loss_type must be 'dapo'"):  # refused, no longer silently overwritten
         HICRAConfig(output_dir="/tmp/x", method="grpo", loss_type="grpo", use_cpu=True, report_to=[])
 
@@ -276,10 +345,12 @@ def test_bad_recipe_files_name_the_file(tmp_path, text, message):
 # --------------------------------------------------------------------------
 # library functions refuse inputs that would give a wrong number
 
+
 def test_hicra_advantages_refuse_nan_and_sign_flips():
     import torch
 
     from hicra.advantage import hicra_advantages
+
     mask = torch.ones(1, 3, dtype=torch.bool)
     with pytest.raises(ValueError, match="NaN or inf"):
         hicra_advantages(torch.tensor([float("nan")]), mask)
@@ -291,6 +362,7 @@ def test_hicra_advantages_refuse_nan_and_sign_flips():
 
 def test_pass_at_k_checks_shapes_and_counts():
     from hicra.metrics import pass_at_k
+
     with pytest.raises(ValueError, match="one entry per problem"):
         pass_at_k([4, 4], [1], 2)
     with pytest.raises(ValueError, match="0 <= c <= n"):
@@ -304,6 +376,7 @@ def test_entropies_refuse_negative_counts():
     from collections import Counter
 
     from hicra.metrics import semantic_entropy
+
     with pytest.raises(ValueError, match=">= 0"):
         semantic_entropy(Counter({"a": 3, "b": -1}))
     assert semantic_entropy(Counter({"a": 1, "b": 1})) == 1.0
@@ -311,19 +384,22 @@ def test_entropies_refuse_negative_counts():
 
 def test_tagger_refuses_a_bare_string(smollm2_tokenizer):
     from hicra.tagger import PlanningTagger
+
     with pytest.raises(ValueError, match=r"single string; pass a list of grams \(e.g. \['wait'\]\)"):
         PlanningTagger("wait", smollm2_tokenizer)
     assert PlanningTagger(["wait"], smollm2_tokenizer).grams == ["wait"]
 
 
-@pytest.mark.parametrize("answer", [r"9^{9^{9}}", r"9^{{9}^{9}}", "9^{99999999}", "10^{10000000000}", "99999999!",
-                                    "(10^5)!", "9**9**9"])
+@pytest.mark.parametrize(
+    "answer", [r"9^{9^{9}}", r"9^{{9}^{9}}", "9^{99999999}", "10^{10000000000}", "99999999!", "(10^5)!", "9**9**9"]
+)
 def test_grader_never_hangs_in_a_worker_thread(answer):
     """math-verify's timeout works only in the main thread: answers too large to evaluate (exponent towers, huge
     exponents or factorials) must never reach sympy, whatever their shape. A watchdog thread, not a timing."""
     import threading
 
     from hicra.rewards import is_correct
+
     out = {}
     t = threading.Thread(target=lambda: out.update(r=is_correct(rf"\boxed{{{answer}}}", "5")), daemon=True)
     t.start()
@@ -333,6 +409,7 @@ def test_grader_never_hangs_in_a_worker_thread(answer):
 
 def test_grader_still_evaluates_ordinary_powers_and_factorials():
     from hicra.rewards import is_correct, too_big
+
     assert is_correct(r"\boxed{2^{10}}", "1024") and is_correct(r"\boxed{x^2+y^2}", "y^2+x^2")
     assert is_correct(r"\boxed{5!}", "120") and is_correct(r"\boxed{10^{3}}", "1000")
     assert is_correct(r"\boxed{9^{99999999}}", "9^{99999999}")  # compared textually: equal text still counts
@@ -343,6 +420,7 @@ def test_sg_file_errors_name_the_right_line_in_a_large_file(tmp_path):
     """The line counter is incremental now (the reader was quadratic: 9.2 s for 20k grams); it must still
     name the exact line of a bad entry deep in a big file."""
     from hicra.sgfile import SGFileError, read_sg_file, write_sg_file
+
     grams = [{"gram": f"gram {i}", "kind": "deduction"} for i in range(20_000)]
     p = write_sg_file(tmp_path / "g.json", grams, {"source": "test"})
     assert len(read_sg_file(p)["grams"]) == 20_000
@@ -358,11 +436,13 @@ def test_sg_file_lines_are_not_recounted_from_the_start_per_entry(tmp_path, monk
     """The quadratic reader counted newlines from the file's start for every entry (``_line`` per gram);
     the linear one counts incrementally, so ``_line`` is not called per entry."""
     from hicra import sgfile
+
     calls = []
     real = sgfile._line
     monkeypatch.setattr(sgfile, "_line", lambda text, pos: calls.append(pos) or real(text, pos))
-    p = sgfile.write_sg_file(tmp_path / "g.json", [{"gram": f"g {i}", "kind": "deduction"} for i in range(2000)],
-                             {"source": "test"})
+    p = sgfile.write_sg_file(
+        tmp_path / "g.json", [{"gram": f"g {i}", "kind": "deduction"} for i in range(2000)], {"source": "test"}
+    )
     assert len(sgfile.read_sg_file(p)["grams"]) == 2000 and len(calls) <= 1
 
 
@@ -370,6 +450,7 @@ def test_resume_of_a_finished_run_without_checkpoints_is_a_no_op(cache):
     d = cache / "run"
     first = run({**RUN, "run_dir": str(d), "max_steps": 1, "save_steps": 100})
     import shutil
+
     for c in d.glob("checkpoint-*"):  # a user who cleaned up the checkpoints of a finished run
         shutil.rmtree(c)
     lines = (d / "metrics.jsonl").read_text()
@@ -380,6 +461,7 @@ def test_resume_of_a_finished_run_without_checkpoints_is_a_no_op(cache):
 def test_dry_run_checks_the_installed_stack():
     """The dry run reports torch / transformers / trl (/ vllm) and refuses versions outside the declared ranges."""
     from hicra.train import check_stack, dry_run
+
     out = dry_run(read_recipe("configs/qwen3_4b_base.yaml", []))
     assert out["stack"]["trl"].startswith("1.16") and "torch" in out["stack"]
     with pytest.raises(ValueError, match=r"vllm 0.33.0 \(needs"):
@@ -391,34 +473,51 @@ def test_dry_run_checks_the_installed_stack():
     assert check_stack(installed={**out["stack"], "vllm": "0.31.0"})["vllm"] == "0.31.0"
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["-m", "hicra.train", "{dir}", "--dry_run", "true"], "is a folder, not a YAML file"),
-    (["-m", "hicra.pipeline", "--profile", "{dir}.yaml", "--dry_run", "true"], "is a folder, not a YAML file"),
-    (["-m", "hicra.pipeline", "--profile", "study", "--profile_args", "{{bad", "--dry_run", "true"],
-     "Expecting property name"),
-    (["-m", "hicra.pipeline", "--profile", "study", "--profile_args", "[1, 2]", "--dry_run", "true"],
-     "expected a JSON object"),
-    (["-m", "hicra.pipeline", "--profile", "study", "--profile_args", '{{"arms": 5}}', "--dry_run", "true"],
-     "arms must map arm names to seed counts"),
-    (["-m", "hicra.train", "configs/sandbox.yaml", "--sandbox", '{{"nope": 1}}', "--dry_run", "true"],
-     r"unknown SandboxConfig option\(s\) \['nope'\]"),
-    (["-m", "hicra.train", "configs/sandbox.yaml", "--sg_file", "{bad_sg}", "--dry_run", "true"],
-     "not UTF-8 text"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["-m", "hicra.train", "{dir}", "--dry_run", "true"], "is a folder, not a YAML file"),
+        (["-m", "hicra.pipeline", "--profile", "{dir}.yaml", "--dry_run", "true"], "is a folder, not a YAML file"),
+        (
+            ["-m", "hicra.pipeline", "--profile", "study", "--profile_args", "{{bad", "--dry_run", "true"],
+            "Expecting property name",
+        ),
+        (
+            ["-m", "hicra.pipeline", "--profile", "study", "--profile_args", "[1, 2]", "--dry_run", "true"],
+            "expected a JSON object",
+        ),
+        (
+            ["-m", "hicra.pipeline", "--profile", "study", "--profile_args", '{{"arms": 5}}', "--dry_run", "true"],
+            "arms must map arm names to seed counts",
+        ),
+        (
+            ["-m", "hicra.train", "configs/sandbox.yaml", "--sandbox", '{{"nope": 1}}', "--dry_run", "true"],
+            r"unknown SandboxConfig option\(s\) \['nope'\]",
+        ),
+        (["-m", "hicra.train", "configs/sandbox.yaml", "--sg_file", "{bad_sg}", "--dry_run", "true"], "not UTF-8 text"),
+    ],
+)
 def test_malformed_paths_and_arguments_get_one_line_not_a_traceback(tmp_path, argv, message):
     import re
+
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir.yaml").mkdir()
     (tmp_path / "sg.json").write_bytes(b"\xff\xfe{}")
     argv = [a.format(dir=tmp_path / "dir", bad_sg=tmp_path / "sg.json") for a in argv]
-    res = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=300,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    res = subprocess.run(
+        [sys.executable, *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     assert res.returncode == 2 and re.search(message, res.stderr) and "Traceback" not in res.stderr, res.stderr[-2000:]
 
 
 def test_malformed_jsonl_names_the_file_and_line(tmp_path):
     from hicra.data import _jsonl
     from hicra.grams.step import GramsConfig, collect_rollouts
+
     f = tmp_path / "bench.jsonl"
     f.write_text('{"problem": "1+1", "answer": "2"}\n\n{"problem": "2+2", "answer": \n')
     with pytest.raises(ValueError, match=r"bench.jsonl:3: not a JSON line"):
@@ -446,11 +545,27 @@ def test_a_full_disk_during_a_checkpoint_save_says_so_and_what_to_do(cache, smal
     """torch's own error on a full disk is 'unexpected pos 185216 vs 185104': the run must say 'no space left',
     exit 2, and leave no lock behind; resume skips the half-written checkpoint."""
     d = small_disk / "run"
-    res = subprocess.run([sys.executable, "-m", "hicra.train", "--run_dir", str(d), *_flags(RUN), "--max_steps", "3",
-                          "--val_every", "0"], capture_output=True, text=True,
-                         env={**os.environ, "HICRA_CACHE": str(cache)}, timeout=300)
-    assert res.returncode == 2 and "no space left on the disk of" in res.stderr and "--resume true" in res.stderr, \
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hicra.train",
+            "--run_dir",
+            str(d),
+            *_flags(RUN),
+            "--max_steps",
+            "3",
+            "--val_every",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HICRA_CACHE": str(cache)},
+        timeout=300,
+    )
+    assert res.returncode == 2 and "no space left on the disk of" in res.stderr and "--resume true" in res.stderr, (
         res.stderr[-2000:]
+    )
     assert not (d / ".lock").exists()
     assert last_complete_checkpoint(d) is None
 
@@ -458,6 +573,7 @@ def test_a_full_disk_during_a_checkpoint_save_says_so_and_what_to_do(cache, smal
 def test_metrics_readers_skip_a_torn_last_line_and_name_a_bad_middle_one(tmp_path, capsys):
     from hicra.figures import load_runs
     from hicra.io import read_metrics
+
     d = tmp_path / "train-grpo-s0"
     d.mkdir()
     good = "".join(json.dumps({"step": i, "val_accuracy": 0.1 * i}) + "\n" for i in range(3))
@@ -474,6 +590,7 @@ def test_a_metrics_line_that_does_not_fit_on_the_disk_leaves_the_file_whole(smal
     import errno
 
     from hicra.io import append_jsonl
+
     f = small_disk / "metrics.jsonl"
     append_jsonl(f, {"step": 1})
     before = f.read_bytes()
@@ -493,11 +610,25 @@ def test_a_resumed_run_equals_an_uninterrupted_one_with_the_compact_sampler(cach
     """rollout: compact draws from torch's global RNG, which a checkpoint saves (rng_state.pth) and resume restores:
     a run stopped after checkpoint-2 and resumed in a new process samples the same completions, step for step, as
     one that never stopped (gradient accumulation 2: a generation batch spans two micro-steps)."""
-    flags = [*_flags({**RUN, "per_device_train_batch_size": 4}), "--gradient_accumulation_steps", "2",
-             "--save_steps", "2", "--rollout", "compact", "--learning_rate", "1e-3"]
+    flags = [
+        *_flags({**RUN, "per_device_train_batch_size": 4}),
+        "--gradient_accumulation_steps",
+        "2",
+        "--save_steps",
+        "2",
+        "--rollout",
+        "compact",
+        "--learning_rate",
+        "1e-3",
+    ]
     env = {**os.environ, "HICRA_CACHE": str(cache)}
-    call = lambda d, *more: subprocess.run([sys.executable, "-m", "hicra.train", "--run_dir", str(d), *flags, *more],  # noqa: E731
-                                           capture_output=True, text=True, env=env, timeout=300)
+    call = lambda d, *more: subprocess.run(
+        [sys.executable, "-m", "hicra.train", "--run_dir", str(d), *flags, *more],  # noqa: E731
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     a, b = cache / "a", cache / "b"
     assert call(a, "--max_steps", "4").returncode == 0
     assert call(b, "--max_steps", "2").returncode == 0
@@ -508,6 +639,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one_with_the_compact_sampler(cach
     lines = lambda d: [tuple(r.get(k) for k in keys) for r in map(json.loads, open(d / "metrics.jsonl"))]  # noqa: E731
     assert lines(a) == lines(b)
     import pandas as pd
+
     for step in (3, 4):
         ra, rb = (pd.read_parquet(d / "rollouts" / f"step_00000{step}.parquet") for d in (a, b))
         assert list(ra.completion) == list(rb.completion)

@@ -1,4 +1,5 @@
 """Sandbox world, ground-truth spans vs the tagger, oracle, determinism, CLI."""
+
 import json
 import random
 import subprocess
@@ -51,9 +52,9 @@ def test_verifier_and_generator_agree(world):
 def test_verifier_rejects_bad_answers():
     t = Task([3, 7, 5], 26)
     assert verify(t, r"\boxed{3 * 7 + 5}") and verify(t, r"so \boxed{(3 * 7) + 5}")
-    assert not verify(t, r"\boxed{3 * 7}")            # a number unused
+    assert not verify(t, r"\boxed{3 * 7}")  # a number unused
     assert not verify(t, r"\boxed{26}")
-    assert not verify(t, "3 * 7 + 5 = 26")            # strict: no box
+    assert not verify(t, "3 * 7 + 5 = 26")  # strict: no box
     assert not verify(t, r"\boxed{__import__('os')}")
 
 
@@ -86,6 +87,7 @@ def test_tagger_recovers_ground_truth_tokens(world):
     _, _, traces = world
     tok = train_tokenizer([tr.text for tr in traces], 512)
     from hicra.grams.quality import token_masks
+
     got, gt = token_masks(traces, tok, [g for g, _ in ALL_GRAMS])  # the same truth the SG quality score uses
     assert (got == gt).all(), f"{int((got != gt).sum())} tokens differ from the ground truth"
     n_tokens, n_plan = len(gt), gt.sum()
@@ -102,6 +104,7 @@ def test_tiny_build_deterministic_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "b"))
     b = build(cfg, progress=False)
     from safetensors.torch import load_file
+
     wa = load_file(f"{a['model_dir']}/model.safetensors")
     wb = load_file(f"{b['model_dir']}/model.safetensors")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -110,24 +113,56 @@ def test_tiny_build_deterministic_and_cached(tmp_path, monkeypatch):
 
 def test_cli_last_line_json(tmp_path):
     env = {"HICRA_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    r = subprocess.run([sys.executable, "-m", "hicra.sandbox", "--seed", "2", "--sandbox", json.dumps(TINY),
-                        "--n_calibration", "4", "--run_dir", str(tmp_path / "run"), "--figures_dir",
-                        str(tmp_path / "fig")], capture_output=True, text=True,
-                       env={**__import__("os").environ, **env}, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hicra.sandbox",
+            "--seed",
+            "2",
+            "--sandbox",
+            json.dumps(TINY),
+            "--n_calibration",
+            "4",
+            "--run_dir",
+            str(tmp_path / "run"),
+            "--figures_dir",
+            str(tmp_path / "fig"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, **env},
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert {"model_dir", "cached", "build_seconds", "val_accuracy", "errors", "calibration", "figures"} <= set(out)
     assert out["cached"] is False and set(out["errors"]) == {"planning", "execution"}
     assert (tmp_path / "fig" / "sandbox_calibration.png").exists() and (tmp_path / "run" / "sandbox.json").exists()
-    r = subprocess.run([sys.executable, "-m", "hicra.sandbox", "--sandbox", '{"difficulty": "impossible"}',
-                        "--run_dir", str(tmp_path / "run2"), "--figures_dir", str(tmp_path / "fig")],
-                       capture_output=True, text=True, env={**__import__("os").environ, **env}, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hicra.sandbox",
+            "--sandbox",
+            '{"difficulty": "impossible"}',
+            "--run_dir",
+            str(tmp_path / "run2"),
+            "--figures_dir",
+            str(tmp_path / "fig"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, **env},
+        timeout=120,
+    )
     assert r.returncode != 0 and "difficulty must be one of" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_cache_folder_can_move(tmp_path, monkeypatch):
     """A copied or moved cache (another machine, another user) is found at its new place."""
     import shutil
+
     monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "a"))
     cfg = SandboxConfig(seed=2, **TINY)
     build(cfg, progress=False)
@@ -136,6 +171,7 @@ def test_cache_folder_can_move(tmp_path, monkeypatch):
     info = build(cfg, progress=False)
     assert info["cached"] and info["model_dir"].startswith(str(tmp_path / "moved"))
     from hicra.sandbox.build import load
+
     load(info["model_dir"])
 
 
@@ -144,10 +180,36 @@ def test_verify_agrees_with_reasoning_gyms_scorer():
     import re
 
     from hicra.sandbox.world import Task, WorldConfig, _dataset, verify
+
     scorer = _dataset(WorldConfig(), 0, 1)
-    exprs = ["3+4", "4 + 5 - 3 + 0", "(4+5)-3", "5-3+4*1", "4+5-3", " 4 + (5 - 3)", "5 - (3 - 4)", "3 4 5",
-             "(3)(4)-5", "-3+5+4", "03+4+5", "3*4-5", "4*3*5", "3--4+5", "-(3-4)+5", "()", "4+5-3)", "((4+5)-3",
-             "3+4+5", "+3+4+5", "4*5-3", "3*(4+5)", "(5-4)*3", "5*4*3", "3 * 4 - 5", "3 + 4 + 5 + 0"]
+    exprs = [
+        "3+4",
+        "4 + 5 - 3 + 0",
+        "(4+5)-3",
+        "5-3+4*1",
+        "4+5-3",
+        " 4 + (5 - 3)",
+        "5 - (3 - 4)",
+        "3 4 5",
+        "(3)(4)-5",
+        "-3+5+4",
+        "03+4+5",
+        "3*4-5",
+        "4*3*5",
+        "3--4+5",
+        "-(3-4)+5",
+        "()",
+        "4+5-3)",
+        "((4+5)-3",
+        "3+4+5",
+        "+3+4+5",
+        "4*5-3",
+        "3*(4+5)",
+        "(5-4)*3",
+        "5*4*3",
+        "3 * 4 - 5",
+        "3 + 4 + 5 + 0",
+    ]
     agree = 0
     for numbers in ([3, 4, 5], [3, 3, 4]):
         for target in range(-20, 70):
@@ -165,11 +227,13 @@ def test_default_warm_start_ships_and_installs(tmp_path, monkeypatch):
     from dataclasses import asdict
 
     from hicra.sandbox.build import SHIPPED, SandboxConfig, build, load, model_dir
+
     monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
     cfg = SandboxConfig()
     assert (SHIPPED / model_dir(cfg).name / "summary.json").exists(), (
         "SandboxConfig defaults changed: run `python -m hicra.sandbox --force true` and copy the cache folder "
-        "into data/sandbox/ (see data/sandbox/README.md)")
+        "into data/sandbox/ (see data/sandbox/README.md)"
+    )
     info = build(cfg)
     assert info["shipped"] and info["model_dir"] == str(model_dir(cfg))
     assert json.loads((model_dir(cfg) / "summary.json").read_text())["config"] == asdict(cfg)
@@ -186,13 +250,14 @@ def test_warm_start_validation_is_scored_once_and_reread(private_cache):
 
     from hicra.sandbox.build import load
     from hicra.sandbox.rl import validator
+
     cfg = SandboxConfig(**TINY)
     info = build(cfg, progress=False)
     model, tok = load(info["model_dir"])
     val = validator(cfg, 4, k=3, max_new_tokens=12, warm_dir=info["model_dir"])
     first = val.initial(model, tok)
     assert first == val(model, tok)  # the same number a sampled step 0 gives
-    [kept] = (private_cache.glob("*/*/val_cache/*.json"))
+    [kept] = private_cache.glob("*/*/val_cache/*.json")
     kept.write_text(json.dumps({**json.loads(kept.read_text()), "val_accuracy": 0.123}))
     assert val.initial(model, tok) == 0.123  # read back, not sampled
     other = validator(cfg, 4, k=2, max_new_tokens=12, warm_dir=info["model_dir"])

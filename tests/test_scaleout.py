@@ -1,4 +1,5 @@
 """Shipped accelerate configs: each parses with accelerate's own loader and says what its header promises."""
+
 import re
 from pathlib import Path
 
@@ -23,6 +24,7 @@ def test_every_scale_ships():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_accelerate_parses_each_config(path):
     from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
+
     cfg = load_config_from_file(str(path))
     assert isinstance(cfg, ClusterConfig)
     kind, procs, machines, zero = EXPECT[path.stem]
@@ -44,6 +46,7 @@ def test_the_gpu_environment_resolves_for_linux_x86_64(tmp_path):
     import sys
 
     import yaml
+
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
@@ -51,12 +54,31 @@ def test_the_gpu_environment_resolves_for_linux_x86_64(tmp_path):
     (tmp_path / "gpu.in").write_text("\n".join(lines) + "\n")
     uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
     assert uv, "uv is installed by the Makefile's venv"
-    res = subprocess.run([uv, "pip", "compile", str(tmp_path / "gpu.in"), "--python-platform", "x86_64-manylinux_2_28",
-                          "--python-version", python.split("=")[1], "-o", str(tmp_path / "gpu.txt"), "--quiet"],
-                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    res = subprocess.run(
+        [
+            uv,
+            "pip",
+            "compile",
+            str(tmp_path / "gpu.in"),
+            "--python-platform",
+            "x86_64-manylinux_2_28",
+            "--python-version",
+            python.split("=")[1],
+            "-o",
+            str(tmp_path / "gpu.txt"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
-    pins = dict(line.split("==", 1) for line in (tmp_path / "gpu.txt").read_text().splitlines()
-                if "==" in line and not line.startswith(("#", " ")))
+    pins = dict(
+        line.split("==", 1)
+        for line in (tmp_path / "gpu.txt").read_text().splitlines()
+        if "==" in line and not line.startswith(("#", " "))
+    )
     assert pins["vllm"] == "0.31.0" and pins["trl"].startswith("1.16.")
     for name in ("torch", "transformers", "peft", "deepspeed", "accelerate"):
         assert name in pins, name

@@ -1,5 +1,6 @@
 """The study profile end to end on a tiny sandbox: Ctrl-C, then a rerun that keeps finished runs and resumes
 the rest; and the pre-registered statistics on hand-made numbers."""
+
 import json
 import math
 import os
@@ -27,32 +28,52 @@ def test_summarise_holm_and_mde_on_hand_numbers():
     assert s["mde"] == pytest.approx((3.1824 + 0.9785) * 0.008165 / 2, rel=1e-3)
     assert S.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert study._verdict(0.01, 0.05) == "reproduced" and study._verdict(-0.05, -0.01) == "not reproduced"
-    assert study._verdict(-0.01, 0.05) == "inconclusive" and study._verdict(-0.05, -0.01, positive=False) == \
-        "reproduced"
+    assert (
+        study._verdict(-0.01, 0.05) == "inconclusive" and study._verdict(-0.05, -0.01, positive=False) == "reproduced"
+    )
 
 
 def test_per_run_endpoints():
-    rows = [{"arm": "grpo", "method": "grpo", "seed": 0, "sweep_alpha": 0.0, "step": k,
-             "val_accuracy": v, "ppl_execution": 1.3 - 0.001 * k if k else None,
-             "semantic_entropy": 5.0 + 0.01 * k if k else None} for k, v in ((0, 0.30), (1, None), (2, 0.35),
-                                                                              (3, None), (4, 0.45))]
+    rows = [
+        {
+            "arm": "grpo",
+            "method": "grpo",
+            "seed": 0,
+            "sweep_alpha": 0.0,
+            "step": k,
+            "val_accuracy": v,
+            "ppl_execution": 1.3 - 0.001 * k if k else None,
+            "semantic_entropy": 5.0 + 0.01 * k if k else None,
+        }
+        for k, v in ((0, 0.30), (1, None), (2, 0.35), (3, None), (4, 0.45))
+    ]
     df = pd.DataFrame(rows)
     for k in range(5, 31):
-        df.loc[len(df)] = {"arm": "grpo", "method": "grpo", "seed": 0, "sweep_alpha": 0.0, "step": k,
-                           "val_accuracy": 0.5 if k == 30 else None, "ppl_execution": 1.3 - 0.001 * k,
-                           "semantic_entropy": 5.0 + 0.01 * k}
+        df.loc[len(df)] = {
+            "arm": "grpo",
+            "method": "grpo",
+            "seed": 0,
+            "sweep_alpha": 0.0,
+            "step": k,
+            "val_accuracy": 0.5 if k == 30 else None,
+            "ppl_execution": 1.3 - 0.001 * k,
+            "semantic_entropy": 5.0 + 0.01 * k,
+        }
     r = study.per_run(df).iloc[0]
     assert r.final == 0.5 and r.steps == 30
     assert r.auc == pytest.approx((0.5 * (0.30 + 0.35) * 2 + 0.5 * (0.35 + 0.45) * 2 + 0.5 * (0.45 + 0.5) * 26) / 30)
-    assert r.steps_to_plus10 == 4 and r.reached_plus10                   # 0.45 >= 0.30 + 0.10 first at step 4
-    assert r.semantic_entropy_change == pytest.approx(0.01 * (28 - 3))   # mean of steps 26-30 minus steps 1-5
+    assert r.steps_to_plus10 == 4 and r.reached_plus10  # 0.45 >= 0.30 + 0.10 first at step 4
+    assert r.semantic_entropy_change == pytest.approx(0.01 * (28 - 3))  # mean of steps 26-30 minus steps 1-5
 
 
 def test_alpha_slope_uses_the_seeds_run_at_every_alpha():
     """Accuracy = 0.5 - 0.1 alpha on seeds 0-1 at alpha 0, 0.2, 0.4; an extra alpha-0 seed far off the line
     (a study seed the sweep never ran) must not enter the slope, as pre-registered."""
-    rows = [{"method": "grpo" if a == 0 else "hicra", "seed": s, "sweep_alpha": a, "final": 0.5 - 0.1 * a + 0.01 * s}
-            for a in (0.0, 0.2, 0.4) for s in (0, 1)]
+    rows = [
+        {"method": "grpo" if a == 0 else "hicra", "seed": s, "sweep_alpha": a, "final": 0.5 - 0.1 * a + 0.01 * s}
+        for a in (0.0, 0.2, 0.4)
+        for s in (0, 1)
+    ]
     rows.append({"method": "grpo", "seed": 7, "sweep_alpha": 0.0, "final": 0.9})
     r = study.alpha_slope(pd.DataFrame(rows))
     assert r["seeds"] == [0, 1] and r["n"] == 6 and r["slope"] == pytest.approx(-0.1)
@@ -61,8 +82,13 @@ def test_alpha_slope_uses_the_seeds_run_at_every_alpha():
 def test_seed_list_is_checked_and_an_arm_takes_the_first_n():
     assert study.seed_list(None, 3) == [0, 1, 2]
     assert study.seed_list([1000, 1001, 1002], 2) == [1000, 1001]
-    for bad, why in (([1, 1], "distinct"), ([1], "lists 1"), ("1000", "list of non-negative"), ([-1, 2], "non-neg"),
-                     ([1.5, 2], "non-neg")):
+    for bad, why in (
+        ([1, 1], "distinct"),
+        ([1], "lists 1"),
+        ("1000", "list of non-negative"),
+        ([-1, 2], "non-neg"),
+        ([1.5, 2], "non-neg"),
+    ):
         with pytest.raises(ValueError, match=why):
             study.seed_list(bad, 2)
     steps = study.study_profile("runs/x", arms={"grpo": 2, "hicra": 1}, seeds=[1005, 1003], steps=5)
@@ -76,29 +102,48 @@ def _rollouts(d, step, rows):
     (d / "rollouts").mkdir(parents=True, exist_ok=True)
     prompt = [{"role": "user", "content": "Numbers: 3 5 7. Target: 22.\n"}]
     pd.DataFrame([{"prompt": prompt, "completion": c, "reward": r, "step": step} for c, r in rows]).to_parquet(
-        d / "rollouts" / f"step_{step:06d}.parquet")
+        d / "rollouts" / f"step_{step:06d}.parquet"
+    )
 
 
 def test_fig4_endpoint_is_the_oracle_planning_share_of_failures_first_vs_last_tenth(tmp_path):
     """20 steps: the first and last 10 % are steps 1-2 and 19-20. Hand-labelled completions: a wrong written
     step is a calculation failure, a wrong answer with correct steps a planning failure, 3 * 5 + 7 a success."""
-    ok, calc, plan = "3 * 5 = 15\n15 + 7 = 22\n\\boxed{3 * 5 + 7}", "3 * 5 = 16\n\\boxed{3 * 5 - 7}", \
-        "3 + 5 = 8\n8 + 7 = 15\n\\boxed{3 + 5 + 7}"
+    ok, calc, plan = (
+        "3 * 5 = 15\n15 + 7 = 22\n\\boxed{3 * 5 + 7}",
+        "3 * 5 = 16\n\\boxed{3 * 5 - 7}",
+        "3 + 5 = 8\n8 + 7 = 15\n\\boxed{3 + 5 + 7}",
+    )
     d = tmp_path / "train-grpo-s0"
     for step in range(1, 21):
-        rows = {1: [(plan, 0.0), (plan, 0.0), (calc, 0.0), (ok, 1.0)], 2: [(plan, 0.0), (ok, 1.0)],
-                19: [(plan, 0.0), (calc, 0.0), (calc, 0.0)], 20: [(calc, 0.0), (ok, 1.0)]}.get(step, [(plan, 0.0)])
+        rows = {
+            1: [(plan, 0.0), (plan, 0.0), (calc, 0.0), (ok, 1.0)],
+            2: [(plan, 0.0), (ok, 1.0)],
+            19: [(plan, 0.0), (calc, 0.0), (calc, 0.0)],
+            20: [(calc, 0.0), (ok, 1.0)],
+        }.get(step, [(plan, 0.0)])
         _rollouts(d, step, rows)
     from hicra.error_analysis import planning_share_bins
+
     r = planning_share_bins(d)
     assert (r["failed_first"], r["failed_last"]) == (4, 4)
     assert r["planning_share_first"] == pytest.approx(3 / 4) and r["planning_share_last"] == pytest.approx(1 / 4)
     assert r["planning_share_change"] == pytest.approx(-0.5)
     assert math.isnan(planning_share_bins(tmp_path / "no-rollouts")["planning_share_change"])
     # the study's comparison pairs the change by seed, and the Fig 4 claim reads a negative difference as HICRA's
-    runs = pd.DataFrame([{"arm": a, "seed": s, "planning_share_change": v} for a, s, v in
-                         (("grpo", 0, -0.5), ("grpo", 1, -0.4), ("grpo", 2, -0.45),
-                          ("hicra", 0, -0.2), ("hicra", 1, -0.15), ("hicra", 2, -0.1))])
+    runs = pd.DataFrame(
+        [
+            {"arm": a, "seed": s, "planning_share_change": v}
+            for a, s, v in (
+                ("grpo", 0, -0.5),
+                ("grpo", 1, -0.4),
+                ("grpo", 2, -0.45),
+                ("hicra", 0, -0.2),
+                ("hicra", 1, -0.15),
+                ("hicra", 2, -0.1),
+            )
+        ]
+    )
     c = study.comparisons(runs)
     row = c[c.endpoint == "planning_share_change"].iloc[0]
     assert row["mean"] == pytest.approx(0.3) and row["lo"] > 0
@@ -108,17 +153,41 @@ def test_fig4_endpoint_is_the_oracle_planning_share_of_failures_first_vs_last_te
 def test_study_profile_stops_on_ctrl_c_and_a_rerun_keeps_finished_runs(tmp_path, tiny_cache):
     # the shared cache holds the TINY build already, so the two runs at once never race to build it
     recipe = yaml.safe_load(open(ROOT / "configs" / "sandbox.yaml"))
-    recipe.update(sandbox=TINY, num_generations=4, per_device_train_batch_size=8, gradient_accumulation_steps=1,
-                  max_completion_length=24, val_n=4, n_train=16, save_steps=1, val_every=1)
+    recipe.update(
+        sandbox=TINY,
+        num_generations=4,
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=1,
+        max_completion_length=24,
+        val_n=4,
+        n_train=16,
+        save_steps=1,
+        val_every=1,
+    )
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(recipe))
-    args = json.dumps({"recipe": str(tmp_path / "tiny.yaml"), "steps": 4, "arms": {"grpo": 2, "hicra": 2},
-                       "seeds": [7, 3]})  # seeds as data: a replication's fresh seeds
+    args = json.dumps(
+        {"recipe": str(tmp_path / "tiny.yaml"), "steps": 4, "arms": {"grpo": 2, "hicra": 2}, "seeds": [7, 3]}
+    )  # seeds as data: a replication's fresh seeds
     run = tmp_path / "study"
-    cmd = [sys.executable, "-m", "hicra.pipeline", "--profile", "study", "--run", str(run), "--jobs", "2",
-           "--figures_dir", str(tmp_path / "fig"), "--profile_args", args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hicra.pipeline",
+        "--profile",
+        "study",
+        "--run",
+        str(run),
+        "--jobs",
+        "2",
+        "--figures_dir",
+        str(tmp_path / "fig"),
+        "--profile_args",
+        args,
+    ]
     env = {**os.environ, "HICRA_CACHE": str(tiny_cache)}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     metrics = lambda d: [json.loads(x) for x in open(d / "metrics.jsonl")] if (d / "metrics.jsonl").exists() else []
     for _ in range(3000):  # bounded wait for a run past step 2 (not a speed check)
         if any(any(x["step"] >= 2 for x in metrics(d)) for d in run.glob("train-*")):
@@ -141,11 +210,16 @@ def test_study_profile_stops_on_ctrl_c_and_a_rerun_keeps_finished_runs(tmp_path,
         assert "resuming from" in (run / "executed" / f"{name}.log").read_text()
     for d in run.glob("train-*"):  # every step once, none lost or duplicated
         assert [x["step"] for x in metrics(d)] == [0, 1, 2, 3, 4], d.name
-    assert sorted(d.name for d in run.glob("train-*")) == ["train-grpo-s3", "train-grpo-s7", "train-hicra-s3",
-                                                           "train-hicra-s7"]
+    assert sorted(d.name for d in run.glob("train-*")) == [
+        "train-grpo-s3",
+        "train-grpo-s7",
+        "train-hicra-s3",
+        "train-hicra-s7",
+    ]
     s = json.loads((run / "study.json").read_text())
     assert s["arms"] == {"grpo": 2, "hicra": 2} and s["claims"][0]["claim"].startswith("(c)")
     from hicra.error_analysis import planning_share_bins
+
     per = pd.read_csv(run / "study_runs.csv")  # the Fig 4 endpoint of each run, from its own rollouts
     for _, r in per.iterrows():
         want = planning_share_bins(run / f"train-{r.arm}-s{r.seed}")
@@ -162,12 +236,21 @@ def test_regime_map_analysis_on_hand_made_runs(tmp_path):
     """hicra.regimes.run on two regimes of hand-made runs: HICRA - GRPO per regime paired by seed, the plateau
     check (last validation point minus the one 50 steps before), the warm start's anatomy beside it, the map."""
     from hicra import regimes
+
     for name, exe, gain in (("strategy", 0.03, 0.02), ("execution", 0.30, -0.01)):
         d = tmp_path / name
         d.mkdir()
-        (d / "warm_start.json").write_text(json.dumps({"accuracy": 0.35, "execution_error_rate": exe,
-                                                       "planning_error_rate": 0.6 - exe, "careful_share": 0.2,
-                                                       "tokens_mean": 50}))
+        (d / "warm_start.json").write_text(
+            json.dumps(
+                {
+                    "accuracy": 0.35,
+                    "execution_error_rate": exe,
+                    "planning_error_rate": 0.6 - exe,
+                    "careful_share": 0.2,
+                    "tokens_mean": 50,
+                }
+            )
+        )
         for arm in ("grpo", "hicra"):
             for seed in (0, 1, 2):
                 r = d / f"train-{arm}-s{seed}"
@@ -175,8 +258,9 @@ def test_regime_map_analysis_on_hand_made_runs(tmp_path):
                 top = 0.6 + 0.01 * seed + (gain + 0.002 * seed if arm == "hicra" else 0)
                 lines = [{"step": s, "val_accuracy": 0.35 + (top - 0.35) * min(1, s / 200)} for s in range(0, 301, 25)]
                 lines += [{"step": s, "semantic_entropy": 5.0 - 0.001 * s} for s in range(1, 301)]
-                (r / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in sorted(
-                    lines, key=lambda x: x["step"])))
+                (r / "metrics.jsonl").write_text(
+                    "".join(json.dumps(x) + "\n" for x in sorted(lines, key=lambda x: x["step"]))
+                )
                 (r / "summary.json").write_text("{}")
     res = regimes.run(str(tmp_path), figures_dir=str(tmp_path / "fig"), tag="t")
     rows = {r["regime"]: r for r in res["regimes"]}

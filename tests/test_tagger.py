@@ -1,11 +1,20 @@
 """PlanningTagger on handcrafted strings and two real tokenizer families."""
+
 import pytest
 import torch
 
 from hicra.tagger import PlanningTagger, normalize_text
 
-GRAMS = ["let's try a different approach", "but the problem says", "we can use the fact that",
-         "so", "4 =", "wait", "let's try", "try a different"]
+GRAMS = [
+    "let's try a different approach",
+    "but the problem says",
+    "we can use the fact that",
+    "so",
+    "4 =",
+    "wait",
+    "let's try",
+    "try a different",
+]
 
 
 @pytest.fixture(params=["smollm2", "metaspace"])
@@ -36,11 +45,14 @@ def test_word_boundaries():
     assert t.spans("") == [] and t.spans(None) == []
 
 
-@pytest.mark.parametrize("text", [
-    "First compute 3+4. Let's try a different approach: 24 = 4*6. Also so we get 7.",
-    " but THE problem says x is 5, so we can use the fact that y = 2x.",
-    "We got 12. Wait,\nlet’s try a   different approach.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "First compute 3+4. Let's try a different approach: 24 = 4*6. Also so we get 7.",
+        " but THE problem says x is 5, so we can use the fact that y = 2x.",
+        "We got 12. Wait,\nlet’s try a   different approach.",
+    ],
+)
 def test_mask_matches_char_spans(tok, text):
     """Token mask == tokens overlapping a ground-truth char span, for both tokenizer families."""
     t = PlanningTagger(GRAMS, tok)
@@ -64,7 +76,7 @@ def test_padding_never_planning_and_batches(smollm2_tokenizer):
     m = t.mask(ids, cm)
     assert m.shape == (2, T) and m.dtype == torch.bool
     assert not m[cm == 0].any()
-    assert m[1, :len(b)].all()
+    assert m[1, : len(b)].all()
     # a match must not run across rows: "so" at the end of row 0 + row 1 start
     assert t.occurrences(ids, cm) == [
         ["wait", "so"],
@@ -83,8 +95,11 @@ def test_longest_gram_attribution(smollm2_tokenizer):
 def test_special_tokens_break_matches(smollm2_tokenizer):
     tok = smollm2_tokenizer
     t = PlanningTagger(["let's try"], tok)
-    ids = tok("let's", add_special_tokens=False)["input_ids"] + [tok.eos_token_id] + \
-        tok(" try", add_special_tokens=False)["input_ids"]
+    ids = (
+        tok("let's", add_special_tokens=False)["input_ids"]
+        + [tok.eos_token_id]
+        + tok(" try", add_special_tokens=False)["input_ids"]
+    )
     assert not t.mask(torch.tensor([ids])).any()
 
 
@@ -101,6 +116,7 @@ def test_bad_gram_lists():
 
 def test_sg_file_input(tmp_path):
     from hicra.sgfile import write_sg_file
+
     p = write_sg_file(tmp_path / "sg.json", [{"gram": "Wait", "kind": "backtracing"}], {"annotator": "test"})
     assert PlanningTagger(p).grams == ["wait"]
 

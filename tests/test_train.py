@@ -1,4 +1,5 @@
 """RL training on a tiny sandbox model: every method, exact HICRA advantages, metrics, kill-and-resume."""
+
 import json
 import math
 import os
@@ -15,12 +16,21 @@ from hicra.dynamics import RECORD_KEYS
 from hicra.io import truncate_jsonl
 from hicra.trainer import HICRA_FAMILY, METHODS, HICRAConfig, HICRATrainer
 
-RUN = sandbox_recipe(num_generations=4, per_device_train_batch_size=8, max_completion_length=24, val_every=1, val_n=4,
-                     val_k=1, n_train=16, save_steps=10)
+RUN = sandbox_recipe(
+    num_generations=4,
+    per_device_train_batch_size=8,
+    max_completion_length=24,
+    val_every=1,
+    val_n=4,
+    val_k=1,
+    n_train=16,
+    save_steps=10,
+)
 
 
 def _train(tmp_path, **kw):
     from hicra.train import build_trainer
+
     trainer, _ = build_trainer({"run_dir": str(tmp_path / "run"), "max_steps": 2, "sandbox": TINY, **RUN, **kw})
     trainer.train()
     return trainer, [json.loads(x) for x in open(tmp_path / "run" / "metrics.jsonl")]
@@ -43,6 +53,7 @@ def test_each_method_runs_and_logs_complete_finite_lines(tiny_sandbox, method):
     roll = sorted((tiny_sandbox / "run" / "rollouts").glob("step_*.parquet"))
     assert [p.name for p in roll] == ["step_000001.parquet", "step_000002.parquet"]
     import pandas as pd
+
     df = pd.read_parquet(roll[0])
     assert {"prompt", "completion", "reward", "planning_spans", "step"} <= set(df.columns) and len(df) == 8
     if method == "fork_tokens":
@@ -60,6 +71,7 @@ def test_each_method_runs_and_logs_complete_finite_lines(tiny_sandbox, method):
 def test_advantages_handed_to_loss_are_exact(tiny_sandbox, monkeypatch):
     """Intercept: the loss sees exactly A + alpha*|A|*mask, with mask = tagger(completion)."""
     from trl import GRPOTrainer
+
     base, seen = [], []
     orig_gen = GRPOTrainer._generate_and_score_completions
     orig_loss = HICRATrainer._compute_loss
@@ -76,16 +88,21 @@ def test_advantages_handed_to_loss_are_exact(tiny_sandbox, monkeypatch):
     monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", gen)
     monkeypatch.setattr(HICRATrainer, "_compute_loss", loss)
     # a tiny model trained long enough to write strategic phrases, so the mask is not empty
-    trainer, _ = _train(tiny_sandbox, method="hicra", hicra_alpha=0.2, seed=3,
-                        sandbox={**TINY, "sft_steps": 80, "learning_rate": 1e-2})
+    trainer, _ = _train(
+        tiny_sandbox, method="hicra", hicra_alpha=0.2, seed=3, sandbox={**TINY, "sft_steps": 80, "learning_rate": 1e-2}
+    )
     checked = planning = 0
     for batch in seen:
         mask = trainer.tagger.mask(batch["completion_ids"], batch["completion_mask"])
         planning += int(mask.sum())
         for i in range(len(batch["advantages"])):
             row = torch.cat([batch["prompt_ids"][i], batch["completion_ids"][i]])
-            A = next(b["advantages"][j] for b in base for j in range(len(b["advantages"]))
-                     if torch.equal(torch.cat([b["prompt_ids"][j], b["completion_ids"][j]]), row))
+            A = next(
+                b["advantages"][j]
+                for b in base
+                for j in range(len(b["advantages"]))
+                if torch.equal(torch.cat([b["prompt_ids"][j], b["completion_ids"][j]]), row)
+            )
             want = A + 0.2 * A.abs() * mask[i].float()
             assert torch.equal(batch["advantages"][i], want)
             checked += 1
@@ -100,16 +117,22 @@ def test_hicra_needs_a_valid_sg_file(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"grams": [\n {"gram": "wait", "kind": "backtracing"},\n {"gram": "", "kind": "branching"}\n]}')
     from hicra.sgfile import SGFileError, read_sg_file
+
     with pytest.raises(SGFileError, match=r"bad.json:3:"):
         read_sg_file(bad)
     from hicra.train import dry_run
+
     with pytest.raises(SGFileError, match="not found"):
         dry_run({"model": "Qwen/Qwen3-4B-Base", "method": "hicra", "sg_file": str(tmp_path / "missing.json")})
 
 
 CONFIGS = Path(__file__).parent.parent / "configs"
-STEP_CONFIGS = {"grams_": "hicra.grams.step:GramsConfig", "eval_": "hicra.evaluate:EvalConfig",
-                "errors_": "hicra.error_analysis:ErrorsConfig", "forks_": "hicra.forks:ForksConfig"}
+STEP_CONFIGS = {
+    "grams_": "hicra.grams.step:GramsConfig",
+    "eval_": "hicra.evaluate:EvalConfig",
+    "errors_": "hicra.error_analysis:ErrorsConfig",
+    "forks_": "hicra.forks:ForksConfig",
+}
 RECIPES = [p for p in sorted(CONFIGS.glob("*.yaml")) if not p.name.startswith(tuple(STEP_CONFIGS))]
 
 
@@ -119,6 +142,7 @@ def test_step_configs_load(path):
     import importlib
 
     from hicra.config import load_config
+
     mod, cls = next(v for k, v in STEP_CONFIGS.items() if path.name.startswith(k)).split(":")
     load_config(getattr(importlib.import_module(mod), cls), str(path))
 
@@ -126,6 +150,7 @@ def test_step_configs_load(path):
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_recipes_dry_run(recipe, capsys):
     from hicra.train import main
+
     main([str(recipe), "--dry_run", "true"])  # the CLI's own entry point, in this process
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ok"] is True
 
@@ -141,17 +166,38 @@ def test_truncate_jsonl(tmp_path):
 def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
     """A CLI run SIGKILLs itself right after writing step 5's line (checkpoint at 4), is resumed,
     and the metrics file ends with each step exactly once."""
-    code = ("import os, signal, sys, hicra.trainer as ht\n"
-            "log = ht.HICRATrainer.log\n"
-            "def killing_log(self, logs, start_time=None):\n"
-            "    log(self, logs, start_time)\n"
-            "    if os.environ.get('KILL_AT') and self.state.global_step == int(os.environ['KILL_AT']):\n"
-            "        os.kill(os.getpid(), signal.SIGKILL)\n"
-            "ht.HICRATrainer.log = killing_log\n"
-            "from hicra.train import main; main(sys.argv[1:])")
-    flags = ["--run_dir", str(tmp_path / "run"), "--method", "hicra", "--max_steps", "8", "--save_steps", "2",
-             "--num_generations", "4", "--per_device_train_batch_size", "8", "--max_completion_length", "24",
-             "--val_every", "0", "--n_train", "64", "--sandbox", json.dumps(TINY)]
+    code = (
+        "import os, signal, sys, hicra.trainer as ht\n"
+        "log = ht.HICRATrainer.log\n"
+        "def killing_log(self, logs, start_time=None):\n"
+        "    log(self, logs, start_time)\n"
+        "    if os.environ.get('KILL_AT') and self.state.global_step == int(os.environ['KILL_AT']):\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "ht.HICRATrainer.log = killing_log\n"
+        "from hicra.train import main; main(sys.argv[1:])"
+    )
+    flags = [
+        "--run_dir",
+        str(tmp_path / "run"),
+        "--method",
+        "hicra",
+        "--max_steps",
+        "8",
+        "--save_steps",
+        "2",
+        "--num_generations",
+        "4",
+        "--per_device_train_batch_size",
+        "8",
+        "--max_completion_length",
+        "24",
+        "--val_every",
+        "0",
+        "--n_train",
+        "64",
+        "--sandbox",
+        json.dumps(TINY),
+    ]
     env = {**os.environ, "HICRA_CACHE": str(tmp_path / "cache")}
     metrics = tmp_path / "run" / "metrics.jsonl"
     r = subprocess.run(
@@ -160,8 +206,9 @@ def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
     assert r.returncode == -signal.SIGKILL
     assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == [1, 2, 3, 4, 5]
     assert (tmp_path / "run" / "checkpoint-4").exists() and not (tmp_path / "run" / "checkpoint-6").exists()
-    r = subprocess.run([sys.executable, "-c", code, *flags, "--resume", "true"], env=env, capture_output=True,
-                       text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", code, *flags, "--resume", "true"], env=env, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     steps = [json.loads(x)["step"] for x in metrics.read_text().splitlines()]
     assert steps == list(range(1, 9))
@@ -179,11 +226,23 @@ def test_dynamic_sampling_keeps_only_groups_with_signal(tiny_sandbox, monkeypatc
 
     scfg = SandboxConfig(seed=0, **TINY)
     model, tok = load(build(scfg)["model_dir"])
-    args = HICRAConfig(output_dir=str(tiny_sandbox / "run"), method="grpo", dynamic_sampling=True, max_steps=2,
-                       num_generations=4, per_device_train_batch_size=8, max_completion_length=24, use_cpu=True,
-                       bf16=False, report_to=[], save_strategy="no", seed=0)
-    trainer = HICRATrainer(model=model, reward_funcs=[reward], args=args, train_dataset=grpo_dataset(scfg, 32),
-                           processing_class=tok)
+    args = HICRAConfig(
+        output_dir=str(tiny_sandbox / "run"),
+        method="grpo",
+        dynamic_sampling=True,
+        max_steps=2,
+        num_generations=4,
+        per_device_train_batch_size=8,
+        max_completion_length=24,
+        use_cpu=True,
+        bf16=False,
+        report_to=[],
+        save_strategy="no",
+        seed=0,
+    )
+    trainer = HICRATrainer(
+        model=model, reward_funcs=[reward], args=args, train_dataset=grpo_dataset(scfg, 32), processing_class=tok
+    )
     seen = []
     orig = HICRATrainer._compute_loss
     monkeypatch.setattr(HICRATrainer, "_compute_loss", lambda self, m, inp: (seen.append(inp), orig(self, m, inp))[1])
@@ -200,6 +259,7 @@ def test_sampling_does_not_reset_the_global_rng(tiny_sandbox):
     """Validation inside training samples with its own seed but must leave the trainer's RNG stream alone."""
     from hicra.generate import sample
     from hicra.sandbox.build import SandboxConfig, build, load
+
     model, tok = load(build(SandboxConfig(seed=0, **TINY))["model_dir"])
     torch.manual_seed(123)
     expected = torch.rand(3)
@@ -211,6 +271,7 @@ def test_sampling_does_not_reset_the_global_rng(tiny_sandbox):
 
 def test_prune_run_dir_removes_stale_files(tmp_path):
     from hicra.trainer import prune_run_dir
+
     (tmp_path / "rollouts").mkdir()
     for s in (1, 2, 3, 40):
         (tmp_path / "rollouts" / f"step_{s:06d}.parquet").write_text("x")
@@ -223,8 +284,9 @@ def test_prune_run_dir_removes_stale_files(tmp_path):
 
 def test_context_schedule_raises_the_cap_when_completions_clip(tiny_sandbox):
     """Paper recipe: 16K -> 32K when the clip rate passes 20 %; here 8 -> 24 tokens when any completion clips."""
-    trainer, lines = _train(tiny_sandbox, method="grpo", context_schedule=[8, 24], context_switch_clip=0.0,
-                            max_completion_length=8)
+    trainer, lines = _train(
+        tiny_sandbox, method="grpo", context_schedule=[8, 24], context_switch_clip=0.0, max_completion_length=8
+    )
     steps = [x for x in lines if "reward" in x]
     assert steps[0]["clip_ratio"] > 0 and steps[0]["max_completion_length"] == 24
     assert trainer.max_completion_length == 24 and trainer.generation_config.max_new_tokens == 24
@@ -242,20 +304,50 @@ def _dense_run(tmp_path, name, sandbox=TINY, peft_config=None, **kw):
     without timings. ``kw``: HICRAConfig fields over the defaults below."""
     from hicra.sandbox.build import SandboxConfig, build, load
     from hicra.sandbox.rl import grpo_dataset
+
     scfg = SandboxConfig(**sandbox)
     info = build(scfg, progress=False)
     model, tok = load(info["model_dir"])
-    args = HICRAConfig(**{**dict(output_dir=str(tmp_path / name), method="grpo", use_cpu=True, bf16=False, seed=0,
-                                 learning_rate=5e-2, lr_scheduler_type="constant", max_steps=3, num_generations=4,
-                                 per_device_train_batch_size=16, max_completion_length=16, temperature=1.0, beta=0.0,
-                                 save_strategy="no", report_to=[], disable_tqdm=True, save_rollouts=False,
-                                 sg_file=str(Path(info["model_dir"]) / "grams.json")), **kw})
-    trainer = HICRATrainer(model=model, reward_funcs=[_digit_share], args=args, processing_class=tok,
-                           train_dataset=grpo_dataset(scfg, 32), peft_config=peft_config)
+    args = HICRAConfig(
+        **{
+            **dict(
+                output_dir=str(tmp_path / name),
+                method="grpo",
+                use_cpu=True,
+                bf16=False,
+                seed=0,
+                learning_rate=5e-2,
+                lr_scheduler_type="constant",
+                max_steps=3,
+                num_generations=4,
+                per_device_train_batch_size=16,
+                max_completion_length=16,
+                temperature=1.0,
+                beta=0.0,
+                save_strategy="no",
+                report_to=[],
+                disable_tqdm=True,
+                save_rollouts=False,
+                sg_file=str(Path(info["model_dir"]) / "grams.json"),
+            ),
+            **kw,
+        }
+    )
+    trainer = HICRATrainer(
+        model=model,
+        reward_funcs=[_digit_share],
+        args=args,
+        processing_class=tok,
+        train_dataset=grpo_dataset(scfg, 32),
+        peft_config=peft_config,
+    )
     trainer.train()
-    return [{k: v for k, v in json.loads(x).items()
-             if k not in ("step_time", "method", "alpha", "boosted_ratio")}  # the HICRA family's bookkeeping
-            for x in open(tmp_path / name / "metrics.jsonl")]
+    return [
+        {
+            k: v for k, v in json.loads(x).items() if k not in ("step_time", "method", "alpha", "boosted_ratio")
+        }  # the HICRA family's bookkeeping
+        for x in open(tmp_path / name / "metrics.jsonl")
+    ]
 
 
 def _reward_curve(tmp_path, name, learning_rate):
@@ -280,8 +372,17 @@ def test_trimming_completion_padding_changes_no_loss_or_gradient(tiny_sandbox, m
 
     from hicra.speed import trim_completion_padding as _trim_completion_padding
     from hicra.train import build_trainer
-    trainer, _ = build_trainer({"run_dir": str(tiny_sandbox / "run"), "max_steps": 1, "sandbox": TINY, **RUN,
-                                "method": "hicra", "val_every": 0})
+
+    trainer, _ = build_trainer(
+        {
+            "run_dir": str(tiny_sandbox / "run"),
+            "max_steps": 1,
+            "sandbox": TINY,
+            **RUN,
+            "method": "hicra",
+            "val_every": 0,
+        }
+    )
     seen = []
     orig = HICRATrainer._compute_loss
     monkeypatch.setattr(HICRATrainer, "_compute_loss", lambda self, m, inp: (seen.append(inp), orig(self, m, inp))[1])
@@ -320,9 +421,20 @@ def test_micro_batches_by_length_give_the_same_update_with_less_padding(tiny_san
     micro-batch keep the random grouping, and asking them for 'length' is refused."""
     from hicra.train import build_trainer
     from hicra.trainer import group_by_length
-    trainer, _ = build_trainer({"run_dir": str(tiny_sandbox / "run-mb"), "max_steps": 1, "sandbox": TINY, **RUN,
-                                "per_device_train_batch_size": 4, "gradient_accumulation_steps": 4,
-                                "method": "hicra", "val_every": 0, "max_completion_length": 48})
+
+    trainer, _ = build_trainer(
+        {
+            "run_dir": str(tiny_sandbox / "run-mb"),
+            "max_steps": 1,
+            "sandbox": TINY,
+            **RUN,
+            "per_device_train_batch_size": 4,
+            "gradient_accumulation_steps": 4,
+            "method": "hicra",
+            "val_every": 0,
+            "max_completion_length": 48,
+        }
+    )
     assert trainer.args.micro_batches == "length" and trainer.args.steps_per_generation == 4
     seen = []
     orig = HICRATrainer._compute_loss
@@ -338,11 +450,17 @@ def test_micro_batches_by_length_give_the_same_update_with_less_padding(tiny_san
         b["advantages"] = torch.randn(b["completion_mask"].shape) * b["completion_mask"]
     merged = group_by_length(seen)  # merging re-sorts: the same rows, in length order
     perm = torch.randperm(16)
-    shuffled = {k: (v[perm] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in
-                {k: (torch.cat([b[k] for b in merged]) if isinstance(v, torch.Tensor) and v.dim() > 0 else v)
-                 for k, v in merged[0].items()}.items()}
-    random_deal = [{k: (v[i * 4:(i + 1) * 4] if isinstance(v, torch.Tensor) and v.dim() > 0 else v)
-                    for k, v in shuffled.items()} for i in range(4)]
+    shuffled = {
+        k: (v[perm] if isinstance(v, torch.Tensor) and v.dim() > 0 else v)
+        for k, v in {
+            k: (torch.cat([b[k] for b in merged]) if isinstance(v, torch.Tensor) and v.dim() > 0 else v)
+            for k, v in merged[0].items()
+        }.items()
+    }
+    random_deal = [
+        {k: (v[i * 4 : (i + 1) * 4] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in shuffled.items()}
+        for i in range(4)
+    ]
 
     def update(batches):
         trainer.model.zero_grad()
@@ -352,6 +470,7 @@ def test_micro_batches_by_length_give_the_same_update_with_less_padding(tiny_san
 
     def columns(batches):
         return sum(int(b["completion_mask"].sum(0).nonzero().max()) + 1 for b in batches)
+
     l_len, g_len = update(merged)
     l_rnd, g_rnd = update(random_deal)
     assert abs(float(l_len)) > 0 and torch.allclose(l_len, l_rnd, atol=1e-6)
@@ -360,8 +479,9 @@ def test_micro_batches_by_length_give_the_same_update_with_less_padding(tiny_san
     # the padding it saves, on lengths 1..16 dealt at random to 4 micro-batches: widths 4, 8, 12, 16 once sorted
     mask = (torch.arange(16)[None] < torch.randperm(16)[:, None] + 1).long()
     rows = {"completion_mask": mask, "ids": list(range(16)), "num_items_in_batch": mask.sum()}
-    dealt = group_by_length([{k: (v[i * 4:(i + 1) * 4] if k != "num_items_in_batch" else v) for k, v in rows.items()}
-                             for i in range(4)])
+    dealt = group_by_length(
+        [{k: (v[i * 4 : (i + 1) * 4] if k != "num_items_in_batch" else v) for k, v in rows.items()} for i in range(4)]
+    )
     assert [int(b["completion_mask"].sum(1).max()) for b in dealt] == [4, 8, 12, 16]
     assert sorted(i for b in dealt for i in b["ids"]) == list(range(16))
     assert all(int(b["num_items_in_batch"]) == 136 for b in dealt)
@@ -383,8 +503,18 @@ def test_plain_lm_head_matches_trls_fused_kernel(tiny_sandbox, monkeypatch):
 
     from hicra.speed import use_plain_head as _use_plain_head
     from hicra.train import build_trainer
-    trainer, _ = build_trainer({"run_dir": str(tiny_sandbox / "run-head"), "max_steps": 1, "sandbox": TINY, **RUN,
-                                "method": "hicra", "val_every": 0, "temperature": 0.7})
+
+    trainer, _ = build_trainer(
+        {
+            "run_dir": str(tiny_sandbox / "run-head"),
+            "max_steps": 1,
+            "sandbox": TINY,
+            **RUN,
+            "method": "hicra",
+            "val_every": 0,
+            "temperature": 0.7,
+        }
+    )
     assert trainer._plain_head  # the sandbox's vocabulary is small: auto -> plain
     seen = []
     orig = HICRATrainer._compute_loss
@@ -411,8 +541,17 @@ def test_plain_lm_head_matches_trls_fused_kernel(tiny_sandbox, monkeypatch):
     assert float(ent_p[cm].mean()) > 0.01
 
     def tiny(**kw):
-        return LlamaForCausalLM(LlamaConfig(hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                                            num_attention_heads=1, num_key_value_heads=1, **kw))
+        return LlamaForCausalLM(
+            LlamaConfig(
+                hidden_size=8,
+                intermediate_size=16,
+                num_hidden_layers=1,
+                num_attention_heads=1,
+                num_key_value_heads=1,
+                **kw,
+            )
+        )
+
     assert not _use_plain_head("auto", tiny(vocab_size=50_000))  # real vocabularies keep TRL's kernel
     assert not _use_plain_head("auto", tiny(vocab_size=512, final_logit_softcapping=30.0))
     assert _use_plain_head("plain", tiny(vocab_size=50_000)) and not _use_plain_head("fused", tiny(vocab_size=512))
@@ -424,8 +563,10 @@ def test_plain_lm_head_matches_trls_fused_kernel(tiny_sandbox, monkeypatch):
 
 def _metric_lines(tmp_path, name, **kw):
     from hicra.train import build_trainer
-    trainer, _ = build_trainer({"run_dir": str(tmp_path / name), "max_steps": 2, "sandbox": TINY, **RUN,
-                                "rollout": "compact", **kw})
+
+    trainer, _ = build_trainer(
+        {"run_dir": str(tmp_path / name), "max_steps": 2, "sandbox": TINY, **RUN, "rollout": "compact", **kw}
+    )
     trainer.train()
     drop = ("step_time", "method")
     return [{k: v for k, v in json.loads(x).items() if k not in drop} for x in open(tmp_path / name / "metrics.jsonl")]
@@ -455,13 +596,22 @@ def test_hicra_at_alpha_zero_is_grpo(tiny_sandbox):
 def test_hierarchy_metrics_reach_tensorboard(tiny_sandbox):
     """report_to tensorboard: each step's hierarchy line is in the event file under train/hierarchy/<key>."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     _, lines = _train(tiny_sandbox, method="hicra", report_to=["tensorboard"])
     acc = EventAccumulator(str(next((tiny_sandbox / "run").rglob("events.out.tfevents.*")).parent))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    for key in ("semantic_entropy", "entropy_execution", "ppl_execution", "planning_ratio", "alpha", "val_accuracy",
-                "accuracy", "entropy_planning"):  # every numeric value of the metrics lines (the tiny model may
-        if lines[-1].get(key) is not None:         # write no planning token: then entropy_planning is undefined)
+    for key in (
+        "semantic_entropy",
+        "entropy_execution",
+        "ppl_execution",
+        "planning_ratio",
+        "alpha",
+        "val_accuracy",
+        "accuracy",
+        "entropy_planning",
+    ):  # every numeric value of the metrics lines (the tiny model may
+        if lines[-1].get(key) is not None:  # write no planning token: then entropy_planning is undefined)
             assert f"train/hierarchy/{key}" in tags, (key, sorted(tags))
     assert {"train/hierarchy/semantic_entropy", "train/hierarchy/alpha", "train/hierarchy/val_accuracy"} <= tags
     got = [(e.step, e.value) for e in acc.Scalars("train/hierarchy/semantic_entropy")]
@@ -474,8 +624,19 @@ def test_lora_adapters_train_save_reload_merge_and_evaluate(tiny_sandbox):
     from hicra import evaluate as E
     from hicra.models import load_model
     from hicra.train import run
-    s = run({"run_dir": str(tiny_sandbox / "run"), "max_steps": 2, "sandbox": TINY, **RUN, "method": "hicra",
-             "lora_r": 4, "merge_lora": True, "learning_rate": 1e-2})
+
+    s = run(
+        {
+            "run_dir": str(tiny_sandbox / "run"),
+            "max_steps": 2,
+            "sandbox": TINY,
+            **RUN,
+            "method": "hicra",
+            "lora_r": 4,
+            "merge_lora": True,
+            "learning_rate": 1e-2,
+        }
+    )
     final = tiny_sandbox / "run" / "final"
     assert s["steps"] == 2 and (final / "adapter_config.json").exists() and not (final / "config.json").exists()
     ids = torch.tensor([[5, 17, 23, 42, 8]])
@@ -486,18 +647,35 @@ def test_lora_adapters_train_save_reload_merge_and_evaluate(tiny_sandbox):
         a, m, b = (x(ids).logits for x in (adapted, merged, base))
     assert torch.allclose(a, m, atol=1e-5)  # the adapter merged on load is the merged model
     assert a.shape == b.shape
-    ev = E.run(E.EvalConfig(run_dir=str(tiny_sandbox / "ev"), models={"LoRA": str(final)}, benchmarks=["sandbox"],
-                            k={"sandbox": 1}, limit=4, max_new_tokens=24, sandbox=TINY,
-                            figures_dir=str(tiny_sandbox / "fig")))
+    ev = E.run(
+        E.EvalConfig(
+            run_dir=str(tiny_sandbox / "ev"),
+            models={"LoRA": str(final)},
+            benchmarks=["sandbox"],
+            k={"sandbox": 1},
+            limit=4,
+            max_new_tokens=24,
+            sandbox=TINY,
+            figures_dir=str(tiny_sandbox / "fig"),
+        )
+    )
     assert ev["models"]["LoRA"]["sandbox"]["n"] == 4
 
 
 def test_lora_learns_on_a_dense_reward(tiny_sandbox):
     """With a reward that always separates a group, LoRA's B matrices move off their zero start."""
     from peft import LoraConfig
-    _dense_run(tiny_sandbox, "lora", max_steps=2, save_strategy="steps", save_steps=2,
-               peft_config=LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+
+    _dense_run(
+        tiny_sandbox,
+        "lora",
+        max_steps=2,
+        save_strategy="steps",
+        save_steps=2,
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
     from safetensors.torch import load_file
+
     w = load_file(str(next((tiny_sandbox / "lora").rglob("adapter_model.safetensors"))))
     lora_b = [v for k, v in w.items() if "lora_B" in k]
     assert lora_b and any(v.abs().max() > 0 for v in lora_b)
@@ -508,10 +686,27 @@ def test_lora_on_smollm2(tmp_path):
     """The real 135M model trains one HICRA step with LoRA on GSM8K prompts; final/ is a loadable adapter."""
     from hicra.models import load_model
     from hicra.train import run
-    s = run({"model": "smollm2", "dataset": "gsm8k", "run_dir": str(tmp_path / "run"), "method": "hicra",
-             "sg_file": "data/grams/seed_grams.json", "lora_r": 8, "max_steps": 1, "num_generations": 2,
-             "per_device_train_batch_size": 2, "max_completion_length": 8, "n_train": 2, "use_cpu": True,
-             "bf16": False, "report_to": [], "save_strategy": "no", "learning_rate": 1e-4})
+
+    s = run(
+        {
+            "model": "smollm2",
+            "dataset": "gsm8k",
+            "run_dir": str(tmp_path / "run"),
+            "method": "hicra",
+            "sg_file": "data/grams/seed_grams.json",
+            "lora_r": 8,
+            "max_steps": 1,
+            "num_generations": 2,
+            "per_device_train_batch_size": 2,
+            "max_completion_length": 8,
+            "n_train": 2,
+            "use_cpu": True,
+            "bf16": False,
+            "report_to": [],
+            "save_strategy": "no",
+            "learning_rate": 1e-4,
+        }
+    )
     assert s["steps"] == 1 and (tmp_path / "run" / "final" / "adapter_config.json").exists()
     model, tok = load_model(str(tmp_path / "run" / "final"))
     assert model.config.vocab_size == len(tok) or model.config.vocab_size >= len(tok)
@@ -528,6 +723,7 @@ def test_a_method_is_one_registration(tiny_sandbox):
     @register("hicra_double", "#000000", needs_sg=True)
     def _double(A, plan, cm, gate, ctx):  # the additive rule at twice alpha
         return hicra_advantages(A, plan, 2 * ctx["alpha"]), plan & torch.as_tensor(cm).bool()
+
     try:
         with pytest.raises(ValueError, match="needs sg_file"):
             HICRAConfig(output_dir=str(tiny_sandbox / "x"), method="hicra_double", use_cpu=True, report_to=[])

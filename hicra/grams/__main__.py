@@ -4,6 +4,7 @@
 
 Last stdout line: JSON with ``precision``, ``recall``, ``n_grams`` (precision/recall are null off the sandbox).
 """
+
 from hicra.config import emit, parse_cli
 from hicra.grams.step import GramsConfig, run
 

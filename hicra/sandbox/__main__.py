@@ -1,7 +1,8 @@
 """CLI twin of notebooks/00_sandbox.ipynb: build or reuse the sandbox, its calibration figure; last line is JSON.
 
-    python -m hicra.sandbox [CONFIG.yaml] [--seed N] [--sandbox '{"difficulty": "v1"}'] [--force true]
+python -m hicra.sandbox [CONFIG.yaml] [--seed N] [--sandbox '{"difficulty": "v1"}'] [--force true]
 """
+
 from hicra.config import emit, install_signal_handlers, parse_cli
 from hicra.sandbox.build import SandboxConfig
 from hicra.sandbox.step import BuildConfig, run

@@ -7,6 +7,7 @@ and the accuracy of each style under the model's *own* arithmetic.
 
     python -m hicra.sandbox.anatomy MODEL_DIR [--n 300] [--k 2] [--max_new_tokens 256]
 """
+
 from __future__ import annotations
 
 import json
@@ -23,52 +24,87 @@ _HINT = re.compile("|".join(re.escape(p) for s in ("hint_big", "hint_small") for
 def describe(completion: str) -> dict:
     """Style features of one completion (case-insensitive phrase matches)."""
     text = completion.replace("\u2019", "'").replace("\n", " ")
-    return {"careful": bool(_CHECK.search(text)), "attempts": len(_ATTEMPT.findall(text)),
-            "hint": bool(_HINT.search(text)), "boxed": "\\boxed{" in text}
+    return {
+        "careful": bool(_CHECK.search(text)),
+        "attempts": len(_ATTEMPT.findall(text)),
+        "hint": bool(_HINT.search(text)),
+        "boxed": "\\boxed{" in text,
+    }
 
 
-def anatomy(model, tok, wc: WorldConfig, n: int = 300, k: int = 2, max_new_tokens: int = 256,
-            split: str = "val", seed: int = 0):
+def anatomy(
+    model, tok, wc: WorldConfig, n: int = 300, k: int = 2, max_new_tokens: int = 256, split: str = "val", seed: int = 0
+):
     """DataFrame, one row per sampled completion: style features, correctness, failure kind, truncation."""
     import pandas as pd
 
     from hicra.generate import sample
+
     tasks = make_tasks(wc, split, n, allow_fewer=True)
-    outs = sample(model, tok, [prompt(t) for t in tasks], n=k, temperature=1.0, max_new_tokens=max_new_tokens,
-                  seed=seed, progress=False)
+    outs = sample(
+        model,
+        tok,
+        [prompt(t) for t in tasks],
+        n=k,
+        temperature=1.0,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        progress=False,
+    )
     rows = []
     for t, os_ in zip(tasks, outs):
         for o in os_:
             n_tok = len(tok(o, add_special_tokens=False)["input_ids"])
-            rows.append({"task": t.id, **describe(o), "correct": verify(t, o), "failure": classify_failure(t, o),
-                         "tokens": n_tok, "truncated": n_tok >= max_new_tokens - 1})
+            rows.append(
+                {
+                    "task": t.id,
+                    **describe(o),
+                    "correct": verify(t, o),
+                    "failure": classify_failure(t, o),
+                    "tokens": n_tok,
+                    "truncated": n_tok >= max_new_tokens - 1,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def summarize(df) -> dict:
     """Accuracy overall and per style, style shares, attempts and truncation."""
     by = {s: df[df.careful == (s == "careful")] for s in ("careful", "hasty")}
-    return {"n": len(df), "accuracy": round(float(df.correct.mean()), 3),
-            "careful_share": round(float(df.careful.mean()), 3), "hint_share": round(float(df.hint.mean()), 3),
-            **{f"accuracy_{s}": round(float(d.correct.mean()), 3) if len(d) else None for s, d in by.items()},
-            "attempts_careful": round(float(by["careful"].attempts.mean()), 2) if len(by["careful"]) else None,
-            "truncated": round(float(df.truncated.mean()), 3), "tokens_mean": round(float(df.tokens.mean()), 1),
-            "tokens_p95": float(df.tokens.quantile(0.95)),
-            "failures": {str(k): int(v) for k, v in df.failure.value_counts(dropna=True).items()}}
+    return {
+        "n": len(df),
+        "accuracy": round(float(df.correct.mean()), 3),
+        "careful_share": round(float(df.careful.mean()), 3),
+        "hint_share": round(float(df.hint.mean()), 3),
+        **{f"accuracy_{s}": round(float(d.correct.mean()), 3) if len(d) else None for s, d in by.items()},
+        "attempts_careful": round(float(by["careful"].attempts.mean()), 2) if len(by["careful"]) else None,
+        "truncated": round(float(df.truncated.mean()), 3),
+        "tokens_mean": round(float(df.tokens.mean()), 1),
+        "tokens_p95": float(df.tokens.quantile(0.95)),
+        "failures": {str(k): int(v) for k, v in df.failure.value_counts(dropna=True).items()},
+    }
 
 
 def main(argv=None):
     from hicra.config import emit, split_flags
     from hicra.sandbox.build import load
+
     argv = list(sys.argv[1:] if argv is None else argv)
     path = argv.pop(0)
     opts = {k: json.loads(v) for k, v in split_flags(argv)}
     model, tok = load(path)
     cfg = json.load(open(f"{path}/summary.json"))["config"]
     from hicra.sandbox.build import SandboxConfig
+
     wc = SandboxConfig(**cfg).world_config()
-    df = anatomy(model, tok, wc, n=opts.get("n", 300), k=opts.get("k", 2),
-                 max_new_tokens=opts.get("max_new_tokens", cfg.get("max_new_tokens", 256)))
+    df = anatomy(
+        model,
+        tok,
+        wc,
+        n=opts.get("n", 300),
+        k=opts.get("k", 2),
+        max_new_tokens=opts.get("max_new_tokens", cfg.get("max_new_tokens", 256)),
+    )
     emit({"model_dir": path, **summarize(df)})
 
 

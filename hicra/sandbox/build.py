@@ -11,6 +11,7 @@ validation set at temperature 1 and the oracle labels every failure.
     from hicra.sandbox.build import SandboxConfig, build
     info = build(SandboxConfig(seed=0))      # cached: the second call returns at once
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,22 +34,23 @@ SPECIALS = ["<|endoftext|>", "<|pad|>"]
 @dataclass
 class SandboxConfig:
     """Everything that determines a sandbox build (its hash names the cache folder)."""
-    seed: int = 0                     # world, tokenizer and warm-start seed
-    difficulty: str = "v2"                # v2 | v1 | easy | hard (hicra.sandbox.world.DIFFICULTY)
-    vocab_size: int = 1024            # BPE vocabulary of the sandbox tokenizer
-    split_digits: bool = False            # False: numbers as single tokens (v2); True: one token per digit (v1)
-    hidden_size: int = 128            # Llama hidden size of the tiny model
-    n_layers: int = 4                 # transformer layers
-    n_heads: int = 4                  # attention heads
-    n_train_tasks: int = 1000             # SFT tasks, drawn from ``sft_split`` (v2 has 891)
-    traces_per_task: int = 16         # warm-start traces per SFT task
-    sft_steps: int = 3000             # warm-start SFT steps
-    batch_size: int = 16              # warm-start SFT batch size
-    learning_rate: float = 3e-3       # warm-start SFT learning rate
-    n_val: int = 200                  # validation tasks scored after the build (calibration)
-    max_new_tokens: int = 160         # completion cap of the build's samples (tokens)
-    sft_split: str = "sft"                # "sft" / "rl": disjoint task pools (v2); "train": one shared pool (v1)
-    rl_split: str = "rl"              # task pool of RL prompts
+
+    seed: int = 0  # world, tokenizer and warm-start seed
+    difficulty: str = "v2"  # v2 | v1 | easy | hard (hicra.sandbox.world.DIFFICULTY)
+    vocab_size: int = 1024  # BPE vocabulary of the sandbox tokenizer
+    split_digits: bool = False  # False: numbers as single tokens (v2); True: one token per digit (v1)
+    hidden_size: int = 128  # Llama hidden size of the tiny model
+    n_layers: int = 4  # transformer layers
+    n_heads: int = 4  # attention heads
+    n_train_tasks: int = 1000  # SFT tasks, drawn from ``sft_split`` (v2 has 891)
+    traces_per_task: int = 16  # warm-start traces per SFT task
+    sft_steps: int = 3000  # warm-start SFT steps
+    batch_size: int = 16  # warm-start SFT batch size
+    learning_rate: float = 3e-3  # warm-start SFT learning rate
+    n_val: int = 200  # validation tasks scored after the build (calibration)
+    max_new_tokens: int = 160  # completion cap of the build's samples (tokens)
+    sft_split: str = "sft"  # "sft" / "rl": disjoint task pools (v2); "train": one shared pool (v1)
+    rl_split: str = "rl"  # task pool of RL prompts
     world: dict = field(default_factory=dict)  # overrides of WorldConfig fields
 
     def world_config(self) -> WorldConfig:
@@ -57,8 +59,9 @@ class SandboxConfig:
         return WorldConfig(seed=self.seed, **{**DIFFICULTY[self.difficulty], **self.world})
 
     def key(self) -> str:
-        blob = json.dumps({**asdict(self), "world_resolved": asdict(self.world_config()), "v": BUILD_VERSION},
-                          sort_keys=True)
+        blob = json.dumps(
+            {**asdict(self), "world_resolved": asdict(self.world_config()), "v": BUILD_VERSION}, sort_keys=True
+        )
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
@@ -72,14 +75,22 @@ def train_tokenizer(texts: list[str], vocab_size: int, split_digits: bool = True
     single tokens (v2, like GPT-2), and arithmetic becomes a lookup the tiny model can learn."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
+
     tk = Tokenizer(models.BPE())
     # digits are split one per token; a preceding space stays glued to the first digit (" 2", "1")
-    tk.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r" ?[0-9]" if split_digits else r" ?-?[0-9]+"), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tk.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(r" ?[0-9]" if split_digits else r" ?-?[0-9]+"), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     tk.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIALS,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tk.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token=SPECIALS[0], pad_token=SPECIALS[1])
 
@@ -87,38 +98,72 @@ def train_tokenizer(texts: list[str], vocab_size: int, split_digits: bool = True
 def new_model(cfg: SandboxConfig, tok):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+
     torch.manual_seed(cfg.seed)
-    mc = LlamaConfig(vocab_size=len(tok), hidden_size=cfg.hidden_size, intermediate_size=cfg.hidden_size * 3,
-                     num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.n_heads,
-                     max_position_embeddings=512, tie_word_embeddings=True, eos_token_id=tok.eos_token_id,
-                     pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id)
+    mc = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.hidden_size * 3,
+        num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.n_heads,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.eos_token_id,
+    )
     return LlamaForCausalLM(mc)
 
 
 def sft_examples(cfg: SandboxConfig, wc: WorldConfig) -> list[dict]:
     rng = random.Random(cfg.seed)
     tasks = make_tasks(wc, cfg.sft_split, cfg.n_train_tasks, allow_fewer=cfg.sft_split != "train")
-    return [{"prompt": prompt(t), "completion": make_trace(t, rng, wc).text}
-            for t in tasks for _ in range(cfg.traces_per_task)]
+    return [
+        {"prompt": prompt(t), "completion": make_trace(t, rng, wc).text}
+        for t in tasks
+        for _ in range(cfg.traces_per_task)
+    ]
 
 
 def warm_start(cfg: SandboxConfig, model, tok, examples: list[dict], out: Path, progress: bool = True):
     """TRL SFT on prompt/completion pairs (loss on completions only), via ``hicra.trainer``."""
     from hicra.trainer import sft
-    return sft(model, tok, examples, out / "sft", steps=cfg.sft_steps, batch_size=cfg.batch_size,
-               learning_rate=cfg.learning_rate, seed=cfg.seed, progress=progress)
+
+    return sft(
+        model,
+        tok,
+        examples,
+        out / "sft",
+        steps=cfg.sft_steps,
+        batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        seed=cfg.seed,
+        progress=progress,
+    )
 
 
 def calibrate(cfg: SandboxConfig, model, tok, wc: WorldConfig, n: int | None = None, temperature: float = 1.0) -> dict:
     """Validation accuracy at temperature 1 and the oracle's failure kinds."""
     from hicra.generate import sample
+
     tasks = make_tasks(wc, "val", n or cfg.n_val, allow_fewer=True)
-    outs = sample(model, tok, [prompt(t) for t in tasks], n=1, temperature=temperature,
-                  max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    outs = sample(
+        model,
+        tok,
+        [prompt(t) for t in tasks],
+        n=1,
+        temperature=temperature,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=cfg.seed,
+    )
     kinds = [classify_failure(t, o[0]) for t, o in zip(tasks, outs)]
-    return {"val_accuracy": sum(k is None for k in kinds) / len(kinds), "n_val": len(kinds),
-            "errors": {"planning": kinds.count("planning"), "execution": kinds.count("execution")},
-            "samples": [{"prompt": prompt(t), "completion": o[0], "failure": k} for t, o, k in zip(tasks, outs, kinds)]}
+    return {
+        "val_accuracy": sum(k is None for k in kinds) / len(kinds),
+        "n_val": len(kinds),
+        "errors": {"planning": kinds.count("planning"), "execution": kinds.count("execution")},
+        "samples": [{"prompt": prompt(t), "completion": o[0], "failure": k} for t, o, k in zip(tasks, outs, kinds)],
+    }
 
 
 # --------------------------------------------------------------------------
@@ -139,6 +184,7 @@ def build(cfg: SandboxConfig, force: bool = False, progress: bool = True) -> dic
     import torch
 
     from hicra.sgfile import write_sg_file
+
     target = model_dir(cfg)
     summary_path = target / "summary.json"
     if summary_path.exists() and not force:
@@ -154,24 +200,32 @@ def build(cfg: SandboxConfig, force: bool = False, progress: bool = True) -> dic
     work = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
     try:
         examples = sft_examples(cfg, wc)
-        tok = train_tokenizer([e["prompt"] + e["completion"] for e in examples[:20000]], cfg.vocab_size,
-                              cfg.split_digits)
+        tok = train_tokenizer(
+            [e["prompt"] + e["completion"] for e in examples[:20000]], cfg.vocab_size, cfg.split_digits
+        )
         model = new_model(cfg, tok)
         losses = warm_start(cfg, model, tok, examples, work, progress)
         model.save_pretrained(work)
         tok.save_pretrained(work)
         shutil.rmtree(work / "sft", ignore_errors=True)
-        write_sg_file(work / "grams.json", [{"gram": g, "kind": k} for g, k in ALL_GRAMS],
-                      {"annotator": "sandbox ground truth", "source": "hicra.sandbox.world.PHRASES", "seed": cfg.seed})
+        write_sg_file(
+            work / "grams.json",
+            [{"gram": g, "kind": k} for g, k in ALL_GRAMS],
+            {"annotator": "sandbox ground truth", "source": "hicra.sandbox.world.PHRASES", "seed": cfg.seed},
+        )
         model, tok = load(work)
         cal = calibrate(cfg, model, tok, wc)
         with open(work / "calibration.jsonl", "w") as f:
             for s in cal.pop("samples"):
                 f.write(json.dumps(s) + "\n")
-        summary = {"model_dir": str(target), "build_seconds": round(time.time() - t0, 1), **cal,
-                   "params": sum(p.numel() for p in model.parameters()),
-                   "sft_final_loss": losses[-1]["loss"] if losses else None,
-                   "config": asdict(cfg)}
+        summary = {
+            "model_dir": str(target),
+            "build_seconds": round(time.time() - t0, 1),
+            **cal,
+            "params": sum(p.numel() for p in model.parameters()),
+            "sft_final_loss": losses[-1]["loss"] if losses else None,
+            "config": asdict(cfg),
+        }
         (work / "summary.json").write_text(json.dumps(summary, indent=1))
         if target.exists():
             shutil.rmtree(target)
@@ -187,12 +241,25 @@ def build_apart(cfg: SandboxConfig) -> dict:
     group while the other ranks wait at a barrier: a deadlock.) Cached or shipped builds are read directly."""
     import subprocess
     import sys
+
     if not ((model_dir(cfg) / "summary.json").exists() or (SHIPPED / model_dir(cfg).name / "summary.json").exists()):
-        dist = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "MASTER_ADDR",
-                "MASTER_PORT", "TORCHELASTIC_RUN_ID", "ACCELERATE_USE_CPU")
+        dist = (
+            "RANK",
+            "LOCAL_RANK",
+            "WORLD_SIZE",
+            "LOCAL_WORLD_SIZE",
+            "GROUP_RANK",
+            "ROLE_RANK",
+            "MASTER_ADDR",
+            "MASTER_PORT",
+            "TORCHELASTIC_RUN_ID",
+            "ACCELERATE_USE_CPU",
+        )
         env = {k: v for k, v in os.environ.items() if k not in dist}
-        code = "import json, sys; from hicra.sandbox.build import SandboxConfig, build; " \
-               "build(SandboxConfig(**json.loads(sys.argv[1])))"
+        code = (
+            "import json, sys; from hicra.sandbox.build import SandboxConfig, build; "
+            "build(SandboxConfig(**json.loads(sys.argv[1])))"
+        )
         subprocess.run([sys.executable, "-c", code, json.dumps(asdict(cfg))], env=env, check=True)
     return build(cfg)
 
@@ -225,13 +292,15 @@ def _install_shipped(src: Path, target: Path) -> dict:
 def load(path):
     """(model, tokenizer) of a sandbox build, via ``from_pretrained`` like any HF model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     model = AutoModelForCausalLM.from_pretrained(path)
     tok = AutoTokenizer.from_pretrained(path)
     return model.eval(), tok
 
 
-def calibration_by_difficulty(cfg: SandboxConfig, model, tok, difficulties=None,
-                              n: int | None = None, temperature: float = 1.0):
+def calibration_by_difficulty(
+    cfg: SandboxConfig, model, tok, difficulties=None, n: int | None = None, temperature: float = 1.0
+):
     """DataFrame: accuracy with Wilson 95% CI and oracle error counts per difficulty (default: those of
     the model's own family, hicra.sandbox.world.FAMILY)."""
     import dataclasses
@@ -240,12 +309,22 @@ def calibration_by_difficulty(cfg: SandboxConfig, model, tok, difficulties=None,
 
     from hicra.sandbox.world import FAMILY
     from hicra.stats import wilson
+
     rows = []
     for d in difficulties or FAMILY.get(cfg.difficulty, (cfg.difficulty,)):
         c = dataclasses.replace(cfg, difficulty=d)
         r = calibrate(c, model, tok, c.world_config(), n=n, temperature=temperature)
         k = sum(s["failure"] is None for s in r["samples"])
         p, lo, hi = wilson(k, len(r["samples"]))
-        rows.append({"difficulty": d, "n": len(r["samples"]), "accuracy": p, "ci_lo": lo, "ci_hi": hi,
-                     "planning_errors": r["errors"]["planning"], "execution_errors": r["errors"]["execution"]})
+        rows.append(
+            {
+                "difficulty": d,
+                "n": len(r["samples"]),
+                "accuracy": p,
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "planning_errors": r["errors"]["planning"],
+                "execution_errors": r["errors"]["execution"],
+            }
+        )
     return pd.DataFrame(rows)

@@ -7,6 +7,7 @@ The reward is the paper's binary outcome reward (§3): 1.0 when the last
     ds = grpo_dataset(SandboxConfig(), n=2000)
     sandbox_reward(["... \\\\boxed{3 * 7 + 5}"], numbers=[[3, 7, 5]], target=[26])  # [1.0]
 """
+
 from __future__ import annotations
 
 from hicra.sandbox.build import SandboxConfig
@@ -16,6 +17,7 @@ from hicra.sandbox.world import Task, make_tasks, prompt, verify
 def grpo_dataset(cfg: SandboxConfig, n: int, split: str | None = None):
     """HF Dataset of ``{"prompt", "numbers", "target"}`` rows (TRL forwards the extra columns to rewards)."""
     import datasets
+
     tasks = make_tasks(cfg.world_config(), split or cfg.rl_split, n, allow_fewer=True)
     return datasets.Dataset.from_list([{"prompt": prompt(t), "numbers": t.numbers, "target": t.target} for t in tasks])
 
@@ -30,8 +32,15 @@ def sandbox_reward(completions, numbers, target, **kwargs) -> list[float]:
     ]
 
 
-def validator(cfg: SandboxConfig, n: int, temperature: float = 1.0, max_new_tokens: int | None = None, seed: int = 0,
-              k: int = 1, warm_dir=None):
+def validator(
+    cfg: SandboxConfig,
+    n: int,
+    temperature: float = 1.0,
+    max_new_tokens: int | None = None,
+    seed: int = 0,
+    k: int = 1,
+    warm_dir=None,
+):
     """``fn(model, tokenizer) -> accuracy``: avg@k on (up to) ``n`` fixed validation tasks at ``temperature``.
 
     The same tasks and sampling seed at every call, so a curve's points differ only by the policy.
@@ -51,23 +60,40 @@ def validator(cfg: SandboxConfig, n: int, temperature: float = 1.0, max_new_toke
     from hicra.config import weight_files
     from hicra.generate import sample
     from hicra.io import write_json
+
     tasks = make_tasks(cfg.world_config(), "val", n, allow_fewer=True)
     prompts = [prompt(t) for t in tasks]
     max_new_tokens = max_new_tokens or cfg.max_new_tokens
 
     def validate(model, tokenizer) -> float:
         was_training = model.training
-        outs = sample(model, tokenizer, prompts, n=k, temperature=temperature, seed=seed, progress=False,
-                      max_new_tokens=max_new_tokens, batch_size=128)
+        outs = sample(
+            model,
+            tokenizer,
+            prompts,
+            n=k,
+            temperature=temperature,
+            seed=seed,
+            progress=False,
+            max_new_tokens=max_new_tokens,
+            batch_size=128,
+        )
         model.train(was_training)
         return sum(verify(t, c) for t, o in zip(tasks, outs) for c in o) / (len(tasks) * k)
 
     def initial(model, tokenizer) -> float:
         if warm_dir is None:
             return validate(model, tokenizer)
-        key = {"tasks": [[list(t.numbers), t.target] for t in tasks], "k": k, "temperature": temperature,
-               "max_new_tokens": max_new_tokens, "seed": seed, "threads": torch.get_num_threads(),
-               "torch": torch.__version__, "weights": weight_files(warm_dir)}
+        key = {
+            "tasks": [[list(t.numbers), t.target] for t in tasks],
+            "k": k,
+            "temperature": temperature,
+            "max_new_tokens": max_new_tokens,
+            "seed": seed,
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "weights": weight_files(warm_dir),
+        }
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
         path = Path(warm_dir) / "val_cache" / f"{digest}.json"
         if path.exists():

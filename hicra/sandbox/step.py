@@ -8,6 +8,7 @@ Notebook ``00_sandbox`` and ``python -m hicra.sandbox`` both call ``run`` and wr
     python -m hicra.sandbox                                        # the default v2 build (shipped: installs in < 1 s)
     python -m hicra.sandbox --sandbox '{"difficulty": "v1"}' --force true   # rebuild a v1 world here
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,11 +20,13 @@ from hicra.io import write_json
 @dataclasses.dataclass
 class BuildConfig(StepConfig):
     run_dir: str = "runs/demo"
-    seed: int = 0                     # world, tokenizer and warm-start seed
-    sandbox: dict = dataclasses.field(default_factory=dict, metadata={
-        "help": 'SandboxConfig overrides, e.g. {"difficulty": "v1"} or {"sft_steps": 1000}'})
-    n_calibration: int = 200          # validation tasks per difficulty in the calibration figure
-    force: bool = False               # rebuild even when the build is cached or shipped
+    seed: int = 0  # world, tokenizer and warm-start seed
+    sandbox: dict = dataclasses.field(
+        default_factory=dict,
+        metadata={"help": 'SandboxConfig overrides, e.g. {"difficulty": "v1"} or {"sft_steps": 1000}'},
+    )
+    n_calibration: int = 200  # validation tasks per difficulty in the calibration figure
+    force: bool = False  # rebuild even when the build is cached or shipped
 
 
 def fig_calibration(table, difficulty: str, seed: int):
@@ -31,11 +34,18 @@ def fig_calibration(table, difficulty: str, seed: int):
     import matplotlib.pyplot as plt
 
     from hicra.plotting import PALETTE
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ax = axes[0]
     ax.bar(table.difficulty, table.accuracy, color=PALETTE["grpo"], alpha=0.85)
-    ax.errorbar(table.difficulty, table.accuracy, yerr=[table.accuracy - table.ci_lo, table.ci_hi - table.accuracy],
-                fmt="none", ecolor="black", capsize=4)
+    ax.errorbar(
+        table.difficulty,
+        table.accuracy,
+        yerr=[table.accuracy - table.ci_lo, table.ci_hi - table.accuracy],
+        fmt="none",
+        ecolor="black",
+        capsize=4,
+    )
     for x, (hi, n) in enumerate(zip(table.ci_hi, table.n)):
         ax.text(x, hi + 0.01, f"n = {n}", ha="center", va="bottom", fontsize=9)
     ax.set_ylim(0, max(0.5, float(table.ci_hi.max()) + 0.1))
@@ -57,6 +67,7 @@ def run(cfg: BuildConfig) -> dict:
 
     from hicra.plotting import save_figure, setup_style
     from hicra.sandbox.build import SandboxConfig, build, calibration_by_difficulty, load
+
     out = start_step(cfg, "00_sandbox")
     scfg = from_dict(SandboxConfig, {"seed": cfg.seed, **cfg.sandbox})
     torch.manual_seed(cfg.seed)
@@ -67,8 +78,12 @@ def run(cfg: BuildConfig) -> dict:
     fig = fig_calibration(table, scfg.difficulty, cfg.seed)
     paths = save_figure(fig, "sandbox_calibration", cfg.figures_dir)
     plt.close(fig)
-    summary = {**{k: info[k] for k in ("model_dir", "build_seconds", "val_accuracy", "errors")}, "cached":
-               info.get("cached", False), "seed": cfg.seed, "calibration": table.to_dict("records"),
-               "figures": [str(p) for p in paths]}
+    summary = {
+        **{k: info[k] for k in ("model_dir", "build_seconds", "val_accuracy", "errors")},
+        "cached": info.get("cached", False),
+        "seed": cfg.seed,
+        "calibration": table.to_dict("records"),
+        "figures": [str(p) for p in paths],
+    }
     write_json(resolve(out) / "sandbox.json", summary)
     return summary

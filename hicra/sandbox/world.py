@@ -107,33 +107,46 @@ ALL_GRAMS: list[tuple[str, str]] = [(p, kind) for kind, slots in PHRASES.items()
 @dataclass
 class WorldConfig:
     """Difficulty knobs and the warm-start mix of trace styles."""
+
     seed: int = 0
-    n_numbers: int = 3            # numbers per task (difficulty)
-    max_value: int = 12           # numbers drawn from 1..max_value
+    n_numbers: int = 3  # numbers per task (difficulty)
+    max_value: int = 12  # numbers drawn from 1..max_value
     max_target: int = 60
-    min_solutions: int = 4        # keep tasks reachable by at least this many left-to-right chains
-    p_careful: float = 0.6        # share of careful (check + backtrack) traces
-    p_hint: float = 0.3           # share of traces opening with a deduction hint
-    p_hasty_right: float = 0.5    # a hasty trace boxes a right attempt this often
-    max_failures: int = 4         # failed attempts before success in careful traces
-    p_case: float = 0.06          # phrase written in an unusual case (UPPER / Title)
-    p_curly: float = 0.1          # curly apostrophes
-    p_newline: float = 0.03       # a newline inside a phrase
+    min_solutions: int = 4  # keep tasks reachable by at least this many left-to-right chains
+    p_careful: float = 0.6  # share of careful (check + backtrack) traces
+    p_hint: float = 0.3  # share of traces opening with a deduction hint
+    p_hasty_right: float = 0.5  # a hasty trace boxes a right attempt this often
+    max_failures: int = 4  # failed attempts before success in careful traces
+    p_case: float = 0.06  # phrase written in an unusual case (UPPER / Title)
+    p_curly: float = 0.1  # curly apostrophes
+    p_newline: float = 0.03  # a newline inside a phrase
     tasks: str = "reasoning_gym"  # "reasoning_gym": draw tasks with its generator (v1); "enumerate": every
     #                               (numbers, target) pair of the world, shuffled by seed (v2: exact pool sizes)
     bad_range: tuple = (-20, 150)  # failed attempts written in traces keep their steps in this range
-    operators: str = "+-*"        # the operations of the world (v2: "+-", arithmetic the tiny model can learn)
+    operators: str = "+-*"  # the operations of the world (v2: "+-", arithmetic the tiny model can learn)
 
 
 # Sandbox v2 candidate (docs/sandbox.md): sums and differences of numbers 1..15 (arithmetic meant to
 # be learnable), enumerated tasks (exact pool sizes: 891 SFT / 661 RL / 399 val), shorter traces.
-V2 = dict(operators="+-", max_value=15, max_target=45, min_solutions=4, p_careful=0.5, max_failures=3,
-          tasks="enumerate", bad_range=(-15, 60))
+V2 = dict(
+    operators="+-",
+    max_value=15,
+    max_target=45,
+    min_solutions=4,
+    p_careful=0.5,
+    max_failures=3,
+    tasks="enumerate",
+    bad_range=(-15, 60),
+)
 
 # v2 is the default world (docs/sandbox.md); v1 is the first shipped world (configs/sandbox_v1.yaml), with its
 # easy and hard variants. A model is calibrated on the difficulties of its own family (FAMILY).
-DIFFICULTY = {"v2": V2, "v1": {}, "easy": dict(n_numbers=3, max_value=8, max_target=40, min_solutions=6),
-              "hard": dict(n_numbers=4, max_value=15, max_target=99, min_solutions=1)}
+DIFFICULTY = {
+    "v2": V2,
+    "v1": {},
+    "easy": dict(n_numbers=3, max_value=8, max_target=40, min_solutions=6),
+    "hard": dict(n_numbers=4, max_value=15, max_target=99, min_solutions=1),
+}
 V1_FAMILY = ("easy", "v1", "hard")
 FAMILY = {"v2": ("v2",), **{d: V1_FAMILY for d in V1_FAMILY}}
 
@@ -162,9 +175,19 @@ class Trace:
 
 def _dataset(cfg: WorldConfig, seed: int, size: int):
     import reasoning_gym
-    return reasoning_gym.create_dataset("countdown", size=size, seed=seed, min_numbers=cfg.n_numbers,
-                                        max_numbers=cfg.n_numbers, min_value=1, max_value=cfg.max_value,
-                                        min_target=1, max_target=cfg.max_target, operators=tuple(cfg.operators))
+
+    return reasoning_gym.create_dataset(
+        "countdown",
+        size=size,
+        seed=seed,
+        min_numbers=cfg.n_numbers,
+        max_numbers=cfg.n_numbers,
+        min_value=1,
+        max_value=cfg.max_value,
+        min_target=1,
+        max_target=cfg.max_target,
+        operators=tuple(cfg.operators),
+    )
 
 
 def chains(numbers: list[int], operators: str = "+-*"):
@@ -275,6 +298,7 @@ def verify(task: Task, completion: str) -> bool:
     integers, + - * and parentheses (``**`` and everything else score 0). tests/test_sandbox.py checks
     the verdicts against reasoning-gym's scorer."""
     from hicra.rewards import last_boxed
+
     expr = last_boxed(completion)
     if expr is None or len(expr) > 200 or not re.fullmatch(r"[\d\s+\-*()]+", expr) or "**" in expr:
         return False
@@ -314,7 +338,7 @@ class _Writer:
             shown = shown.replace("'", "\u2019")
         if " " in shown and self.rng.random() < self.cfg.p_newline:
             i = self.rng.choice([m.start() for m in re.finditer(" ", shown)])
-            shown = shown[:i] + "\n" + shown[i + 1:]
+            shown = shown[:i] + "\n" + shown[i + 1 :]
         if self.parts and not self.parts[-1].endswith(("\n", " ")):
             self.text(sep)
         self.spans.append((self.pos, self.pos + len(shown), p, kind))
@@ -334,8 +358,9 @@ def make_trace(task: Task, rng: random.Random, cfg: WorldConfig, style: str | No
     all_chains = list(chains(task.numbers, cfg.operators))
     good = [c for c in all_chains if c[2][-1] == task.target]
     lo, hi = cfg.bad_range
-    bad = [c for c in all_chains if c[2][-1] != task.target and all(lo <= v <= hi for v in c[2])] or \
-        [c for c in all_chains if c[2][-1] != task.target]
+    bad = [c for c in all_chains if c[2][-1] != task.target and all(lo <= v <= hi for v in c[2])] or [
+        c for c in all_chains if c[2][-1] != task.target
+    ]
     w = _Writer(rng, cfg)
     w.phrase("deduction", "open", True)
     w.text(f" {task.target}.")
