@@ -146,41 +146,77 @@ def load_config(cls, path: str | None = None, argv: list[str] | None = None):
     """Defaults <- YAML file <- ``--key value`` / ``--key=value`` flags, each value coerced to its field type."""
     data: dict = read_yaml_mapping(path) if path else {}
     names = {f.name for f in dataclasses.fields(cls)}
-    for key, val in split_flags(argv):
+    for key, val in split_flags(argv, bool_fields(cls)):
         if key not in names:
             raise ValueError(f"unknown option --{key}; valid: {sorted(names)}")
         data[key] = val  # raw text: typed() coerces every value by its field's type
     return from_dict(cls, typed(cls, data))
 
 
-def split_flags(argv: list[str] | None) -> list[tuple[str, str]]:
-    """``--key value`` / ``--key=value`` flags -> ``[(key, raw value), ...]`` (dashes in keys become ``_``)."""
+def bool_fields(*classes) -> set[str]:
+    """Names of the boolean (or optional boolean) fields of ``classes``: the ones a bare ``--flag`` may set."""
+    import typing
+
+    out = set()
+    for cls in classes:
+        for name, tp in typing.get_type_hints(cls).items():
+            if tp is bool or (typing.get_origin(tp) is not None and set(typing.get_args(tp)) == {bool, type(None)}):
+                out.add(name)
+    return out
+
+
+def split_flags(argv: list[str] | None, bools: set[str] = frozenset()) -> list[tuple[str, str]]:
+    """``--key value`` / ``--key=value`` flags -> ``[(key, raw value), ...]`` (dashes in keys become ``_``).
+
+    HfArgumentParser's conventions hold for the boolean fields named in ``bools``: a bare ``--flag`` (nothing
+    follows, or another ``--option``) is true and ``--no_flag`` false, so an open-r1 / TRL command line means
+    the same here."""
     argv, out = list(argv or []), []
     while argv:
         flag = argv.pop(0)
         if not flag.startswith("--"):
             raise ValueError(f"unexpected argument {flag!r}; use --key value")
-        key, _, val = flag[2:].partition("=")
+        key, eq, val = flag[2:].partition("=")
         key = key.replace("-", "_")
-        if not val:
-            if not argv:
+        if not eq and (not argv or argv[0].startswith("--")):
+            if key in bools:
+                val = "true"
+            elif key.startswith("no_") and key[3:] in bools:
+                key, val = key[3:], "false"
+            else:
                 raise ValueError(f"--{key} needs a value")
+        elif not eq:
             val = argv.pop(0)
         out.append((key, val))
     return out
 
 
+def config_path(argv: list[str]) -> str | None:
+    """Take the recipe file out of ``argv``: the first argument when it is not an option (``python -m hicra.train
+    RECIPE``), or TrlParser's ``--config RECIPE``; giving both is an error."""
+    path = argv.pop(0) if argv and not argv[0].startswith("--") else None
+    for i, flag in enumerate(argv):
+        if flag == "--config" or flag.startswith("--config="):
+            value = flag.partition("=")[2] if "=" in flag else (argv[i + 1] if i + 1 < len(argv) else "")
+            if not value or value.startswith("--"):
+                raise ValueError("--config needs a YAML file")
+            if path is not None:
+                raise ValueError(f"two recipe files: {path!r} and --config {value!r}; give one")
+            del argv[i : i + (1 if "=" in flag else 2)]
+            return value
+    return path
+
+
 def parse_cli(cls, argv: list[str] | None = None):
-    """``[CONFIG.yaml] [--key value ...]`` -> config instance. ``-h``/``--help`` prints every option of ``cls``
-    with its type, default and help, then exits; a config a user can fix (unknown option, wrong type, missing
-    file) is one ``error:`` line and exit code 2."""
+    """``[CONFIG.yaml] [--key value ...]`` (or TrlParser's ``--config CONFIG.yaml``) -> config instance.
+    ``-h``/``--help`` prints every option of ``cls`` with its type, default and help, then exits; a config a user
+    can fix (unknown option, wrong type, missing file) is one ``error:`` line and exit code 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
         print(config_help((cls,)))
         raise SystemExit(0)
-    path = argv.pop(0) if argv and not argv[0].startswith("--") else None
     try:
-        return load_config(cls, path, argv)
+        return load_config(cls, config_path(argv), argv)
     except (ValueError, FileNotFoundError, TypeError) as e:
         print(f"error: {e}\n(python -m {_prog()} --help lists every option)", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
@@ -225,8 +261,9 @@ def config_help(classes) -> str:
         "",
         head,
         "",
-        "A YAML file of options comes first (optional); each --option value overrides it. Lists and "
-        "mappings are written as YAML/JSON, e.g. --runs '[a, b]'.",
+        "A YAML file of options comes first (optional; or --config FILE, as TrlParser); each --option value "
+        "overrides it. Lists and mappings are written as YAML/JSON, e.g. --runs '[a, b]'. A bare --flag sets a "
+        "boolean option to true, --no_flag to false.",
     ]
     for cls in classes:
         notes = field_comments(cls)

@@ -27,7 +27,18 @@ from pathlib import Path
 
 import yaml
 
-from hicra.config import REPO_ROOT, StepConfig, emit, from_dict, install_signal_handlers, resolve, split_flags, typed
+from hicra.config import (
+    REPO_ROOT,
+    StepConfig,
+    bool_fields,
+    config_path,
+    emit,
+    from_dict,
+    install_signal_handlers,
+    resolve,
+    split_flags,
+    typed,
+)
 from hicra.io import read_metrics, read_yaml_mapping, write_json
 
 
@@ -85,7 +96,7 @@ def read_recipe(path: str | None, overrides: list[str]) -> dict:
     from hicra.trainer import HICRAConfig
 
     data = read_yaml_mapping(resolve(path)) if path else {}
-    for key, val in split_flags(overrides):
+    for key, val in split_flags(overrides, bool_fields(TrainScript, HICRAConfig)):
         try:
             data[key] = yaml.safe_load(val)
         except yaml.YAMLError:
@@ -405,11 +416,11 @@ def main(argv=None):
 
         print(config_help((TrainScript, HICRAConfig)))
         return
-    path = argv.pop(0) if argv and not argv[0].startswith("--") else DEFAULT_RECIPE  # no recipe: the CPU default
     from hicra.runfolder import RunFolderError
     from hicra.sgfile import SGFileError
 
     try:  # a recipe a user can fix gets one line that says what to fix, not a traceback
+        path = config_path(argv) or DEFAULT_RECIPE  # no recipe: the CPU default
         data = read_recipe(path, argv)
         checked = dry_run(data)  # the real run is checked exactly as the dry run is
         if data.get("dry_run"):

@@ -186,7 +186,7 @@ class HICRAConfig(GRPOConfig):
         default="auto",
         metadata={
             "help": "log-probs and entropies of the loss: 'fused' (TRL's chunked LM-head kernel: no full logits), "
-            "'plain' (full logits, log_softmax; about 20 % faster forward + backward for a tiny vocabulary on "
+            "'plain' (full logits, log_softmax; about 20 percent faster forward + backward for a tiny vocabulary on "
             "CPU), 'auto' (plain when the vocabulary has at most 8,192 tokens)"
         },
     )

@@ -69,6 +69,42 @@ def test_an_unknown_option_is_one_line_not_a_traceback(step):
     )
 
 
+def test_an_open_r1_command_line_means_the_same_as_ours():
+    """TrlParser's conventions (``--config FILE``, a bare boolean ``--flag``, ``--no_flag``) give the configuration
+    the project's own spelling gives, for a step and for the training recipe."""
+    from hicra.config import config_path, parse_cli
+    from hicra.grams.step import GramsConfig
+    from hicra.train import read_recipe
+
+    ours = parse_cli(GramsConfig, ["--veto", "false", "--run_dir", "runs/x"])
+    theirs = parse_cli(GramsConfig, ["--no_veto", "--run_dir=runs/x"])
+    assert ours == theirs and ours.veto is False
+    assert parse_cli(GramsConfig, ["--no_veto", "--veto"]).veto is True  # the last one wins, as in argparse
+
+    argv = ["--config", "configs/sandbox.yaml", "--dry_run", "--no_bf16", "--seed", "3"]
+    path = config_path(argv)
+    assert path == "configs/sandbox.yaml"
+    trl = read_recipe(path, argv)
+    own = read_recipe("configs/sandbox.yaml", ["--dry_run", "true", "--bf16", "false", "--seed", "3"])
+    assert trl == own and trl["dry_run"] is True and trl["bf16"] is False and trl["seed"] == 3
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--tag"], "--tag needs a value"),  # a bare flag is only a boolean's
+        (["--run_dir", "--tag", "x"], "--run_dir needs a value"),
+        (["a.yaml", "--config", "b.yaml"], "two recipe files"),
+        (["--config"], "--config needs a YAML file"),
+    ],
+)
+def test_a_flag_without_its_value_is_named(argv, message):
+    res = subprocess.run(
+        [sys.executable, "-m", "hicra.figures", *argv], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]
+
+
 def test_the_readme_fits_on_a_screen_and_its_headline_is_generated_from_the_tables():
     """README ≤ 200 lines; its headline block is exactly what hicra.headline renders from figures/*.csv, so a
     re-run study that changes a table fails this test until `python -m hicra.headline` is run."""
