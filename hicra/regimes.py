@@ -216,6 +216,7 @@ def analyse(run_dir) -> dict:
                 "grpo_plateau": bool(math.isfinite(plateau["lo"]) and plateau["lo"] <= 0 <= plateau["hi"]),
                 **{f"sem_entropy_change_{a}": ent[a]["mean"] for a in ent},
                 **{f"sem_entropy_change_{a}_lo": ent[a]["lo"] for a in ent},
+                **{f"sem_entropy_change_{a}_hi": ent[a]["hi"] for a in ent},
                 "hicra_minus_grpo_per_seed": " ".join(f"{x:+.3f}" for x in paired(runs, "hicra", "grpo", "final")),
             }
         )
@@ -229,22 +230,26 @@ def _warm(w: dict) -> dict:
 
 
 def fig_map(rows: list[dict]):
-    """HICRA - GRPO (points; at the last step and as AUC) against the warm start's execution error rate."""
+    """HICRA - GRPO (points; at the last step and as AUC) against the warm start's execution error rate, and each
+    arm's semantic-entropy change over the run (phase 2 where it rises)."""
     import matplotlib.pyplot as plt
 
+    from hicra.advantage import REGISTRY
+
     t = pd.DataFrame([r for r in rows if "final_mean" in r])
-    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.8), squeeze=False)
-    xmax = 100 * float(t.execution_error_rate.max()) + 12
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), squeeze=False)
+    xmax = 100 * float(t.execution_error_rate.max()) + 14
     for ax, (e, title) in zip(axes[0], (("final", "accuracy at the last step"), ("auc", "area under the curve"))):
         for _, r in t.iterrows():
             x, m = 100 * r.execution_error_rate, 100 * r[f"{e}_mean"]
-            lo, hi = 100 * r[f"{e}_lo"], 100 * r[f"{e}_hi"]
-            if math.isfinite(lo) and math.isfinite(hi):
-                ax.errorbar(x, m, yerr=[[m - lo], [hi - m]], fmt="o", capsize=5, lw=2, color="#d62728")
-            else:  # one seed: a point, no interval
-                ax.plot(x, m, "o", color="#d62728", mfc="white", mew=2)
+            _point(ax, x, m, 100 * r[f"{e}_lo"], 100 * r[f"{e}_hi"], "#d62728")
+            note = "" if e != "final" or r.get("grpo_plateau", True) else ", not at plateau"
             ax.annotate(
-                f"{r.regime} (n={int(r.final_n)})", (x, m), textcoords="offset points", xytext=(9, -4), fontsize=10
+                f"{r.regime} (n={int(r.final_n)}{note})",
+                (x, m),
+                textcoords="offset points",
+                xytext=(9, -4),
+                fontsize=10,
             )
         ax.axhline(0, color="0.3", lw=1, ls="--")
         ax.set_xlim(0, xmax)
@@ -253,6 +258,31 @@ def fig_map(rows: list[dict]):
             ylabel="HICRA − GRPO (points)",
             title=f"HICRA − GRPO, {title}",
         )
+    ax = axes[0][2]
+    for k, arm in enumerate(("grpo", "hicra")):
+        if f"sem_entropy_change_{arm}" not in t:
+            continue
+        for i, r in t.iterrows():
+            x, m = 100 * r.execution_error_rate + (k - 0.5) * 1.2, r[f"sem_entropy_change_{arm}"]
+            _point(
+                ax,
+                x,
+                m,
+                r.get(f"sem_entropy_change_{arm}_lo"),
+                r.get(f"sem_entropy_change_{arm}_hi"),
+                REGISTRY[arm].colour,
+                label=arm.upper() if i == t.index[0] else None,
+            )
+            if k == 1:
+                ax.annotate(r.regime, (x, m), textcoords="offset points", xytext=(9, -4), fontsize=10)
+    ax.axhline(0, color="0.3", lw=1, ls="--")
+    ax.set_xlim(0, xmax)
+    ax.legend(loc="best", fontsize=9)
+    ax.set(
+        xlabel="warm start: completions with an arithmetic slip (%)",
+        ylabel="change over the run (bits)",
+        title="semantic entropy (phase 2 where it rises)",
+    )
     fig.suptitle(
         "Regime map: HICRA's effect against how execution-limited the warm start is (paired by seed, "
         "95 % t-intervals; hollow: one seed, no interval)",
@@ -260,6 +290,14 @@ def fig_map(rows: list[dict]):
     )
     fig.tight_layout()
     return fig
+
+
+def _point(ax, x, m, lo, hi, colour, label=None):
+    """A mean with its interval, or a hollow point where there is none (one seed)."""
+    if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
+        ax.errorbar(x, m, yerr=[[m - lo], [hi - m]], fmt="o", capsize=5, lw=2, color=colour, label=label)
+    else:
+        ax.plot(x, m, "o", color=colour, mfc="white", mew=2, label=label)
 
 
 def run(run_dir: str, figures_dir: str = "figures", tag: str = "regimes") -> dict:
