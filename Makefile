@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed-v4
 RUN     ?= demo
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo figures smollm study replication regimes rehearsal study-alpha test test-fast lint format lab bench sandbox venv clean-runs strip
+.PHONY: demo figures smollm study replication regimes regimes-long rehearsal study-alpha test test-fast lint format lab bench sandbox venv clean-runs strip
 
 # uv (from PyPI) resolves and installs in parallel: the venv takes ~1 min instead of pip's 3-4 min here. torch is
 # pinned to the CPU build where pip's find-links offer it (PIP_FIND_LINKS); a bare `torch` pulls multi-GB CUDA.
@@ -54,6 +54,10 @@ replication: venv
 ## 300 steps each; SIZE=quick: 1 seed x 100 steps a regime (a look). Resumable: a rerun keeps finished runs.
 regimes: venv
 	$(BIN)/python -m hicra.pipeline --profile $(if $(filter quick,$(SIZE)),regimes-quick,regimes) --jobs $(STUDY_JOBS)
+
+## regimes-long: the strategy regime's 16 runs continued from step 300 to 600 (after `make regimes`; ~80 min)
+regimes-long: venv
+	$(BIN)/python -m hicra.pipeline --profile regimes-long --jobs $(STUDY_JOBS)
 
 ## rehearsal: the GPU `paper` profile executed on CPU with SmolLM2-135M (2 CPU processes, tiny sizes; ~30 min)
 rehearsal: venv

@@ -57,8 +57,10 @@ def main(argv=None):
     ap.add_argument(
         "--dry_run",
         default="false",
+        nargs="?",
+        const="true",
         choices=["true", "false"],
-        help="validate every step's config and parameters, load no model, run nothing",
+        help="validate every step's config and parameters, load no model, run nothing (a bare --dry_run: true)",
     )
     ap.add_argument("--step_json", help=argparse.SUPPRESS)  # internal: run one step (see run_wave)
     ap.add_argument("--run_dir", help=argparse.SUPPRESS)

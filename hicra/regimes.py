@@ -14,6 +14,7 @@ error rate. The regimes are fixed a priori (README, "The regime map: pre-registe
 
     make regimes                   # python -m hicra.pipeline --profile regimes        (resumable; see README)
     make regimes SIZE=quick        # --profile regimes-quick: 1 seed x 100 steps a regime (a look, not a result)
+    make regimes-long              # --profile regimes-long: the strategy regime's runs continued to step 600
     python -m hicra.regimes --run_dir runs/regimes            # the analysis alone, on the finished runs
     python -m hicra.regimes --warm_start strategy --out F     # build one regime's warm start, write its anatomy
 
@@ -51,8 +52,11 @@ def regimes_profile(
     seeds: list | None = None,
     val_every: int = 25,
     recipe: str = "configs/sandbox.yaml",
+    start_from: str | None = None,
 ):
-    """Pipeline steps: ``warm-<regime>`` (build + anatomy), ``<regime>/train-<arm>-s<seed>`` and ``map``."""
+    """Pipeline steps: ``warm-<regime>`` (build + anatomy), ``<regime>/train-<arm>-s<seed>`` and ``map``. With
+    ``start_from`` (an earlier map's folder), ``copy-<regime>`` first copies that map's runs of the regime into
+    ``run`` (``continue_runs``), so each run continues from its last checkpoint to ``steps``; the source is kept."""
     from hicra.runner import Step
     from hicra.study import seed_list
 
@@ -77,6 +81,29 @@ def regimes_profile(
                 command=["python", "-m", "hicra.regimes", "--warm_start", name, "--out", warm],
             )
         )
+        if start_from:
+            src = start_from.rstrip("/")
+            out.append(
+                Step(
+                    f"copy-{name}",
+                    "",
+                    {},
+                    [],
+                    [f"{r}/{name}/continued.json"],
+                    needs=(),
+                    keep_done=True,
+                    command=[
+                        "python",
+                        "-m",
+                        "hicra.regimes",
+                        "--continue_from",
+                        f"{src}/{name}",
+                        "--out",
+                        f"{r}/{name}",
+                    ],
+                )
+            )
+    before = ("copy-", "warm-") if start_from else ("warm-",)
     for i, seed in enumerate(seeds):  # seed-major: a stopped map has its first seeds complete in every regime
         for name in names:
             for arm, n in arms.items():
@@ -112,7 +139,7 @@ def regimes_profile(
                         {},
                         [],
                         [f"{d}/summary.json"],
-                        needs=(f"warm-{name}",),
+                        needs=tuple(f"{b}{name}" for b in before),
                         progress=(f"{d}/metrics.jsonl", steps),
                         command=cmd,
                         keep_done=True,
@@ -223,6 +250,33 @@ def analyse(run_dir) -> dict:
     return {"run_dir": str(root), "regimes": rows}
 
 
+def continue_runs(src, dst) -> dict:
+    """Copy the run folders (``train-*``) and ``warm_start.json`` of ``src`` into ``dst``, each that ``dst`` lacks
+    (whole: copied beside, then renamed), and write ``dst/continued.json`` naming the source; ``src`` is untouched.
+    A run resumed from the copy with a larger ``--max_steps`` continues from its newest complete checkpoint."""
+    import shutil
+
+    src, dst = resolve(src), resolve(dst)
+    runs = sorted(p for p in src.glob("train-*") if (p / "summary.json").exists())
+    if not runs:
+        raise FileNotFoundError(f"{src} has no finished run (train-*/summary.json) to continue")
+    dst.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for p in runs:
+        if (dst / p.name).exists():
+            continue
+        tmp = dst / f".{p.name}.copying"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(p, tmp, ignore=shutil.ignore_patterns("*.lock"))
+        tmp.rename(dst / p.name)
+        copied.append(p.name)
+    if (src / "warm_start.json").exists() and not (dst / "warm_start.json").exists():
+        shutil.copy2(src / "warm_start.json", dst / "warm_start.json")
+    res = {"source": str(src), "runs": [p.name for p in runs], "copied": copied}
+    write_json(dst / "continued.json", res)
+    return res
+
+
 def _warm(w: dict) -> dict:
     return {
         k: w.get(k) for k in ("accuracy", "execution_error_rate", "planning_error_rate", "careful_share", "tokens_mean")
@@ -321,11 +375,17 @@ def main(argv=None):
     ap.add_argument("--figures_dir", default="figures", help="where the map's figure and table go")
     ap.add_argument("--tag", default=None, help="figure and table names: <tag>_map.png (default: the folder's name)")
     ap.add_argument("--warm_start", choices=list(REGIMES), help="build this regime's warm start and write its anatomy")
-    ap.add_argument("--out", help="with --warm_start: the anatomy JSON to write")
+    ap.add_argument("--out", help="with --warm_start: the anatomy JSON to write; with --continue_from: the folder")
+    ap.add_argument("--continue_from", help="copy this regime folder's finished runs into --out, to continue them")
     a = ap.parse_args(argv)
     from hicra.config import install_signal_handlers
 
     install_signal_handlers()
+    if a.continue_from:
+        if not a.out:
+            ap.error("--continue_from needs --out FOLDER")
+        emit(continue_runs(a.continue_from, a.out))
+        return
     if a.warm_start:
         if not a.out:
             ap.error("--warm_start needs --out FILE")

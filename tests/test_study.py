@@ -269,3 +269,47 @@ def test_regime_map_analysis_on_hand_made_runs(tmp_path):
     assert rows["strategy"]["grpo_plateau"] is True  # flat from step 200 on: last minus 50 steps before is 0
     assert rows["strategy"]["execution_error_rate"] == 0.03 and math.isnan(rows["strategy"]["fig4_mean"])
     assert (tmp_path / "fig" / "t_map.png").stat().st_size > 5000 and (tmp_path / "regimes.json").exists()
+
+
+def test_a_continued_regime_run_extends_a_copy_and_keeps_the_source(tiny_sandbox, capsys):
+    """regimes-long: the map's finished runs are copied (the source untouched) and resumed with a larger max_steps;
+    the copy continues from its last checkpoint, every step logged once, as one longer run."""
+    from conftest import sandbox_recipe
+
+    from hicra import regimes
+    from hicra.io import read_metrics
+    from hicra.train import run
+
+    recipe = sandbox_recipe(
+        num_generations=4,
+        per_device_train_batch_size=8,
+        max_completion_length=24,
+        val_every=1,
+        val_n=4,
+        n_train=16,
+        save_steps=1,
+        sandbox=TINY,
+        method="grpo",
+        seed=1,
+    )
+    src, dst = tiny_sandbox / "map" / "strategy", tiny_sandbox / "long" / "strategy"
+    run({**recipe, "run_dir": str(src / "train-grpo-s1"), "max_steps": 2})
+    (src / "warm_start.json").write_text("{}")
+    before = (src / "train-grpo-s1" / "metrics.jsonl").read_text()
+
+    res = regimes.continue_runs(src, dst)
+    assert res["copied"] == ["train-grpo-s1"] and (dst / "warm_start.json").exists()
+    assert regimes.continue_runs(src, dst)["copied"] == []  # a rerun copies nothing over a continued run
+    capsys.readouterr()
+    summary = run({**recipe, "run_dir": str(dst / "train-grpo-s1"), "max_steps": 4, "resume": True})
+    assert summary["steps"] == 4
+    assert f"resuming from {dst / 'train-grpo-s1' / 'checkpoint-2'}" in capsys.readouterr().out
+    assert [x["step"] for x in read_metrics(dst / "train-grpo-s1" / "metrics.jsonl")] == [0, 1, 2, 3, 4]
+    assert (src / "train-grpo-s1" / "metrics.jsonl").read_text() == before
+    assert not (src / "train-grpo-s1" / "checkpoint-4").exists()
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        regimes.continue_runs(tiny_sandbox / "empty", dst)
+
+    steps = regimes.regimes_profile(run="runs/x", regimes=["strategy"], arms={"grpo": 1}, start_from="runs/regimes")
+    train = next(s for s in steps if s.name.startswith("strategy-train"))
+    assert {"copy-strategy", "warm-strategy"} <= set(train.needs)
