@@ -31,6 +31,7 @@ from hicra.config import StepConfig, resolve
 
 CAUSES = ("planning", "calculation", "comprehension", "format")
 CATEGORY = {"planning": "Planning & Strategy", "calculation": "Others", "comprehension": "Others", "format": "Others"}
+UNCLASSIFIED = "Unclassified (judge off-format)"  # with unjudged: keep, a judge answer in no expected format
 PROMPT = Path(__file__).resolve().parent / "prompts" / "error_judge.md"
 _TASK = re.compile(r"Numbers:\s*([\d\s]+)\.\s*Target:\s*(-?\d+)")
 
@@ -159,14 +160,15 @@ def agreement(truth: pd.Series, judged: pd.Series) -> dict:
 
 def counts_by_step(df: pd.DataFrame, cause_col: str = "cause", bins: int = 6) -> pd.DataFrame:
     """Failures per method and step bin by category, with the Planning & Strategy share."""
-    d = df.assign(category=df[cause_col].map(CATEGORY))
+    d = df.assign(category=df[cause_col].map(CATEGORY).fillna(UNCLASSIFIED))
     edges = pd.cut(d.step, bins=min(bins, d.step.nunique()), include_lowest=True)
     d = d.assign(stage=edges.map(lambda iv: f"{int(iv.left) + 1}-{int(iv.right)}"), mid=edges.map(lambda iv: iv.mid))
     t = d.groupby(["method", "stage", "mid", "category"], observed=True).size().unstack("category", fill_value=0)
-    for c in ("Planning & Strategy", "Others"):
+    for c in ("Planning & Strategy", "Others", UNCLASSIFIED):
         if c not in t:
             t[c] = 0
-    t["planning_share"] = t["Planning & Strategy"] / (t["Planning & Strategy"] + t["Others"])
+    classified = t["Planning & Strategy"] + t["Others"]  # the share is of the failures with a cause
+    t["planning_share"] = (t["Planning & Strategy"] / classified).where(classified > 0)
     return t.reset_index().sort_values(["method", "mid"])
 
 
@@ -183,13 +185,20 @@ def fig4(table: pd.DataFrame):
         t = table[table.method == m]
         ax.bar(t.stage, t["Planning & Strategy"], color=PALETTE["planning"], label="Planning & Strategy")
         ax.bar(t.stage, t["Others"], bottom=t["Planning & Strategy"], color=PALETTE["execution"], label="Others")
+        if table[UNCLASSIFIED].any():
+            below = t["Planning & Strategy"] + t["Others"]
+            ax.bar(t.stage, t[UNCLASSIFIED], bottom=below, color="0.75", hatch="//", label=UNCLASSIFIED)
         ax.set(title=f"{m}: failed rollouts", xlabel="RL steps", ylabel="failed rollouts (count)")
         ax.tick_params(axis="x", rotation=30)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, bbox_to_anchor=(0.4, -0.08))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, bbox_to_anchor=(0.4, -0.08))
     ax = axes[-1]
     for m in methods:
         t = table[table.method == m]
         ax.plot(t.mid, t.planning_share, marker="o", color=PALETTE.get(m, "k"), label=m)
+    if table.planning_share.isna().all():
+        ax.text(
+            0.5, 0.5, "no failure with a cause:\nthe judge answered off-format", ha="center", transform=ax.transAxes
+        )
     ax.set(
         title="share of failures that are\nPlanning & Strategy",
         xlabel="RL step",
@@ -220,7 +229,14 @@ class ErrorsConfig(StepConfig):
     serve: str = ""  # judge: a model to serve here for the step (smollm2 | a folder): hicra.serve
     api_key_env: str = "OPENAI_API_KEY"  # variable holding the endpoint's API key
     n_judge: int = 200  # failed rollouts sent to the judge (random, seeded)
+    unjudged: str = (
+        "error"  # a judge answer in no expected format: 'error' (none parsed: stop), or 'keep' (an Unclassified bar)
+    )
     seed: int = 0  # seed of the judged sample
+
+    def __post_init__(self):
+        if self.unjudged not in ("error", "keep"):
+            raise ValueError(f"unjudged must be 'error' or 'keep'; got {self.unjudged!r}")
 
 
 def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
@@ -262,10 +278,18 @@ def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
         if sandbox:  # the judge's agreement with the ground truth
             summary["judge"].update(agreement(sub.cause, sub.judge), oracle=sub.cause.value_counts().to_dict())
         else:  # real text: the judge's causes are the figure's (a sample of n_judge failed rollouts)
-            df = sub.assign(cause=sub.judge)[sub.judge.notna()]
+            keep = cfg.unjudged == "keep"
+            df = (
+                sub.assign(cause=sub.judge.fillna("unclassified"))
+                if keep
+                else sub.assign(cause=sub.judge)[sub.judge.notna()]
+            )
             summary["n_judged"] = len(df)
     if not len(df):
-        raise ValueError("no failed rollout has a cause (the judge answered none in the expected format)")
+        raise ValueError(
+            "no failed rollout has a cause (the judge answered none in the expected format); use a stronger judge, "
+            "or unjudged: keep to draw its answers as an Unclassified bar"
+        )
     table = counts_by_step(df, bins=cfg.bins)
     table.to_csv(out / "errors_by_step.csv", index=False)
     summary["planning_share"] = {

@@ -235,3 +235,43 @@ def test_figures_and_fig4_on_a_real_text_run(tmp_path):
     assert s["source"] == "LLM judge" and s["n_judged"] == 6 and "accuracy" not in s["judge"]
     assert s["planning_share"]["hicra"]["first"] == 0.5  # one arithmetic slip, one give-up per step
     assert (tmp_path / "fig" / "fig4_errors_t.png").exists()
+
+
+class _OffFormatJudge(_Judge):
+    """A judge too small to follow the format (the rehearsal's SmolLM2 answers the math problem instead)."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        data = json.dumps({"choices": [{"message": {"content": "The answer is $k = 2015$."}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_an_off_format_judge_stops_fig4_unless_its_answers_are_kept_as_unclassified(tmp_path):
+    d = _real_text_run(tmp_path)
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _OffFormatJudge)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    cfg = dict(
+        figures_dir=str(tmp_path / "fig"),
+        runs=[str(d)],
+        judge=True,
+        base_url=f"http://127.0.0.1:{srv.server_address[1]}/v1",
+        llm_model="judge",
+        api_key_env="",
+        bins=3,
+        tag="t",
+    )
+    try:
+        with pytest.raises(ValueError, match="unjudged: keep"):
+            ER.run(ER.ErrorsConfig(run_dir=str(tmp_path / "e1"), **cfg), progress=False)
+        s = ER.run(ER.ErrorsConfig(run_dir=str(tmp_path / "e2"), unjudged="keep", **cfg), progress=False)
+    finally:
+        srv.shutdown()
+    table = pd.read_csv(tmp_path / "e2" / "errors_by_step.csv")
+    assert table[ER.UNCLASSIFIED].sum() == s["n_judged"] > 0  # every failure drawn, none given a cause
+    assert table[["Planning & Strategy", "Others"]].sum().sum() == 0 and table.planning_share.isna().all()
+    assert (tmp_path / "fig" / "fig4_errors_t.png").exists()
+    with pytest.raises(ValueError, match="unjudged must be"):
+        ER.ErrorsConfig(unjudged="skip")
