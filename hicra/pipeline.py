@@ -97,7 +97,7 @@ def main(argv=None):
             sys.exit(2)
         emit({"profile": name, "ok": True, "dry_run": True, "run_dir": str(run_dir), "steps": checked})
         return
-    unknown = sorted(set(a.only) | (set(a.force) - {"all"}) - {s.name for s in steps})
+    unknown = sorted((set(a.only) | set(a.force)) - {"all"} - {s.name for s in steps})
     if unknown:
         ap.error(f"unknown step(s) {unknown} in profile {a.profile}; its steps: {', '.join(s.name for s in steps)}")
     log, t_all = [], time.time()

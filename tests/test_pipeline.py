@@ -219,6 +219,34 @@ def test_unknown_step_names_are_refused_with_the_valid_ones():
     assert r.returncode == 2 and "unknown step(s) ['nosuchstep']" in r.stderr and "02_train_hicra" in r.stderr
 
 
+def test_only_runs_just_the_named_step(tmp_path):
+    """`--only NAME` runs that step of the profile and no other (it was refused as unknown: an operator-precedence
+    slip in the name check, found by re-running one step of the rehearsal)."""
+    nbs = {n: _nb(tmp_path / f"{n}.ipynb", f"import pathlib\npathlib.Path(out).write_text('{n}')") for n in "ab"}
+    steps = "".join(
+        f"  - name: {n}\n    notebook: {nbs[n]}\n    params: {{out: '${{run}}/{n}.txt'}}\n    inputs: []\n"
+        f"    outputs: ['${{run}}/{n}.txt']\n"
+        for n in "ab"
+    )
+    import subprocess
+    import sys
+
+    (tmp_path / "two.yaml").write_text(f"run: two\nsteps:\n{steps}")
+    cmd = [
+        sys.executable,
+        "-m",
+        "hicra.pipeline",
+        "--profile",
+        str(tmp_path / "two.yaml"),
+        "--run",
+        str(tmp_path / "r"),
+    ]
+    cmd += ["--figures_dir", str(tmp_path / "fig")]
+    res = subprocess.run([*cmd, "--only", "b"], capture_output=True, text=True, timeout=300, cwd=R.REPO_ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (tmp_path / "r" / "b.txt").read_text() == "b" and not (tmp_path / "r" / "a.txt").exists()
+
+
 def test_a_profile_file_of_ones_own(tmp_path):
     """A user's profile YAML: ${run} is the run folder; a bad profile is refused with what to fix."""
     from hicra.profiles import load_profile
