@@ -53,10 +53,10 @@ def results_markdown(profile: str, run_dir: Path, log: list[dict]) -> str:
     if e := j("errors/errors.json"):
         lines += [
             "",
-            "## Error analysis (oracle)",
-            f"{e['n_failed']} failed rollouts; Planning & Strategy share, "
+            f"## Error analysis ({e.get('source', 'sandbox oracle')})",
+            f"{e['n_failed']} failed rollouts; Planning & Strategy share of those with a cause, "
             "first -> last step bin: "
-            + ", ".join(f"{m} {v['first']:.2f} -> {v['last']:.2f}" for m, v in e["planning_share"].items()),
+            + ", ".join(f"{m} {_share(v['first'])} -> {_share(v['last'])}" for m, v in e["planning_share"].items()),
         ]
     if f := j("forks/forks.json"):
         lines += [
@@ -94,3 +94,8 @@ def _ci(row: dict, key: str) -> str:
         return "–"
     lo_hi = (row.get("ci") or {}).get(key)
     return f"{row[key]:.3f}" + (f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else "")
+
+
+def _share(x) -> str:
+    """A share to two decimals, or "n/a" where no failure had a cause (an off-format judge)."""
+    return "n/a" if x is None else f"{x:.2f}"

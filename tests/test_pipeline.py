@@ -332,6 +332,11 @@ def test_results_page_shows_claims_a_and_b_with_their_intervals(tmp_path):
     md = results_markdown("x", tmp_path, [{"step": "05_fork_tokens", "status": "ran", "seconds": 1.0}])
     assert "| SmolLM2 | instruct | solutions | 1.127 [0.806, 1.469] | 0.688 [0.545, 0.773] | 0.021 |" in md
     assert "| GRPO | after RL | samples | – | 0.394 | 0.658 |" in md
+    (tmp_path / "errors").mkdir()  # an off-format judge: no failure with a cause, no share (the rehearsal's)
+    errors = {"n_failed": 8, "source": "LLM judge", "planning_share": {"grpo": {"first": None, "last": None}}}
+    (tmp_path / "errors" / "errors.json").write_text(json.dumps(errors))
+    md = results_markdown("x", tmp_path, [])
+    assert "## Error analysis (LLM judge)" in md and "grpo n/a -> n/a" in md
 
 
 def test_a_kernel_that_dies_starting_is_started_again(tmp_path, monkeypatch):
