@@ -229,8 +229,9 @@ class ErrorsConfig(StepConfig):
     serve: str = ""  # judge: a model to serve here for the step (smollm2 | a folder): hicra.serve
     api_key_env: str = "OPENAI_API_KEY"  # variable holding the endpoint's API key
     n_judge: int = 200  # failed rollouts sent to the judge (random, seeded)
-    unjudged: str = (
-        "error"  # a judge answer in no expected format: 'error' (none parsed: stop), or 'keep' (an Unclassified bar)
+    unjudged: str = dataclasses.field(
+        default="error",
+        metadata={"help": "a judge answer in no expected format: 'error' (none parsed: stop) or 'keep' (Unclassified)"},
     )
     seed: int = 0  # seed of the judged sample
 
