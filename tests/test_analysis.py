@@ -83,6 +83,9 @@ class _Judge(BaseHTTPRequestHandler):
             content = "I cannot decide."  # malformed: no cause
         else:
             content = json.dumps({"cause": "calculation" if _wrong_step(sol) else "planning", "reason": "x"})
+        self._answer(content)
+
+    def _answer(self, content: str):
         data = json.dumps({"choices": [{"message": {"content": content}}]}).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
@@ -216,20 +219,7 @@ def test_figures_and_fig4_on_a_real_text_run(tmp_path):
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Judge)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        s = ER.run(
-            ER.ErrorsConfig(
-                run_dir=str(tmp_path / "e"),
-                figures_dir=str(tmp_path / "fig"),
-                runs=[str(d)],
-                judge=True,
-                base_url=f"http://127.0.0.1:{srv.server_address[1]}/v1",
-                llm_model="judge",
-                api_key_env="",
-                bins=3,
-                tag="t",
-            ),
-            progress=False,
-        )
+        s = ER.run(ER.ErrorsConfig(run_dir=str(tmp_path / "e"), **_judged(tmp_path, d, srv)), progress=False)
     finally:
         srv.shutdown()
     assert s["source"] == "LLM judge" and s["n_judged"] == 6 and "accuracy" not in s["judge"]
@@ -237,25 +227,11 @@ def test_figures_and_fig4_on_a_real_text_run(tmp_path):
     assert (tmp_path / "fig" / "fig4_errors_t.png").exists()
 
 
-class _OffFormatJudge(_Judge):
-    """A judge too small to follow the format (the rehearsal's SmolLM2 answers the math problem instead)."""
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers["Content-Length"]))
-        data = json.dumps({"choices": [{"message": {"content": "The answer is $k = 2015$."}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-def test_an_off_format_judge_stops_fig4_unless_its_answers_are_kept_as_unclassified(tmp_path):
-    d = _real_text_run(tmp_path)
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _OffFormatJudge)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    cfg = dict(
+def _judged(tmp_path, run, srv) -> dict:
+    """ErrorsConfig fields for Fig 4 of ``run`` judged by the loopback server ``srv``."""
+    return dict(
         figures_dir=str(tmp_path / "fig"),
-        runs=[str(d)],
+        runs=[str(run)],
         judge=True,
         base_url=f"http://127.0.0.1:{srv.server_address[1]}/v1",
         llm_model="judge",
@@ -263,6 +239,21 @@ def test_an_off_format_judge_stops_fig4_unless_its_answers_are_kept_as_unclassif
         bins=3,
         tag="t",
     )
+
+
+class _OffFormatJudge(_Judge):
+    """A judge too small to follow the format (the rehearsal's SmolLM2 answers the math problem instead)."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self._answer("The answer is $k = 2015$.")
+
+
+def test_an_off_format_judge_stops_fig4_unless_its_answers_are_kept_as_unclassified(tmp_path):
+    d = _real_text_run(tmp_path)
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _OffFormatJudge)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    cfg = _judged(tmp_path, d, srv)
     try:
         with pytest.raises(ValueError, match="unjudged: keep"):
             ER.run(ER.ErrorsConfig(run_dir=str(tmp_path / "e1"), **cfg), progress=False)
