@@ -52,6 +52,9 @@ def sandbox_recipe(**changes) -> dict:
     return {**base, "gradient_accumulation_steps": 1, **changes}
 
 
+# the smallest rollout shape: 2 prompts x 4 completions a step, 24-token completions, 16 training tasks
+TINY_ROLLOUTS = dict(num_generations=4, per_device_train_batch_size=8, max_completion_length=24, n_train=16)
+
 # the smallest sandbox build (seconds): the tests' model, tokenizer and world
 TINY = dict(
     hidden_size=32,

@@ -165,21 +165,11 @@ def test_bad_arguments_say_what_to_fix(tiny):
 def test_compact_rollout_trains_and_logs_like_trls_sampler(tmp_path, monkeypatch):
     """rollout: compact goes through TRL's rollout_func: same rows, same metrics lines, HICRA advantages."""
     monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
-    from conftest import sandbox_recipe
+    from conftest import TINY_ROLLOUTS, sandbox_recipe
 
     from hicra.train import build_trainer
 
-    run = sandbox_recipe(
-        num_generations=4,
-        per_device_train_batch_size=8,
-        max_completion_length=24,
-        val_every=0,
-        n_train=16,
-        save_steps=10,
-        max_steps=2,
-        method="hicra",
-        rollout="compact",
-    )
+    run = sandbox_recipe(**TINY_ROLLOUTS, val_every=0, save_steps=10, max_steps=2, method="hicra", rollout="compact")
     trainer, _ = build_trainer({"run_dir": str(tmp_path / "run"), "sandbox": {**TINY, "sft_steps": 3}, **run})
     assert trainer.rollout_func is not None
     trainer.train()

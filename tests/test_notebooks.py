@@ -7,6 +7,7 @@ from pathlib import Path
 import nbformat
 import papermill as pm
 import pytest
+from conftest import TINY
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -138,17 +139,6 @@ TINY_TRAIN = dict(
         num_generations=4, per_device_train_batch_size=8, gradient_accumulation_steps=1, max_completion_length=24
     ),
 )
-SANDBOX_TINY = dict(
-    hidden_size=32,
-    n_layers=1,
-    n_heads=2,
-    n_train_tasks=40,
-    traces_per_task=1,
-    sft_steps=3,
-    batch_size=8,
-    n_val=4,
-    max_new_tokens=24,
-)
 
 
 @pytest.mark.slow
@@ -163,7 +153,7 @@ def test_02_train_then_03_to_06_on_its_runs(tmp_path, monkeypatch):
             str(ROOT / "notebooks" / "02_train.ipynb"),
             str(out),
             cwd=str(ROOT / "notebooks"),
-            parameters={"run_dir": str(run), "method": method, "seed": seed, "sandbox": SANDBOX_TINY, **TINY_TRAIN},
+            parameters={"run_dir": str(run), "method": method, "seed": seed, "sandbox": TINY, **TINY_TRAIN},
             progress_bar=False,
             kernel_name="python3",
         )
@@ -171,7 +161,7 @@ def test_02_train_then_03_to_06_on_its_runs(tmp_path, monkeypatch):
         assert s["steps"] == 2 and s["method"] == method
         runs.append(str(run))
     _same_files_as_cli(
-        "02_train.ipynb", tmp_path, run, tmp_path / "fig", method="hicra", seed=1, sandbox=SANDBOX_TINY, **TINY_TRAIN
+        "02_train.ipynb", tmp_path, run, tmp_path / "fig", method="hicra", seed=1, sandbox=TINY, **TINY_TRAIN
     )
     run, fig = _run("03_dynamics.ipynb", tmp_path, runs=runs, tag="test")
     _same_files_as_cli("03_dynamics.ipynb", tmp_path, run, fig, runs=runs, tag="test")
@@ -198,7 +188,7 @@ def test_02_train_then_03_to_06_on_its_runs(tmp_path, monkeypatch):
         tag="test",
         n_prompts=4,
         max_new_tokens=24,
-        sandbox=SANDBOX_TINY,
+        sandbox=TINY,
     )
     _same_files_as_cli(
         "05_fork_tokens.ipynb",
@@ -209,7 +199,7 @@ def test_02_train_then_03_to_06_on_its_runs(tmp_path, monkeypatch):
         tag="test",
         n_prompts=4,
         max_new_tokens=24,
-        sandbox=SANDBOX_TINY,
+        sandbox=TINY,
     )
     rows = json.loads((run / "forks.json").read_text())["rows"]
     assert [r["stage"] for r in rows] == ["before RL", "after RL"] and all(
@@ -223,7 +213,7 @@ def test_02_train_then_03_to_06_on_its_runs(tmp_path, monkeypatch):
         limit=4,
         k={"sandbox": 2},
         max_new_tokens=24,
-        sandbox=SANDBOX_TINY,
+        sandbox=TINY,
     )
     run, fig = _run("06_evaluate.ipynb", tmp_path, run="eval", **ev_params)
     _same_files_as_cli(
@@ -254,7 +244,7 @@ def test_01_strategic_grams(tmp_path, monkeypatch):
         n_prompts=200,
         samples_per_prompt=1,
         n_eval=50,
-        sandbox=SANDBOX_TINY,
+        sandbox=TINY,
     )
     s = json.loads((run / "grams_summary.json").read_text())
     assert 0 < s["precision"] <= 1 and 0 < s["recall"] <= 1 and s["n_grams"] > 10

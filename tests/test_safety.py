@@ -7,23 +7,12 @@ import sys
 import time
 
 import pytest
-from conftest import TINY, sandbox_recipe
+from conftest import TINY, TINY_ROLLOUTS, sandbox_recipe
 
 from hicra.runfolder import RunFolderError, claim, last_complete_checkpoint
 from hicra.train import read_recipe, run
 
-RUN = sandbox_recipe(
-    num_generations=4,
-    per_device_train_batch_size=8,
-    max_completion_length=24,
-    val_every=1,
-    val_n=4,
-    val_k=1,
-    n_train=16,
-    save_steps=1,
-    sandbox=TINY,
-    method="grpo",
-)
+RUN = sandbox_recipe(**TINY_ROLLOUTS, val_every=1, val_n=4, val_k=1, save_steps=1, sandbox=TINY, method="grpo")
 
 
 @pytest.fixture

@@ -274,24 +274,13 @@ def test_regime_map_analysis_on_hand_made_runs(tmp_path):
 def test_a_continued_regime_run_extends_a_copy_and_keeps_the_source(tiny_sandbox, capsys):
     """regimes-long: the map's finished runs are copied (the source untouched) and resumed with a larger max_steps;
     the copy continues from its last checkpoint, every step logged once, as one longer run."""
-    from conftest import sandbox_recipe
+    from conftest import TINY_ROLLOUTS, sandbox_recipe
 
     from hicra import regimes
     from hicra.io import read_metrics
     from hicra.train import run
 
-    recipe = sandbox_recipe(
-        num_generations=4,
-        per_device_train_batch_size=8,
-        max_completion_length=24,
-        val_every=1,
-        val_n=4,
-        n_train=16,
-        save_steps=1,
-        sandbox=TINY,
-        method="grpo",
-        seed=1,
-    )
+    recipe = sandbox_recipe(**TINY_ROLLOUTS, val_every=1, val_n=4, save_steps=1, sandbox=TINY, method="grpo", seed=1)
     src, dst = tiny_sandbox / "map" / "strategy", tiny_sandbox / "long" / "strategy"
     run({**recipe, "run_dir": str(src / "train-grpo-s1"), "max_steps": 2})
     (src / "warm_start.json").write_text("{}")

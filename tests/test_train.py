@@ -10,22 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, sandbox_recipe
+from conftest import TINY, TINY_ROLLOUTS, sandbox_recipe
 
 from hicra.dynamics import RECORD_KEYS
 from hicra.io import truncate_jsonl
 from hicra.trainer import HICRA_FAMILY, METHODS, HICRAConfig, HICRATrainer
 
-RUN = sandbox_recipe(
-    num_generations=4,
-    per_device_train_batch_size=8,
-    max_completion_length=24,
-    val_every=1,
-    val_n=4,
-    val_k=1,
-    n_train=16,
-    save_steps=10,
-)
+RUN = sandbox_recipe(**TINY_ROLLOUTS, val_every=1, val_n=4, val_k=1, save_steps=10)
 
 
 def _train(tmp_path, **kw):
