@@ -16,6 +16,7 @@ error rate. The regimes are fixed a priori (README, "The regime map: pre-registe
     make regimes SIZE=quick        # --profile regimes-quick: 1 seed x 100 steps a regime (a look, not a result)
     make regimes-long              # --profile regimes-long: the strategy regime's runs continued to step 600
     python -m hicra.regimes --run_dir runs/regimes            # the analysis alone, on the finished runs
+    python -m hicra.regimes --run_dir runs/regimes-long --until 300 --tag regimes-long-at300   # an earlier horizon
     python -m hicra.regimes --warm_start strategy --out F     # build one regime's warm start, write its anatomy
 
 How: one folder per regime under the run folder, each a study (``train-<arm>-s<seed>/``, ``hicra.study``'s
@@ -193,10 +194,12 @@ def warm_start(name: str, out: str, n: int = 399, k: int = 2) -> dict:
 # the map: each regime's study endpoints against its warm start's execution error rate
 
 
-def analyse(run_dir) -> dict:
+def analyse(run_dir, until: int | None = None) -> dict:
     """Per regime: warm-start anatomy, HICRA - GRPO at the last step and in AUC (paired, CI, MDE), the Fig 4
     endpoint, semantic entropy per arm (does it rise anywhere: phase 2?), and whether GRPO's curve has reached
-    its plateau (last validation point minus the one 50 steps before, paired over seeds: a CI that includes 0)."""
+    its plateau (last validation point minus the one 50 steps before, paired over seeds: a CI that includes 0).
+    ``until``: every run read as if it had stopped at that step (a longer map seen at an earlier horizon, e.g.
+    the 600-step runs at step 300, which must reproduce the 300-step map)."""
     from hicra.stats import summarise
     from hicra.study import comparisons, load, paired, per_run, with_failure_shares
 
@@ -211,7 +214,9 @@ def analyse(run_dir) -> dict:
         except FileNotFoundError:
             rows.append({"regime": name, **_warm(warm)})
             continue
-        runs = with_failure_shares(per_run(df), d)
+        if until is not None:
+            df = df[df.step <= until]
+        runs = with_failure_shares(per_run(df), d, until)
         comp = comparisons(runs)
         hicra = comp[comp.arm == "hicra"].set_index("endpoint") if len(comp) else pd.DataFrame()
         pick = {
@@ -354,18 +359,18 @@ def _point(ax, x, m, lo, hi, colour, label=None):
         ax.plot(x, m, "o", color=colour, mfc="white", mew=2, label=label)
 
 
-def run(run_dir: str, figures_dir: str = "figures", tag: str = "regimes") -> dict:
+def run(run_dir: str, figures_dir: str = "figures", tag: str = "regimes", until: int | None = None) -> dict:
     from hicra.plotting import save_figure, setup_style
 
     setup_style()
-    res = analyse(run_dir)
+    res = analyse(run_dir, until)
     t = pd.DataFrame(res["regimes"])
     figs = resolve(figures_dir)
     figs.mkdir(parents=True, exist_ok=True)
     t.to_csv(figs / f"{tag}_map.csv", index=False)
     if "final_mean" in t:
         res["figures"] = [str(save_figure(fig_map(res["regimes"]), f"{tag}_map", figures_dir)[0])]
-    write_json(resolve(run_dir) / "regimes.json", res)
+    write_json(resolve(run_dir) / ("regimes.json" if until is None else f"regimes-until{until}.json"), res)
     return res
 
 
@@ -377,6 +382,7 @@ def main(argv=None):
     ap.add_argument("--warm_start", choices=list(REGIMES), help="build this regime's warm start and write its anatomy")
     ap.add_argument("--out", help="with --warm_start: the anatomy JSON to write; with --continue_from: the folder")
     ap.add_argument("--continue_from", help="copy this regime folder's finished runs into --out, to continue them")
+    ap.add_argument("--until", type=int, help="read every run as if it had stopped at this step (default: its last)")
     a = ap.parse_args(argv)
     from hicra.config import install_signal_handlers
 
@@ -391,7 +397,7 @@ def main(argv=None):
             ap.error("--warm_start needs --out FILE")
         emit(warm_start(a.warm_start, a.out))
         return
-    emit(run(a.run_dir, a.figures_dir, a.tag or resolve(a.run_dir).name))
+    emit(run(a.run_dir, a.figures_dir, a.tag or resolve(a.run_dir).name, a.until))
 
 
 if __name__ == "__main__":

@@ -230,12 +230,14 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def with_failure_shares(runs: pd.DataFrame, run_dir) -> pd.DataFrame:
+def with_failure_shares(runs: pd.DataFrame, run_dir, until: int | None = None) -> pd.DataFrame:
     """``runs`` with the Fig 4 endpoint per run (hicra.error_analysis.planning_share_bins: the oracle's planning share
-    of failures in the first and last 10 % of steps, and its change)."""
+    of failures in the first and last 10 % of steps, and its change; ``until``: each run read up to that step)."""
     from hicra.error_analysis import planning_share_bins
 
-    rows = [planning_share_bins(resolve(run_dir) / f"train-{a}-s{s}") for a, s in zip(runs.arm, runs.seed)]
+    rows = [
+        planning_share_bins(resolve(run_dir) / f"train-{a}-s{s}", until=until) for a, s in zip(runs.arm, runs.seed)
+    ]
     return pd.concat([runs.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
 
 

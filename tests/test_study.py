@@ -225,6 +225,8 @@ def test_study_profile_stops_on_ctrl_c_and_a_rerun_keeps_finished_runs(tmp_path,
         want = planning_share_bins(run / f"train-{r.arm}-s{r.seed}")
         assert r.failed_first == want["failed_first"] > 0 and r.failed_last == want["failed_last"] > 0
         assert r.planning_share_change == pytest.approx(want["planning_share_change"])
+        early = planning_share_bins(run / f"train-{r.arm}-s{r.seed}", until=1)  # read as if stopped at step 1
+        assert early["failed_first"] == early["failed_last"] > 0 and early["planning_share_change"] == 0
     assert set(pd.read_csv(tmp_path / "fig" / "study_comparisons.csv").endpoint) >= {"final", "planning_share_change"}
     assert math.isfinite(s["primary"][0]["mean"])
     for name in ("study_curves", "study_effects", "fig5_methods_study"):
@@ -269,6 +271,12 @@ def test_regime_map_analysis_on_hand_made_runs(tmp_path):
     assert rows["strategy"]["grpo_plateau"] is True  # flat from step 200 on: last minus 50 steps before is 0
     assert rows["strategy"]["execution_error_rate"] == 0.03 and math.isnan(rows["strategy"]["fig4_mean"])
     assert (tmp_path / "fig" / "t_map.png").stat().st_size > 5000 and (tmp_path / "regimes.json").exists()
+
+    # the same runs read up to step 150 (a longer map at an earlier horizon): three quarters of the gap, rising
+    early = {r["regime"]: r for r in regimes.run(str(tmp_path), str(tmp_path / "fig"), "t150", until=150)["regimes"]}
+    assert early["strategy"]["final_mean"] == pytest.approx(0.75 * 0.022) and early["strategy"]["steps"] == 150
+    assert early["strategy"]["grpo_plateau"] is False and early["strategy"]["grpo_last50"] > 0
+    assert (tmp_path / "regimes-until150.json").exists() and (tmp_path / "fig" / "t150_map.csv").exists()
 
 
 def test_a_continued_regime_run_extends_a_copy_and_keeps_the_source(tiny_sandbox, capsys):
