@@ -235,9 +235,7 @@ def with_failure_shares(runs: pd.DataFrame, run_dir, until: int | None = None) -
     of failures in the first and last 10 % of steps, and its change; ``until``: each run read up to that step)."""
     from hicra.error_analysis import planning_share_bins
 
-    rows = [
-        planning_share_bins(resolve(run_dir) / f"train-{a}-s{s}", until=until) for a, s in zip(runs.arm, runs.seed)
-    ]
+    rows = [planning_share_bins(resolve(run_dir) / f"train-{a}-s{s}", until=until) for a, s in zip(runs.arm, runs.seed)]
     return pd.concat([runs.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
 
 
