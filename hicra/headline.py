@@ -2,7 +2,7 @@
 
 Why: numbers typed into a README go stale the moment a study is re-run. This module reads ``figures/*_arms.csv``,
 ``*_comparisons.csv``, ``*_final_accuracy.csv`` (written by ``hicra.study`` and notebook 03) and
-``regimes_map.csv`` (``hicra.regimes``), and renders one table; ``python -m hicra.headline`` rewrites the block
+``regimes_map.csv`` / ``regimes-long_map.csv`` (``hicra.regimes``), and renders one table; ``python -m hicra.headline`` rewrites the block
 between the README's ``<!-- headline:begin -->`` and ``<!-- headline:end -->`` markers, and a test fails when the
 README's block differs from what the CSVs say.
 
@@ -27,6 +27,7 @@ STUDIES = (
     ("study", "study of record (`make study`, run 4: seeds 0–9)"),
     ("study-replication", "confirmatory replication (`make replication`, run 5: seeds 1000–1009)"),
 )
+MAPS = (("regimes", "regime map (`make regimes`)"), ("regimes-long", "strategy to the plateau (`make regimes-long`)"))
 
 
 def _pts(m, lo, hi) -> str:
@@ -73,9 +74,10 @@ def rows(figures_dir="figures") -> list[tuple]:
                 "not reproduced": "GRPO better" if positive else "falls faster under GRPO",
             }.get(v, "inconclusive")
             out.append((label, source, f"{_pts(r['mean'], r.lo, r.hi)}, MDE {100 * r.mde:.1f}", f"{int(r.n)} seeds", v))
-    regimes = figs / "regimes_map.csv"
-    if regimes.exists():
-        for _, r in pd.read_csv(regimes).iterrows():
+    for tag, source in MAPS:
+        if not (figs / f"{tag}_map.csv").exists():
+            continue
+        for _, r in pd.read_csv(figs / f"{tag}_map.csv").iterrows():
             if not math.isfinite(r.get("final_mean", math.nan)):
                 continue
             v = {"reproduced": "HICRA better", "not reproduced": "GRPO better"}.get(
@@ -85,7 +87,7 @@ def rows(figures_dir="figures") -> list[tuple]:
                 (
                     f"HICRA − GRPO at step {int(r.steps)}, regime `{r.regime}` (warm start: "
                     f"{100 * r.execution_error_rate:.0f} % arithmetic slips)",
-                    "regime map (`make regimes`)",
+                    source,
                     f"{_pts(r.final_mean, r.final_lo, r.final_hi)}, MDE {100 * r.final_mde:.1f}",
                     f"{int(r.final_n)} seeds",
                     v + ("" if r.get("grpo_plateau", False) else "; not at plateau"),

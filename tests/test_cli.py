@@ -132,8 +132,14 @@ def test_headline_rows_come_from_the_csvs(tmp_path):
     pd.DataFrame(
         [{"endpoint": "final", "arm": "hicra", "n": 3, "mean": -0.04, "lo": -0.06, "hi": -0.02, "mde": 0.03}]
     ).to_csv(tmp_path / "study_comparisons.csv", index=False)
+    map_row = dict(regime="strategy", steps=600, execution_error_rate=0.03, final_n=8, final_mde=0.02)
+    pd.DataFrame([{**map_row, "final_mean": 0.03, "final_lo": 0.01, "final_hi": 0.05, "grpo_plateau": True}]).to_csv(
+        tmp_path / "regimes-long_map.csv", index=False
+    )
     r = rows(tmp_path)
     assert r[0][2] == "+20.0 [+18.0, +22.0]" and r[1][2].startswith("-4.0 [-6.0, -2.0]") and r[1][4] == "GRPO better"
+    assert r[2][0].startswith("HICRA − GRPO at step 600, regime `strategy`") and "`make regimes-long`" in r[2][1]
+    assert r[2][2] == "+3.0 [+1.0, +5.0], MDE 2.0" and r[2][4] == "HICRA better"
 
 
 def _modules():
