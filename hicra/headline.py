@@ -1,10 +1,10 @@
 """The README's headline results, generated from the CSV tables the study steps write (never typed by hand).
 
 Why: numbers typed into a README go stale the moment a study is re-run. This module reads ``figures/*_arms.csv``,
-``*_comparisons.csv``, ``*_final_accuracy.csv`` (written by ``hicra.study`` and notebook 03) and
-``regimes_map.csv`` / ``regimes-long_map.csv`` (``hicra.regimes``), and renders one table; ``python -m hicra.headline`` rewrites the block
-between the README's ``<!-- headline:begin -->`` and ``<!-- headline:end -->`` markers, and a test fails when the
-README's block differs from what the CSVs say.
+``*_comparisons.csv``, ``*_final_accuracy.csv`` (written by ``hicra.study`` and notebook 03) and the regime maps'
+``regimes_map.csv`` and ``regimes-long_map.csv`` (``hicra.regimes``), and renders one table;
+``python -m hicra.headline`` rewrites the block between the README's ``<!-- headline:begin -->`` and
+``<!-- headline:end -->`` markers, and a test fails when the README's block differs from what the CSVs say.
 
     python -m hicra.headline            # rewrite README.md's headline block from figures/
     python -m hicra.headline --check    # exit 1 if the README's block is stale
