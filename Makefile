@@ -55,9 +55,10 @@ replication: venv
 regimes: venv
 	$(BIN)/python -m hicra.pipeline --profile $(if $(filter quick,$(SIZE)),regimes-quick,regimes) --jobs $(STUDY_JOBS)
 
-## regimes-long: the strategy regime's 16 runs continued from step 300 to 600 (after `make regimes`; ~80 min)
+## regimes-long: the strategy regime's 16 runs continued from step 300 to 600 (after `make regimes`; ~80 min);
+## FROM=scratch trains the same runs 0 -> 600 instead (~160 min), when the map's runs are not on this machine
 regimes-long: venv
-	$(BIN)/python -m hicra.pipeline --profile regimes-long --jobs $(STUDY_JOBS)
+	$(BIN)/python -m hicra.pipeline --profile regimes-long$(if $(filter scratch,$(FROM)),-scratch) --jobs $(STUDY_JOBS)
 
 ## rehearsal: the GPU `paper` profile executed on CPU with SmolLM2-135M (2 CPU processes, tiny sizes; ~30 min)
 rehearsal: venv

@@ -15,6 +15,7 @@ error rate. The regimes are fixed a priori (README, "The regime map: pre-registe
     make regimes                   # python -m hicra.pipeline --profile regimes        (resumable; see README)
     make regimes SIZE=quick        # --profile regimes-quick: 1 seed x 100 steps a regime (a look, not a result)
     make regimes-long              # --profile regimes-long: the strategy regime's runs continued to step 600
+    make regimes-long FROM=scratch # --profile regimes-long-scratch: the same runs trained 0 -> 600 in one go
     python -m hicra.regimes --run_dir runs/regimes            # the analysis alone, on the finished runs
     python -m hicra.regimes --run_dir runs/regimes-long --until 300 --tag regimes-long-at300   # an earlier horizon
     python -m hicra.regimes --warm_start strategy --out F     # build one regime's warm start, write its anatomy
@@ -264,7 +265,10 @@ def continue_runs(src, dst) -> dict:
     src, dst = resolve(src), resolve(dst)
     runs = sorted(p for p in src.glob("train-*") if (p / "summary.json").exists())
     if not runs:
-        raise FileNotFoundError(f"{src} has no finished run (train-*/summary.json) to continue")
+        raise FileNotFoundError(
+            f"{src} has no finished run (train-*/summary.json) to continue: run `make regimes` first, or train the "
+            "same runs from step 0 with `make regimes-long FROM=scratch`"
+        )
     dst.mkdir(parents=True, exist_ok=True)
     copied = []
     for p in runs:

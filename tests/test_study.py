@@ -304,7 +304,7 @@ def test_a_continued_regime_run_extends_a_copy_and_keeps_the_source(tiny_sandbox
     assert [x["step"] for x in read_metrics(dst / "train-grpo-s1" / "metrics.jsonl")] == [0, 1, 2, 3, 4]
     assert (src / "train-grpo-s1" / "metrics.jsonl").read_text() == before
     assert not (src / "train-grpo-s1" / "checkpoint-4").exists()
-    with pytest.raises(FileNotFoundError, match="no finished run"):
+    with pytest.raises(FileNotFoundError, match="no finished run.*FROM=scratch"):
         regimes.continue_runs(tiny_sandbox / "empty", dst)
 
     steps = regimes.regimes_profile(run="runs/x", regimes=["strategy"], arms={"grpo": 1}, start_from="runs/regimes")
