@@ -205,7 +205,7 @@ def fig4(table: pd.DataFrame):
         ylabel="share of failed rollouts",
         ylim=(0, 1),
     )
-    ax.legend(loc="best")  # the lines start near 0.7 and may end anywhere
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5))  # beside the panel: the lines may end anywhere
     fig.tight_layout()
     return fig
 
