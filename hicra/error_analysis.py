@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import re
 from pathlib import Path
 
 import pandas as pd
 
 from hicra.config import StepConfig, resolve
+from hicra.io import run_arm
 
 CAUSES = ("planning", "calculation", "comprehension", "format")
 CATEGORY = {"planning": "Planning & Strategy", "calculation": "Others", "comprehension": "Others", "format": "Others"}
@@ -44,9 +44,9 @@ def failed_rollouts(run_dirs, every: int = 1) -> pd.DataFrame:
         files = step_files(d)
         if not files:
             raise FileNotFoundError(f"{d}/rollouts/ has no step_*.parquet: train with save_rollouts (the default)")
-        params = json.loads((d / "params.json").read_text()) if (d / "params.json").exists() else {}
+        method, seed = run_arm(d, d.name)
         df = _failures([f for step, f in sorted(files.items()) if not step % every])
-        frames.append(df.assign(run=d.name, method=params.get("method", d.name), seed=params.get("seed", 0)))
+        frames.append(df.assign(run=d.name, method=method, seed=seed))
     return pd.concat(frames, ignore_index=True)
 
 

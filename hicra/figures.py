@@ -13,13 +13,12 @@ the step behind notebook 03 and its CLI twin:
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from hicra.config import StepConfig, resolve
-from hicra.io import read_metrics
+from hicra.io import read_metrics, run_arm
 from hicra.metrics import relative
 from hicra.plotting import PALETTE
 
@@ -32,10 +31,8 @@ def load_runs(run_dirs) -> pd.DataFrame:
         path = d / "metrics.jsonl"
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: train that run first (python -m hicra.train ...)")
-        params = json.loads((d / "params.json").read_text()) if (d / "params.json").exists() else {}
         df = pd.DataFrame(read_metrics(path))
-        df["method"] = params.get("method", "hicra")
-        df["seed"] = params.get("seed", 0)
+        df["method"], df["seed"] = run_arm(d, "hicra")
         df["run"] = d.name
         frames.append(df)
     return pd.concat(frames, ignore_index=True)

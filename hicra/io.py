@@ -157,6 +157,17 @@ def read_metrics(path) -> list[dict]:
     return out
 
 
+def run_arm(run_dir, default: str | None = None) -> tuple[str | None, int]:
+    """A training run's arm and seed, from its ``params.json``: the method, as ``"hicra (LoRA r=8)"`` for an adapter
+    run (its own arm: not one more seed of the full fine-tune), and the seed; ``(default, 0)`` without the file."""
+    f = Path(run_dir) / "params.json"
+    params = json.loads(f.read_text()) if f.exists() else {}
+    method = params.get("method", default)
+    if params.get("lora_r"):
+        method = f"{method} (LoRA r={params['lora_r']})"
+    return method, params.get("seed", 0)
+
+
 def read_yaml_mapping(path) -> dict:
     """A YAML file that must hold a mapping; errors name the file (and the line, for malformed YAML)."""
     p = Path(path)

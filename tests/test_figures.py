@@ -24,3 +24,28 @@ def test_final_table_pairs_seeds():
     w = t.loc["warm_start"]  # the step-0 level every run starts from, beside the methods
     assert w.seeds == 6 and w.val_accuracy == pytest.approx(0.18)
     assert list(t.index)[0] == "warm_start"
+
+
+def test_a_lora_run_is_its_own_arm_not_another_seed(tmp_path):
+    """The rehearsal's LoRA arm (params.json: lora_r) shares method and seed with the full fine-tune; read as one
+    more HICRA seed it doubled the "seeds" and broke the pairing. It is its own row, and HICRA − GRPO pairs the
+    full fine-tunes only."""
+    import json
+
+    from hicra.figures import load_runs
+
+    for name, params, acc in (
+        ("train-grpo-s0", {"method": "grpo", "seed": 0}, 0.2),
+        ("train-hicra-s0", {"method": "hicra", "seed": 0}, 0.3),
+        ("train-hicra-lora", {"method": "hicra", "seed": 0, "lora_r": 8}, 0.9),
+    ):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "params.json").write_text(json.dumps(params))
+        (d / "metrics.jsonl").write_text(
+            "".join(json.dumps({"step": s, "val_accuracy": v}) + "\n" for s, v in ((0, 0.1), (3, acc)))
+        )
+    t = final_table(load_runs(sorted(tmp_path.iterdir()))).set_index("method")
+    assert t.loc["hicra", "seeds"] == 1 and t.loc["hicra", "val_accuracy"] == pytest.approx(0.3)
+    assert t.loc["hicra (LoRA r=8)", "val_accuracy"] == pytest.approx(0.9)
+    assert t.loc["hicra − grpo", "val_accuracy"] == pytest.approx(0.1) and t.loc["hicra − grpo", "seeds"] == 1
