@@ -129,7 +129,10 @@ def fig_methods(df: pd.DataFrame, methods=("grpo", "hicra", "entropy_reg"), smoo
                     smooth=1 if col == "val_accuracy" else smooth,
                 )
         a.set(title=title, xlabel="RL step")
-        a.legend(loc="best", fontsize=8)
+        if a.lines:
+            a.legend(loc="best", fontsize=8)
+        else:  # e.g. a GPU recipe that validates on no held-out set: say so instead of an empty frame
+            a.text(0.5, 0.5, f"not logged by these runs\n({col})", ha="center", va="center", transform=a.transAxes)
     n = df.groupby("method").seed.nunique().to_dict()
     fig.suptitle(
         "Method comparison · seeds per method: "

@@ -49,3 +49,17 @@ def test_a_lora_run_is_its_own_arm_not_another_seed(tmp_path):
     assert t.loc["hicra", "seeds"] == 1 and t.loc["hicra", "val_accuracy"] == pytest.approx(0.3)
     assert t.loc["hicra (LoRA r=8)", "val_accuracy"] == pytest.approx(0.9)
     assert t.loc["hicra − grpo", "val_accuracy"] == pytest.approx(0.1) and t.loc["hicra − grpo", "seeds"] == 1
+
+
+def test_fig5_says_which_panel_the_runs_did_not_log():
+    """A paper recipe validates on no held-out set: Fig 5's accuracy panel says so instead of an empty frame."""
+    from hicra.figures import fig_methods
+
+    rows = [
+        {"run": m, "method": m, "seed": 0, "step": s, "semantic_entropy": 1.0, "pass_at_k": 0.5}
+        for m in ("grpo", "hicra")
+        for s in (1, 2, 3)
+    ]
+    fig = fig_methods(pd.DataFrame(rows), ["grpo", "hicra"])
+    texts = {i: [t.get_text() for t in a.texts] for i, a in enumerate(fig.axes)}
+    assert texts[1] == ["not logged by these runs\n(val_accuracy)"] and fig.axes[0].lines and not texts[0]
