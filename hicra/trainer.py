@@ -29,6 +29,10 @@ The TRL surface beyond public arguments (TRL is pinned below 1.17 because of it;
   sampling counters); reward functions log their own extras (``boxed_ratio``) through TRL's public ``log_metric``;
   ``generation_config`` and ``max_completion_length`` (written by the context schedule).
 * ``rollout_func`` (public, marked experimental): ``rollout: compact`` samples with ``hicra.decode``.
+* ``GRPOTrainer._get_train_sampler`` (wrapped): TRL's ``RepeatSampler`` draws each epoch's prompt order from one
+  generator that runs on across epochs, and transformers' resume does not replay the earlier epochs' draws, so a
+  run resumed in epoch k took epoch 0's order again. ``EpochSampler`` counts the orders drawn and, when the
+  trainer sets epoch k (``set_epoch``, which accelerate forwards), draws the missing ones first.
 
 Several processes (``accelerate launch``): each rank generates, scores and trains on its share of the prompts;
 TRL gathers the rewards for the group advantages. The step's token sums (planning/execution entropy and
@@ -321,6 +325,28 @@ class HICRAConfig(GRPOConfig):
             self.micro_batches = "random" if per_micro_batch else "length"
 
 
+class EpochSampler(torch.utils.data.Sampler):
+    """TRL's prompt sampler, made resumable: the same indices, and ``set_epoch(k)`` first draws the orders of
+    epochs it has not drawn yet. An uninterrupted run has drawn them already (nothing changes); a run resumed
+    in epoch k draws epochs 0..k-1's orders, so it trains on the prompts the uninterrupted run would."""
+
+    def __init__(self, inner):
+        self.inner, self.drawn = inner, 0
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __iter__(self):
+        for i, x in enumerate(self.inner):
+            if i == 0:  # the inner sampler draws its order on the first index
+                self.drawn += 1
+            yield x
+
+    def set_epoch(self, epoch: int) -> None:
+        while self.drawn < epoch:
+            next(iter(self))
+
+
 class HICRATrainer(SpeedMixin, GRPOTrainer):
     """GRPOTrainer whose advantages become ``A + alpha|A|`` on planning tokens (method ``hicra``),
     and which appends one dynamics line per step to ``<output_dir>/metrics.jsonl``.
@@ -354,6 +380,9 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
 
             self.alpha_ctl = AdaptiveAlpha(a.alpha_max, a.alpha_window, a.alpha_plateau, a.alpha_guard)
         self._plain_head = use_plain_head(a.lm_head, self.model)
+
+    def _get_train_sampler(self, dataset=None):
+        return EpochSampler(super()._get_train_sampler(dataset))
 
     # -- advantages ---------------------------------------------------------
     def _generate_and_score_completions(self, inputs):

@@ -597,8 +597,11 @@ def test_a_metrics_line_that_does_not_fit_on_the_disk_leaves_the_file_whole(smal
 
 def test_a_resumed_run_equals_an_uninterrupted_one_with_the_compact_sampler(cache):
     """rollout: compact draws from torch's global RNG, which a checkpoint saves (rng_state.pth) and resume restores:
-    a run stopped after checkpoint-2 and resumed in a new process samples the same completions, step for step, as
-    one that never stopped (gradient accumulation 2: a generation batch spans two micro-steps)."""
+    a run stopped after checkpoint-10 and resumed in a new process samples the same prompts and completions, step
+    for step, as one that never stopped (gradient accumulation 2: a generation batch spans two micro-steps). An epoch
+    here is 8 steps (16 tasks, 2 a step), so the resume lands in the second epoch, whose prompt order the sampler
+    draws after the first's: a resume that forgot the earlier epochs' draws would train on other prompts (seed 2005
+    of the regime map, resumed at step 125, did)."""
     flags = [
         *_flags({**RUN, "per_device_train_batch_size": 4}),
         "--gradient_accumulation_steps",
@@ -619,16 +622,17 @@ def test_a_resumed_run_equals_an_uninterrupted_one_with_the_compact_sampler(cach
         timeout=300,
     )
     a, b = cache / "a", cache / "b"
-    assert call(a, "--max_steps", "4").returncode == 0
-    assert call(b, "--max_steps", "2").returncode == 0
-    (b / "summary.json").unlink()  # as if killed after checkpoint-2
-    res = call(b, "--max_steps", "4", "--resume", "true")
+    assert call(a, "--max_steps", "12").returncode == 0
+    assert call(b, "--max_steps", "10").returncode == 0
+    (b / "summary.json").unlink()  # as if killed after checkpoint-10
+    res = call(b, "--max_steps", "12", "--resume", "true")
     assert res.returncode == 0 and "resuming from" in res.stdout + res.stderr, res.stderr[-2000:]
     keys = ("step", "reward", "length", "val_accuracy")
     lines = lambda d: [tuple(r.get(k) for k in keys) for r in map(json.loads, open(d / "metrics.jsonl"))]  # noqa: E731
     assert lines(a) == lines(b)
     import pandas as pd
 
-    for step in (3, 4):
-        ra, rb = (pd.read_parquet(d / "rollouts" / f"step_00000{step}.parquet") for d in (a, b))
+    for step in (9, 11, 12):
+        ra, rb = (pd.read_parquet(d / "rollouts" / f"step_{step:06d}.parquet") for d in (a, b))
+        assert list(ra.prompt) == list(rb.prompt)
         assert list(ra.completion) == list(rb.completion)
