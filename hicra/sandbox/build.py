@@ -224,6 +224,7 @@ def build(cfg: SandboxConfig, force: bool = False, progress: bool = True) -> dic
             **cal,
             "params": sum(p.numel() for p in model.parameters()),
             "sft_final_loss": losses[-1]["loss"] if losses else None,
+            "torch_threads": torch.get_num_threads(),  # SFT's weights depend on it (data/sandbox/README.md)
             "config": asdict(cfg),
         }
         (work / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -270,10 +271,10 @@ SHIPPED = Path(__file__).resolve().parents[2] / "data" / "sandbox"
 def _install_shipped(src: Path, target: Path) -> dict:
     """Copy a warm start shipped in ``data/sandbox/`` (same config hash) into the cache.
 
-    The default build (seed 0) ships with the repository, built by ``python -m hicra.sandbox`` on the
-    project's 2-core machine (data/sandbox/README.md): every clone starts RL from the same weights
-    (SFT on different CPUs gave warm starts 4 points apart), and the demo skips ~9 min of SFT.
-    ``--force true`` rebuilds it here."""
+    The default build (seed 0) and the regime map's ``strategy`` warm start ship with the repository, built on
+    the project's 2-core machine (data/sandbox/README.md): every clone starts RL from the same weights (SFT on
+    different CPUs, or with another torch thread count, gives other weights: warm starts 4 points apart), and
+    the demo skips ~9 min of SFT. ``--force true`` rebuilds it here."""
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=target.parent, prefix=".installing-"))
     try:
