@@ -266,3 +266,24 @@ def test_warm_start_validation_is_scored_once_and_reread(private_cache):
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # a rebuild's weights
     assert val.initial(model, tok) == first
     assert len(list(private_cache.glob("*/*/val_cache/*.json"))) == 3
+
+
+def test_every_regime_warm_start_ships_and_installs(tmp_path, monkeypatch):
+    """The regime map's warm starts ship too (SFT's weights depend on the CPU and torch's thread count, so a
+    rebuild elsewhere would start the map from other models): each regime's config names a shipped folder,
+    which installs into an empty cache without training and is the build of exactly that config."""
+    from dataclasses import asdict
+
+    from hicra.config import from_dict
+    from hicra.regimes import REGIMES
+    from hicra.sandbox.build import SHIPPED, SandboxConfig, build, model_dir
+
+    monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
+    for name, changes in REGIMES.items():
+        cfg = from_dict(SandboxConfig, changes)
+        assert (SHIPPED / model_dir(cfg).name / "summary.json").exists(), (
+            f"regime {name!r} has no shipped warm start: build it with `OMP_NUM_THREADS=1 python -m hicra.regimes "
+            f"--warm_start {name} --out /tmp/w.json` and copy its cache folder into data/sandbox/"
+        )
+        info = build(cfg)
+        assert info["shipped"] and json.loads((model_dir(cfg) / "summary.json").read_text())["config"] == asdict(cfg)
