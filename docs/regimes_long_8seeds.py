@@ -3,17 +3,18 @@
 Why this and not ``python -m hicra.regimes``: the project's machines keep only the repository between sessions,
 so the 16 runs never lay on one machine. Seeds 2000-2005 were trained in one session and their per-seed
 HICRA - GRPO values committed (``figures/regimes-long-interim_comparisons.csv``, 3 decimals, and the 6-seed
-plateau and semantic-entropy summaries in ``figures/regimes-long-interim_map.csv``); seeds 2006-2007, and seed
-2005 again without a resume, in the next, from the same warm start (shipped in data/sandbox/). With all 16 runs
+plateau and semantic-entropy summaries in ``figures/regimes-long-interim_map.csv``); seeds 2006-2007 in the next,
+from the same warm start (shipped in data/sandbox/). A seed given again (a run without the resume defect) may be
+passed too. With all 16 runs
 in one folder, ``python -m hicra.regimes --run_dir runs/regimes-long`` gives the same endpoints from the runs.
 
 How: the new runs go through the study's own per-run code (``hicra.study.per_run``, ``with_failure_shares``,
 ``paired``); a seed trained again replaces its committed value (the committed one is kept as a sensitivity
-line, and so is the result without that seed); ``hicra.stats.summarise`` gives mean, 95 % t-interval, p and MDE.
+line; ``--without`` adds lines without a seed); ``hicra.stats.summarise`` gives mean, 95 % t-interval, p and MDE.
 GRPO's plateau and semantic entropy have no committed per-seed values: the map row keeps the 6-seed summaries
 and lists the new runs' own values beside them.
 
-    python docs/regimes_long_8seeds.py runs/regimes-long runs/regimes-long-2005 [--figures_dir figures]
+    python docs/regimes_long_8seeds.py runs/regimes-long [--figures_dir figures] [--without 2005]
 """
 
 import argparse
@@ -86,6 +87,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run_dirs", nargs="+", help="folders holding strategy/train-<arm>-s<seed> of the new runs")
     ap.add_argument("--figures_dir", default="figures")
+    ap.add_argument("--without", type=int, nargs="*", default=[2005], help="seeds left out in a sensitivity line")
     a = ap.parse_args(argv)
     figs = Path(a.figures_dir)
     old = pd.read_csv(figs / "regimes-long-interim_comparisons.csv")
@@ -105,6 +107,7 @@ def main(argv=None):
         variants = [("8 seeds", primary)]
         for s in rerun:
             variants.append((f"8 seeds, {s} as committed (resumed)", {**primary, s: committed[s]}))
+        for s in a.without:
             variants.append((f"7 seeds, without {s}", {k: v for k, v in primary.items() if k != s}))
         for label, vals in variants:
             vals = dict(sorted(vals.items()))
