@@ -5,8 +5,8 @@ so the 16 runs never lay on one machine. Seeds 2000-2005 were trained in one ses
 HICRA - GRPO values committed (``figures/regimes-long-interim_comparisons.csv``, 3 decimals, and the 6-seed
 plateau and semantic-entropy summaries in ``figures/regimes-long-interim_map.csv``); seeds 2006-2007 in the next,
 from the same warm start (shipped in data/sandbox/). A seed given again (a run without the resume defect) may be
-passed too. With all 16 runs
-in one folder, ``python -m hicra.regimes --run_dir runs/regimes-long`` gives the same endpoints from the runs.
+passed too. With all 16 runs in one folder, ``python -m hicra.regimes --run_dir runs/regimes-long`` gives the
+same endpoints from the runs.
 
 How: the new runs go through the study's own per-run code (``hicra.study.per_run``, ``with_failure_shares``,
 ``paired``); a seed trained again replaces its committed value (the committed one is kept as a sensitivity

@@ -221,18 +221,27 @@ def test_verify_agrees_with_reasoning_gyms_scorer():
     assert agree >= 30  # the comparison includes many true verdicts, not only rejections
 
 
-def test_default_warm_start_ships_and_installs(tmp_path, monkeypatch):
-    """The default build ships in data/sandbox/ and installs into an empty cache without training; it is
-    exactly what SandboxConfig() describes (a changed default must ship a rebuilt warm start)."""
+@pytest.mark.parametrize("regime", ["v2", "strategy", "execution"])
+def test_default_and_regime_warm_starts_ship_and_install(regime, tmp_path, monkeypatch):
+    """The default build (the regime map's ``v2``) and the map's other warm starts ship in data/sandbox/ and
+    install into an empty cache without training (SFT's weights depend on the CPU and torch's thread count, so a
+    rebuild elsewhere would start from other models); each is exactly the build its config describes (a changed
+    default or regime must ship a rebuilt warm start)."""
     from dataclasses import asdict
 
+    from hicra.config import from_dict
+    from hicra.regimes import REGIMES
     from hicra.sandbox.build import SHIPPED, SandboxConfig, build, load, model_dir
 
     monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
-    cfg = SandboxConfig()
+    assert REGIMES["v2"] == {}  # the v2 regime is the default build
+    cfg = from_dict(SandboxConfig, REGIMES[regime])
     assert (SHIPPED / model_dir(cfg).name / "summary.json").exists(), (
         "SandboxConfig defaults changed: run `python -m hicra.sandbox --force true` and copy the cache folder "
         "into data/sandbox/ (see data/sandbox/README.md)"
+        if regime == "v2"
+        else f"regime {regime!r} has no shipped warm start: build it with `OMP_NUM_THREADS=1 python -m hicra.regimes "
+        f"--warm_start {regime} --out /tmp/w.json` and copy its cache folder into data/sandbox/"
     )
     info = build(cfg)
     assert info["shipped"] and info["model_dir"] == str(model_dir(cfg))
@@ -266,24 +275,3 @@ def test_warm_start_validation_is_scored_once_and_reread(private_cache):
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # a rebuild's weights
     assert val.initial(model, tok) == first
     assert len(list(private_cache.glob("*/*/val_cache/*.json"))) == 3
-
-
-def test_every_regime_warm_start_ships_and_installs(tmp_path, monkeypatch):
-    """The regime map's warm starts ship too (SFT's weights depend on the CPU and torch's thread count, so a
-    rebuild elsewhere would start the map from other models): each regime's config names a shipped folder,
-    which installs into an empty cache without training and is the build of exactly that config."""
-    from dataclasses import asdict
-
-    from hicra.config import from_dict
-    from hicra.regimes import REGIMES
-    from hicra.sandbox.build import SHIPPED, SandboxConfig, build, model_dir
-
-    monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
-    for name, changes in REGIMES.items():
-        cfg = from_dict(SandboxConfig, changes)
-        assert (SHIPPED / model_dir(cfg).name / "summary.json").exists(), (
-            f"regime {name!r} has no shipped warm start: build it with `OMP_NUM_THREADS=1 python -m hicra.regimes "
-            f"--warm_start {name} --out /tmp/w.json` and copy its cache folder into data/sandbox/"
-        )
-        info = build(cfg)
-        assert info["shipped"] and json.loads((model_dir(cfg) / "summary.json").read_text())["config"] == asdict(cfg)

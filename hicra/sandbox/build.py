@@ -271,7 +271,7 @@ SHIPPED = Path(__file__).resolve().parents[2] / "data" / "sandbox"
 def _install_shipped(src: Path, target: Path) -> dict:
     """Copy a warm start shipped in ``data/sandbox/`` (same config hash) into the cache.
 
-    The default build (seed 0) and the regime map's ``strategy`` warm start ship with the repository, built on
+    The default build (seed 0) and the regime map's ``strategy`` and ``execution`` warm starts ship, built on
     the project's 2-core machine (data/sandbox/README.md): every clone starts RL from the same weights (SFT on
     different CPUs, or with another torch thread count, gives other weights: warm starts 4 points apart), and
     the demo skips ~9 min of SFT. ``--force true`` rebuilds it here."""
