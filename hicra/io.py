@@ -22,6 +22,9 @@ from pathlib import Path
 
 import yaml
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once at import (os.umask can only be read by setting it)
+
 
 def atomic_write(path, data) -> Path:
     """Write ``data`` (text, bytes, or a function that writes the file at the path it is given) to ``path``
@@ -30,6 +33,9 @@ def atomic_write(path, data) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
+        os.fchmod(
+            fd, 0o666 & ~_UMASK
+        )  # mkstemp makes 0600: a run's files are readable as open() makes them
         if callable(data):
             os.close(fd)
             data(tmp)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from hicra import environment
 from hicra.config import (
     REPO_ROOT,
     StepConfig,
@@ -317,6 +318,25 @@ RESUMABLE_CHANGES = {
 }
 
 
+RECORD_KEYS = ("recipe", "processes", "environment", "resumed_in")  # what params.json records beside the recipe
+
+
+def _environment(run_dir: Path) -> dict:
+    """params.json's record of where the run computes: this process's environment, or, on a resume, the one the run
+    started in, with each other environment it was resumed in listed under ``resumed_in`` (and said)."""
+    now = environment.record()
+    f = run_dir / "params.json"
+    before = json.loads(f.read_text()) if f.exists() else {}
+    first = before.get("environment")
+    if not first:
+        return {"environment": now}
+    resumed = list(before.get("resumed_in", []))
+    if first.get("key") != now["key"]:
+        print(f"[hicra] resuming in another environment: {'; '.join(environment.differences(first, now))}", flush=True)
+        resumed.append(now)
+    return {"environment": first, **({"resumed_in": resumed} if resumed else {})}
+
+
 def require_same_run(before: dict, now: dict, run_dir) -> None:
     """Refuse to resume ``run_dir`` with settings that define a different run (a hybrid run: metrics of two
     methods in one file); the message names each difference. ``before`` is the run's params.json."""
@@ -326,7 +346,7 @@ def require_same_run(before: dict, now: dict, run_dir) -> None:
     norm = lambda v: json.loads(json.dumps(False if v is None else v, default=str))  # noqa: E731  (None: unset)
 
     def effective(d):  # every defining key, its value as given or by default, JSON-normalised
-        script, kw = split_recipe({k: v for k, v in d.items() if k not in ("recipe", "processes")})
+        script, kw = split_recipe({k: v for k, v in d.items() if k not in RECORD_KEYS})
         eff = {**defaults, **{f.name: getattr(script, f.name) for f in dataclasses.fields(TrainScript)}, **kw}
         return {k: norm(v) for k, v in eff.items() if k not in RESUMABLE_CHANGES}
 
@@ -384,6 +404,7 @@ def run(data: dict, recipe: str | None = None, checked: bool = False) -> dict:
                     "method": trainer.args.method,
                     "seed": trainer.args.seed,
                     "processes": trainer.args.world_size,
+                    **_environment(run_dir),  # versions, threads, CPU, commit: what the numbers depend on
                 },
             )
         trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
