@@ -33,9 +33,7 @@ def atomic_write(path, data) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
-        os.fchmod(
-            fd, 0o666 & ~_UMASK
-        )  # mkstemp makes 0600: a run's files are readable as open() makes them
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600: a run's files are readable as open() makes them
         if callable(data):
             os.close(fd)
             data(tmp)
@@ -164,14 +162,15 @@ def read_metrics(path) -> list[dict]:
 
 
 def run_arm(run_dir, default: str | None = None) -> tuple[str | None, int]:
-    """A training run's arm and seed, from its ``params.json``: the method, as ``"hicra (LoRA r=8)"`` for an adapter
-    run (its own arm: not one more seed of the full fine-tune), and the seed; ``(default, 0)`` without the file."""
-    f = Path(run_dir) / "params.json"
-    params = json.loads(f.read_text()) if f.exists() else {}
-    method = params.get("method", default)
-    if params.get("lora_r"):
-        method = f"{method} (LoRA r={params['lora_r']})"
-    return method, params.get("seed", 0)
+    """A training run's arm and seed, from its ``params.json`` (hicra.runinfo.read_run): the method, with its α
+    where that is not the paper's (``"hicra-a0.1"``) and as ``"hicra (LoRA r=8)"`` for an adapter run (its own arm:
+    not one more seed of the full fine-tune), and the seed; ``(default, 0)`` without the file."""
+    if not (Path(run_dir) / "params.json").exists():
+        return default, 0
+    from hicra.runinfo import read_run
+
+    info = read_run(run_dir)
+    return info["arm"], info["seed"]
 
 
 def read_yaml_mapping(path) -> dict:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import re
 
 import numpy as np
 import pandas as pd
@@ -31,6 +30,7 @@ import pandas as pd
 from hicra.advantage import REGISTRY
 from hicra.config import StepConfig, emit, resolve
 from hicra.io import read_metrics, write_json
+from hicra.runinfo import check_environments, parse_arm, read_run, train_command, write_runs_table
 from hicra.stats import holm, summarise
 
 # the primary endpoint, then the secondary ones (README's plan); the last is Fig 4's (issue #26)
@@ -51,11 +51,13 @@ def study_profile(
     val_every: int | None = None,
     dynamics: bool = True,
     seeds: list | None = None,
+    torch_threads: int = 1,
 ):
     """Pipeline steps in the folder ``run``: one ``python -m hicra.train`` per (arm, seed), then notebooks 03
     (Fig 3 and 5 of this profile's method runs; ``dynamics``) and 07 (the analysis of every finished run there).
     An arm with ``n`` seeds runs the first ``n`` of ``seeds`` (default 0, 1, 2, ...): a replication on fresh
-    seeds is ``seeds: [1000, ..., 1009]``. The profiles configs/profiles/study*.yaml call it."""
+    seeds is ``seeds: [1000, ..., 1009]``. Each run trains with ``torch_threads`` threads (part of the recipe: the
+    numbers of record ran with 1). The profiles configs/profiles/study*.yaml call it."""
     from hicra.runner import Step
 
     arms = ARMS_FULL if arms is None else arms
@@ -70,31 +72,15 @@ def study_profile(
     if not (isinstance(steps, int) and steps >= 1):
         raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
     seeds = seed_list(seeds, max(arms.values()))
-    r, train = run.rstrip("/"), []
+    r, train, plain = run.rstrip("/"), [], set()
     for i, seed in enumerate(seeds):  # seed-major: a stopped study has its first seeds complete
         for arm, n in arms.items():
             if i >= n:
                 continue
-            method, alpha = _arm(arm)
             d = f"{r}/train-{arm}-s{seed}"
-            cmd = [
-                "python",
-                "-m",
-                "hicra.train",
-                recipe,
-                "--method",
-                method,
-                "--seed",
-                str(seed),
-                "--max_steps",
-                str(steps),
-                "--run_dir",
-                d,
-                "--resume",
-                "true",
-            ]
-            cmd += ["--hicra_alpha", str(alpha)] if alpha is not None else []
-            cmd += ["--val_every", str(val_every)] if val_every else []
+            if parse_arm(arm)[1] is None:
+                plain.add(d)
+            cmd = train_command(recipe, arm, seed, d, steps, val_every=val_every, torch_threads=torch_threads)
             train.append(
                 Step(
                     f"train-{arm}-s{seed}",
@@ -109,7 +95,7 @@ def study_profile(
                 )
             )
     runs = [s.outputs[0].rsplit("/", 1)[0] for s in train]
-    methods = [d for d in runs if "-a" not in d.rsplit("/", 1)[1]]  # Fig 3/5: the methods, not the sweep
+    methods = [d for d in runs if d in plain]  # Fig 3/5: the methods, not the alpha sweep
     tag = r.rstrip("/").rsplit("/", 1)[-1]
     done = tuple(s.name for s in train)  # the notebooks' code is stamped from their imports (hicra.runner.code_files)
     fig35 = Step(
@@ -151,11 +137,6 @@ def seed_list(seeds, n: int) -> list[int]:
     return list(seeds[:n])
 
 
-def _arm(arm: str) -> tuple[str, float | None]:
-    m = re.fullmatch(r"hicra-a([0-9.]+)", arm)
-    return ("hicra", float(m.group(1))) if m else (arm, None)
-
-
 # --------------------------------------------------------------------------
 # the pre-registered analysis
 
@@ -166,31 +147,42 @@ class StudyConfig(StepConfig):
     tag: str = "study"  # figure and table names: <tag>_effects.png, <tag>_comparisons.csv, ...
     reference: str = "grpo"  # every planned comparison is <arm> - reference, paired by seed
     primary: str = "hicra"  # the arm of the primary comparison
+    mixed_environments: bool = False  # pair runs computed in different environments (said, not refused)
 
 
-def load(run_dir) -> pd.DataFrame:
-    """Every finished run's metrics lines with ``arm``, ``method``, ``alpha`` and ``seed`` columns."""
-    rows = []
-    for d in sorted(resolve(run_dir).glob("train-*-s*")):
-        m = re.fullmatch(r"train-(.+)-s(\d+)", d.name)
-        if not (m and (d / "summary.json").exists() and (d / "metrics.jsonl").exists()):
+def load(run_dir, mixed_environments: bool = False) -> pd.DataFrame:
+    """Every finished run's metrics lines with ``arm``, ``method``, ``sweep_alpha``, ``seed`` and ``environment``
+    columns, all read from the run's ``params.json`` (hicra.runinfo.read_run; never from the folder's name). Runs
+    from different environments are refused, with what differs, unless ``mixed_environments``."""
+    rows, infos = [], {}
+    for d in sorted(resolve(run_dir).glob("train-*")):
+        if not (d.is_dir() and (d / "summary.json").exists() and (d / "metrics.jsonl").exists()):
             continue
-        method, alpha = _arm(m.group(1))
+        info = infos[d.name] = read_run(d)
         for rec in read_metrics(d / "metrics.jsonl"):
             rows.append(
                 {
                     **rec,
-                    "arm": m.group(1),
-                    "method": method,
-                    "seed": int(m.group(2)),
-                    "sweep_alpha": alpha if alpha is not None else {"grpo": 0.0, "hicra": 0.2}.get(method),
+                    "arm": info["arm"],
+                    "method": info["method"],
+                    "seed": info["seed"],
+                    "sweep_alpha": info["alpha"],
+                    "environment": info["environment_key"],
+                    "run": d.name,
                 }
             )
     if not rows:
         raise FileNotFoundError(
             f"no finished runs (train-<arm>-s<seed>/summary.json) under {resolve(run_dir)}: run `make study` first"
         )
-    return pd.DataFrame(rows)
+    check_environments(infos, mixed_environments, f"the runs under {resolve(run_dir)}")
+    df = pd.DataFrame(rows)
+    twice = df.groupby(["arm", "seed"]).run.nunique()
+    if (twice > 1).any():
+        (arm, seed), _ = next((k, v) for k, v in twice.items() if v > 1)
+        names = sorted(set(df[(df.arm == arm) & (df.seed == seed)].run))
+        raise ValueError(f"{names} are the same arm ({arm}) and seed ({seed}) by their params.json: keep one")
+    return df
 
 
 def per_run(df: pd.DataFrame) -> pd.DataFrame:
@@ -217,6 +209,8 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
                 "seed": seed,
                 "method": g.method.iloc[0],
                 "sweep_alpha": g.sweep_alpha.iloc[0],
+                "environment": g.environment.iloc[0] if "environment" in g else None,
+                "run": g.run.iloc[0] if "run" in g else f"train-{arm}-s{seed}",
                 "steps": last,
                 "final": y[-1] if len(y) else math.nan,
                 "auc": float(np.trapezoid(y, x) / (x[-1] - x[0])) if len(x) > 1 else math.nan,
@@ -235,7 +229,7 @@ def with_failure_shares(runs: pd.DataFrame, run_dir, until: int | None = None) -
     of failures in the first and last 10 % of steps, and its change; ``until``: each run read up to that step)."""
     from hicra.error_analysis import planning_share_bins
 
-    rows = [planning_share_bins(resolve(run_dir) / f"train-{a}-s{s}", until=until) for a, s in zip(runs.arm, runs.seed)]
+    rows = [planning_share_bins(resolve(run_dir) / r, until=until) for r in runs.run]
     return pd.concat([runs.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
 
 
@@ -387,7 +381,7 @@ def run(cfg: StudyConfig) -> dict:
     from hicra.plotting import save_figure, setup_style
 
     setup_style()
-    df = load(cfg.run_dir)
+    df = load(cfg.run_dir, cfg.mixed_environments)
     runs = with_failure_shares(per_run(df), cfg.run_dir)
     comp = comparisons(runs, cfg.reference)
     arms = runs.groupby("arm").agg(seeds=("seed", "nunique"), steps=("steps", "max")).reset_index()
@@ -405,6 +399,7 @@ def run(cfg: StudyConfig) -> dict:
     figs = resolve(cfg.figures_dir)
     figs.mkdir(parents=True, exist_ok=True)
     runs.to_csv(resolve(cfg.run_dir) / "study_runs.csv", index=False)
+    write_runs_table(runs, figs / f"{cfg.tag}_runs.csv")
     arms.to_csv(figs / f"{cfg.tag}_arms.csv", index=False)
     comp.to_csv(figs / f"{cfg.tag}_comparisons.csv", index=False)
     (figs / f"{cfg.tag}_claims.md").write_text(claims_markdown(cl, warm, slope))
@@ -450,10 +445,11 @@ def main(argv=None):
         ap.add_argument(f"--{f.name}", default=None, help=f"default {f.default}")
     a = vars(ap.parse_args(argv))
     path = a.pop("config")
+    from hicra.config import typed
     from hicra.io import read_yaml_mapping
 
     cfg = {**(read_yaml_mapping(path) if path else {}), **{k: v for k, v in a.items() if v is not None}}
-    emit(run(StudyConfig(**cfg)))
+    emit(run(StudyConfig(**typed(StudyConfig, cfg))))
 
 
 if __name__ == "__main__":

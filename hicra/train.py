@@ -61,11 +61,14 @@ class TrainScript:
     resume: bool = False  # continue from the newest complete checkpoint in run_dir
     overwrite: bool = False  # start afresh in a run_dir that holds a run (its files are moved aside)
     dry_run: bool = False  # validate the recipe, load nothing
+    torch_threads: int = 0  # >0: torch's thread count for this run (the profiles set it); 0: OMP_NUM_THREADS's
 
     def __post_init__(self):
         for name in ("n_train", "val_n", "val_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if not (isinstance(self.torch_threads, int) and self.torch_threads >= 0):
+            raise ValueError(f"torch_threads must be an integer >= 0 (0: OMP_NUM_THREADS's); got {self.torch_threads}")
         if self.lora_r < 0:
             raise ValueError(f"lora_r must be >= 0 (0: full fine-tuning); got {self.lora_r}")
 
@@ -315,6 +318,7 @@ RESUMABLE_CHANGES = {
     "use_cpu",
     "ddp_find_unused_parameters",
     "dataloader_num_workers",
+    "torch_threads",  # recorded in the environment (and under resumed_in when a resume changes it)
 }
 
 
@@ -394,6 +398,10 @@ def run(data: dict, recipe: str | None = None, checked: bool = False) -> dict:
             return prev
         if ckpt is not None:
             print(f"[hicra] resuming from {ckpt}", flush=True)
+        if script.torch_threads:
+            import torch
+
+            torch.set_num_threads(script.torch_threads)
         trainer, script = build_trainer(data)
         if main:
             write_json(
@@ -402,6 +410,7 @@ def run(data: dict, recipe: str | None = None, checked: bool = False) -> dict:
                     "recipe": recipe,
                     **data,
                     "method": trainer.args.method,
+                    "hicra_alpha": trainer.args.hicra_alpha,  # the run's alpha, read back by hicra.runinfo
                     "seed": trainer.args.seed,
                     "processes": trainer.args.world_size,
                     **_environment(run_dir),  # versions, threads, CPU, commit: what the numbers depend on
