@@ -95,3 +95,32 @@ def test_runs_from_different_environments_are_refused_unless_told_and_the_differ
     _run(tmp_path / "c" / "train-hicra-copy-s0", "hicra", 0, None, 0.6)
     with pytest.raises(ValueError, match="same arm \\(hicra\\) and seed \\(0\\)"):
         study.load(tmp_path / "c")
+
+
+def test_threads_are_part_of_the_recipe(private_cache, tmp_path, monkeypatch):
+    """A sandbox build runs SFT with its config's torch_threads (1, as the shipped builds did) whatever the process
+    has, and keys the same hash as before the field existed; a pipeline step alone in its wave gets OMP_NUM_THREADS
+    set explicitly (it used to inherit whatever torch picked on a loaded machine)."""
+    import os
+    import sys
+
+    import torch
+
+    from hicra import runner as R
+    from hicra.sandbox.build import SandboxConfig, build
+
+    assert SandboxConfig().key() == "3c2e9b2e86"  # data/sandbox/v2-s0-3c2e9b2e86, the shipped default warm start
+    assert SandboxConfig(torch_threads=2).key() != SandboxConfig().key()  # other threads, other weights
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert build(SandboxConfig(**TINY))["torch_threads"] == 1 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    out = tmp_path / "omp.txt"
+    code = f"import os, pathlib; pathlib.Path({str(out)!r}).write_text(os.environ.get('OMP_NUM_THREADS', 'unset'))"
+    step = R.Step("alone", "", {}, [], [str(out)], needs=(), command=[sys.executable, "-c", code])
+    [(_, status, _, _)] = R.run_wave([step], tmp_path / "run", str(tmp_path / "fig"), lambda s: False, jobs=2)
+    assert status == "ran" and out.read_text() == str(os.cpu_count() or 1)
