@@ -72,3 +72,18 @@ def test_run4_per_run_table_is_rebuilt_by_its_provenance_script_to_the_digit():
     committed = pd.read_csv(FIG / "study_runs.csv")
     pd.testing.assert_frame_equal(rebuilt, committed, check_dtype=False, rtol=0, atol=0)
     assert mod.on_grid(15.6, 298 / 798) == []  # docs' +15.6: not on the grid against the exact warm start
+
+
+def test_docs_study_per_seed_numbers_are_the_generated_blocks():
+    """docs/study.md's per-seed numbers and result tables are blocks rendered from figures/ (hicra.study_docs): a
+    re-run that changes a CSV fails this until `python -m hicra.study_docs` is run; a hand edit inside a block too."""
+    from hicra import study_docs
+
+    text = study_docs.DOC.read_text()
+    for name in study_docs.BLOCKS:
+        begin, end = study_docs.markers(name)
+        assert text.count(begin) == 1 and text.count(end) == 1 and text.index(begin) < text.index(end), name
+    assert study_docs.render(text) == text
+    # run 4's GRPO gains now lie on the 1/798 grid: +15.5 (124/798), where the hand-typed line said +15.6
+    block = text[text.index(study_docs.markers("run4-per-seed")[0]) :]
+    assert "GRPO +16.3, +18.8, +16.9, +15.5," in block
