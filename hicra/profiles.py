@@ -58,8 +58,35 @@ def load_profile(name: str, run: str | None = None, args: dict | None = None) ->
     else:
         if args:
             raise ValueError(f"{path} lists its steps: it takes no arguments (got {sorted(args)})")
-        steps = [Step(**_substitute(s, folder)) for s in spec["steps"]]
+        steps = [Step(**_train_step(_substitute(s, folder))) for s in spec["steps"]]
     return resolve(folder), steps
+
+
+TRAIN_KEYS = {"recipe", "arm", "seed", "run_dir", "steps", "val_every", "save_steps", "launcher", "flags"}
+
+
+def _train_step(s: dict) -> dict:
+    """A listed step with ``train: {recipe, arm, seed, run_dir, launcher, ...}`` gets its ``command`` from
+    hicra.runinfo.train_command, the one builder of every profile's training commands (the study's and the map's
+    too), and its ``outputs`` (``<run_dir>/summary.json``) unless given."""
+    if "train" not in s:
+        return s
+    from hicra.runinfo import train_command
+
+    s, t = dict(s), s["train"]
+    unknown = sorted(set(t) - TRAIN_KEYS) if isinstance(t, dict) else ["(not a mapping)"]
+    if unknown or "command" in s or not {"recipe", "arm", "seed", "run_dir"} <= set(t):
+        raise ValueError(
+            f"step {s.get('name')!r}: `train` takes recipe, arm, seed, run_dir and optionally "
+            f"{sorted(TRAIN_KEYS - {'recipe', 'arm', 'seed', 'run_dir'})} (and no `command`); got {t!r}"
+        )
+    del s["train"]
+    s["command"] = train_command(**t)
+    s.setdefault("outputs", [f"{t['run_dir']}/summary.json"])
+    s.setdefault("notebook", "")
+    s.setdefault("params", {})
+    s.setdefault("inputs", [])
+    return s
 
 
 def _substitute(x, folder: str):

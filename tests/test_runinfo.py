@@ -124,3 +124,23 @@ def test_threads_are_part_of_the_recipe(private_cache, tmp_path, monkeypatch):
     step = R.Step("alone", "", {}, [], [str(out)], needs=(), command=[sys.executable, "-c", code])
     [(_, status, _, _)] = R.run_wave([step], tmp_path / "run", str(tmp_path / "fig"), lambda s: False, jobs=2)
     assert status == "ran" and out.read_text() == str(os.cpu_count() or 1)
+
+
+def test_the_paper_profile_and_its_rehearsal_train_through_the_same_builder():
+    """configs/profiles/paper.yaml's training steps are `train:` steps, so the GPU profile, its CPU rehearsal (an
+    overlay of it), the study, the replication and the regime map all get their commands from train_command; a
+    `train:` step with an unknown key is refused by name."""
+    from hicra.profiles import _train_step, load_profile
+
+    _, steps = load_profile("paper", run="p")
+    grpo = next(s for s in steps if s.name == "train-grpo")
+    launcher = ["accelerate", "launch", "--config_file", "configs/accelerate/single_gpu.yaml"]
+    assert grpo.command == train_command(
+        "configs/qwen3_4b_base.yaml", "grpo", 0, "runs/p/train-grpo-s0", launcher=launcher
+    )
+    assert grpo.outputs == ["runs/p/train-grpo-s0/summary.json"]
+    _, rehearsal = load_profile("paper-rehearsal")
+    hicra = next(s for s in rehearsal if s.name == "train-hicra")
+    assert hicra.command[hicra.command.index("--method") + 1] == "hicra" and "--resume" in hicra.command
+    with pytest.raises(ValueError, match="`train` takes recipe, arm, seed, run_dir"):
+        _train_step({"name": "t", "train": {"recipe": "r", "arm": "grpo", "seed": 0, "run_dir": "d", "sed": 1}})
