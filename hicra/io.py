@@ -165,8 +165,11 @@ def run_arm(run_dir, default: str | None = None) -> tuple[str | None, int]:
     """A training run's arm and seed, from its ``params.json`` (hicra.runinfo.read_run): the method, with its α
     where that is not the paper's (``"hicra-a0.1"``) and as ``"hicra (LoRA r=8)"`` for an adapter run (its own arm:
     not one more seed of the full fine-tune), and the seed; ``(default, 0)`` without the file."""
-    if not (Path(run_dir) / "params.json").exists():
+    f = Path(run_dir) / "params.json"
+    if not f.exists():
         return default, 0
+    if "method" not in (params := json.loads(f.read_text())):  # a step's params.json, not a training run's
+        return default, params.get("seed", 0)
     from hicra.runinfo import read_run
 
     info = read_run(run_dir)

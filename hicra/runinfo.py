@@ -8,11 +8,15 @@ and the regime map each built their own ``python -m hicra.train`` command (α ar
   regimes, regimes-long; the paper profile and its rehearsal through ``train:`` steps, hicra.profiles).
 * ``read_run``: method, α, seed, the arm label and the environment record, read from ``params.json`` only;
   ``arm_label`` names an arm from its settings (``hicra``, ``hicra-a0.1``; a LoRA run its own arm).
+* ``compare_tables``: a run and its re-run, per seed (is the re-run exact?).
 * ``check_environments``: runs to be paired must share one environment (``hicra.environment`` keys); a difference
   is refused with what differs, unless the analysis is told ``mixed_environments``.
 
     from hicra.runinfo import read_run, train_command
     read_run("runs/study/train-hicra-s0")   # {'method': 'hicra', 'alpha': 0.2, 'arm': 'hicra', 'seed': 0, ...}
+
+    python -m hicra.runinfo read runs/study/train-hicra-s0
+    python -m hicra.runinfo compare figures/study-replication_runs.csv figures/study-replication-lock_runs.csv
 """
 
 from __future__ import annotations
@@ -153,3 +157,46 @@ def write_runs_table(runs, path, first: tuple = ()) -> None:
     rest = [c for c in t.columns if c not in lead and c != "environment"]
     t = t[[*lead, *rest, *(["environment"] if "environment" in t else [])]]
     t.sort_values([*first, "arm", "seed"]).to_csv(path, index=False)
+
+
+def compare_tables(a, b, endpoints: tuple = ("final", "auc", "planning_share_change")):
+    """Two per-run tables of the same runs (a re-run: e.g. run 5 and its re-run under the lock), joined on arm and
+    seed: each endpoint's value in ``a``, in ``b`` and ``b - a``; ``exact`` says whether every endpoint matched to the
+    digit. Runs in only one table are listed with the other side empty."""
+    import pandas as pd
+
+    ta, tb = (pd.read_csv(x) if not isinstance(x, pd.DataFrame) else x for x in (a, b))
+    cols = [e for e in endpoints if e in ta and e in tb]
+    t = ta[["arm", "seed", *cols]].merge(
+        tb[["arm", "seed", *cols]], on=["arm", "seed"], how="outer", suffixes=("_a", "_b")
+    )
+    for e in cols:
+        t[f"{e}_diff"] = t[f"{e}_b"] - t[f"{e}_a"]
+    t["exact"] = [all(r[f"{e}_a"] == r[f"{e}_b"] for e in cols) for _, r in t.iterrows()]
+    return t.sort_values(["arm", "seed"]).reset_index(drop=True)
+
+
+def main(argv=None):
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m hicra.runinfo", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("read", help="print a run's settings from its params.json")
+    r.add_argument("run_dir")
+    c = sub.add_parser("compare", help="per-seed differences between two per-run tables (a run and its re-run)")
+    c.add_argument("a", help="figures/<study>_runs.csv of the first run")
+    c.add_argument("b", help="the re-run's table")
+    a = ap.parse_args(argv)
+    if a.cmd == "read":
+        print(json.dumps(read_run(a.run_dir), indent=1))
+        return
+    for f in (a.a, a.b):
+        if not Path(f).is_file():
+            ap.error(f"{f} not found: a per-run table is written by python -m hicra.study (figures/<tag>_runs.csv)")
+    t = compare_tables(a.a, a.b)
+    print(t.to_string(index=False))
+    print(f"{int(t.exact.sum())} of {len(t)} runs equal to the digit in every endpoint")
+
+
+if __name__ == "__main__":
+    main()

@@ -144,3 +144,36 @@ def test_the_paper_profile_and_its_rehearsal_train_through_the_same_builder():
     assert hicra.command[hicra.command.index("--method") + 1] == "hicra" and "--resume" in hicra.command
     with pytest.raises(ValueError, match="`train` takes recipe, arm, seed, run_dir"):
         _train_step({"name": "t", "train": {"recipe": "r", "arm": "grpo", "seed": 0, "run_dir": "d", "sed": 1}})
+
+
+def test_a_rerun_is_compared_to_its_run_per_seed(tmp_path):
+    """Item 6's check: run 5's committed per-run table against a re-run's; equal tables say every run is exact, a
+    changed seed shows its difference, and the CLI prints the count."""
+    import subprocess
+    import sys
+
+    from hicra.config import REPO_ROOT
+    from hicra.runinfo import compare_tables
+
+    run5 = REPO_ROOT / "figures" / "study-replication_runs.csv"
+    assert compare_tables(run5, run5).exact.all()
+    rerun = pd.read_csv(run5)
+    rerun.loc[(rerun.arm == "grpo") & (rerun.seed == 1003), "final"] += 2 / 798
+    t = compare_tables(run5, rerun).set_index(["arm", "seed"])
+    assert not t.loc[("grpo", 1003), "exact"] and t.exact.sum() == 19
+    assert t.loc[("grpo", 1003), "final_diff"] == pytest.approx(2 / 798)
+    rerun.to_csv(tmp_path / "rerun.csv", index=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "hicra.runinfo", "compare", str(run5), str(tmp_path / "rerun.csv")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0 and "19 of 20 runs equal to the digit" in r.stdout
+    r = subprocess.run(
+        [sys.executable, "-m", "hicra.runinfo", "compare", str(run5), str(tmp_path / "nope.csv")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 2 and "nope.csv not found" in r.stderr and "Traceback" not in r.stderr
