@@ -125,7 +125,10 @@ def regimes_long_per_seed(figs) -> str:
         f"{name} {_seeds(comp[comp.endpoint == e].iloc[0])}"
         for e, name in (("final", "accuracy"), ("auc", "AUC"), ("planning_share_change", "Fig 4"))
     ]
-    return f"* **Per seed** (points, 2000–2007): {'; '.join(parts)} (3 decimals in the table: not exact)."
+    return (
+        f"* **Per seed** (points, 2000–2007): {'; '.join(parts)} (from the 3-decimal per-seed values of "
+        "`figures/regimes-long_comparisons.csv`; its runs' per-run values are not committed)."
+    )
 
 
 BLOCKS = {
