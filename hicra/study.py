@@ -408,14 +408,16 @@ def run(cfg: StudyConfig) -> dict:
     arms.to_csv(figs / f"{cfg.tag}_arms.csv", index=False)
     comp.to_csv(figs / f"{cfg.tag}_comparisons.csv", index=False)
     (figs / f"{cfg.tag}_claims.md").write_text(claims_markdown(cl, warm, slope))
-    from hicra.study_figures import fig_alpha_sweep, fig_curves, fig_effects
+    from hicra.study_figures import fig_alpha_sweep, fig_curves, fig_effects, sweep_recipe
 
     paths = [
         save_figure(fig_curves(df), f"{cfg.tag}_curves", cfg.figures_dir),
         save_figure(fig_effects(comp, cfg.reference), f"{cfg.tag}_effects", cfg.figures_dir),
     ]
     if math.isfinite(slope["slope"]):
-        paths.append(save_figure(fig_alpha_sweep(runs, slope), f"{cfg.tag}_alpha_sweep", cfg.figures_dir))
+        on = runs.method.isin(["grpo", "hicra"]) & runs.sweep_alpha.notna() & runs.seed.isin(slope.get("seeds") or [])
+        recipe = sweep_recipe(cfg.run_dir, runs[on])
+        paths.append(save_figure(fig_alpha_sweep(runs, slope, recipe), f"{cfg.tag}_alpha_sweep", cfg.figures_dir))
     summary = {
         "run_dir": str(resolve(cfg.run_dir)),
         "runs": len(runs),
