@@ -47,7 +47,7 @@ demo: venv
 figures: venv
 	$(BIN)/python -m hicra.pipeline --profile sandbox
 
-## smollm: the real-model analyses on CPU, ~40 min (SmolLM2-135M-Instruct, Gemma 3 270M: grams, claims a/b, 2-shot eval)
+## smollm: the real-model analyses on CPU, ~43 min (SmolLM2-135M-Instruct, Gemma 3 270M: grams, claims a/b, 2-shot eval)
 smollm: venv
 	$(BIN)/python -m hicra.pipeline --profile smollm-cpu
 
@@ -77,7 +77,7 @@ regimes: venv
 regimes-long: venv
 	$(BIN)/python -m hicra.pipeline --profile regimes-long$(if $(filter scratch,$(FROM)),-scratch) --jobs $(STUDY_JOBS)
 
-## rehearsal: the GPU `paper` profile executed on CPU with SmolLM2-135M (2 CPU processes, tiny sizes; ~30 min)
+## rehearsal: the GPU `paper` profile executed on CPU with SmolLM2-135M (2 CPU processes, tiny sizes; ~10 min, docs/performance.md)
 rehearsal: venv
 	$(BIN)/python -m hicra.pipeline --profile paper-rehearsal --jobs 1
 
