@@ -53,3 +53,18 @@ def test_library_md_names_every_module():
     missing = sorted(m for m in modules if not re.search(rf"hicra\.{m}\b", text))
     assert not missing, f"docs/library.md does not name: {missing}"
     assert not list((ROOT / "docs").glob("*.py")), "scripts live in scripts/, not docs/"
+
+
+def test_changelog_is_keep_a_changelog_and_its_last_release_is_the_package_version():
+    import tomllib
+
+    import hicra
+
+    heads = re.findall(r"^## \[([^\]]+)\](?: - (\d{4}-\d{2}-\d{2}))?", (ROOT / "CHANGELOG.md").read_text(), re.M)
+    assert heads[0][0] == "Unreleased"
+    releases = [v for v, _ in heads[1:]]
+    assert releases and all(re.fullmatch(r"\d+\.\d+\.\d+", v) for v in releases), releases
+    assert all(d for _, d in heads[1:]), "every release has a date"
+    assert releases == sorted(releases, key=lambda v: tuple(map(int, v.split("."))), reverse=True)
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert releases[0] == version == hicra.__version__
