@@ -23,6 +23,7 @@ import dataclasses
 import json
 import math
 import re
+import sys
 
 import numpy as np
 import pandas as pd
@@ -214,7 +215,13 @@ def run(cfg: HeldoutConfig) -> dict:
 
 
 def main(argv=None):
-    emit(run(parse_cli(HeldoutConfig, argv)))
+    cfg = parse_cli(HeldoutConfig, argv)
+    try:
+        summary = run(cfg)
+    except (FileNotFoundError, ValueError) as e:  # a folder without finished runs, a LoRA adapter: what to fix
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    emit(summary)
 
 
 if __name__ == "__main__":

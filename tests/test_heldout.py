@@ -81,3 +81,10 @@ def test_heldout_refuses_what_it_cannot_score(tmp_path):
     (run / "final" / "adapter_config.json").write_text("{}")
     with pytest.raises(ValueError, match="LoRA adapter"):
         heldout.checkpoints(run, {}, "final")
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-m", "hicra.heldout", "--run_dir", str(tmp_path / "empty")], capture_output=True, text=True
+    )
+    assert res.returncode == 2 and "error: no finished runs" in res.stderr and "Traceback" not in res.stderr
