@@ -33,9 +33,7 @@ def atomic_write(path, data) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
-        os.fchmod(
-            fd, 0o666 & ~_UMASK
-        )  # mkstemp makes 0600: a run's files are readable as open() makes them
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600: a run's files are readable as open() makes them
         if callable(data):
             os.close(fd)
             data(tmp)
