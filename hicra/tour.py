@@ -72,10 +72,12 @@ def setup(cfg: TourConfig) -> Tour:
 
 
 def real_text(cfg: TourConfig) -> tuple[list[dict], object, dict]:
-    """The shipped SmolLM2 completions (first ``n_real``), a character-level tagger of the real-text grams and
-    their kinds."""
+    """The ``n_real`` shipped SmolLM2 completions holding the most strategic grams (file order among ties), a
+    character-level tagger of the real-text grams and their kinds."""
     from hicra.show import gram_kinds
     from hicra.tagger import PlanningTagger
 
     rows = [json.loads(x) for x in resolve(cfg.real_text_file).read_text().splitlines() if x.strip()]
-    return rows[: cfg.n_real], PlanningTagger(resolve(cfg.sg_file)), gram_kinds(resolve(cfg.sg_file))
+    tagger = PlanningTagger(resolve(cfg.sg_file))
+    rows.sort(key=lambda r: -len(tagger.spans(r["completion"])))  # stable: the richest in grams first
+    return rows[: cfg.n_real], tagger, gram_kinds(resolve(cfg.sg_file))
