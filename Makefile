@@ -17,7 +17,7 @@ UV_PIP  = $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python $(i
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q uv
-	$(UV_PIP) torch==2.13.0 -e ".[dev,embed]"
+	$(UV_PIP) torch==2.13.0 -e ".[dev,embed,lab]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -85,10 +85,18 @@ test: venv
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"
 
-## lab: JupyterLab on the notebooks
+## lab: JupyterLab on the notebooks (start with 00_tour). The venv carries the `lab` extra (JupyterLab, ipywidgets).
+## PORT (8888), IP (127.0.0.1; 0.0.0.0 to listen on every interface of a remote box, or tunnel:
+## ssh -L 8888:127.0.0.1:8888 box), TOKEN (empty: Jupyter makes one and prints the URL with it). No browser is
+## opened on a headless box (no DISPLAY / WAYLAND_DISPLAY on Linux); as root it adds --allow-root.
+PORT    ?= 8888
+IP      ?= 127.0.0.1
+TOKEN   ?=
+HEADLESS ?= $(if $(or $(DISPLAY),$(WAYLAND_DISPLAY),$(filter Darwin,$(shell uname -s))),,1)
 lab: venv
-	$(UV_PIP) -e ".[lab]"                       # JupyterLab only where it is used (the tests need a kernel, not the lab)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=$(IP) --ServerApp.port=$(PORT) \
+	  $(if $(TOKEN),--IdentityProvider.token=$(TOKEN)) $(if $(HEADLESS),--no-browser) \
+	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 ## bench: speed figures recorded in the README
 bench: venv
