@@ -87,7 +87,10 @@ def test_a_profile_with_an_undeclared_notebook_parameter_is_refused_before_any_s
     from hicra.profiles import load_profile
 
     prof = tmp_path / "typo.yaml"
-    prof.write_text("run: typo\nsteps:\n  - name: s\n    notebook: 00_sandbox.ipynb\n    params: {n_calibraton: 4}\n    inputs: []\n    outputs: []\n")
+    prof.write_text(
+        "run: typo\nsteps:\n  - name: s\n    notebook: 00_sandbox.ipynb\n"
+        "    params: {n_calibraton: 4}\n    inputs: []\n    outputs: []\n"
+    )
     with pytest.raises(
         ValueError, match=r"step s: unknown parameter 'n_calibraton' \(did you mean 'n_calibration'\?\)"
     ):
