@@ -12,6 +12,7 @@ whose numbers come from ``final_accuracy.csv`` (03), failed rollouts per oracle 
 
 from __future__ import annotations
 
+import ast
 import html
 import json
 
@@ -54,9 +55,13 @@ def grams_in_context_html(run_dir, n: int = 6) -> str:
     kept = cands[cands.strategic.astype(bool)].sort_values("df", ascending=False).head(n)
     out = []
     for _, c in kept.iterrows():
-        ex = str(c.get("examples", "") or "").strip("[]'\"").split("', '")[0]
-        i = ex.lower().find(str(c.gram).lower())
-        spans = [(i, i + len(c.gram), c.gram, c.kind)] if i >= 0 else []
+        examples = ast.literal_eval(c["examples"]) if isinstance(c.get("examples"), str) else []
+        ex = examples[0] if examples else ""
+        i, j = ex.find("[["), ex.find("]]")  # hicra.grams.mine marks the gram in its snippet: [[gram]]
+        spans = []
+        if 0 <= i < j:
+            ex = ex[:i] + ex[i + 2 : j] + ex[j + 2 :]
+            spans = [(i, j - 2, c.gram, c.kind)]
         out.append(highlight_html(ex, spans, title=f"{c.gram!s} · {c.kind} · in {c.df} rollouts"))
     return "\n".join(out)
 
@@ -141,7 +146,8 @@ def reading(run_dir) -> str:
 
     def cell(m):
         r = t.loc[m]
-        return f"{r.val_accuracy:.3f} [{r.ci_lo:.3f}, {r.ci_hi:.3f}] ({int(r.seeds)} seed{'s' * (r.seeds != 1)})"
+        ci = f" [{r.ci_lo:.3f}, {r.ci_hi:.3f}]" if np.isfinite(r.ci_lo) and np.isfinite(r.ci_hi) else ""
+        return f"{r.val_accuracy:.3f}{ci} ({int(r.seeds)} seed{'' if int(r.seeds) == 1 else 's'})"
 
     methods = [m for m in t.index if m != "warm_start" and "−" not in m]
     lines = [f"The warm start scores {cell('warm_start')}." if "warm_start" in t.index else ""]

@@ -157,7 +157,9 @@ def tokens_html(tok, ids, kinds, entropy=None, adv=None, adv_hat=None, title: st
     emax = float(np.max(entropy)) if entropy is not None and len(entropy) else 1.0
     parts = []
     for t, tid in enumerate(ids):
-        piece = html.escape(tok.decode([int(tid)])).replace("\n", "↵<br>")
+        piece = html.escape(tok.decode([int(tid)], skip_special_tokens=True)).replace("\n", "↵<br>")
+        if not piece:  # EOS and other special tokens
+            continue
         style = f"background:{KIND_COLOURS.get(kinds[t], KIND_COLOURS[None])};" if kinds[t] else ""
         tip = []
         if entropy is not None:
@@ -171,7 +173,8 @@ def tokens_html(tok, ids, kinds, entropy=None, adv=None, adv_hat=None, title: st
             tip.append(str(kinds[t]))
         parts.append(f'<span style="{style}" title="{html.escape(" · ".join(tip))}">{piece}</span>')
     head = f"<b>{html.escape(title)}</b><br>" if title else ""
-    return f'<div style="font-family:monospace;line-height:1.9;margin:8px 0">{head}{"".join(parts)}</div>'
+    style = "font-family:monospace;line-height:1.9;margin:8px 0"  # mathjax_ignore: no MathJax on "$" in the text
+    return f'<div class="tex2jax_ignore mathjax_ignore" style="{style}">{head}{"".join(parts)}</div>'
 
 
 def batch_html(batch: Batch, tok, rows=None, alpha: float = ALPHA) -> str:

@@ -41,6 +41,7 @@ def test_text_view_escapes_and_shades_grams_by_kind():
     tagger = PlanningTagger(["let's aim for", "check"])
     out = show.text_html(SCRIPT, tagger, {"let's aim for": "deduction", "check": "backtracing"}, title="<i>x</i>")
     assert "<script" not in out and "<i>x" not in out and "&lt;script&gt;alert(&quot;x&quot;)" in out
+    assert out.startswith('<div class="tex2jax_ignore mathjax_ignore"')  # no MathJax on "$" in real text (prices)
     assert "background:#fdb863\">let&#x27;s aim for</span>" in out and "background:#f4a582\">check</span>" in out
 
 
