@@ -110,7 +110,7 @@ sandbox: venv
 	$(BIN)/python -m hicra.sandbox
 
 strip: venv
-	$(BIN)/nbstripout --keep-output=false notebooks/*.ipynb
+	$(BIN)/nbstripout --keep-id notebooks/*.ipynb            # outputs and counts out, cell ids kept
 
 clean-runs:
 	rm -rf runs/

@@ -186,3 +186,11 @@ def test_stepping_through_with_defaults_leaves_git_status_clean(tmp_path, monkey
         import shutil
 
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_cell_has_an_id_and_the_first_cell_says_how_to_run(path):
+    raw = json.loads(path.read_text())
+    assert (raw["nbformat"], raw["nbformat_minor"]) >= (4, 5) and all(c.get("id") for c in raw["cells"]), path.name
+    first = "".join(raw["cells"][0]["source"])
+    assert f"papermill notebooks/{path.name}" in first and "**Run it:**" in first and "2-core CPU" in first
