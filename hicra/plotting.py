@@ -87,4 +87,7 @@ def highlight_html(text: str, spans, title: str | None = None) -> str:
         )
         i = j
     head = f"<b>{html.escape(title)}</b><br>" if title else ""
-    return f'<div style="font-family:monospace;line-height:1.6;margin:6px 0">{head}{"".join(out)}</div>'
+    # mathjax_ignore (MathJax 3+, JupyterLab 4) and tex2jax_ignore (MathJax 2): else text between two "$" (prices
+    # in real text) is typeset as LaTeX
+    style = "font-family:monospace;line-height:1.6;margin:6px 0"
+    return f'<div class="tex2jax_ignore mathjax_ignore" style="{style}">{head}{"".join(out)}</div>'
