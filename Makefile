@@ -47,7 +47,7 @@ demo: venv
 figures: venv
 	$(BIN)/python -m hicra.pipeline --profile sandbox
 
-## smollm: the real-model analyses on CPU, ~40 min (SmolLM2-135M-Instruct, Gemma 3 270M: grams, claims a/b, 2-shot eval)
+## smollm: the real-model analyses on CPU, ~43 min (SmolLM2-135M-Instruct, Gemma 3 270M: grams, claims a/b, 2-shot eval)
 smollm: venv
 	$(BIN)/python -m hicra.pipeline --profile smollm-cpu
 
@@ -77,7 +77,7 @@ regimes: venv
 regimes-long: venv
 	$(BIN)/python -m hicra.pipeline --profile regimes-long$(if $(filter scratch,$(FROM)),-scratch) --jobs $(STUDY_JOBS)
 
-## rehearsal: the GPU `paper` profile executed on CPU with SmolLM2-135M (2 CPU processes, tiny sizes; ~30 min)
+## rehearsal: the GPU `paper` profile executed on CPU with SmolLM2-135M (2 CPU processes, tiny sizes; ~10 min, docs/performance.md)
 rehearsal: venv
 	$(BIN)/python -m hicra.pipeline --profile paper-rehearsal --jobs 1
 
@@ -102,9 +102,18 @@ test: venv
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"
 
-## lab: JupyterLab on the notebooks (installed with the venv: the lock carries the lab extra)
+## lab: JupyterLab on the notebooks (start with 00_tour). The venv carries the `lab` extra (the lock: JupyterLab, ipywidgets).
+## PORT (8888), IP (127.0.0.1; 0.0.0.0 to listen on every interface of a remote box, or tunnel:
+## ssh -L 8888:127.0.0.1:8888 box), TOKEN (empty: Jupyter makes one and prints the URL with it). No browser is
+## opened on a headless box (no DISPLAY / WAYLAND_DISPLAY on Linux); as root it adds --allow-root.
+PORT    ?= 8888
+IP      ?= 127.0.0.1
+TOKEN   ?=
+HEADLESS ?= $(if $(or $(DISPLAY),$(WAYLAND_DISPLAY),$(filter Darwin,$(shell uname -s))),,1)
 lab: venv
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=$(IP) --ServerApp.port=$(PORT) \
+	  $(if $(TOKEN),--IdentityProvider.token=$(TOKEN)) $(if $(HEADLESS),--no-browser) \
+	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 ## bench: speed figures recorded in the README
 bench: venv
@@ -118,7 +127,7 @@ sandbox: venv
 	$(BIN)/python -m hicra.sandbox
 
 strip: venv
-	$(BIN)/nbstripout --keep-output=false notebooks/*.ipynb
+	$(BIN)/nbstripout --keep-id notebooks/*.ipynb            # outputs and counts out, cell ids kept
 
 clean-runs:
 	rm -rf runs/

@@ -7,7 +7,7 @@
     python -m hicra.study --run_dir runs/study    # the analysis alone, on the runs that have finished
 
 Why: the paper's headline (HICRA beats GRPO) has no powered, pre-registered test where planning tokens are
-known; the sandbox has them. The plan is the README's "The study: pre-registered analysis plan"; ``run``
+known; the sandbox has them. The plan is docs/study.md's "The study: pre-registered analysis plan"; ``run``
 implements it unchanged: final validation accuracy paired by seed against GRPO with 95 % t-intervals,
 Holm-adjusted p-values and the minimum detectable effect (MDE); area under the validation curve and steps to
 the warm start + 10 points; the alpha sweep's slope; the dynamics behind claims (d) and (e); a claims table.
@@ -33,7 +33,7 @@ from hicra.io import read_metrics, write_json
 from hicra.runinfo import check_environments, parse_arm, read_run, train_command, write_runs_table
 from hicra.stats import holm, summarise
 
-# the primary endpoint, then the secondary ones (README's plan); the last is Fig 4's (issue #26)
+# the primary endpoint, then the secondary ones (docs/study.md's plan); the last is Fig 4's (issue #26)
 ENDPOINTS = ("final", "auc", "steps_to_plus10", "planning_share_change")
 ARMS_FULL = {"grpo": 10, "hicra": 10, "hicra_adaptive": 5, "hicra_gated": 5, "hicra_verl": 5, "hicra_pr4997": 5}
 COLOURS = {n: m.colour for n, m in REGISTRY.items()}  # one colour per method, from its registration
@@ -297,7 +297,7 @@ def _verdict(lo, hi, positive: bool = True) -> str:
 
 
 def claims(runs: pd.DataFrame, comp: pd.DataFrame, ref: str, primary: str) -> list[dict]:
-    """Claims (c), (d), (e) with the decision rules of the README's plan."""
+    """Claims (c), (d), (e) with the decision rules of docs/study.md's plan."""
     pct = lambda s: f"{100 * s['mean']:+.1f} [{100 * s['lo']:+.1f}, {100 * s['hi']:+.1f}] points"  # noqa: E731
     out = []
     prim = comp[(comp.endpoint == "final") & (comp.arm == primary)]
@@ -403,14 +403,16 @@ def run(cfg: StudyConfig) -> dict:
     arms.to_csv(figs / f"{cfg.tag}_arms.csv", index=False)
     comp.to_csv(figs / f"{cfg.tag}_comparisons.csv", index=False)
     (figs / f"{cfg.tag}_claims.md").write_text(claims_markdown(cl, warm, slope))
-    from hicra.study_figures import fig_alpha_sweep, fig_curves, fig_effects
+    from hicra.study_figures import fig_alpha_sweep, fig_curves, fig_effects, sweep_recipe
 
     paths = [
         save_figure(fig_curves(df), f"{cfg.tag}_curves", cfg.figures_dir),
         save_figure(fig_effects(comp, cfg.reference), f"{cfg.tag}_effects", cfg.figures_dir),
     ]
     if math.isfinite(slope["slope"]):
-        paths.append(save_figure(fig_alpha_sweep(runs, slope), f"{cfg.tag}_alpha_sweep", cfg.figures_dir))
+        on = runs.method.isin(["grpo", "hicra"]) & runs.sweep_alpha.notna() & runs.seed.isin(slope.get("seeds") or [])
+        recipe = sweep_recipe(cfg.run_dir, runs[on])
+        paths.append(save_figure(fig_alpha_sweep(runs, slope, recipe), f"{cfg.tag}_alpha_sweep", cfg.figures_dir))
     summary = {
         "run_dir": str(resolve(cfg.run_dir)),
         "runs": len(runs),
