@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 import sys
 
 import numpy as np
@@ -54,14 +53,17 @@ class HeldoutConfig(StepConfig):
 
 def find_runs(run_dir) -> list[tuple[str, str, int, object]]:
     """``(group, arm, seed, folder)`` of every finished run (``summary.json`` and ``final/``) in ``run_dir`` (group
-    ".") or in its sub-folders (group = the sub-folder's name, e.g. a regime)."""
+    ".") or in its sub-folders (group = the sub-folder's name, e.g. a regime); arm and seed from the run's
+    ``params.json`` (hicra.runinfo.read_run: a ``hicra`` run with α 0.1 is ``hicra-a0.1``), never its folder's name."""
+    from hicra.runinfo import read_run
+
     root = resolve(run_dir)
     out = []
-    for d in sorted(root.glob("train-*-s*")) + sorted(root.glob("*/train-*-s*")):
-        m = re.fullmatch(r"train-(.+)-s(\d+)", d.name)
-        if m and (d / "summary.json").exists() and (d / "final").is_dir():
+    for d in sorted(root.glob("train-*")) + sorted(root.glob("*/train-*")):
+        if (d / "summary.json").exists() and (d / "final").is_dir():
             group = "." if d.parent == root else d.parent.name
-            out.append((group, m.group(1), int(m.group(2)), d))
+            info = read_run(d)
+            out.append((group, info["arm"], info["seed"], d))
     if not out:
         raise FileNotFoundError(f"no finished runs (train-<arm>-s<seed>/ with summary.json and final/) in {root}")
     return out

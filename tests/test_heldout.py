@@ -77,6 +77,7 @@ def test_heldout_refuses_what_it_cannot_score(tmp_path):
     run = tmp_path / "map" / "strategy" / "train-grpo-s3"
     (run / "final").mkdir(parents=True)
     (run / "summary.json").write_text(json.dumps({"steps": 4}))
+    (run / "params.json").write_text(json.dumps({"method": "grpo", "seed": 3}))  # arm and seed are read from it
     assert [r[:3] for r in heldout.find_runs(tmp_path / "map")] == [("strategy", "grpo", 3)]
     (run / "final" / "adapter_config.json").write_text("{}")
     with pytest.raises(ValueError, match="LoRA adapter"):
