@@ -3,7 +3,7 @@
 Why: numbers typed into a README go stale the moment a study is re-run. This module reads each study's per-run
 table ``figures/<tag>_runs.csv`` (``hicra.study``; seed, arm, α, every endpoint at full precision) and recomputes
 the paired comparisons from it (``hicra.study.comparisons``); an endpoint the per-run table lacks comes from
-``<tag>_comparisons.csv`` (run 4's table, rebuilt by docs/run4_runs.py, has exact step-100 accuracies only). The
+``<tag>_comparisons.csv`` (run 4's table, rebuilt by scripts/run4_runs.py, has exact step-100 accuracies only). The
 regime maps come from ``regimes_map.csv`` and ``regimes-long_map.csv`` (``hicra.regimes``). Every study and regime
 shows its AUC beside its accuracy, each row says whether its endpoint was primary in that study's plan
 (docs/study.md: run 4's primary is step-100 accuracy, run 5's confirmatory endpoint the AUC, the maps' the

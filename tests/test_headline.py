@@ -63,9 +63,9 @@ def test_every_headline_row_comes_from_the_csvs_with_its_n_and_its_plan_role():
 
 
 def test_run4_per_run_table_is_rebuilt_by_its_provenance_script_to_the_digit():
-    """docs/run4_runs.py rebuilds figures/study_runs.csv from committed data (checks inside: one grid point per
+    """scripts/run4_runs.py rebuilds figures/study_runs.csv from committed data (checks inside: one grid point per
     value, each arm's sum equal to its committed mean); the committed table is its output, unchanged."""
-    spec = importlib.util.spec_from_file_location("run4_runs", REPO_ROOT / "docs" / "run4_runs.py")
+    spec = importlib.util.spec_from_file_location("run4_runs", REPO_ROOT / "scripts" / "run4_runs.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     rebuilt = mod.rebuild().reset_index(drop=True)

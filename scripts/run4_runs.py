@@ -15,7 +15,7 @@ no per-run values in committed data (only paired differences at 3 decimals and a
 a re-run of run 4 (``make study``, ~90 min on 2 idle cores) is the remedy. ``environment`` is ``unknown``: run 4
 predates runs recording theirs (transformers 5.24 by docs/study.md, not recorded per run).
 
-    python docs/run4_runs.py          # rewrite figures/study_runs.csv (exits 1 if a check fails)
+    python scripts/run4_runs.py          # rewrite figures/study_runs.csv (exits 1 if a check fails)
 """
 
 import sys
