@@ -98,9 +98,9 @@ def test_runs_from_different_environments_are_refused_unless_told_and_the_differ
 
 
 def test_threads_are_part_of_the_recipe(private_cache, tmp_path, monkeypatch):
-    """A sandbox build runs SFT with its config's torch_threads (1, as the shipped builds did) whatever the process
-    has, and keys the same hash as before the field existed; a pipeline step alone in its wave gets OMP_NUM_THREADS
-    set explicitly (it used to inherit whatever torch picked on a loaded machine)."""
+    """A sandbox build runs SFT with its config's torch_threads (default 1, as the shipped regime builds recorded)
+    whatever the process has, and the default keys the same hash as before the field existed; a pipeline step alone
+    in its wave gets OMP_NUM_THREADS set explicitly (it used to inherit whatever torch picked on a loaded machine)."""
     import os
     import sys
 

@@ -52,7 +52,8 @@ class SandboxConfig:
     sft_split: str = "sft"  # "sft" / "rl": disjoint task pools (v2); "train": one shared pool (v1)
     rl_split: str = "rl"  # task pool of RL prompts
     world: dict = field(default_factory=dict)  # overrides of WorldConfig fields
-    torch_threads: int = 1  # torch threads of the build: SFT's weights depend on it (the shipped builds used 1)
+    torch_threads: int = 1  # torch threads of SFT (its weights depend on it): strategy/execution shipped with 1
+    # recorded; the default v2 build recorded none (data/sandbox/README.md), so a --force rebuild may differ
 
     def world_config(self) -> WorldConfig:
         if self.difficulty not in DIFFICULTY:
