@@ -19,6 +19,9 @@ import ast
 import json
 from pathlib import Path
 
+import pandas as pd
+
+from hicra.io import read_jsonl
 from hicra.rewards import last_boxed
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -35,14 +38,10 @@ SHIPPED = {
 
 
 def _jsonl(path: Path) -> list[dict]:
-    from hicra.io import read_jsonl
-
     return read_jsonl(path)
 
 
 def _verl(path: Path) -> list[dict]:
-    import pandas as pd
-
     out = []
     for r in pd.read_parquet(path).to_dict("records"):
         prompt = r["prompt"]

@@ -17,10 +17,13 @@ import dataclasses
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from hicra.config import StepConfig, resolve
 from hicra.io import read_metrics, run_arm
-from hicra.metrics import relative
-from hicra.plotting import PALETTE
+from hicra.paths import resolve
+from hicra.plotting import KIND_COLOURS, PALETTE, save_step_figure, setup_style
+from hicra.sgfile import KINDS
+from hicra.stats import relative
+from hicra.stats import t_interval as mean_ci
+from hicra.steps import StepConfig, start_step
 
 
 def load_runs(run_dirs) -> pd.DataFrame:
@@ -148,7 +151,6 @@ def final_table(df: pd.DataFrame, col: str = "val_accuracy", diff=("hicra", "grp
     """Final value of ``col`` per run, then mean and 95% t-interval over seeds per method, plus a row
     ``hicra − grpo``: the difference paired by seed (same seed, same warm start, same validation set),
     and first a ``warm_start`` row: the step-0 value (where RL starts) over the runs that logged one."""
-    from hicra.stats import t_interval as mean_ci
 
     if col not in df:
         raise ValueError(f"the runs logged no {col!r} (columns: {sorted(df.columns)})")
@@ -173,8 +175,6 @@ def final_table(df: pd.DataFrame, col: str = "val_accuracy", diff=("hicra", "grp
 def fig_grams(candidates: pd.DataFrame, summary: dict, top: int = 8):
     """Strategic grams: the most frequent accepted grams per kind (document frequency), and, on the
     sandbox, token-level precision / recall against the ground truth (all seeds vs seeds held out)."""
-    from hicra.plotting import KIND_COLOURS
-    from hicra.sgfile import KINDS
 
     quality = summary.get("precision") is not None
     fig, axes = plt.subplots(
@@ -243,8 +243,6 @@ class FiguresConfig(StepConfig):
 def run(cfg: FiguresConfig) -> dict:
     """Fig 3, Fig 5/6/8 and ``final_accuracy.csv`` (final validation accuracy per method, 95 % CIs over seeds,
     with the warm start's row), in the run folder and as ``<figures_dir>/<tag>_final_accuracy.csv``."""
-    from hicra.config import save_step_figure, start_step
-    from hicra.plotting import setup_style
 
     out = start_step(cfg, "03_dynamics")
     setup_style()
@@ -274,6 +272,7 @@ def run(cfg: FiguresConfig) -> dict:
 
 
 if __name__ == "__main__":
-    from hicra.config import emit, parse_cli
+    from hicra.cli import parse_cli
+    from hicra.steps import emit
 
     emit(run(parse_cli(FiguresConfig)))

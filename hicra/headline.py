@@ -18,7 +18,7 @@ import sys
 
 import pandas as pd
 
-from hicra.config import REPO_ROOT, resolve
+from hicra.paths import REPO_ROOT, resolve
 from hicra.study import _verdict
 
 BEGIN, END = "<!-- headline:begin -->", "<!-- headline:end -->"

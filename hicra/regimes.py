@@ -29,11 +29,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
-from hicra.config import emit, resolve
+from hicra.cli import from_dict
 from hicra.io import write_json
+from hicra.paths import resolve
+from hicra.plotting import PALETTE, save_figure, setup_style
+from hicra.runner import Step
+from hicra.sandbox.anatomy import anatomy, summarize
+from hicra.sandbox.build import SandboxConfig, build, load
+from hicra.stats import summarise
+from hicra.steps import emit, install_signal_handlers
+from hicra.study import comparisons, paired, per_run, seed_list, with_failure_shares
+from hicra.study import load as load_study
 
 REGIMES = {
     "strategy": {"sft_steps": 6000, "world": {"p_careful": 0.25, "p_hint": 0.0}},
@@ -59,8 +70,6 @@ def regimes_profile(
     """Pipeline steps: ``warm-<regime>`` (build + anatomy), ``<regime>/train-<arm>-s<seed>`` and ``map``. With
     ``start_from`` (an earlier map's folder), ``copy-<regime>`` first copies that map's runs of the regime into
     ``run`` (``continue_runs``), so each run continues from its last checkpoint to ``steps``; the source is kept."""
-    from hicra.runner import Step
-    from hicra.study import seed_list
 
     names = list(REGIMES) if regimes is None else regimes
     unknown = sorted(set(names) - set(REGIMES))
@@ -169,9 +178,6 @@ def warm_start(name: str, out: str, n: int = 399, k: int = 2) -> dict:
     """Build (or reuse) the regime's warm start and write its anatomy: accuracy, the share of sampled completions
     that fail by a wrong written arithmetic step (``execution_error_rate``) or otherwise (``planning_error_rate``),
     the careful-search share. On the validation tasks, T = 1, ``k`` samples a task."""
-    from hicra.config import from_dict
-    from hicra.sandbox.anatomy import anatomy, summarize
-    from hicra.sandbox.build import SandboxConfig, build, load
 
     cfg = from_dict(SandboxConfig, REGIMES[name])
     info = build(cfg)
@@ -201,8 +207,6 @@ def analyse(run_dir, until: int | None = None) -> dict:
     its plateau (last validation point minus the one 50 steps before, paired over seeds: a CI that includes 0).
     ``until``: every run read as if it had stopped at that step (a longer map seen at an earlier horizon, e.g.
     the 600-step runs at step 300, which must reproduce the 300-step map)."""
-    from hicra.stats import summarise
-    from hicra.study import comparisons, load, paired, per_run, with_failure_shares
 
     root, rows = resolve(run_dir), []
     for name in REGIMES:
@@ -211,7 +215,7 @@ def analyse(run_dir, until: int | None = None) -> dict:
             continue
         warm = json.loads((d / "warm_start.json").read_text())
         try:
-            df = load(d)
+            df = load_study(d)
         except FileNotFoundError:
             rows.append({"regime": name, **_warm(warm)})
             continue
@@ -260,7 +264,6 @@ def continue_runs(src, dst) -> dict:
     """Copy the run folders (``train-*``) and ``warm_start.json`` of ``src`` into ``dst``, each that ``dst`` lacks
     (whole: copied beside, then renamed), and write ``dst/continued.json`` naming the source; ``src`` is untouched.
     A run resumed from the copy with a larger ``--max_steps`` continues from its newest complete checkpoint."""
-    import shutil
 
     src, dst = resolve(src), resolve(dst)
     runs = sorted(p for p in src.glob("train-*") if (p / "summary.json").exists())
@@ -295,9 +298,6 @@ def _warm(w: dict) -> dict:
 def fig_map(rows: list[dict]):
     """HICRA - GRPO (points; at the last step and as AUC) against the warm start's execution error rate, and each
     arm's semantic-entropy change over the run (phase 2 where it rises)."""
-    import matplotlib.pyplot as plt
-
-    from hicra.advantage import REGISTRY
 
     t = pd.DataFrame([r for r in rows if "final_mean" in r])
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), squeeze=False)
@@ -333,7 +333,7 @@ def fig_map(rows: list[dict]):
                 m,
                 r.get(f"sem_entropy_change_{arm}_lo"),
                 r.get(f"sem_entropy_change_{arm}_hi"),
-                REGISTRY[arm].colour,
+                PALETTE[arm],
                 label=arm.upper() if i == t.index[0] else None,
             )
             if k == 1:
@@ -364,8 +364,6 @@ def _point(ax, x, m, lo, hi, colour, label=None):
 
 
 def run(run_dir: str, figures_dir: str = "figures", tag: str = "regimes", until: int | None = None) -> dict:
-    from hicra.plotting import save_figure, setup_style
-
     setup_style()
     res = analyse(run_dir, until)
     t = pd.DataFrame(res["regimes"])
@@ -388,7 +386,6 @@ def main(argv=None):
     ap.add_argument("--continue_from", help="copy this regime folder's finished runs into --out, to continue them")
     ap.add_argument("--until", type=int, help="read every run as if it had stopped at this step (default: its last)")
     a = ap.parse_args(argv)
-    from hicra.config import install_signal_handlers
 
     install_signal_handlers()
     if a.continue_from:

@@ -11,6 +11,7 @@ Ctrl-C on to them. Profiles (``hicra.profiles``) say which steps; ``hicra.pipeli
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
@@ -23,8 +24,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from hicra.config import PARENT_WATCH, REPO_ROOT, install_signal_handlers, resolve
 from hicra.io import write_json
+from hicra.paths import REPO_ROOT, resolve
+from hicra.steps import PARENT_WATCH, install_signal_handlers
 
 
 @dataclasses.dataclass
@@ -83,7 +85,6 @@ def code_files(step: Step, root: Path = REPO_ROOT) -> list[Path]:
     """The ``hicra`` source files a step runs: the transitive closure of ``hicra`` imports (module-level and
     inside functions, read with ``ast``) from its entry point: a command's ``-m hicra.<module>``, or the code
     cells of its notebook. Package ``__init__`` files and the prompts a module reads come along."""
-    import ast
 
     if step.command:
         cmd = [str(c) for c in step.command]

@@ -27,16 +27,20 @@ import re
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from hicra.advantage import REGISTRY
-from hicra.config import StepConfig, emit, resolve
-from hicra.io import read_metrics, write_json
+from hicra.error_analysis import planning_share_bins
+from hicra.io import read_metrics, read_yaml_mapping, write_json
+from hicra.paths import resolve
+from hicra.plotting import save_figure, setup_style
+from hicra.runner import Step
 from hicra.stats import holm, summarise
+from hicra.steps import StepConfig, emit
+from hicra.study_figures import fig_alpha_sweep, fig_curves, fig_effects
 
 # the primary endpoint, then the secondary ones (README's plan); the last is Fig 4's (issue #26)
 ENDPOINTS = ("final", "auc", "steps_to_plus10", "planning_share_change")
 ARMS_FULL = {"grpo": 10, "hicra": 10, "hicra_adaptive": 5, "hicra_gated": 5, "hicra_verl": 5, "hicra_pr4997": 5}
-COLOURS = {n: m.colour for n, m in REGISTRY.items()}  # one colour per method, from its registration
 
 
 # --------------------------------------------------------------------------
@@ -56,7 +60,6 @@ def study_profile(
     (Fig 3 and 5 of this profile's method runs; ``dynamics``) and 07 (the analysis of every finished run there).
     An arm with ``n`` seeds runs the first ``n`` of ``seeds`` (default 0, 1, 2, ...): a replication on fresh
     seeds is ``seeds: [1000, ..., 1009]``. The profiles configs/profiles/study*.yaml call it."""
-    from hicra.runner import Step
 
     arms = ARMS_FULL if arms is None else arms
     if not (
@@ -233,7 +236,6 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
 def with_failure_shares(runs: pd.DataFrame, run_dir, until: int | None = None) -> pd.DataFrame:
     """``runs`` with the Fig 4 endpoint per run (hicra.error_analysis.planning_share_bins: the oracle's planning share
     of failures in the first and last 10 % of steps, and its change; ``until``: each run read up to that step)."""
-    from hicra.error_analysis import planning_share_bins
 
     rows = [planning_share_bins(resolve(run_dir) / f"train-{a}-s{s}", until=until) for a, s in zip(runs.arm, runs.seed)]
     return pd.concat([runs.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
@@ -273,7 +275,6 @@ def alpha_slope(runs: pd.DataFrame) -> dict:
 
     As pre-registered, only the seeds run at every alpha enter (0-4 in the shipped design): the study's extra
     GRPO and HICRA seeds (alpha 0 and 0.2) would otherwise weigh those two alphas double."""
-    from scipy import stats
 
     pts = runs[runs.method.isin(["grpo", "hicra"])].dropna(subset=["sweep_alpha", "final"])
     common = set.intersection(*[set(g.seed) for _, g in pts.groupby("sweep_alpha")]) if len(pts) else set()
@@ -384,7 +385,6 @@ def claims(runs: pd.DataFrame, comp: pd.DataFrame, ref: str, primary: str) -> li
 
 def run(cfg: StudyConfig) -> dict:
     """The analysis behind notebook 07 and ``python -m hicra.study``: tables, figures, the claims table."""
-    from hicra.plotting import save_figure, setup_style
 
     setup_style()
     df = load(cfg.run_dir)
@@ -408,7 +408,6 @@ def run(cfg: StudyConfig) -> dict:
     arms.to_csv(figs / f"{cfg.tag}_arms.csv", index=False)
     comp.to_csv(figs / f"{cfg.tag}_comparisons.csv", index=False)
     (figs / f"{cfg.tag}_claims.md").write_text(claims_markdown(cl, warm, slope))
-    from hicra.study_figures import fig_alpha_sweep, fig_curves, fig_effects
 
     paths = [
         save_figure(fig_curves(df), f"{cfg.tag}_curves", cfg.figures_dir),
@@ -450,7 +449,6 @@ def main(argv=None):
         ap.add_argument(f"--{f.name}", default=None, help=f"default {f.default}")
     a = vars(ap.parse_args(argv))
     path = a.pop("config")
-    from hicra.io import read_yaml_mapping
 
     cfg = {**(read_yaml_mapping(path) if path else {}), **{k: v for k, v in a.items() if v is not None}}
     emit(run(StudyConfig(**cfg)))

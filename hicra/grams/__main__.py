@@ -5,8 +5,9 @@
 Last stdout line: JSON with ``precision``, ``recall``, ``n_grams`` (precision/recall are null off the sandbox).
 """
 
-from hicra.config import emit, parse_cli
+from hicra.cli import parse_cli
 from hicra.grams.step import GramsConfig, run
+from hicra.steps import emit
 
 
 def main(argv=None):

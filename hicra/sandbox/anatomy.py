@@ -14,7 +14,13 @@ import json
 import re
 import sys
 
+import pandas as pd
+
+from hicra.cli import split_flags
+from hicra.generate import sample
+from hicra.sandbox.build import SandboxConfig, load
 from hicra.sandbox.world import PHRASES, WorldConfig, classify_failure, make_tasks, prompt, verify
+from hicra.steps import emit
 
 _CHECK = re.compile("|".join(re.escape(p) for p in PHRASES["backtracing"]["check"]), re.I)
 _ATTEMPT = re.compile("|".join(re.escape(p) for slot in PHRASES["branching"].values() for p in slot), re.I)
@@ -36,9 +42,6 @@ def anatomy(
     model, tok, wc: WorldConfig, n: int = 300, k: int = 2, max_new_tokens: int = 256, split: str = "val", seed: int = 0
 ):
     """DataFrame, one row per sampled completion: style features, correctness, failure kind, truncation."""
-    import pandas as pd
-
-    from hicra.generate import sample
 
     tasks = make_tasks(wc, split, n, allow_fewer=True)
     outs = sample(
@@ -86,15 +89,11 @@ def summarize(df) -> dict:
 
 
 def main(argv=None):
-    from hicra.config import emit, split_flags
-    from hicra.sandbox.build import load
-
     argv = list(sys.argv[1:] if argv is None else argv)
     path = argv.pop(0)
     opts = {k: json.loads(v) for k, v in split_flags(argv)}
     model, tok = load(path)
     cfg = json.load(open(f"{path}/summary.json"))["config"]
-    from hicra.sandbox.build import SandboxConfig
 
     wc = SandboxConfig(**cfg).world_config()
     df = anatomy(
