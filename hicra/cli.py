@@ -28,16 +28,28 @@ import yaml
 from hicra.io import read_yaml_mapping
 
 
-def did_you_mean(name: str, valid) -> str:
-    """`` (did you mean --x?)`` for the nearest of ``valid`` to a mistyped ``name``, else ``""``."""
-    near = difflib.get_close_matches(name, [str(v) for v in valid], n=1, cutoff=0.6)
-    return f" (did you mean {near[0]!r}?)" if near else ""
+def nearest(name: str, valid) -> str | None:
+    """The valid name nearest to a mistyped ``name`` (difflib's ratio >= 0.6), or None."""
+    near = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
+    return near[0] if near else None
+
+
+def did_you_mean(names, valid, prefix: str = "") -> str:
+    """`` (did you mean 'x'?)`` for one mistyped name, `` (did you mean 'x' for 'y', ...?)`` for several; ``""``
+    where none is near a valid one. ``prefix``: ``"--"`` for command-line options."""
+    names = [names] if isinstance(names, str) else sorted(names)
+    pairs = [(n, nearest(n, valid)) for n in names]
+    pairs = [(n, m) for n, m in pairs if m]
+    if not pairs:
+        return ""
+    if len(names) == 1:
+        return f" (did you mean {prefix}{pairs[0][1]}?)" if prefix else f" (did you mean {pairs[0][1]!r}?)"
+    return " (did you mean " + ", ".join(f"{prefix}{m}" if prefix else f"{m!r} for {n!r}" for n, m in pairs) + "?)"
 
 
 def unknown_keys_error(what: str, unknown, valid) -> ValueError:
-    """The one-line error for unknown options: each with its nearest valid name, then the valid ones."""
-    hints = "; ".join(f"{k!r}{did_you_mean(k, valid)}" for k in sorted(unknown))
-    return ValueError(f"unknown {what} {hints}; valid: {sorted(valid)}")
+    """The one-line error for unknown keys: them, the nearest valid name of each ("did you mean"), the valid ones."""
+    return ValueError(f"unknown {what} {sorted(unknown)}{did_you_mean(unknown, valid)}; valid: {sorted(valid)}")
 
 
 def _type_name(tp) -> str:
@@ -152,9 +164,7 @@ def load_config(cls, path: str | None = None, argv: list[str] | None = None):
     names = {f.name for f in dataclasses.fields(cls)}
     for key, val in split_flags(argv, bool_fields(cls)):
         if key not in names:
-            near = difflib.get_close_matches(key, sorted(names), n=1, cutoff=0.6)
-            hint = f" (did you mean --{near[0]}?)" if near else ""
-            raise ValueError(f"unknown option --{key}{hint}; valid: {sorted(names)}")
+            raise ValueError(f"unknown option --{key}{did_you_mean(key, names, '--')}; valid: {sorted(names)}")
         data[key] = val  # raw text: typed() coerces every value by its field's type
     return from_dict(cls, typed(cls, data))
 
@@ -249,14 +259,42 @@ def field_comments(cls) -> dict[str, str]:
     return out
 
 
-def config_help(classes) -> str:
-    """The ``--help`` text of a step: usage, the module's docstring head, then every option of each config class
-    with type, default and help (field metadata, else the field's source comment)."""
+def _field_lines(f, notes: dict) -> list[str]:
+    default = (
+        f.default
+        if f.default is not dataclasses.MISSING
+        else f.default_factory()
+        if f.default_factory is not dataclasses.MISSING
+        else "(required)"
+    )
+    typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    lines = [f"  --{f.name} {typ}  (default: {default!r})"]
+    text = f.metadata.get("help") or notes.get(f.name, "")
+    if text:
+        lines += textwrap.wrap(str(text), 110, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return lines
+
+
+def _own_fields(cls) -> set[str]:
+    """Names of the fields this project declares on ``cls`` and its ``hicra`` bases (not TRL's / transformers')."""
+    return {
+        name
+        for klass in cls.__mro__
+        if dataclasses.is_dataclass(klass) and klass.__module__.split(".")[0] in ("hicra", "__main__")
+        for name in klass.__dict__.get("__annotations__", {})
+    }
+
+
+def config_help(classes, first=(), examples=(), usage: str | None = None) -> str:
+    """The ``--help`` text of a step: usage, the module's docstring head, ``examples``, the options named in
+    ``first`` (the ones a user changes most), then every option of each config class with type, default and help
+    (field metadata, else the field's source comment): this project's fields before those a class inherits from
+    another library (TRL's GRPOConfig, transformers' TrainingArguments)."""
     main = sys.modules.get("__main__")
     doc = (getattr(main, "__doc__", None) or classes[0].__doc__ or "").strip()
     head = doc.split("\n\n")[0]
     lines = [
-        f"usage: python -m {_prog()} [CONFIG.yaml] [--option value ...]",
+        usage or f"usage: python -m {_prog()} [CONFIG.yaml] [--option value ...]",
         "",
         head,
         "",
@@ -264,22 +302,28 @@ def config_help(classes) -> str:
         "overrides it. Lists and mappings are written as YAML/JSON, e.g. --runs '[a, b]'. A bare --flag sets a "
         "boolean option to true, --no_flag to false.",
     ]
+    if examples:
+        lines += ["", "examples:", *(f"  {e}" for e in examples)]
+    fields = {f.name: (f, cls) for cls in reversed(classes) for f in dataclasses.fields(cls)}
+    if first:
+        lines += ["", "the options changed most:"]
+        for name in first:
+            f, cls = fields[name]
+            lines += _field_lines(f, field_comments(cls))
     for cls in classes:
-        notes = field_comments(cls)
-        lines += ["", f"options ({cls.__name__}):"]
-        for f in dataclasses.fields(cls):
-            if f.name.startswith("_") or not f.init:
-                continue
-            default = (
-                f.default
-                if f.default is not dataclasses.MISSING
-                else f.default_factory()
-                if f.default_factory is not dataclasses.MISSING
-                else "(required)"
-            )
-            typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-            lines.append(f"  --{f.name} {typ}  (default: {default!r})")
-            text = f.metadata.get("help") or notes.get(f.name, "")
-            if text:
-                lines += textwrap.wrap(str(text), 110, initial_indent=" " * 6, subsequent_indent=" " * 6)
+        notes, own = field_comments(cls), _own_fields(cls)
+        shown = [f for f in dataclasses.fields(cls) if not f.name.startswith("_") and f.init and f.name not in first]
+        theirs = [f for f in shown if f.name not in own]
+        lines += ["", f"options ({cls.__name__}{', this project' if theirs else ''}):"]
+        for f in (f for f in shown if f.name in own):
+            lines += _field_lines(f, notes)
+        if theirs:
+            bases = [
+                k.__name__
+                for k in cls.__mro__[1:]
+                if dataclasses.is_dataclass(k) and k.__module__.split(".")[0] not in ("hicra", "__main__")
+            ]
+            lines += ["", f"options ({cls.__name__}, inherited from {' / '.join(bases)}):"]
+            for f in theirs:
+                lines += _field_lines(f, notes)
     return "\n".join(lines)

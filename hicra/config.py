@@ -37,6 +37,7 @@ from hicra.cli import (  # noqa: F401
     field_comments,
     from_dict,
     load_config,
+    nearest,
     parse_cli,
     split_flags,
     typed,

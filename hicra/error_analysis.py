@@ -33,7 +33,7 @@ from hicra.paths import resolve
 from hicra.plotting import PALETTE, save_step_figure, setup_style
 from hicra.sandbox.world import Task, classify_failure
 from hicra.serve import endpoint
-from hicra.steps import StepConfig, start_step
+from hicra.steps import StepConfig, cli_main, start_step
 
 CAUSES = ("planning", "calculation", "comprehension", "format")
 CATEGORY = {"planning": "Planning & Strategy", "calculation": "Others", "comprehension": "Others", "format": "Others"}
@@ -299,7 +299,4 @@ def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
 
 
 if __name__ == "__main__":
-    from hicra.cli import parse_cli
-    from hicra.steps import emit
-
-    emit(run(parse_cli(ErrorsConfig)))
+    cli_main(ErrorsConfig, run)

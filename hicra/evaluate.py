@@ -46,7 +46,7 @@ from hicra.rewards import is_correct, is_correct_lenient
 from hicra.sandbox.config import SandboxStepConfig
 from hicra.sandbox.world import make_tasks, prompt, verify
 from hicra.stats import bootstrap_ci
-from hicra.steps import emit, start_step
+from hicra.steps import emit, start_step, user_errors
 
 DEFAULT_K = {"aime24": 32, "aime25": 32, "amc23": 4}
 
@@ -344,7 +344,7 @@ def run(cfg: EvalConfig) -> dict:
 
 
 def main(argv=None):
-    s = run(parse_cli(EvalConfig, argv))
+    s = user_errors(run, parse_cli(EvalConfig, argv))
     emit(
         {
             "eval_json": str(resolve(s["config"]["run_dir"]) / "eval.json"),

@@ -23,7 +23,7 @@ from hicra.plotting import KIND_COLOURS, PALETTE, save_step_figure, setup_style
 from hicra.sgfile import KINDS
 from hicra.stats import relative
 from hicra.stats import t_interval as mean_ci
-from hicra.steps import StepConfig, start_step
+from hicra.steps import StepConfig, cli_main, start_step
 
 
 def load_runs(run_dirs) -> pd.DataFrame:
@@ -272,7 +272,4 @@ def run(cfg: FiguresConfig) -> dict:
 
 
 if __name__ == "__main__":
-    from hicra.cli import parse_cli
-    from hicra.steps import emit
-
-    emit(run(parse_cli(FiguresConfig)))
+    cli_main(FiguresConfig, run)

@@ -37,7 +37,7 @@ from hicra.paths import REPO_ROOT, resolve
 from hicra.plotting import HIGHLIGHT, save_step_figure, setup_style
 from hicra.sandbox.config import SandboxStepConfig
 from hicra.sandbox.world import make_tasks, prompt
-from hicra.steps import start_step
+from hicra.steps import cli_main, start_step
 from hicra.tagger import PlanningTagger
 
 
@@ -369,7 +369,4 @@ def run(cfg: ForksConfig, progress: bool = True) -> dict:
 
 
 if __name__ == "__main__":
-    from hicra.cli import parse_cli
-    from hicra.steps import emit
-
-    emit(run(parse_cli(ForksConfig)))
+    cli_main(ForksConfig, run)

@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from hicra.cli import from_dict
+from hicra.cli import from_dict, parse_cli
 from hicra.io import _clean, write_json
 from hicra.paths import resolve
 
@@ -53,7 +53,31 @@ def from_params(cls, namespace: dict):
 
 
 # --------------------------------------------------------------------------
-# the summary line and the signals
+# the summary line, the command line's errors and the signals
+
+DEBUG = "HICRA_DEBUG"  # set to 1: a user's mistake raises with its traceback instead of one error line
+
+
+def user_errors(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, with what a user can fix (a missing input file or folder, a model path that does
+    not exist, an unknown name, a bad value: ``FileNotFoundError`` / ``ValueError`` with a message that says what
+    to do) printed as one ``error:`` line and exit code 2 instead of a traceback (``HICRA_DEBUG=1`` keeps it)."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+        if os.environ.get(DEBUG) == "1":
+            raise
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def cli_main(cls, run, argv=None) -> dict:
+    """A step's ``python -m`` face: the command line parsed into ``cls`` (``hicra.cli.parse_cli``: ``--help``,
+    "did you mean" for an unknown option), the step run under ``user_errors``, its summary printed last."""
+    install_signal_handlers()
+    summary = user_errors(run, parse_cli(cls, argv))
+    emit(summary)
+    return summary
 
 
 def emit(summary: dict) -> None:

@@ -30,10 +30,10 @@ import torch
 import yaml
 from packaging.requirements import Requirement
 
-from hicra.cli import bool_fields, config_help, config_path, from_dict, split_flags, typed
-from hicra.data import load_benchmark
+from hicra.cli import bool_fields, config_help, config_path, did_you_mean, from_dict, split_flags, typed
+from hicra.data import check_dataset, load_benchmark
 from hicra.io import read_metrics, read_yaml_mapping, write_json
-from hicra.models import load_model
+from hicra.models import check_model_name, load_model
 from hicra.paths import REPO_ROOT, resolve
 from hicra.rewards import accuracy_reward
 from hicra.runfolder import RunFolderError, claim, last_complete_checkpoint
@@ -84,7 +84,8 @@ def split_recipe(data: dict):
     unknown = sorted(set(data) - script_keys - cfg_keys)
     if unknown:
         raise ValueError(
-            f"unknown recipe key(s) {unknown}: not TrainScript ({sorted(script_keys)}) nor HICRAConfig fields"
+            f"unknown recipe key(s) {unknown}{did_you_mean(unknown, script_keys | cfg_keys)}: not TrainScript "
+            f"({sorted(script_keys)}) nor HICRAConfig fields (python -m hicra.train --help lists them)"
         )
     script = TrainScript(**{k: v for k, v in data.items() if k in script_keys})
     kw = {k: v for k, v in data.items() if k in cfg_keys}  # the recipe is the whole configuration
@@ -265,6 +266,9 @@ def dry_run(data: dict) -> dict:
     if not hardware_checked:  # a GPU recipe validated on a CPU machine: skip the device checks only
         kw.update(bf16=False, use_cpu=True, use_vllm=False)
     args = HICRAConfig(**kw)
+    check_dataset(script.dataset, script.model)  # a typo, or a dataset the sandbox model would ignore
+    if script.model != "sandbox":
+        check_model_name(script.model)  # a model path that does not exist: one line, not the hub's error
     return {
         "ok": True,
         "hardware_checked": hardware_checked,
@@ -391,7 +395,7 @@ def main(argv=None):
     install_signal_handlers()
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:  # every key a recipe may hold: TrainScript's, then HICRAConfig's (TRL's too)
-        print(config_help((TrainScript, HICRAConfig)))
+        print(train_help())
         return
 
     try:  # a recipe a user can fix gets one line that says what to fix, not a traceback
@@ -414,6 +418,25 @@ def main(argv=None):
         raise
     if is_main_process():
         emit(summary)
+
+
+FIRST = ("method", "hicra_alpha", "seed", "max_steps", "run_dir", "model", "dataset")  # what --help lists first
+EXAMPLES = (
+    "python -m hicra.train configs/sandbox.yaml --method hicra --hicra_alpha 0.2 --seed 1 --run_dir runs/my-hicra",
+    "python -m hicra.train configs/sandbox.yaml --method grpo --max_steps 50 --dry_run   # check it, load nothing",
+    "python -m hicra.train configs/qwen3_4b_base.yaml --resume   # continue a run from its newest checkpoint",
+)
+
+
+def train_help() -> str:
+    """``python -m hicra.train --help``: the recipe argument and the options changed most with an example first,
+    then every TrainScript and HICRAConfig option (this project's, then those inherited from TRL)."""
+    return config_help(
+        (TrainScript, HICRAConfig),
+        first=FIRST,
+        examples=EXAMPLES,
+        usage=f"usage: python -m hicra.train [RECIPE.yaml] [--option value ...]   (no RECIPE: {DEFAULT_RECIPE})",
+    )
 
 
 def _fail(e: BaseException):
