@@ -83,10 +83,7 @@ def regimes_profile(
         out.append(
             Step(
                 f"warm-{name}",
-                "",
-                {},
-                [],
-                [warm],
+                outputs=[warm],
                 needs=(),
                 keep_done=True,
                 command=["python", "-m", "hicra.regimes", "--warm_start", name, "--out", warm],
@@ -97,10 +94,7 @@ def regimes_profile(
             out.append(
                 Step(
                     f"copy-{name}",
-                    "",
-                    {},
-                    [],
-                    [f"{r}/{name}/continued.json"],
+                    outputs=[f"{r}/{name}/continued.json"],
                     needs=(),
                     keep_done=True,
                     command=[
@@ -146,10 +140,7 @@ def regimes_profile(
                 trains.append(
                     Step(
                         f"{name}-train-{arm}-s{seed}",
-                        "",
-                        {},
-                        [],
-                        [f"{d}/summary.json"],
+                        outputs=[f"{d}/summary.json"],
                         needs=tuple(f"{b}{name}" for b in before),
                         progress=(f"{d}/metrics.jsonl", steps),
                         command=cmd,
@@ -163,10 +154,7 @@ def regimes_profile(
         + [
             Step(
                 "map",
-                "",
-                {},
-                [],
-                [f"{r}/regimes.json"],
+                outputs=[f"{r}/regimes.json"],
                 needs=done,
                 command=["python", "-m", "hicra.regimes", "--run_dir", r],
             )

@@ -60,10 +60,7 @@ def overlay(
         new = f"{old.rsplit('/', 1)[0]}/{name}"
         arm = Step(
             name,
-            "",
-            {},
-            [],
-            [f"{new}/summary.json"],
+            outputs=[f"{new}/summary.json"],
             needs=(src.name,),
             keep_done=src.keep_done,
             progress=(f"{new}/metrics.jsonl", steps or src.progress[1]) if src.progress else None,

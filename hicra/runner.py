@@ -32,10 +32,10 @@ from hicra.steps import PARENT_WATCH, install_signal_handlers
 @dataclasses.dataclass
 class Step:
     name: str
-    notebook: str
-    params: dict
-    inputs: list  # files / folders (relative to the repo) whose contents the step depends on
-    outputs: list  # files that must exist for the step to count as done
+    notebook: str = ""  # the notebook it runs ("" for a CLI step: ``command``)
+    params: dict = dataclasses.field(default_factory=dict)  # the notebook's parameters
+    inputs: list = dataclasses.field(default_factory=list)  # files / folders (relative to the repo) it depends on
+    outputs: list = dataclasses.field(default_factory=list)  # files that must exist for the step to count as done
     needs: tuple | None = None  # steps that must finish first (None: every earlier step)
     progress: tuple | None = None  # (JSONL file, total): the pipeline reports its last line's "step" / total
     command: list | None = None  # a CLI step (e.g. python -m hicra.train ...) instead of a notebook

@@ -101,10 +101,7 @@ def study_profile(
             train.append(
                 Step(
                     f"train-{arm}-s{seed}",
-                    "",
-                    {},
-                    [],
-                    [f"{d}/summary.json"],
+                    outputs=[f"{d}/summary.json"],
                     needs=(),
                     progress=(f"{d}/metrics.jsonl", steps),
                     command=cmd,
@@ -303,6 +300,14 @@ def _verdict(lo, hi, positive: bool = True) -> str:
     return "reproduced" if good else "not reproduced" if bad else "inconclusive"
 
 
+def _combined(*verdicts: str) -> str:
+    """A claim with several parts: reproduced if every part is, not reproduced if any part is not, else
+    inconclusive."""
+    if all(v == "reproduced" for v in verdicts):
+        return "reproduced"
+    return "not reproduced" if "not reproduced" in verdicts else "inconclusive"
+
+
 def claims(runs: pd.DataFrame, comp: pd.DataFrame, ref: str, primary: str) -> list[dict]:
     """Claims (c), (d), (e) with the decision rules of the README's plan."""
     pct = lambda s: f"{100 * s['mean']:+.1f} [{100 * s['lo']:+.1f}, {100 * s['hi']:+.1f}] points"  # noqa: E731
@@ -326,15 +331,7 @@ def claims(runs: pd.DataFrame, comp: pd.DataFrame, ref: str, primary: str) -> li
         if len(r) < 2:
             continue
         p1, se = summarise(r.exec_ppl_change_first_third), summarise(r.semantic_entropy_change)
-        falls = _verdict(p1["lo"], p1["hi"], positive=False)
-        rises = _verdict(se["lo"], se["hi"])
-        v = (
-            "reproduced"
-            if falls == rises == "reproduced"
-            else "not reproduced"
-            if "not reproduced" in (falls, rises)
-            else "inconclusive"
-        )
+        v = _combined(_verdict(p1["lo"], p1["hi"], positive=False), _verdict(se["lo"], se["hi"]))
         out.append(
             {
                 "claim": f"(d) two phases ({arm})",
@@ -364,14 +361,7 @@ def claims(runs: pd.DataFrame, comp: pd.DataFrame, ref: str, primary: str) -> li
     d = summarise(paired(runs, primary, ref, "semantic_entropy_change"))
     if len(prim) and d["n"] >= 2:
         s = prim.iloc[0]
-        sem, acc = _verdict(d["lo"], d["hi"]), _verdict(s["lo"], s["hi"])
-        v = (
-            "reproduced"
-            if sem == acc == "reproduced"
-            else "not reproduced"
-            if "not reproduced" in (sem, acc)
-            else "inconclusive"
-        )
+        v = _combined(_verdict(d["lo"], d["hi"]), _verdict(s["lo"], s["hi"]))
         out.append(
             {
                 "claim": "(e) the method that keeps semantic entropy higher gains accuracy",
