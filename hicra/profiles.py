@@ -19,6 +19,7 @@ import ast
 import importlib
 from pathlib import Path
 
+from hicra.cli import did_you_mean
 from hicra.io import read_yaml_mapping
 from hicra.paths import REPO_ROOT, resolve
 from hicra.runner import Step, notebook_path
@@ -39,7 +40,10 @@ def profile_path(name: str) -> Path:
             raise FileNotFoundError(f"profile file {p} not found")
         return resolve(p)
     if not (PROFILE_DIR / f"{name}.yaml").exists():
-        raise ValueError(f"unknown profile {name!r}; shipped: {', '.join(profile_names())} (or a YAML file path)")
+        raise ValueError(
+            f"unknown profile {name!r}{did_you_mean(name, profile_names())}; shipped: {', '.join(profile_names())} "
+            "(or a YAML file path)"
+        )
     return PROFILE_DIR / f"{name}.yaml"
 
 

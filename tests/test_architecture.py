@@ -193,6 +193,13 @@ def test_an_unknown_option_names_the_nearest_one(capsys):
         load_config(FiguresConfig, None, ["--zzz", "1"])
 
 
+def test_an_unknown_profile_names_the_nearest_one():
+    from hicra.profiles import load_profile
+
+    with pytest.raises(ValueError, match=r"unknown profile 'sandbx' \(did you mean 'sandbox'\?\); shipped"):
+        load_profile("sandbx")
+
+
 def test_an_unknown_recipe_key_names_the_nearest_field():
     from hicra.train import split_recipe
 
