@@ -2,8 +2,9 @@
 
 A step is one function ``run(cfg) -> summary`` on a ``StepConfig`` subclass, called by its notebook and by its
 CLI twin. ``start_step`` makes the run folder and records ``params.json``; ``from_params`` builds a notebook's
-config from its parameters cell; ``emit`` prints the
-one-line JSON summary; ``install_signal_handlers`` makes SIGTERM stop a step as Ctrl-C does.
+config from its parameters cell; ``cli_main`` is a step's ``python -m`` face (a user's mistake is one ``error:``
+line); ``emit`` prints the one-line JSON summary; ``install_signal_handlers`` makes SIGTERM stop a step as Ctrl-C
+does.
 
     from hicra.steps import StepConfig, start_step, emit
 """
