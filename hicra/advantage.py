@@ -36,10 +36,9 @@ to a *negative* advantage (a failed response):
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-
 import torch
+
+from hicra.methods import DEFAULT_ALPHA, REGISTRY, Method, attach_rule, declare  # noqa: F401  (re-exported: the registry's home)
 
 
 def grpo_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
@@ -136,32 +135,16 @@ def verl_hicra_advantages(advantages: torch.Tensor, selected: torch.Tensor, alph
 # method list, the config checks, the entropy pass, the study's arms and the figures' colours all read it
 
 
-@dataclasses.dataclass(frozen=True)
-class Method:
-    """A training method: its name, line colour, whether it needs a strategic-gram file (``needs_sg``), the
-    top-entropy share its gate keeps (``gate_share``: it needs the completions' token entropies), and its
-    token rule (None: GRPO's (B,) advantage is left as it is)."""
-
-    name: str
-    colour: str
-    needs_sg: bool = False
-    gate_share: float | None = None
-    rule: Callable | None = None
-
-
-REGISTRY: dict[str, Method] = {}
-DEFAULT_ALPHA = 0.2  # the paper's alpha: HICRAConfig.hicra_alpha's default, and the arm ``hicra`` (hicra.runinfo)
-
-
-def register(name: str, colour: str, needs_sg: bool = False, gate_share: float | None = None):
+def register(name: str, colour: str | None = None, needs_sg: bool = False, gate_share: float | None = None):
     """Decorator registering a token rule ``fn(A, plan, completion_mask, gate, ctx) -> (advantages, selected)``
     (``gate``: the high-entropy mask when ``gate_share`` is set, else None; ``ctx``: alpha, group_size,
-    verl_filter, allow_sign_flip) as method ``name``. Methods without a rule use ``register_plain``."""
+    verl_filter, allow_sign_flip) as method ``name``: a new method is declared with its ``colour`` and needs
+    (``hicra.methods.declare``); a method declared in ``hicra.methods`` (no ``colour`` given) gets its rule."""
 
     def deco(fn):
-        if name in REGISTRY:
-            raise ValueError(f"method {name!r} is registered twice")
-        REGISTRY[name] = Method(name, colour, needs_sg, gate_share, fn)
+        if colour is not None:
+            declare(name, colour, needs_sg, gate_share)
+        attach_rule(name, fn)
         return fn
 
     return deco
@@ -169,7 +152,7 @@ def register(name: str, colour: str, needs_sg: bool = False, gate_share: float |
 
 def register_plain(name: str, colour: str) -> None:
     """A method whose advantages are GRPO's (its difference lives in the loss: an entropy bonus, a token mask)."""
-    REGISTRY[name] = Method(name, colour)
+    declare(name, colour)
 
 
 def token_advantages(
@@ -201,34 +184,29 @@ def token_advantages(
     return m.rule(advantages, torch.as_tensor(planning_mask).bool(), completion_mask, gate, ctx)
 
 
-register_plain("grpo", "#1f77b4")
-register_plain("entropy_reg", "#2ca02c")
-register_plain("fork_tokens", "#9467bd")
-
-
-@register("hicra", "#d62728", needs_sg=True)
+@register("hicra")
 def _hicra(A, plan, cm, gate, ctx):
     return hicra_advantages(A, plan, ctx["alpha"], ctx["allow_sign_flip"]), plan & torch.as_tensor(cm).bool()
 
 
-@register("hicra_gated", "#ff7f0e", needs_sg=True, gate_share=0.2)
+@register("hicra_gated")
 def _hicra_gated(A, plan, cm, gate, ctx):
     return hicra_advantages(A, plan & gate, ctx["alpha"], ctx["allow_sign_flip"]), plan & gate
 
 
-@register("hicra_verl", "#8c564b", gate_share=0.3)
+@register("hicra_verl")
 def _hicra_verl(A, plan, cm, gate, ctx):
     if ctx["verl_filter"]:
         gate = gate & correct_and_longer(A, cm, ctx["group_size"])[:, None]
     return verl_hicra_advantages(A, gate, ctx["alpha"]), gate
 
 
-@register("hicra_adaptive", "#e377c2", needs_sg=True)
+@register("hicra_adaptive")
 def _hicra_adaptive(A, plan, cm, gate, ctx):  # the additive rule; alpha comes from hicra.alpha each step
     return _hicra(A, plan, cm, gate, ctx)
 
 
-@register("hicra_pr4997", "#17becf", needs_sg=True, gate_share=0.3)
+@register("hicra_pr4997")
 def _hicra_pr4997(A, plan, cm, gate, ctx):  # planning tokens, or high-entropy tokens of long correct responses
     sel = plan | (gate & correct_and_longer(A, cm, ctx["group_size"])[:, None].to(gate.device))
     return hicra_advantages(A, sel, ctx["alpha"], ctx["allow_sign_flip"]), sel & torch.as_tensor(cm).bool()

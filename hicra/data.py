@@ -15,10 +15,15 @@ what ships.
 
 from __future__ import annotations
 
+import argparse
 import ast
+import difflib
 import json
 from pathlib import Path
 
+import pandas as pd
+
+from hicra.io import read_jsonl
 from hicra.rewards import last_boxed
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -35,14 +40,10 @@ SHIPPED = {
 
 
 def _jsonl(path: Path) -> list[dict]:
-    from hicra.io import read_jsonl
-
     return read_jsonl(path)
 
 
 def _verl(path: Path) -> list[dict]:
-    import pandas as pd
-
     out = []
     for r in pd.read_parquet(path).to_dict("records"):
         prompt = r["prompt"]
@@ -88,6 +89,29 @@ def _normalise(name: str, raw: list[dict]) -> list[dict]:
     return out
 
 
+def check_dataset(name: str, model: str | None = None) -> str:
+    """``name`` if a training recipe can use it with ``model``: ``sandbox`` with the sandbox model, else a shipped
+    set or a hub dataset id (``owner/name``). The sandbox model trains on its own world, so any other dataset with
+    it would be ignored; a name that is neither shipped nor a hub id (a typo) is refused with the nearest shipped
+    name, before any model is loaded (offline, a typo would otherwise reach the hub)."""
+    if model == "sandbox" or name == "sandbox":
+        if model is not None and (model == "sandbox") != (name == "sandbox"):
+            raise ValueError(
+                f"dataset {name!r} with model {model!r}: the sandbox model trains on the sandbox's own world "
+                "(dataset: sandbox) and a real model on a math set; set both (e.g. --model smollm2 --dataset gsm8k)"
+            )
+        return name
+    key = name.lower().replace("-", "_")
+    if key in SHIPPED or "/" in name:
+        return name
+    near = difflib.get_close_matches(key, [*SHIPPED, "sandbox"], n=1, cutoff=0.6)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    raise ValueError(
+        f"unknown dataset {name!r}{hint}; shipped: {', '.join(SHIPPED)} (data/README.md), or a hub dataset id "
+        "(owner/name)"
+    )
+
+
 def load_benchmark(name: str, split: str = "test", limit: int | None = None) -> list[dict]:
     """Records ``{"id", "problem", "answer", "source"}`` of a shipped set, or from the hub.
 
@@ -129,10 +153,20 @@ def _from_hub(name: str, split: str) -> list[dict]:
     return out
 
 
-if __name__ == "__main__":
+def main(argv=None) -> None:
+    """``python -m hicra.data``: rows per shipped set, one JSON line (a check that the files load)."""
+    argparse.ArgumentParser(
+        prog="python -m hicra.data",
+        description="Count the rows of every shipped dataset (data/README.md) and print them as one JSON line.",
+        epilog="shipped: " + ", ".join(SHIPPED) + '. In Python: load_benchmark("math500", limit=50)',
+    ).parse_args(argv)
     counts = {
         n: len(load_benchmark(n, split=s))
         for n, s in [(k, "test") for k in SHIPPED if k != "dapo_math_17k"]
         + [("gsm8k", "train"), ("dapo_math_17k", "train")]
     }
     print(json.dumps(counts))
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,7 @@ records' keys (``environment_key``) before they pair: a difference is named, not
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import platform
@@ -99,7 +100,6 @@ def differences(a: dict, b: dict) -> list[str]:
 
 
 def main(argv=None):
-    import argparse
 
     argparse.ArgumentParser(prog="python -m hicra.environment", description=__doc__.split("\n\n")[0]).parse_args(argv)
     print(json.dumps(record()), flush=True)

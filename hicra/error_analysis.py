@@ -24,10 +24,16 @@ import glob
 import re
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
-from hicra.config import StepConfig, resolve
-from hicra.io import run_arm
+from hicra.io import run_arm, write_json
+from hicra.llm import ChatClient, extract_json
+from hicra.paths import resolve
+from hicra.plotting import PALETTE, save_step_figure, setup_style
+from hicra.sandbox.world import Task, classify_failure
+from hicra.serve import endpoint
+from hicra.steps import StepConfig, cli_main, start_step
 
 CAUSES = ("planning", "calculation", "comprehension", "format")
 CATEGORY = {"planning": "Planning & Strategy", "calculation": "Others", "comprehension": "Others", "format": "Others"}
@@ -78,7 +84,6 @@ def _prompt_text(p) -> str:
 def oracle_causes(df: pd.DataFrame) -> pd.Series:
     """Sandbox ground truth: ``calculation`` (a wrong written step) or ``planning``
     (None for a rollout whose answer verifies: not a failure)."""
-    from hicra.sandbox.world import Task, classify_failure
 
     def one(prompt, completion):
         m = _TASK.search(prompt)
@@ -122,7 +127,6 @@ def planning_share_bins(run_dir, frac: float = 0.1, until: int | None = None) ->
 
 def judge_causes(client, df: pd.DataFrame, prompt_file=PROMPT, progress: bool = True) -> pd.Series:
     """LLM judge's cause per failed rollout (None when its answer cannot be parsed)."""
-    from hicra.llm import extract_json
 
     system = Path(prompt_file).read_text()
     convs = [
@@ -174,9 +178,6 @@ def counts_by_step(df: pd.DataFrame, cause_col: str = "cause", bins: int = 6) ->
 
 def fig4(table: pd.DataFrame):
     """Failed rollouts per step bin: counts by category (bars) and the Planning & Strategy share (lines)."""
-    import matplotlib.pyplot as plt
-
-    from hicra.plotting import PALETTE
 
     methods = list(dict.fromkeys(table.method))
     fig, axes = plt.subplots(1, len(methods) + 1, figsize=(4.2 * (len(methods) + 1), 3.8), squeeze=False)
@@ -242,9 +243,6 @@ class ErrorsConfig(StepConfig):
 
 def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
     """The step behind notebook 04 and ``python -m hicra.error_analysis``: errors_by_step.csv, errors.json, Fig 4."""
-    from hicra.config import save_step_figure, start_step
-    from hicra.io import write_json
-    from hicra.plotting import setup_style
 
     out = start_step(cfg, "04_error_analysis")
     df = failed_rollouts(cfg.runs, cfg.every)
@@ -259,9 +257,6 @@ def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
         df["cause"] = oracle_causes(df)
         df = df[df.cause.notna()]
     if cfg.judge:
-        from hicra.llm import ChatClient
-        from hicra.serve import endpoint
-
         sub = df.sample(min(cfg.n_judge, len(df)), random_state=cfg.seed)
         with endpoint(cfg, out) as ep:  # a local server lives only while the judge runs
             client = ChatClient(
@@ -304,6 +299,4 @@ def run(cfg: ErrorsConfig, progress: bool = True) -> dict:
 
 
 if __name__ == "__main__":
-    from hicra.config import emit, parse_cli
-
-    emit(run(parse_cli(ErrorsConfig)))
+    cli_main(ErrorsConfig, run)

@@ -24,14 +24,29 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import re
+from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+import torch
 
-from hicra.config import SandboxStepConfig, emit, parse_cli, resolve, start_step, weight_files
+from hicra.cli import parse_cli
+from hicra.data import SHIPPED, load_benchmark
+from hicra.generate import chat_prompts, sample
 from hicra.io import write_json, write_parquet
 from hicra.models import load_step_model as load  # model resolution lives in hicra.models
+from hicra.models import load_tokenizer
 from hicra.models import step_model_path as model_path
+from hicra.paths import resolve, weight_files
+from hicra.plotting import PALETTE, save_step_figure, setup_style
+from hicra.rewards import is_correct, is_correct_lenient
+from hicra.sandbox.config import SandboxStepConfig
+from hicra.sandbox.world import make_tasks, prompt, verify
+from hicra.stats import bootstrap_ci
+from hicra.steps import emit, start_step, user_errors
 
 DEFAULT_K = {"aime24": 32, "aime25": 32, "amc23": 4}
 
@@ -72,7 +87,6 @@ class EvalConfig(SandboxStepConfig):
             raise ValueError(f"backend must be transformers or vllm; got {self.backend!r}")
         if not self.models:
             raise ValueError("models must map row labels to models, e.g. {Base: sandbox, GRPO: runs/x/final}")
-        from hicra.data import SHIPPED
 
         bad = [b for b in self.benchmarks if b != "sandbox" and b not in SHIPPED]
         if bad:
@@ -86,16 +100,12 @@ class EvalConfig(SandboxStepConfig):
 def problems(cfg: EvalConfig, bench: str) -> list[dict]:
     """``[{"id", "problem", "grade": fn(completion) -> bool, ...}]``"""
     if bench == "sandbox":
-        from hicra.sandbox.world import make_tasks, prompt, verify
-
         wc = cfg.sandbox_config().world_config()
         tasks = make_tasks(wc, "val", cfg.limit or 200, allow_fewer=True)
         graders = [lambda c, t=t: verify(t, c) for t in tasks]  # the answer is an expression: lenient = strict
         return [
             {"id": t.id, "prompt": prompt(t), "chat": False, "grade": g, "lenient": g} for t, g in zip(tasks, graders)
         ]
-    from hicra.data import load_benchmark
-    from hicra.rewards import is_correct, is_correct_lenient
 
     rows = load_benchmark(bench, limit=cfg.limit or None)
     return [
@@ -114,7 +124,6 @@ def problems(cfg: EvalConfig, bench: str) -> list[dict]:
 def few_shot_examples(n: int) -> tuple[tuple[str, str], ...]:
     """The first ``n`` GSM8K train problems with their worked solutions, closed by the answer in ``\\boxed{}``
     (read once per process, not once per (model, benchmark) cell)."""
-    from hicra.data import load_benchmark
 
     return (
         tuple(
@@ -131,8 +140,6 @@ def few_shot_examples(n: int) -> tuple[tuple[str, str], ...]:
 
 
 def sample_transformers(model, tok, prompts, k, cfg: EvalConfig) -> list[list[str]]:
-    from hicra.generate import sample
-
     return sample(
         model,
         tok,
@@ -158,8 +165,6 @@ def sample_vllm(model: str, prompts, k, cfg: EvalConfig) -> list[list[str]]:
 
 
 def _cuda() -> bool:
-    import torch
-
     return torch.cuda.is_available()
 
 
@@ -174,7 +179,6 @@ def _slug(s: str) -> str:
 def cell_settings(cfg: EvalConfig, model_name: str, bench: str) -> dict:
     """What a (model, benchmark) cell is computed from: the model's resolved path and its weight files (name, size,
     mtime: a retrained checkpoint at the same path is a new model), the benchmark and every sampling setting."""
-    from pathlib import Path
 
     path = Path(model_path(model_name, cfg))
     keys = ("limit", "temperature", "top_p", "max_new_tokens", "backend", "seed", "few_shot", "sandbox_seed", "sandbox")
@@ -190,9 +194,6 @@ def cell_settings(cfg: EvalConfig, model_name: str, bench: str) -> dict:
 def score_cell(cfg: EvalConfig, label: str, model_name: str, bench: str, cache: dict) -> dict[str, np.ndarray]:
     """``{"strict", "lenient"}``: (P, k) correctness of one model on one benchmark; read back if a previous run
     finished it with the same model and settings (``cell_settings``, saved beside it), else sampled again."""
-    import json
-
-    import pandas as pd
 
     path = resolve(cfg.run_dir) / "scores" / f"{_slug(label)}__{bench}.parquet"
     meta, want = path.with_suffix(".json"), cell_settings(cfg, model_name, bench)
@@ -217,8 +218,6 @@ def score_cell(cfg: EvalConfig, label: str, model_name: str, bench: str, cache: 
         )
     probs = problems(cfg, bench)
     if cfg.backend == "vllm":
-        from hicra.models import load_tokenizer
-
         model, tok = None, load_tokenizer(model_path(model_name, cfg)) if probs and probs[0]["chat"] else None
     else:
         if model_name not in cache:
@@ -227,8 +226,6 @@ def score_cell(cfg: EvalConfig, label: str, model_name: str, bench: str, cache: 
         model, tok = cache[model_name]
     texts = [p["prompt"] for p in probs]
     if probs and probs[0]["chat"]:
-        from hicra.generate import chat_prompts
-
         texts = chat_prompts(tok, texts, shots=few_shot_examples(cfg.few_shot))
     outs = (
         sample_vllm(model_name, texts, k, cfg)
@@ -253,7 +250,6 @@ def score_cell(cfg: EvalConfig, label: str, model_name: str, bench: str, cache: 
 
 def summarise(scores: dict, cfg: EvalConfig) -> dict:
     """avg@k with bootstrap CIs per cell, plus Δ (last model − previous) paired over problems."""
-    from hicra.stats import bootstrap_ci
 
     out = {"models": {}, "delta": None, "k": {b: int(cfg.k.get(b, cfg.default_k)) for b in cfg.benchmarks}}
     for label, by_bench in scores.items():
@@ -300,9 +296,6 @@ def table_markdown(summary: dict, benchmarks: list[str]) -> str:
 
 def fig_table1(summary: dict, benchmarks: list[str]):
     """avg@k per benchmark and model with 95 % bootstrap CIs (the Table 1 numbers, drawn)."""
-    import matplotlib.pyplot as plt
-
-    from hicra.plotting import PALETTE
 
     labels = list(summary["models"])
     fig, ax = plt.subplots(figsize=(max(7, 1.9 * len(benchmarks) * len(labels) ** 0.5 + 3), 4))
@@ -331,8 +324,6 @@ def fig_table1(summary: dict, benchmarks: list[str]):
 
 def run(cfg: EvalConfig) -> dict:
     """The step behind notebook 06 and ``python -m hicra.evaluate``: eval.json, table1.md, the Table 1 figure."""
-    from hicra.config import save_step_figure
-    from hicra.plotting import setup_style
 
     run_dir = start_step(cfg, "06_evaluate")
     cells, cache = {}, {}
@@ -355,7 +346,7 @@ def run(cfg: EvalConfig) -> dict:
 
 
 def main(argv=None):
-    s = run(parse_cli(EvalConfig, argv))
+    s = user_errors(run, parse_cli(EvalConfig, argv))
     emit(
         {
             "eval_json": str(resolve(s["config"]["run_dir"]) / "eval.json"),

@@ -15,12 +15,16 @@ from __future__ import annotations
 import dataclasses
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
-from hicra.config import StepConfig, resolve
 from hicra.io import read_metrics, run_arm
-from hicra.metrics import relative
-from hicra.plotting import PALETTE
+from hicra.paths import resolve
+from hicra.plotting import KIND_COLOURS, PALETTE, save_step_figure, setup_style
+from hicra.sgfile import KINDS
+from hicra.stats import relative
+from hicra.stats import t_interval as mean_ci
+from hicra.steps import StepConfig, cli_main, start_step
 
 
 def load_runs(run_dirs) -> pd.DataFrame:
@@ -153,7 +157,6 @@ def final_table(df: pd.DataFrame, col: str = "val_accuracy", diff=("hicra", "grp
     """Final value of ``col`` per run, then mean and 95% t-interval over seeds per method, plus a row
     ``hicra − grpo``: the difference paired by seed (same seed, same warm start, same validation set),
     and first a ``warm_start`` row: the step-0 value (where RL starts) over the runs that logged one."""
-    from hicra.stats import t_interval as mean_ci
 
     if col not in df:
         raise ValueError(f"the runs logged no {col!r} (columns: {sorted(df.columns)})")
@@ -178,8 +181,6 @@ def final_table(df: pd.DataFrame, col: str = "val_accuracy", diff=("hicra", "grp
 def fig_grams(candidates: pd.DataFrame, summary: dict, top: int = 8):
     """Strategic grams: the most frequent accepted grams per kind (document frequency), and, on the
     sandbox, token-level precision / recall against the ground truth (all seeds vs seeds held out)."""
-    from hicra.plotting import KIND_COLOURS
-    from hicra.sgfile import KINDS
 
     quality = summary.get("precision") is not None
     fig, axes = plt.subplots(
@@ -248,8 +249,6 @@ class FiguresConfig(StepConfig):
 def run(cfg: FiguresConfig) -> dict:
     """Fig 3, Fig 5/6/8 and ``final_accuracy.csv`` (final validation accuracy per method, 95 % CIs over seeds,
     with the warm start's row), in the run folder and as ``<figures_dir>/<tag>_final_accuracy.csv``."""
-    from hicra.config import save_step_figure, start_step
-    from hicra.plotting import setup_style
 
     out = start_step(cfg, "03_dynamics")
     setup_style()
@@ -279,6 +278,27 @@ def run(cfg: FiguresConfig) -> dict:
 
 
 if __name__ == "__main__":
-    from hicra.config import emit, parse_cli
+    cli_main(FiguresConfig, run)
 
-    emit(run(parse_cli(FiguresConfig)))
+
+def reading(run_dir) -> str:
+    """Notebook 03's look inside: sentences that read Fig 5's end point from ``final_accuracy.csv`` (mean and
+    95 % CI over seeds)."""
+    t = pd.read_csv(resolve(run_dir) / "final_accuracy.csv").set_index("method")
+
+    def cell(m):
+        r = t.loc[m]
+        ci = f" [{r.ci_lo:.3f}, {r.ci_hi:.3f}]" if np.isfinite(r.ci_lo) and np.isfinite(r.ci_hi) else ""
+        return f"{r.val_accuracy:.3f}{ci} ({int(r.seeds)} seed{'' if int(r.seeds) == 1 else 's'})"
+
+    methods = [m for m in t.index if m != "warm_start" and "−" not in m]
+    lines = [f"The warm start scores {cell('warm_start')}." if "warm_start" in t.index else ""]
+    lines += [f"After RL, {m} reaches {cell(m)}." for m in methods]
+    lines += [f"The paired difference {m} is {cell(m)}: {_reading_verdict(t.loc[m])}." for m in t.index if "−" in m]
+    return " ".join(x for x in lines if x)
+
+
+def _reading_verdict(r) -> str:
+    if not np.isfinite(r.ci_lo) or not np.isfinite(r.ci_hi):
+        return "one seed, no interval: an example, not a result"
+    return "its interval excludes 0" if r.ci_lo > 0 or r.ci_hi < 0 else "its interval includes 0 (inconclusive)"

@@ -22,11 +22,23 @@ import dataclasses
 import html
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from hicra.config import SandboxStepConfig
+from hicra.data import load_benchmark
+from hicra.generate import chat_prompts, sample
+from hicra.io import write_json
+from hicra.metrics import fork_overlap
+from hicra.models import load_step_model, step_model_path
+from hicra.paths import REPO_ROOT, resolve
+from hicra.plotting import HIGHLIGHT, save_step_figure, setup_style
+from hicra.sandbox.config import SandboxStepConfig
+from hicra.sandbox.world import make_tasks, prompt
+from hicra.steps import cli_main, start_step
+from hicra.tagger import PlanningTagger
 
 
 @torch.no_grad()
@@ -83,7 +95,6 @@ def token_entropies(
 
 def fork_shares(records: list[dict], tagger, rho: float = 0.2) -> dict:
     """``planning_is_fork`` and ``fork_is_planning`` over all tokens of the records (top-rho by entropy)."""
-    from hicra.metrics import fork_overlap
 
     recs = [r for r in records if len(r["ids"])]
     if not recs:
@@ -115,7 +126,6 @@ def claims_ab(records: list[dict], tagger, rho: float = 0.2, n_boot: int = 1000,
     """Claim (a): mean entropy (nats) of planning vs execution tokens and their gap; claim (b): the Fig 9 shares
     (``fork_shares``' numbers and entropy ``threshold``). Point estimates pool every token; ``ci`` holds 95 %
     percentile-bootstrap intervals over problems."""
-    from hicra.metrics import fork_overlap
 
     recs = [r for r in records if len(r["ids"])]
     if not recs:
@@ -160,7 +170,6 @@ def claims_ab(records: list[dict], tagger, rho: float = 0.2, n_boot: int = 1000,
 
 def fig_claims(rows):
     """Claim (a) per row (model / text): mean entropy of planning vs execution tokens with 95 % bootstrap CIs."""
-    import matplotlib.pyplot as plt
 
     labels = [f"{r['model']}\n{r.get('texts', '')}" for r in rows]
     x = np.arange(len(rows))
@@ -189,7 +198,7 @@ def fig_claims(rows):
     return fig
 
 
-COLOURS = {"fork": "#9ecae1", "planning": "#fdae6b", "both": "#d62728"}
+COLOURS = HIGHLIGHT  # the passage shades of Fig 9 (hicra.plotting, the one colour table)
 
 
 def passage_html(tok, record: dict, tagger, threshold: float, title: str = "") -> str:
@@ -216,8 +225,6 @@ def passage_html(tok, record: dict, tagger, threshold: float, title: str = "") -
 def fig9(rows):
     """Grouped bars per model/stage: share of planning tokens that are high-entropy, and vice versa.
     ``rows``: dicts with ``model``, ``stage`` (before/after RL), ``planning_is_fork``, ``fork_is_planning``, ``rho``."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
 
     df = pd.DataFrame(rows)
     labels = [
@@ -298,13 +305,9 @@ class ForksConfig(SandboxStepConfig):
 def _prompts(cfg: ForksConfig, tok) -> tuple[list[str], list[str]]:
     """Prompts, and each problem's human-written solution ("" where there is none, and on the sandbox)."""
     if cfg.source == "sandbox":
-        from hicra.sandbox.world import make_tasks, prompt
-
         wc = cfg.sandbox_config().world_config()
         ps = [prompt(t) for t in make_tasks(wc, "val", cfg.n_prompts, allow_fewer=True)]
         return ps, [""] * len(ps)
-    from hicra.data import load_benchmark
-    from hicra.generate import chat_prompts
 
     rows = load_benchmark(cfg.source, limit=cfg.n_prompts)
     return chat_prompts(tok, [r["problem"] for r in rows]), [r.get("solution") or "" for r in rows]
@@ -312,12 +315,6 @@ def _prompts(cfg: ForksConfig, tok) -> tuple[list[str], list[str]]:
 
 def run(cfg: ForksConfig, progress: bool = True) -> dict:
     """Sample each model on the same prompts, score its own tokens' entropies, compare with planning tokens."""
-    from hicra.config import REPO_ROOT, resolve, save_step_figure, start_step
-    from hicra.generate import sample
-    from hicra.io import write_json
-    from hicra.models import load_step_model, step_model_path
-    from hicra.plotting import setup_style
-    from hicra.tagger import PlanningTagger
 
     out = start_step(cfg, "05_fork_tokens")
     if cfg.sg_file:
@@ -372,6 +369,4 @@ def run(cfg: ForksConfig, progress: bool = True) -> dict:
 
 
 if __name__ == "__main__":
-    from hicra.config import emit, parse_cli
-
-    emit(run(parse_cli(ForksConfig)))
+    cli_main(ForksConfig, run)

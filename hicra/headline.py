@@ -24,7 +24,7 @@ import sys
 
 import pandas as pd
 
-from hicra.config import REPO_ROOT, resolve
+from hicra.paths import REPO_ROOT, resolve
 from hicra.stats import summarise
 from hicra.study import _verdict, comparisons
 

@@ -26,10 +26,15 @@ import sys
 
 import numpy as np
 import pandas as pd
+import torch
 
 from hicra.config import StepConfig, emit, from_dict, parse_cli, resolve
 from hicra.io import read_metrics, write_json
+from hicra.runinfo import read_run
+from hicra.sandbox.build import SandboxConfig, build, load
+from hicra.sandbox.rl import validator
 from hicra.stats import summarise
+from hicra.train import TrainScript
 
 
 @dataclasses.dataclass
@@ -55,7 +60,6 @@ def find_runs(run_dir) -> list[tuple[str, str, int, object]]:
     """``(group, arm, seed, folder)`` of every finished run (``summary.json`` and ``final/``) in ``run_dir`` (group
     ".") or in its sub-folders (group = the sub-folder's name, e.g. a regime); arm and seed from the run's
     ``params.json`` (hicra.runinfo.read_run: a ``hicra`` run with α 0.1 is ``hicra-a0.1``), never its folder's name."""
-    from hicra.runinfo import read_run
 
     root = resolve(run_dir)
     out = []
@@ -93,11 +97,6 @@ def checkpoints(run, params: dict, points: str) -> list[tuple[int, object]]:
 def score_run(run, cfg: HeldoutConfig) -> list[dict]:
     """Every point of one run on ``cfg.split``: ``[{"step", "accuracy", "n_tasks", "k"}]``, step 0 the warm start;
     each point is written to ``<run>/heldout/<split>.json`` as soon as it is scored."""
-    import torch
-
-    from hicra.sandbox.build import SandboxConfig, build, load
-    from hicra.sandbox.rl import validator
-    from hicra.train import TrainScript
 
     params = json.loads((run / "params.json").read_text())
     script = TrainScript(**{f.name: params[f.name] for f in dataclasses.fields(TrainScript) if f.name in params})

@@ -16,11 +16,16 @@ import ast
 import html
 import json
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hicra.config import resolve
-from hicra.plotting import highlight_html
+from hicra.advantage import grpo_advantages
+from hicra.error_analysis import failed_rollouts, oracle_causes, step_files
+from hicra.paths import resolve
+from hicra.plotting import PALETTE, highlight_html
+from hicra.sandbox.world import ALL_GRAMS
+from hicra.tagger import PlanningTagger, normalize_text
 
 ALPHA = 0.2
 
@@ -31,22 +36,6 @@ def _div(text: str) -> str:
 
 # --------------------------------------------------------------------------------------------------------------
 # 01: grams in context, with their precision against the ground truth
-
-
-def gram_precision(grams: list[str], n: int = 200, seed: int = 12345, world=None) -> pd.DataFrame:
-    """Per gram: its occurrences in ``n`` held-out ground-truth traces and the share of them inside a true
-    planning span (character level; the sandbox's oracle), most frequent first."""
-    from hicra.grams.quality import truth_traces
-    from hicra.tagger import PlanningTagger
-
-    tagger = PlanningTagger(grams)
-    hits = {g: [0, 0] for g in tagger.grams}
-    for tr in truth_traces(n, seed, world):
-        for s, e, g in tagger.spans(tr.text):
-            hits[g][0] += 1
-            hits[g][1] += any(a <= s and e <= b for a, b, *_ in tr.spans)
-    rows = [{"gram": g, "occurrences": n, "precision": k / n if n else float("nan")} for g, (n, k) in hits.items()]
-    return pd.DataFrame(rows).sort_values("occurrences", ascending=False, ignore_index=True)
 
 
 def grams_in_context_html(run_dir, n: int = 6) -> str:
@@ -71,7 +60,6 @@ def grams_in_context_html(run_dir, n: int = 6) -> str:
 
 
 def _rollout_step(run_dir, which: str) -> pd.DataFrame:
-    from hicra.error_analysis import step_files
 
     files = step_files(run_dir)
     if not files:
@@ -87,7 +75,6 @@ def _group_size(run_dir) -> int:
 
 def rollout_advantages(df: pd.DataFrame, group_size: int) -> np.ndarray:
     """GRPO's group-normalised A per rollout (rows laid out group by group, as the trainer writes them)."""
-    from hicra.advantage import grpo_advantages
 
     n = len(df) - len(df) % group_size
     A = np.zeros(len(df))
@@ -98,8 +85,6 @@ def rollout_advantages(df: pd.DataFrame, group_size: int) -> np.ndarray:
 def rollouts_html(run_dir, which: str = "first", n_groups: int = 1, alpha: float = ALPHA) -> str:
     """The first (or last) step's first ``n_groups`` groups: each completion with its planning spans shaded, its
     reward, GRPO's A and HICRA's Â on its planning tokens."""
-    from hicra.sandbox import ALL_GRAMS
-    from hicra.tagger import normalize_text
 
     df, G = _rollout_step(run_dir, which), _group_size(run_dir)
     A = rollout_advantages(df, G)
@@ -116,9 +101,6 @@ def rollouts_html(run_dir, which: str = "first", n_groups: int = 1, alpha: float
 
 def plot_rollout_advantages(run_dir, alpha: float = ALPHA):
     """First vs last step: each rollout's A (GRPO) and Â on its planning tokens (HICRA), with its planning share."""
-    import matplotlib.pyplot as plt
-
-    from hicra.plotting import PALETTE
 
     G = _group_size(run_dir)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), sharey=True)
@@ -140,28 +122,6 @@ def plot_rollout_advantages(run_dir, alpha: float = ALPHA):
 # 03: a reading of the figure, numbers from the data
 
 
-def reading(run_dir) -> str:
-    """Sentences that read Fig 5's end point from ``final_accuracy.csv`` (mean and 95 % CI over seeds)."""
-    t = pd.read_csv(resolve(run_dir) / "final_accuracy.csv").set_index("method")
-
-    def cell(m):
-        r = t.loc[m]
-        ci = f" [{r.ci_lo:.3f}, {r.ci_hi:.3f}]" if np.isfinite(r.ci_lo) and np.isfinite(r.ci_hi) else ""
-        return f"{r.val_accuracy:.3f}{ci} ({int(r.seeds)} seed{'' if int(r.seeds) == 1 else 's'})"
-
-    methods = [m for m in t.index if m != "warm_start" and "−" not in m]
-    lines = [f"The warm start scores {cell('warm_start')}." if "warm_start" in t.index else ""]
-    lines += [f"After RL, {m} reaches {cell(m)}." for m in methods]
-    lines += [f"The paired difference {m} is {cell(m)}: {_verdict(t.loc[m])}." for m in t.index if "−" in m]
-    return " ".join(x for x in lines if x)
-
-
-def _verdict(r) -> str:
-    if not np.isfinite(r.ci_lo) or not np.isfinite(r.ci_hi):
-        return "one seed, no interval: an example, not a result"
-    return "its interval excludes 0" if r.ci_lo > 0 or r.ci_hi < 0 else "its interval includes 0 (inconclusive)"
-
-
 # --------------------------------------------------------------------------------------------------------------
 # 04: failures per category; 06: strict \boxed misses
 
@@ -169,13 +129,9 @@ def _verdict(r) -> str:
 def failures_html(runs, per_category: int = 2, seed: int = 0) -> str:
     """``per_category`` failed rollouts per oracle category (planning / calculation), planning spans shaded,
     the oracle's label in each title."""
-    from hicra.error_analysis import failed_rollouts, oracle_causes
-    from hicra.sandbox import ALL_GRAMS
-    from hicra.tagger import PlanningTagger
 
     df = failed_rollouts(runs)
     df["cause"] = oracle_causes(df)
-    from hicra.tagger import normalize_text
 
     tagger, kinds = PlanningTagger([p for p, _ in ALL_GRAMS]), {normalize_text(p): k for p, k in ALL_GRAMS}
     out = []

@@ -13,6 +13,7 @@ line of a malformed one.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -21,6 +22,8 @@ import tempfile
 from pathlib import Path
 
 import yaml
+
+from hicra.runinfo import read_run
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once at import (os.umask can only be read by setting it)
@@ -75,7 +78,6 @@ def append_jsonl(path, record: dict) -> None:
     """Append one JSON line with a single ``write`` and fsync it. A short write (a full disk) is undone and raised
     as ENOSPC, so the file never keeps half a line; readers (``read_metrics``) skip a torn last
     line that a kill left all the same."""
-    import errno
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     data = (json.dumps(_clean(record)) + "\n").encode()
@@ -170,7 +172,6 @@ def run_arm(run_dir, default: str | None = None) -> tuple[str | None, int]:
         return default, 0
     if "method" not in (params := json.loads(f.read_text())):  # a step's params.json, not a training run's
         return default, params.get("seed", 0)
-    from hicra.runinfo import read_run
 
     info = read_run(run_dir)
     return info["arm"], info["seed"]

@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from tqdm.auto import tqdm
 
 
 class LLMError(RuntimeError):
@@ -178,7 +179,6 @@ class ChatClient:
     def chat_many(self, conversations: list[list[dict]], progress: bool = True, desc: str = "LLM") -> list[str]:
         """Answers in order; cached ones are not asked again. Raises ``LLMError`` if any request fails
         after its retries (answers received before that stay in the cache)."""
-        from tqdm.auto import tqdm
 
         todo = [i for i, m in enumerate(conversations) if self.key(m) not in self._cache]
         with httpx.Client(timeout=self.timeout) as http, ThreadPoolExecutor(self.concurrency) as pool:

@@ -29,6 +29,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
+from hicra.stats import relative  # noqa: F401  (re-exported: it lives with the other numpy statistics)
+
 # --------------------------------------------------------------------------
 # strategic-gram distributions
 
@@ -105,15 +107,6 @@ def split_token_stats(logps, entropies, planning_mask, completion_mask=None) -> 
     nv = valid.sum()
     out["planning_ratio"] = float((plan & valid).sum() / nv) if nv else float("nan")
     return out
-
-
-def relative(series: Sequence[float]) -> np.ndarray:
-    """A series divided by its first finite value (relative perplexity, §2.2)."""
-    s = np.asarray(series, dtype=np.float64)
-    finite = s[np.isfinite(s)]
-    if not len(finite) or finite[0] == 0:
-        return np.full_like(s, np.nan)
-    return s / finite[0]
 
 
 def fork_overlap(entropies, planning_mask, completion_mask=None, rho: float = 0.2) -> dict[str, float]:

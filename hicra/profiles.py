@@ -15,12 +15,17 @@ per arm and seed). Copy a shipped profile to make your own, e.g. a GPU profile w
 
 from __future__ import annotations
 
+import ast
 import importlib
 from pathlib import Path
 
-from hicra.config import REPO_ROOT, resolve
+from hicra.cli import did_you_mean
 from hicra.io import read_yaml_mapping
-from hicra.runner import Step
+from hicra.nbparams import refuse_unknown
+from hicra.paths import REPO_ROOT, resolve
+from hicra.runinfo import train_command
+from hicra.runner import Step, notebook_path
+from hicra.steps import from_params
 
 PROFILE_DIR = REPO_ROOT / "configs" / "profiles"
 
@@ -37,7 +42,10 @@ def profile_path(name: str) -> Path:
             raise FileNotFoundError(f"profile file {p} not found")
         return resolve(p)
     if not (PROFILE_DIR / f"{name}.yaml").exists():
-        raise ValueError(f"unknown profile {name!r}; shipped: {', '.join(profile_names())} (or a YAML file path)")
+        raise ValueError(
+            f"unknown profile {name!r}{did_you_mean(name, profile_names())}; shipped: {', '.join(profile_names())} "
+            "(or a YAML file path)"
+        )
     return PROFILE_DIR / f"{name}.yaml"
 
 
@@ -72,7 +80,6 @@ def _train_step(s: dict) -> dict:
     too), and its ``outputs`` (``<run_dir>/summary.json``) unless given."""
     if "train" not in s:
         return s
-    from hicra.runinfo import train_command
 
     s, t = dict(s), s["train"]
     unknown = sorted(set(t) - TRAIN_KEYS) if isinstance(t, dict) else ["(not a mapping)"]
@@ -121,8 +128,6 @@ def notebook_parameters(notebook) -> dict:
     """The names and default values of a notebook's ``parameters`` cell (literal assignments)."""
     import nbformat
 
-    from hicra.runner import notebook_path
-
     nb = nbformat.read(notebook_path(str(notebook)), as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     return literal_assignments(cell.source, str(notebook))
@@ -131,7 +136,6 @@ def notebook_parameters(notebook) -> dict:
 def literal_assignments(source: str, where: str = "parameters cell") -> dict:
     """``name = <literal>`` lines of a parameters cell, parsed, never executed (a dry run runs nothing): anything
     else in the cell (a call, an import, an expression) is a ValueError naming its line."""
-    import ast
 
     try:
         tree = ast.parse(source, where)
@@ -157,7 +161,6 @@ def literal_assignments(source: str, where: str = "parameters cell") -> dict:
 def check_notebook_params(steps: list[Step]) -> None:
     """Refuse, before any step runs, a notebook step's parameter that its notebook's parameters cell does not
     declare: one line naming the step, the parameter and the nearest declared name (papermill would only warn)."""
-    from hicra.nbparams import refuse_unknown
 
     for s in steps:
         if not s.command:
@@ -171,8 +174,6 @@ def dry_run(steps: list[Step]) -> list[dict]:
     """Validate each step without running it or loading a model: a training command's recipe and flags
     (``hicra.train``'s dry run; its accelerate config with accelerate's parser), a notebook's parameters
     (names its parameters cell has; values its config dataclass accepts). Raises ValueError naming the step."""
-    from hicra.config import from_params
-    from hicra.nbparams import refuse_unknown
 
     out = []
     for s in steps:
@@ -184,10 +185,8 @@ def dry_run(steps: list[Step]) -> list[dict]:
             refuse_unknown(set(s.params) - {"figures_dir"}, defaults, f"{s.notebook}'s parameters cell")
             values = {**defaults, **s.params}
             if s.notebook == "02_train.ipynb":
-                from hicra.train import dry_run as train_dry_run
-                from hicra.train import recipe_from_params
-
-                out.append({"step": s.name, **train_dry_run(recipe_from_params(values))})
+                train = _train()
+                out.append({"step": s.name, **train.dry_run(train.recipe_from_params(values))})
             elif s.notebook in STEP_CONFIGS:
                 module, _, cls = STEP_CONFIGS[s.notebook].partition(":")
                 from_params(getattr(importlib.import_module(module), cls), values)
@@ -199,6 +198,14 @@ def dry_run(steps: list[Step]) -> list[dict]:
     return out
 
 
+def _train():
+    """``hicra.train``, imported when a training step is checked: it loads TRL and torch, which ``--help``, the
+    runner and a profile without training never need."""
+    import hicra.train  # noqa: PLC0415  TRL + torch, for a training step's dry run only
+
+    return hicra.train
+
+
 def _dry_command(command: list) -> dict:
     cmd = [str(c) for c in command]
     res = {"ok": True}
@@ -208,10 +215,8 @@ def _dry_command(command: list) -> dict:
         cfg = resolve(cmd[cmd.index("--config_file") + 1])
         res["accelerate"] = type(load_config_from_file(str(cfg))).__name__
     if "-m" in cmd and cmd[cmd.index("-m") + 1] == "hicra.train":
-        from hicra.train import dry_run as train_dry_run
-        from hicra.train import read_recipe
-
+        train = _train()
         rest = cmd[cmd.index("-m") + 2 :]
         path = rest.pop(0) if rest and not rest[0].startswith("--") else None
-        res.update(train_dry_run(read_recipe(path, rest)))
+        res.update(train.dry_run(train.read_recipe(path, rest)))
     return res

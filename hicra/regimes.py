@@ -29,11 +29,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
-from hicra.config import emit, resolve
+from hicra.cli import from_dict
 from hicra.io import write_json
+from hicra.paths import resolve
+from hicra.plotting import PALETTE, save_figure, setup_style
+from hicra.runinfo import check_environments, read_run, train_command, write_runs_table
+from hicra.runner import Step
+from hicra.sandbox.anatomy import anatomy, summarize
+from hicra.sandbox.build import SandboxConfig, build, load
+from hicra.stats import summarise
+from hicra.steps import emit, install_signal_handlers
+from hicra.study import comparisons, paired, per_run, seed_list, with_failure_shares
+from hicra.study import load as load_study
 
 REGIMES = {
     "strategy": {"sft_steps": 6000, "world": {"p_careful": 0.25, "p_hint": 0.0}},
@@ -62,9 +74,6 @@ def regimes_profile(
     ``run`` (``continue_runs``), so each run continues from its last checkpoint to ``steps``; the source is kept.
     Every run's command comes from hicra.runinfo.train_command (arms as in the study: ``hicra-a0.1`` is α 0.1) and
     trains with ``torch_threads`` threads (the map of record ran with 1)."""
-    from hicra.runinfo import train_command
-    from hicra.runner import Step
-    from hicra.study import seed_list
 
     names = list(REGIMES) if regimes is None else regimes
     unknown = sorted(set(names) - set(REGIMES))
@@ -78,10 +87,7 @@ def regimes_profile(
         out.append(
             Step(
                 f"warm-{name}",
-                "",
-                {},
-                [],
-                [warm],
+                outputs=[warm],
                 needs=(),
                 keep_done=True,
                 command=["python", "-m", "hicra.regimes", "--warm_start", name, "--out", warm],
@@ -92,10 +98,7 @@ def regimes_profile(
             out.append(
                 Step(
                     f"copy-{name}",
-                    "",
-                    {},
-                    [],
-                    [f"{r}/{name}/continued.json"],
+                    outputs=[f"{r}/{name}/continued.json"],
                     needs=(),
                     keep_done=True,
                     command=[
@@ -122,10 +125,7 @@ def regimes_profile(
                 trains.append(
                     Step(
                         f"{name}-train-{arm}-s{seed}",
-                        "",
-                        {},
-                        [],
-                        [f"{d}/summary.json"],
+                        outputs=[f"{d}/summary.json"],
                         needs=tuple(f"{b}{name}" for b in before),
                         progress=(f"{d}/metrics.jsonl", steps),
                         command=cmd,
@@ -139,10 +139,7 @@ def regimes_profile(
         + [
             Step(
                 "map",
-                "",
-                {},
-                [],
-                [f"{r}/regimes.json"],
+                outputs=[f"{r}/regimes.json"],
                 needs=done,
                 command=["python", "-m", "hicra.regimes", "--run_dir", r],
             )
@@ -154,9 +151,6 @@ def warm_start(name: str, out: str, n: int = 399, k: int = 2) -> dict:
     """Build (or reuse) the regime's warm start and write its anatomy: accuracy, the share of sampled completions
     that fail by a wrong written arithmetic step (``execution_error_rate``) or otherwise (``planning_error_rate``),
     the careful-search share. On the validation tasks, T = 1, ``k`` samples a task."""
-    from hicra.config import from_dict
-    from hicra.sandbox.anatomy import anatomy, summarize
-    from hicra.sandbox.build import SandboxConfig, build, load
 
     cfg = from_dict(SandboxConfig, REGIMES[name])
     info = build(cfg)
@@ -187,9 +181,6 @@ def analyse(run_dir, until: int | None = None, mixed_environments: bool = False)
     ``until``: every run read as if it had stopped at that step (a longer map seen at an earlier horizon, e.g.
     the 600-step runs at step 300, which must reproduce the 300-step map). The map compares regimes, so every run
     of every regime must share one environment (refused, with what differs, unless ``mixed_environments``)."""
-    from hicra.runinfo import check_environments, read_run
-    from hicra.stats import summarise
-    from hicra.study import comparisons, load, paired, per_run, with_failure_shares
 
     root, rows, tables = resolve(run_dir), [], []
     finished = sorted(p.parent for p in root.glob("*/train-*/summary.json") if p.parent.parent.name in REGIMES)
@@ -202,7 +193,7 @@ def analyse(run_dir, until: int | None = None, mixed_environments: bool = False)
             continue
         warm = json.loads((d / "warm_start.json").read_text())
         try:
-            df = load(d, mixed_environments=True)  # checked across the whole map above
+            df = load_study(d, mixed_environments=True)  # checked across the whole map above
         except FileNotFoundError:
             rows.append({"regime": name, **_warm(warm)})
             continue
@@ -257,7 +248,6 @@ def continue_runs(src, dst) -> dict:
     """Copy the run folders (``train-*``) and ``warm_start.json`` of ``src`` into ``dst``, each that ``dst`` lacks
     (whole: copied beside, then renamed), and write ``dst/continued.json`` naming the source; ``src`` is untouched.
     A run resumed from the copy with a larger ``--max_steps`` continues from its newest complete checkpoint."""
-    import shutil
 
     src, dst = resolve(src), resolve(dst)
     runs = sorted(p for p in src.glob("train-*") if (p / "summary.json").exists())
@@ -292,9 +282,6 @@ def _warm(w: dict) -> dict:
 def fig_map(rows: list[dict]):
     """HICRA - GRPO (points; at the last step and as AUC) against the warm start's execution error rate, and each
     arm's semantic-entropy change over the run (phase 2 where it rises)."""
-    import matplotlib.pyplot as plt
-
-    from hicra.advantage import REGISTRY
 
     t = pd.DataFrame([r for r in rows if "final_mean" in r])
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), squeeze=False)
@@ -330,7 +317,7 @@ def fig_map(rows: list[dict]):
                 m,
                 r.get(f"sem_entropy_change_{arm}_lo"),
                 r.get(f"sem_entropy_change_{arm}_hi"),
-                REGISTRY[arm].colour,
+                PALETTE[arm],
                 label=arm.upper() if i == t.index[0] else None,
             )
             if k == 1:
@@ -369,9 +356,6 @@ def run(
 ) -> dict:
     """The map's table ``<tag>_map.csv``, its per-run table ``<tag>_runs.csv`` (every run's endpoints, the regime
     first) and figure, and ``regimes.json`` in the run folder."""
-    from hicra.plotting import save_figure, setup_style
-    from hicra.runinfo import write_runs_table
-
     setup_style()
     res = analyse(run_dir, until, mixed_environments)
     per_run = res.pop("runs")
@@ -403,7 +387,6 @@ def main(argv=None):
         help="pair runs computed in different environments (library versions, threads); refused by default",
     )
     a = ap.parse_args(argv)
-    from hicra.config import install_signal_handlers
 
     install_signal_handlers()
     if a.continue_from:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import copy
 
+from hicra.paths import resolve
+from hicra.profiles import load_profile, map_strings
 from hicra.runner import Step
 
 
@@ -33,8 +35,6 @@ def overlay(
     ``params`` merged into the named steps' notebook parameters; progress totals set to ``steps``; and for each
     ``arms`` entry ``{name: {from: step, flags: [...]}}`` a copy of training step ``from`` with its own folder and
     extra flags, added to the analyses' run lists."""
-    from hicra.config import resolve
-    from hicra.profiles import load_profile, map_strings
 
     _, base_steps = load_profile(base, run=str(resolve(run)))  # the folder as given (load_profile adds runs/ to names)
     unknown = sorted(set(params or {}) - {s.name for s in base_steps})
@@ -60,10 +60,7 @@ def overlay(
         new = f"{old.rsplit('/', 1)[0]}/{name}"
         arm = Step(
             name,
-            "",
-            {},
-            [],
-            [f"{new}/summary.json"],
+            outputs=[f"{new}/summary.json"],
             needs=(src.name,),
             keep_done=src.keep_done,
             progress=(f"{new}/metrics.jsonl", steps or src.progress[1]) if src.progress else None,

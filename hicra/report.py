@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hicra.config import REPO_ROOT
+from hicra.paths import REPO_ROOT
 
 
 def results_markdown(profile: str, run_dir: Path, log: list[dict]) -> str:

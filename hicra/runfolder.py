@@ -26,6 +26,7 @@ import re
 import shutil
 import socket
 import time
+import zipfile
 from pathlib import Path
 
 RUN_FILES = ("metrics.jsonl", "rollouts", "final", "summary.json", "params.json")
@@ -57,7 +58,6 @@ def checkpoint_problem(ckpt) -> str | None:
     ``scheduler.pt`` and ``rng_state*.pth`` are present and whole (a torch file is a zip archive whose central
     directory, at its end, survives no truncation; DeepSpeed's ``global_step*/`` files are checked the same
     way). Cheap: headers and directories are read, not tensors."""
-    import zipfile
 
     p = Path(ckpt)
     try:
@@ -239,7 +239,7 @@ class claim:
     def _take_over(self, owner) -> bool:
         """Remove the stale lock, if it is still the one judged stale: under an exclusive ``flock`` so that two
         processes taking over at once cannot both remove it (the second sees the first's new lock)."""
-        import fcntl
+        import fcntl  # noqa: PLC0415  POSIX only: the lock is taken where it exists
 
         with open(self.dir / ".lock.takeover", "a") as guard:
             fcntl.flock(guard, fcntl.LOCK_EX)

@@ -21,11 +21,15 @@ and the regime map each built their own ``python -m hicra.train`` command (α ar
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from pathlib import Path
 
-from hicra.advantage import DEFAULT_ALPHA, REGISTRY
+import pandas as pd
+
+from hicra.environment import differences
+from hicra.methods import DEFAULT_ALPHA, REGISTRY
 
 UNKNOWN_ENV = "unknown"  # the environment key of a run written before runs recorded theirs
 
@@ -115,7 +119,6 @@ def check_environments(runs: dict, mixed: bool = False, what: str = "runs") -> s
     """``runs``: {run name: read_run(...)}. One environment key among them returns it; several raise a ValueError
     naming each group and what differs (``hicra.environment.differences``), unless ``mixed`` (then ``mixed``).
     Runs without a record count as one unknown environment, said on stderr, never refused for that alone."""
-    from hicra.environment import differences
 
     groups: dict[str, list[str]] = {}
     for name, r in runs.items():
@@ -163,7 +166,6 @@ def compare_tables(a, b, endpoints: tuple = ("final", "auc", "planning_share_cha
     """Two per-run tables of the same runs (a re-run: e.g. run 5 and its re-run under the lock), joined on arm and
     seed: each endpoint's value in ``a``, in ``b`` and ``b - a``; ``exact`` says whether every endpoint matched to the
     digit. Runs in only one table are listed with the other side empty."""
-    import pandas as pd
 
     ta, tb = (pd.read_csv(x) if not isinstance(x, pd.DataFrame) else x for x in (a, b))
     cols = [e for e in endpoints if e in ta and e in tb]
@@ -177,7 +179,6 @@ def compare_tables(a, b, endpoints: tuple = ("final", "auc", "planning_share_cha
 
 
 def main(argv=None):
-    import argparse
 
     ap = argparse.ArgumentParser(prog="python -m hicra.runinfo", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)

@@ -11,6 +11,7 @@ Ctrl-C on to them. Profiles (``hicra.profiles``) say which steps; ``hicra.pipeli
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
@@ -23,17 +24,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from hicra.config import PARENT_WATCH, REPO_ROOT, install_signal_handlers, resolve
 from hicra.io import write_json
+from hicra.paths import REPO_ROOT, resolve
+from hicra.steps import PARENT_WATCH, install_signal_handlers
 
 
 @dataclasses.dataclass
 class Step:
     name: str
-    notebook: str
-    params: dict
-    inputs: list  # files / folders (relative to the repo) whose contents the step depends on
-    outputs: list  # files that must exist for the step to count as done
+    notebook: str = ""  # the notebook it runs ("" for a CLI step: ``command``)
+    params: dict = dataclasses.field(default_factory=dict)  # the notebook's parameters
+    inputs: list = dataclasses.field(default_factory=list)  # files / folders (relative to the repo) it depends on
+    outputs: list = dataclasses.field(default_factory=list)  # files that must exist for the step to count as done
     needs: tuple | None = None  # steps that must finish first (None: every earlier step)
     progress: tuple | None = None  # (JSONL file, total): the pipeline reports its last line's "step" / total
     command: list | None = None  # a CLI step (e.g. python -m hicra.train ...) instead of a notebook
@@ -83,7 +85,6 @@ def code_files(step: Step, root: Path = REPO_ROOT) -> list[Path]:
     """The ``hicra`` source files a step runs: the transitive closure of ``hicra`` imports (module-level and
     inside functions, read with ``ast``) from its entry point: a command's ``-m hicra.<module>``, or the code
     cells of its notebook. Package ``__init__`` files and the prompts a module reads come along."""
-    import ast
 
     if step.command:
         cmd = [str(c) for c in step.command]

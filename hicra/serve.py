@@ -20,6 +20,7 @@ http://HOST:8000/v1 --llm_model Qwen/Qwen2.5-7B-Instruct`` here (README "Strateg
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import json
@@ -33,6 +34,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from hicra.models import _resolve, shipped_hf_dir
 
 # the child: `transformers serve`, plus a watchdog that ends it when its parent is gone (a parent killed with
 # SIGKILL, or with SIGTERM before it installed a handler, cannot stop it; an orphan would hold the port and cores)
@@ -61,12 +64,9 @@ def free_port() -> int:
 
 def model_path(name: str) -> str:
     """What ``transformers serve`` loads for a step's model name: a local folder, or a hub id as given."""
-    from hicra.models import _resolve
 
     path, kw = _resolve(name)
     if kw:  # a GGUF folder: serve its dequantized copy
-        from hicra.models import shipped_hf_dir
-
         return str(shipped_hf_dir("smollm2"))
     return str(Path(path).resolve()) if Path(path).exists() else path
 
@@ -193,8 +193,6 @@ def endpoint(cfg, run_dir):
 
 
 def main(argv=None) -> None:
-    import argparse
-
     p = argparse.ArgumentParser(prog="python -m hicra.serve", description=__doc__.split("\n\n")[0])
     p.add_argument("model", nargs="?", default="smollm2", help="smollm2 | a local model folder | a hub id")
     p.add_argument("--port", type=int, default=8000)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hicra.io import atomic_write
+
 KINDS = ("deduction", "branching", "backtracing")
 
 
@@ -97,7 +99,6 @@ def write_sg_file(path, grams: list[dict], provenance: dict) -> Path:
         + body
         + "\n  ]\n}\n"
     )
-    from hicra.io import atomic_write
 
     atomic_write(path, text.encode("utf-8"))
     read_sg_file(path)

@@ -22,11 +22,16 @@ import copy
 import dataclasses
 import html
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 
 from hicra.advantage import grpo_advantages, hicra_advantages
-from hicra.plotting import KIND_COLOURS, PALETTE
+from hicra.decode import decode
+from hicra.plotting import KIND_COLOURS, PALETTE, highlight_html
+from hicra.sgfile import read_sg_file
+from hicra.tagger import normalize_text
 
 ALPHA = 0.2  # the paper's α
 
@@ -83,8 +88,6 @@ def token_kinds(tagger, kinds: dict, ids: list) -> tuple[list[np.ndarray], list[
 
 def gram_kinds(sg_path) -> dict:
     """``{normalised gram: kind}`` of an SG file (the tagger's spelling of each gram)."""
-    from hicra.sgfile import read_sg_file
-    from hicra.tagger import normalize_text
 
     return {normalize_text(g["gram"]): g.get("kind") for g in read_sg_file(sg_path)["grams"]}
 
@@ -125,7 +128,6 @@ def rollout_batch(
 ) -> Batch:
     """Sample ``group_size`` completions per prompt (hicra.decode, seeded), score them with
     ``reward(prompt_index, text) -> float`` and tag and measure every token."""
-    from hicra.decode import decode
 
     prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts for _ in range(group_size)]
     with torch.random.fork_rng(), torch.no_grad():
@@ -197,8 +199,6 @@ def batch_html(batch: Batch, tok, rows=None, alpha: float = ALPHA) -> str:
 
 def text_html(text: str, tagger, kinds: dict, title: str = "") -> str:
     """Real text with its strategic grams shaded by kind (character spans of ``tagger.spans``), escaped."""
-    from hicra.plotting import highlight_html
-    from hicra.tagger import normalize_text
 
     spans = [(s, e, g, kinds.get(normalize_text(g))) for s, e, g in tagger.spans(text)]
     return highlight_html(text, spans, title=title or None)
@@ -210,7 +210,6 @@ def text_html(text: str, tagger, kinds: dict, title: str = "") -> str:
 
 def plot_advantages(batch: Batch, rows=None, alpha: float = ALPHA):
     """GRPO's A and HICRA's Â token by token for a few completions (planning tokens shaded)."""
-    import matplotlib.pyplot as plt
 
     A, Ah = batch.advantages(alpha)
     rows = list(rows if rows is not None else range(min(4, len(batch.ids))))
@@ -267,7 +266,6 @@ def one_update(model, batch: Batch, adv: torch.Tensor, lr: float = 1e-2) -> torc
 def update_table(model, batch: Batch, lr: float = 1e-2, alpha: float = ALPHA):
     """One update of GRPO and of HICRA from the same state: mean change of log π on planning vs execution tokens,
     in completions that were rewarded (A > 0) and that failed (A < 0). A DataFrame."""
-    import pandas as pd
 
     plan, mask = batch.padded()
     A, Ah = batch.advantages(alpha)

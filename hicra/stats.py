@@ -16,6 +16,7 @@ numbers, is used by the study, the evaluation, the figures and the sandbox calib
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats
@@ -100,3 +101,12 @@ def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float, floa
         return NAN3
     ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
     return k / n, float(ci.low), float(ci.high)
+
+
+def relative(series: Sequence[float]) -> np.ndarray:
+    """A series divided by its first finite value (relative perplexity, §2.2)."""
+    s = np.asarray(series, dtype=np.float64)
+    finite = s[np.isfinite(s)]
+    if not len(finite) or finite[0] == 0:
+        return np.full_like(s, np.nan)
+    return s / finite[0]

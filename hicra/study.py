@@ -26,17 +26,22 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from hicra.advantage import REGISTRY
-from hicra.config import StepConfig, emit, resolve
-from hicra.io import read_metrics, write_json
+from hicra.cli import typed
+from hicra.error_analysis import planning_share_bins
+from hicra.io import read_metrics, read_yaml_mapping, write_json
+from hicra.paths import resolve
+from hicra.plotting import save_figure, setup_style
 from hicra.runinfo import check_environments, parse_arm, read_run, train_command, write_runs_table
+from hicra.runner import Step
 from hicra.stats import holm, summarise
+from hicra.steps import StepConfig, emit
+from hicra.study_figures import fig_alpha_sweep, fig_curves, fig_effects, sweep_recipe
 
 # the primary endpoint, then the secondary ones (docs/study.md's plan); the last is Fig 4's (issue #26)
 ENDPOINTS = ("final", "auc", "steps_to_plus10", "planning_share_change")
 ARMS_FULL = {"grpo": 10, "hicra": 10, "hicra_adaptive": 5, "hicra_gated": 5, "hicra_verl": 5, "hicra_pr4997": 5}
-COLOURS = {n: m.colour for n, m in REGISTRY.items()}  # one colour per method, from its registration
 
 
 # --------------------------------------------------------------------------
@@ -58,7 +63,6 @@ def study_profile(
     An arm with ``n`` seeds runs the first ``n`` of ``seeds`` (default 0, 1, 2, ...): a replication on fresh
     seeds is ``seeds: [1000, ..., 1009]``. Each run trains with ``torch_threads`` threads (part of the recipe: the
     numbers of record ran with 1). The profiles configs/profiles/study*.yaml call it."""
-    from hicra.runner import Step
 
     arms = ARMS_FULL if arms is None else arms
     if not (
@@ -84,10 +88,7 @@ def study_profile(
             train.append(
                 Step(
                     f"train-{arm}-s{seed}",
-                    "",
-                    {},
-                    [],
-                    [f"{d}/summary.json"],
+                    outputs=[f"{d}/summary.json"],
                     needs=(),
                     progress=(f"{d}/metrics.jsonl", steps),
                     command=cmd,
@@ -227,7 +228,6 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
 def with_failure_shares(runs: pd.DataFrame, run_dir, until: int | None = None) -> pd.DataFrame:
     """``runs`` with the Fig 4 endpoint per run (hicra.error_analysis.planning_share_bins: the oracle's planning share
     of failures in the first and last 10 % of steps, and its change; ``until``: each run read up to that step)."""
-    from hicra.error_analysis import planning_share_bins
 
     rows = [planning_share_bins(resolve(run_dir) / r, until=until) for r in runs.run]
     return pd.concat([runs.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
@@ -267,7 +267,6 @@ def alpha_slope(runs: pd.DataFrame) -> dict:
 
     As pre-registered, only the seeds run at every alpha enter (0-4 in the shipped design): the study's extra
     GRPO and HICRA seeds (alpha 0 and 0.2) would otherwise weigh those two alphas double."""
-    from scipy import stats
 
     pts = runs[runs.method.isin(["grpo", "hicra"])].dropna(subset=["sweep_alpha", "final"])
     common = set.intersection(*[set(g.seed) for _, g in pts.groupby("sweep_alpha")]) if len(pts) else set()
@@ -296,6 +295,14 @@ def _verdict(lo, hi, positive: bool = True) -> str:
     return "reproduced" if good else "not reproduced" if bad else "inconclusive"
 
 
+def _combined(*verdicts: str) -> str:
+    """A claim with several parts: reproduced if every part is, not reproduced if any part is not, else
+    inconclusive."""
+    if all(v == "reproduced" for v in verdicts):
+        return "reproduced"
+    return "not reproduced" if "not reproduced" in verdicts else "inconclusive"
+
+
 def claims(runs: pd.DataFrame, comp: pd.DataFrame, ref: str, primary: str) -> list[dict]:
     """Claims (c), (d), (e) with the decision rules of docs/study.md's plan."""
     pct = lambda s: f"{100 * s['mean']:+.1f} [{100 * s['lo']:+.1f}, {100 * s['hi']:+.1f}] points"  # noqa: E731
@@ -319,15 +326,7 @@ def claims(runs: pd.DataFrame, comp: pd.DataFrame, ref: str, primary: str) -> li
         if len(r) < 2:
             continue
         p1, se = summarise(r.exec_ppl_change_first_third), summarise(r.semantic_entropy_change)
-        falls = _verdict(p1["lo"], p1["hi"], positive=False)
-        rises = _verdict(se["lo"], se["hi"])
-        v = (
-            "reproduced"
-            if falls == rises == "reproduced"
-            else "not reproduced"
-            if "not reproduced" in (falls, rises)
-            else "inconclusive"
-        )
+        v = _combined(_verdict(p1["lo"], p1["hi"], positive=False), _verdict(se["lo"], se["hi"]))
         out.append(
             {
                 "claim": f"(d) two phases ({arm})",
@@ -357,14 +356,7 @@ def claims(runs: pd.DataFrame, comp: pd.DataFrame, ref: str, primary: str) -> li
     d = summarise(paired(runs, primary, ref, "semantic_entropy_change"))
     if len(prim) and d["n"] >= 2:
         s = prim.iloc[0]
-        sem, acc = _verdict(d["lo"], d["hi"]), _verdict(s["lo"], s["hi"])
-        v = (
-            "reproduced"
-            if sem == acc == "reproduced"
-            else "not reproduced"
-            if "not reproduced" in (sem, acc)
-            else "inconclusive"
-        )
+        v = _combined(_verdict(d["lo"], d["hi"]), _verdict(s["lo"], s["hi"]))
         out.append(
             {
                 "claim": "(e) the method that keeps semantic entropy higher gains accuracy",
@@ -378,7 +370,6 @@ def claims(runs: pd.DataFrame, comp: pd.DataFrame, ref: str, primary: str) -> li
 
 def run(cfg: StudyConfig) -> dict:
     """The analysis behind notebook 07 and ``python -m hicra.study``: tables, figures, the claims table."""
-    from hicra.plotting import save_figure, setup_style
 
     setup_style()
     df = load(cfg.run_dir, cfg.mixed_environments)
@@ -403,7 +394,6 @@ def run(cfg: StudyConfig) -> dict:
     arms.to_csv(figs / f"{cfg.tag}_arms.csv", index=False)
     comp.to_csv(figs / f"{cfg.tag}_comparisons.csv", index=False)
     (figs / f"{cfg.tag}_claims.md").write_text(claims_markdown(cl, warm, slope))
-    from hicra.study_figures import fig_alpha_sweep, fig_curves, fig_effects, sweep_recipe
 
     paths = [
         save_figure(fig_curves(df), f"{cfg.tag}_curves", cfg.figures_dir),
@@ -447,8 +437,6 @@ def main(argv=None):
         ap.add_argument(f"--{f.name}", default=None, help=f"default {f.default}")
     a = vars(ap.parse_args(argv))
     path = a.pop("config")
-    from hicra.config import typed
-    from hicra.io import read_yaml_mapping
 
     cfg = {**(read_yaml_mapping(path) if path else {}), **{k: v for k, v in a.items() if v is not None}}
     emit(run(StudyConfig(**typed(StudyConfig, cfg))))

@@ -19,6 +19,7 @@ import pandas as pd
 
 from hicra.config import REPO_ROOT, resolve
 from hicra.headline import study_comparisons
+from hicra.stats import holm
 from hicra.study import _verdict
 
 DOC = REPO_ROOT / "docs" / "study.md"
@@ -113,7 +114,6 @@ def run4_per_seed(figs) -> str:
 
 def pr4997_table(figs) -> str:
     """The hicra_pr4997 arm against GRPO, from figures/study-pr4997_comparisons.csv."""
-    from hicra.stats import holm
 
     comp = study_comparisons(figs, "study-pr4997")
     run4 = pd.read_csv(figs / "study_comparisons.csv")

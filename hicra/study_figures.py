@@ -12,14 +12,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from hicra.methods import REGISTRY
+from hicra.paths import resolve
+from hicra.plotting import PALETTE
 from hicra.stats import summarise
-from hicra.study import COLOURS
 
 LABEL = {
     "final": "final accuracy",
@@ -37,8 +40,8 @@ def fig_curves(df: pd.DataFrame, smooth: int = 5):
         ("planning_ratio", "Planning-token ratio"),
     ]
     fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
-    methods = [m for m in COLOURS if m in set(df.arm)] + sorted(
-        set(df.arm) - set(COLOURS) - {a for a in df.arm if a.startswith("hicra-a")}
+    methods = [m for m in REGISTRY if m in set(df.arm)] + sorted(
+        set(df.arm) - set(REGISTRY) - {a for a in df.arm if a.startswith("hicra-a")}
     )
     for ax, (col, title) in zip(axes, panels):
         for m in methods:
@@ -53,14 +56,14 @@ def fig_curves(df: pd.DataFrame, smooth: int = 5):
             ax.plot(
                 piv.index,
                 mean,
-                color=COLOURS.get(m, "black"),
+                color=PALETTE.get(m, "black"),
                 lw=2,
                 label=f"{m} ({piv.shape[1]} seeds)",
                 marker="o" if len(piv) <= 12 else None,
                 ms=4,
             )
             lo, hi = np.array([x["lo"] for x in s]), np.array([x["hi"] for x in s])
-            ax.fill_between(piv.index, lo, hi, color=COLOURS.get(m, "black"), alpha=0.15, lw=0)
+            ax.fill_between(piv.index, lo, hi, color=PALETTE.get(m, "black"), alpha=0.15, lw=0)
         ax.set(title=title, xlabel="RL step")
     axes[0].legend(loc="lower right", fontsize=8)
     fig.suptitle(
@@ -92,7 +95,7 @@ def fig_effects(comp: pd.DataFrame, ref: str = "grpo"):
         c = comp[comp.endpoint == e].reset_index(drop=True)
         y = np.arange(len(c))[::-1]
         for yi, (_, r) in zip(y, c.iterrows()):
-            col = COLOURS.get(r.arm, "0.35")
+            col = PALETTE.get(r.arm, "0.35")
             ax.errorbar(
                 100 * r["mean"],
                 yi,
@@ -124,9 +127,6 @@ def fig_effects(comp: pd.DataFrame, ref: str = "grpo"):
 def sweep_recipe(run_dir, runs: pd.DataFrame) -> str:
     """The recipe behind the sweep's points, from each run's params.json: "64 completions a step × 100 steps", or
     every recipe found when they differ (a sweep re-read beside runs of another recipe says so on its figure)."""
-    import json
-
-    from hicra.config import resolve
 
     found = set()
     for arm, seed in runs[["arm", "seed"]].itertuples(index=False):

@@ -34,6 +34,8 @@ import ahocorasick
 import numpy as np
 import torch
 
+from hicra.sgfile import read_sg_file
+
 # --------------------------------------------------------------------------
 # byte-level normalisation tables
 
@@ -161,7 +163,6 @@ def load_grams(source) -> list[str]:
                 f"strategic_grams: {str(source)!r} is a single string; pass a list of grams "
                 f"(e.g. [{str(source)!r}]) or the path of an SG JSON file"
             )
-        from hicra.sgfile import read_sg_file
 
         return [g["gram"] for g in read_sg_file(source)["grams"]]
     out = []

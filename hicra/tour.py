@@ -15,6 +15,10 @@ import dataclasses
 import json
 
 from hicra.config import resolve
+from hicra.sandbox import SandboxConfig, load, make_tasks, prompt, verify
+from hicra.sandbox.build import build
+from hicra.show import gram_kinds
+from hicra.tagger import PlanningTagger
 
 
 @dataclasses.dataclass
@@ -55,10 +59,6 @@ class Tour:
 def setup(cfg: TourConfig) -> Tour:
     """The sandbox warm start (the shipped build for the default config, else built into the cache), its
     ground-truth gram tagger, ``n_tasks`` validation tasks as prompts and the oracle's reward."""
-    from hicra.sandbox import SandboxConfig, load, make_tasks, prompt, verify
-    from hicra.sandbox.build import build
-    from hicra.show import gram_kinds
-    from hicra.tagger import PlanningTagger
 
     sc = SandboxConfig(seed=cfg.seed, **cfg.sandbox)
     model_dir = build(sc, progress=False)["model_dir"]
@@ -74,8 +74,6 @@ def setup(cfg: TourConfig) -> Tour:
 def real_text(cfg: TourConfig) -> tuple[list[dict], object, dict]:
     """The ``n_real`` shipped SmolLM2 completions holding the most strategic grams (file order among ties), a
     character-level tagger of the real-text grams and their kinds."""
-    from hicra.show import gram_kinds
-    from hicra.tagger import PlanningTagger
 
     rows = [json.loads(x) for x in resolve(cfg.real_text_file).read_text().splitlines() if x.strip()]
     tagger = PlanningTagger(resolve(cfg.sg_file))

@@ -23,24 +23,26 @@ import errno
 import json
 import os
 import sys
+from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
 
+import torch
 import yaml
+from packaging.requirements import Requirement
 
 from hicra import environment
-from hicra.config import (
-    REPO_ROOT,
-    StepConfig,
-    bool_fields,
-    config_path,
-    emit,
-    from_dict,
-    install_signal_handlers,
-    resolve,
-    split_flags,
-    typed,
-)
+from hicra.cli import bool_fields, config_help, config_path, did_you_mean, from_dict, split_flags, typed
+from hicra.data import check_dataset, load_benchmark
 from hicra.io import read_metrics, read_yaml_mapping, write_json
+from hicra.models import check_model_name, load_model
+from hicra.paths import REPO_ROOT, resolve
+from hicra.rewards import accuracy_reward
+from hicra.runfolder import RunFolderError, claim, last_complete_checkpoint
+from hicra.sandbox.build import SandboxConfig, build, build_apart, load, model_dir
+from hicra.sandbox.rl import grpo_dataset, sandbox_reward, validator
+from hicra.sgfile import SGFileError, read_sg_file
+from hicra.steps import StepConfig, emit, install_signal_handlers
+from hicra.trainer import HICRAConfig, HICRATrainer, NonFiniteError
 
 
 @dataclasses.dataclass
@@ -79,7 +81,6 @@ DEFAULT_RECIPE = "configs/sandbox.yaml"  # `python -m hicra.train` with no recip
 def split_recipe(data: dict):
     """YAML mapping -> (TrainScript, HICRAConfig kwargs with ``output_dir`` filled in); unknown keys fail with the
     valid ones listed. Nothing else is filled in: a recipe file (configs/sandbox.yaml) is the whole configuration."""
-    from hicra.trainer import HICRAConfig
 
     script_keys = {f.name for f in dataclasses.fields(TrainScript)}
     cfg_keys = {f.name for f in dataclasses.fields(HICRAConfig)}
@@ -87,7 +88,8 @@ def split_recipe(data: dict):
     unknown = sorted(set(data) - script_keys - cfg_keys)
     if unknown:
         raise ValueError(
-            f"unknown recipe key(s) {unknown}: not TrainScript ({sorted(script_keys)}) nor HICRAConfig fields"
+            f"unknown recipe key(s) {unknown}{did_you_mean(unknown, script_keys | cfg_keys)}: not TrainScript "
+            f"({sorted(script_keys)}) nor HICRAConfig fields (python -m hicra.train --help lists them)"
         )
     script = TrainScript(**{k: v for k, v in data.items() if k in script_keys})
     kw = {k: v for k, v in data.items() if k in cfg_keys}  # the recipe is the whole configuration
@@ -97,7 +99,6 @@ def split_recipe(data: dict):
 
 def read_recipe(path: str | None, overrides: list[str]) -> dict:
     """Recipe YAML <- ``--key value`` flags, every value typed by its TrainScript / HICRAConfig field."""
-    from hicra.trainer import HICRAConfig
 
     data = read_yaml_mapping(resolve(path)) if path else {}
     for key, val in split_flags(overrides, bool_fields(TrainScript, HICRAConfig)):
@@ -151,14 +152,10 @@ def recipe_from_params(p: dict) -> dict:
 
 def build_trainer(data: dict):
     """(trainer, script) from a recipe mapping; the sandbox profile fills CPU-safe defaults."""
-    from hicra.trainer import HICRAConfig, HICRATrainer
 
     script, kw = split_recipe(data)
     validate = None
     if script.model == "sandbox":
-        from hicra.sandbox.build import SandboxConfig, build, build_apart, load, model_dir
-        from hicra.sandbox.rl import grpo_dataset, sandbox_reward, validator
-
         scfg = from_dict(SandboxConfig, {"seed": script.sandbox_seed, **script.sandbox})
         kw.setdefault("sg_file", str(model_dir(scfg) / "grams.json"))
         args = _distributed_args(HICRAConfig(**kw))
@@ -176,10 +173,6 @@ def build_trainer(data: dict):
             warm_dir=None if script.lora_r else info["model_dir"],
         )  # LoRA: its own step 0
     else:
-        from hicra.data import load_benchmark
-        from hicra.models import load_model
-        from hicra.rewards import accuracy_reward
-
         args = _distributed_args(HICRAConfig(**kw))
         model, tok = load_model(script.model)
         import datasets
@@ -237,9 +230,6 @@ def check_stack(use_vllm: bool = False, installed: dict | None = None) -> dict:
     """Installed torch / transformers / trl / vllm against the ranges declared upstream: hicra's own requirements
     (pyproject.toml) and TRL's ``vllm`` extra (TRL 1.16: vllm 0.22-0.31). Returns the versions; a version
     outside its range, or ``use_vllm`` without vllm, is a ValueError that names the fix."""
-    from importlib.metadata import PackageNotFoundError, requires, version
-
-    from packaging.requirements import Requirement
 
     def ver(name):
         try:
@@ -264,13 +254,9 @@ def check_stack(use_vllm: bool = False, installed: dict | None = None) -> dict:
 
 def dry_run(data: dict) -> dict:
     """Validate a recipe without loading a model: keys, method, SG file."""
-    from hicra.sgfile import read_sg_file
-    from hicra.trainer import HICRAConfig
 
     script, kw = split_recipe(data)
     if script.model == "sandbox":
-        from hicra.sandbox.build import SandboxConfig
-
         if not isinstance(script.sandbox, dict):
             raise ValueError(f"sandbox must be a mapping of SandboxConfig options; got {script.sandbox!r}")
         from_dict(SandboxConfig, {"seed": script.sandbox_seed, **script.sandbox})
@@ -278,13 +264,15 @@ def dry_run(data: dict) -> dict:
         read_sg_file(resolve(kw["sg_file"]))
     elif script.model == "sandbox":
         kw["sg_file"] = str(REPO_ROOT / "data" / "grams" / "seed_grams.json")  # the build provides its own
-    import torch
 
     hardware_checked = torch.cuda.is_available()
     stack = check_stack(use_vllm=bool(kw.get("use_vllm")) and hardware_checked)
     if not hardware_checked:  # a GPU recipe validated on a CPU machine: skip the device checks only
         kw.update(bf16=False, use_cpu=True, use_vllm=False)
     args = HICRAConfig(**kw)
+    check_dataset(script.dataset, script.model)  # a typo, or a dataset the sandbox model would ignore
+    if script.model != "sandbox":
+        check_model_name(script.model)  # a model path that does not exist: one line, not the hub's error
     return {
         "ok": True,
         "hardware_checked": hardware_checked,
@@ -344,7 +332,6 @@ def _environment(run_dir: Path) -> dict:
 def require_same_run(before: dict, now: dict, run_dir) -> None:
     """Refuse to resume ``run_dir`` with settings that define a different run (a hybrid run: metrics of two
     methods in one file); the message names each difference. ``before`` is the run's params.json."""
-    from hicra.trainer import HICRAConfig
 
     defaults = {f.name: f.default for f in dataclasses.fields(HICRAConfig) if f.default is not dataclasses.MISSING}
     norm = lambda v: json.loads(json.dumps(False if v is None else v, default=str))  # noqa: E731  (None: unset)
@@ -357,8 +344,6 @@ def require_same_run(before: dict, now: dict, run_dir) -> None:
     old, new = effective(before), effective(now)
     diff = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diff:
-        from hicra.runfolder import RunFolderError
-
         raise RunFolderError(
             f"--resume true would continue {run_dir} with other settings: {'; '.join(diff)}. A run "
             f"is one set of settings: resume with the ones it started with (its params.json), or "
@@ -373,7 +358,6 @@ def run(data: dict, recipe: str | None = None, checked: bool = False) -> dict:
     resumes from the newest complete checkpoint when ``resume`` is set, and writes
     ``params.json``, ``metrics.jsonl``, rollouts, checkpoints, ``final/`` and ``summary.json``.
     Resuming a finished run changes nothing and returns its summary."""
-    from hicra.runfolder import claim, last_complete_checkpoint
 
     if not checked:  # a bad recipe fails here, with the dry run's message, before the folder is touched
         dry_run(data)
@@ -399,8 +383,6 @@ def run(data: dict, recipe: str | None = None, checked: bool = False) -> dict:
         if ckpt is not None:
             print(f"[hicra] resuming from {ckpt}", flush=True)
         if script.torch_threads:
-            import torch
-
             torch.set_num_threads(script.torch_threads)
         trainer, script = build_trainer(data)
         if main:
@@ -441,13 +423,8 @@ def main(argv=None):
     install_signal_handlers()
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:  # every key a recipe may hold: TrainScript's, then HICRAConfig's (TRL's too)
-        from hicra.config import config_help
-        from hicra.trainer import HICRAConfig
-
-        print(config_help((TrainScript, HICRAConfig)))
+        print(train_help())
         return
-    from hicra.runfolder import RunFolderError
-    from hicra.sgfile import SGFileError
 
     try:  # a recipe a user can fix gets one line that says what to fix, not a traceback
         path = config_path(argv) or DEFAULT_RECIPE  # no recipe: the CPU default
@@ -458,7 +435,6 @@ def main(argv=None):
             return
     except (ValueError, FileNotFoundError, SGFileError) as e:
         _fail(e)
-    from hicra.trainer import NonFiniteError
 
     try:
         summary = run(data, path, checked=True)  # checked above, with the dry run's messages
@@ -470,6 +446,25 @@ def main(argv=None):
         raise
     if is_main_process():
         emit(summary)
+
+
+FIRST = ("method", "hicra_alpha", "seed", "max_steps", "run_dir", "model", "dataset")  # what --help lists first
+EXAMPLES = (
+    "python -m hicra.train configs/sandbox.yaml --method hicra --hicra_alpha 0.2 --seed 1 --run_dir runs/my-hicra",
+    "python -m hicra.train configs/sandbox.yaml --method grpo --max_steps 50 --dry_run   # check it, load nothing",
+    "python -m hicra.train configs/qwen3_4b_base.yaml --resume   # continue a run from its newest checkpoint",
+)
+
+
+def train_help() -> str:
+    """``python -m hicra.train --help``: the recipe argument and the options changed most with an example first,
+    then every TrainScript and HICRAConfig option (this project's, then those inherited from TRL)."""
+    return config_help(
+        (TrainScript, HICRAConfig),
+        first=FIRST,
+        examples=EXAMPLES,
+        usage=f"usage: python -m hicra.train [RECIPE.yaml] [--option value ...]   (no RECIPE: {DEFAULT_RECIPE})",
+    )
 
 
 def _fail(e: BaseException):

@@ -49,20 +49,30 @@ Dynamic sampling's arithmetic lives in ``hicra.dynamic_sampling`` (pure, unit-te
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
 import re
+import shutil
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from hicra.advantage import REGISTRY, token_advantages
+from hicra.alpha import AdaptiveAlpha
+from hicra.decode import trl_rollout
 from hicra.dynamic_sampling import concat_batches, live_groups, select_rows
 from hicra.dynamics import gram_statistics
-from hicra.io import append_jsonl, read_metrics, truncate_jsonl
-from hicra.speed import SpeedMixin, trim_completion_padding, use_plain_head
+from hicra.io import append_jsonl, read_metrics, truncate_jsonl, write_parquet
+from hicra.metrics import pass_at_k
+from hicra.runfolder import last_complete_checkpoint
+from hicra.sgfile import read_sg_file
+from hicra.speed import SpeedMixin, group_by_length, trim_completion_padding, use_plain_head  # noqa: F401
+from hicra.tagger import PlanningTagger
 
 
 def sft(
@@ -78,7 +88,6 @@ def sft(
 ) -> list[dict]:
     """Supervised fine-tuning on prompt/completion dicts; returns TRL's loss log."""
     import datasets
-    from trl import SFTConfig, SFTTrainer
 
     args = SFTConfig(
         output_dir=str(Path(out_dir)),
@@ -356,12 +365,8 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
 
     def __init__(self, *args, validate=None, **kwargs):
         if getattr(kwargs.get("args"), "rollout", "trl") == "compact":
-            from hicra.decode import trl_rollout
-
             kwargs.setdefault("rollout_func", trl_rollout)
         super().__init__(*args, **kwargs)
-        from hicra.sgfile import read_sg_file
-        from hicra.tagger import PlanningTagger
 
         a = self.args
         self.tagger = None
@@ -376,8 +381,6 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
         self._boosted = [0.0, 0.0]  # re-weighted tokens, completion tokens (this step)
         self.alpha_ctl = None
         if a.method == "hicra_adaptive":
-            from hicra.alpha import AdaptiveAlpha
-
             self.alpha_ctl = AdaptiveAlpha(a.alpha_max, a.alpha_window, a.alpha_plateau, a.alpha_guard)
         self._plain_head = use_plain_head(a.lm_head, self.model)
 
@@ -531,10 +534,6 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
         append_jsonl(self.metrics_path, rec)
         self._to_trackers(rec)
         if self.args.save_rollouts and self._step_rollouts:
-            import pandas as pd
-
-            from hicra.io import write_parquet
-
             spans = [self.tagger.spans(r["completion"]) if self.tagger else [] for r in self._step_rollouts]
             df = pd.DataFrame(
                 [
@@ -595,7 +594,6 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         """Resume-safe: metrics lines written after the checkpoint being resumed are dropped first."""
-        from hicra.runfolder import last_complete_checkpoint
 
         ckpt = resume_from_checkpoint
         if ckpt is True:
@@ -645,8 +643,6 @@ def require_finite(logs: dict, step: int, run_dir) -> None:
         if isinstance(logs.get(k), (int, float)) and not math.isfinite(logs[k])
     }
     if bad:
-        from hicra.runfolder import last_complete_checkpoint
-
         good = last_complete_checkpoint(run_dir)
         raise NonFiniteError(
             f"step {step}: {', '.join(f'{k} = {v}' for k, v in bad.items())}; the run stopped and saved nothing of "
@@ -658,8 +654,6 @@ def require_finite(logs: dict, step: int, run_dir) -> None:
 def disk_full_error(e: BaseException, folder, what: str) -> BaseException:
     """``e`` as it is, or, when the disk holding ``folder`` is full (ENOSPC anywhere in ``e``'s chain, or under
     16 MB free), an OSError that says so and what to do."""
-    import errno
-    import shutil
 
     chain, x = [], e
     while x is not None and len(chain) < 10:
@@ -672,7 +666,6 @@ def disk_full_error(e: BaseException, folder, what: str) -> BaseException:
         free = None
     if not full and (free is None or free >= 16 * 2**20):
         return e
-    from hicra.runfolder import last_complete_checkpoint
 
     return OSError(
         errno.ENOSPC,
@@ -707,60 +700,14 @@ def _dynamics_from(logs: dict, rollouts: list[dict], group_size: int, tagger) ->
     if tagger is not None and rollouts:
         rec.update(gram_statistics(tagger, [r["completion"] for r in rollouts]))
     if rewards and len(rewards) % group_size == 0:
-        import numpy as np
-
-        from hicra.metrics import pass_at_k
-
         correct = (np.array(rewards) >= 1.0).reshape(-1, group_size).sum(1)
         rec["pass_at_k"] = float(pass_at_k(np.full(len(correct), group_size), correct, min(8, group_size)).mean())
     return rec
 
 
-def group_by_length(chunks: list[dict]) -> list[dict]:
-    """The rows of a generation batch's micro-batches re-dealt in order of completion length (as many
-    micro-batches, of the same size). Each micro-batch's loss is a sum over its rows divided by the whole
-    generation batch's token count (dapo), so the accumulated update is the same; what changes is the padding:
-    a random 16 of 64 sandbox rows usually holds one long row, sorted ones rarely do (about 40 % fewer
-    completion columns in the loss)."""
-    from trl.trainer.utils import split_tensor_dict
-
-    def rows(v):
-        return v is not None and (isinstance(v, list) or v.dim() > 0)
-
-    merged = {
-        k: (
-            None
-            if v is None
-            else (
-                sum((c[k] for c in chunks), [])
-                if isinstance(v, list)
-                else torch.cat([c[k] for c in chunks])
-                if rows(v)
-                else v
-            )
-        )
-        for k, v in chunks[0].items()
-    }
-    order = torch.argsort(merged["completion_mask"].sum(1), stable=True)
-    merged = {
-        k: (
-            None
-            if v is None
-            else [v[i] for i in order.tolist()]
-            if isinstance(v, list)
-            else v[order.to(v.device)]
-            if rows(v)
-            else v
-        )
-        for k, v in merged.items()
-    }
-    return split_tensor_dict(merged, len(chunks))
-
-
 def prune_run_dir(run_dir, step: int) -> list[str]:
     """Remove what a previous run in this folder wrote after ``step`` (rollouts, checkpoints), so a fresh
     start (step 0) or a resume never mixes in stale files; returns the removed names."""
-    import shutil
 
     removed = []
     for p in sorted(Path(run_dir).glob("rollouts/step_*.parquet")) + sorted(Path(run_dir).glob("checkpoint-*")):

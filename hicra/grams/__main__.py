@@ -5,12 +5,12 @@
 Last stdout line: JSON with ``precision``, ``recall``, ``n_grams`` (precision/recall are null off the sandbox).
 """
 
-from hicra.config import emit, parse_cli
 from hicra.grams.step import GramsConfig, run
+from hicra.steps import cli_main
 
 
 def main(argv=None):
-    emit(run(parse_cli(GramsConfig, argv)))
+    cli_main(GramsConfig, run, argv)
 
 
 if __name__ == "__main__":

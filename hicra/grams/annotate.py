@@ -31,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hicra.config import REPO_ROOT
 from hicra.grams.mine import Candidate, normalize
-from hicra.sgfile import KINDS
+from hicra.llm import extract_json
+from hicra.paths import REPO_ROOT
+from hicra.sgfile import KINDS, read_sg_file
 
 SEEDS = REPO_ROOT / "data" / "grams" / "seed_grams.json"
 NEGATIVES = REPO_ROOT / "data" / "grams" / "negatives.json"
@@ -103,7 +104,6 @@ class OfflineAnnotator:
         veto: bool = False,
     ):
         """``exclude``: texts whose overlapping seeds are left out (held-out evaluation)."""
-        from hicra.sgfile import read_sg_file
 
         grams = read_sg_file(seeds)["grams"] if not isinstance(seeds, list) else seeds
         ex = [normalize(x).strip(",.:;!? ") for x in exclude]
@@ -212,7 +212,6 @@ class LLMAnnotator:
 def parse_labels(answer: str) -> dict[str, str]:
     """``{normalised gram: kind or "none"}`` from an answer; tolerant of fences, chatter, odd keys and
     ``gram: label`` lines; labels outside the three kinds and "none" are dropped."""
-    from hicra.llm import extract_json
 
     found: dict[str, str] = {}
     data = extract_json(answer)
@@ -226,8 +225,6 @@ def parse_labels(answer: str) -> dict[str, str]:
                 if isinstance(g, str) and isinstance(lab, str):
                     found[normalize(g)] = lab.strip().lower()
     if not found and isinstance(answer, str):  # "gram" -> label lines
-        import re
-
         for m in re.finditer(r'^\W*"?([^":\n]+?)"?\s*(?::|->|=>|-)\s*([a-z]+)\s*$', answer, re.M | re.I):
             found[normalize(m.group(1))] = m.group(2).lower()
     return {g: lab for g, lab in found.items() if lab in KINDS or lab == "none"}

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
+from hicra.tagger import PlanningTagger
+
 _ITEM = re.compile(r"\\[a-z]+|[a-z]+(?:['\-][a-z]+)*|[,:;]|[.!?]+|\S")
 _WORD = re.compile(r"[a-z]")
 SOFT, HARD_END = set(",:;"), set(".!?")
@@ -150,7 +152,6 @@ def mine(
 
 def _attach_examples(cands: list[Candidate], texts: list[str], k: int) -> None:
     """Up to ``k`` in-context snippets per candidate (the gram in [[...]] with 60 characters around)."""
-    from hicra.tagger import PlanningTagger
 
     tagger = PlanningTagger([c.gram for c in cands])
     by_gram = {c.gram: c for c in cands}
@@ -182,7 +183,6 @@ def evidence(cands: list[Candidate], texts: list[str], reference: list[str] = ()
     Measured on the dev set (data/grams/real_dev.jsonl, the shipped solutions against their problems): ROC AUC
     0.76 (clause_initial) and 0.71 (enrichment) alone, but neither separates the annotator's remaining errors,
     so they inform the reviewer and decide nothing."""
-    from hicra.tagger import PlanningTagger
 
     if not cands:
         return

@@ -13,15 +13,21 @@ and comparing its token mask with the tokens that overlap a ground-truth span:
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
+import pandas as pd
 import torch
+
+from hicra.grams.mine import Candidate, normalize
+from hicra.paths import resolve
+from hicra.sandbox.world import WorldConfig, make_tasks, make_trace
+from hicra.tagger import PlanningTagger
 
 
 def truth_traces(n: int = 300, seed: int = 12345, world=None):
     """Held-out generator traces (validation tasks) with their ground-truth spans."""
-    from hicra.sandbox.world import WorldConfig, make_tasks, make_trace
 
     wc = world or WorldConfig()
     rng = random.Random(seed)
@@ -30,7 +36,6 @@ def truth_traces(n: int = 300, seed: int = 12345, world=None):
 
 def token_masks(traces, tokenizer, grams) -> tuple[np.ndarray, np.ndarray]:
     """(predicted, true) planning masks over all tokens of the traces, concatenated."""
-    from hicra.tagger import PlanningTagger
 
     tagger = PlanningTagger(grams, tokenizer) if grams else None
     pred, true = [], []
@@ -72,11 +77,6 @@ def real_dev_quality(annotator, path: str = REAL_DEV, seeds=(), n: int = 0, seed
     labelled by the rule in data/grams/README.md), overall and on the phrases that are not seed grams
     (``seeds``: the annotator's own list; a seed is trivially recognised), plus kind agreement on hits.
     ``n`` > 0 scores a seeded sample of n phrases, stratified by label (for endpoints too slow for all 247)."""
-    import json
-    import random
-
-    from hicra.config import resolve
-    from hicra.grams.mine import Candidate, normalize
 
     rows = [json.loads(x) for x in open(resolve(path))]
     if 0 < n < len(rows):
@@ -108,3 +108,16 @@ def real_dev_quality(annotator, path: str = REAL_DEV, seeds=(), n: int = 0, seed
     out["labels"] = [bool(j.strategic) for j in js]  # per dev phrase, in file order
     out["unparsed"] = sum(j.note == "unparsed" for j in js)  # LLM answers that named no label for the phrase
     return out
+
+
+def gram_precision(grams: list[str], n: int = 200, seed: int = 12345, world=None) -> pd.DataFrame:
+    """Per gram: its occurrences in ``n`` held-out ground-truth traces and the share of them inside a true
+    planning span (character level; the sandbox's oracle), most frequent first."""
+    tagger = PlanningTagger(grams)
+    hits = {g: [0, 0] for g in tagger.grams}
+    for tr in truth_traces(n, seed, world):
+        for s, e, g in tagger.spans(tr.text):
+            hits[g][0] += 1
+            hits[g][1] += any(a <= s and e <= b for a, b, *_ in tr.spans)
+    rows = [{"gram": g, "occurrences": n, "precision": k / n if n else float("nan")} for g, (n, k) in hits.items()]
+    return pd.DataFrame(rows).sort_values("occurrences", ascending=False, ignore_index=True)

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import csv
 import datetime
+import io
 from pathlib import Path
 
+from hicra.io import atomic_write
 from hicra.sgfile import KINDS, write_sg_file
 
 COLUMNS = [
@@ -69,9 +71,6 @@ def export_review(candidates, judgements, csv_path, md_path=None) -> Path:
     rows.sort(key=lambda r: (r["accept"] != "yes", -(float(r["score"]) if r["score"] else 0), r["gram"]))
     csv_path = Path(csv_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
-    import io
-
-    from hicra.io import atomic_write
 
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, COLUMNS)

@@ -22,10 +22,29 @@ from __future__ import annotations
 import dataclasses
 import glob
 import json
+import random
 from pathlib import Path
 
-from hicra.config import SandboxStepConfig, resolve, start_step
-from hicra.io import write_json
+import pandas as pd
+
+from hicra.data import load_benchmark
+from hicra.figures import fig_grams
+from hicra.generate import chat_prompts, sample
+from hicra.grams.annotate import SEEDS, LLMAnnotator, OfflineAnnotator
+from hicra.grams.mine import evidence, mine, normalize
+from hicra.grams.quality import real_dev_quality, sandbox_quality
+from hicra.grams.review import export_review, import_review, write_final
+from hicra.io import read_jsonl, write_json, write_parquet
+from hicra.llm import ChatClient
+from hicra.models import load_model, load_tokenizer
+from hicra.paths import resolve
+from hicra.plotting import save_step_figure, setup_style
+from hicra.rewards import is_correct
+from hicra.sandbox.build import build, load
+from hicra.sandbox.config import SandboxStepConfig
+from hicra.sandbox.world import ALL_GRAMS, make_tasks, make_trace, prompt, verify
+from hicra.serve import Endpoint, endpoint
+from hicra.steps import start_step
 
 SOURCES = ("sandbox", "sandbox-traces", "rollouts", "smollm2", "solutions")
 SOLUTION_SETS = ("math500", "gsm8k", "minerva", "gsm8k-train")  # shipped sets with a written solution per problem
@@ -88,15 +107,11 @@ def _sandbox_cfg(cfg: GramsConfig):
 
 def collect_rollouts(cfg: GramsConfig, progress: bool = True) -> list[dict]:
     """``[{"prompt", "completion", "reward"}]`` from the configured source."""
-    import random
 
     if cfg.source == "rollouts":
-        import pandas as pd
-
         files = sorted(glob.glob(str(resolve(cfg.rollouts))))
         if not files:
             raise FileNotFoundError(f"no rollouts match {cfg.rollouts!r} (train first: python -m hicra.train)")
-        from hicra.io import read_jsonl
 
         df = pd.concat([pd.DataFrame(read_jsonl(f)) if f.endswith(".jsonl") else pd.read_parquet(f) for f in files])
         if cfg.text_column not in df.columns:
@@ -108,8 +123,6 @@ def collect_rollouts(cfg: GramsConfig, progress: bool = True) -> list[dict]:
             df[col] = df[col] if col in df.columns else default
         return df[["prompt", "completion", "reward"]].to_dict("records")
     if cfg.source == "solutions":
-        from hicra.data import load_benchmark
-
         rows = []
         for name in [n.strip() for n in cfg.solutions.split(",")]:
             data, split = (name[:-6], "train") if name.endswith("-train") else (name, "test")
@@ -120,8 +133,6 @@ def collect_rollouts(cfg: GramsConfig, progress: bool = True) -> list[dict]:
             ]
         return rows
     if cfg.source.startswith("sandbox"):
-        from hicra.sandbox.world import make_tasks, make_trace, prompt, verify
-
         scfg = _sandbox_cfg(cfg)
         tasks = make_tasks(scfg.world_config(), "train", cfg.n_prompts, allow_fewer=True)
         if cfg.source == "sandbox-traces":
@@ -130,8 +141,6 @@ def collect_rollouts(cfg: GramsConfig, progress: bool = True) -> list[dict]:
                 (t, make_trace(t, rng, scfg.world_config())) for t in tasks for _ in range(cfg.samples_per_prompt)
             ]
             return [{"prompt": prompt(t), "completion": tr.text, "reward": float(tr.correct)} for t, tr in traces]
-        from hicra.generate import sample
-        from hicra.sandbox.build import build, load
 
         model, tok = load(build(scfg)["model_dir"])
         outs = sample(
@@ -149,10 +158,6 @@ def collect_rollouts(cfg: GramsConfig, progress: bool = True) -> list[dict]:
             for t, os_ in zip(tasks, outs)
             for o in os_
         ]
-    from hicra.data import load_benchmark
-    from hicra.generate import chat_prompts, sample
-    from hicra.models import load_model
-    from hicra.rewards import is_correct
 
     rows = load_benchmark("gsm8k", split="train", limit=cfg.n_prompts)
     model, tok = load_model("smollm2")
@@ -178,7 +183,6 @@ def collect_rollouts(cfg: GramsConfig, progress: bool = True) -> list[dict]:
 def cached_rollouts(cfg: GramsConfig, run: Path, progress: bool = True) -> list[dict]:
     """``collect_rollouts``, saved to ``<run_dir>/rollouts.parquet``; reused while the sampling settings
     are unchanged (so rerunning with ``--review`` or another annotator does not sample again)."""
-    import pandas as pd
 
     keys = (
         "source",
@@ -198,7 +202,6 @@ def cached_rollouts(cfg: GramsConfig, run: Path, progress: bool = True) -> list[
     if cfg.source != "rollouts" and path.exists() and meta.exists() and json.loads(meta.read_text()) == want:
         return pd.read_parquet(path).to_dict("records")
     rows = collect_rollouts(cfg, progress)
-    from hicra.io import write_parquet
 
     write_parquet(path, pd.DataFrame(rows).astype({"prompt": str}))
     write_json(meta, want)
@@ -208,12 +211,9 @@ def cached_rollouts(cfg: GramsConfig, run: Path, progress: bool = True) -> list[
 def make_annotator(cfg: GramsConfig, exclude=(), model=None, endpoint=None):
     """``model``: an already loaded embedding model to share (offline annotator); ``endpoint``: a
     ``hicra.serve.Endpoint`` (llm annotator; default: the config's base_url and llm_model)."""
-    from hicra.grams.annotate import LLMAnnotator, OfflineAnnotator
 
     if cfg.annotator == "offline":
         return OfflineAnnotator(threshold=cfg.threshold, exclude=list(exclude), veto=cfg.veto, model=model)
-    from hicra.llm import ChatClient
-    from hicra.serve import Endpoint
 
     ep = endpoint or Endpoint(cfg.base_url, cfg.llm_model, cfg.llm_model, timeout=cfg.llm_timeout)
     batch = 20  # candidates a request; an answer needs ~15-25 tokens each, so the cap stops a rambling model
@@ -232,9 +232,6 @@ def make_annotator(cfg: GramsConfig, exclude=(), model=None, endpoint=None):
 def real_dev_report(annotator, cfg: GramsConfig) -> dict:
     """Precision / recall on ``data/grams/real_dev.jsonl``; for an LLM annotator also its phrase-level agreement
     (share and Cohen's kappa on strategic yes / no) with the offline annotator on the same phrases."""
-    from hicra.grams.annotate import SEEDS
-    from hicra.grams.mine import normalize
-    from hicra.grams.quality import real_dev_quality
 
     seeds = [normalize(g["gram"]) for g in json.loads(SEEDS.read_text())["grams"]]  # shipped seed list
     dev = real_dev_quality(annotator, seeds=seeds, n=cfg.dev_n, seed=cfg.seed)
@@ -257,19 +254,11 @@ def label_agreement(a: list[bool], b: list[bool]) -> dict:
 
 
 def sandbox_tokenizer(cfg: GramsConfig):
-    from hicra.models import load_tokenizer
-    from hicra.sandbox.build import build
-
     return load_tokenizer(build(_sandbox_cfg(cfg))["model_dir"])
 
 
 def run(cfg: GramsConfig, progress: bool = True) -> dict:
     """The whole step; writes rollouts, candidates, review sheet, SG file and quality into ``run_dir``."""
-    import pandas as pd
-
-    from hicra.grams.mine import evidence, mine
-    from hicra.grams.quality import sandbox_quality
-    from hicra.grams.review import export_review, import_review, write_final
 
     run = start_step(cfg, "01_strategic_grams")
     rollouts = cached_rollouts(cfg, run, progress)
@@ -293,7 +282,6 @@ def run(cfg: GramsConfig, progress: bool = True) -> dict:
     if not cands:
         raise ValueError(f"mining {len(good)} rollouts left no candidate; lower min_df / min_df_frac")
     evidence(cands, good, reference=list(dict.fromkeys(str(r["prompt"]) for r in rollouts if r.get("prompt"))))
-    from hicra.serve import endpoint
 
     with endpoint(cfg, run) as ep:  # a local server lives only while the LLM labels (cfg.serve)
         annotator = make_annotator(cfg, endpoint=ep)
@@ -348,8 +336,6 @@ def run(cfg: GramsConfig, progress: bool = True) -> dict:
         q = sandbox_quality([g["gram"] for g in grams], tok, n=cfg.n_eval)
         summary.update(precision=q["precision"], recall=q["recall"], quality=q)
         if cfg.annotator == "offline" and not cfg.review:
-            from hicra.sandbox.world import ALL_GRAMS
-
             held = make_annotator(cfg, exclude=[g for g, _ in ALL_GRAMS], model=annotator.model)  # no second load
             hj = held.annotate(cands)
             hq = sandbox_quality([j.gram for j in hj if j.strategic] or ["\x00"], tok, n=cfg.n_eval)
@@ -362,9 +348,6 @@ def run(cfg: GramsConfig, progress: bool = True) -> dict:
             }
     else:  # real text: the annotator's precision / recall on the labelled dev set (and, for an LLM, its
         summary["real_dev"] = dev  # agreement with the offline annotator there)
-    from hicra.config import save_step_figure
-    from hicra.figures import fig_grams
-    from hicra.plotting import setup_style
 
     setup_style()
     summary["figures"] = [

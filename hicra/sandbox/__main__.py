@@ -3,9 +3,10 @@
 python -m hicra.sandbox [CONFIG.yaml] [--seed N] [--sandbox '{"difficulty": "v1"}'] [--force true]
 """
 
-from hicra.config import emit, install_signal_handlers, parse_cli
+from hicra.cli import parse_cli
 from hicra.sandbox.build import SandboxConfig
 from hicra.sandbox.step import BuildConfig, run
+from hicra.steps import emit, install_signal_handlers, user_errors
 
 
 def main(argv=None):
@@ -15,7 +16,7 @@ def main(argv=None):
         SandboxConfig(**{"seed": cfg.seed, **cfg.sandbox}).world_config()  # a bad world is one line, not a traceback
     except (TypeError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-    emit(run(cfg))
+    emit(user_errors(run, cfg))
 
 
 if __name__ == "__main__":

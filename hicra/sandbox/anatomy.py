@@ -10,11 +10,17 @@ and the accuracy of each style under the model's *own* arithmetic.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
-import sys
+from pathlib import Path
 
+import pandas as pd
+
+from hicra.generate import sample
+from hicra.sandbox.build import SandboxConfig, load
 from hicra.sandbox.world import PHRASES, WorldConfig, classify_failure, make_tasks, prompt, verify
+from hicra.steps import emit
 
 _CHECK = re.compile("|".join(re.escape(p) for p in PHRASES["backtracing"]["check"]), re.I)
 _ATTEMPT = re.compile("|".join(re.escape(p) for slot in PHRASES["branching"].values() for p in slot), re.I)
@@ -36,9 +42,6 @@ def anatomy(
     model, tok, wc: WorldConfig, n: int = 300, k: int = 2, max_new_tokens: int = 256, split: str = "val", seed: int = 0
 ):
     """DataFrame, one row per sampled completion: style features, correctness, failure kind, truncation."""
-    import pandas as pd
-
-    from hicra.generate import sample
 
     tasks = make_tasks(wc, split, n, allow_fewer=True)
     outs = sample(
@@ -86,26 +89,27 @@ def summarize(df) -> dict:
 
 
 def main(argv=None):
-    from hicra.config import emit, split_flags
-    from hicra.sandbox.build import load
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    path = argv.pop(0)
-    opts = {k: json.loads(v) for k, v in split_flags(argv)}
-    model, tok = load(path)
-    cfg = json.load(open(f"{path}/summary.json"))["config"]
-    from hicra.sandbox.build import SandboxConfig
-
-    wc = SandboxConfig(**cfg).world_config()
-    df = anatomy(
-        model,
-        tok,
-        wc,
-        n=opts.get("n", 300),
-        k=opts.get("k", 2),
-        max_new_tokens=opts.get("max_new_tokens", cfg.get("max_new_tokens", 256)),
+    """``python -m hicra.sandbox.anatomy MODEL_DIR [--n N] [--k K] [--max_new_tokens T]``: one JSON line."""
+    ap = argparse.ArgumentParser(
+        prog="python -m hicra.sandbox.anatomy",
+        description=__doc__.split("\n\n")[0],
+        epilog="example: python -m hicra.sandbox.anatomy ~/.cache/hicra/sandbox/<key> --n 100 "
+        "(a sandbox build's folder: its summary.json and weights)",
     )
-    emit({"model_dir": path, **summarize(df)})
+    ap.add_argument("model_dir", help="a sandbox build's folder (the warm start), or a run's final/ inside it")
+    ap.add_argument("--n", type=int, default=300, help="validation tasks sampled (default: 300)")
+    ap.add_argument("--k", type=int, default=2, help="samples per task (default: 2)")
+    ap.add_argument("--max_new_tokens", type=int, default=None, help="completion cap (default: the build's, or 256)")
+    args = ap.parse_args(argv)
+    summary = Path(args.model_dir) / "summary.json"
+    if not summary.exists():
+        ap.error(f"{summary} does not exist: give a sandbox build's folder (python -m hicra.sandbox prints it)")
+    model, tok = load(args.model_dir)
+    cfg = json.loads(summary.read_text())["config"]
+    wc = SandboxConfig(**cfg).world_config()
+    max_new = args.max_new_tokens or cfg.get("max_new_tokens", 256)
+    df = anatomy(model, tok, wc, n=args.n, k=args.k, max_new_tokens=max_new)
+    emit({"model_dir": args.model_dir, **summarize(df)})
 
 
 if __name__ == "__main__":

@@ -14,58 +14,27 @@ validation set at temperature 1 and the oracle labels every failure.
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import os
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-from hicra.models import cache_dir
-from hicra.sandbox.world import ALL_GRAMS, DIFFICULTY, WorldConfig, classify_failure, make_tasks, make_trace, prompt
+import pandas as pd
 
-BUILD_VERSION = 1
+from hicra.paths import cache_dir
+from hicra.sandbox.config import BUILD_VERSION, SandboxConfig  # noqa: F401  (SandboxConfig: re-exported)
+from hicra.sandbox.world import ALL_GRAMS, FAMILY, WorldConfig, classify_failure, make_tasks, make_trace, prompt
+from hicra.sgfile import write_sg_file
+from hicra.stats import wilson
+
 SPECIALS = ["<|endoftext|>", "<|pad|>"]
-
-
-@dataclass
-class SandboxConfig:
-    """Everything that determines a sandbox build (its hash names the cache folder)."""
-
-    seed: int = 0  # world, tokenizer and warm-start seed
-    difficulty: str = "v2"  # v2 | v1 | easy | hard (hicra.sandbox.world.DIFFICULTY)
-    vocab_size: int = 1024  # BPE vocabulary of the sandbox tokenizer
-    split_digits: bool = False  # False: numbers as single tokens (v2); True: one token per digit (v1)
-    hidden_size: int = 128  # Llama hidden size of the tiny model
-    n_layers: int = 4  # transformer layers
-    n_heads: int = 4  # attention heads
-    n_train_tasks: int = 1000  # SFT tasks, drawn from ``sft_split`` (v2 has 891)
-    traces_per_task: int = 16  # warm-start traces per SFT task
-    sft_steps: int = 3000  # warm-start SFT steps
-    batch_size: int = 16  # warm-start SFT batch size
-    learning_rate: float = 3e-3  # warm-start SFT learning rate
-    n_val: int = 200  # validation tasks scored after the build (calibration)
-    max_new_tokens: int = 160  # completion cap of the build's samples (tokens)
-    sft_split: str = "sft"  # "sft" / "rl": disjoint task pools (v2); "train": one shared pool (v1)
-    rl_split: str = "rl"  # task pool of RL prompts
-    world: dict = field(default_factory=dict)  # overrides of WorldConfig fields
-    torch_threads: int = 1  # torch threads of SFT (its weights depend on it): strategy/execution shipped with 1
-    # recorded; the default v2 build recorded none (data/sandbox/README.md), so a --force rebuild may differ
-
-    def world_config(self) -> WorldConfig:
-        if self.difficulty not in DIFFICULTY:
-            raise ValueError(f"difficulty must be one of {list(DIFFICULTY)}; got {self.difficulty!r}")
-        return WorldConfig(seed=self.seed, **{**DIFFICULTY[self.difficulty], **self.world})
-
-    def key(self) -> str:
-        d = asdict(self)
-        if d["torch_threads"] == 1:  # the default keys as before the field existed: the shipped builds keep their hash
-            del d["torch_threads"]
-        blob = json.dumps({**d, "world_resolved": asdict(self.world_config()), "v": BUILD_VERSION}, sort_keys=True)
-        return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
 # --------------------------------------------------------------------------
@@ -99,7 +68,7 @@ def train_tokenizer(texts: list[str], vocab_size: int, split_digits: bool = True
 
 
 def new_model(cfg: SandboxConfig, tok):
-    import torch
+    import torch  # noqa: PLC0415  torch: the sandbox package stays light; only a build needs it
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(cfg.seed)
@@ -131,7 +100,7 @@ def sft_examples(cfg: SandboxConfig, wc: WorldConfig) -> list[dict]:
 
 def warm_start(cfg: SandboxConfig, model, tok, examples: list[dict], out: Path, progress: bool = True):
     """TRL SFT on prompt/completion pairs (loss on completions only), via ``hicra.trainer``."""
-    from hicra.trainer import sft
+    from hicra.trainer import sft  # noqa: PLC0415  TRL + torch: the sandbox package stays light; only a build trains
 
     return sft(
         model,
@@ -148,7 +117,7 @@ def warm_start(cfg: SandboxConfig, model, tok, examples: list[dict], out: Path, 
 
 def calibrate(cfg: SandboxConfig, model, tok, wc: WorldConfig, n: int | None = None, temperature: float = 1.0) -> dict:
     """Validation accuracy at temperature 1 and the oracle's failure kinds."""
-    from hicra.generate import sample
+    from hicra.generate import sample  # noqa: PLC0415  torch: only a build samples
 
     tasks = make_tasks(wc, "val", n or cfg.n_val, allow_fewer=True)
     outs = sample(
@@ -184,9 +153,7 @@ def build(cfg: SandboxConfig, force: bool = False, progress: bool = True) -> dic
     ``val_accuracy``, ``errors``); the folder also holds ``grams.json`` (the
     ground-truth SG file) and ``calibration.jsonl``.
     """
-    import torch
-
-    from hicra.sgfile import write_sg_file
+    import torch  # noqa: PLC0415  torch: the sandbox package stays light; only a build needs it
 
     target = model_dir(cfg)
     summary_path = target / "summary.json"
@@ -246,8 +213,6 @@ def build_apart(cfg: SandboxConfig) -> dict:
     """``build`` for rank 0 of a launched job: a build that needs SFT runs in a child process stripped of the
     job's distributed environment. (In the job's own process the SFT trainer would join the job's process
     group while the other ranks wait at a barrier: a deadlock.) Cached or shipped builds are read directly."""
-    import subprocess
-    import sys
 
     if not ((model_dir(cfg) / "summary.json").exists() or (SHIPPED / model_dir(cfg).name / "summary.json").exists()):
         dist = (
@@ -310,12 +275,6 @@ def calibration_by_difficulty(
 ):
     """DataFrame: accuracy with Wilson 95% CI and oracle error counts per difficulty (default: those of
     the model's own family, hicra.sandbox.world.FAMILY)."""
-    import dataclasses
-
-    import pandas as pd
-
-    from hicra.sandbox.world import FAMILY
-    from hicra.stats import wilson
 
     rows = []
     for d in difficulties or FAMILY.get(cfg.difficulty, (cfg.difficulty,)):

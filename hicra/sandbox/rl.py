@@ -10,6 +10,16 @@ The reward is the paper's binary outcome reward (§3): 1.0 when the last
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from hicra.generate import sample
+from hicra.io import write_json
+from hicra.paths import weight_files
+from hicra.rewards import completion_text, log_boxed_ratio
 from hicra.sandbox.build import SandboxConfig
 from hicra.sandbox.world import Task, make_tasks, prompt, verify
 
@@ -24,7 +34,6 @@ def grpo_dataset(cfg: SandboxConfig, n: int, split: str | None = None):
 
 def sandbox_reward(completions, numbers, target, **kwargs) -> list[float]:
     """TRL reward function: 1.0 for a verified answer, else 0.0; logs ``boxed_ratio`` via TRL's ``log_metric``."""
-    from hicra.rewards import completion_text, log_boxed_ratio
 
     log_boxed_ratio(completions, kwargs.get("log_metric"))
     return [
@@ -51,17 +60,8 @@ def validator(
 
     ``warm_dir`` (the warm start's folder): ``fn.initial(model, tokenizer)`` scores the untouched warm start
     once and keeps the number in ``warm_dir/val_cache/``, keyed by the tasks, the sampling settings, the thread
-    count and the weight files (``hicra.config.weight_files``); every run from that warm start with the same
+    count and the weight files (``hicra.paths.weight_files``); every run from that warm start with the same
     settings reads it instead of sampling the same 798 completions again (a study's 35 runs share one step 0)."""
-    import hashlib
-    import json
-    from pathlib import Path
-
-    import torch
-
-    from hicra.config import weight_files
-    from hicra.generate import sample
-    from hicra.io import write_json
 
     tasks = make_tasks(cfg.world_config(), split, n, allow_fewer=True)
     prompts = [prompt(t) for t in tasks]

@@ -13,8 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from hicra.config import StepConfig, from_dict, resolve, start_step
+import matplotlib.pyplot as plt
+import torch
+
+from hicra.cli import from_dict
 from hicra.io import write_json
+from hicra.paths import resolve
+from hicra.plotting import PALETTE, save_figure, setup_style
+from hicra.sandbox.build import SandboxConfig, build, calibration_by_difficulty, load
+from hicra.steps import StepConfig, start_step
 
 
 @dataclasses.dataclass
@@ -31,9 +38,6 @@ class BuildConfig(StepConfig):
 
 def fig_calibration(table, difficulty: str, seed: int):
     """Warm-start accuracy per difficulty (Wilson 95 % CI) and the oracle's failure kinds."""
-    import matplotlib.pyplot as plt
-
-    from hicra.plotting import PALETTE
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ax = axes[0]
@@ -62,11 +66,6 @@ def fig_calibration(table, difficulty: str, seed: int):
 
 def run(cfg: BuildConfig) -> dict:
     """Build or reuse the sandbox, score its calibration, save the figure and ``sandbox.json``."""
-    import matplotlib.pyplot as plt
-    import torch
-
-    from hicra.plotting import save_figure, setup_style
-    from hicra.sandbox.build import SandboxConfig, build, calibration_by_difficulty, load
 
     out = start_step(cfg, "00_sandbox")
     scfg = from_dict(SandboxConfig, {"seed": cfg.seed, **cfg.sandbox})

@@ -33,6 +33,8 @@ import re
 import zlib
 from dataclasses import dataclass, field
 
+from hicra.rewards import last_boxed
+
 PHRASES: dict[str, dict[str, list[str]]] = {
     "deduction": {
         "open": [
@@ -297,7 +299,6 @@ def verify(task: Task, completion: str) -> bool:
     instead of through sympy: about 20x faster, and the reward is paid on every completion. Expressions are limited to
     integers, + - * and parentheses (``**`` and everything else score 0). tests/test_sandbox.py checks
     the verdicts against reasoning-gym's scorer."""
-    from hicra.rewards import last_boxed
 
     expr = last_boxed(completion)
     if expr is None or len(expr) > 200 or not re.fullmatch(r"[\d\s+\-*()]+", expr) or "**" in expr:
