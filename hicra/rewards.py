@@ -9,10 +9,10 @@ and numeric), after normalising the quirks of the shipped datasets: AIME's
 
 Bad input (None, empty, unbalanced braces, megabyte strings, pathological
 LaTeX) is *incorrect*, never an exception and never a hang: answers longer than
-``MAX_ANSWER_CHARS`` are rejected before parsing, and math-verify's own timeouts
-apply (they use ``signal.alarm``, so they need the main thread, which is where
-TRL, papermill and the CLIs call rewards); in every thread, answers whose exponents or
-factorials are too large to evaluate (``too_big``) are compared textually only.
+``MAX_ANSWER_CHARS`` are rejected before parsing, answers whose exponents or
+factorials are plainly too large (``too_big``) are compared textually only, and
+every other comparison runs in a worker process that is killed past a hard
+deadline (``hicra.grading``), in any thread.
 
     from hicra.rewards import is_correct, accuracy_reward
     is_correct(r"... so the answer is \\boxed{\\frac{1}{2}}", "0.5")   # True
@@ -160,7 +160,8 @@ def too_big(ans: str) -> bool:
 
 def answers_match(pred: str, gold) -> bool:
     """True when two final answers are equal after normalisation, textually or by math-verify.
-    Answers too large to evaluate (``too_big``) are compared textually only, in every thread."""
+    Answers too large to evaluate (``too_big``) are compared textually only; every other comparison runs in a
+    worker process with a hard deadline (``hicra.grading``), so no answer can hold the caller, in any thread."""
     p, g = normalize_answer(pred), normalize_answer(gold)
     if not p or not g or len(p) > MAX_ANSWER_CHARS or len(g) > MAX_ANSWER_CHARS:
         return False
@@ -168,13 +169,26 @@ def answers_match(pred: str, gold) -> bool:
         return True
     if too_big(p) or too_big(g):
         return False
+    return _bounded(p, g)
+
+
+@lru_cache(maxsize=65536)
+def _bounded(p: str, g: str) -> bool:
+    from hicra.grading import verify_bounded
+
+    return verify_bounded(p, g)
+
+
+def verify_here(p: str, g: str) -> bool:
+    """math-verify's equivalence of two normalised answers, in this process and thread (no hard deadline: the
+    grading worker's function, and the old in-thread path that ``bench/bench_grader.py`` compares against)."""
     try:
         gp, pp = _parse(g), _parse(p)
         if not gp or not pp:
             return False
         return bool(verify(gp, pp, timeout_seconds=_timeouts(), raise_on_error=False))
     except Exception as e:  # math-verify/sympy on hostile input: incorrect, never a crash
-        _log.debug("math-verify failed on %r vs %r: %s", pred, gold, e)
+        _log.debug("math-verify failed on %r vs %r: %s", p, g, e)
         return False
 
 

@@ -67,6 +67,9 @@ class TrainScript:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.lora_r < 0:
             raise ValueError(f"lora_r must be >= 0 (0: full fine-tuning); got {self.lora_r}")
+        from hicra.ranges import check_temperature
+
+        check_temperature("val_temperature", self.val_temperature)
 
 
 DEFAULT_RECIPE = "configs/sandbox.yaml"  # `python -m hicra.train` with no recipe file trains with this one
@@ -355,12 +358,14 @@ def run(data: dict, recipe: str | None = None, checked: bool = False) -> dict:
         dry_run(data)
     script, kw = split_recipe(data)
     run_dir = Path(kw["output_dir"])
-    if script.resume and (run_dir / "params.json").exists():
-        require_same_run(json.loads((run_dir / "params.json").read_text()), data, run_dir)
     done = run_dir / "summary.json"
     prev = json.loads(done.read_text()) if script.resume and done.exists() else {}
     finished = prev.get("steps", 0) >= kw.get("max_steps", 0) > 0
     ckpt = last_complete_checkpoint(run_dir) if script.resume and not finished else None
+    if script.resume:  # the same run, checked against its own record (hicra.resume), or refused
+        from hicra.resume import check_resume
+
+        check_resume(run_dir, data, ckpt)
     if script.resume and not finished and ckpt is None:
         print(f"[hicra] --resume true, but {run_dir} has no complete checkpoint: starting fresh", flush=True)
     main = is_main_process()  # in a launched job only rank 0 claims and writes the folder's own files
