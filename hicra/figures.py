@@ -274,6 +274,13 @@ def run(cfg: FiguresConfig) -> dict:
 
 
 if __name__ == "__main__":
+    import sys
+
     from hicra.config import emit, parse_cli
 
-    emit(run(parse_cli(FiguresConfig)))
+    cfg = parse_cli(FiguresConfig)
+    try:  # a missing run or a malformed metrics line (named with its file and line): one line, not a traceback
+        emit(run(cfg))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

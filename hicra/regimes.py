@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 
 import pandas as pd
 
@@ -205,6 +206,13 @@ def analyse(run_dir, until: int | None = None) -> dict:
     from hicra.study import comparisons, load, paired, per_run, with_failure_shares
 
     root, rows = resolve(run_dir), []
+    if until is not None and until < 0:
+        raise ValueError(f"--until must be a step >= 0; got {until}")
+    if not any((root / name / "warm_start.json").exists() for name in REGIMES):
+        raise FileNotFoundError(
+            f"no regime folders ({', '.join(REGIMES)}, each with warm_start.json) under {root}: run the "
+            f"regimes profile first (python -m hicra.pipeline --profile regimes), or pass its --run_dir"
+        )
     for name in REGIMES:
         d = root / name
         if not (d / "warm_start.json").exists():
@@ -391,6 +399,16 @@ def main(argv=None):
     from hicra.config import install_signal_handlers
 
     install_signal_handlers()
+    if a.until is not None and a.until < 0:
+        ap.error(f"--until must be a step >= 0; got {a.until}")
+    try:  # a folder or a metrics file a user can fix: one line, not a traceback
+        _main(a, ap)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def _main(a, ap):
     if a.continue_from:
         if not a.out:
             ap.error("--continue_from needs --out FOLDER")

@@ -194,6 +194,8 @@ def set_aside(run_dir) -> Path | None:
 class claim:
     """Context manager: lock ``run_dir`` and check that starting there loses nothing (see module doc)."""
 
+    flag = "--run_dir"  # the option that picks another folder, named in the refusal
+
     def __init__(self, run_dir, resume: bool, overwrite: bool):
         self.dir, self.resume, self.overwrite = Path(run_dir), resume, overwrite
         self.lock = self.dir / ".lock"
@@ -258,7 +260,7 @@ class claim:
                 owner = owner or {}
                 raise RunFolderError(
                     f"{self.dir} is in use by pid {owner.get('pid', '?')} on host {owner.get('host', '?')} "
-                    f"(since {owner.get('started', '?')}). Wait for it, stop it, or pick another --run_dir; "
+                    f"(since {owner.get('started', '?')}). Wait for it, stop it, or pick another {self.flag}; "
                     f"if that process is gone, delete {self.lock}."
                 ) from None
             try:
@@ -310,3 +312,21 @@ class claim:
                 self.lock.unlink()
         except (OSError, json.JSONDecodeError):
             pass
+
+
+class hold(claim):
+    """Only the lock of ``claim`` (``run_dir/.pipeline.lock``; no run-file checks): one pipeline per run folder,
+    so two pipelines never write each other's step logs and stamps. The refusal names the owner."""
+
+    flag = "--run"
+
+    def __init__(self, run_dir, name: str = ".pipeline.lock"):
+        super().__init__(run_dir, resume=True, overwrite=False)
+        self.lock = self.dir / name
+
+    def __enter__(self):
+        if self.dir.exists() and not self.dir.is_dir():
+            raise RunFolderError(f"{self.flag} {self.dir} is a file, not a folder: pick a folder")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._acquire()
+        return self

@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import math
 import re
+import sys
 
 import numpy as np
 import pandas as pd
@@ -190,7 +191,13 @@ def load(run_dir) -> pd.DataFrame:
         raise FileNotFoundError(
             f"no finished runs (train-<arm>-s<seed>/summary.json) under {resolve(run_dir)}: run `make study` first"
         )
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    if "step" not in df or "val_accuracy" not in df:
+        raise ValueError(
+            f"the runs under {resolve(run_dir)} have no validation points (metrics lines without step and "
+            f"val_accuracy): the study compares validation curves; train with val_every > 0"
+        )
+    return df
 
 
 def per_run(df: pd.DataFrame) -> pd.DataFrame:
@@ -452,8 +459,15 @@ def main(argv=None):
     path = a.pop("config")
     from hicra.io import read_yaml_mapping
 
-    cfg = {**(read_yaml_mapping(path) if path else {}), **{k: v for k, v in a.items() if v is not None}}
-    emit(run(StudyConfig(**cfg)))
+    try:  # a config, folder or metrics file a user can fix: one line, not a traceback
+        cfg = {**(read_yaml_mapping(path) if path else {}), **{k: v for k, v in a.items() if v is not None}}
+        unknown = sorted(set(cfg) - {f.name for f in dataclasses.fields(StudyConfig)})
+        if unknown:
+            raise ValueError(f"{path}: unknown StudyConfig key(s) {unknown}")
+        emit(run(StudyConfig(**cfg)))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -246,3 +246,90 @@ def test_a_resume_without_params_json_is_checked_against_the_run_s_own_record(ti
     (d / "metrics.jsonl").write_text(before)
     assert run({**hicra0, "max_steps": 3, "resume": True})["steps"] == 3  # the run's own settings resume it
     assert {json.loads(x)["method"] for x in (d / "metrics.jsonl").read_text().splitlines()} == {"hicra"}
+
+
+# --------------------------------------------------------------------------
+# weak spots: one line that says what to do, or safe behaviour
+
+
+def _cli(*argv, timeout=300):
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def test_a_second_pipeline_on_one_run_folder_is_refused_and_names_the_first(tmp_path):
+    import os
+
+    from hicra.runfolder import hold
+
+    run_dir = tmp_path / "p"
+    with hold(run_dir):  # a pipeline of this process holds the folder
+        res = _cli("-m", "hicra.pipeline", "--profile", "sandbox", "--run", str(run_dir), "--jobs", "1")
+    assert res.returncode == 2 and f"in use by pid {os.getpid()}" in res.stderr, res.stderr[-2000:]
+    assert "pick another --run" in res.stderr and "Traceback" not in res.stderr
+    assert not (run_dir / ".pipeline.lock").exists() and not (run_dir / "executed").exists()
+
+
+def test_a_profile_cannot_name_a_function_outside_hicra(tmp_path):
+    marker = tmp_path / "ran"
+    p = tmp_path / "evil.yaml"
+    p.write_text(f"run: x\nfrom: os:system\nargs: {{command: 'touch {marker}'}}\n")
+    res = _cli("-m", "hicra.pipeline", "--profile", str(p), "--dry_run", "true")
+    assert res.returncode == 2 and "must name a hicra function" in res.stderr and "Traceback" not in res.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["-m", "hicra.study", "--run_dir", "{empty}"], "no finished runs"),
+        (["-m", "hicra.study", "--run_dir", "{torn}"], r"metrics.jsonl:2: not a metrics line"),
+        (["-m", "hicra.study", "--run_dir", "{novals}"], "have no validation points"),
+        (["-m", "hicra.study", "{evil}"], "could not determine a constructor for the tag"),
+        (["-m", "hicra.figures", "--runs", "[{torn}/train-grpo-s0]", "--run_dir", "{out}"], r"metrics.jsonl:2"),
+        (["-m", "hicra.regimes", "--run_dir", "{empty}"], "no regime folders"),
+        (["-m", "hicra.regimes", "--run_dir", "{empty}", "--until", "-5"], "--until must be a step >= 0"),
+    ],
+)
+def test_study_regimes_and_figures_say_what_is_wrong_in_one_line(tmp_path, argv, message):
+    import re
+
+    (tmp_path / "empty").mkdir()
+    for name, lines in (("torn", '{"step": 0}\n{"ste\n{"step": 2}\n'), ("novals", '{"step": 0}\n{"step": 1}\n')):
+        d = tmp_path / name / "train-grpo-s0"
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text("{}")
+        (d / "metrics.jsonl").write_text(lines)
+    (tmp_path / "evil.yaml").write_text('run_dir: !!python/object/apply:os.system ["echo hi"]\n')
+    names = {k: tmp_path / k for k in ("empty", "torn", "novals", "out")} | {"evil": tmp_path / "evil.yaml"}
+    res = _cli(*[a.format(**names) for a in argv], "--figures_dir", str(tmp_path / "figs"))
+    assert res.returncode == 2 and re.search(message, res.stderr), res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 400 kB tmpfs (root, as on this project's machines and CI)."""
+    d = tmp_path / "disk"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(d)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.strip()}")
+    yield d
+    subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+def test_a_run_started_on_a_full_disk_says_so_and_leaves_no_empty_lock(small_disk):
+    from hicra.runfolder import claim
+
+    d = small_disk / "run"
+    d.mkdir()
+    with open(small_disk / "filler", "wb", buffering=0) as fill:
+        try:
+            while True:
+                fill.write(b"x" * 512)
+        except OSError:
+            pass
+    with pytest.raises(OSError, match=r"could not write the lock .*no space left on its disk; free space"):
+        with claim(d, resume=False, overwrite=False):
+            pass
+    assert not (d / ".lock").exists()
