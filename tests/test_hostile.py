@@ -54,7 +54,7 @@ def test_the_last_good_checkpoint_has_finite_weights(tiny_sandbox):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from hicra.finite import NonFiniteError, require_finite
+    from hicra.trainer import NonFiniteError, require_finite  # the trainer's guard (hicra.finite)
 
     d = tiny_sandbox / "two"
     run({**RUN, "run_dir": str(d), "max_steps": 2})
