@@ -3,10 +3,11 @@
 Why: the loss and the gradient norm are computed before the optimiser's update, so an update that overflows
 (``--learning_rate 1e39`` is a finite Python float but infinite in fp32) left every weight non-finite while both
 looked fine; the run saved checkpoint-1 and ``final/`` and exited 0. ``HICRATrainer.log`` now calls
-``require_finite`` with the model after each update, before the step's metrics line, checkpoint or final model is
-written. The message names the newest checkpoint that is complete *and* has finite weights, and gives advice
-that works: a resume cannot change the learning rate (it defines the run, ``hicra.train.require_same_run``) and
-would repeat the same step, so the fix is a fresh start with a lower learning rate.
+``require_finite`` with the model after each update (a sum per parameter), before the step's metrics line,
+checkpoint or final model is written. The message names the newest checkpoint that is complete *and* has
+finite weights, and gives advice that works: a resume cannot change the learning rate (it defines the run,
+``hicra.train.require_same_run``) and would repeat the same step, so the fix is a fresh start with a lower
+learning rate.
 
     from hicra.finite import require_finite
     require_finite(logs, step, run_dir, model)   # NonFiniteError with what to do
@@ -24,15 +25,21 @@ class NonFiniteError(RuntimeError):
 
 
 def bad_weights(model) -> list[str]:
-    """Names of the model's parameters holding a NaN or an infinity (one device sync for all of them)."""
+    """Names of the model's parameters holding a NaN or an infinity. Cheap: one sum per parameter in its own
+    dtype (a reduction that allocates nothing the size of the weights; a NaN or inf element makes the sum
+    non-finite) and one device sync; only a parameter whose sum is not finite gets the exact element check (a sum
+    of huge finite weights can overflow, and is then not counted as bad)."""
     import torch
 
-    named = [(n, p) for n, p in model.named_parameters() if p.is_floating_point()]
-    if not named:
+    params = [(n, p) for n, p in model.named_parameters() if p.is_floating_point()]
+    if not params:
         return []
     with torch.no_grad():
-        ok = torch.stack([torch.isfinite(p).all() for _, p in named]).cpu().tolist()
-    return [n for (n, _), good in zip(named, ok) if not good]
+        sums = torch.stack([p.detach().sum().float().to(params[0][1].device) for _, p in params])
+        if bool(torch.isfinite(sums).all()):
+            return []
+        flagged = [i for i, ok in enumerate(torch.isfinite(sums).cpu().tolist()) if not ok]
+        return [params[i][0] for i in flagged if not bool(torch.isfinite(params[i][1]).all())]
 
 
 def checkpoint_finite(ckpt) -> bool:
