@@ -6,7 +6,8 @@ thread, ``hicra.rewards.verify_here``), measured here in the same run, as a rati
 
 Answers: the shipped MATH-500 gold answers, each compared with an equal answer written differently (``(a)``) and
 with the next problem's answer (mostly unequal), so every pair reaches math-verify (no textual shortcut). Both
-paths start with empty parse caches; the worker is started before the clock (its start is printed apart).
+paths start warm (one comparison) with empty parse caches; the worker is started before the clock (its start is
+printed apart).
 
     python bench/bench_grader.py [N]        # N problems (default 200); prints figures, last line JSON
 """
@@ -39,6 +40,7 @@ def timed(fn, work):
 
 def main(n: int = 200) -> dict:
     work = pairs(n)
+    verify_here("1", "2")  # warm sympy's lazy imports in this process too, as the worker's are warmed below
     _parse.cache_clear()
     old_s, old = timed(verify_here, work)
     t = time.perf_counter()
