@@ -65,7 +65,15 @@ def check_resume(run_dir, data: dict, ckpt) -> None:
             )
     rec, source = recorded(run_dir, ckpt)
     if rec is not None:
-        require_same_run(rec, data, run_dir)
+        try:
+            require_same_run(rec, data, run_dir)
+        except RunFolderError:
+            raise
+        except (ValueError, TypeError) as e:  # e.g. a NaN option stored as null by an older version
+            raise RunFolderError(
+                f"--resume true cannot check {run_dir} against its record {source}: {e}. That run's settings "
+                f"are not valid now: start afresh (--overwrite true, or another --run_dir)"
+            ) from None
         return
     if ckpt is None:
         return  # nothing to continue: the run starts fresh (and says so)

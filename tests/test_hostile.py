@@ -244,6 +244,10 @@ def test_a_resume_without_params_json_is_checked_against_the_run_s_own_record(ti
     with pytest.raises(RunFolderError, match="cannot check that .* is the same run"):
         run(other)
     (d / "metrics.jsonl").write_text(before)
+    (d / "params.json").write_text(json.dumps({**hicra0, "max_steps": 2, "weight_decay": None}))  # NaN stored
+    with pytest.raises(RunFolderError, match=r"cannot check .* weight_decay: expected a number.*start afresh"):
+        run({**hicra0, "max_steps": 3, "resume": True})  # by an older version: refused in one line
+    (d / "params.json").unlink()
     assert run({**hicra0, "max_steps": 3, "resume": True})["steps"] == 3  # the run's own settings resume it
     assert {json.loads(x)["method"] for x in (d / "metrics.jsonl").read_text().splitlines()} == {"hicra"}
 
