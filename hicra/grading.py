@@ -68,6 +68,8 @@ class _Worker:
             f.close()
 
 
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the worker imports this very hicra
+_PATH = os.environ.get("PYTHONPATH", "")
 _lock = threading.Lock()
 _idle: list[_Worker] = []
 _owner = {"pid": None, "spawner": None}
@@ -100,7 +102,7 @@ def _start() -> _Worker:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [_ROOT, _PATH]))},
     )
     w = _Worker(proc)
     if w.line(START_S) != b'"ready"':
