@@ -2,25 +2,42 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed-v4
+STAMP   := $(VENV)/.installed-v5
 RUN     ?= demo
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo figures smollm study replication regimes regimes-long rehearsal study-alpha test test-fast lint format lab bench sandbox venv clean-runs strip
+.PHONY: lock demo figures smollm study replication regimes regimes-long rehearsal study-alpha test test-fast lint format lab bench sandbox venv clean-runs strip
 
-# uv (from PyPI) resolves and installs in parallel: the venv takes ~1 min instead of pip's 3-4 min here. torch is
-# pinned to the CPU build where pip's find-links offer it (PIP_FIND_LINKS); a bare `torch` pulls multi-GB CUDA.
-# --compile-bytecode: pip writes .pyc files at install and uv does not, and where PYTHONDONTWRITEBYTECODE is set
-# (this machine) Python never writes them either: every import, in every test subprocess, recompiled (suite 2x slower).
-UV_PIP  = $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
+# The venv installs from a lock: requirements/cpu.txt, every package at an exact version with its hashes (torch
+# 2.13.0+cpu among them), compiled from pyproject.toml's dependencies and the dev, embed and lab extras for CPython
+# 3.11 on linux x86_64. So two venvs built from one commit are the same, package for package (tested), and a rerun
+# computes as the run it repeats did. `make lock` refreshes requirements/cpu.txt and requirements/gpu.txt (the GPU
+# box's: CUDA torch as vLLM 0.31 pins it) on purpose; commit them with what they change. uv (pinned) installs in
+# parallel, ~1 min. The CPU torch wheel comes from PIP_FIND_LINKS (a wheelhouse here; elsewhere see the README).
+# --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (this machine) Python never writes .pyc files itself, so
+# every import in every test subprocess would recompile (suite 2x slower).
+LOCK    := requirements/cpu.txt
+UV_VER  := 0.13.9
+UV_FL   = $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
+UV_PIP  = $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python $(UV_FL)
 
-$(STAMP): pyproject.toml
+$(STAMP): $(LOCK) pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q uv
-	$(UV_PIP) torch==2.13.0 -e ".[dev,embed]"
+	$(BIN)/pip install -q uv==$(UV_VER)
+	$(BIN)/uv pip sync -q --compile-bytecode --require-hashes --python $(BIN)/python $(UV_FL) $(LOCK)
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+## lock: re-resolve requirements/cpu.txt and requirements/gpu.txt against the registry (exact versions, hashes)
+LOCK_ARGS = --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-emit-find-links \
+	    --custom-compile-command "make lock" -q
+lock: venv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra embed --extra lab -c requirements/cpu.in $(UV_FL) \
+	  $(LOCK_ARGS) -o requirements/cpu.txt
+	$(BIN)/uv pip compile pyproject.toml requirements/gpu.in --extra gpu --extra dev --extra embed --extra lab \
+	  $(LOCK_ARGS) -o requirements/gpu.txt
 
 ## demo: the sandbox pipeline (build, strategic grams, GRPO / HICRA / entropy_reg training, Fig 3/4/5/9, Table 1)
 demo: venv
@@ -30,7 +47,7 @@ demo: venv
 figures: venv
 	$(BIN)/python -m hicra.pipeline --profile sandbox
 
-## smollm: the real-model analyses on CPU, ~40 min (SmolLM2-135M-Instruct, Gemma 3 270M: grams, claims a/b, 2-shot eval)
+## smollm: the real-model analyses on CPU, ~43 min (SmolLM2-135M-Instruct, Gemma 3 270M: grams, claims a/b, 2-shot eval)
 smollm: venv
 	$(BIN)/python -m hicra.pipeline --profile smollm-cpu
 
@@ -60,7 +77,7 @@ regimes: venv
 regimes-long: venv
 	$(BIN)/python -m hicra.pipeline --profile regimes-long$(if $(filter scratch,$(FROM)),-scratch) --jobs $(STUDY_JOBS)
 
-## rehearsal: the GPU `paper` profile executed on CPU with SmolLM2-135M (2 CPU processes, tiny sizes; ~30 min)
+## rehearsal: the GPU `paper` profile executed on CPU with SmolLM2-135M (2 CPU processes, tiny sizes; ~10 min, docs/performance.md)
 rehearsal: venv
 	$(BIN)/python -m hicra.pipeline --profile paper-rehearsal --jobs 1
 
@@ -85,10 +102,18 @@ test: venv
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"
 
-## lab: JupyterLab on the notebooks
+## lab: JupyterLab on the notebooks (start with 00_tour). The venv carries the `lab` extra (the lock: JupyterLab, ipywidgets).
+## PORT (8888), IP (127.0.0.1; 0.0.0.0 to listen on every interface of a remote box, or tunnel:
+## ssh -L 8888:127.0.0.1:8888 box), TOKEN (empty: Jupyter makes one and prints the URL with it). No browser is
+## opened on a headless box (no DISPLAY / WAYLAND_DISPLAY on Linux); as root it adds --allow-root.
+PORT    ?= 8888
+IP      ?= 127.0.0.1
+TOKEN   ?=
+HEADLESS ?= $(if $(or $(DISPLAY),$(WAYLAND_DISPLAY),$(filter Darwin,$(shell uname -s))),,1)
 lab: venv
-	$(UV_PIP) -e ".[lab]"                       # JupyterLab only where it is used (the tests need a kernel, not the lab)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=$(IP) --ServerApp.port=$(PORT) \
+	  $(if $(TOKEN),--IdentityProvider.token=$(TOKEN)) $(if $(HEADLESS),--no-browser) \
+	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 ## bench: speed figures recorded in the README
 bench: venv
@@ -102,7 +127,7 @@ sandbox: venv
 	$(BIN)/python -m hicra.sandbox
 
 strip: venv
-	$(BIN)/nbstripout --keep-output=false notebooks/*.ipynb
+	$(BIN)/nbstripout --keep-id notebooks/*.ipynb            # outputs and counts out, cell ids kept
 
 clean-runs:
 	rm -rf runs/

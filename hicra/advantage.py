@@ -150,6 +150,7 @@ class Method:
 
 
 REGISTRY: dict[str, Method] = {}
+DEFAULT_ALPHA = 0.2  # the paper's alpha: HICRAConfig.hicra_alpha's default, and the arm ``hicra`` (hicra.runinfo)
 
 
 def register(name: str, colour: str, needs_sg: bool = False, gate_share: float | None = None):

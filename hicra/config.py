@@ -392,10 +392,10 @@ def save_step_figure(fig, cfg: StepConfig, name: str) -> str:
     """Save a step's figure as ``<figures_dir>/<name>_<tag>.{png,pdf}``; returns the PNG's path."""
     import matplotlib.pyplot as plt
 
-    from hicra.plotting import save_figure
+    from hicra.plotting import add_note, save_figure
 
     if getattr(cfg, "figure_note", ""):  # e.g. the rehearsal's figures say what they are, on the figure itself
-        fig.text(0.5, -0.04, cfg.figure_note, ha="center", va="top", fontsize=11, color="firebrick", fontweight="bold")
+        add_note(fig, cfg.figure_note)
     paths = save_figure(fig, f"{name}_{cfg.tag}", cfg.figures_dir)
     plt.close(fig)
     return str(paths[0])

@@ -95,9 +95,9 @@ def planning_share_bins(run_dir, frac: float = 0.1, until: int | None = None) ->
     """The study's Fig 4 endpoint for one sandbox run: the oracle's Planning & Strategy share of failed rollouts
     in the first and the last ``frac`` of its steps (steps 1-10 and 91-100 of a 100-step run), with the counts.
 
-    Pre-registered in the README (issue #26): the paper's Fig 4 says planning errors fall faster under HICRA,
-    so the per-run change ``last - first`` is compared between arms, paired by seed. NaN when the run saved no
-    rollouts or a bin has no failures. ``until``: the run read as if it had stopped at that step."""
+    Pre-registered in docs/study.md (issue #26), which read the paper's Fig 4 as planning errors falling faster
+    under HICRA, so the per-run change ``last - first`` is compared between arms, paired by seed. NaN when the run
+    saved no rollouts or a bin has no failures. ``until``: the run read as if it had stopped at that step."""
     files = {s: f for s, f in step_files(run_dir).items() if until is None or s <= until}
     nan = float("nan")
     if not files:

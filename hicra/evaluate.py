@@ -321,6 +321,8 @@ def fig_table1(summary: dict, benchmarks: list[str]):
         [f"{b}\n(avg@{summary['k'][b]}, n={summary['models'][labels[0]][b]['n']})" for b in benchmarks],
     )
     ax.set_ylabel("accuracy (%)")
+    top = max([100 * summary["models"][m][b]["ci_hi"] for m in labels for b in benchmarks] + [0.0])
+    ax.set_ylim(0, 1.15 * top if top > 0 else 1)  # an accuracy is never negative, even when every bar is 0
     ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
     ax.set_title("Table 1 · avg@k, strict \\boxed · bars: 95 % bootstrap CI", fontsize=11)
     fig.tight_layout()

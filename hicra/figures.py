@@ -95,11 +95,15 @@ def fig3_dynamics(df: pd.DataFrame, method: str | None = None, smooth: int = 5):
     ax3b.grid(False)
     for a in ax:
         a.set_xlabel("RL step")
+    for a in ax[:3]:
         a.legend(loc="best", fontsize=8)
+    handles = [h for a in (ax[3], ax3b) for h in a.get_legend_handles_labels()[0]]  # the length line too
+    ax3b.legend(handles, [h.get_label() for h in handles], loc="best", fontsize=8)  # on top of both axes
     seeds = sorted(int(x) for x in d.seed.unique())
     fig.suptitle(
         f"Hierarchy dynamics · {method or ', '.join(sorted(d.method.unique()))} · seeds {seeds}"
-        f" · per-step curves: {smooth}-step mean, bands: seed min-max",
+        f" · per-step curves: {smooth}-step mean, "
+        + ("bands: seed min-max" if len(seeds) > 1 else "one seed: an example"),
         y=1.03,
     )
     fig.tight_layout()
@@ -137,7 +141,8 @@ def fig_methods(df: pd.DataFrame, methods=("grpo", "hicra", "entropy_reg"), smoo
     fig.suptitle(
         "Method comparison · seeds per method: "
         + ", ".join(f"{k} {v}" for k, v in sorted(n.items()))
-        + f" · per-step curves: {smooth}-step mean",
+        + f" · per-step curves: {smooth}-step mean"
+        + (" · bands: seed min-max" if max(n.values(), default=1) > 1 else " · one seed: an example"),
         y=1.03,
     )
     fig.tight_layout()

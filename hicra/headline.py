@@ -1,10 +1,16 @@
 """The README's headline results, generated from the CSV tables the study steps write (never typed by hand).
 
-Why: numbers typed into a README go stale the moment a study is re-run. This module reads ``figures/*_arms.csv``,
-``*_comparisons.csv``, ``*_final_accuracy.csv`` (written by ``hicra.study`` and notebook 03) and the regime maps'
-``regimes_map.csv`` and ``regimes-long_map.csv`` (``hicra.regimes``), and renders one table;
-``python -m hicra.headline`` rewrites the block between the README's ``<!-- headline:begin -->`` and
-``<!-- headline:end -->`` markers, and a test fails when the README's block differs from what the CSVs say.
+Why: numbers typed into a README go stale the moment a study is re-run. This module reads each study's per-run
+table ``figures/<tag>_runs.csv`` (``hicra.study``; seed, arm, α, every endpoint at full precision) and recomputes
+the paired comparisons from it (``hicra.study.comparisons``); an endpoint the per-run table lacks comes from
+``<tag>_comparisons.csv`` (run 4's table, rebuilt by scripts/run4_runs.py, has exact step-100 accuracies only). The
+regime maps come from ``regimes_map.csv`` and ``regimes-long_map.csv`` (``hicra.regimes``). Every study and regime
+shows its AUC beside its accuracy, each row says whether its endpoint was primary in that study's plan
+(docs/study.md: run 4's primary is step-100 accuracy, run 5's confirmatory endpoint the AUC, the maps' the
+accuracy at their last step), and each row's n is the number of values behind it (a plateau judged on fewer seeds
+than the row's says so). ``python -m hicra.headline`` rewrites the block between the README's
+``<!-- headline:begin -->`` and ``<!-- headline:end -->`` markers; tests fail when the README's block differs
+from what the CSVs say, or when a committed comparison differs from its recomputation (tests/test_headline.py).
 
     python -m hicra.headline            # rewrite README.md's headline block from figures/
     python -m hicra.headline --check    # exit 1 if the README's block is stale
@@ -19,81 +25,125 @@ import sys
 import pandas as pd
 
 from hicra.config import REPO_ROOT, resolve
-from hicra.study import _verdict
+from hicra.stats import summarise
+from hicra.study import _verdict, comparisons
 
 BEGIN, END = "<!-- headline:begin -->", "<!-- headline:end -->"
-# (tag of the CSVs, what the rows say) in the order shown
+# (tag of the CSVs, what the rows say, the primary endpoint of that study's plan) in the order shown
 STUDIES = (
-    ("study", "study of record (`make study`, run 4: seeds 0–9)"),
-    ("study-replication", "confirmatory replication (`make replication`, run 5: seeds 1000–1009)"),
+    ("study", "study of record (`make study`, run 4: seeds 0–9)", "final"),
+    ("study-replication", "confirmatory replication (`make replication`, run 5: seeds 1000–1009)", "auc"),
 )
-MAPS = (("regimes", "regime map (`make regimes`)"), ("regimes-long", "strategy to the plateau (`make regimes-long`)"))
+MAPS = (
+    ("regimes", "regime map (`make regimes`)", "final"),
+    ("regimes-long", "strategy to the plateau (`make regimes-long`)", "final"),
+)
+ENDPOINTS = (  # endpoint, its name in a row, whether HICRA's claim is a positive difference
+    ("final", "step-{steps} accuracy", True),
+    ("auc", "area under the curve", True),
+    ("planning_share_change", "Fig 4 planning share of failures (last − first 10 % of steps)", False),
+)
 
 
 def _pts(m, lo, hi) -> str:
     return f"{100 * m:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
 
 
+def _reading(lo, hi, positive=True) -> str:
+    v = _verdict(lo, hi, positive)
+    return {
+        "reproduced": "HICRA better" if positive else "falls faster under HICRA",
+        "not reproduced": "GRPO better" if positive else "falls faster under GRPO",
+    }.get(v, "inconclusive")
+
+
+def _role(endpoint: str, primary: str) -> str:
+    return "primary" if endpoint == primary else "secondary"
+
+
+def study_comparisons(figs, tag: str) -> pd.DataFrame | None:
+    """HICRA - GRPO per endpoint: recomputed from ``<tag>_runs.csv`` where it has the endpoint, else the committed
+    ``<tag>_comparisons.csv`` row; None without either table."""
+    runs_f, comp_f = figs / f"{tag}_runs.csv", figs / f"{tag}_comparisons.csv"
+    comp = pd.read_csv(comp_f) if comp_f.exists() else None
+    if not runs_f.exists():
+        return comp
+    runs = pd.read_csv(runs_f).rename(columns={"alpha": "sweep_alpha"})
+    done = comparisons(runs[[c for c in runs if c not in ("environment",)]].dropna(axis=1, how="all"))
+    if comp is not None:
+        have = set(zip(done.endpoint, done.arm))
+        done = pd.concat([done, comp[[(e, a) not in have for e, a in zip(comp.endpoint, comp.arm)]]])
+    return done.reset_index(drop=True)
+
+
 def rows(figures_dir="figures") -> list[tuple]:
-    """(result, source, value with 95 % CI, n, verdict) rows from whichever tables exist."""
+    """(result, source, value with 95 % CI, n, reading) rows from whichever tables exist."""
     figs, out = resolve(figures_dir), []
-    for tag, source in STUDIES:
-        arms, comp = figs / f"{tag}_arms.csv", figs / f"{tag}_comparisons.csv"
-        if not (arms.exists() and comp.exists()):
+    for tag, source, primary in STUDIES:
+        c = study_comparisons(figs, tag)
+        if c is None:
             continue
-        a, c = pd.read_csv(arms).set_index("arm"), pd.read_csv(comp)
-        fin = figs / f"{tag}_final_accuracy.csv"
+        runs_f, fin = figs / f"{tag}_runs.csv", figs / f"{tag}_final_accuracy.csv"
         warm = pd.read_csv(fin).set_index("method").val_accuracy.get("warm_start") if fin.exists() else None
-        if warm is not None and "grpo" in a.index:
-            g = a.loc["grpo"]
+        runs = pd.read_csv(runs_f) if runs_f.exists() else None
+        steps = int(runs.steps.max()) if runs is not None and "steps" in runs else 100
+        if warm is not None and runs is not None and (runs.arm == "grpo").any():
+            g = summarise((runs[runs.arm == "grpo"].final - warm).tolist())
             out.append(
-                (
-                    "GRPO − warm start, step-100 accuracy",
-                    source,
-                    _pts(g.final - warm, g.final_lo - warm, g.final_hi - warm),
-                    f"{int(g.seeds)} seeds",
-                    "",
-                )
+                (f"GRPO − warm start, step-{steps} accuracy", source, _pts(g["mean"], g["lo"], g["hi"]), _n(g["n"]), "")
             )
-        for endpoint, label, positive in (
-            ("final", "HICRA − GRPO, step-100 accuracy (primary)", True),
-            ("auc", "HICRA − GRPO, area under the curve", True),
-            (
-                "planning_share_change",
-                "HICRA − GRPO, Fig 4 planning share of failures (last − first 10 % of steps)",
-                False,
-            ),
-        ):
+        elif warm is not None and (figs / f"{tag}_arms.csv").exists():
+            a = pd.read_csv(figs / f"{tag}_arms.csv").set_index("arm")
+            if "grpo" in a.index:
+                g = a.loc["grpo"]
+                val = _pts(g.final - warm, g.final_lo - warm, g.final_hi - warm)
+                out.append((f"GRPO − warm start, step-{steps} accuracy", source, val, _n(g.seeds), ""))
+        for endpoint, name, positive in ENDPOINTS:
             r = c[(c.endpoint == endpoint) & (c.arm == "hicra")]
             if not len(r) or not math.isfinite(r.iloc[0]["mean"]):
                 continue
             r = r.iloc[0]
-            v = _verdict(r.lo, r.hi, positive)
-            v = {
-                "reproduced": "HICRA better" if positive else "falls faster under HICRA",
-                "not reproduced": "GRPO better" if positive else "falls faster under GRPO",
-            }.get(v, "inconclusive")
-            out.append((label, source, f"{_pts(r['mean'], r.lo, r.hi)}, MDE {100 * r.mde:.1f}", f"{int(r.n)} seeds", v))
-    for tag, source in MAPS:
+            out.append(
+                (
+                    f"HICRA − GRPO, {name.format(steps=steps)} ({_role(endpoint, primary)})",
+                    source,
+                    f"{_pts(r['mean'], r.lo, r.hi)}, MDE {100 * r.mde:.1f}",
+                    _n(r.n),
+                    _reading(r.lo, r.hi, positive),
+                )
+            )
+    for tag, source, primary in MAPS:
         if not (figs / f"{tag}_map.csv").exists():
             continue
         for _, r in pd.read_csv(figs / f"{tag}_map.csv").iterrows():
             if not math.isfinite(r.get("final_mean", math.nan)):
                 continue
-            v = {"reproduced": "HICRA better", "not reproduced": "GRPO better"}.get(
-                _verdict(r.final_lo, r.final_hi), "inconclusive"
-            )
-            out.append(
-                (
-                    f"HICRA − GRPO at step {int(r.steps)}, regime `{r.regime}` (warm start: "
-                    f"{100 * r.execution_error_rate:.0f} % arithmetic slips)",
-                    source,
-                    f"{_pts(r.final_mean, r.final_lo, r.final_hi)}, MDE {100 * r.final_mde:.1f}",
-                    f"{int(r.final_n)} seeds",
-                    v + ("" if r.get("grpo_plateau", False) else "; not at plateau"),
+            head = f"regime `{r.regime}` (warm start: {100 * r.execution_error_rate:.0f} % arithmetic slips)"
+            n, plateau_n = int(r.final_n), float(r.get("grpo_last50_seeds", math.nan))
+            at = bool(r.get("grpo_plateau", False))
+            plateau = "" if at else "; not at plateau"
+            if math.isfinite(plateau_n) and int(plateau_n) != n:  # the plateau judged on fewer seeds than the row's
+                plateau = f"; {'at' if at else 'not at'} plateau (judged on {int(plateau_n)} of {n} seeds)"
+            for endpoint in ("final", "auc"):
+                m = r.get(f"{endpoint}_mean", math.nan)
+                if not (isinstance(m, float) and math.isfinite(m)):
+                    continue
+                lo, hi, mde = r[f"{endpoint}_lo"], r[f"{endpoint}_hi"], r[f"{endpoint}_mde"]
+                what = f"at step {int(r.steps)}" if endpoint == "final" else "area under the curve"
+                out.append(
+                    (
+                        f"HICRA − GRPO {what}, {head} ({_role(endpoint, primary)})",
+                        source,
+                        f"{_pts(m, lo, hi)}, MDE {100 * mde:.1f}",
+                        _n(r.get(f"{endpoint}_n", n) if math.isfinite(r.get(f"{endpoint}_n", n)) else n),
+                        _reading(lo, hi) + (plateau if endpoint == "final" else ""),
+                    )
                 )
-            )
     return out
+
+
+def _n(n) -> str:
+    return f"{int(n)} seeds"
 
 
 def block(figures_dir="figures") -> str:

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import yaml
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once at import (os.umask can only be read by setting it)
+
 
 def atomic_write(path, data) -> Path:
     """Write ``data`` (text, bytes, or a function that writes the file at the path it is given) to ``path``
@@ -30,6 +33,7 @@ def atomic_write(path, data) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600: a run's files are readable as open() makes them
         if callable(data):
             os.close(fd)
             data(tmp)
@@ -158,14 +162,18 @@ def read_metrics(path) -> list[dict]:
 
 
 def run_arm(run_dir, default: str | None = None) -> tuple[str | None, int]:
-    """A training run's arm and seed, from its ``params.json``: the method, as ``"hicra (LoRA r=8)"`` for an adapter
-    run (its own arm: not one more seed of the full fine-tune), and the seed; ``(default, 0)`` without the file."""
+    """A training run's arm and seed, from its ``params.json`` (hicra.runinfo.read_run): the method, with its α
+    where that is not the paper's (``"hicra-a0.1"``) and as ``"hicra (LoRA r=8)"`` for an adapter run (its own arm:
+    not one more seed of the full fine-tune), and the seed; ``(default, 0)`` without the file."""
     f = Path(run_dir) / "params.json"
-    params = json.loads(f.read_text()) if f.exists() else {}
-    method = params.get("method", default)
-    if params.get("lora_r"):
-        method = f"{method} (LoRA r={params['lora_r']})"
-    return method, params.get("seed", 0)
+    if not f.exists():
+        return default, 0
+    if "method" not in (params := json.loads(f.read_text())):  # a step's params.json, not a training run's
+        return default, params.get("seed", 0)
+    from hicra.runinfo import read_run
+
+    info = read_run(run_dir)
+    return info["arm"], info["seed"]
 
 
 def read_yaml_mapping(path) -> dict:

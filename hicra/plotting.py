@@ -60,6 +60,14 @@ def save_figure(fig, name: str, figures_dir="figures") -> list[Path]:
     return paths
 
 
+def add_note(fig, text: str) -> None:
+    """A red line under everything already drawn (axes, tick labels, a legend placed below the panels): the
+    rehearsal's and the demo's figures say what they are on the figure itself, clear of any legend."""
+    fig.canvas.draw()
+    bottom = fig.get_tightbbox(fig.canvas.get_renderer()).y0 / fig.get_figheight()  # inches -> figure fraction
+    fig.text(0.5, min(bottom, 0.0) - 0.02, text, ha="center", va="top", fontsize=11, color="firebrick", weight="bold")
+
+
 def highlight_html(text: str, spans, title: str | None = None) -> str:
     """HTML of ``text`` with ``(start, end, gram[, kind])`` spans shaded by kind."""
     marks = np.zeros(len(text), dtype=object)
@@ -79,4 +87,7 @@ def highlight_html(text: str, spans, title: str | None = None) -> str:
         )
         i = j
     head = f"<b>{html.escape(title)}</b><br>" if title else ""
-    return f'<div style="font-family:monospace;line-height:1.6;margin:6px 0">{head}{"".join(out)}</div>'
+    # mathjax_ignore (MathJax 3+, JupyterLab 4) and tex2jax_ignore (MathJax 2): else text between two "$" (prices
+    # in real text) is typeset as LaTeX
+    style = "font-family:monospace;line-height:1.6;margin:6px 0"
+    return f'<div class="tex2jax_ignore mathjax_ignore" style="{style}">{head}{"".join(out)}</div>'

@@ -58,7 +58,8 @@ def load_profile(name: str, run: str | None = None, args: dict | None = None) ->
     else:
         if args:
             raise ValueError(f"{path} lists its steps: it takes no arguments (got {sorted(args)})")
-        steps = [Step(**_substitute(s, folder)) for s in spec["steps"]]
+        steps = [Step(**_train_step(_substitute(s, folder))) for s in spec["steps"]]
+    check_notebook_params(steps)  # an undeclared notebook parameter is refused before any step runs
     return resolve(folder), steps
 
 
@@ -79,6 +80,33 @@ def profile_function(ref, path):
     if not callable(f):
         raise ValueError(f"{path}: `from: {ref}` is not a function")
     return f
+
+
+TRAIN_KEYS = {"recipe", "arm", "seed", "run_dir", "steps", "val_every", "save_steps", "launcher", "flags"}
+
+
+def _train_step(s: dict) -> dict:
+    """A listed step with ``train: {recipe, arm, seed, run_dir, launcher, ...}`` gets its ``command`` from
+    hicra.runinfo.train_command, the one builder of every profile's training commands (the study's and the map's
+    too), and its ``outputs`` (``<run_dir>/summary.json``) unless given."""
+    if "train" not in s:
+        return s
+    from hicra.runinfo import train_command
+
+    s, t = dict(s), s["train"]
+    unknown = sorted(set(t) - TRAIN_KEYS) if isinstance(t, dict) else ["(not a mapping)"]
+    if unknown or "command" in s or not {"recipe", "arm", "seed", "run_dir"} <= set(t):
+        raise ValueError(
+            f"step {s.get('name')!r}: `train` takes recipe, arm, seed, run_dir and optionally "
+            f"{sorted(TRAIN_KEYS - {'recipe', 'arm', 'seed', 'run_dir'})} (and no `command`); got {t!r}"
+        )
+    del s["train"]
+    s["command"] = train_command(**t)
+    s.setdefault("outputs", [f"{t['run_dir']}/summary.json"])
+    s.setdefault("notebook", "")
+    s.setdefault("params", {})
+    s.setdefault("inputs", [])
+    return s
 
 
 def _substitute(x, folder: str):
@@ -145,11 +173,25 @@ def literal_assignments(source: str, where: str = "parameters cell") -> dict:
     return values
 
 
+def check_notebook_params(steps: list[Step]) -> None:
+    """Refuse, before any step runs, a notebook step's parameter that its notebook's parameters cell does not
+    declare: one line naming the step, the parameter and the nearest declared name (papermill would only warn)."""
+    from hicra.nbparams import refuse_unknown
+
+    for s in steps:
+        if not s.command:
+            try:
+                refuse_unknown(set(s.params) - {"figures_dir"}, notebook_parameters(s.notebook), s.notebook)
+            except ValueError as e:
+                raise ValueError(f"step {s.name}: {e}") from None
+
+
 def dry_run(steps: list[Step]) -> list[dict]:
     """Validate each step without running it or loading a model: a training command's recipe and flags
     (``hicra.train``'s dry run; its accelerate config with accelerate's parser), a notebook's parameters
     (names its parameters cell has; values its config dataclass accepts). Raises ValueError naming the step."""
     from hicra.config import from_params
+    from hicra.nbparams import refuse_unknown
 
     out = []
     for s in steps:
@@ -158,9 +200,7 @@ def dry_run(steps: list[Step]) -> list[dict]:
                 out.append({"step": s.name, **_dry_command(s.command)})
                 continue
             defaults = notebook_parameters(s.notebook)
-            unknown = sorted(set(s.params) - set(defaults) - {"figures_dir"})
-            if unknown:
-                raise ValueError(f"parameters {unknown} are not in {s.notebook}'s parameters cell ({sorted(defaults)})")
+            refuse_unknown(set(s.params) - {"figures_dir"}, defaults, f"{s.notebook}'s parameters cell")
             values = {**defaults, **s.params}
             if s.notebook == "02_train.ipynb":
                 from hicra.train import dry_run as train_dry_run

@@ -56,10 +56,14 @@ def regimes_profile(
     val_every: int = 25,
     recipe: str = "configs/sandbox.yaml",
     start_from: str | None = None,
+    torch_threads: int = 1,
 ):
     """Pipeline steps: ``warm-<regime>`` (build + anatomy), ``<regime>/train-<arm>-s<seed>`` and ``map``. With
     ``start_from`` (an earlier map's folder), ``copy-<regime>`` first copies that map's runs of the regime into
-    ``run`` (``continue_runs``), so each run continues from its last checkpoint to ``steps``; the source is kept."""
+    ``run`` (``continue_runs``), so each run continues from its last checkpoint to ``steps``; the source is kept.
+    Every run's command comes from hicra.runinfo.train_command (arms as in the study: ``hicra-a0.1`` is α 0.1) and
+    trains with ``torch_threads`` threads (the map of record ran with 1)."""
+    from hicra.runinfo import train_command
     from hicra.runner import Step
     from hicra.study import seed_list
 
@@ -113,28 +117,9 @@ def regimes_profile(
                 if i >= n:
                     continue
                 d = f"{r}/{name}/train-{arm}-s{seed}"
-                cmd = [
-                    "python",
-                    "-m",
-                    "hicra.train",
-                    recipe,
-                    "--method",
-                    arm,
-                    "--seed",
-                    str(seed),
-                    "--max_steps",
-                    str(steps),
-                    "--val_every",
-                    str(val_every),
-                    "--save_steps",
-                    str(val_every),
-                    "--run_dir",
-                    d,
-                    "--resume",
-                    "true",
-                    "--sandbox",
-                    json.dumps(REGIMES[name]),
-                ]
+                cmd = train_command(
+                    recipe, arm, seed, d, steps, val_every, val_every, REGIMES[name], torch_threads=torch_threads
+                )
                 trains.append(
                     Step(
                         f"{name}-train-{arm}-s{seed}",
@@ -196,16 +181,18 @@ def warm_start(name: str, out: str, n: int = 399, k: int = 2) -> dict:
 # the map: each regime's study endpoints against its warm start's execution error rate
 
 
-def analyse(run_dir, until: int | None = None) -> dict:
+def analyse(run_dir, until: int | None = None, mixed_environments: bool = False) -> dict:
     """Per regime: warm-start anatomy, HICRA - GRPO at the last step and in AUC (paired, CI, MDE), the Fig 4
     endpoint, semantic entropy per arm (does it rise anywhere: phase 2?), and whether GRPO's curve has reached
     its plateau (last validation point minus the one 50 steps before, paired over seeds: a CI that includes 0).
     ``until``: every run read as if it had stopped at that step (a longer map seen at an earlier horizon, e.g.
-    the 600-step runs at step 300, which must reproduce the 300-step map)."""
+    the 600-step runs at step 300, which must reproduce the 300-step map). The map compares regimes, so every run
+    of every regime must share one environment (refused, with what differs, unless ``mixed_environments``)."""
+    from hicra.runinfo import check_environments, read_run
     from hicra.stats import summarise
     from hicra.study import comparisons, load, paired, per_run, with_failure_shares
 
-    root, rows = resolve(run_dir), []
+    root, rows, tables = resolve(run_dir), [], []
     if until is not None and until < 0:
         raise ValueError(f"--until must be a step >= 0; got {until}")
     if not any((root / name / "warm_start.json").exists() for name in REGIMES):
@@ -213,21 +200,28 @@ def analyse(run_dir, until: int | None = None) -> dict:
             f"no regime folders ({', '.join(REGIMES)}, each with warm_start.json) under {root}: run the "
             f"regimes profile first (python -m hicra.pipeline --profile regimes), or pass its --run_dir"
         )
+    finished = sorted(p.parent for p in root.glob("*/train-*/summary.json") if p.parent.parent.name in REGIMES)
+    check_environments(
+        {f"{d.parent.name}/{d.name}": read_run(d) for d in finished}, mixed_environments, f"the map's runs in {root}"
+    )
     for name in REGIMES:
         d = root / name
         if not (d / "warm_start.json").exists():
             continue
         warm = json.loads((d / "warm_start.json").read_text())
         try:
-            df = load(d)
+            df = load(d, mixed_environments=True)  # checked across the whole map above
         except FileNotFoundError:
             rows.append({"regime": name, **_warm(warm)})
             continue
         if until is not None:
             df = df[df.step <= until]
         runs = with_failure_shares(per_run(df), d, until)
+        tables.append(runs.assign(regime=name))
         comp = comparisons(runs)
-        hicra = comp[comp.arm == "hicra"].set_index("endpoint") if len(comp) else pd.DataFrame()
+        other = sorted(set(runs.arm) - {"grpo"})  # HICRA's arm: `hicra`, or the one α arm a map ran (hicra-a0.1)
+        arm = "hicra" if "hicra" in other or len(other) != 1 else other[0]
+        hicra = comp[comp.arm == arm].set_index("endpoint") if len(comp) else pd.DataFrame()
         pick = {
             e: hicra.loc[e].to_dict() if e in hicra.index else {} for e in ("final", "auc", "planning_share_change")
         }
@@ -239,7 +233,7 @@ def analyse(run_dir, until: int | None = None) -> dict:
         steps = sorted(g.columns)
         back = [s for s in steps if s <= steps[-1] - 50] if steps else []
         plateau = summarise((g[steps[-1]] - g[back[-1]]).tolist()) if back else summarise([])
-        ent = {a: summarise(runs[runs.arm == a].semantic_entropy_change) for a in ("grpo", "hicra")}
+        ent = {a: summarise(runs[runs.arm == b].semantic_entropy_change) for a, b in (("grpo", "grpo"), ("hicra", arm))}
         rows.append(
             {
                 "regime": name,
@@ -247,21 +241,24 @@ def analyse(run_dir, until: int | None = None) -> dict:
                 "seeds": int(runs.seed.nunique()),
                 "steps": int(runs.steps.max()),
                 "grpo_final": float(runs[runs.arm == "grpo"].final.mean()),
-                "hicra_final": float(runs[runs.arm == "hicra"].final.mean()),
+                "hicra_arm": arm,
+                "hicra_final": float(runs[runs.arm == arm].final.mean()),
                 **{f"final_{k}": pick["final"].get(k, math.nan) for k in ("n", "mean", "lo", "hi", "mde")},
-                **{f"auc_{k}": pick["auc"].get(k, math.nan) for k in ("mean", "lo", "hi", "mde")},
+                **{f"auc_{k}": pick["auc"].get(k, math.nan) for k in ("n", "mean", "lo", "hi", "mde")},
                 **{f"fig4_{k}": pick["planning_share_change"].get(k, math.nan) for k in ("mean", "lo", "hi")},
                 "grpo_last50": plateau["mean"],
                 "grpo_last50_lo": plateau["lo"],
                 "grpo_last50_hi": plateau["hi"],
                 "grpo_plateau": bool(math.isfinite(plateau["lo"]) and plateau["lo"] <= 0 <= plateau["hi"]),
+                "grpo_last50_seeds": plateau["n"],  # the n of each summary (a headline row says a smaller one)
+                "sem_entropy_change_seeds": ent["grpo"]["n"],
                 **{f"sem_entropy_change_{a}": ent[a]["mean"] for a in ent},
                 **{f"sem_entropy_change_{a}_lo": ent[a]["lo"] for a in ent},
                 **{f"sem_entropy_change_{a}_hi": ent[a]["hi"] for a in ent},
-                "hicra_minus_grpo_per_seed": " ".join(f"{x:+.3f}" for x in paired(runs, "hicra", "grpo", "final")),
+                "hicra_minus_grpo_per_seed": " ".join(f"{x:+.3f}" for x in paired(runs, arm, "grpo", "final")),
             }
         )
-    return {"run_dir": str(root), "regimes": rows}
+    return {"run_dir": str(root), "regimes": rows, "runs": pd.concat(tables, ignore_index=True) if tables else None}
 
 
 def continue_runs(src, dst) -> dict:
@@ -371,15 +368,27 @@ def _point(ax, x, m, lo, hi, colour, label=None):
         ax.plot(x, m, "o", color=colour, mfc="white", mew=2, label=label)
 
 
-def run(run_dir: str, figures_dir: str = "figures", tag: str = "regimes", until: int | None = None) -> dict:
+def run(
+    run_dir: str,
+    figures_dir: str = "figures",
+    tag: str = "regimes",
+    until: int | None = None,
+    mixed_environments: bool = False,
+) -> dict:
+    """The map's table ``<tag>_map.csv``, its per-run table ``<tag>_runs.csv`` (every run's endpoints, the regime
+    first) and figure, and ``regimes.json`` in the run folder."""
     from hicra.plotting import save_figure, setup_style
+    from hicra.runinfo import write_runs_table
 
     setup_style()
-    res = analyse(run_dir, until)
+    res = analyse(run_dir, until, mixed_environments)
+    per_run = res.pop("runs")
     t = pd.DataFrame(res["regimes"])
     figs = resolve(figures_dir)
     figs.mkdir(parents=True, exist_ok=True)
     t.to_csv(figs / f"{tag}_map.csv", index=False)
+    if per_run is not None:
+        write_runs_table(per_run, figs / f"{tag}_runs.csv", first=("regime",))
     if "final_mean" in t:
         res["figures"] = [str(save_figure(fig_map(res["regimes"]), f"{tag}_map", figures_dir)[0])]
     write_json(resolve(run_dir) / ("regimes.json" if until is None else f"regimes-until{until}.json"), res)
@@ -395,6 +404,12 @@ def main(argv=None):
     ap.add_argument("--out", help="with --warm_start: the anatomy JSON to write; with --continue_from: the folder")
     ap.add_argument("--continue_from", help="copy this regime folder's finished runs into --out, to continue them")
     ap.add_argument("--until", type=int, help="read every run as if it had stopped at this step (default: its last)")
+    ap.add_argument(
+        "--mixed_environments",
+        choices=("true", "false"),
+        default="false",
+        help="pair runs computed in different environments (library versions, threads); refused by default",
+    )
     a = ap.parse_args(argv)
     from hicra.config import install_signal_handlers
 
@@ -419,7 +434,7 @@ def _main(a, ap):
             ap.error("--warm_start needs --out FILE")
         emit(warm_start(a.warm_start, a.out))
         return
-    emit(run(a.run_dir, a.figures_dir, a.tag or resolve(a.run_dir).name, a.until))
+    emit(run(a.run_dir, a.figures_dir, a.tag or resolve(a.run_dir).name, a.until, a.mixed_environments == "true"))
 
 
 if __name__ == "__main__":

@@ -296,7 +296,7 @@ def _progress(step: Step, t0: float) -> str:
 
 def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int, tick: float = 30.0) -> list[tuple]:
     """Run a wave's steps, up to ``jobs`` at once, each in its own process (when several run
-    together, each with OMP_NUM_THREADS = cores / their number).
+    together, each with OMP_NUM_THREADS = cores / their number; a step alone gets every core, explicitly).
 
     Returns ``(step, status, seconds, error)`` for each step; a failure does not
     stop its siblings (their stamps let a rerun skip them). Every ``tick``
@@ -308,8 +308,10 @@ def run_wave(wave: list[Step], run_dir: Path, figures_dir: str, force, jobs: int
     install_signal_handlers()
     width = max(1, min(jobs, len(wave)))
     env = {**os.environ, PARENT_WATCH: "1"}  # a step (and what it starts) stops if this pipeline is killed
+    # every step's thread count is set, a wave of one too (torch's own default follows the machine's load): a user's
+    # own OMP_NUM_THREADS wins; the training profiles also pass --torch_threads, the sandbox build its torch_threads
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // width)))
     if width > 1:
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // width)))  # a user's own setting wins
         names = [s.name for s in wave]
         print(
             f"[pipeline] together ({width} at once, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}): "

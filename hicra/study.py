@@ -7,7 +7,7 @@
     python -m hicra.study --run_dir runs/study    # the analysis alone, on the runs that have finished
 
 Why: the paper's headline (HICRA beats GRPO) has no powered, pre-registered test where planning tokens are
-known; the sandbox has them. The plan is the README's "The study: pre-registered analysis plan"; ``run``
+known; the sandbox has them. The plan is docs/study.md's "The study: pre-registered analysis plan"; ``run``
 implements it unchanged: final validation accuracy paired by seed against GRPO with 95 % t-intervals,
 Holm-adjusted p-values and the minimum detectable effect (MDE); area under the validation curve and steps to
 the warm start + 10 points; the alpha sweep's slope; the dynamics behind claims (d) and (e); a claims table.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import re
 import sys
 
 import numpy as np
@@ -32,9 +31,10 @@ import pandas as pd
 from hicra.advantage import REGISTRY
 from hicra.config import StepConfig, emit, resolve
 from hicra.io import read_metrics, write_json
+from hicra.runinfo import check_environments, parse_arm, read_run, train_command, write_runs_table
 from hicra.stats import holm, summarise
 
-# the primary endpoint, then the secondary ones (README's plan); the last is Fig 4's (issue #26)
+# the primary endpoint, then the secondary ones (docs/study.md's plan); the last is Fig 4's (issue #26)
 ENDPOINTS = ("final", "auc", "steps_to_plus10", "planning_share_change")
 ARMS_FULL = {"grpo": 10, "hicra": 10, "hicra_adaptive": 5, "hicra_gated": 5, "hicra_verl": 5, "hicra_pr4997": 5}
 COLOURS = {n: m.colour for n, m in REGISTRY.items()}  # one colour per method, from its registration
@@ -52,11 +52,13 @@ def study_profile(
     val_every: int | None = None,
     dynamics: bool = True,
     seeds: list | None = None,
+    torch_threads: int = 1,
 ):
     """Pipeline steps in the folder ``run``: one ``python -m hicra.train`` per (arm, seed), then notebooks 03
     (Fig 3 and 5 of this profile's method runs; ``dynamics``) and 07 (the analysis of every finished run there).
     An arm with ``n`` seeds runs the first ``n`` of ``seeds`` (default 0, 1, 2, ...): a replication on fresh
-    seeds is ``seeds: [1000, ..., 1009]``. The profiles configs/profiles/study*.yaml call it."""
+    seeds is ``seeds: [1000, ..., 1009]``. Each run trains with ``torch_threads`` threads (part of the recipe: the
+    numbers of record ran with 1). The profiles configs/profiles/study*.yaml call it."""
     from hicra.runner import Step
 
     arms = ARMS_FULL if arms is None else arms
@@ -71,31 +73,15 @@ def study_profile(
     if not (isinstance(steps, int) and steps >= 1):
         raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
     seeds = seed_list(seeds, max(arms.values()))
-    r, train = run.rstrip("/"), []
+    r, train, plain = run.rstrip("/"), [], set()
     for i, seed in enumerate(seeds):  # seed-major: a stopped study has its first seeds complete
         for arm, n in arms.items():
             if i >= n:
                 continue
-            method, alpha = _arm(arm)
             d = f"{r}/train-{arm}-s{seed}"
-            cmd = [
-                "python",
-                "-m",
-                "hicra.train",
-                recipe,
-                "--method",
-                method,
-                "--seed",
-                str(seed),
-                "--max_steps",
-                str(steps),
-                "--run_dir",
-                d,
-                "--resume",
-                "true",
-            ]
-            cmd += ["--hicra_alpha", str(alpha)] if alpha is not None else []
-            cmd += ["--val_every", str(val_every)] if val_every else []
+            if parse_arm(arm)[1] is None:
+                plain.add(d)
+            cmd = train_command(recipe, arm, seed, d, steps, val_every=val_every, torch_threads=torch_threads)
             train.append(
                 Step(
                     f"train-{arm}-s{seed}",
@@ -110,7 +96,7 @@ def study_profile(
                 )
             )
     runs = [s.outputs[0].rsplit("/", 1)[0] for s in train]
-    methods = [d for d in runs if "-a" not in d.rsplit("/", 1)[1]]  # Fig 3/5: the methods, not the sweep
+    methods = [d for d in runs if d in plain]  # Fig 3/5: the methods, not the alpha sweep
     tag = r.rstrip("/").rsplit("/", 1)[-1]
     done = tuple(s.name for s in train)  # the notebooks' code is stamped from their imports (hicra.runner.code_files)
     fig35 = Step(
@@ -152,11 +138,6 @@ def seed_list(seeds, n: int) -> list[int]:
     return list(seeds[:n])
 
 
-def _arm(arm: str) -> tuple[str, float | None]:
-    m = re.fullmatch(r"hicra-a([0-9.]+)", arm)
-    return ("hicra", float(m.group(1))) if m else (arm, None)
-
-
 # --------------------------------------------------------------------------
 # the pre-registered analysis
 
@@ -167,36 +148,46 @@ class StudyConfig(StepConfig):
     tag: str = "study"  # figure and table names: <tag>_effects.png, <tag>_comparisons.csv, ...
     reference: str = "grpo"  # every planned comparison is <arm> - reference, paired by seed
     primary: str = "hicra"  # the arm of the primary comparison
+    mixed_environments: bool = False  # pair runs computed in different environments (said, not refused)
 
 
-def load(run_dir) -> pd.DataFrame:
-    """Every finished run's metrics lines with ``arm``, ``method``, ``alpha`` and ``seed`` columns."""
-    rows = []
-    for d in sorted(resolve(run_dir).glob("train-*-s*")):
-        m = re.fullmatch(r"train-(.+)-s(\d+)", d.name)
-        if not (m and (d / "summary.json").exists() and (d / "metrics.jsonl").exists()):
+def load(run_dir, mixed_environments: bool = False) -> pd.DataFrame:
+    """Every finished run's metrics lines with ``arm``, ``method``, ``sweep_alpha``, ``seed`` and ``environment``
+    columns, all read from the run's ``params.json`` (hicra.runinfo.read_run; never from the folder's name). Runs
+    from different environments are refused, with what differs, unless ``mixed_environments``."""
+    rows, infos = [], {}
+    for d in sorted(resolve(run_dir).glob("train-*")):
+        if not (d.is_dir() and (d / "summary.json").exists() and (d / "metrics.jsonl").exists()):
             continue
-        method, alpha = _arm(m.group(1))
+        info = infos[d.name] = read_run(d)
         for rec in read_metrics(d / "metrics.jsonl"):
             rows.append(
                 {
                     **rec,
-                    "arm": m.group(1),
-                    "method": method,
-                    "seed": int(m.group(2)),
-                    "sweep_alpha": alpha if alpha is not None else {"grpo": 0.0, "hicra": 0.2}.get(method),
+                    "arm": info["arm"],
+                    "method": info["method"],
+                    "seed": info["seed"],
+                    "sweep_alpha": info["alpha"],
+                    "environment": info["environment_key"],
+                    "run": d.name,
                 }
             )
     if not rows:
         raise FileNotFoundError(
             f"no finished runs (train-<arm>-s<seed>/summary.json) under {resolve(run_dir)}: run `make study` first"
         )
+    check_environments(infos, mixed_environments, f"the runs under {resolve(run_dir)}")
     df = pd.DataFrame(rows)
     if "step" not in df or "val_accuracy" not in df:
         raise ValueError(
             f"the runs under {resolve(run_dir)} have no validation points (metrics lines without step and "
             f"val_accuracy): the study compares validation curves; train with val_every > 0"
         )
+    twice = df.groupby(["arm", "seed"]).run.nunique()
+    if (twice > 1).any():
+        (arm, seed), _ = next((k, v) for k, v in twice.items() if v > 1)
+        names = sorted(set(df[(df.arm == arm) & (df.seed == seed)].run))
+        raise ValueError(f"{names} are the same arm ({arm}) and seed ({seed}) by their params.json: keep one")
     return df
 
 
@@ -224,6 +215,8 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
                 "seed": seed,
                 "method": g.method.iloc[0],
                 "sweep_alpha": g.sweep_alpha.iloc[0],
+                "environment": g.environment.iloc[0] if "environment" in g else None,
+                "run": g.run.iloc[0] if "run" in g else f"train-{arm}-s{seed}",
                 "steps": last,
                 "final": y[-1] if len(y) else math.nan,
                 "auc": float(np.trapezoid(y, x) / (x[-1] - x[0])) if len(x) > 1 else math.nan,
@@ -242,7 +235,7 @@ def with_failure_shares(runs: pd.DataFrame, run_dir, until: int | None = None) -
     of failures in the first and last 10 % of steps, and its change; ``until``: each run read up to that step)."""
     from hicra.error_analysis import planning_share_bins
 
-    rows = [planning_share_bins(resolve(run_dir) / f"train-{a}-s{s}", until=until) for a, s in zip(runs.arm, runs.seed)]
+    rows = [planning_share_bins(resolve(run_dir) / r, until=until) for r in runs.run]
     return pd.concat([runs.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
 
 
@@ -310,7 +303,7 @@ def _verdict(lo, hi, positive: bool = True) -> str:
 
 
 def claims(runs: pd.DataFrame, comp: pd.DataFrame, ref: str, primary: str) -> list[dict]:
-    """Claims (c), (d), (e) with the decision rules of the README's plan."""
+    """Claims (c), (d), (e) with the decision rules of docs/study.md's plan."""
     pct = lambda s: f"{100 * s['mean']:+.1f} [{100 * s['lo']:+.1f}, {100 * s['hi']:+.1f}] points"  # noqa: E731
     out = []
     prim = comp[(comp.endpoint == "final") & (comp.arm == primary)]
@@ -394,7 +387,7 @@ def run(cfg: StudyConfig) -> dict:
     from hicra.plotting import save_figure, setup_style
 
     setup_style()
-    df = load(cfg.run_dir)
+    df = load(cfg.run_dir, cfg.mixed_environments)
     runs = with_failure_shares(per_run(df), cfg.run_dir)
     comp = comparisons(runs, cfg.reference)
     arms = runs.groupby("arm").agg(seeds=("seed", "nunique"), steps=("steps", "max")).reset_index()
@@ -412,17 +405,20 @@ def run(cfg: StudyConfig) -> dict:
     figs = resolve(cfg.figures_dir)
     figs.mkdir(parents=True, exist_ok=True)
     runs.to_csv(resolve(cfg.run_dir) / "study_runs.csv", index=False)
+    write_runs_table(runs, figs / f"{cfg.tag}_runs.csv")
     arms.to_csv(figs / f"{cfg.tag}_arms.csv", index=False)
     comp.to_csv(figs / f"{cfg.tag}_comparisons.csv", index=False)
     (figs / f"{cfg.tag}_claims.md").write_text(claims_markdown(cl, warm, slope))
-    from hicra.study_figures import fig_alpha_sweep, fig_curves, fig_effects
+    from hicra.study_figures import fig_alpha_sweep, fig_curves, fig_effects, sweep_recipe
 
     paths = [
         save_figure(fig_curves(df), f"{cfg.tag}_curves", cfg.figures_dir),
         save_figure(fig_effects(comp, cfg.reference), f"{cfg.tag}_effects", cfg.figures_dir),
     ]
     if math.isfinite(slope["slope"]):
-        paths.append(save_figure(fig_alpha_sweep(runs, slope), f"{cfg.tag}_alpha_sweep", cfg.figures_dir))
+        on = runs.method.isin(["grpo", "hicra"]) & runs.sweep_alpha.notna() & runs.seed.isin(slope.get("seeds") or [])
+        recipe = sweep_recipe(cfg.run_dir, runs[on])
+        paths.append(save_figure(fig_alpha_sweep(runs, slope, recipe), f"{cfg.tag}_alpha_sweep", cfg.figures_dir))
     summary = {
         "run_dir": str(resolve(cfg.run_dir)),
         "runs": len(runs),
@@ -457,6 +453,7 @@ def main(argv=None):
         ap.add_argument(f"--{f.name}", default=None, help=f"default {f.default}")
     a = vars(ap.parse_args(argv))
     path = a.pop("config")
+    from hicra.config import typed
     from hicra.io import read_yaml_mapping
 
     try:  # a config, folder or metrics file a user can fix: one line, not a traceback
@@ -464,7 +461,7 @@ def main(argv=None):
         unknown = sorted(set(cfg) - {f.name for f in dataclasses.fields(StudyConfig)})
         if unknown:
             raise ValueError(f"{path}: unknown StudyConfig key(s) {unknown}")
-        emit(run(StudyConfig(**cfg)))
+        emit(run(StudyConfig(**typed(StudyConfig, cfg))))
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

@@ -121,7 +121,26 @@ def fig_effects(comp: pd.DataFrame, ref: str = "grpo"):
     return fig
 
 
-def fig_alpha_sweep(runs: pd.DataFrame, slope: dict):
+def sweep_recipe(run_dir, runs: pd.DataFrame) -> str:
+    """The recipe behind the sweep's points, from each run's params.json: "64 completions a step × 100 steps", or
+    every recipe found when they differ (a sweep re-read beside runs of another recipe says so on its figure)."""
+    import json
+
+    from hicra.config import resolve
+
+    found = set()
+    for arm, seed in runs[["arm", "seed"]].itertuples(index=False):
+        f = resolve(run_dir) / f"train-{arm}-s{seed}" / "params.json"
+        if f.exists():
+            p = json.loads(f.read_text())
+            per = p.get("per_device_train_batch_size", 0) * p.get("gradient_accumulation_steps", 1)
+            found.add((per * (p.get("processes") or 1), p.get("max_steps")))
+    text = " / ".join(f"{c} completions a step × {n} steps" for c, n in sorted(found, key=str))
+    return ("recipe: " if len(found) == 1 else "recipes differ: ") + text if found else ""
+
+
+def fig_alpha_sweep(runs: pd.DataFrame, slope: dict, recipe: str = ""):
+    """Final accuracy against alpha; ``recipe`` (``sweep_recipe``) is written under the title."""
     pts = runs[runs.method.isin(["grpo", "hicra"])].dropna(subset=["sweep_alpha", "final"])
     if slope.get("seeds"):  # the seeds the slope used: those run at every alpha
         pts = pts[pts.seed.isin(slope["seeds"])]
@@ -150,7 +169,7 @@ def fig_alpha_sweep(runs: pd.DataFrame, slope: dict):
         xlabel="HICRA alpha",
         ylabel="final validation accuracy",
         title=f"Alpha sweep ({len(slope.get('seeds') or [])} seeds each): slope {slope['slope']:+.3f} "
-        f"[{slope['lo']:+.3f}, {slope['hi']:+.3f}] per unit alpha",
+        f"[{slope['lo']:+.3f}, {slope['hi']:+.3f}] per unit alpha" + (f"\n{recipe}" if recipe else ""),
     )
     fig.tight_layout()
     return fig

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from hicra import environment
 from hicra.config import (
     REPO_ROOT,
     StepConfig,
@@ -60,11 +61,14 @@ class TrainScript:
     resume: bool = False  # continue from the newest complete checkpoint in run_dir
     overwrite: bool = False  # start afresh in a run_dir that holds a run (its files are moved aside)
     dry_run: bool = False  # validate the recipe, load nothing
+    torch_threads: int = 0  # >0: torch's thread count for this run (the profiles set it); 0: OMP_NUM_THREADS's
 
     def __post_init__(self):
         for name in ("n_train", "val_n", "val_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if not (isinstance(self.torch_threads, int) and self.torch_threads >= 0):
+            raise ValueError(f"torch_threads must be an integer >= 0 (0: OMP_NUM_THREADS's); got {self.torch_threads}")
         if self.lora_r < 0:
             raise ValueError(f"lora_r must be >= 0 (0: full fine-tuning); got {self.lora_r}")
         from hicra.ranges import check_temperature
@@ -317,7 +321,27 @@ RESUMABLE_CHANGES = {
     "use_cpu",
     "ddp_find_unused_parameters",
     "dataloader_num_workers",
+    "torch_threads",  # recorded in the environment (and under resumed_in when a resume changes it)
 }
+
+
+RECORD_KEYS = ("recipe", "processes", "environment", "resumed_in")  # what params.json records beside the recipe
+
+
+def _environment(run_dir: Path) -> dict:
+    """params.json's record of where the run computes: this process's environment, or, on a resume, the one the run
+    started in, with each other environment it was resumed in listed under ``resumed_in`` (and said)."""
+    now = environment.record()
+    f = run_dir / "params.json"
+    before = json.loads(f.read_text()) if f.exists() else {}
+    first = before.get("environment")
+    if not first:
+        return {"environment": now}
+    resumed = list(before.get("resumed_in", []))
+    if first.get("key") != now["key"]:
+        print(f"[hicra] resuming in another environment: {'; '.join(environment.differences(first, now))}", flush=True)
+        resumed.append(now)
+    return {"environment": first, **({"resumed_in": resumed} if resumed else {})}
 
 
 def require_same_run(before: dict, now: dict, run_dir) -> None:
@@ -329,7 +353,7 @@ def require_same_run(before: dict, now: dict, run_dir) -> None:
     norm = lambda v: json.loads(json.dumps(False if v is None else v, default=str))  # noqa: E731  (None: unset)
 
     def effective(d):  # every defining key, its value as given or by default, JSON-normalised
-        script, kw = split_recipe({k: v for k, v in d.items() if k not in ("recipe", "processes")})
+        script, kw = split_recipe({k: v for k, v in d.items() if k not in RECORD_KEYS})
         eff = {**defaults, **{f.name: getattr(script, f.name) for f in dataclasses.fields(TrainScript)}, **kw}
         return {k: norm(v) for k, v in eff.items() if k not in RESUMABLE_CHANGES}
 
@@ -379,6 +403,10 @@ def run(data: dict, recipe: str | None = None, checked: bool = False) -> dict:
             return prev
         if ckpt is not None:
             print(f"[hicra] resuming from {ckpt}", flush=True)
+        if script.torch_threads:
+            import torch
+
+            torch.set_num_threads(script.torch_threads)
         trainer, script = build_trainer(data)
         if main:
             write_json(
@@ -387,8 +415,10 @@ def run(data: dict, recipe: str | None = None, checked: bool = False) -> dict:
                     "recipe": recipe,
                     **data,
                     "method": trainer.args.method,
+                    "hicra_alpha": trainer.args.hicra_alpha,  # the run's alpha, read back by hicra.runinfo
                     "seed": trainer.args.seed,
                     "processes": trainer.args.world_size,
+                    **_environment(run_dir),  # versions, threads, CPU, commit: what the numbers depend on
                 },
             )
         trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)

@@ -105,8 +105,8 @@ def committed_figures_untouched():
     import hashlib
 
     snap = lambda: {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
-        for p in (ROOT / "figures").glob("*")
+        str(p.relative_to(ROOT / "figures")): hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+        for p in (ROOT / "figures").rglob("*")  # figures/archive/ too
         if p.is_file()
     }
     before = snap()

@@ -38,36 +38,19 @@ def test_accelerate_parses_each_config(path):
 
 
 def test_the_gpu_environment_resolves_for_linux_x86_64(tmp_path):
-    """environment.yml's pip dependencies (vLLM 0.31, TRL 1.16 with its vllm extra, this package with its gpu,
-    dev, lab and embed extras: deepspeed, peft, torch, transformers) resolve together for a linux x86_64 GPU box,
-    against the registry, with uv's resolver: a conflict fails here before a user's conda env create does."""
+    """The GPU lock's inputs (pyproject.toml with its gpu, dev, embed and lab extras, requirements/gpu.in: vLLM 0.31,
+    TRL 1.16 with its vllm extra) still resolve together for a linux x86_64 GPU box against the registry, with uv's
+    resolver, as `make lock` resolves them: a conflict fails here before a user's conda env create does."""
     import shutil
     import subprocess
     import sys
 
-    import yaml
-
-    env = yaml.safe_load((ROOT / "environment.yml").read_text())
-    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
-    lines = [p.replace("-e .", f"-e {ROOT}") if p.startswith("-e .") else p for p in pip]
-    (tmp_path / "gpu.in").write_text("\n".join(lines) + "\n")
     uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
     assert uv, "uv is installed by the Makefile's venv"
     res = subprocess.run(
-        [
-            uv,
-            "pip",
-            "compile",
-            str(tmp_path / "gpu.in"),
-            "--python-platform",
-            "x86_64-manylinux_2_28",
-            "--python-version",
-            python.split("=")[1],
-            "-o",
-            str(tmp_path / "gpu.txt"),
-            "--quiet",
-        ],
+        [uv, "pip", "compile", "pyproject.toml", "requirements/gpu.in", "--extra", "gpu", "--extra", "dev"]
+        + ["--extra", "embed", "--extra", "lab", "--python-platform", "x86_64-manylinux_2_28"]
+        + ["--python-version", "3.11", "-o", str(tmp_path / "gpu.txt"), "--quiet"],
         capture_output=True,
         text=True,
         timeout=600,

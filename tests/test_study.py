@@ -264,6 +264,7 @@ def test_regime_map_analysis_on_hand_made_runs(tmp_path):
                     "".join(json.dumps(x) + "\n" for x in sorted(lines, key=lambda x: x["step"]))
                 )
                 (r / "summary.json").write_text("{}")
+                (r / "params.json").write_text(json.dumps({"method": arm, "seed": seed}))  # what a run is read from
     res = regimes.run(str(tmp_path), figures_dir=str(tmp_path / "fig"), tag="t")
     rows = {r["regime"]: r for r in res["regimes"]}
     assert rows["strategy"]["final_mean"] == pytest.approx(0.022) and rows["strategy"]["final_n"] == 3

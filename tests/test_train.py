@@ -197,6 +197,20 @@ def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
     assert r.returncode == -signal.SIGKILL
     assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == [1, 2, 3, 4, 5]
     assert (tmp_path / "run" / "checkpoint-4").exists() and not (tmp_path / "run" / "checkpoint-6").exists()
+    # the run recorded where it computes, readable by the group (mkstemp's 0600 was unreadable on a shared box)
+    params_file = tmp_path / "run" / "params.json"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert params_file.stat().st_mode & 0o777 == 0o666 & ~umask
+    params = json.loads(params_file.read_text())
+    env_rec = params["environment"]
+    assert env_rec["packages"]["torch"] == torch.__version__ and env_rec["packages"]["trl"].startswith("1.16")
+    assert env_rec["torch_threads"] >= 1 and env_rec["python"] == sys.version.split()[0] and len(env_rec["key"]) == 12
+    # a resume in another environment (here: another thread count) is said and recorded, the first record kept
+    from hicra.environment import environment_key
+
+    started = {**env_rec, "torch_threads": 99}
+    params_file.write_text(json.dumps({**params, "environment": {**started, "key": environment_key(started)}}))
     r = subprocess.run(
         [sys.executable, "-c", code, *flags, "--resume", "true"], env=env, capture_output=True, text=True, timeout=600
     )
@@ -204,6 +218,9 @@ def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
     steps = [json.loads(x)["step"] for x in metrics.read_text().splitlines()]
     assert steps == list(range(1, 9))
     assert json.loads(r.stdout.strip().splitlines()[-1])["steps"] == 8
+    assert f"resuming in another environment: torch_threads 99 vs {env_rec['torch_threads']}" in r.stdout
+    after = json.loads(params_file.read_text())
+    assert after["environment"]["torch_threads"] == 99 and after["resumed_in"][0]["key"] == env_rec["key"]
 
 
 def test_dynamic_sampling_keeps_only_groups_with_signal(tiny_sandbox, monkeypatch):

@@ -52,6 +52,8 @@ class SandboxConfig:
     sft_split: str = "sft"  # "sft" / "rl": disjoint task pools (v2); "train": one shared pool (v1)
     rl_split: str = "rl"  # task pool of RL prompts
     world: dict = field(default_factory=dict)  # overrides of WorldConfig fields
+    torch_threads: int = 1  # torch threads of SFT (its weights depend on it): strategy/execution shipped with 1
+    # recorded; the default v2 build recorded none (data/sandbox/README.md), so a --force rebuild may differ
 
     def world_config(self) -> WorldConfig:
         if self.difficulty not in DIFFICULTY:
@@ -59,9 +61,10 @@ class SandboxConfig:
         return WorldConfig(seed=self.seed, **{**DIFFICULTY[self.difficulty], **self.world})
 
     def key(self) -> str:
-        blob = json.dumps(
-            {**asdict(self), "world_resolved": asdict(self.world_config()), "v": BUILD_VERSION}, sort_keys=True
-        )
+        d = asdict(self)
+        if d["torch_threads"] == 1:  # the default keys as before the field existed: the shipped builds keep their hash
+            del d["torch_threads"]
+        blob = json.dumps({**d, "world_resolved": asdict(self.world_config()), "v": BUILD_VERSION}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
@@ -198,6 +201,8 @@ def build(cfg: SandboxConfig, force: bool = False, progress: bool = True) -> dic
     wc = cfg.world_config()
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.torch_threads)  # the recipe's, whatever runs beside this build (restored after)
     try:
         examples = sft_examples(cfg, wc)
         tok = train_tokenizer(
@@ -232,6 +237,7 @@ def build(cfg: SandboxConfig, force: bool = False, progress: bool = True) -> dic
             shutil.rmtree(target)
         os.replace(work, target)  # atomic: a killed build leaves only a .building- folder
     finally:
+        torch.set_num_threads(threads)
         shutil.rmtree(work, ignore_errors=True)
     return {**summary, "cached": False}
 

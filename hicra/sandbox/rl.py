@@ -40,8 +40,10 @@ def validator(
     seed: int = 0,
     k: int = 1,
     warm_dir=None,
+    split: str = "val",
 ):
-    """``fn(model, tokenizer) -> accuracy``: avg@k on (up to) ``n`` fixed validation tasks at ``temperature``.
+    """``fn(model, tokenizer) -> accuracy``: avg@k on (up to) ``n`` fixed validation tasks at ``temperature``
+    (``split="test"``: the world's held-out test tasks instead, for ``hicra.heldout``).
 
     The same tasks and sampling seed at every call, so a curve's points differ only by the policy.
     With k samples per task the standard error falls as the within-task noise averages out
@@ -61,7 +63,7 @@ def validator(
     from hicra.generate import sample
     from hicra.io import write_json
 
-    tasks = make_tasks(cfg.world_config(), "val", n, allow_fewer=True)
+    tasks = make_tasks(cfg.world_config(), split, n, allow_fewer=True)
     prompts = [prompt(t) for t in tasks]
     max_new_tokens = max_new_tokens or cfg.max_new_tokens
 
@@ -102,5 +104,6 @@ def validator(
         write_json(path, {"val_accuracy": acc, **key})  # atomic: parallel runs may write the same entry
         return acc
 
+    validate.n_tasks = len(tasks)
     validate.initial = initial
     return validate

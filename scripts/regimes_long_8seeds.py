@@ -2,8 +2,8 @@
 
 Why this and not ``python -m hicra.regimes``: the project's machines keep only the repository between sessions,
 so the 16 runs never lay on one machine. Seeds 2000-2005 were trained in one session and their per-seed
-HICRA - GRPO values committed (``figures/regimes-long-interim_comparisons.csv``, 3 decimals, and the 6-seed
-plateau and semantic-entropy summaries in ``figures/regimes-long-interim_map.csv``); seeds 2006-2007 in the next,
+HICRA - GRPO values committed (``figures/archive/regimes-long-interim_comparisons.csv``, 3 decimals, and the 6-seed
+plateau and semantic-entropy summaries in ``figures/archive/regimes-long-interim_map.csv``); seeds 2006-2007 in the next,
 from the same warm start (shipped in data/sandbox/). A seed given again (a run without the resume defect) may be
 passed too. With all 16 runs in one folder, ``python -m hicra.regimes --run_dir runs/regimes-long`` gives the
 same endpoints from the runs.
@@ -14,7 +14,7 @@ line; ``--without`` adds lines without a seed); ``hicra.stats.summarise`` gives 
 GRPO's plateau and semantic entropy have no committed per-seed values: the map row keeps the 6-seed summaries
 and lists the new runs' own values beside them.
 
-    python docs/regimes_long_8seeds.py runs/regimes-long [--figures_dir figures] [--without 2005]
+    python scripts/regimes_long_8seeds.py runs/regimes-long [--figures_dir figures] [--without 2005]
 """
 
 import argparse
@@ -90,8 +90,8 @@ def main(argv=None):
     ap.add_argument("--without", type=int, nargs="*", default=[2005], help="seeds left out in a sensitivity line")
     a = ap.parse_args(argv)
     figs = Path(a.figures_dir)
-    old = pd.read_csv(figs / "regimes-long-interim_comparisons.csv")
-    row = pd.read_csv(figs / "regimes-long-interim_map.csv").iloc[0].to_dict()
+    old = pd.read_csv(figs / "archive" / "regimes-long-interim_comparisons.csv")
+    row = pd.read_csv(figs / "archive" / "regimes-long-interim_map.csv").iloc[0].to_dict()
     old_seeds = list(range(2000, 2000 + int(row["seeds"])))
     df, runs = new_runs(a.run_dirs)
     assert (runs.steps == 600).all(), "every new run must have reached step 600"

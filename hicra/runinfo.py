@@ -1,0 +1,202 @@
+"""A training run as its ``params.json`` describes it, and the one command that trains a run (issue #35).
+
+Why: analyses used to read a run's method and α from its folder name (``train-hicra-a0.1-s3``) plus a hard-coded
+``{"grpo": 0.0, "hicra": 0.2}``, so a ``hicra`` run under a recipe with another α was labelled 0.2; and the study
+and the regime map each built their own ``python -m hicra.train`` command (α arms failed in the map). Here:
+
+* ``train_command``: the training command of one (arm, seed) for every profile that trains (study, replication,
+  regimes, regimes-long; the paper profile and its rehearsal through ``train:`` steps, hicra.profiles).
+* ``read_run``: method, α, seed, the arm label and the environment record, read from ``params.json`` only;
+  ``arm_label`` names an arm from its settings (``hicra``, ``hicra-a0.1``; a LoRA run its own arm).
+* ``compare_tables``: a run and its re-run, per seed (is the re-run exact?).
+* ``check_environments``: runs to be paired must share one environment (``hicra.environment`` keys); a difference
+  is refused with what differs, unless the analysis is told ``mixed_environments``.
+
+    from hicra.runinfo import read_run, train_command
+    read_run("runs/study/train-hicra-s0")   # {'method': 'hicra', 'alpha': 0.2, 'arm': 'hicra', 'seed': 0, ...}
+
+    python -m hicra.runinfo read runs/study/train-hicra-s0
+    python -m hicra.runinfo compare figures/study-replication_runs.csv figures/study-replication-lock_runs.csv
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from hicra.advantage import DEFAULT_ALPHA, REGISTRY
+
+UNKNOWN_ENV = "unknown"  # the environment key of a run written before runs recorded theirs
+
+
+# --------------------------------------------------------------------------
+# the training command
+
+
+def parse_arm(arm: str) -> tuple[str, float | None]:
+    """An arm name of a profile -> (method, α or None for the recipe's): ``hicra-a0.1`` -> ("hicra", 0.1)."""
+    m = re.fullmatch(r"(.+?)-a([0-9]*\.?[0-9]+)", arm)
+    method, alpha = (m.group(1), float(m.group(2))) if m else (arm, None)
+    if method not in REGISTRY:
+        raise ValueError(f"arm {arm!r}: unknown method {method!r}; one of {', '.join(REGISTRY)} (α arm: hicra-a0.1)")
+    return method, alpha
+
+
+def train_command(
+    recipe: str,
+    arm: str,
+    seed: int,
+    run_dir: str,
+    steps: int | None = None,
+    val_every: int | None = None,
+    save_steps: int | None = None,
+    sandbox: dict | None = None,
+    torch_threads: int | None = None,
+    launcher: list | None = None,
+    flags: list | None = None,
+) -> list[str]:
+    """``python -m hicra.train RECIPE --method M [--hicra_alpha A] --seed S ... --run_dir D --resume true``: the one
+    builder of a training step's command. ``arm`` is a method or ``<method>-a<alpha>``; ``launcher`` replaces
+    ``python`` (e.g. ``accelerate launch --config_file F``); ``flags`` are appended last (later flags win)."""
+    method, alpha = parse_arm(arm)
+    cmd = [*(launcher or ["python"]), "-m", "hicra.train", recipe, "--method", method, "--seed", str(seed)]
+    cmd += ["--hicra_alpha", str(alpha)] if alpha is not None else []
+    cmd += ["--max_steps", str(steps)] if steps else []
+    cmd += ["--val_every", str(val_every)] if val_every else []
+    cmd += ["--save_steps", str(save_steps)] if save_steps else []
+    cmd += ["--torch_threads", str(torch_threads)] if torch_threads else []
+    cmd += ["--run_dir", run_dir, "--resume", "true"]
+    cmd += ["--sandbox", json.dumps(sandbox)] if sandbox else []
+    return cmd + [str(f) for f in flags or []]
+
+
+# --------------------------------------------------------------------------
+# a run read back
+
+
+def uses_alpha(method: str) -> bool:
+    """Whether a method's advantage has an α (GRPO and the plain baselines have none: α 0 in the sweep's terms)."""
+    m = REGISTRY.get(method)
+    return bool(m is not None and m.rule is not None)
+
+
+def arm_label(method: str, alpha: float | None, lora_r: int | None = None) -> str:
+    """The arm a run belongs to: its method, ``-a<alpha>`` where α is not the paper's 0.2, `` (LoRA r=8)``."""
+    arm = method if alpha is None or not uses_alpha(method) or alpha == DEFAULT_ALPHA else f"{method}-a{alpha:g}"
+    return f"{arm} (LoRA r={lora_r})" if lora_r else arm
+
+
+def read_run(run_dir) -> dict:
+    """A run's defining settings from its ``params.json``: method, α (0 for a method without one), seed, arm,
+    LoRA rank, and ``environment`` (its record, or ``None`` for a run written before runs recorded one) with its
+    ``environment_key`` (``unknown`` then). A folder without params.json is refused: its name says nothing."""
+    f = Path(run_dir) / "params.json"
+    if not f.exists():
+        raise FileNotFoundError(f"{f} not found: a run is read from its params.json (written by python -m hicra.train)")
+    p = json.loads(f.read_text())
+    method = p.get("method")
+    if not isinstance(method, str):
+        raise ValueError(f"{f}: no `method`; train the run with python -m hicra.train, which records it")
+    alpha = float(p.get("hicra_alpha", DEFAULT_ALPHA)) if uses_alpha(method) else 0.0
+    env = p.get("environment")
+    return {
+        "method": method,
+        "alpha": alpha,
+        "seed": int(p.get("seed", 0)),
+        "lora_r": p.get("lora_r"),
+        "arm": arm_label(method, alpha, p.get("lora_r")),
+        "environment": env,
+        "environment_key": (env or {}).get("key") or UNKNOWN_ENV,
+    }
+
+
+def check_environments(runs: dict, mixed: bool = False, what: str = "runs") -> str:
+    """``runs``: {run name: read_run(...)}. One environment key among them returns it; several raise a ValueError
+    naming each group and what differs (``hicra.environment.differences``), unless ``mixed`` (then ``mixed``).
+    Runs without a record count as one unknown environment, said on stderr, never refused for that alone."""
+    from hicra.environment import differences
+
+    groups: dict[str, list[str]] = {}
+    for name, r in runs.items():
+        groups.setdefault(r["environment_key"], []).append(name)
+    if UNKNOWN_ENV in groups:
+        n = len(groups[UNKNOWN_ENV])
+        print(f"[hicra] {n} of {len(runs)} {what} have no environment record (older runs): one unknown environment")
+    if len(groups) <= 1:
+        return next(iter(groups), UNKNOWN_ENV)
+    first = {k: next(runs[n]["environment"] for n in v) for k, v in groups.items()}
+    keys = list(groups)
+    diffs = [
+        f"{keys[0]} vs {k}: " + ("; ".join(differences(first[keys[0]] or {}, first[k] or {})) or "no record")
+        for k in keys[1:]
+    ]
+    listing = "; ".join(f"{k}: {', '.join(sorted(v)[:3])}{' ...' if len(v) > 3 else ''}" for k, v in groups.items())
+    if mixed:
+        print(f"[hicra] pairing {what} from {len(groups)} environments as told (mixed_environments): {diffs}")
+        return "mixed"
+    raise ValueError(
+        f"{what} computed in {len(groups)} environments ({listing}); differences: {' | '.join(diffs)}. Numbers from "
+        "different library versions or thread counts are not comparable to the digit: rerun them in one environment, "
+        "or pass --mixed_environments true to pair them anyway"
+    )
+
+
+# --------------------------------------------------------------------------
+# the per-run table a study commits
+
+RUN_COLUMNS = ("seed", "arm", "method", "alpha")  # then every endpoint, then the environment key
+
+
+def write_runs_table(runs, path, first: tuple = ()) -> None:
+    """``figures/<tag>_runs.csv``: one row per run, ``first`` columns (e.g. the regime), seed, arm, method, α, every
+    endpoint at full precision (pandas writes each float's shortest exact repr), the environment key last. The
+    headline and the comparisons are recomputed from it (hicra.headline, tests/test_headline.py)."""
+    t = runs.rename(columns={"sweep_alpha": "alpha"}).drop(columns=["run"], errors="ignore")
+    lead = [*first, *RUN_COLUMNS]
+    rest = [c for c in t.columns if c not in lead and c != "environment"]
+    t = t[[*lead, *rest, *(["environment"] if "environment" in t else [])]]
+    t.sort_values([*first, "arm", "seed"]).to_csv(path, index=False)
+
+
+def compare_tables(a, b, endpoints: tuple = ("final", "auc", "planning_share_change")):
+    """Two per-run tables of the same runs (a re-run: e.g. run 5 and its re-run under the lock), joined on arm and
+    seed: each endpoint's value in ``a``, in ``b`` and ``b - a``; ``exact`` says whether every endpoint matched to the
+    digit. Runs in only one table are listed with the other side empty."""
+    import pandas as pd
+
+    ta, tb = (pd.read_csv(x) if not isinstance(x, pd.DataFrame) else x for x in (a, b))
+    cols = [e for e in endpoints if e in ta and e in tb]
+    t = ta[["arm", "seed", *cols]].merge(
+        tb[["arm", "seed", *cols]], on=["arm", "seed"], how="outer", suffixes=("_a", "_b")
+    )
+    for e in cols:
+        t[f"{e}_diff"] = t[f"{e}_b"] - t[f"{e}_a"]
+    t["exact"] = [all(r[f"{e}_a"] == r[f"{e}_b"] for e in cols) for _, r in t.iterrows()]
+    return t.sort_values(["arm", "seed"]).reset_index(drop=True)
+
+
+def main(argv=None):
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m hicra.runinfo", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("read", help="print a run's settings from its params.json")
+    r.add_argument("run_dir")
+    c = sub.add_parser("compare", help="per-seed differences between two per-run tables (a run and its re-run)")
+    c.add_argument("a", help="figures/<study>_runs.csv of the first run")
+    c.add_argument("b", help="the re-run's table")
+    a = ap.parse_args(argv)
+    if a.cmd == "read":
+        print(json.dumps(read_run(a.run_dir), indent=1))
+        return
+    for f in (a.a, a.b):
+        if not Path(f).is_file():
+            ap.error(f"{f} not found: a per-run table is written by python -m hicra.study (figures/<tag>_runs.csv)")
+    t = compare_tables(a.a, a.b)
+    print(t.to_string(index=False))
+    print(f"{int(t.exact.sum())} of {len(t)} runs equal to the digit in every endpoint")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Every headline number recomputed from committed per-run tables (issue #35 item 4, issue #39 item 2)."""
+
+import importlib.util
+import math
+
+import pandas as pd
+import pytest
+
+from hicra import headline, study
+from hicra.config import REPO_ROOT
+from hicra.stats import summarise
+
+FIG = REPO_ROOT / "figures"
+
+
+def _recomputed(tag):
+    runs = pd.read_csv(FIG / f"{tag}_runs.csv").rename(columns={"alpha": "sweep_alpha"})
+    return runs, study.comparisons(runs.drop(columns=["environment"]).dropna(axis=1, how="all"))
+
+
+@pytest.mark.parametrize("tag", ["study", "study-replication"])
+def test_each_committed_comparison_is_recomputed_from_the_committed_per_run_table(tag):
+    """The per-run table is the source: every comparison it can give equals the committed one (run 5's every
+    endpoint; run 4's step-100 accuracy, the one endpoint its rebuilt table holds), per seed included."""
+    runs, comp = _recomputed(tag)
+    committed = pd.read_csv(FIG / f"{tag}_comparisons.csv").set_index(["endpoint", "arm"])
+    assert len(comp) == 4  # run 4: step-100 accuracy of 4 arms; run 5: 4 endpoints of HICRA
+    for _, r in comp.iterrows():
+        c = committed.loc[(r.endpoint, r.arm)]
+        assert r.per_seed == c.per_seed and r.n == c.n, (r.endpoint, r.arm)
+        for k in ("mean", "lo", "hi", "p", "mde"):
+            assert r[k] == pytest.approx(c[k], rel=1e-12, abs=1e-15) or (math.isnan(r[k]) and math.isnan(c[k]))
+    assert list(runs.columns[:4]) == ["seed", "arm", "method", "sweep_alpha"] and "environment" in runs
+    assert ((runs.final * 798).round(9) % 1 == 0).all()  # every accuracy is k/798 (399 tasks, avg@2)
+
+
+def test_every_headline_row_comes_from_the_csvs_with_its_n_and_its_plan_role():
+    rows = headline.rows()
+    by = {(r[0], r[1]): r for r in rows}
+    for tag, source, primary in headline.STUDIES:
+        runs, comp = _recomputed(tag)
+        warm = pd.read_csv(FIG / f"{tag}_final_accuracy.csv").set_index("method").val_accuracy["warm_start"]
+        g = summarise((runs[runs.arm == "grpo"].final - warm).tolist())
+        assert by[("GRPO − warm start, step-100 accuracy", source)][2] == headline._pts(g["mean"], g["lo"], g["hi"])
+        committed = pd.read_csv(FIG / f"{tag}_comparisons.csv")
+        for endpoint, name in (("final", "step-100 accuracy"), ("auc", "area under the curve")):
+            role = "primary" if endpoint == primary else "secondary"
+            row = by[(f"HICRA − GRPO, {name} ({role})", source)]  # AUC beside accuracy, each with its plan role
+            c = committed[(committed.endpoint == endpoint) & (committed.arm == "hicra")].iloc[0]
+            assert row[2] == f"{headline._pts(c['mean'], c.lo, c.hi)}, MDE {100 * c.mde:.1f}"
+            assert row[3] == f"{len(c.per_seed.split())} seeds"  # n is the number of values behind the row
+    # run 5's confirmatory endpoint is the AUC, run 4's primary the step-100 accuracy (docs/study.md's plans)
+    assert ("HICRA − GRPO, area under the curve (primary)", headline.STUDIES[1][1]) in by
+    assert ("HICRA − GRPO, step-100 accuracy (primary)", headline.STUDIES[0][1]) in by
+    for tag, source, _ in headline.MAPS:
+        m = pd.read_csv(FIG / f"{tag}_map.csv")
+        mine = [r for r in rows if r[1] == source]
+        assert len(mine) == 2 * len(m)  # accuracy and AUC for every regime shown
+        for r in mine:
+            assert r[3] == "8 seeds"
+    long = next(r for r in rows if r[1] == headline.MAPS[1][1] and "at step 600" in r[0])
+    assert "judged on 6 of 8 seeds" in long[4]  # its plateau is a 6-seed summary, said so
+
+
+def test_run4_per_run_table_is_rebuilt_by_its_provenance_script_to_the_digit():
+    """scripts/run4_runs.py rebuilds figures/study_runs.csv from committed data (checks inside: one grid point per
+    value, each arm's sum equal to its committed mean); the committed table is its output, unchanged."""
+    spec = importlib.util.spec_from_file_location("run4_runs", REPO_ROOT / "scripts" / "run4_runs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rebuilt = mod.rebuild().reset_index(drop=True)
+    committed = pd.read_csv(FIG / "study_runs.csv")
+    pd.testing.assert_frame_equal(rebuilt, committed, check_dtype=False, rtol=0, atol=0)
+    assert mod.on_grid(15.6, 298 / 798) == []  # docs' +15.6: not on the grid against the exact warm start
+
+
+def test_docs_study_per_seed_numbers_are_the_generated_blocks():
+    """docs/study.md's per-seed numbers and result tables are blocks rendered from figures/ (hicra.study_docs): a
+    re-run that changes a CSV fails this until `python -m hicra.study_docs` is run; a hand edit inside a block too."""
+    from hicra import study_docs
+
+    text = study_docs.DOC.read_text()
+    for name in study_docs.BLOCKS:
+        begin, end = study_docs.markers(name)
+        assert text.count(begin) == 1 and text.count(end) == 1 and text.index(begin) < text.index(end), name
+    assert study_docs.render(text) == text
+    # run 4's GRPO gains now lie on the 1/798 grid: +15.5 (124/798), where the hand-typed line said +15.6
+    block = text[text.index(study_docs.markers("run4-per-seed")[0]) :]
+    assert "GRPO +16.3, +18.8, +16.9, +15.5," in block
