@@ -302,6 +302,7 @@ def test_study_regimes_and_figures_say_what_is_wrong_in_one_line(tmp_path, argv,
         d = tmp_path / name / "train-grpo-s0"
         d.mkdir(parents=True)
         (d / "summary.json").write_text("{}")
+        (d / "params.json").write_text(json.dumps({"method": "grpo", "seed": 0}))  # what a run is read from
         (d / "metrics.jsonl").write_text(lines)
     (tmp_path / "evil.yaml").write_text('run_dir: !!python/object/apply:os.system ["echo hi"]\n')
     names = {k: tmp_path / k for k in ("empty", "torn", "novals", "out")} | {"evil": tmp_path / "evil.yaml"}
