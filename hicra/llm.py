@@ -10,8 +10,10 @@ on CPU) or a hosted API. It is built for long, interruptible labelling jobs:
   a server trickles its headers or body);
 * timeouts, connection errors, HTTP 429 and 5xx are retried with exponential
   backoff; other HTTP errors fail at once with the server's message; once one request has failed for good,
-  ``chat_many`` sends none of the queued ones;
-* an answer without text (``null`` content) is a failed request, never cached;
+  ``chat_many`` sends none of the queued ones and retries none of those in flight;
+* a response body larger than ``max_response_bytes`` (default 64 MiB) fails at once, with what to change: a server
+  that streams for ever cannot fill the memory;
+* an answer without text (``null`` or empty content) is a failed request, never cached;
 * every answer is appended to a JSONL cache (flushed and fsynced) keyed by a hash
   of model, messages and sampling settings, so a killed run asks nothing twice.
 
@@ -53,12 +55,16 @@ class ChatClient:
         concurrency: int = 8,
         temperature: float = 0.0,
         max_tokens: int = 1024,
+        max_response_bytes: int = 64 * 2**20,
     ):
         if not base_url or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL such as http://127.0.0.1:8000/v1; got {base_url!r}")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.timeout, self.max_retries, self.backoff = model, timeout, max_retries, backoff
         self.concurrency, self.temperature, self.max_tokens = max(1, concurrency), temperature, max_tokens
+        if not isinstance(max_response_bytes, int) or max_response_bytes < 1:
+            raise ValueError(f"max_response_bytes must be a positive integer; got {max_response_bytes!r}")
+        self.max_response_bytes = max_response_bytes
         key = os.environ.get(api_key_env) if api_key_env else None
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.cache_path = Path(cache) if cache else None
@@ -92,8 +98,9 @@ class ChatClient:
                     os.fsync(f.fileno())
 
     # -- requests -----------------------------------------------------------------
-    def chat(self, messages: list[dict], http: httpx.Client | None = None) -> str:
-        """One chat completion (cached); retries transient failures, raises ``LLMError`` after."""
+    def chat(self, messages: list[dict], http: httpx.Client | None = None, stop: threading.Event | None = None) -> str:
+        """One chat completion (cached); retries transient failures, raises ``LLMError`` after (or, once ``stop``
+        is set by another request's failure, before its next attempt)."""
         key = self.key(messages)
         if key in self._cache:
             return self._cache[key]
@@ -110,6 +117,8 @@ class ChatClient:
             for attempt in range(self.max_retries + 1):
                 if attempt:
                     time.sleep(self.backoff * 2 ** (attempt - 1) * (1 + 0.25 * random.random()))
+                if stop is not None and stop.is_set():
+                    raise LLMError(f"{self.url}: not retried, another request already failed for good ({last})")
                 with self._lock:
                     self.n_requests += 1
                 try:
@@ -137,7 +146,7 @@ class ChatClient:
                 except (ValueError, KeyError, IndexError, TypeError):
                     last = f"response is not a chat completion: {text[:200]}"
                     continue
-                if not isinstance(content, str):
+                if not isinstance(content, str) or not content.strip():
                     last = f"the answer has no text (content {content!r})"
                     continue
                 self._store(key, content)
@@ -157,9 +166,17 @@ class ChatClient:
         def go():
             try:
                 with http.stream("POST", self.url, json=body, headers=self._headers) as r:
-                    chunks = []
+                    chunks, size = [], 0
                     for chunk in r.iter_bytes():
                         if abandoned.is_set():
+                            return
+                        size += len(chunk)
+                        if size > self.max_response_bytes:
+                            box["err"] = LLMError(
+                                f"{self.url} sent more than {self.max_response_bytes:,} bytes for one answer "
+                                f"(a chat completion is a few kB): is it a chat endpoint? Raise max_response_bytes "
+                                f"if it is"
+                            )
                             return
                         chunks.append(chunk)
                     box["res"] = r.status_code, b"".join(chunks).decode("utf-8", "replace")
@@ -181,8 +198,19 @@ class ChatClient:
         after its retries (answers received before that stay in the cache)."""
 
         todo = [i for i, m in enumerate(conversations) if self.key(m) not in self._cache]
+        stop = threading.Event()  # set by the first request that fails for good: the others send nothing more
+
+        def one(messages, http):
+            if stop.is_set():
+                return None
+            try:
+                return self.chat(messages, http, stop)
+            except BaseException:
+                stop.set()
+                raise
+
         with httpx.Client(timeout=self.timeout) as http, ThreadPoolExecutor(self.concurrency) as pool:
-            futures = [pool.submit(self.chat, conversations[i], http) for i in todo]
+            futures = [pool.submit(one, conversations[i], http) for i in todo]
             try:
                 for f in tqdm(futures, desc=desc, disable=not progress or not futures):
                     f.result()

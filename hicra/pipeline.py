@@ -29,6 +29,7 @@ from pathlib import Path
 from hicra.paths import resolve
 from hicra.profiles import dry_run, load_profile, profile_names
 from hicra.report import results_markdown
+from hicra.runfolder import RunFolderError, hold
 from hicra.runner import Step, StepFailed, run_step, run_wave, waves
 from hicra.steps import emit, install_signal_handlers
 
@@ -99,6 +100,17 @@ def main(argv=None):
     unknown = sorted((set(a.only) | set(a.force)) - {"all"} - {s.name for s in steps})
     if unknown:
         ap.error(f"unknown step(s) {unknown} in profile {a.profile}; its steps: {', '.join(s.name for s in steps)}")
+
+    try:  # one pipeline per run folder: a second one is refused, naming the first (pid, host, start)
+        with hold(run_dir):
+            _run_steps(a, name, run_dir, steps)
+    except RunFolderError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def _run_steps(a, name: str, run_dir: Path, steps: list[Step]) -> None:
+    """Every wave of the profile's steps, then the results page and the summary line."""
     log, t_all = [], time.time()
     for wave in waves(steps):
         wave = [s for s in wave if not a.only or s.name in a.only]

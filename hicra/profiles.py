@@ -2,9 +2,10 @@
 
 A profile names its run folder (``run``: a name under runs/, or an absolute path) and either lists its steps
 (``steps``: notebook, params, inputs, outputs, needs, progress; ``${run}`` stands for the run folder, quoted
-inside ``[...]`` or ``{...}``) or names a
-function that makes them (``from: module:function`` with ``args``, as the study profiles do: one training run
-per arm and seed). Copy a shipped profile to make your own, e.g. a GPU profile with the paper's recipes.
+inside ``[...]`` or ``{...}``) or names a hicra function that makes them (``from: module:function`` with
+``args``, as the study profiles do: one training run per arm and seed; a function outside hicra is refused,
+since naming it would run its code, in a dry run too).
+Copy a shipped profile to make your own, e.g. a GPU profile with the paper's recipes.
 
     from hicra.profiles import load_profile, dry_run
     run_dir, steps = load_profile("sandbox")                          # configs/profiles/sandbox.yaml
@@ -61,14 +62,32 @@ def load_profile(name: str, run: str | None = None, args: dict | None = None) ->
     run = run or spec.get("run") or path.stem
     folder = run if run.startswith("/") else f"runs/{run}"
     if "from" in spec:
-        module, _, fn = spec["from"].partition(":")
-        steps = getattr(importlib.import_module(module), fn)(run=folder, **{**spec.get("args", {}), **(args or {})})
+        steps = profile_function(spec["from"], path)(run=folder, **{**spec.get("args", {}), **(args or {})})
     else:
         if args:
             raise ValueError(f"{path} lists its steps: it takes no arguments (got {sorted(args)})")
         steps = [Step(**_train_step(_substitute(s, folder))) for s in spec["steps"]]
     check_notebook_params(steps)  # an undeclared notebook parameter is refused before any step runs
     return resolve(folder), steps
+
+
+def profile_function(ref, path):
+    """The function a profile's ``from: module:function`` names. Only a hicra function may make steps: calling it
+    is running code (in a dry run too), so a profile file cannot name ``os:system`` or any module outside hicra;
+    steps of your own are listed under ``steps:``."""
+    module, _, fn = str(ref).partition(":")
+    if not (module == "hicra" or module.startswith("hicra.")) or not fn.isidentifier():
+        raise ValueError(
+            f"{path}: `from: {ref}` must name a hicra function as module:function (e.g. hicra.study:study_profile; "
+            f"its code runs to make the steps, in a dry run too); list steps of your own under `steps:`"
+        )
+    try:
+        f = getattr(importlib.import_module(module), fn)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"{path}: `from: {ref}`: {e}") from None
+    if not callable(f):
+        raise ValueError(f"{path}: `from: {ref}` is not a function")
+    return f
 
 
 TRAIN_KEYS = {"recipe", "arm", "seed", "run_dir", "steps", "val_every", "save_steps", "launcher", "flags"}

@@ -30,6 +30,7 @@ import argparse
 import json
 import math
 import shutil
+import sys
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -183,6 +184,13 @@ def analyse(run_dir, until: int | None = None, mixed_environments: bool = False)
     of every regime must share one environment (refused, with what differs, unless ``mixed_environments``)."""
 
     root, rows, tables = resolve(run_dir), [], []
+    if until is not None and until < 0:
+        raise ValueError(f"--until must be a step >= 0; got {until}")
+    if not any((root / name / "warm_start.json").exists() for name in REGIMES):
+        raise FileNotFoundError(
+            f"no regime folders ({', '.join(REGIMES)}, each with warm_start.json) under {root}: run the "
+            f"regimes profile first (python -m hicra.pipeline --profile regimes), or pass its --run_dir"
+        )
     finished = sorted(p.parent for p in root.glob("*/train-*/summary.json") if p.parent.parent.name in REGIMES)
     check_environments(
         {f"{d.parent.name}/{d.name}": read_run(d) for d in finished}, mixed_environments, f"the map's runs in {root}"
@@ -389,6 +397,16 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     install_signal_handlers()
+    if a.until is not None and a.until < 0:
+        ap.error(f"--until must be a step >= 0; got {a.until}")
+    try:  # a folder or a metrics file a user can fix: one line, not a traceback
+        _main(a, ap)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def _main(a, ap):
     if a.continue_from:
         if not a.out:
             ap.error("--continue_from needs --out FOLDER")

@@ -9,10 +9,10 @@ and numeric), after normalising the quirks of the shipped datasets: AIME's
 
 Bad input (None, empty, unbalanced braces, megabyte strings, pathological
 LaTeX) is *incorrect*, never an exception and never a hang: answers longer than
-``MAX_ANSWER_CHARS`` are rejected before parsing, and math-verify's own timeouts
-apply (they use ``signal.alarm``, so they need the main thread, which is where
-TRL, papermill and the CLIs call rewards); in every thread, answers whose exponents or
-factorials are too large to evaluate (``too_big``) are compared textually only.
+``MAX_ANSWER_CHARS`` are rejected before parsing, answers whose exponents or
+factorials are plainly too large (``too_big``) are compared textually only, and
+every other comparison runs in a worker process that is killed past a hard
+deadline (``hicra.grading``), in any thread.
 
     from hicra.rewards import is_correct, accuracy_reward
     is_correct(r"... so the answer is \\boxed{\\frac{1}{2}}", "0.5")   # True
@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from functools import lru_cache
 
-from math_verify import LatexExtractionConfig, parse, verify
+from hicra.grading import TIMEOUT_S, _parse, verify_bounded, verify_here  # noqa: F401  (re-exported: the old in-thread path)
 
 MAX_ANSWER_CHARS = 300
-TIMEOUT_S = 2
 _BOXED = re.compile(r"\\boxed\s*\{")
 _log = logging.getLogger(__name__)
 
@@ -92,17 +90,6 @@ def completion_text(completion) -> str:
 # --------------------------------------------------------------------------
 # equivalence
 
-_CFG = [LatexExtractionConfig(boxed_match_priority=0)]
-
-
-def _timeouts() -> int | None:
-    return TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
-
-
-@lru_cache(maxsize=65536)
-def _parse(ans: str):
-    return parse(f"${ans}$", extraction_config=_CFG, parsing_timeout=_timeouts(), raise_on_error=False)
-
 
 # Answers that would make sympy compute for minutes (9^{99999999}, 99999999!, 9^{9^{9}}): math-verify's timeout
 # works only in the main thread, so anywhere they are compared textually, never handed to it. The guard bounds
@@ -160,7 +147,8 @@ def too_big(ans: str) -> bool:
 
 def answers_match(pred: str, gold) -> bool:
     """True when two final answers are equal after normalisation, textually or by math-verify.
-    Answers too large to evaluate (``too_big``) are compared textually only, in every thread."""
+    Answers too large to evaluate (``too_big``) are compared textually only; every other comparison runs in a
+    worker process with a hard deadline (``hicra.grading``), so no answer can hold the caller, in any thread."""
     p, g = normalize_answer(pred), normalize_answer(gold)
     if not p or not g or len(p) > MAX_ANSWER_CHARS or len(g) > MAX_ANSWER_CHARS:
         return False
@@ -168,14 +156,13 @@ def answers_match(pred: str, gold) -> bool:
         return True
     if too_big(p) or too_big(g):
         return False
-    try:
-        gp, pp = _parse(g), _parse(p)
-        if not gp or not pp:
-            return False
-        return bool(verify(gp, pp, timeout_seconds=_timeouts(), raise_on_error=False))
-    except Exception as e:  # math-verify/sympy on hostile input: incorrect, never a crash
-        _log.debug("math-verify failed on %r vs %r: %s", pred, gold, e)
-        return False
+    return _bounded(p, g)
+
+
+@lru_cache(maxsize=65536)
+def _bounded(p: str, g: str) -> bool:
+
+    return verify_bounded(p, g)
 
 
 def is_correct(response, gold) -> bool:

@@ -20,6 +20,7 @@ folder by mistake; these rules make both safe:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -29,7 +30,11 @@ import time
 import zipfile
 from pathlib import Path
 
-RUN_FILES = ("metrics.jsonl", "rollouts", "final", "summary.json", "params.json")
+RECORD = "hicra_params.json"  # the copy of params.json inside each checkpoint (hicra.resume reads it)
+RUN_FILES = ("metrics.jsonl", "rollouts", "final", "final-merged", "summary.json", "params.json")
+# what else a run (or this module) writes into its folder: the lock, earlier runs set aside, TRL's model card
+# (README.md, only when it is TRL's: a user's README.md is foreign), transformers' default logging folder
+OWN = {".lock", ".lock.takeover", "runs"}
 
 
 class RunFolderError(RuntimeError):
@@ -145,9 +150,38 @@ def _any_step(metrics: Path) -> bool:
     return False
 
 
+def _model_card(f: Path) -> bool:
+    """Is ``f`` the README.md that TRL writes at each checkpoint (its model card), not a user's file?"""
+    try:
+        return f.is_file() and "It has been trained using [TRL]" in f.read_text(errors="replace")[:20000]
+    except OSError:
+        return False
+
+
+def foreign_files(run_dir) -> list[str]:
+    """Entries of ``run_dir`` that no run wrote (a user's notes, another tool's output): a run never writes into a
+    folder holding them, since it would replace some (TRL writes README.md) and mix in others."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        return []
+    ckpts = {p.name for p in checkpoints(d)}
+    return sorted(
+        p.name
+        for p in d.iterdir()
+        if p.name not in RUN_FILES
+        and p.name not in OWN
+        and p.name not in ckpts
+        and not p.name.startswith("replaced-")
+        and not (p.name == "README.md" and _model_card(p))
+    )
+
+
 def set_aside(run_dir) -> Path | None:
-    """Move an earlier run's files into ``run_dir/replaced-<UTC time>/``; returns that folder."""
+    """Move an earlier run's files (its own files only) into ``run_dir/replaced-<UTC time>/``; returns that
+    folder."""
     names = holds_run(run_dir)
+    if names and _model_card(Path(run_dir) / "README.md"):
+        names.append("README.md")
     if not names:
         return None
     dest = Path(run_dir) / time.strftime("replaced-%Y%m%dT%H%M%SZ", time.gmtime())
@@ -161,14 +195,27 @@ def set_aside(run_dir) -> Path | None:
 class claim:
     """Context manager: lock ``run_dir`` and check that starting there loses nothing (see module doc)."""
 
+    flag = "--run_dir"  # the option that picks another folder, named in the refusal
+
     def __init__(self, run_dir, resume: bool, overwrite: bool):
         self.dir, self.resume, self.overwrite = Path(run_dir), resume, overwrite
         self.lock = self.dir / ".lock"
 
     def __enter__(self):
+        if self.dir.exists() and not self.dir.is_dir():
+            raise RunFolderError(f"--run_dir {self.dir} is a file, not a folder: pick a folder (a new or empty one)")
         self.dir.mkdir(parents=True, exist_ok=True)
         self._acquire()
         try:
+            foreign = foreign_files(self.dir)
+            if self.resume:  # resuming writes only the run's own files, but TRL's model card would replace this one
+                foreign = [n for n in foreign if n == "README.md"]
+            if foreign:
+                raise RunFolderError(
+                    f"{self.dir} holds files that are not a run's ({', '.join(foreign[:5])}"
+                    f"{', ...' if len(foreign) > 5 else ''}); a run writes only into an empty folder or its own "
+                    f"(TRL would replace a README.md). Move them out, or pick another --run_dir."
+                )
             if not self.resume and holds_run(self.dir):
                 if not self.overwrite:
                     raise RunFolderError(
@@ -214,11 +261,20 @@ class claim:
                 owner = owner or {}
                 raise RunFolderError(
                     f"{self.dir} is in use by pid {owner.get('pid', '?')} on host {owner.get('host', '?')} "
-                    f"(since {owner.get('started', '?')}). Wait for it, stop it, or pick another --run_dir; "
+                    f"(since {owner.get('started', '?')}). Wait for it, stop it, or pick another {self.flag}; "
                     f"if that process is gone, delete {self.lock}."
                 ) from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(me, f)
+            except OSError as e:  # a full disk: leave no empty lock behind, and say it in words
+                self.lock.unlink(missing_ok=True)
+                raise OSError(
+                    e.errno,
+                    f"could not write the lock {self.lock} ({e.strerror}): "
+                    + ("no space left on its disk; free space, then " if e.errno == errno.ENOSPC else "")
+                    + "run the command again",
+                ) from None
             return
         raise RunFolderError(f"could not take the lock {self.lock}")
 
@@ -257,3 +313,21 @@ class claim:
                 self.lock.unlink()
         except (OSError, json.JSONDecodeError):
             pass
+
+
+class hold(claim):
+    """Only the lock of ``claim`` (``run_dir/.pipeline.lock``; no run-file checks): one pipeline per run folder,
+    so two pipelines never write each other's step logs and stamps. The refusal names the owner."""
+
+    flag = "--run"
+
+    def __init__(self, run_dir, name: str = ".pipeline.lock"):
+        super().__init__(run_dir, resume=True, overwrite=False)
+        self.lock = self.dir / name
+
+    def __enter__(self):
+        if self.dir.exists() and not self.dir.is_dir():
+            raise RunFolderError(f"{self.flag} {self.dir} is a file, not a folder: pick a folder")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._acquire()
+        return self

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 
 import numpy as np
 import pandas as pd
@@ -178,6 +179,11 @@ def load(run_dir, mixed_environments: bool = False) -> pd.DataFrame:
         )
     check_environments(infos, mixed_environments, f"the runs under {resolve(run_dir)}")
     df = pd.DataFrame(rows)
+    if "step" not in df or "val_accuracy" not in df:
+        raise ValueError(
+            f"the runs under {resolve(run_dir)} have no validation points (metrics lines without step and "
+            f"val_accuracy): the study compares validation curves; train with val_every > 0"
+        )
     twice = df.groupby(["arm", "seed"]).run.nunique()
     if (twice > 1).any():
         (arm, seed), _ = next((k, v) for k, v in twice.items() if v > 1)
@@ -438,8 +444,15 @@ def main(argv=None):
     a = vars(ap.parse_args(argv))
     path = a.pop("config")
 
-    cfg = {**(read_yaml_mapping(path) if path else {}), **{k: v for k, v in a.items() if v is not None}}
-    emit(run(StudyConfig(**typed(StudyConfig, cfg))))
+    try:  # a config, folder or metrics file a user can fix: one line, not a traceback
+        cfg = {**(read_yaml_mapping(path) if path else {}), **{k: v for k, v in a.items() if v is not None}}
+        unknown = sorted(set(cfg) - {f.name for f in dataclasses.fields(StudyConfig)})
+        if unknown:
+            raise ValueError(f"{path}: unknown StudyConfig key(s) {unknown}")
+        emit(run(StudyConfig(**typed(StudyConfig, cfg))))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ from hicra.data import check_dataset, load_benchmark
 from hicra.io import read_metrics, read_yaml_mapping, write_json
 from hicra.models import check_model_name, load_model
 from hicra.paths import REPO_ROOT, resolve
+from hicra.ranges import check_temperature
+from hicra.resume import check_resume
 from hicra.rewards import accuracy_reward
 from hicra.runfolder import RunFolderError, claim, last_complete_checkpoint
 from hicra.sandbox.build import SandboxConfig, build, build_apart, load, model_dir
@@ -73,6 +75,8 @@ class TrainScript:
             raise ValueError(f"torch_threads must be an integer >= 0 (0: OMP_NUM_THREADS's); got {self.torch_threads}")
         if self.lora_r < 0:
             raise ValueError(f"lora_r must be >= 0 (0: full fine-tuning); got {self.lora_r}")
+
+        check_temperature("val_temperature", self.val_temperature)
 
 
 DEFAULT_RECIPE = "configs/sandbox.yaml"  # `python -m hicra.train` with no recipe file trains with this one
@@ -363,12 +367,12 @@ def run(data: dict, recipe: str | None = None, checked: bool = False) -> dict:
         dry_run(data)
     script, kw = split_recipe(data)
     run_dir = Path(kw["output_dir"])
-    if script.resume and (run_dir / "params.json").exists():
-        require_same_run(json.loads((run_dir / "params.json").read_text()), data, run_dir)
     done = run_dir / "summary.json"
     prev = json.loads(done.read_text()) if script.resume and done.exists() else {}
     finished = prev.get("steps", 0) >= kw.get("max_steps", 0) > 0
     ckpt = last_complete_checkpoint(run_dir) if script.resume and not finished else None
+    if script.resume:  # the same run, checked against its own record (hicra.resume), or refused
+        check_resume(run_dir, data, ckpt, split_recipe, require_same_run)
     if script.resume and not finished and ckpt is None:
         print(f"[hicra] --resume true, but {run_dir} has no complete checkpoint: starting fresh", flush=True)
     main = is_main_process()  # in a launched job only rank 0 claims and writes the folder's own files

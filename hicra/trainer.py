@@ -67,9 +67,11 @@ from hicra.alpha import AdaptiveAlpha
 from hicra.decode import trl_rollout
 from hicra.dynamic_sampling import concat_batches, live_groups, select_rows
 from hicra.dynamics import gram_statistics
+from hicra.finite import NonFiniteError, require_finite  # noqa: F401  (NonFiniteError: hicra.train's)
 from hicra.io import append_jsonl, read_metrics, truncate_jsonl, write_parquet
 from hicra.metrics import pass_at_k
-from hicra.runfolder import last_complete_checkpoint
+from hicra.ranges import check_ranges
+from hicra.runfolder import RECORD, last_complete_checkpoint
 from hicra.sgfile import read_sg_file
 from hicra.speed import SpeedMixin, group_by_length, trim_completion_padding, use_plain_head  # noqa: F401
 from hicra.tagger import PlanningTagger
@@ -291,6 +293,7 @@ class HICRAConfig(GRPOConfig):
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        check_ranges(self)  # the sampling and optimiser options (hicra.ranges)
 
     def _check_choices(self):
         """Named options: the method (and the SG file it needs), the sampler, the LM head, the loss."""
@@ -521,7 +524,8 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
             rec["boosted_ratio"] = boosted[0] / boosted[1] if boosted[1] else None
             if self.alpha_ctl:
                 self.alpha_ctl.update(rec)  # the alpha of the next step, the same on every rank
-        require_finite(logs, self.state.global_step, self.args.output_dir)  # every rank: a NaN step stops them all
+        # every rank, after the update: a NaN step (loss, gradient norm or weights) stops them all
+        require_finite(logs, self.state.global_step, self.args.output_dir, self.model)
         if not self.is_world_process_zero():
             return
         rec.update(_dynamics_from(logs, self._step_rollouts, self.args.num_generations, self.tagger))
@@ -588,7 +592,11 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
         """TRL's checkpoint save; a full disk is said in words (torch's and safetensors' own errors may not say
         it), with what to do. The half-written checkpoint is skipped by resume (hicra.runfolder)."""
         try:
-            return super()._save_checkpoint(model, trial)
+            out = super()._save_checkpoint(model, trial)
+            record = Path(self.args.output_dir) / "params.json"  # the run's record travels with it (hicra.resume)
+            if self.is_world_process_zero() and record.is_file():
+                shutil.copyfile(record, Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}" / RECORD)
+            return out
         except Exception as e:
             raise disk_full_error(e, self.args.output_dir, f"checkpoint-{self.state.global_step}") from e
 
@@ -628,27 +636,6 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
                 },
             )
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
-
-
-class NonFiniteError(RuntimeError):
-    """The loss or the gradient norm of a step was not finite: the run stops before saving it."""
-
-
-def require_finite(logs: dict, step: int, run_dir) -> None:
-    """Stop the run at a step whose loss or gradient norm is NaN or infinite (its weights are then NaN too), before
-    its metrics line or a checkpoint is written; the last good checkpoint stays, and the message names it."""
-    bad = {
-        k: logs[k]
-        for k in ("loss", "grad_norm")
-        if isinstance(logs.get(k), (int, float)) and not math.isfinite(logs[k])
-    }
-    if bad:
-        good = last_complete_checkpoint(run_dir)
-        raise NonFiniteError(
-            f"step {step}: {', '.join(f'{k} = {v}' for k, v in bad.items())}; the run stopped and saved nothing of "
-            f"this step. Last good checkpoint: {good or 'none'}. Lower learning_rate, check temperature / "
-            f"entropy_bonus, then resume (--resume true) or start afresh (--overwrite true)."
-        )
 
 
 def disk_full_error(e: BaseException, folder, what: str) -> BaseException:

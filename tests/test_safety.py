@@ -279,6 +279,17 @@ def test_overrides_are_typed_by_the_config_fields(flag, value, message):
         (["--max_completion_length", "0"], "max_completion_length must be >= 1"),
         (["--loss_type", "grpo"], "loss_type must be 'dapo'"),
         (["--per_device_train_batch_size", "3"], r"generation_batch_size \(12\) must be divisible by num_generations"),
+        # issue 38: sampling and optimiser options passed the dry run and died after the step-0 line (or, NaN
+        # validation temperature, reported val_accuracy 0.0 at every step with exit 0)
+        (["--val_temperature", "nan"], r"val_temperature must be a finite number >= 0"),
+        (["--top_p", "0"], r"top_p must be a number in \(0, 1\]"),
+        (["--top_k", "-1"], r"top_k must be an integer >= 0"),
+        (["--adam_beta1", "nan"], r"adam_beta1 must be a number in \[0, 1\)"),
+        (["--adam_beta2", "1.5"], r"adam_beta2 must be a number in \[0, 1\)"),
+        (["--warmup_steps", "nan"], r"warmup_steps must be a finite number >= 0"),
+        (["--weight_decay", "nan"], r"weight_decay must be a finite number >= 0"),
+        (["--adam_epsilon", "0"], r"adam_epsilon must be a finite number > 0"),
+        (["--max_grad_norm", "inf"], r"max_grad_norm must be a finite number >= 0"),
     ],
 )
 @pytest.mark.parametrize("dry", ["true", "false"])
