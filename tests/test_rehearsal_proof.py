@@ -1,5 +1,5 @@
-"""The rehearsal's proof numbers (hicra.rehearsal_proof) on run folders written here by hand, and the shipped
-rehearsal prompts (data/rehearsal_arith) loaded the way hicra.train loads them (issue #37)."""
+"""The rehearsal's proof numbers (hicra.rehearsal_proof) on run folders written here by hand, and the pilot's
+candidate prompts (hicra.rehearsal_task) loaded and graded the way hicra.train does (issue #37)."""
 
 import json
 
@@ -78,14 +78,18 @@ def test_parameter_distance_and_the_lora_update_norm(tmp_path):
     assert lora_update_norm(lora) == pytest.approx(2 * 5**0.5)  # (alpha / r) * ||B A|| = 2 * ||[1, 2]||
 
 
-def test_the_shipped_rehearsal_prompts_load_as_dapo_rows_with_their_pilot_accuracy():
-    from hicra.data import DATA_DIR, load_benchmark
+def test_the_pilots_candidates_are_dapo_rows_that_the_trainer_loads_and_grades(tmp_path):
+    """hicra.rehearsal_task writes candidates in DAPO-Math-17k's verl format: hicra.data reads them as it reads
+    DAPO, and the paper's strict reward accepts a boxed gold answer and refuses an unboxed one."""
+    from hicra.data import _normalise, _verl
+    from hicra.rehearsal_task import candidates
+    from hicra.rewards import accuracy_reward
 
-    rows = load_benchmark("rehearsal_arith", split="train")
-    assert len(rows) >= 16  # the rehearsal's n_train
-    raw = pd.read_parquet(DATA_DIR / "rehearsal_arith" / "train.parquet")
-    assert [r["problem"] for r in rows] == [p[0]["content"] for p in raw.prompt]
-    assert all(0 < x["pilot_accuracy"] < 1 for x in raw.extra_info)
-    from hicra.rewards import is_correct
-
-    assert all(is_correct(f"so \\boxed{{{r['answer']}}}", r["answer"]) for r in rows)
+    rows = candidates(12, seed=3)
+    assert len({r["prompt"][0]["content"] for r in rows}) == 12
+    pd.DataFrame(rows).to_parquet(tmp_path / "train.parquet")
+    got = _normalise("rehearsal", _verl(tmp_path / "train.parquet"))
+    assert [g["problem"] for g in got] == [r["prompt"][0]["content"] for r in rows]
+    gold = [g["answer"] for g in got]
+    assert accuracy_reward([f"so \\boxed{{{a}}}" for a in gold], gold) == [1.0] * 12
+    assert accuracy_reward([f"the answer is {a}" for a in gold], gold) == [0.0] * 12
