@@ -48,6 +48,9 @@ def test_the_proof_counts_mixed_groups_planning_tokens_and_the_tokens_hicra_chan
     assert json.loads((tmp_path / "proof.json").read_text()) == p
     md = "\n".join(proof_markdown(p))
     assert "| train-hicra-s0 | 0.50 | 0.50 | 3 | 5 | 3 |" in md
+    from hicra.report import results_markdown
+
+    assert md in results_markdown("paper-rehearsal", tmp_path, [])  # the results page carries it
 
 
 def test_a_group_split_across_prompts_is_refused(tmp_path):
