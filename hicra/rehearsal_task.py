@@ -51,14 +51,19 @@ def _problem(kind: str, rng: random.Random) -> tuple[str, int]:
 
 
 KINDS = ("sum", "more", "less", "times")
+# how a problem asks for its answer, beside the trainer's own instruction (the only framing that scored in a probe)
+FRAMINGS = {"plain": "{}", "boxed_hint": "{} Write only the result, in the form \\boxed{{result}}."}
 
 
-def candidates(n: int, seed: int = 0) -> list[dict]:
+def candidates(n: int, seed: int = 0, framing: str = "plain") -> list[dict]:
     """``n`` distinct problems (kinds in turn), as DAPO-Math-17k rows."""
+    if framing not in FRAMINGS:
+        raise ValueError(f"framing must be one of {sorted(FRAMINGS)}; got {framing!r}")
     rng, rows, seen = random.Random(seed), [], set()
     while len(rows) < n:
         kind = KINDS[len(rows) % len(KINDS)]
         text, answer = _problem(kind, rng)
+        text = FRAMINGS[framing].format(text)
         if text in seen:
             continue
         seen.add(text)
@@ -124,6 +129,7 @@ def main(argv=None) -> None:
     ap.add_argument("--max_new_tokens", type=int, default=64, help="the rehearsal's completion cap")
     ap.add_argument("--temperature", type=float, default=1.0, help="the rehearsal's sampling temperature")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--framing", default="plain", choices=sorted(FRAMINGS), help="how a problem asks for its answer")
     a = ap.parse_args(argv)
     if a.n < 1 or a.k < 2 or a.keep < 1 or not 0 <= a.lo <= a.hi <= 1:
         ap.error("need n >= 1, k >= 2, keep >= 1 and 0 <= lo <= hi <= 1")
@@ -132,7 +138,7 @@ def main(argv=None) -> None:
     from hicra.io import write_parquet
 
     t = time.time()
-    rows = candidates(a.n, a.seed)
+    rows = candidates(a.n, a.seed, a.framing)
     acc = pilot(rows, k=a.k, max_new_tokens=a.max_new_tokens, temperature=a.temperature, seed=a.seed)
     kept = choose(rows, acc, a.keep, a.lo, a.hi)
     if not kept:
@@ -149,6 +155,7 @@ def main(argv=None) -> None:
                 "kept": len(kept),
                 "k": a.k,
                 "temperature": a.temperature,
+                "framing": a.framing,
                 "pilot_accuracy_by_kind": {kd: round(sum(v) / len(v), 3) for kd, v in by_kind.items()},
                 "kept_accuracy": [r["extra_info"]["pilot_accuracy"] for r in kept],
                 "accuracy_all": acc,

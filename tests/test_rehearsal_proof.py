@@ -96,3 +96,9 @@ def test_the_pilots_candidates_are_dapo_rows_that_the_trainer_loads_and_grades(t
     gold = [g["answer"] for g in got]
     assert accuracy_reward([f"so \\boxed{{{a}}}" for a in gold], gold) == [1.0] * 12
     assert accuracy_reward([f"the answer is {a}" for a in gold], gold) == [0.0] * 12
+    hint = candidates(12, seed=3, framing="boxed_hint")
+    assert [h["prompt"][0]["content"] for h in hint] == [
+        r["prompt"][0]["content"] + " Write only the result, in the form \\boxed{result}." for r in rows
+    ]
+    with pytest.raises(ValueError, match="framing must be one of"):
+        candidates(2, framing="shouty")
