@@ -123,6 +123,9 @@ def fig_methods(df: pd.DataFrame, methods=("grpo", "hicra", "entropy_reg"), smoo
         ("pass_at_k", "pass@8 on training groups"),
         ("entropy_execution", "Token entropy, execution (nats)"),
     ]
+    logged = lambda c: c in df and df[c].notna().any()  # noqa: E731
+    if not logged("val_accuracy") and logged("reward"):  # no validation (a GPU recipe, the rehearsal): the reward
+        panels[1] = ("reward", "Training reward (no validation)")
     for a, (col, title) in zip(ax, panels):
         for m in methods:
             sub = df[df.method == m]
@@ -134,7 +137,7 @@ def fig_methods(df: pd.DataFrame, methods=("grpo", "hicra", "entropy_reg"), smoo
                     col,
                     m,
                     PALETTE.get(m, "black"),
-                    smooth=1 if col == "val_accuracy" else smooth,
+                    smooth=1 if col in ("val_accuracy", "reward") else smooth,
                 )
         a.set(title=title, xlabel="RL step")
         if a.lines:

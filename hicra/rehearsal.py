@@ -5,8 +5,10 @@ the checkpoints) is otherwise validated only by its dry run. ``overlay`` loads t
 changes only what a CPU cannot run or afford, every change written in the overlay profile's YAML
 (``configs/profiles/paper-rehearsal.yaml``): flags appended to the training commands (a real HF-format model for
 Qwen, no vLLM, fp32, tiny sizes), strings replaced everywhere (the accelerate config, model ids), parameters of the
-analysis steps (sizes, the judge served here), and optionally extra training arms (LoRA). Everything else, steps,
-notebooks, code paths, is the base profile's.
+analysis steps (sizes, the judge served here), optionally extra training arms (LoRA), and a ``proof`` step that
+reports the learning signal the training runs had (``hicra.rehearsal_proof``: mixed-reward groups, planning tokens,
+tokens where HICRA's Â ≠ A, the GRPO-HICRA parameter distance). Everything else, steps, notebooks, code paths, is
+the base profile's.
 
     make rehearsal                                   # python -m hicra.pipeline --profile paper-rehearsal --jobs 1
     python -m hicra.pipeline --profile paper-rehearsal --dry_run true
@@ -29,12 +31,14 @@ def overlay(
     params: dict | None = None,
     steps: int | None = None,
     arms: dict | None = None,
+    proof: dict | None = None,
 ) -> list[Step]:
     """The steps of profile ``base`` in the folder ``run``, with: every string equal to a key of ``replace``
     replaced by its value; ``train_flags`` appended to each training command (``hicra.train``; later flags win);
     ``params`` merged into the named steps' notebook parameters; progress totals set to ``steps``; and for each
     ``arms`` entry ``{name: {from: step, flags: [...]}}`` a copy of training step ``from`` with its own folder and
-    extra flags, added to the analyses' run lists."""
+    extra flags, added to the analyses' run lists; with ``proof`` ``{pairs: [[grpo_run, hicra_run], ...]}`` (run
+    folder names), a step ``rehearsal-proof`` after the training steps that writes ``<run>/proof.json``."""
 
     _, base_steps = load_profile(base, run=str(resolve(run)))  # the folder as given (load_profile adds runs/ to names)
     unknown = sorted(set(params or {}) - {s.name for s in base_steps})
@@ -71,4 +75,24 @@ def overlay(
             if isinstance(s.params.get("runs"), list) and old in s.params["runs"]:
                 s.params["runs"] = [*s.params["runs"], new]
                 s.needs = tuple(s.needs or ()) + (name,) if s.needs is not None else None
+    if proof is not None:
+        out.append(_proof_step(out, proof))
     return out
+
+
+def _proof_step(steps: list[Step], proof: dict) -> Step:
+    """``python -m hicra.rehearsal_proof`` on the training runs' folder, once every training step has finished."""
+    train = [s for s in steps if s.command and "hicra.train" in s.command]
+    if not train:
+        raise ValueError("proof: the profile has no training step")
+    folder = train[0].command[train[0].command.index("--run_dir") + 1].rsplit("/", 1)[0]
+    pairs = [f"--pair={a},{b}" for a, b in proof.get("pairs", [])]
+    return Step(
+        "rehearsal-proof",
+        "",
+        {},
+        [],
+        [f"{folder}/proof.json"],
+        needs=tuple(s.name for s in train),
+        command=["python", "-m", "hicra.rehearsal_proof", "--run_dir", folder, *pairs],
+    )

@@ -79,6 +79,10 @@ def results_markdown(profile: str, run_dir: Path, log: list[dict]) -> str:
             "|---|---|---|",
         ]
         lines += [f"| {c['claim']} | {c['result']} | {c['verdict']} |" for c in st["claims"]]
+    if p := j("proof.json"):  # the rehearsal's learning signal (hicra.rehearsal_proof)
+        from hicra.rehearsal_proof import proof_markdown  # noqa: PLC0415  torch: only a rehearsal's page needs it
+
+        lines += proof_markdown(p)
     if (run_dir / "eval" / "table1.md").exists():
         lines += [
             "",

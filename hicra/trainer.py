@@ -224,6 +224,13 @@ class HICRAConfig(GRPOConfig):
         default=3,
         metadata={"help": "dynamic sampling: extra generation rounds per step before filling up with dropped groups"},
     )
+    save_loss_inputs: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "write what each process's loss receives (token ids, masks, planning mask, the group advantage A "
+            "and the advantage used) to loss_inputs/step_*_rank*_*.pt: the rehearsal's proof (hicra.rehearsal_proof)"
+        },
+    )
 
     def __post_init__(self):
         self._check_ranges()
@@ -404,6 +411,8 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
             plan = self.tagger.mask(out["completion_ids"], out["completion_mask"]).to(out["completion_ids"].device)
             out["planning_mask"] = plan
         method = REGISTRY[self.args.method]
+        if self.args.save_loss_inputs:  # the group advantage A, before any per-token rule
+            out["group_advantages"] = out["advantages"].detach().clone()
         if method.rule is not None:
             out["advantages"], boosted = token_advantages(
                 self.args.method,
@@ -499,6 +508,8 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
         self._stash = None
         inputs = trim_completion_padding(inputs)
         loss = super()._compute_loss(model, inputs)
+        if self.args.save_loss_inputs and model.training:
+            self._save_loss_inputs(inputs)
         if self._stash is not None and "planning_mask" in inputs:
             logps, ent = self._stash
             cm = inputs["completion_mask"].bool()
@@ -508,6 +519,15 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
                 s[f"lp_{name}"] = s.get(f"lp_{name}", 0) + float((logps * sel).sum())
                 s[f"ent_{name}"] = s.get(f"ent_{name}", 0) + float((ent * sel).sum())
         return loss
+
+    def _save_loss_inputs(self, inputs) -> None:
+        """This process's loss inputs of one micro-batch, as the loss received them (``save_loss_inputs``)."""
+        keys = ("completion_ids", "completion_mask", "planning_mask", "advantages", "group_advantages")
+        step, rank = self.state.global_step + 1, self.accelerator.process_index
+        n = self._loss_saves = getattr(self, "_loss_saves", 0) + 1
+        path = Path(self.args.output_dir) / "loss_inputs" / f"step_{step:06d}_rank{rank}_{n:03d}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({k: inputs[k].detach().cpu() for k in keys if isinstance(inputs.get(k), torch.Tensor)}, path)
 
     # -- one metrics line per step --------------------------------------------
     def log(self, logs, start_time=None):
@@ -697,7 +717,11 @@ def prune_run_dir(run_dir, step: int) -> list[str]:
     start (step 0) or a resume never mixes in stale files; returns the removed names."""
 
     removed = []
-    for p in sorted(Path(run_dir).glob("rollouts/step_*.parquet")) + sorted(Path(run_dir).glob("checkpoint-*")):
+    for p in (
+        sorted(Path(run_dir).glob("rollouts/step_*.parquet"))
+        + sorted(Path(run_dir).glob("checkpoint-*"))
+        + sorted(Path(run_dir).glob("loss_inputs/step_*.pt"))
+    ):
         m = re.search(r"(\d+)", p.name)
         if m and int(m.group(1)) > step:
             shutil.rmtree(p) if p.is_dir() else p.unlink()

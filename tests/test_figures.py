@@ -63,3 +63,19 @@ def test_fig5_says_which_panel_the_runs_did_not_log():
     fig = fig_methods(pd.DataFrame(rows), ["grpo", "hicra"])
     texts = {i: [t.get_text() for t in a.texts] for i, a in enumerate(fig.axes)}
     assert texts[1] == ["not logged by these runs\n(val_accuracy)"] and fig.axes[0].lines and not texts[0]
+
+
+def test_fig5_shows_the_training_reward_of_runs_without_validation():
+    """The rehearsal (and a GPU recipe) validates on no held-out set: Fig 5's second panel then draws each method's
+    training reward per step, unsmoothed, under a title that says so (issue #37)."""
+    from hicra.figures import fig_methods
+
+    rows = [
+        {"run": m, "method": m, "seed": 0, "step": s, "semantic_entropy": 1.0, "pass_at_k": 0.5, "reward": r}
+        for m, rs in (("grpo", (0.2, 0.4, 0.3)), ("hicra", (0.2, 0.5, 0.6)))
+        for s, r in zip((1, 2, 3), rs)
+    ]
+    fig = fig_methods(pd.DataFrame(rows), ["grpo", "hicra"])
+    panel = fig.axes[1]
+    assert panel.get_title() == "Training reward (no validation)" and not panel.texts
+    assert [list(line.get_ydata()) for line in panel.lines] == [[0.2, 0.4, 0.3], [0.2, 0.5, 0.6]]
