@@ -41,7 +41,8 @@ from hicra.resume import check_resume
 from hicra.rewards import accuracy_reward
 from hicra.runfolder import RunFolderError, claim, last_complete_checkpoint
 from hicra.sandbox.build import SandboxConfig, build, build_apart, load, model_dir
-from hicra.sandbox.rl import grpo_dataset, sandbox_reward, validator
+from hicra.sandbox import rl as sandbox_rl
+from hicra.sandbox.rl import grpo_dataset, validator
 from hicra.sgfile import SGFileError, read_sg_file
 from hicra.steps import StepConfig, emit, install_signal_handlers
 from hicra.trainer import HICRAConfig, HICRATrainer, NonFiniteError
@@ -167,7 +168,7 @@ def build_trainer(data: dict):
             info = build_apart(scfg) if args.world_size > 1 else build(scfg)
         model, tok = load(info["model_dir"])
         train_ds = grpo_dataset(scfg, script.n_train)
-        rewards = [sandbox_reward]
+        rewards = [sandbox_rl.sandbox_reward]  # read at build time: a test or a script may swap the reward
         validate = validator(
             scfg,
             script.val_n,
