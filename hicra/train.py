@@ -40,8 +40,8 @@ from hicra.ranges import check_temperature
 from hicra.resume import check_resume
 from hicra.rewards import accuracy_reward
 from hicra.runfolder import RunFolderError, claim, last_complete_checkpoint
-from hicra.sandbox.build import SandboxConfig, build, build_apart, load, model_dir
 from hicra.sandbox import rl as sandbox_rl
+from hicra.sandbox.build import SandboxConfig, build, build_apart, load, model_dir
 from hicra.sandbox.rl import grpo_dataset, validator
 from hicra.sgfile import SGFileError, read_sg_file
 from hicra.steps import StepConfig, emit, install_signal_handlers
