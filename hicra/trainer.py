@@ -632,6 +632,11 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
             truncate_jsonl(self.metrics_path, step if ckpt else -1)
             prune_run_dir(self.args.output_dir, step)
         self.accelerator.wait_for_everyone()
+        if ckpt and 0 < self.args.max_steps <= step:  # every step is done (the run stopped before its summary):
+            # load that state and train nothing (transformers' loop would run one step past max_steps)
+            self._load_from_checkpoint(str(ckpt))
+            self.state = self.state.__class__.load_from_json(os.path.join(str(ckpt), "trainer_state.json"))
+            return None
         if self.alpha_ctl is not None and ckpt and os.path.exists(self.metrics_path):
             for rec in read_metrics(self.metrics_path):  # the alpha history of the steps kept
                 self.alpha_ctl.update(rec)

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -744,3 +745,20 @@ def test_a_method_is_one_registration(tiny_sandbox):
             register("hicra_double", "#111111")(_double)
     finally:
         REGISTRY.pop("hicra_double", None)
+
+
+def test_a_resume_after_the_last_checkpoint_trains_nothing_more(tiny_sandbox):
+    """A run stopped after its last step's checkpoint but before its summary (a Ctrl-C at the very end) resumes to
+    the same run: no step past max_steps (transformers' loop ran one more), final/ and summary.json written."""
+    from hicra.train import run
+
+    data = {"run_dir": str(tiny_sandbox / "end"), "max_steps": 2, "sandbox": TINY, **RUN}
+    data["save_steps"] = 1
+    run(data)
+    d = tiny_sandbox / "end"
+    (d / "summary.json").unlink()
+    shutil.rmtree(d / "final")
+    summary = run({**data, "resume": True})
+    assert [json.loads(x)["step"] for x in open(d / "metrics.jsonl")] == [0, 1, 2]
+    assert summary["steps"] == 2 and (d / "final" / "model.safetensors").exists()
+    assert json.loads((d / "summary.json").read_text())["steps"] == 2
