@@ -132,7 +132,7 @@ def _auc(points: list[dict]) -> float:
 
 def _val_auc(run) -> tuple[float, float]:
     """The run's own validation: (final accuracy, area under its curve) from metrics.jsonl."""
-    pts = [{"step": r["step"], "accuracy": r["val_accuracy"]} for r in read_metrics(run / "metrics.jsonl")]
+    pts = [{"step": r["step"], "accuracy": r.get("val_accuracy")} for r in read_metrics(run / "metrics.jsonl")]
     pts = [p for p in pts if p["accuracy"] is not None and math.isfinite(p["accuracy"])]
     return (pts[-1]["accuracy"] if pts else math.nan), _auc(pts)
 

@@ -89,3 +89,15 @@ def test_heldout_refuses_what_it_cannot_score(tmp_path):
         [sys.executable, "-m", "hicra.heldout", "--run_dir", str(tmp_path / "empty")], capture_output=True, text=True
     )
     assert res.returncode == 2 and "error: no finished runs" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_the_runs_own_validation_skips_steps_without_one(tmp_path):
+    """A run validates every val_every steps; its other metrics lines carry no val_accuracy (the study's runs:
+    every 25 steps). The validation curve is read from the lines that have it (this raised KeyError)."""
+    from hicra.heldout import _val_auc
+
+    lines = [{"step": 0, "val_accuracy": 0.3}, {"step": 1, "reward": 0.5}, {"step": 2, "val_accuracy": 0.5}]
+    lines += [{"step": 3, "reward": 0.6}, {"step": 4, "val_accuracy": 0.7}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    final, auc = _val_auc(tmp_path)
+    assert final == 0.7 and abs(auc - 0.5) < 1e-12  # trapezoid over steps 0, 2, 4: (0.8 + 1.2) / 2 / 4 * 2
