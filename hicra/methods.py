@@ -19,13 +19,15 @@ from collections.abc import Callable, Iterator, Mapping
 @dataclasses.dataclass(frozen=True)
 class Method:
     """A training method: its name, line colour, whether it needs a strategic-gram file (``needs_sg``), the
-    top-entropy share its gate keeps (``gate_share``: it needs the completions' token entropies), and its
-    token rule (None: GRPO's (B,) advantage is left as it is)."""
+    top-entropy share its gate keeps (``gate_share``: it needs the completions' token entropies), whether it
+    re-weights GRPO's advantage per token with an α (``token_rule``: known without torch, so a run's α is read
+    right by code that never imports hicra.advantage), and that rule (None: GRPO's (B,) advantage as it is)."""
 
     name: str
     colour: str
     needs_sg: bool = False
     gate_share: float | None = None
+    token_rule: bool = False
     rule: Callable | None = None
 
 
@@ -33,11 +35,13 @@ REGISTRY: dict[str, Method] = {}
 DEFAULT_ALPHA = 0.2  # the paper's alpha: HICRAConfig.hicra_alpha's default, and the arm ``hicra`` (hicra.runinfo)
 
 
-def declare(name: str, colour: str, needs_sg: bool = False, gate_share: float | None = None) -> Method:
-    """Declare method ``name`` (its token rule, if any, attaches later with ``hicra.advantage.register``)."""
+def declare(
+    name: str, colour: str, needs_sg: bool = False, gate_share: float | None = None, token_rule: bool = False
+) -> Method:
+    """Declare method ``name`` (its token rule, if ``token_rule``, attaches later with ``hicra.advantage.register``)."""
     if name in REGISTRY:
         raise ValueError(f"method {name!r} is registered twice")
-    REGISTRY[name] = Method(name, colour, needs_sg, gate_share)
+    REGISTRY[name] = Method(name, colour, needs_sg, gate_share, token_rule)
     return REGISTRY[name]
 
 
@@ -47,7 +51,7 @@ def attach_rule(name: str, rule: Callable) -> None:
         raise ValueError(f"method {name!r} is not declared; one of {', '.join(REGISTRY)}")
     if REGISTRY[name].rule is not None:
         raise ValueError(f"method {name!r} is registered twice")
-    REGISTRY[name] = dataclasses.replace(REGISTRY[name], rule=rule)
+    REGISTRY[name] = dataclasses.replace(REGISTRY[name], rule=rule, token_rule=True)
 
 
 class _MethodColours(Mapping):
@@ -71,8 +75,8 @@ METHOD_COLOURS: Mapping[str, str] = _MethodColours()
 declare("grpo", "#1f77b4")
 declare("entropy_reg", "#2ca02c")  # GRPO + TRL's entropy bonus (entropy_coef)
 declare("fork_tokens", "#9467bd")  # GRPO on the top-20 % entropy tokens (TRL's top_entropy_quantile)
-declare("hicra", "#d62728", needs_sg=True)
-declare("hicra_gated", "#ff7f0e", needs_sg=True, gate_share=0.2)
-declare("hicra_verl", "#8c564b", gate_share=0.3)
-declare("hicra_adaptive", "#e377c2", needs_sg=True)
-declare("hicra_pr4997", "#17becf", needs_sg=True, gate_share=0.3)
+declare("hicra", "#d62728", needs_sg=True, token_rule=True)
+declare("hicra_gated", "#ff7f0e", needs_sg=True, gate_share=0.2, token_rule=True)
+declare("hicra_verl", "#8c564b", gate_share=0.3, token_rule=True)
+declare("hicra_adaptive", "#e377c2", needs_sg=True, token_rule=True)
+declare("hicra_pr4997", "#17becf", needs_sg=True, gate_share=0.3, token_rule=True)

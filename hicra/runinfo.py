@@ -82,7 +82,7 @@ def train_command(
 def uses_alpha(method: str) -> bool:
     """Whether a method's advantage has an α (GRPO and the plain baselines have none: α 0 in the sweep's terms)."""
     m = REGISTRY.get(method)
-    return bool(m is not None and m.rule is not None)
+    return bool(m is not None and m.token_rule)
 
 
 def arm_label(method: str, alpha: float | None, lora_r: int | None = None) -> str:

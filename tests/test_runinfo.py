@@ -2,6 +2,9 @@
 builder makes every profile's training command; runs from different environments are not paired unasked."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,6 +13,8 @@ from conftest import TINY, TINY_ROLLOUTS, sandbox_recipe
 from hicra import regimes, study
 from hicra.environment import environment_key, record
 from hicra.runinfo import read_run, train_command
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_a_hicra_run_with_alpha_01_is_labelled_01_everywhere(tiny_sandbox):
@@ -177,3 +182,15 @@ def test_a_rerun_is_compared_to_its_run_per_seed(tmp_path):
         timeout=300,
     )
     assert r.returncode == 2 and "nope.csv not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_runs_alpha_is_read_without_the_torch_rules():
+    """`python -m hicra.study` never imports hicra.advantage (the torch token rules), and its per-run table must
+    still give a hicra run its α (it gave 0.0 when uses_alpha looked for the attached rule)."""
+    code = (
+        "import sys; from hicra.runinfo import uses_alpha, arm_label; "
+        "assert 'hicra.advantage' not in sys.modules; "
+        "print(uses_alpha('hicra'), uses_alpha('hicra_verl'), uses_alpha('grpo'), arm_label('hicra', 0.1))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.split() == ["True", "True", "False", "hicra-a0.1"]
