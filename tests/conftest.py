@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,26 @@ def committed_figures_untouched():
     after = snap()
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     assert not changed, f"tests wrote into figures/: {changed} (pass figures_dir to the step)"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 400 kB tmpfs (root, as on this project's machines and CI): room for a tiny run's first step, not for its
+    checkpoint."""
+    d = tmp_path / "disk"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(d)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.strip()}")
+    yield d
+    subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+def send_json(handler, code: int, obj, raw: bool = False) -> None:
+    """A loopback test server's answer: ``obj`` as JSON (or ``raw`` text) with its length (the LLM-client tests)."""
+    data = (obj if raw else json.dumps(obj)).encode()
+    handler.send_response(code)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import send_json
 
 from hicra.grams.annotate import LLMAnnotator, OfflineAnnotator, parse_labels
 from hicra.grams.mine import Candidate, chunks, count, merge_subgrams, mine, render
@@ -134,12 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {"choices": [{"message": {"role": "assistant", "content": content}}]})
 
     def _send(self, code, obj, raw=False):
-        data = (obj if raw else json.dumps(obj)).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, code, obj, raw)
 
 
 @pytest.fixture

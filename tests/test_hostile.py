@@ -10,7 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import ROOT, TINY, TINY_ROLLOUTS, sandbox_recipe
+from conftest import ROOT, TINY, TINY_ROLLOUTS, sandbox_recipe, send_json
 
 from hicra.runfolder import RunFolderError
 from hicra.train import run
@@ -167,12 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {"choices": [{"message": {"role": "assistant", "content": content}}]})
 
     def _send(self, code, obj):
-        data = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, code, obj)
 
 
 @pytest.fixture
@@ -309,18 +304,6 @@ def test_study_regimes_and_figures_say_what_is_wrong_in_one_line(tmp_path, argv,
     res = _cli(*[a.format(**names) for a in argv], "--figures_dir", str(tmp_path / "figs"))
     assert res.returncode == 2 and re.search(message, res.stderr), res.stderr[-2000:]
     assert "Traceback" not in res.stderr
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 400 kB tmpfs (root, as on this project's machines and CI)."""
-    d = tmp_path / "disk"
-    d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(d)], capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.strip()}")
-    yield d
-    subprocess.run(["umount", "-l", str(d)], check=False)
 
 
 def test_a_run_started_on_a_full_disk_says_so_and_leaves_no_empty_lock(small_disk):

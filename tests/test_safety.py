@@ -528,19 +528,6 @@ def test_malformed_jsonl_names_the_file_and_line(tmp_path):
         collect_rollouts(GramsConfig(source="rollouts", rollouts=str(g)), progress=False)
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 400 kB tmpfs (root, as on this project's machines and CI): room for a tiny run's first step, not for its
-    checkpoint."""
-    d = tmp_path / "disk"
-    d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(d)], capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.strip()}")
-    yield d
-    subprocess.run(["umount", "-l", str(d)], check=False)
-
-
 def test_a_full_disk_during_a_checkpoint_save_says_so_and_what_to_do(cache, small_disk):
     """torch's own error on a full disk is 'unexpected pos 185216 vs 185104': the run must say 'no space left',
     exit 2, and leave no lock behind; resume skips the half-written checkpoint."""
