@@ -24,7 +24,6 @@ import json
 import math
 import sys
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -33,7 +32,7 @@ from hicra.io import read_metrics, write_json
 from hicra.runinfo import read_run
 from hicra.sandbox.build import SandboxConfig, build, load
 from hicra.sandbox.rl import validator
-from hicra.stats import summarise
+from hicra.stats import curve_auc, summarise
 from hicra.train import TrainScript
 
 
@@ -125,9 +124,7 @@ def score_run(run, cfg: HeldoutConfig) -> list[dict]:
 
 
 def _auc(points: list[dict]) -> float:
-    x = np.array([p["step"] for p in points], dtype=float)
-    y = np.array([p["accuracy"] for p in points], dtype=float)
-    return float(np.trapezoid(y, x) / (x[-1] - x[0])) if len(x) > 2 else math.nan
+    return curve_auc([p["step"] for p in points], [p["accuracy"] for p in points])  # the study's AUC
 
 
 def _val_auc(run) -> tuple[float, float]:

@@ -110,3 +110,10 @@ def relative(series: Sequence[float]) -> np.ndarray:
     if not len(finite) or finite[0] == 0:
         return np.full_like(s, np.nan)
     return s / finite[0]
+
+
+def curve_auc(steps, values) -> float:
+    """Area under an accuracy curve divided by its span of steps (trapezoid): the curve's mean level, the study's
+    AUC endpoint (and the held-out one); NaN with fewer than two points."""
+    x, y = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    return float(np.trapezoid(y, x) / (x[-1] - x[0])) if len(x) > 1 else math.nan

@@ -25,7 +25,6 @@ import dataclasses
 import math
 import sys
 
-import numpy as np
 import pandas as pd
 from scipy import stats
 
@@ -36,7 +35,7 @@ from hicra.paths import resolve
 from hicra.plotting import save_figure, setup_style
 from hicra.runinfo import check_environments, parse_arm, read_run, train_command, write_runs_table
 from hicra.runner import Step
-from hicra.stats import holm, summarise
+from hicra.stats import curve_auc, holm, summarise
 from hicra.steps import StepConfig, emit
 from hicra.study_figures import fig_alpha_sweep, fig_curves, fig_effects, sweep_recipe
 
@@ -220,7 +219,7 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
                 "run": g.run.iloc[0] if "run" in g else f"train-{arm}-s{seed}",
                 "steps": last,
                 "final": y[-1] if len(y) else math.nan,
-                "auc": float(np.trapezoid(y, x) / (x[-1] - x[0])) if len(x) > 1 else math.nan,
+                "auc": curve_auc(x, y),
                 "steps_to_plus10": float(reach.iloc[0]) if len(reach) else 1.25 * last,
                 "reached_plus10": bool(len(reach)),
                 "exec_ppl_change_first_third": (ppl1 - ppl0) / ppl0,
