@@ -31,6 +31,7 @@ from scipy import stats
 from hicra.cli import typed
 from hicra.error_analysis import planning_share_bins
 from hicra.io import read_metrics, read_yaml_mapping, write_json
+from hicra.methods import study_arms
 from hicra.paths import resolve
 from hicra.plotting import save_figure, setup_style
 from hicra.runinfo import check_environments, parse_arm, read_run, train_command, write_runs_table
@@ -41,7 +42,6 @@ from hicra.study_figures import fig_alpha_sweep, fig_curves, fig_effects, sweep_
 
 # the primary endpoint, then the secondary ones (docs/study.md's plan); the last is Fig 4's (issue #26)
 ENDPOINTS = ("final", "auc", "steps_to_plus10", "planning_share_change")
-ARMS_FULL = {"grpo": 10, "hicra": 10, "hicra_adaptive": 5, "hicra_gated": 5, "hicra_verl": 5, "hicra_pr4997": 5}
 
 
 # --------------------------------------------------------------------------
@@ -64,7 +64,7 @@ def study_profile(
     seeds is ``seeds: [1000, ..., 1009]``. Each run trains with ``torch_threads`` threads (part of the recipe: the
     numbers of record ran with 1). The profiles configs/profiles/study*.yaml call it."""
 
-    arms = ARMS_FULL if arms is None else arms
+    arms = study_arms() if arms is None else arms  # the registry's study arms (hicra.methods: study_seeds)
     if not (
         isinstance(arms, dict)
         and arms

@@ -63,12 +63,12 @@ import torch
 from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from hicra.advantage import REGISTRY, token_advantages
-from hicra.alpha import AdaptiveAlpha
 from hicra.decode import trl_rollout
 from hicra.dynamic_sampling import concat_batches, live_groups, select_rows
 from hicra.dynamics import gram_statistics
 from hicra.finite import NonFiniteError, require_finite  # noqa: F401  (NonFiniteError: hicra.train's)
 from hicra.io import append_jsonl, read_metrics, truncate_jsonl, write_parquet
+from hicra.methods import all_knobs, knob_field
 from hicra.metrics import pass_at_k
 from hicra.ranges import check_ranges
 from hicra.runfolder import RECORD, last_complete_checkpoint
@@ -125,6 +125,7 @@ def sft(
 
 # read from the registry in hicra.advantage: adding a method is one registration there
 METHODS = tuple(REGISTRY)
+TRL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GRPOConfig)}  # what a method's ``loss`` replaces
 HICRA_FAMILY = tuple(n for n, m in REGISTRY.items() if m.rule is not None)  # per-token advantages
 
 
@@ -143,34 +144,27 @@ class HICRAConfig(GRPOConfig):
     """
 
     method: str = dataclasses.field(default="hicra", metadata={"help": f"one of {METHODS}"})
-    hicra_alpha: float = dataclasses.field(default=0.2, metadata={"help": "HICRA amplification alpha, in [0, 1)"})
-    allow_sign_flip: bool = dataclasses.field(
-        default=False,
-        metadata={"help": "permit hicra_alpha >= 1, where A + alpha|A| turns negative planning advantages positive"},
+    # the shipped methods' knobs: default, help and range are their declarations' (hicra.methods, hicra.alpha)
+    hicra_alpha: float = knob_field("hicra_alpha")
+    allow_sign_flip: bool = knob_field("allow_sign_flip")
+    gate_share: float | None = knob_field("gate_share")
+    verl_filter: bool = knob_field("verl_filter")
+    alpha_max: float = knob_field("alpha_max")
+    alpha_window: int = knob_field("alpha_window")
+    alpha_plateau: float = knob_field("alpha_plateau")
+    alpha_guard: float = knob_field("alpha_guard")
+    knobs: dict = dataclasses.field(
+        default_factory=dict,
+        metadata={"help": "knobs of methods registered outside hicra.methods, by name (a recipe names them as keys)"},
     )
     sg_file: str | None = dataclasses.field(default=None, metadata={"help": "strategic-gram JSON (hicra.sgfile)"})
-    entropy_bonus: float = dataclasses.field(default=0.005, metadata={"help": "entropy_coef used by entropy_reg"})
-    fork_quantile: float = dataclasses.field(default=0.2, metadata={"help": "top-entropy share used by fork_tokens"})
-    gate_share: float | None = dataclasses.field(
-        default=None,
-        metadata={
-            "help": "top-entropy share gated by hicra_gated / hicra_verl (None: 0.2 / 0.3, their sources' values)"
-        },
+    # TRL fields whose value here differs from TRL's default: stated as field defaults (and in every recipe), not
+    # set behind the recipe's back
+    epsilon_high: float | None = dataclasses.field(
+        default=0.28, metadata={"help": "DAPO clip-higher: the upper clip range (epsilon 0.2 is the lower one)"}
     )
-    verl_filter: bool = dataclasses.field(
-        default=True, metadata={"help": "hicra_verl: re-weight only correct responses longer than their group's mean"}
-    )
-    alpha_max: float = dataclasses.field(default=0.4, metadata={"help": "hicra_adaptive: the largest alpha"})
-    alpha_window: int = dataclasses.field(default=10, metadata={"help": "hicra_adaptive: steps per window"})
-    alpha_plateau: float = dataclasses.field(
-        default=0.005,
-        metadata={
-            "help": "hicra_adaptive: relative execution-perplexity drop per window below which execution has plateaued"
-        },
-    )
-    alpha_guard: float = dataclasses.field(
-        default=0.5,
-        metadata={"help": "hicra_adaptive: alpha shrinks once planning entropy falls below this share of its start"},
+    logging_steps: float = dataclasses.field(
+        default=1, metadata={"help": "must be 1: one metrics line per optimiser step (metrics.jsonl)"}
     )
     val_every: int = dataclasses.field(default=0, metadata={"help": "validate every N steps (0: never)"})
     save_rollouts: bool = dataclasses.field(default=True, metadata={"help": "write rollouts/step_*.parquet"})
@@ -235,30 +229,20 @@ class HICRAConfig(GRPOConfig):
     def __post_init__(self):
         self._check_ranges()
         self._check_choices()
-        if self.epsilon_high is None:
-            self.epsilon_high = 0.28
-        self.epsilon = 0.2 if self.epsilon is None else self.epsilon
-        if self.method == "entropy_reg" and not self.entropy_coef:
-            self.entropy_coef = self.entropy_bonus
-        if self.method == "fork_tokens":
-            self.top_entropy_quantile = self.fork_quantile
+        for name, value in REGISTRY[self.method].loss.items():  # the loss a method implies, unless the recipe sets it
+            if getattr(self, name) == TRL_DEFAULTS[name]:
+                setattr(self, name, value)
         if self.context_schedule:
             if sorted(self.context_schedule) != list(self.context_schedule) or self.context_schedule[0] < 1:
                 raise ValueError(f"context_schedule must be increasing positive lengths; got {self.context_schedule}")
             self.max_completion_length = self.context_schedule[0]
         self._deal_micro_batches()
-        self.logging_steps = 1  # one metrics line per optimiser step
         super().__post_init__()
 
     def _check_ranges(self):
         """Numbers a real run would turn into NaN weights, a crash or a silent no-op; refused with the fix."""
         finite = lambda x: isinstance(x, (int, float)) and math.isfinite(x)  # noqa: E731
         checks = [
-            (
-                self.hicra_alpha >= 0 and (self.hicra_alpha < 1 or self.allow_sign_flip),
-                f"hicra_alpha must be in [0, 1) (alpha >= 1 flips the sign of negative planning advantages; set "
-                f"allow_sign_flip true to permit it); got {self.hicra_alpha}",
-            ),
             (
                 self.num_generations is None or self.num_generations >= 2,
                 f"num_generations must be >= 2 (GRPO compares completions within a group); got {self.num_generations}",
@@ -273,16 +257,12 @@ class HICRAConfig(GRPOConfig):
                 f"got {self.temperature}",
             ),
             (
-                finite(self.entropy_bonus) and self.entropy_bonus >= 0,
-                f"entropy_bonus must be a finite number >= 0; got {self.entropy_bonus}",
+                self.logging_steps == 1,
+                f"logging_steps must be 1 (one metrics line per optimiser step); got {self.logging_steps}",
             ),
             (
-                0 < self.fork_quantile <= 1,
-                f"fork_quantile must be in (0, 1] (a share of tokens); got {self.fork_quantile}",
-            ),
-            (
-                0 <= self.alpha_max < 1 or (self.allow_sign_flip and finite(self.alpha_max) and self.alpha_max >= 0),
-                f"alpha_max must be in [0, 1) (set allow_sign_flip true to permit more); got {self.alpha_max}",
+                self.epsilon is not None and self.epsilon_high is not None,
+                "epsilon and epsilon_high must be set (the clip ranges; DAPO's are 0.2 and 0.28)",
             ),
             (
                 self.max_steps >= 1 or self.max_steps == -1,
@@ -292,15 +272,27 @@ class HICRAConfig(GRPOConfig):
                 self.max_completion_length is None or self.max_completion_length >= 1,
                 f"max_completion_length must be >= 1; got {self.max_completion_length}",
             ),
-            (
-                self.gate_share is None or 0 < self.gate_share <= 1,
-                f"gate_share must be in (0, 1]; got {self.gate_share}",
-            ),
         ]
+        knobs = all_knobs()
+        unknown = sorted(set(self.knobs) - set(knobs))
+        if unknown:
+            raise ValueError(f"knobs: unknown knob(s) {unknown}; the registered ones are {sorted(knobs)}")
+        for k in knobs.values():  # every method's knobs, by their one range rule (hicra.methods)
+            k.check(self.knob(k.name), self)
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
         check_ranges(self)  # the sampling and optimiser options (hicra.ranges)
+
+    def knob(self, name: str):
+        """The value of knob ``name``: its field, or ``knobs[name]``, or its declared default."""
+        if name in _FIELDS:
+            return getattr(self, name)
+        return self.knobs.get(name, all_knobs()[name].default)
+
+    def method_knobs(self) -> dict:
+        """This run's method's knobs by name, as its token rule receives them (``ctx``)."""
+        return {k.name: self.knob(k.name) for k in REGISTRY[self.method].knobs}
 
     def _check_choices(self):
         """Named options: the method (and the SG file it needs), the sampler, the LM head, the loss."""
@@ -342,6 +334,9 @@ class HICRAConfig(GRPOConfig):
             )
         if self.micro_batches == "auto":
             self.micro_batches = "random" if per_micro_batch else "length"
+
+
+_FIELDS = {f.name for f in dataclasses.fields(HICRAConfig)}
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -389,9 +384,8 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
         self._stash = None
         self._step_rollouts: list[dict] = []
         self._boosted = [0.0, 0.0]  # re-weighted tokens, completion tokens (this step)
-        self.alpha_ctl = None
-        if a.method == "hicra_adaptive":
-            self.alpha_ctl = AdaptiveAlpha(a.alpha_max, a.alpha_window, a.alpha_plateau, a.alpha_guard)
+        method = REGISTRY[a.method]
+        self.method_state = method.state(a) if method.state else None  # updated each step (log), replayed on resume
         self._plain_head = use_plain_head(a.lm_head, self.model)
 
     def _get_train_sampler(self, dataset=None):
@@ -425,6 +419,7 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
                 gate_share=self.args.gate_share,
                 verl_filter=self.args.verl_filter,
                 allow_sign_flip=self.args.allow_sign_flip,
+                knobs={**self.args.method_knobs(), **self._state_values()},
             )
             self._boosted[0] += float(boosted.sum())
             self._boosted[1] += float(out["completion_mask"].sum())
@@ -477,10 +472,14 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
         res["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
         return res
 
+    def _state_values(self) -> dict:
+        """The method's per-step state's values of the current step (e.g. the adaptive alpha), or none."""
+        return self.method_state.state() if self.method_state is not None else {}
+
     @property
     def alpha(self) -> float:
-        """The HICRA alpha of the current step (the adaptive controller's, for hicra_adaptive)."""
-        return self.alpha_ctl.alpha if self.alpha_ctl is not None else self.args.hicra_alpha
+        """The HICRA alpha of the current step (its per-step state's, e.g. hicra_adaptive's controller)."""
+        return self._state_values().get("alpha", self.args.hicra_alpha)
 
     def _entropies(self, out) -> torch.Tensor:
         """(B, T) entropies of the sampled completions under the current policy (one no-grad forward)."""
@@ -540,10 +539,12 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
         self._tok_sums, self._boosted = {}, [0.0, 0.0]
         rec = {"step": self.state.global_step, "method": self.args.method, "seed": self.args.seed, **_token_stats(sums)}
         if REGISTRY[self.args.method].rule is not None:
-            rec.update(self.alpha_ctl.state() if self.alpha_ctl else {"alpha": self.args.hicra_alpha})
+            rec["alpha"] = self.args.hicra_alpha
+        rec.update(self._state_values())  # the per-step state the step used (hicra_adaptive: its alpha)
+        if REGISTRY[self.args.method].rule is not None:
             rec["boosted_ratio"] = boosted[0] / boosted[1] if boosted[1] else None
-            if self.alpha_ctl:
-                self.alpha_ctl.update(rec)  # the alpha of the next step, the same on every rank
+        if self.method_state is not None:
+            self.method_state.update(rec)  # the state of the next step, the same on every rank
         # every rank, after the update: a NaN step (loss, gradient norm or weights) stops them all
         require_finite(logs, self.state.global_step, self.args.output_dir, self.model)
         if not self.is_world_process_zero():
@@ -637,9 +638,9 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
             self._load_from_checkpoint(str(ckpt))
             self.state = self.state.__class__.load_from_json(os.path.join(str(ckpt), "trainer_state.json"))
             return None
-        if self.alpha_ctl is not None and ckpt and os.path.exists(self.metrics_path):
-            for rec in read_metrics(self.metrics_path):  # the alpha history of the steps kept
-                self.alpha_ctl.update(rec)
+        if self.method_state is not None and ckpt and os.path.exists(self.metrics_path):
+            for rec in read_metrics(self.metrics_path):  # the per-step state's history of the steps kept
+                self.method_state.update(rec)
         if ckpt and self.args.context_schedule:  # resume at the cap the run had reached
             caps = (
                 [x.get("max_completion_length") for x in read_metrics(self.metrics_path)]
