@@ -101,11 +101,11 @@ def study_profile(
     done = tuple(s.name for s in train)  # the notebooks' code is stamped from their imports (hicra.runner.code_files)
     fig35 = Step(
         "03_dynamics",
-        "03_dynamics.ipynb",
-        {"run_dir": r, "runs": methods, "tag": tag},
-        [f"{d}/metrics.jsonl" for d in runs],
-        [f"{r}/final_accuracy.csv"],
-        done,
+        notebook="03_dynamics.ipynb",
+        params={"run_dir": r, "runs": methods, "tag": tag},
+        inputs=[f"{d}/metrics.jsonl" for d in runs],
+        outputs=[f"{r}/final_accuracy.csv"],
+        needs=done,
     )
     return (
         train
@@ -113,11 +113,11 @@ def study_profile(
         + [
             Step(
                 "07_study",
-                "07_study.ipynb",
-                {"run_dir": r, "tag": tag},
-                [f"{d}/metrics.jsonl" for d in runs],
-                [f"{r}/study.json"],
-                done,
+                notebook="07_study.ipynb",
+                params={"run_dir": r, "tag": tag},
+                inputs=[f"{d}/metrics.jsonl" for d in runs],
+                outputs=[f"{r}/study.json"],
+                needs=done,
             )
         ]
     )
@@ -300,6 +300,12 @@ def _verdict(lo, hi, positive: bool = True) -> str:
     return "reproduced" if good else "not reproduced" if bad else "inconclusive"
 
 
+def _worded(lo, hi, positive: bool = True, failed: str = "not reproduced") -> str:
+    """``_verdict`` with the words a claim gives its failure (e.g. "not reproduced (GRPO better)")."""
+    v = _verdict(lo, hi, positive)
+    return failed if v == "not reproduced" else v
+
+
 def _combined(*verdicts: str) -> str:
     """A claim with several parts: reproduced if every part is, not reproduced if any part is not, else
     inconclusive."""
@@ -315,9 +321,7 @@ def claims(runs: pd.DataFrame, comp: pd.DataFrame, ref: str, primary: str) -> li
     prim = comp[(comp.endpoint == "final") & (comp.arm == primary)]
     if len(prim):
         s = prim.iloc[0]
-        v = {"reproduced": "reproduced", "not reproduced": "not reproduced (GRPO better)"}.get(
-            _verdict(s["lo"], s["hi"]), "inconclusive"
-        )
+        v = _worded(s["lo"], s["hi"], failed="not reproduced (GRPO better)")
         out.append(
             {
                 "claim": "(c) HICRA (alpha 0.2) beats GRPO",
@@ -345,9 +349,7 @@ def claims(runs: pd.DataFrame, comp: pd.DataFrame, ref: str, primary: str) -> li
         ch = {a: summarise(runs[runs.arm == a].planning_share_change) for a in (ref, primary)}
         d4 = summarise(paired(runs, primary, ref, "planning_share_change"))
         if d4["n"] >= 2:
-            v = {"reproduced": "reproduced", "not reproduced": "not reproduced (falls faster under GRPO)"}.get(
-                _verdict(d4["lo"], d4["hi"], positive=False), "inconclusive"
-            )
+            v = _worded(d4["lo"], d4["hi"], positive=False, failed="not reproduced (falls faster under GRPO)")
             share = lambda s: f"{s['mean']:+.3f} [{s['lo']:+.3f}, {s['hi']:+.3f}]"  # noqa: E731
             out.append(
                 {
