@@ -5,7 +5,7 @@ Paper §3. GRPO gives every token of completion i the same advantage
 token::
 
     Â_t = A + alpha * |A|   if token t is a planning token
-    Â_t = A                 otherwise                         (alpha = 0.2)
+    Â_t = A                 otherwise                         (alpha = 0.2, DEFAULT_ALPHA)
 
 so a correct plan is reinforced by (1 + alpha) and a failed one is penalised
 only by (1 - alpha): credit concentrates on strategy tokens. Pure functions on
@@ -62,7 +62,7 @@ def grpo_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True, 
 
 
 def hicra_advantages(
-    advantages: torch.Tensor, planning_mask: torch.Tensor, alpha: float = 0.2, allow_sign_flip: bool = False
+    advantages: torch.Tensor, planning_mask: torch.Tensor, alpha: float = DEFAULT_ALPHA, allow_sign_flip: bool = False
 ) -> torch.Tensor:
     """(B, T) HICRA advantages: ``A + alpha*|A|`` on planning tokens, ``A`` elsewhere.
 
@@ -117,7 +117,9 @@ def correct_and_longer(advantages: torch.Tensor, completion_mask: torch.Tensor, 
     return (adv > 0) & (lengths > mean)
 
 
-def verl_hicra_advantages(advantages: torch.Tensor, selected: torch.Tensor, alpha: float = 0.2) -> torch.Tensor:
+def verl_hicra_advantages(
+    advantages: torch.Tensor, selected: torch.Tensor, alpha: float = DEFAULT_ALPHA
+) -> torch.Tensor:
     """(B, T) multiplicative rule: ``A * (1 + alpha)`` on selected tokens, ``A`` elsewhere (both signs grow)."""
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0; got {alpha}")
@@ -135,16 +137,19 @@ def verl_hicra_advantages(advantages: torch.Tensor, selected: torch.Tensor, alph
 # method list, the config checks, the entropy pass, the study's arms and the figures' colours all read it
 
 
-def register(name: str, colour: str | None = None, needs_sg: bool = False, gate_share: float | None = None):
+def register(name: str, colour: str | None = None, needs_sg: bool = False, gate_share: float | None = None, **declared):
     """Decorator registering a token rule ``fn(A, plan, completion_mask, gate, ctx) -> (advantages, selected)``
     (``gate``: the high-entropy mask when ``gate_share`` is set, else None; ``ctx``: alpha, group_size,
-    verl_filter, allow_sign_flip) as method ``name``: a new method is declared with its ``colour`` and needs
-    (``hicra.methods.declare``); a method declared in ``hicra.methods`` (no ``colour`` given) gets its rule."""
+    verl_filter, allow_sign_flip, the method's knobs by name and its per-step state's values) as method ``name``:
+    a new method is declared with its ``colour``, needs and the rest of ``hicra.methods.declare``'s keywords
+    (``knobs``, ``state``, ``loss``, ``study_seeds``, ``fig5``) in this one call; a method declared in
+    ``hicra.methods`` (no ``colour`` given) gets its rule."""
 
     def deco(fn):
         if colour is not None:
-            declare(name, colour, needs_sg, gate_share)
-        attach_rule(name, fn)
+            declare(name, colour, needs_sg, gate_share, rule=fn, **declared)
+        else:
+            attach_rule(name, fn)
         return fn
 
     return deco
@@ -166,10 +171,12 @@ def token_advantages(
     gate_share: float | None = None,
     verl_filter: bool = True,
     allow_sign_flip: bool = False,
+    knobs: dict | None = None,
 ):
     """(B, T) advantages of a registered method with a token rule, and the (B, T) bool mask of the tokens it
     re-weighted. ``entropy``: per-token entropies of the completions, needed by the gated methods;
-    ``allow_sign_flip``: the recipe's permission for alpha >= 1 (``hicra_advantages``)."""
+    ``allow_sign_flip``: the recipe's permission for alpha >= 1 (``hicra_advantages``); ``knobs``: the method's
+    other knob values and per-step state (``ctx[name]``; unset knobs get their declared defaults)."""
     m = REGISTRY.get(method)
     if m is None or m.rule is None:
         raise ValueError(
@@ -180,7 +187,9 @@ def token_advantages(
         if entropy is None:
             raise ValueError(f"method {method!r} gates on token entropy; pass entropy=")
         gate = high_entropy_mask(entropy, completion_mask, gate_share or m.gate_share)
-    ctx = {"alpha": alpha, "group_size": group_size, "verl_filter": verl_filter, "allow_sign_flip": allow_sign_flip}
+    ctx = {k.name: k.default for k in m.knobs}
+    ctx.update(knobs or {})
+    ctx.update(alpha=alpha, group_size=group_size, verl_filter=verl_filter, allow_sign_flip=allow_sign_flip)
     return m.rule(advantages, torch.as_tensor(planning_mask).bool(), completion_mask, gate, ctx)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from hicra.io import read_metrics, run_arm
+from hicra.methods import fig5_methods
 from hicra.paths import resolve
 from hicra.plotting import KIND_COLOURS, PALETTE, save_step_figure, setup_style
 from hicra.sgfile import KINDS
@@ -232,9 +233,6 @@ def fig_grams(candidates: pd.DataFrame, summary: dict, top: int = 8):
 # the step: notebooks/03_dynamics.ipynb and python -m hicra.figures
 
 
-FIG5_METHODS = ("grpo", "hicra", "entropy_reg", "fork_tokens")
-
-
 @dataclasses.dataclass
 class FiguresConfig(StepConfig):
     run_dir: str = "runs/demo"
@@ -261,7 +259,7 @@ def run(cfg: FiguresConfig) -> dict:
             fig3_dynamics(df, cfg.fig3_method if cfg.fig3_method in set(df.method) else None), cfg, "fig3_dynamics"
         ),
         save_step_figure(
-            fig_methods(df[df.method.isin(FIG5_METHODS)], [m for m in FIG5_METHODS if m in set(df.method)]),
+            fig_methods(df[df.method.isin(fig5_methods())], [m for m in fig5_methods() if m in set(df.method)]),
             cfg,
             "fig5_methods",
         ),

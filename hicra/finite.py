@@ -84,6 +84,6 @@ def require_finite(logs: dict, step: int, run_dir, model=None) -> None:
         raise NonFiniteError(
             f"step {step}: {', '.join(bad)}; the run stopped and saved nothing of this step. Last good checkpoint: "
             f"{good or 'none'}. A resume keeps the run's settings and would repeat this step: start afresh with a "
-            f"lower learning_rate (or check temperature / entropy_bonus) using --overwrite true (the earlier files "
+            f"lower learning_rate (or check temperature / entropy_coef) using --overwrite true (the earlier files "
             f"are kept under replaced-<time>/) or another --run_dir."
         )

@@ -11,15 +11,10 @@ value is refused here, before anything is loaded, by the dry run and the real ru
 
 from __future__ import annotations
 
-import math
+from hicra.knobs import finite  # noqa: F401  (re-exported: the one definition of a finite number)
 
-
-def finite(x) -> bool:
-    """A real number (bool excluded) that is neither NaN nor infinite."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-# (option, test of a present value, the allowed range in words); None values are TRL's "unset" and pass
+# (option, test of a present value, the allowed range in words); None values are TRL's "unset" and pass. A method's
+# own knobs (hicra_alpha, alpha_window, ...) are checked by their declarations (hicra.methods, hicra.alpha)
 RULES = [
     ("top_p", lambda v: finite(v) and 0 < v <= 1, "a number in (0, 1]"),
     ("top_k", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0 (0: no top-k)"),
@@ -37,9 +32,8 @@ RULES = [
     ("epsilon", lambda v: finite(v) and v >= 0, "a finite number >= 0 (the clip range)"),
     ("epsilon_high", lambda v: finite(v) and v >= 0, "a finite number >= 0 (the upper clip range)"),
     ("val_every", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0 (0: never)"),
-    ("alpha_window", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    ("alpha_plateau", lambda v: finite(v) and v >= 0, "a finite number >= 0"),
-    ("alpha_guard", lambda v: finite(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    ("entropy_coef", lambda v: finite(v) and v >= 0, "a finite number >= 0 (the entropy bonus)"),
+    ("top_entropy_quantile", lambda v: finite(v) and 0 < v <= 1, "a number in (0, 1] (a share of tokens)"),
     ("context_switch_clip", lambda v: finite(v) and 0 <= v <= 1, "a number in [0, 1]"),
     ("max_refill_rounds", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
 ]

@@ -9,7 +9,7 @@ with none of them it refuses. It also refuses a ``--max_steps`` below the checkp
 silently train past it).
 
     from hicra.resume import check_resume
-    check_resume(run_dir, data, ckpt, split_recipe, require_same_run)  # RunFolderError naming each difference
+    check_resume(run_dir, recipe, ckpt, require_same_run)  # RunFolderError naming each difference
 """
 
 from __future__ import annotations
@@ -51,13 +51,14 @@ def metrics_identity(run_dir) -> dict:
     return {}
 
 
-def check_resume(run_dir, data: dict, ckpt, split_recipe, require_same_run) -> None:
+def check_resume(run_dir, recipe, ckpt, require_same_run) -> None:
     """Refuse a resume of ``run_dir`` from ``ckpt`` that would make a hybrid run, or one that cannot be checked.
-    ``split_recipe`` and ``require_same_run`` are hicra.train's, passed in (this module sits below it)."""
+    ``recipe`` (a parsed ``hicra.train.Recipe``: its ``kw``) and ``require_same_run`` are hicra.train's, passed in
+    (this module sits below it)."""
 
     if ckpt is not None:
         step = int(re.search(r"(\d+)$", Path(ckpt).name).group(1))
-        max_steps = split_recipe(data)[1].get("max_steps", -1)
+        max_steps = recipe.kw.get("max_steps", -1)
         if 0 < max_steps < step:
             raise RunFolderError(
                 f"--resume true with --max_steps {max_steps}, but {ckpt} is at step {step}: the run would go on "
@@ -66,7 +67,7 @@ def check_resume(run_dir, data: dict, ckpt, split_recipe, require_same_run) -> N
     rec, source = recorded(run_dir, ckpt)
     if rec is not None:
         try:
-            require_same_run(rec, data, run_dir)
+            require_same_run(rec, recipe, run_dir)
         except RunFolderError:
             raise
         except (ValueError, TypeError) as e:  # e.g. a NaN option stored as null by an older version
@@ -84,7 +85,7 @@ def check_resume(run_dir, data: dict, ckpt, split_recipe, require_same_run) -> N
             f"{ckpt} nor metrics.jsonl records its settings. Restore params.json, or start afresh (--overwrite true)"
         )
 
-    now = split_recipe({k: v for k, v in data.items() if k not in ("recipe", "processes")})[1]
+    now = recipe.kw
     want = {"method": now.get("method", HICRAConfig.method), "seed": now.get("seed", HICRAConfig.seed)}
     diff = [f"{k} {ident[k]!r} -> {want[k]!r}" for k in ("method", "seed") if ident[k] != want[k]]
     if diff:

@@ -31,6 +31,7 @@ from scipy import stats
 from hicra.cli import typed
 from hicra.error_analysis import planning_share_bins
 from hicra.io import read_metrics, read_yaml_mapping, write_json
+from hicra.methods import study_arms
 from hicra.paths import resolve
 from hicra.plotting import save_figure, setup_style
 from hicra.runinfo import check_environments, parse_arm, read_run, train_command, write_runs_table
@@ -41,7 +42,6 @@ from hicra.study_figures import fig_alpha_sweep, fig_curves, fig_effects, sweep_
 
 # the primary endpoint, then the secondary ones (docs/study.md's plan); the last is Fig 4's (issue #26)
 ENDPOINTS = ("final", "auc", "steps_to_plus10", "planning_share_change")
-ARMS_FULL = {"grpo": 10, "hicra": 10, "hicra_adaptive": 5, "hicra_gated": 5, "hicra_verl": 5, "hicra_pr4997": 5}
 
 
 # --------------------------------------------------------------------------
@@ -64,7 +64,7 @@ def study_profile(
     seeds is ``seeds: [1000, ..., 1009]``. Each run trains with ``torch_threads`` threads (part of the recipe: the
     numbers of record ran with 1). The profiles configs/profiles/study*.yaml call it."""
 
-    arms = ARMS_FULL if arms is None else arms
+    arms = study_arms() if arms is None else arms  # the registry's study arms (hicra.methods: study_seeds)
     if not (
         isinstance(arms, dict)
         and arms
@@ -101,11 +101,11 @@ def study_profile(
     done = tuple(s.name for s in train)  # the notebooks' code is stamped from their imports (hicra.runner.code_files)
     fig35 = Step(
         "03_dynamics",
-        "03_dynamics.ipynb",
-        {"run_dir": r, "runs": methods, "tag": tag},
-        [f"{d}/metrics.jsonl" for d in runs],
-        [f"{r}/final_accuracy.csv"],
-        done,
+        notebook="03_dynamics.ipynb",
+        params={"run_dir": r, "runs": methods, "tag": tag},
+        inputs=[f"{d}/metrics.jsonl" for d in runs],
+        outputs=[f"{r}/final_accuracy.csv"],
+        needs=done,
     )
     return (
         train
@@ -113,11 +113,11 @@ def study_profile(
         + [
             Step(
                 "07_study",
-                "07_study.ipynb",
-                {"run_dir": r, "tag": tag},
-                [f"{d}/metrics.jsonl" for d in runs],
-                [f"{r}/study.json"],
-                done,
+                notebook="07_study.ipynb",
+                params={"run_dir": r, "tag": tag},
+                inputs=[f"{d}/metrics.jsonl" for d in runs],
+                outputs=[f"{r}/study.json"],
+                needs=done,
             )
         ]
     )
@@ -300,6 +300,12 @@ def _verdict(lo, hi, positive: bool = True) -> str:
     return "reproduced" if good else "not reproduced" if bad else "inconclusive"
 
 
+def _worded(lo, hi, positive: bool = True, failed: str = "not reproduced") -> str:
+    """``_verdict`` with the words a claim gives its failure (e.g. "not reproduced (GRPO better)")."""
+    v = _verdict(lo, hi, positive)
+    return failed if v == "not reproduced" else v
+
+
 def _combined(*verdicts: str) -> str:
     """A claim with several parts: reproduced if every part is, not reproduced if any part is not, else
     inconclusive."""
@@ -315,9 +321,7 @@ def claims(runs: pd.DataFrame, comp: pd.DataFrame, ref: str, primary: str) -> li
     prim = comp[(comp.endpoint == "final") & (comp.arm == primary)]
     if len(prim):
         s = prim.iloc[0]
-        v = {"reproduced": "reproduced", "not reproduced": "not reproduced (GRPO better)"}.get(
-            _verdict(s["lo"], s["hi"]), "inconclusive"
-        )
+        v = _worded(s["lo"], s["hi"], failed="not reproduced (GRPO better)")
         out.append(
             {
                 "claim": "(c) HICRA (alpha 0.2) beats GRPO",
@@ -345,9 +349,7 @@ def claims(runs: pd.DataFrame, comp: pd.DataFrame, ref: str, primary: str) -> li
         ch = {a: summarise(runs[runs.arm == a].planning_share_change) for a in (ref, primary)}
         d4 = summarise(paired(runs, primary, ref, "planning_share_change"))
         if d4["n"] >= 2:
-            v = {"reproduced": "reproduced", "not reproduced": "not reproduced (falls faster under GRPO)"}.get(
-                _verdict(d4["lo"], d4["hi"], positive=False), "inconclusive"
-            )
+            v = _worded(d4["lo"], d4["hi"], positive=False, failed="not reproduced (falls faster under GRPO)")
             share = lambda s: f"{s['mean']:+.3f} [{s['lo']:+.3f}, {s['hi']:+.3f}]"  # noqa: E731
             out.append(
                 {

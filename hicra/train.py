@@ -31,9 +31,10 @@ import yaml
 from packaging.requirements import Requirement
 
 from hicra import environment
-from hicra.cli import bool_fields, config_help, config_path, did_you_mean, from_dict, split_flags, typed
+from hicra.cli import bool_fields, coerce, config_help, config_path, did_you_mean, from_dict, split_flags, typed
 from hicra.data import check_dataset, load_benchmark
 from hicra.io import read_metrics, read_yaml_mapping, write_json
+from hicra.methods import all_knobs
 from hicra.models import check_model_name, load_model
 from hicra.paths import REPO_ROOT, resolve
 from hicra.ranges import check_temperature
@@ -83,35 +84,85 @@ class TrainScript:
 DEFAULT_RECIPE = "configs/sandbox.yaml"  # `python -m hicra.train` with no recipe file trains with this one
 
 
+# old recipe keys and flags, still accepted with a one-line notice: each is now TRL's own field
+RENAMED = {"entropy_bonus": "entropy_coef", "fork_quantile": "top_entropy_quantile"}
+
+
+def renamed(data: dict) -> dict:
+    """``data`` with each old key (``RENAMED``) under its new name, said once on stderr; both names given: refused."""
+    out = dict(data)
+    for old, new in RENAMED.items():
+        if old in out:
+            if new in out:
+                raise ValueError(f"{old} and {new} are both given: {old} is the old name of {new}; keep {new} only")
+            print(f"[hicra] {old} is deprecated: it is TRL's {new} now (use --{new})", file=sys.stderr, flush=True)
+            out[new] = out.pop(old)
+    return out
+
+
+def _typed(data: dict) -> dict:
+    """``data``'s values typed by their TrainScript / HICRAConfig field, or by their method knob's type."""
+    data = typed(HICRAConfig, typed(TrainScript, renamed(data)))
+    knobs = all_knobs()
+    return {k: coerce(k, v, knobs[k].type) if k in knobs and k not in CONFIG_KEYS else v for k, v in data.items()}
+
+
+CONFIG_KEYS = {f.name for f in dataclasses.fields(HICRAConfig)}
+SCRIPT_KEYS = {f.name for f in dataclasses.fields(TrainScript)}
+
+
 def split_recipe(data: dict):
     """YAML mapping -> (TrainScript, HICRAConfig kwargs with ``output_dir`` filled in); unknown keys fail with the
-    valid ones listed. Nothing else is filled in: a recipe file (configs/sandbox.yaml) is the whole configuration."""
+    valid ones listed. A knob of a method registered outside hicra.methods goes to ``knobs``. Nothing else is
+    filled in: a recipe file (configs/sandbox.yaml) is the whole configuration."""
 
-    script_keys = {f.name for f in dataclasses.fields(TrainScript)}
-    cfg_keys = {f.name for f in dataclasses.fields(HICRAConfig)}
-    data = typed(HICRAConfig, typed(TrainScript, data))
-    unknown = sorted(set(data) - script_keys - cfg_keys)
+    data = _typed(data)
+    extra = set(all_knobs()) - CONFIG_KEYS
+    unknown = sorted(set(data) - SCRIPT_KEYS - CONFIG_KEYS - extra)
     if unknown:
         raise ValueError(
-            f"unknown recipe key(s) {unknown}{did_you_mean(unknown, script_keys | cfg_keys)}: not TrainScript "
-            f"({sorted(script_keys)}) nor HICRAConfig fields (python -m hicra.train --help lists them)"
+            f"unknown recipe key(s) {unknown}{did_you_mean(unknown, SCRIPT_KEYS | CONFIG_KEYS | extra)}: not "
+            f"TrainScript ({sorted(SCRIPT_KEYS)}) nor HICRAConfig fields nor a method's knobs (python -m hicra.train "
+            f"--help lists them)"
         )
-    script = TrainScript(**{k: v for k, v in data.items() if k in script_keys})
-    kw = {k: v for k, v in data.items() if k in cfg_keys}  # the recipe is the whole configuration
+    script = TrainScript(**{k: v for k, v in data.items() if k in SCRIPT_KEYS})
+    kw = {k: v for k, v in data.items() if k in CONFIG_KEYS}  # the recipe is the whole configuration
+    if extra & set(data):
+        kw["knobs"] = {**kw.get("knobs", {}), **{k: data[k] for k in extra & set(data)}}
     kw.setdefault("output_dir", str(resolve(script.run_dir)))
     return script, kw
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A recipe parsed once (``Recipe.parse``) and passed down: the mapping as given (``data``: params.json records
+    it), its ``TrainScript`` and its ``HICRAConfig`` keyword arguments (``kw``). The dry run, the resume checks and
+    the trainer read these; none parses the mapping again."""
+
+    data: dict
+    script: TrainScript
+    kw: dict
+
+    @classmethod
+    def parse(cls, data) -> Recipe:
+        """``data`` parsed (``split_recipe``), or ``data`` itself when it is a ``Recipe`` already."""
+        if isinstance(data, Recipe):
+            return data
+        script, kw = split_recipe(data)
+        return cls(dict(data), script, kw)
 
 
 def read_recipe(path: str | None, overrides: list[str]) -> dict:
     """Recipe YAML <- ``--key value`` flags, every value typed by its TrainScript / HICRAConfig field."""
 
     data = read_yaml_mapping(resolve(path)) if path else {}
-    for key, val in split_flags(overrides, bool_fields(TrainScript, HICRAConfig)):
+    bools = bool_fields(TrainScript, HICRAConfig) | {k.name for k in all_knobs().values() if k.type is bool}
+    for key, val in split_flags(overrides, bools):
         try:
             data[key] = yaml.safe_load(val)
         except yaml.YAMLError:
             data[key] = val
-    return typed(HICRAConfig, typed(TrainScript, data))
+    return _typed(data)
 
 
 @dataclasses.dataclass
@@ -155,10 +206,11 @@ def recipe_from_params(p: dict) -> dict:
     return data
 
 
-def build_trainer(data: dict):
-    """(trainer, script) from a recipe mapping; the sandbox profile fills CPU-safe defaults."""
+def build_trainer(data: dict | Recipe):
+    """(trainer, script) from a recipe (a mapping, or one parsed already); the sandbox build gives the SG file."""
 
-    script, kw = split_recipe(data)
+    recipe = Recipe.parse(data)
+    script, kw = recipe.script, dict(recipe.kw)
     validate = None
     if script.model == "sandbox":
         scfg = from_dict(SandboxConfig, {"seed": script.sandbox_seed, **script.sandbox})
@@ -257,10 +309,11 @@ def check_stack(use_vllm: bool = False, installed: dict | None = None) -> dict:
     return {k: v for k, v in have.items() if v}
 
 
-def dry_run(data: dict) -> dict:
-    """Validate a recipe without loading a model: keys, method, SG file."""
+def dry_run(data: dict | Recipe) -> dict:
+    """Validate a recipe (a mapping, or one parsed already) without loading a model: keys, method, SG file."""
 
-    script, kw = split_recipe(data)
+    recipe = Recipe.parse(data)
+    script, kw = recipe.script, dict(recipe.kw)
     if script.model == "sandbox":
         if not isinstance(script.sandbox, dict):
             raise ValueError(f"sandbox must be a mapping of SandboxConfig options; got {script.sandbox!r}")
@@ -334,7 +387,7 @@ def _environment(run_dir: Path) -> dict:
     return {"environment": first, **({"resumed_in": resumed} if resumed else {})}
 
 
-def require_same_run(before: dict, now: dict, run_dir) -> None:
+def require_same_run(before: dict, now: dict | Recipe, run_dir) -> None:
     """Refuse to resume ``run_dir`` with settings that define a different run (a hybrid run: metrics of two
     methods in one file); the message names each difference. ``before`` is the run's params.json."""
 
@@ -342,7 +395,8 @@ def require_same_run(before: dict, now: dict, run_dir) -> None:
     norm = lambda v: json.loads(json.dumps(False if v is None else v, default=str))  # noqa: E731  (None: unset)
 
     def effective(d):  # every defining key, its value as given or by default, JSON-normalised
-        script, kw = split_recipe({k: v for k, v in d.items() if k not in RECORD_KEYS})
+        r = d if isinstance(d, Recipe) else Recipe.parse({k: v for k, v in d.items() if k not in RECORD_KEYS})
+        script, kw = r.script, r.kw
         eff = {**defaults, **{f.name: getattr(script, f.name) for f in dataclasses.fields(TrainScript)}, **kw}
         return {k: norm(v) for k, v in eff.items() if k not in RESUMABLE_CHANGES}
 
@@ -356,7 +410,7 @@ def require_same_run(before: dict, now: dict, run_dir) -> None:
         )
 
 
-def run(data: dict, recipe: str | None = None, checked: bool = False) -> dict:
+def run(data: dict | Recipe, recipe: str | None = None, checked: bool = False) -> dict:
     """Train from a recipe mapping; the one function behind the CLI and notebook 02.
 
     Claims the run folder (hicra.runfolder: a lock, no silent replacement of an earlier run),
@@ -364,16 +418,17 @@ def run(data: dict, recipe: str | None = None, checked: bool = False) -> dict:
     ``params.json``, ``metrics.jsonl``, rollouts, checkpoints, ``final/`` and ``summary.json``.
     Resuming a finished run changes nothing and returns its summary."""
 
+    parsed = Recipe.parse(data)  # the one parse of this run's recipe
+    data, script, kw = parsed.data, parsed.script, parsed.kw
     if not checked:  # a bad recipe fails here, with the dry run's message, before the folder is touched
-        dry_run(data)
-    script, kw = split_recipe(data)
+        dry_run(parsed)
     run_dir = Path(kw["output_dir"])
     done = run_dir / "summary.json"
     prev = json.loads(done.read_text()) if script.resume and done.exists() else {}
     finished = prev.get("steps", 0) >= kw.get("max_steps", 0) > 0
     ckpt = last_complete_checkpoint(run_dir) if script.resume and not finished else None
     if script.resume:  # the same run, checked against its own record (hicra.resume), or refused
-        check_resume(run_dir, data, ckpt, split_recipe, require_same_run)
+        check_resume(run_dir, parsed, ckpt, require_same_run)
     if script.resume and not finished and ckpt is None:
         print(f"[hicra] --resume true, but {run_dir} has no complete checkpoint: starting fresh", flush=True)
     main = is_main_process()  # in a launched job only rank 0 claims and writes the folder's own files
@@ -389,7 +444,7 @@ def run(data: dict, recipe: str | None = None, checked: bool = False) -> dict:
             print(f"[hicra] resuming from {ckpt}", flush=True)
         if script.torch_threads:
             torch.set_num_threads(script.torch_threads)
-        trainer, script = build_trainer(data)
+        trainer, script = build_trainer(parsed)
         if main:
             write_json(
                 run_dir / "params.json",
@@ -433,9 +488,9 @@ def main(argv=None):
 
     try:  # a recipe a user can fix gets one line that says what to fix, not a traceback
         path = config_path(argv) or DEFAULT_RECIPE  # no recipe: the CPU default
-        data = read_recipe(path, argv)
+        data = Recipe.parse(read_recipe(path, argv))  # parsed once, passed down
         checked = dry_run(data)  # the real run is checked exactly as the dry run is
-        if data.get("dry_run"):
+        if data.script.dry_run:
             emit(checked)
             return
     except (ValueError, FileNotFoundError, SGFileError) as e:
@@ -463,13 +518,20 @@ EXAMPLES = (
 
 def train_help() -> str:
     """``python -m hicra.train --help``: the recipe argument and the options changed most with an example first,
-    then every TrainScript and HICRAConfig option (this project's, then those inherited from TRL)."""
-    return config_help(
+    then every TrainScript and HICRAConfig option (this project's, then those inherited from TRL), then the knobs
+    of methods registered outside hicra.methods (they are recipe keys too)."""
+    text = config_help(
         (TrainScript, HICRAConfig),
         first=FIRST,
         examples=EXAMPLES,
         usage=f"usage: python -m hicra.train [RECIPE.yaml] [--option value ...]   (no RECIPE: {DEFAULT_RECIPE})",
     )
+    extra = [k for k in all_knobs().values() if k.name not in CONFIG_KEYS]
+    if extra:
+        text += "\n\noptions (knobs of methods registered elsewhere):\n" + "\n".join(
+            f"  --{k.name}  (default: {k.default!r})\n      {k.help}" for k in extra
+        )
+    return text
 
 
 def _fail(e: BaseException):

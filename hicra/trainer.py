@@ -1,13 +1,15 @@
-"""All TRL glue lives here (the only module that imports ``trl``).
+"""The RL trainer: ``HICRATrainer``, TRL's GRPOTrainer with HICRA's advantages and one dynamics line a step.
 
-Paper §3-§4 train with GRPO-family objectives; this project uses TRL's
-trainers rather than its own loop, so a TRL upgrade touches this file only:
+Paper §3-§4 train with GRPO-family objectives; this project uses TRL's trainers rather than its own loop. The TRL
+glue is this module and the two it was split into by job (issue #36), so a TRL upgrade touches these three only:
 
-* ``sft``: the sandbox warm-start (TRL's ``SFTTrainer`` on prompt/completion
-  pairs, loss on completions only; CPU-safe: no bf16, no gradient
-  checkpointing, length-grouped batches);
-* ``HICRAConfig`` / ``HICRATrainer``: GRPO (DAPO clip-higher), HICRA,
-  entropy-regularised GRPO and fork tokens, with per-step dynamics lines.
+* ``hicra.sft``: the sandbox warm-start (TRL's ``SFTTrainer``; ``sft`` is re-exported here);
+* ``hicra.train_config``: ``HICRAConfig`` (TRL's GRPOConfig + the method, its knobs and checks; re-exported here);
+* here: ``HICRATrainer`` (GRPO with DAPO clip-higher, HICRA and its variants, entropy-regularised GRPO and fork
+  tokens: the method's token rule and per-step state from ``hicra.methods``) and ``EpochSampler``.
+
+The run folder's housekeeping (stale files, a full disk) is ``hicra.run_dir``; the metrics line's arithmetic is
+``hicra.step_stats``; both re-exported here under their old names.
 
     from hicra.trainer import sft
     history = sft(model, tokenizer, [{"prompt": ..., "completion": ...}], out_dir, steps=100)
@@ -48,300 +50,31 @@ Dynamic sampling's arithmetic lives in ``hicra.dynamic_sampling`` (pure, unit-te
 
 from __future__ import annotations
 
-import dataclasses
-import errno
 import json
-import math
 import os
 import re
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
-from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
+from trl import GRPOTrainer
 
 from hicra.advantage import REGISTRY, token_advantages
-from hicra.alpha import AdaptiveAlpha
 from hicra.decode import trl_rollout
 from hicra.dynamic_sampling import concat_batches, live_groups, select_rows
-from hicra.dynamics import gram_statistics
 from hicra.finite import NonFiniteError, require_finite  # noqa: F401  (NonFiniteError: hicra.train's)
 from hicra.io import append_jsonl, read_metrics, truncate_jsonl, write_parquet
-from hicra.metrics import pass_at_k
-from hicra.ranges import check_ranges
+from hicra.run_dir import disk_full_error, prune_run_dir  # noqa: F401  (re-exported: their old home)
 from hicra.runfolder import RECORD, last_complete_checkpoint
+from hicra.sft import sft  # noqa: F401  (re-exported: its old home)
 from hicra.sgfile import read_sg_file
 from hicra.speed import SpeedMixin, group_by_length, trim_completion_padding, use_plain_head  # noqa: F401
+from hicra.step_stats import dynamics_from, token_stats
 from hicra.tagger import PlanningTagger
+from hicra.train_config import HICRA_FAMILY, METHODS, TRL_DEFAULTS, HICRAConfig  # noqa: F401  (re-exported)
 
-
-def sft(
-    model,
-    tokenizer,
-    examples: list[dict],
-    out_dir,
-    steps: int,
-    batch_size: int = 16,
-    learning_rate: float = 1e-3,
-    seed: int = 0,
-    progress: bool = True,
-) -> list[dict]:
-    """Supervised fine-tuning on prompt/completion dicts; returns TRL's loss log."""
-    import datasets
-
-    args = SFTConfig(
-        output_dir=str(Path(out_dir)),
-        max_steps=steps,
-        per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=max(1, steps // 20),
-        weight_decay=0.0,
-        logging_steps=max(1, steps // 10),
-        save_strategy="no",
-        report_to=[],
-        bf16=False,
-        use_cpu=True,
-        seed=seed,
-        data_seed=seed,
-        max_length=512,
-        completion_only_loss=True,
-        dataloader_num_workers=0,
-        disable_tqdm=not progress,
-        gradient_checkpointing=False,
-        train_sampling_strategy="group_by_length",
-    )
-    trainer = SFTTrainer(
-        model=model, args=args, train_dataset=datasets.Dataset.from_list(examples), processing_class=tokenizer
-    )
-    trainer.train()
-    return [h for h in trainer.state.log_history if "loss" in h]
-
-
-# --------------------------------------------------------------------------
-# GRPO family: grpo (DAPO clip-higher), hicra and its variants, entropy_reg, fork_tokens
-
-# read from the registry in hicra.advantage: adding a method is one registration there
-METHODS = tuple(REGISTRY)
-HICRA_FAMILY = tuple(n for n, m in REGISTRY.items() if m.rule is not None)  # per-token advantages
-
-
-@dataclasses.dataclass
-class HICRAConfig(GRPOConfig):
-    """TRL's GRPOConfig plus the method switch and the dynamics logging of this project.
-
-    ``method``: ``grpo`` (DAPO clip-higher: epsilon 0.2 / 0.28, token-level loss),
-    ``hicra`` (+ planning-token advantage, alpha 0.2, needs ``sg_file``),
-    ``entropy_reg`` (+ TRL's ``entropy_coef`` bonus), ``fork_tokens`` (TRL's
-    ``top_entropy_quantile`` = 0.2: gradients on the top-20 % entropy tokens only).
-    ``hicra_gated`` / ``hicra_verl`` / ``hicra_adaptive``: the study's variants (``hicra.advantage``,
-    ``hicra.alpha``); the gated two compute the completions' token entropies with one extra no-grad pass.
-    ``dynamic_sampling`` (any method): DAPO's filter of zero-variance groups, refilled
-    from freshly drawn prompts (at most ``max_refill_rounds`` extra generations a step).
-    """
-
-    method: str = dataclasses.field(default="hicra", metadata={"help": f"one of {METHODS}"})
-    hicra_alpha: float = dataclasses.field(default=0.2, metadata={"help": "HICRA amplification alpha, in [0, 1)"})
-    allow_sign_flip: bool = dataclasses.field(
-        default=False,
-        metadata={"help": "permit hicra_alpha >= 1, where A + alpha|A| turns negative planning advantages positive"},
-    )
-    sg_file: str | None = dataclasses.field(default=None, metadata={"help": "strategic-gram JSON (hicra.sgfile)"})
-    entropy_bonus: float = dataclasses.field(default=0.005, metadata={"help": "entropy_coef used by entropy_reg"})
-    fork_quantile: float = dataclasses.field(default=0.2, metadata={"help": "top-entropy share used by fork_tokens"})
-    gate_share: float | None = dataclasses.field(
-        default=None,
-        metadata={
-            "help": "top-entropy share gated by hicra_gated / hicra_verl (None: 0.2 / 0.3, their sources' values)"
-        },
-    )
-    verl_filter: bool = dataclasses.field(
-        default=True, metadata={"help": "hicra_verl: re-weight only correct responses longer than their group's mean"}
-    )
-    alpha_max: float = dataclasses.field(default=0.4, metadata={"help": "hicra_adaptive: the largest alpha"})
-    alpha_window: int = dataclasses.field(default=10, metadata={"help": "hicra_adaptive: steps per window"})
-    alpha_plateau: float = dataclasses.field(
-        default=0.005,
-        metadata={
-            "help": "hicra_adaptive: relative execution-perplexity drop per window below which execution has plateaued"
-        },
-    )
-    alpha_guard: float = dataclasses.field(
-        default=0.5,
-        metadata={"help": "hicra_adaptive: alpha shrinks once planning entropy falls below this share of its start"},
-    )
-    val_every: int = dataclasses.field(default=0, metadata={"help": "validate every N steps (0: never)"})
-    save_rollouts: bool = dataclasses.field(default=True, metadata={"help": "write rollouts/step_*.parquet"})
-    dynamic_sampling: bool = dataclasses.field(
-        default=False,
-        metadata={"help": "DAPO dynamic sampling: drop groups whose rewards are all equal, refill from new prompts"},
-    )
-    context_schedule: list[int] | None = dataclasses.field(
-        default=None,
-        metadata={
-            "help": "completion caps to step through, e.g. [16384, 32768] (paper: 16K -> 32K); starts at the first"
-        },
-    )
-    context_switch_clip: float = dataclasses.field(
-        default=0.2,
-        metadata={
-            "help": "move to the next cap of context_schedule when the step's clipped-completion ratio passes this"
-        },
-    )
-    rollout: str = dataclasses.field(
-        default="trl",
-        metadata={
-            "help": "sampler for training completions: 'trl' (TRL's generate or vLLM) or 'compact' (hicra.decode: "
-            "finished rows leave the batch; plain-text prompts, no vLLM)"
-        },
-    )
-    lm_head: str = dataclasses.field(
-        default="auto",
-        metadata={
-            "help": "log-probs and entropies of the loss: 'fused' (TRL's chunked LM-head kernel: no full logits), "
-            "'plain' (full logits, log_softmax; about 20 percent faster forward + backward for a tiny vocabulary on "
-            "CPU), 'auto' (plain when the vocabulary has at most 8,192 tokens)"
-        },
-    )
-    micro_batches: str = dataclasses.field(
-        default="auto",
-        metadata={
-            "help": "how a generation batch's rows are dealt to the loss's micro-batches: 'length' (in order of "
-            "completion length, so each micro-batch is cut to a short width: less padding, the same update "
-            "when the loss is a sum over rows), 'random' (TRL's shuffle), 'auto' (length when the loss is a "
-            "sum over rows: dapo loss, no per-micro-batch entropy quantile or entropy bonus)"
-        },
-    )
-    logging_nan_inf_filter: bool = dataclasses.field(
-        default=False,
-        metadata={
-            "help": "transformers' filter that logs a NaN/inf loss as the previous mean (off: a NaN step stops the run)"
-        },
-    )
-    max_refill_rounds: int = dataclasses.field(
-        default=3,
-        metadata={"help": "dynamic sampling: extra generation rounds per step before filling up with dropped groups"},
-    )
-    save_loss_inputs: bool = dataclasses.field(
-        default=False,
-        metadata={
-            "help": "write what each process's loss receives (token ids, masks, planning mask, the group advantage A "
-            "and the advantage used) to loss_inputs/step_*_rank*_*.pt: the rehearsal's proof (hicra.rehearsal_proof)"
-        },
-    )
-
-    def __post_init__(self):
-        self._check_ranges()
-        self._check_choices()
-        if self.epsilon_high is None:
-            self.epsilon_high = 0.28
-        self.epsilon = 0.2 if self.epsilon is None else self.epsilon
-        if self.method == "entropy_reg" and not self.entropy_coef:
-            self.entropy_coef = self.entropy_bonus
-        if self.method == "fork_tokens":
-            self.top_entropy_quantile = self.fork_quantile
-        if self.context_schedule:
-            if sorted(self.context_schedule) != list(self.context_schedule) or self.context_schedule[0] < 1:
-                raise ValueError(f"context_schedule must be increasing positive lengths; got {self.context_schedule}")
-            self.max_completion_length = self.context_schedule[0]
-        self._deal_micro_batches()
-        self.logging_steps = 1  # one metrics line per optimiser step
-        super().__post_init__()
-
-    def _check_ranges(self):
-        """Numbers a real run would turn into NaN weights, a crash or a silent no-op; refused with the fix."""
-        finite = lambda x: isinstance(x, (int, float)) and math.isfinite(x)  # noqa: E731
-        checks = [
-            (
-                self.hicra_alpha >= 0 and (self.hicra_alpha < 1 or self.allow_sign_flip),
-                f"hicra_alpha must be in [0, 1) (alpha >= 1 flips the sign of negative planning advantages; set "
-                f"allow_sign_flip true to permit it); got {self.hicra_alpha}",
-            ),
-            (
-                self.num_generations is None or self.num_generations >= 2,
-                f"num_generations must be >= 2 (GRPO compares completions within a group); got {self.num_generations}",
-            ),
-            (
-                finite(self.learning_rate) and self.learning_rate >= 0,
-                f"learning_rate must be a finite number >= 0; got {self.learning_rate}",
-            ),
-            (
-                finite(self.temperature) and self.temperature > 0,
-                f"temperature must be a finite number > 0 (0 divides the logits by zero: every weight becomes NaN); "
-                f"got {self.temperature}",
-            ),
-            (
-                finite(self.entropy_bonus) and self.entropy_bonus >= 0,
-                f"entropy_bonus must be a finite number >= 0; got {self.entropy_bonus}",
-            ),
-            (
-                0 < self.fork_quantile <= 1,
-                f"fork_quantile must be in (0, 1] (a share of tokens); got {self.fork_quantile}",
-            ),
-            (
-                0 <= self.alpha_max < 1 or (self.allow_sign_flip and finite(self.alpha_max) and self.alpha_max >= 0),
-                f"alpha_max must be in [0, 1) (set allow_sign_flip true to permit more); got {self.alpha_max}",
-            ),
-            (
-                self.max_steps >= 1 or self.max_steps == -1,
-                f"max_steps must be >= 1 (or -1: train for num_train_epochs); got {self.max_steps}",
-            ),
-            (
-                self.max_completion_length is None or self.max_completion_length >= 1,
-                f"max_completion_length must be >= 1; got {self.max_completion_length}",
-            ),
-            (
-                self.gate_share is None or 0 < self.gate_share <= 1,
-                f"gate_share must be in (0, 1]; got {self.gate_share}",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-        check_ranges(self)  # the sampling and optimiser options (hicra.ranges)
-
-    def _check_choices(self):
-        """Named options: the method (and the SG file it needs), the sampler, the LM head, the loss."""
-        if self.method not in REGISTRY:
-            raise ValueError(f"method must be one of {tuple(REGISTRY)}; got {self.method!r}")
-        for name, allowed in (
-            ("rollout", ("trl", "compact")),
-            ("lm_head", ("auto", "fused", "plain")),
-            ("micro_batches", ("auto", "length", "random")),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
-        if self.rollout == "compact" and self.use_vllm:
-            raise ValueError("rollout 'compact' samples with hicra.decode; it cannot be combined with use_vllm")
-        if self.loss_type != "dapo":  # the token-level loss every method of this project is defined with
-            raise ValueError(
-                f"loss_type must be 'dapo' (the token-level loss of DAPO and the paper, which every "
-                f"method here uses); got {self.loss_type!r}"
-            )
-        if REGISTRY[self.method].needs_sg and not self.sg_file:
-            raise ValueError(
-                f"method {self.method!r} needs sg_file: a strategic-gram JSON (e.g. data/grams/seed_grams.json)"
-            )
-
-    def _deal_micro_batches(self):
-        """``micro_batches: auto`` -> length (same update, less padding) unless a statistic is per micro-batch."""
-        per_micro_batch = [
-            why
-            for why, on in (
-                ("the fork-token entropy quantile", (self.top_entropy_quantile or 1.0) < 1.0),
-                ("the entropy bonus", bool(self.entropy_coef) or self.use_adaptive_entropy),
-            )
-            if on
-        ]
-        if self.micro_batches == "length" and per_micro_batch:
-            raise ValueError(
-                f"micro_batches 'length' would change this method's update: {per_micro_batch[0]} is "
-                "computed per micro-batch; use 'random' or 'auto'"
-            )
-        if self.micro_batches == "auto":
-            self.micro_batches = "random" if per_micro_batch else "length"
+_token_stats, _dynamics_from = token_stats, dynamics_from  # their old names
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -389,9 +122,8 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
         self._stash = None
         self._step_rollouts: list[dict] = []
         self._boosted = [0.0, 0.0]  # re-weighted tokens, completion tokens (this step)
-        self.alpha_ctl = None
-        if a.method == "hicra_adaptive":
-            self.alpha_ctl = AdaptiveAlpha(a.alpha_max, a.alpha_window, a.alpha_plateau, a.alpha_guard)
+        method = REGISTRY[a.method]
+        self.method_state = method.state(a) if method.state else None  # updated each step (log), replayed on resume
         self._plain_head = use_plain_head(a.lm_head, self.model)
 
     def _get_train_sampler(self, dataset=None):
@@ -425,6 +157,7 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
                 gate_share=self.args.gate_share,
                 verl_filter=self.args.verl_filter,
                 allow_sign_flip=self.args.allow_sign_flip,
+                knobs={**self.args.method_knobs(), **self._state_values()},
             )
             self._boosted[0] += float(boosted.sum())
             self._boosted[1] += float(out["completion_mask"].sum())
@@ -477,10 +210,14 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
         res["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
         return res
 
+    def _state_values(self) -> dict:
+        """The method's per-step state's values of the current step (e.g. the adaptive alpha), or none."""
+        return self.method_state.state() if self.method_state is not None else {}
+
     @property
     def alpha(self) -> float:
-        """The HICRA alpha of the current step (the adaptive controller's, for hicra_adaptive)."""
-        return self.alpha_ctl.alpha if self.alpha_ctl is not None else self.args.hicra_alpha
+        """The HICRA alpha of the current step (its per-step state's, e.g. hicra_adaptive's controller)."""
+        return self._state_values().get("alpha", self.args.hicra_alpha)
 
     def _entropies(self, out) -> torch.Tensor:
         """(B, T) entropies of the sampled completions under the current policy (one no-grad forward)."""
@@ -538,17 +275,19 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
         # every rank: the step's token sums over all ranks, so the line (and adaptive alpha) see the whole batch
         sums, boosted = self._reduce_step_sums()
         self._tok_sums, self._boosted = {}, [0.0, 0.0]
-        rec = {"step": self.state.global_step, "method": self.args.method, "seed": self.args.seed, **_token_stats(sums)}
+        rec = {"step": self.state.global_step, "method": self.args.method, "seed": self.args.seed, **token_stats(sums)}
         if REGISTRY[self.args.method].rule is not None:
-            rec.update(self.alpha_ctl.state() if self.alpha_ctl else {"alpha": self.args.hicra_alpha})
+            rec["alpha"] = self.args.hicra_alpha
+        rec.update(self._state_values())  # the per-step state the step used (hicra_adaptive: its alpha)
+        if REGISTRY[self.args.method].rule is not None:
             rec["boosted_ratio"] = boosted[0] / boosted[1] if boosted[1] else None
-            if self.alpha_ctl:
-                self.alpha_ctl.update(rec)  # the alpha of the next step, the same on every rank
+        if self.method_state is not None:
+            self.method_state.update(rec)  # the state of the next step, the same on every rank
         # every rank, after the update: a NaN step (loss, gradient norm or weights) stops them all
         require_finite(logs, self.state.global_step, self.args.output_dir, self.model)
         if not self.is_world_process_zero():
             return
-        rec.update(_dynamics_from(logs, self._step_rollouts, self.args.num_generations, self.tagger))
+        rec.update(dynamics_from(logs, self._step_rollouts, self.args.num_generations, self.tagger))
         rec["live_groups"] = logs.get("dynamic_sampling/live_groups")
         rec["refill_rounds"] = logs.get("dynamic_sampling/rounds")
         self._extend_context(rec.get("clip_ratio"))
@@ -637,9 +376,9 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
             self._load_from_checkpoint(str(ckpt))
             self.state = self.state.__class__.load_from_json(os.path.join(str(ckpt), "trainer_state.json"))
             return None
-        if self.alpha_ctl is not None and ckpt and os.path.exists(self.metrics_path):
-            for rec in read_metrics(self.metrics_path):  # the alpha history of the steps kept
-                self.alpha_ctl.update(rec)
+        if self.method_state is not None and ckpt and os.path.exists(self.metrics_path):
+            for rec in read_metrics(self.metrics_path):  # the per-step state's history of the steps kept
+                self.method_state.update(rec)
         if ckpt and self.args.context_schedule:  # resume at the cap the run had reached
             caps = (
                 [x.get("max_completion_length") for x in read_metrics(self.metrics_path)]
@@ -661,76 +400,3 @@ class HICRATrainer(SpeedMixin, GRPOTrainer):
                 },
             )
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
-
-
-def disk_full_error(e: BaseException, folder, what: str) -> BaseException:
-    """``e`` as it is, or, when the disk holding ``folder`` is full (ENOSPC anywhere in ``e``'s chain, or under
-    16 MB free), an OSError that says so and what to do."""
-
-    chain, x = [], e
-    while x is not None and len(chain) < 10:
-        chain.append(x)
-        x = x.__cause__ or x.__context__
-    full = any(getattr(c, "errno", None) == errno.ENOSPC or "no space left" in str(c).lower() for c in chain)
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        free = None
-    if not full and (free is None or free >= 16 * 2**20):
-        return e
-
-    return OSError(
-        errno.ENOSPC,
-        f"no space left on the disk of {folder} while saving {what} "
-        f"({'?' if free is None else free // 2**20} MB free; {type(e).__name__}: "
-        f"{str(e)[:200]}). Free space, then resume with --resume true: it starts from the "
-        f"last complete checkpoint ({last_complete_checkpoint(folder) or 'none yet'})",
-    )
-
-
-def _token_stats(sums: dict) -> dict:
-    """planning_ratio and per-class mean entropy and perplexity from the step's token sums."""
-    n_p, n_e = sums.get("n_planning", 0), sums.get("n_execution", 0)
-    rec = {"planning_ratio": n_p / (n_p + n_e) if n_p + n_e else None}
-    for name, n in (("planning", n_p), ("execution", n_e)):
-        rec[f"entropy_{name}"] = sums[f"ent_{name}"] / n if n else None
-        rec[f"ppl_{name}"] = float(torch.exp(torch.tensor(-sums[f"lp_{name}"] / n))) if n else None
-    return rec
-
-
-def _dynamics_from(logs: dict, rollouts: list[dict], group_size: int, tagger) -> dict:
-    rec = {
-        "reward": logs.get("reward"),
-        "length": logs.get("completions/mean_length"),
-        "step_time": logs.get("step_time"),
-        "clip_ratio": logs.get("completions/clipped_ratio"),
-        "boxed_ratio": logs.get("boxed_ratio"),  # logged by the reward function through TRL's log_metric
-        "loss": logs.get("loss"),
-    }
-    rewards = [r["reward"] for r in rollouts if r["reward"] is not None]
-    rec["accuracy"] = sum(r >= 1.0 for r in rewards) / len(rewards) if rewards else None
-    if tagger is not None and rollouts:
-        rec.update(gram_statistics(tagger, [r["completion"] for r in rollouts]))
-    if rewards and len(rewards) % group_size == 0:
-        correct = (np.array(rewards) >= 1.0).reshape(-1, group_size).sum(1)
-        rec["pass_at_k"] = float(pass_at_k(np.full(len(correct), group_size), correct, min(8, group_size)).mean())
-    return rec
-
-
-def prune_run_dir(run_dir, step: int) -> list[str]:
-    """Remove what a previous run in this folder wrote after ``step`` (rollouts, checkpoints), so a fresh
-    start (step 0) or a resume never mixes in stale files; returns the removed names."""
-
-    removed = []
-    for p in (
-        sorted(Path(run_dir).glob("rollouts/step_*.parquet"))
-        + sorted(Path(run_dir).glob("checkpoint-*"))
-        + sorted(Path(run_dir).glob("loss_inputs/step_*.pt"))
-    ):
-        m = re.search(r"(\d+)", p.name)
-        if m and int(m.group(1)) > step:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-            removed.append(p.name)
-    if removed:
-        print(f"[hicra] removed {len(removed)} stale file(s) after step {step} in {run_dir}", flush=True)
-    return removed

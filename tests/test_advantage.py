@@ -146,7 +146,7 @@ def test_token_advantages_plain_hicra_and_errors():
 def test_adaptive_alpha_rule():
     from hicra.alpha import AdaptiveAlpha
 
-    ctl = AdaptiveAlpha(alpha_max=0.4, window=2, plateau=0.01, guard=0.5)
+    ctl = AdaptiveAlpha(alpha_max=0.4, alpha_window=2, alpha_plateau=0.01, alpha_guard=0.5)
     assert ctl.alpha == 0  # no history: start as GRPO
     for ppl in (1.30, 1.28, 1.20, 1.18):  # window means 1.29 -> 1.19: a 7.8 % drop, still consolidating
         ctl.update({"ppl_execution": ppl, "entropy_planning": 0.6})

@@ -126,7 +126,7 @@ def test_threads_are_part_of_the_recipe(private_cache, tmp_path, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     out = tmp_path / "omp.txt"
     code = f"import os, pathlib; pathlib.Path({str(out)!r}).write_text(os.environ.get('OMP_NUM_THREADS', 'unset'))"
-    step = R.Step("alone", "", {}, [], [str(out)], needs=(), command=[sys.executable, "-c", code])
+    step = R.Step("alone", outputs=[str(out)], needs=(), command=[sys.executable, "-c", code])
     [(_, status, _, _)] = R.run_wave([step], tmp_path / "run", str(tmp_path / "fig"), lambda s: False, jobs=2)
     assert status == "ran" and out.read_text() == str(os.cpu_count() or 1)
 

@@ -100,7 +100,7 @@ def sft_examples(cfg: SandboxConfig, wc: WorldConfig) -> list[dict]:
 
 def warm_start(cfg: SandboxConfig, model, tok, examples: list[dict], out: Path, progress: bool = True):
     """TRL SFT on prompt/completion pairs (loss on completions only), via ``hicra.trainer``."""
-    from hicra.trainer import sft  # noqa: PLC0415  TRL + torch: the sandbox package stays light; only a build trains
+    from hicra.sft import sft  # noqa: PLC0415  TRL + torch: the sandbox package stays light; only a build trains
 
     return sft(
         model,
