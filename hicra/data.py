@@ -36,7 +36,9 @@ SHIPPED = {
     "olympiadbench": "olympiadbench/test.jsonl",
     "gsm8k": "gsm8k/{split}.jsonl",
     "dapo_math_17k": "dapo_math_17k/train.parquet",
+    "rehearsal_arith": "rehearsal_arith/train.parquet",  # the CPU rehearsal's prompts (hicra.rehearsal_task)
 }
+TRAIN_ONLY = ("dapo_math_17k", "rehearsal_arith")  # training prompts, no test split
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -162,8 +164,9 @@ def main(argv=None) -> None:
     ).parse_args(argv)
     counts = {
         n: len(load_benchmark(n, split=s))
-        for n, s in [(k, "test") for k in SHIPPED if k != "dapo_math_17k"]
-        + [("gsm8k", "train"), ("dapo_math_17k", "train")]
+        for n, s in [(k, "test") for k in SHIPPED if k not in TRAIN_ONLY]
+        + [("gsm8k", "train")]
+        + [(k, "train") for k in TRAIN_ONLY]
     }
     print(json.dumps(counts))
 

@@ -133,6 +133,8 @@ def _resolve(name: str) -> tuple[str, dict]:
         return str(shipped_hf_dir(shipped_name(name))), {}
     if (Path(name) / SMOLLM2_GGUF).exists():  # the GGUF folder itself (a LoRA adapter's base model)
         return name, {"gguf_file": SMOLLM2_GGUF}
+    if not Path(name).is_absolute() and resolve(name).exists():  # a repository path (data/smollm2_boxed), any cwd
+        return str(resolve(name)), {}
     return name, {}
 
 
@@ -159,7 +161,11 @@ def load_model(name: str, dtype: str = "float32", **kwargs):
         from peft import PeftModel
 
         base, _ = load_model(json.loads(adapter.read_text())["base_model_name_or_path"], dtype, **kwargs)
-        return PeftModel.from_pretrained(base, path).merge_and_unload(), load_tokenizer(name)
+        merged = PeftModel.from_pretrained(base, path).merge_and_unload()
+        # the merged model is named by the adapter folder, so a LoRA trained on top of it (the rehearsal's LoRA arm
+        # on data/smollm2_boxed) records this folder as its base and loads back onto the same weights
+        merged.name_or_path = merged.config._name_or_path = path
+        return merged, load_tokenizer(name)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kw, **kwargs)
     return model, load_tokenizer(name)
 
