@@ -143,6 +143,9 @@ def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
     path, kw = _resolve(name)
+    adapter = Path(path) / "adapter_config.json"
+    if adapter.exists() and not (Path(path) / "tokenizer_config.json").exists():  # a LoRA adapter: its base's
+        return load_tokenizer(json.loads(adapter.read_text())["base_model_name_or_path"])
     tok = AutoTokenizer.from_pretrained(path, **kw)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

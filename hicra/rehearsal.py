@@ -89,10 +89,7 @@ def _proof_step(steps: list[Step], proof: dict) -> Step:
     pairs = [f"--pair={a},{b}" for a, b in proof.get("pairs", [])]
     return Step(
         "rehearsal-proof",
-        "",
-        {},
-        [],
-        [f"{folder}/proof.json"],
+        outputs=[f"{folder}/proof.json"],
         needs=tuple(s.name for s in train),
         command=["python", "-m", "hicra.rehearsal_proof", "--run_dir", folder, *pairs],
     )

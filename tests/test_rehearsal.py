@@ -1,5 +1,6 @@
 """The GPU `paper` profile's training step, executed: the rehearsal's own command (accelerate, 2 CPU processes,
-SmolLM2-135M's HF copy with its chat template, DAPO-Math prompts, the seed SG list tagged with its tokenizer), at CI
+SmolLM2-135M's HF copy with its format adapter and chat template, the pilot-chosen arithmetic prompts in DAPO-Math's
+format, the seed SG list tagged with its tokenizer), at CI
 size, and its checkpoint and final model read back the way evaluate and forks read them. `make rehearsal` runs the
 whole profile (docs/scale-out.md); this is the part CI can afford."""
 
@@ -114,7 +115,8 @@ def test_the_rehearsal_trains_smollm2_through_the_paper_command(hicra_run):
     assert line["step"] == 1 and line["method"] == "hicra" and line["alpha"] == 0.2
     assert line["planning_ratio"] is not None and math.isfinite(line["entropy_execution"])
     params = json.loads((run / "params.json").read_text())
-    assert params["processes"] == 2 and params["model"] == "smollm2" and params["dataset"] == "dapo_math_17k"
+    assert params["processes"] == 2 and params["model"] == "data/smollm2_boxed"
+    assert params["dataset"] == "rehearsal_arith"
     roll = pd.read_parquet(run / "rollouts" / "step_000001.parquet")
     assert len(roll) == 16 and all(p[0]["role"] == "user" for p in roll.prompt)  # chat prompts, both ranks' rows
     assert checkpoint_problem(run / "checkpoint-1") is None
@@ -131,15 +133,11 @@ def test_the_rehearsal_trains_smollm2_through_the_paper_command(hicra_run):
             assert adv.shape == cm.shape and torch.allclose(adv[cm], want[cm], atol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #37 item 1 is open: on DAPO-Math prompts SmolLM2 earns no strict-boxed reward, so every "
-    "advantage is 0 (no rehearsal prompts with a signal have been found yet; data/README.md). strict: this "
-    "test fails the suite once a signal exists, so the marker is removed then",
-)
 def test_the_rehearsal_has_a_learning_signal_in_both_processes_and_grpo_and_hicra_diverge(hicra_run, tmp_path):
     """Non-zero advantages reach the loss in both processes, on real planning tokens, and after one step the GRPO
-    and HICRA weights differ (the same completions at step 1: the difference is HICRA's Â)."""
+    and HICRA weights differ (the same completions at step 1: the difference is HICRA's Â). On DAPO-Math-17k
+    prompts with SmolLM2 alone (the rehearsal before issue #37) every advantage was 0 and this test failed (it
+    was a strict xfail then)."""
     from hicra.rehearsal_proof import parameter_distance
 
     for rank in (0, 1):

@@ -1,13 +1,18 @@
 """The rehearsal's proof numbers (hicra.rehearsal_proof) on run folders written here by hand, and the pilot's
-candidate prompts (hicra.rehearsal_task) loaded and graded the way hicra.train does (issue #37)."""
+candidate prompts (hicra.rehearsal_task) loaded and graded the way hicra.train does, and the shipped prompts and
+format adapter (issue #37)."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
 from hicra.rehearsal_proof import lora_update_norm, parameter_distance, proof, proof_markdown
+from hicra.rehearsal_task import sft_examples
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(folder, method, rewards, adv_rows, planning, alpha=0.2):
@@ -96,9 +101,34 @@ def test_the_pilots_candidates_are_dapo_rows_that_the_trainer_loads_and_grades(t
     gold = [g["answer"] for g in got]
     assert accuracy_reward([f"so \\boxed{{{a}}}" for a in gold], gold) == [1.0] * 12
     assert accuracy_reward([f"the answer is {a}" for a in gold], gold) == [0.0] * 12
-    hint = candidates(12, seed=3, framing="boxed_hint")
-    assert [h["prompt"][0]["content"] for h in hint] == [
-        r["prompt"][0]["content"] + " Write only the result, in the form \\boxed{result}." for r in rows
-    ]
-    with pytest.raises(ValueError, match="framing must be one of"):
-        candidates(2, framing="shouty")
+    assert {(r["extra_info"]["kind"], r["extra_info"]["level"]) for r in rows} == {
+        (k, lv) for k in ("sum", "more", "less", "times") for lv in ("easy", "hard")
+    }
+    sft = {q for q, _ in sft_examples(24 * 8, 0)}
+    assert not sft & {r["prompt"][0]["content"] for r in candidates(64, seed=1, exclude=sft)}  # no SFT problem
+
+
+def test_the_shipped_prompts_and_format_adapter_are_what_the_rehearsal_trains_on():
+    """data/rehearsal_arith holds pilot-chosen rows (pilot accuracy in [0.125, 0.875], nearest 0.5 first, none an
+    SFT problem of the adapter), and data/smollm2_boxed merged onto SmolLM2 answers an easy shipped problem in the
+    paper's strict format when decoding greedily (SmolLM2 alone ends with "The answer is 8"; data/README.md)."""
+    from hicra.data import load_benchmark
+    from hicra.generate import sample
+    from hicra.models import load_model
+    from hicra.rehearsal_task import chat
+    from hicra.rewards import last_boxed
+
+    rows = pd.read_parquet(ROOT / "data" / "rehearsal_arith" / "train.parquet").to_dict("records")
+    acc = [r["extra_info"]["pilot_accuracy"] for r in rows]
+    assert len(rows) >= 16 and all(0.125 <= a <= 0.875 for a in acc)
+    assert [abs(a - 0.5) for a in acc] == sorted(abs(a - 0.5) for a in acc)
+    sft = {q for q, _ in sft_examples(24 * 8, 0)}
+    assert not sft & {r["prompt"][0]["content"] for r in rows}
+    train = load_benchmark("rehearsal_arith", split="train", limit=4)
+    assert [t["problem"] for t in train] == [r["prompt"][0]["content"] for r in rows[:4]]
+
+    model, tok = load_model("data/smollm2_boxed")
+    assert tok.name_or_path and model.name_or_path.endswith("smollm2_boxed")
+    easy = next(r for r in rows if r["extra_info"]["level"] == "easy")
+    out = sample(model, tok, [chat(tok, easy["prompt"][0]["content"])], temperature=0, max_new_tokens=64)[0][0]
+    assert last_boxed(out) is not None, out
