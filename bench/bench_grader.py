@@ -2,7 +2,7 @@
 
 Goal (issue 38): the grader bounds its work (``hicra.grading``: math-verify in a pooled worker process killed past
 its deadline) and normal answers keep at least half of the old throughput (math-verify called in the caller's
-thread, ``hicra.rewards.verify_here``), measured here in the same run, as a ratio.
+thread, ``hicra.training.rewards.verify_here``), measured here in the same run, as a ratio.
 
 Answers: the shipped MATH-500 gold answers, each compared with an equal answer written differently (``(a)``) and
 with the next problem's answer (mostly unequal), so every pair reaches math-verify (no textual shortcut). Both
@@ -23,7 +23,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from hicra import grading  # noqa: E402
 from hicra.data import load_benchmark  # noqa: E402
-from hicra.rewards import MAX_ANSWER_CHARS, _parse, normalize_answer, too_big, verify_here  # noqa: E402
+from hicra.training.rewards import MAX_ANSWER_CHARS, _parse, normalize_answer, too_big, verify_here  # noqa: E402
 
 
 def pairs(n: int) -> list[tuple[str, str]]:

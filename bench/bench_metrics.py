@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from hicra import metrics as M
+from hicra.method import metrics as M
 
 B, T = 1250, 1000
 
@@ -38,9 +38,9 @@ def main():
     t3 = time.perf_counter()
     pk = M.pass_at_k(np.full(B, 16), rng.integers(0, 17, B), 8).mean()
     t4 = time.perf_counter()
-    from hicra.dynamics import gram_statistics
-    from hicra.sgfile import read_sg_file
-    from hicra.tagger import PlanningTagger
+    from hicra.method.dynamics import gram_statistics
+    from hicra.method.tagger import PlanningTagger
+    from hicra.store.sgfile import read_sg_file
 
     tagger = PlanningTagger([g["gram"] for g in read_sg_file("data/grams/seed_grams.json")["grams"]])
     words = ["so", "we", "need", "to", "wait,", "let's", "try", "3", "+", "4", "=", "7.", "check:", "the", "answer"]

@@ -22,7 +22,7 @@ import time
 import torch
 from trl import GRPOTrainer
 
-from hicra.advantage import hicra_advantages
+from hicra.method.advantage import hicra_advantages
 from hicra.train import build_trainer, read_recipe
 
 

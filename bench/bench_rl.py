@@ -11,7 +11,8 @@ warm-up, step dropped) of
 
 and the ratio v2 / v1 (issue #11 goal for the new default: >= 3x completions/s), also with v2 at 64
 completions a step like v1 (v2_64), since the default now takes 128 a step. v2 gains from
-the world (shorter traces, cap 160 not 256) and from the compacting sampler (hicra.decode, ``rollout: compact``).
+the world (shorter traces, cap 160 not 256) and from the compacting sampler (hicra.training.decode,
+``rollout: compact``).
 
 Against the limit (issue #26): the model's own matmul shapes are timed on this machine (GFLOP/s at a decode-sized
 batch of 128 rows and a training-sized one of 2,048), and a completion token costs a generation forward (2N FLOPs)
@@ -39,7 +40,7 @@ RECIPES = {
 
 
 def run_recipe(name: str, path: str, steps: int, overrides: dict | None = None) -> dict:
-    from hicra.config import resolve
+    from hicra.stepkit.config import resolve
     from hicra.train import build_trainer, read_recipe
 
     run_dir = resolve(f"runs/bench-rl/{name}")

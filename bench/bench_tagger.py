@@ -25,9 +25,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from hicra.data import load_benchmark  # noqa: E402
+from hicra.method.tagger import PlanningTagger  # noqa: E402
 from hicra.models import load_tokenizer  # noqa: E402
-from hicra.sgfile import read_sg_file  # noqa: E402
-from hicra.tagger import PlanningTagger  # noqa: E402
+from hicra.store.sgfile import read_sg_file  # noqa: E402
 
 torch.set_num_threads(1)
 B, T, N_GRAMS = 64, 1024, 500

@@ -14,9 +14,9 @@ import time
 import torch
 from trl import GRPOTrainer
 
-from hicra.dynamics import RECORD_KEYS
+from hicra.method.dynamics import RECORD_KEYS
 from hicra.train import build_trainer, read_recipe
-from hicra.trainer import HICRATrainer
+from hicra.training.trainer import HICRATrainer
 
 
 def _key(prompt_ids, completion_ids, completion_mask, pad):

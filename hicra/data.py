@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from hicra.io import read_jsonl
-from hicra.rewards import last_boxed
+from hicra.store.io import read_jsonl
+from hicra.training.rewards import last_boxed
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 SHIPPED = {

@@ -10,7 +10,7 @@ four causes, grouped into the paper's two categories:
 
 On the sandbox the oracle (``hicra.sandbox.world.classify_failure``) is ground
 truth: a wrong written arithmetic step is ``calculation``, anything else is
-``planning``. Anywhere, an LLM judge behind ``hicra.llm.ChatClient`` classifies
+``planning``. Anywhere, an LLM judge behind ``hicra.store.llm.ChatClient`` classifies
 with the prompt in ``hicra/prompts/error_judge.md`` (cached, resumable); on the
 sandbox its agreement with the oracle is reported (accuracy, Cohen's kappa).
 
@@ -27,13 +27,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from hicra.io import run_arm, write_json
-from hicra.llm import ChatClient, extract_json
-from hicra.paths import resolve
-from hicra.plotting import PALETTE, save_step_figure, setup_style
+from hicra.runinfo import run_arm
 from hicra.sandbox.world import Task, classify_failure
 from hicra.serve import endpoint
-from hicra.steps import StepConfig, cli_main, start_step
+from hicra.stepkit.plotting import PALETTE, save_step_figure, setup_style
+from hicra.stepkit.steps import StepConfig, cli_main, start_step
+from hicra.store.io import write_json
+from hicra.store.llm import ChatClient, extract_json
+from hicra.store.paths import resolve
 
 CAUSES = ("planning", "calculation", "comprehension", "format")
 CATEGORY = {"planning": "Planning & Strategy", "calculation": "Others", "comprehension": "Others", "format": "Others"}

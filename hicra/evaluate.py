@@ -33,20 +33,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hicra.cli import parse_cli
 from hicra.data import SHIPPED, load_benchmark
-from hicra.generate import chat_prompts, sample
-from hicra.io import write_json, write_parquet
+from hicra.method.stats import bootstrap_ci
 from hicra.models import load_step_model as load  # model resolution lives in hicra.models
 from hicra.models import load_tokenizer
 from hicra.models import step_model_path as model_path
-from hicra.paths import resolve, weight_files
-from hicra.plotting import PALETTE, save_step_figure, setup_style
-from hicra.rewards import is_correct, is_correct_lenient
 from hicra.sandbox.config import SandboxStepConfig
 from hicra.sandbox.world import make_tasks, prompt, verify
-from hicra.stats import bootstrap_ci
-from hicra.steps import emit, start_step, user_errors
+from hicra.stepkit.cli import parse_cli
+from hicra.stepkit.plotting import PALETTE, save_step_figure, setup_style
+from hicra.stepkit.steps import emit, start_step, user_errors
+from hicra.store.io import write_json, write_parquet
+from hicra.store.paths import resolve, weight_files
+from hicra.training.generate import chat_prompts, sample
+from hicra.training.rewards import is_correct, is_correct_lenient
 
 DEFAULT_K = {"aime24": 32, "aime25": 32, "amc23": 4}
 

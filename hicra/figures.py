@@ -18,14 +18,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hicra.io import read_metrics, run_arm
-from hicra.methods import fig5_methods
-from hicra.paths import resolve
-from hicra.plotting import KIND_COLOURS, PALETTE, save_step_figure, setup_style
-from hicra.sgfile import KINDS
-from hicra.stats import relative
-from hicra.stats import t_interval as mean_ci
-from hicra.steps import StepConfig, cli_main, start_step
+from hicra.method.methods import fig5_methods
+from hicra.method.stats import relative
+from hicra.method.stats import t_interval as mean_ci
+from hicra.runinfo import run_arm
+from hicra.stepkit.plotting import KIND_COLOURS, PALETTE, save_step_figure, setup_style
+from hicra.stepkit.steps import StepConfig, cli_main, start_step
+from hicra.store.io import read_metrics
+from hicra.store.paths import resolve
+from hicra.store.sgfile import KINDS
 
 
 def load_runs(run_dirs) -> pd.DataFrame:

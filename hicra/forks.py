@@ -29,16 +29,16 @@ import torch
 from tqdm.auto import tqdm
 
 from hicra.data import load_benchmark
-from hicra.generate import chat_prompts, sample
-from hicra.io import write_json
-from hicra.metrics import fork_overlap
+from hicra.method.metrics import fork_overlap
+from hicra.method.tagger import PlanningTagger
 from hicra.models import load_step_model, step_model_path
-from hicra.paths import REPO_ROOT, resolve
-from hicra.plotting import HIGHLIGHT, save_step_figure, setup_style
 from hicra.sandbox.config import SandboxStepConfig
 from hicra.sandbox.world import make_tasks, prompt
-from hicra.steps import cli_main, start_step
-from hicra.tagger import PlanningTagger
+from hicra.stepkit.plotting import HIGHLIGHT, save_step_figure, setup_style
+from hicra.stepkit.steps import cli_main, start_step
+from hicra.store.io import write_json
+from hicra.store.paths import REPO_ROOT, resolve
+from hicra.training.generate import chat_prompts, sample
 
 
 @torch.no_grad()
@@ -198,7 +198,7 @@ def fig_claims(rows):
     return fig
 
 
-COLOURS = HIGHLIGHT  # the passage shades of Fig 9 (hicra.plotting, the one colour table)
+COLOURS = HIGHLIGHT  # the passage shades of Fig 9 (hicra.stepkit.plotting, the one colour table)
 
 
 def passage_html(tok, record: dict, tagger, threshold: float, title: str = "") -> str:

@@ -218,7 +218,8 @@ def serve() -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(
         prog="python -m hicra.grading",
-        description="The grading worker: JSON [pred, gold] lines in, true/false lines out (hicra.rewards starts it).",
+        description="The grading worker: JSON [pred, gold] lines in, true/false lines out "
+        "(hicra.training.rewards starts it).",
     )
     ap.parse_args(argv)
     serve()

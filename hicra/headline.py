@@ -24,8 +24,8 @@ import sys
 
 import pandas as pd
 
-from hicra.paths import REPO_ROOT, resolve
-from hicra.stats import summarise
+from hicra.method.stats import summarise
+from hicra.store.paths import REPO_ROOT, resolve
 from hicra.study import _verdict, comparisons
 
 BEGIN, END = "<!-- headline:begin -->", "<!-- headline:end -->"

@@ -27,12 +27,12 @@ import sys
 import pandas as pd
 import torch
 
-from hicra.config import StepConfig, emit, from_dict, parse_cli, resolve
-from hicra.io import read_metrics, write_json
+from hicra.method.stats import curve_auc, summarise
 from hicra.runinfo import read_run
 from hicra.sandbox.build import SandboxConfig, build, load
 from hicra.sandbox.rl import validator
-from hicra.stats import curve_auc, summarise
+from hicra.stepkit.config import StepConfig, emit, from_dict, parse_cli, resolve
+from hicra.store.io import read_metrics, write_json
 from hicra.train import TrainScript
 
 

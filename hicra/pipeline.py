@@ -8,14 +8,14 @@
     python -m hicra.pipeline --profile my_gpu.yaml    # a profile of your own (copy one in configs/profiles/)
     python -m hicra.pipeline --profile sandbox --force 02_train_hicra
 
-Three parts: the profiles are data (``hicra.profiles``, ``configs/profiles/*.yaml``); the runner
-(``hicra.runner``) executes them — steps that do not depend on each other run at the same time, up to
+Three parts: the profiles are data (``hicra.orchestration.profiles``, ``configs/profiles/*.yaml``); the runner
+(``hicra.orchestration.runner``) executes them — steps that do not depend on each other run at the same time, up to
 ``--jobs``, each with its share of the CPU threads; a step is skipped when nothing it depends on changed
 (notebook, parameters, input files, hashed into a stamp under ``runs/<run>/.stamps/``) and its outputs exist;
 a failing step stops the pipeline after its siblings finish, naming the notebook and cell; Ctrl-C stops the
 running steps and a rerun continues; every 30 s a line reports the running steps — and the report
-(``hicra.report``) gathers the headline numbers into ``figures/results_<profile>.md``. Each step's executed
-notebook and log go to ``runs/<run>/executed/``.
+(``hicra.orchestration.report``) gathers the headline numbers into ``figures/results_<profile>.md``. Each step's
+executed notebook and log go to ``runs/<run>/executed/``.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ import sys
 import time
 from pathlib import Path
 
-from hicra.paths import resolve
-from hicra.profiles import dry_run, load_profile, profile_names
-from hicra.report import results_markdown
-from hicra.runfolder import RunFolderError, hold
-from hicra.runner import Step, StepFailed, run_step, run_wave, waves
-from hicra.steps import emit, install_signal_handlers
+from hicra.orchestration.profiles import dry_run, load_profile, profile_names
+from hicra.orchestration.report import results_markdown
+from hicra.orchestration.runner import Step, StepFailed, run_step, run_wave, waves
+from hicra.stepkit.steps import emit, install_signal_handlers
+from hicra.store.paths import resolve
+from hicra.store.runfolder import RunFolderError, hold
 
 
 def main(argv=None):

@@ -35,16 +35,16 @@ import sys
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from hicra.cli import from_dict
-from hicra.io import write_json
-from hicra.paths import resolve
-from hicra.plotting import PALETTE, save_figure, setup_style
+from hicra.method.stats import summarise
+from hicra.orchestration.runner import Step
 from hicra.runinfo import check_environments, read_run, train_command, write_runs_table
-from hicra.runner import Step
 from hicra.sandbox.anatomy import anatomy, summarize
 from hicra.sandbox.build import SandboxConfig, build, load
-from hicra.stats import summarise
-from hicra.steps import emit, install_signal_handlers
+from hicra.stepkit.cli import from_dict
+from hicra.stepkit.plotting import PALETTE, save_figure, setup_style
+from hicra.stepkit.steps import emit, install_signal_handlers
+from hicra.store.io import write_json
+from hicra.store.paths import resolve
 from hicra.study import comparisons, paired, per_run, seed_list, with_failure_shares
 from hicra.study import load as load_study
 

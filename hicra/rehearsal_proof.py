@@ -27,8 +27,8 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file
 
-from hicra.config import resolve
-from hicra.io import write_json
+from hicra.stepkit.config import resolve
+from hicra.store.io import write_json
 
 # --------------------------------------------------------------------------
 # per step: rewards (rollouts) and what the loss received (loss_inputs)
@@ -155,7 +155,7 @@ def proof(run_dir: Path, pairs: dict | None = None) -> dict:
 
 
 def proof_markdown(p: dict) -> list[str]:
-    """The results page's section (``hicra.report``)."""
+    """The results page's section (``hicra.orchestration.report``)."""
     lines = [
         "",
         "## Learning signal (the rehearsal's proof: non-zero advantages, HICRA's Â ≠ A, distinct checkpoints)",

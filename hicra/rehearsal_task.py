@@ -16,8 +16,8 @@ How, in two steps whose outputs ship in ``data/`` (so the rehearsal and its CI t
    DAPO-Math-17k rows (verl parquet: ``prompt`` = [{role: user, content}], ``reward_model`` = {ground_truth, style},
    ``data_source``, ``ability``, ``extra_info``), none of them an SFT problem. A pilot samples ``k`` completions of
    each from the adapted model with the trainer's own prompt (chat template + "Put your final answer within
-   \\boxed{}."), temperature 1 and 64 tokens, grades them with the paper's reward (``hicra.rewards``: strict last
-   ``\\boxed{}`` + math-verify), and keeps those with pilot accuracy in [lo, hi], nearest 0.5 first (a group of 4
+   \\boxed{}."), temperature 1 and 64 tokens, grades them with the paper's reward (``hicra.training.rewards``: strict
+   last ``\\boxed{}`` + math-verify), and keeps those with pilot accuracy in [lo, hi], nearest 0.5 first (a group of 4
    on a problem solved half the time has mixed rewards with probability 0.875). ``hicra.data`` loads the result
    as the shipped set ``rehearsal_arith``.
 
@@ -34,8 +34,8 @@ import time
 
 import pandas as pd
 
-from hicra.io import write_parquet
-from hicra.paths import resolve
+from hicra.store.io import write_parquet
+from hicra.store.paths import resolve
 
 # the user turn hicra.train.build_trainer builds from a row's problem (kept equal to it)
 INSTRUCTION = "\nPut your final answer within \\boxed{}."
@@ -175,9 +175,9 @@ def train_adapter(out: str, steps: int = 24, batch: int = 8, lr: float = 1e-3, r
 
 def pilot(rows: list[dict], model: str, k: int = 8, max_new_tokens: int = 64, temperature: float = 1.0, seed=0):
     """Pilot accuracy of each row: ``k`` completions with the trainer's prompt and temperature, graded strictly."""
-    from hicra.generate import sample  # noqa: PLC0415  loads torch (only the pilot samples)
     from hicra.models import load_model  # noqa: PLC0415  loads torch
-    from hicra.rewards import is_correct  # noqa: PLC0415  loads math-verify (only the pilot grades)
+    from hicra.training.generate import sample  # noqa: PLC0415  loads torch (only the pilot samples)
+    from hicra.training.rewards import is_correct  # noqa: PLC0415  loads math-verify (only the pilot grades)
 
     lm, tok = load_model(model)
     prompts = [chat(tok, r["prompt"][0]["content"]) for r in rows]

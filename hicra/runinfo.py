@@ -5,7 +5,7 @@ Why: analyses used to read a run's method and α from its folder name (``train-h
 and the regime map each built their own ``python -m hicra.train`` command (α arms failed in the map). Here:
 
 * ``train_command``: the training command of one (arm, seed) for every profile that trains (study, replication,
-  regimes, regimes-long; the paper profile and its rehearsal through ``train:`` steps, hicra.profiles).
+  regimes, regimes-long; the paper profile and its rehearsal through ``train:`` steps, hicra.orchestration.profiles).
 * ``read_run``: method, α, seed, the arm label and the environment record, read from ``params.json`` only;
   ``arm_label`` names an arm from its settings (``hicra``, ``hicra-a0.1``; a LoRA run its own arm).
 * ``compare_tables``: a run and its re-run, per seed (is the re-run exact?).
@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from hicra.environment import differences
-from hicra.methods import DEFAULT_ALPHA, REGISTRY
+from hicra.method.methods import DEFAULT_ALPHA, REGISTRY
 
 UNKNOWN_ENV = "unknown"  # the environment key of a run written before runs recorded theirs
 
@@ -113,6 +113,20 @@ def read_run(run_dir) -> dict:
         "environment": env,
         "environment_key": (env or {}).get("key") or UNKNOWN_ENV,
     }
+
+
+def run_arm(run_dir, default: str | None = None) -> tuple[str | None, int]:
+    """A training run's arm and seed, from its ``params.json`` (``read_run``): the method, with its α
+    where that is not the paper's (``"hicra-a0.1"``) and as ``"hicra (LoRA r=8)"`` for an adapter run (its own arm:
+    not one more seed of the full fine-tune), and the seed; ``(default, 0)`` without the file."""
+    f = Path(run_dir) / "params.json"
+    if not f.exists():
+        return default, 0
+    if "method" not in (params := json.loads(f.read_text())):  # a step's params.json, not a training run's
+        return default, params.get("seed", 0)
+
+    info = read_run(run_dir)
+    return info["arm"], info["seed"]
 
 
 def check_environments(runs: dict, mixed: bool = False, what: str = "runs") -> str:

@@ -1,6 +1,6 @@
 """A real OpenAI-compatible endpoint on this machine, for the SG annotator (paper §2.1) and the error judge (§4).
 
-Why: both LLM steps talk to ``/v1/chat/completions`` (``hicra.llm.ChatClient``). On a GPU box that is a vLLM
+Why: both LLM steps talk to ``/v1/chat/completions`` (``hicra.store.llm.ChatClient``). On a GPU box that is a vLLM
 server with a large model; on a CPU laptop it is ``transformers serve`` with a model that ships here. This module
 resolves a model name the way the steps do (``smollm2`` -> the packaged GGUF, dequantized once to a plain
 Hugging Face folder; a local folder with a chat template; a hub id where the hub is reachable), starts the

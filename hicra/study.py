@@ -28,17 +28,17 @@ import sys
 import pandas as pd
 from scipy import stats
 
-from hicra.cli import typed
+from hicra.analysis.study_figures import fig_alpha_sweep, fig_curves, fig_effects, sweep_recipe
 from hicra.error_analysis import planning_share_bins
-from hicra.io import read_metrics, read_yaml_mapping, write_json
-from hicra.methods import study_arms
-from hicra.paths import resolve
-from hicra.plotting import save_figure, setup_style
+from hicra.method.methods import study_arms
+from hicra.method.stats import curve_auc, holm, summarise
+from hicra.orchestration.runner import Step
 from hicra.runinfo import check_environments, parse_arm, read_run, train_command, write_runs_table
-from hicra.runner import Step
-from hicra.stats import curve_auc, holm, summarise
-from hicra.steps import StepConfig, emit
-from hicra.study_figures import fig_alpha_sweep, fig_curves, fig_effects, sweep_recipe
+from hicra.stepkit.cli import typed
+from hicra.stepkit.plotting import save_figure, setup_style
+from hicra.stepkit.steps import StepConfig, emit
+from hicra.store.io import read_metrics, read_yaml_mapping, write_json
+from hicra.store.paths import resolve
 
 # the primary endpoint, then the secondary ones (docs/study.md's plan); the last is Fig 4's (issue #26)
 ENDPOINTS = ("final", "auc", "steps_to_plus10", "planning_share_change")
@@ -64,7 +64,7 @@ def study_profile(
     seeds is ``seeds: [1000, ..., 1009]``. Each run trains with ``torch_threads`` threads (part of the recipe: the
     numbers of record ran with 1). The profiles configs/profiles/study*.yaml call it."""
 
-    arms = study_arms() if arms is None else arms  # the registry's study arms (hicra.methods: study_seeds)
+    arms = study_arms() if arms is None else arms  # the registry's study arms (hicra.method.methods: study_seeds)
     if not (
         isinstance(arms, dict)
         and arms
@@ -98,7 +98,9 @@ def study_profile(
     runs = [s.outputs[0].rsplit("/", 1)[0] for s in train]
     methods = [d for d in runs if d in plain]  # Fig 3/5: the methods, not the alpha sweep
     tag = r.rstrip("/").rsplit("/", 1)[-1]
-    done = tuple(s.name for s in train)  # the notebooks' code is stamped from their imports (hicra.runner.code_files)
+    done = tuple(
+        s.name for s in train
+    )  # the notebooks' code is stamped from their imports (hicra.orchestration.runner.code_files)
     fig35 = Step(
         "03_dynamics",
         notebook="03_dynamics.ipynb",

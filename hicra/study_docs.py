@@ -17,9 +17,9 @@ import sys
 
 import pandas as pd
 
-from hicra.config import REPO_ROOT, resolve
 from hicra.headline import study_comparisons
-from hicra.stats import holm
+from hicra.method.stats import holm
+from hicra.stepkit.config import REPO_ROOT, resolve
 from hicra.study import _verdict
 
 DOC = REPO_ROOT / "docs" / "study.md"

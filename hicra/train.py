@@ -12,7 +12,7 @@ every other key is a field of ``HICRAConfig`` (TRL's GRPOConfig + method).
 Writes ``<run_dir>/metrics.jsonl`` (one line per step), ``rollouts/step_*.parquet``,
 checkpoints, and prints one JSON line last: ``run_dir``, ``steps``, ``final_val_accuracy``.
 Launched as several processes, rank 0 owns the run folder (lock, params, metrics, rollouts, summary line);
-every rank trains on its share of each step's prompts (``hicra.trainer``).
+every rank trains on its share of each step's prompts (``hicra.training.trainer``).
 """
 
 from __future__ import annotations
@@ -31,22 +31,22 @@ import yaml
 from packaging.requirements import Requirement
 
 from hicra import environment
-from hicra.cli import bool_fields, coerce, config_help, config_path, did_you_mean, from_dict, split_flags, typed
 from hicra.data import check_dataset, load_benchmark
-from hicra.io import read_metrics, read_yaml_mapping, write_json
-from hicra.methods import all_knobs
+from hicra.method.methods import all_knobs
 from hicra.models import check_model_name, load_model
-from hicra.paths import REPO_ROOT, resolve
-from hicra.ranges import check_temperature
-from hicra.resume import check_resume
-from hicra.rewards import accuracy_reward
-from hicra.runfolder import RunFolderError, claim, last_complete_checkpoint
 from hicra.sandbox import rl as sandbox_rl
 from hicra.sandbox.build import SandboxConfig, build, build_apart, load, model_dir
 from hicra.sandbox.rl import grpo_dataset, validator
-from hicra.sgfile import SGFileError, read_sg_file
-from hicra.steps import StepConfig, emit, install_signal_handlers
-from hicra.trainer import HICRAConfig, HICRATrainer, NonFiniteError
+from hicra.stepkit.cli import bool_fields, coerce, config_help, config_path, did_you_mean, from_dict, split_flags, typed
+from hicra.stepkit.steps import StepConfig, emit, install_signal_handlers
+from hicra.store.io import read_metrics, read_yaml_mapping, write_json
+from hicra.store.paths import REPO_ROOT, resolve
+from hicra.store.runfolder import RunFolderError, claim, last_complete_checkpoint
+from hicra.store.sgfile import SGFileError, read_sg_file
+from hicra.training.ranges import check_temperature
+from hicra.training.resume import check_resume
+from hicra.training.rewards import accuracy_reward
+from hicra.training.trainer import HICRAConfig, HICRATrainer, NonFiniteError
 
 
 @dataclasses.dataclass
@@ -113,7 +113,7 @@ SCRIPT_KEYS = {f.name for f in dataclasses.fields(TrainScript)}
 
 def split_recipe(data: dict):
     """YAML mapping -> (TrainScript, HICRAConfig kwargs with ``output_dir`` filled in); unknown keys fail with the
-    valid ones listed. A knob of a method registered outside hicra.methods goes to ``knobs``. Nothing else is
+    valid ones listed. A knob of a method registered outside hicra.method.methods goes to ``knobs``. Nothing else is
     filled in: a recipe file (configs/sandbox.yaml) is the whole configuration."""
 
     data = _typed(data)
@@ -413,7 +413,7 @@ def require_same_run(before: dict, now: dict | Recipe, run_dir) -> None:
 def run(data: dict | Recipe, recipe: str | None = None, checked: bool = False) -> dict:
     """Train from a recipe mapping; the one function behind the CLI and notebook 02.
 
-    Claims the run folder (hicra.runfolder: a lock, no silent replacement of an earlier run),
+    Claims the run folder (hicra.store.runfolder: a lock, no silent replacement of an earlier run),
     resumes from the newest complete checkpoint when ``resume`` is set, and writes
     ``params.json``, ``metrics.jsonl``, rollouts, checkpoints, ``final/`` and ``summary.json``.
     Resuming a finished run changes nothing and returns its summary."""
@@ -427,7 +427,7 @@ def run(data: dict | Recipe, recipe: str | None = None, checked: bool = False) -
     prev = json.loads(done.read_text()) if script.resume and done.exists() else {}
     finished = prev.get("steps", 0) >= kw.get("max_steps", 0) > 0
     ckpt = last_complete_checkpoint(run_dir) if script.resume and not finished else None
-    if script.resume:  # the same run, checked against its own record (hicra.resume), or refused
+    if script.resume:  # the same run, checked against its own record (hicra.training.resume), or refused
         check_resume(run_dir, parsed, ckpt, require_same_run)
     if script.resume and not finished and ckpt is None:
         print(f"[hicra] --resume true, but {run_dir} has no complete checkpoint: starting fresh", flush=True)
@@ -519,7 +519,7 @@ EXAMPLES = (
 def train_help() -> str:
     """``python -m hicra.train --help``: the recipe argument and the options changed most with an example first,
     then every TrainScript and HICRAConfig option (this project's, then those inherited from TRL), then the knobs
-    of methods registered outside hicra.methods (they are recipe keys too)."""
+    of methods registered outside hicra.method.methods (they are recipe keys too)."""
     text = config_help(
         (TrainScript, HICRAConfig),
         first=FIRST,

@@ -10,7 +10,7 @@ same endpoints from the runs.
 
 How: the new runs go through the study's own per-run code (``hicra.study.per_run``, ``with_failure_shares``,
 ``paired``); a seed trained again replaces its committed value (the committed one is kept as a sensitivity
-line; ``--without`` adds lines without a seed); ``hicra.stats.summarise`` gives mean, 95 % t-interval, p and MDE.
+line; ``--without`` adds lines without a seed); ``hicra.method.stats.summarise`` gives mean, 95 % t-interval, p and MDE.
 GRPO's plateau and semantic entropy have no committed per-seed values: the map row keeps the 6-seed summaries
 and lists the new runs' own values beside them.
 
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from hicra.plotting import save_figure, setup_style
-from hicra.stats import summarise
+from hicra.stepkit.plotting import save_figure, setup_style
+from hicra.method.stats import summarise
 from hicra.study import load, paired, per_run, with_failure_shares
 
 ENDPOINTS = {"final": "final", "auc": "auc", "planning_share_change": "fig4"}

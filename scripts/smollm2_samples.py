@@ -2,7 +2,7 @@
 
 The tour notebook (notebooks/00_tour.ipynb) highlights strategic grams on real text without loading a model or
 sampling at run time; this script is how the shipped file was made (the model is the GGUF shipped on PyPI, see
-hicra.models; temperature sampling through hicra.generate with a fixed seed).
+hicra.models; temperature sampling through hicra.training.generate with a fixed seed).
 
     python scripts/smollm2_samples.py [--n_problems 4] [--n 2] [--max_new_tokens 256] [--seed 0]
 """
@@ -16,12 +16,12 @@ import time
 
 import torch
 
-from hicra.config import resolve
+from hicra.stepkit.config import resolve
 from hicra.data import load_benchmark
-from hicra.generate import chat_prompts, sample
-from hicra.io import atomic_write
+from hicra.training.generate import chat_prompts, sample
+from hicra.store.io import atomic_write
 from hicra.models import load_model
-from hicra.rewards import is_correct
+from hicra.training.rewards import is_correct
 
 
 def main(argv=None) -> None:

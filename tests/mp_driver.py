@@ -23,7 +23,7 @@ from conftest import TINY  # noqa: E402
 
 import hicra.sandbox.rl as rl  # noqa: E402
 from hicra.train import read_recipe, run  # noqa: E402
-from hicra.trainer import METHODS, HICRATrainer  # noqa: E402
+from hicra.training.trainer import METHODS, HICRATrainer  # noqa: E402
 
 OUT, RANK = Path("."), 0  # set by main()
 # the same tiny build as test_train's exact-advantage test: trained long enough to write strategic phrases

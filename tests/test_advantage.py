@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hicra.advantage import grpo_advantages, hicra_advantages
+from hicra.method.advantage import grpo_advantages, hicra_advantages
 
 # subnormal floats excluded: A * (1 - alpha) can round a subnormal A to 0, which is underflow, not a sign flip
 adv_1d = st.lists(st.floats(-10, 10, allow_nan=False, width=32, allow_subnormal=False), min_size=1, max_size=8)
@@ -60,7 +60,7 @@ def test_shape_errors():
 
 
 # --- the study's variants: exact values on hand-made batches -------------------------------------------------
-from hicra.advantage import correct_and_longer, high_entropy_mask, token_advantages  # noqa: E402
+from hicra.method.advantage import correct_and_longer, high_entropy_mask, token_advantages  # noqa: E402
 
 
 def _batch():
@@ -144,7 +144,7 @@ def test_token_advantages_plain_hicra_and_errors():
 
 
 def test_adaptive_alpha_rule():
-    from hicra.alpha import AdaptiveAlpha
+    from hicra.method.alpha import AdaptiveAlpha
 
     ctl = AdaptiveAlpha(alpha_max=0.4, alpha_window=2, alpha_plateau=0.01, alpha_guard=0.5)
     assert ctl.alpha == 0  # no history: start as GRPO

@@ -94,7 +94,7 @@ class _Judge(BaseHTTPRequestHandler):
 
 
 def test_judge_agrees_with_oracle_on_loopback(run_dir, tmp_path):
-    from hicra.llm import ChatClient
+    from hicra.store.llm import ChatClient
 
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Judge)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
@@ -112,8 +112,8 @@ def test_judge_agrees_with_oracle_on_loopback(run_dir, tmp_path):
 
 
 def test_fork_shares_and_entropies(tiny_sandbox):
+    from hicra.method.tagger import PlanningTagger
     from hicra.sandbox.build import SandboxConfig, build, load
-    from hicra.tagger import PlanningTagger
 
     model, tok = load(build(SandboxConfig(**TINY))["model_dir"])
     wc, rng = WorldConfig(), random.Random(1)
@@ -139,8 +139,8 @@ def test_fork_shares_and_entropies(tiny_sandbox):
 
 def test_claims_ab_exact_values_and_bootstrap_over_problems(tiny_sandbox):
     """Claim (a) and (b) statistics on hand-made entropies: planning tokens get 2.0 nats, execution 0.5."""
+    from hicra.method.tagger import PlanningTagger
     from hicra.sandbox.build import SandboxConfig, build, load
-    from hicra.tagger import PlanningTagger
 
     _, tok = load(build(SandboxConfig(**TINY))["model_dir"])
     tagger = PlanningTagger(["let's try"], tok)
@@ -181,7 +181,7 @@ def _real_text_run(tmp_path):
     d = tmp_path / "train-hicra-s0"
     (d / "rollouts").mkdir(parents=True)
     (d / "params.json").write_text(json.dumps({"method": "hicra", "seed": 0}))
-    from hicra.dynamics import RECORD_KEYS
+    from hicra.method.dynamics import RECORD_KEYS
 
     lines = [
         {**{k: 0.5 for k in RECORD_KEYS}, "step": s, "reward": 0.1 * s, "method": "hicra", "seed": 0} for s in (1, 2, 3)

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # step -> the config classes whose every field must be listed (TRL's own GRPOConfig fields are listed too)
 STEPS = {
-    "train": ["hicra.train:TrainScript", "hicra.trainer:HICRAConfig"],
+    "train": ["hicra.train:TrainScript", "hicra.training.trainer:HICRAConfig"],
     "figures": ["hicra.figures:FiguresConfig"],
     "grams": ["hicra.grams.step:GramsConfig"],
     "evaluate": ["hicra.evaluate:EvalConfig"],
@@ -72,8 +72,8 @@ def test_an_unknown_option_is_one_line_not_a_traceback(step):
 def test_an_open_r1_command_line_means_the_same_as_ours():
     """TrlParser's conventions (``--config FILE``, a bare boolean ``--flag``, ``--no_flag``) give the configuration
     the project's own spelling gives, for a step and for the training recipe."""
-    from hicra.config import config_path, parse_cli
     from hicra.grams.step import GramsConfig
+    from hicra.stepkit.config import config_path, parse_cli
     from hicra.train import read_recipe
 
     ours = parse_cli(GramsConfig, ["--veto", "false", "--run_dir", "runs/x"])

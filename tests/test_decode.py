@@ -1,4 +1,4 @@
-"""The compacting sampler (hicra.decode): same tokens as transformers' generate when greedy, the model's
+"""The compacting sampler (hicra.training.decode): same tokens as transformers' generate when greedy, the model's
 own distribution when sampling, and a drop-in rollout for TRL's GRPOTrainer."""
 
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from hicra.decode import decode
+from hicra.training.decode import decode
 
 TINY = dict(
     hidden_size=32,
@@ -179,7 +179,7 @@ def test_compact_rollout_trains_and_logs_like_trls_sampler(tmp_path, monkeypatch
 
     df = pd.read_parquet(tmp_path / "run" / "rollouts" / "step_000001.parquet")
     assert len(df) == 8 and df["prompt"].nunique() == 2
-    from hicra.trainer import HICRAConfig
+    from hicra.training.trainer import HICRAConfig
 
     with pytest.raises(ValueError, match="rollout"):
         HICRAConfig(output_dir=str(tmp_path), method="grpo", use_cpu=True, rollout="fast")

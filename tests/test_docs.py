@@ -50,6 +50,8 @@ def test_library_md_names_every_module():
     text = (ROOT / "docs" / "library.md").read_text()
     modules = [p.stem for p in (ROOT / "hicra").glob("*.py") if p.stem != "__init__"]
     modules += [p.name for p in (ROOT / "hicra").iterdir() if (p / "__init__.py").exists()]
+    floors = [p.parent for p in (ROOT / "hicra").glob("*/__init__.py") if p.read_text().startswith('"""Floor ')]
+    modules += [f"{d.name}.{p.stem}" for d in floors for p in d.glob("*.py") if p.stem != "__init__"]  # full names
     missing = sorted(m for m in modules if not re.search(rf"hicra\.{m}\b", text))
     assert not missing, f"docs/library.md does not name: {missing}"
     assert not list((ROOT / "docs").glob("*.py")), "scripts live in scripts/, not docs/"

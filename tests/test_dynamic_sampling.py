@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from hicra.dynamic_sampling import concat_batches, live_groups, select_rows
+from hicra.training.dynamic_sampling import concat_batches, live_groups, select_rows
 
 
 def test_live_groups_sequence_and_token_level():

@@ -37,7 +37,7 @@ def test_graders_are_strict():
 
 
 def test_lenient_grader_takes_the_last_number_and_is_reported_apart():
-    from hicra.rewards import last_answer
+    from hicra.training.rewards import last_answer
 
     assert last_answer("so 3 + 4 = 7, and the total is 1,250.") == "1,250"
     assert last_answer("it is \\boxed{12} not 13") == "12" and last_answer("no digits") is None
@@ -50,7 +50,7 @@ def test_lenient_grader_takes_the_last_number_and_is_reported_apart():
 
 
 def test_few_shot_prompts_show_boxed_solutions_as_earlier_turns(smollm2_tokenizer):
-    from hicra.generate import chat_prompts
+    from hicra.training.generate import chat_prompts
 
     shots = E.few_shot_examples(2)
     assert len(shots) == 2 and all(a.endswith("}.") and "\\boxed{" in a for _, a in shots)
@@ -114,7 +114,7 @@ def test_cli_on_sandbox_and_resume(tmp_path, monkeypatch):
     assert "Δ (Again − Base)" in table and "## Strict" in table and "## Lenient" in table
     assert set(out["lenient_avg_at_k"]) == {"Base", "Again"} and ev["lenient"]["models"]["Base"]["sandbox"]["n"] == 6
     # resume: finished cells are read back, nothing is sampled again
-    from hicra.config import load_config
+    from hicra.stepkit.config import load_config
 
     monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
     real_sampler = E.sample_transformers
@@ -162,8 +162,8 @@ def test_smollm2_on_gsm8k_transformers_backend(tmp_path):
     ],
 )
 def test_eval_options_are_typed_and_range_checked(flags, message):
-    from hicra.config import load_config
     from hicra.evaluate import EvalConfig
+    from hicra.stepkit.config import load_config
 
     with pytest.raises(ValueError, match=message):
         load_config(EvalConfig, "configs/eval_sandbox.yaml", flags)

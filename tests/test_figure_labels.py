@@ -88,7 +88,7 @@ def test_a_figure_note_sits_below_a_legend_placed_under_the_panels(tmp_path):
     """The rehearsal's banner was drawn at a fixed height, over Fig 4's legend below its panels."""
     import matplotlib.pyplot as plt
 
-    from hicra.config import StepConfig, save_step_figure
+    from hicra.stepkit.config import StepConfig, save_step_figure
 
     fig, ax = plt.subplots()
     ax.bar([0, 1], [1, 2], label="Planning & Strategy")
@@ -104,7 +104,7 @@ def test_a_figure_note_sits_below_a_legend_placed_under_the_panels(tmp_path):
 
 
 def test_alpha_sweep_says_its_recipe_and_when_recipes_differ(tmp_path):
-    from hicra.study_figures import fig_alpha_sweep, sweep_recipe
+    from hicra.analysis.study_figures import fig_alpha_sweep, sweep_recipe
 
     rows = []
     for arm, alpha in (("grpo", 0.0), ("hicra", 0.2), ("hicra-a0.8", 0.8)):

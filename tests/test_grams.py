@@ -16,8 +16,8 @@ from conftest import send_json
 from hicra.grams.annotate import LLMAnnotator, OfflineAnnotator, parse_labels
 from hicra.grams.mine import Candidate, chunks, count, merge_subgrams, mine, render
 from hicra.grams.review import export_review, import_review, write_final
-from hicra.llm import ChatClient, LLMError
-from hicra.sgfile import read_sg_file
+from hicra.store.llm import ChatClient, LLMError
+from hicra.store.sgfile import read_sg_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -368,7 +368,7 @@ def test_offline_annotator_on_procedural_sandbox_phrases(offline):
 
 
 def test_review_round_trip(tmp_path, offline):
-    from hicra.tagger import PlanningTagger
+    from hicra.method.tagger import PlanningTagger
 
     cands = [Candidate(g, len(g.split()), 5, ["...[[x]]..."]) for g in ["let's try", "per hour", "wait, let me check"]]
     js = offline.annotate(cands)
@@ -497,7 +497,7 @@ def test_real_dev_sample_is_stratified_seeded_and_in_file_order():
             self.seen = [c.gram for c in cands]
             return [Judgement(c.gram, True, "deduction", 1.0, "all") for c in cands]
 
-    from hicra.config import resolve
+    from hicra.stepkit.config import resolve
 
     rows = [json.loads(x) for x in open(resolve(REAL_DEV))]
     share = sum(r["label"] == "strategic" for r in rows) / len(rows)

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from hicra import headline, study
-from hicra.config import REPO_ROOT
-from hicra.stats import summarise
+from hicra.method.stats import summarise
+from hicra.stepkit.config import REPO_ROOT
 
 FIG = REPO_ROOT / "figures"
 

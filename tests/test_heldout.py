@@ -16,9 +16,9 @@ def test_heldout_rescores_the_validation_exactly_and_scores_the_disjoint_test_sp
     step uses the runs' protocol. On the test split it scores other tasks (disjoint from the validation ones),
     pairs HICRA - GRPO by seed beside the validation numbers, and a rerun reads its kept points."""
     from hicra import heldout
-    from hicra.io import read_metrics
     from hicra.sandbox.build import SandboxConfig
     from hicra.sandbox.world import make_tasks
+    from hicra.store.io import read_metrics
     from hicra.train import run
 
     study = tmp_path / "study"

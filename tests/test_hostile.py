@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from conftest import ROOT, TINY, TINY_ROLLOUTS, sandbox_recipe, send_json
 
-from hicra.runfolder import RunFolderError
+from hicra.store.runfolder import RunFolderError
 from hicra.train import run
 
 RUN = sandbox_recipe(**TINY_ROLLOUTS, val_every=0, val_n=4, val_k=1, save_steps=1, sandbox=TINY, method="grpo")
@@ -54,7 +54,7 @@ def test_the_last_good_checkpoint_has_finite_weights(tiny_sandbox):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from hicra.trainer import NonFiniteError, require_finite  # the trainer's guard (hicra.finite)
+    from hicra.training.trainer import NonFiniteError, require_finite  # the trainer's guard (hicra.training.finite)
 
     d = tiny_sandbox / "two"
     run({**RUN, "run_dir": str(d), "max_steps": 2})
@@ -88,7 +88,7 @@ HOSTILE = [
 def test_no_answer_holds_a_worker_thread():
     """Each answer the probe found (> 60 s, or never returning: a big-integer power holds the interpreter lock)
     returns, incorrect, while a watchdog waits; a watchdog join, not a timing."""
-    from hicra.rewards import is_correct
+    from hicra.training.rewards import is_correct
 
     for answer in HOSTILE:
         assert len(answer) <= 300
@@ -180,7 +180,7 @@ def server():
 
 
 def test_a_server_that_streams_for_ever_cannot_fill_the_memory(server):
-    from hicra.llm import ChatClient, LLMError
+    from hicra.store.llm import ChatClient, LLMError
 
     c = ChatClient(server, "flood", api_key_env=None, timeout=60, max_retries=0, max_response_bytes=4 * 2**20)
     out = {}
@@ -200,7 +200,7 @@ def test_a_server_that_streams_for_ever_cannot_fill_the_memory(server):
 
 
 def test_a_failed_chat_many_sends_no_queued_request_and_never_caches_an_empty_answer(server, tmp_path):
-    from hicra.llm import ChatClient, LLMError
+    from hicra.store.llm import ChatClient, LLMError
 
     convs = [[{"role": "user", "content": f"q{i}"}] for i in range(40)]
     c = ChatClient(server, "down", api_key_env=None, max_retries=0, concurrency=8)
@@ -258,7 +258,7 @@ def _cli(*argv, timeout=300):
 def test_a_second_pipeline_on_one_run_folder_is_refused_and_names_the_first(tmp_path):
     import os
 
-    from hicra.runfolder import hold
+    from hicra.store.runfolder import hold
 
     run_dir = tmp_path / "p"
     with hold(run_dir):  # a pipeline of this process holds the folder
@@ -307,7 +307,7 @@ def test_study_regimes_and_figures_say_what_is_wrong_in_one_line(tmp_path, argv,
 
 
 def test_a_run_started_on_a_full_disk_says_so_and_leaves_no_empty_lock(small_disk):
-    from hicra.runfolder import claim
+    from hicra.store.runfolder import claim
 
     d = small_disk / "run"
     d.mkdir()

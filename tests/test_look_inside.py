@@ -13,10 +13,10 @@ import pytest
 import torch
 from conftest import TINY
 
-from hicra import show
-from hicra.nbparams import UnknownParameter, injected, refuse_unknown
-from hicra.profiles import literal_assignments
-from hicra.tagger import PlanningTagger
+from hicra.analysis import show
+from hicra.method.tagger import PlanningTagger
+from hicra.orchestration.profiles import literal_assignments
+from hicra.stepkit.nbparams import UnknownParameter, injected, refuse_unknown
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -85,7 +85,7 @@ def test_refusal_names_the_parameter_and_the_nearest_declared_one():
 
 
 def test_a_profile_with_an_undeclared_notebook_parameter_is_refused_before_any_step(tmp_path):
-    from hicra.profiles import load_profile
+    from hicra.orchestration.profiles import load_profile
 
     prof = tmp_path / "typo.yaml"
     prof.write_text(

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from hicra import metrics as M
-from hicra import stats as S
+from hicra.method import metrics as M
+from hicra.method import stats as S
 
 
 def test_semantic_entropy():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from hicra.trainer import METHODS
+from hicra.training.trainer import METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,8 +64,8 @@ def test_two_processes(tiny_sandbox):
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
     assert "[mp_driver] rank 0 done" in p.stdout and "[mp_driver] rank 1 done" in p.stdout
 
+    from hicra.method.tagger import PlanningTagger
     from hicra.sandbox.build import SandboxConfig, load, model_dir
-    from hicra.tagger import PlanningTagger
 
     sys.path.insert(0, str(ROOT / "tests"))
     from mp_driver import SANDBOX

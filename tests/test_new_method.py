@@ -32,8 +32,8 @@ class StepCounter:
 def probe():
     """Registers the probe method in one call (its rule, colour, knob, per-step state, study arm and Fig 5 entry);
     the registry is left as it was afterwards."""
-    from hicra.advantage import REGISTRY, hicra_advantages, register
-    from hicra.knobs import Knob
+    from hicra.method.advantage import REGISTRY, hicra_advantages, register
+    from hicra.method.knobs import Knob
 
     boost = Knob("probe_boost", float, 1.5, "probe: alpha multiplier", lambda v, cfg: v > 0, "a number > 0")
     seen = []
@@ -52,7 +52,7 @@ def probe():
 
 def test_the_knob_is_a_config_field_a_recipe_key_and_a_flag(probe, tmp_path):
     from hicra.train import Recipe, read_recipe, train_help
-    from hicra.trainer import HICRAConfig
+    from hicra.training.trainer import HICRAConfig
 
     cfg = HICRAConfig(output_dir=str(tmp_path), method=NAME, sg_file="x.json", use_cpu=True, report_to=[])
     assert cfg.knob("probe_boost") == 1.5 and cfg.method_knobs() == {"probe_boost": 1.5}  # its declared default
@@ -80,8 +80,9 @@ def test_the_knob_and_the_state_reach_a_real_run(probe, tiny_sandbox):
 
 
 def test_the_method_is_a_study_arm_a_fig5_method_and_has_its_colour(probe):
-    from hicra import methods, study
-    from hicra.plotting import PALETTE
+    from hicra import study
+    from hicra.method import methods
+    from hicra.stepkit.plotting import PALETTE
 
     assert methods.study_arms()[NAME] == 3 and methods.study_arms()["grpo"] == 10
     steps = study.study_profile("runs/x", steps=5)
@@ -97,7 +98,7 @@ def test_the_method_is_a_study_arm_a_fig5_method_and_has_its_colour(probe):
 
 def test_without_the_probe_the_lists_are_the_shipped_ones():
     """The derived lists equal the hand-kept ones they replaced (the study's default arms, Fig 5's methods)."""
-    from hicra import methods
+    from hicra.method import methods
 
     assert methods.study_arms() == {
         "grpo": 10,
@@ -114,7 +115,7 @@ def test_without_the_probe_the_lists_are_the_shipped_ones():
 def test_the_docs_method_table_is_the_registrys():
     from pathlib import Path
 
-    from hicra.methods import method_table
+    from hicra.method.methods import method_table
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
     for row in method_table().splitlines():

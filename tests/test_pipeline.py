@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from hicra import pipeline as P
-from hicra import runner as R
+from hicra.orchestration import runner as R
 
 
 def _nb(path, body):
@@ -58,7 +58,7 @@ def test_failure_names_notebook_and_cell(tmp_path):
 def test_profiles_are_well_formed():
     """Every shipped profile (configs/profiles/*.yaml) loads into uniquely named steps whose notebooks or CLI
     modules exist and that declare their outputs."""
-    from hicra.profiles import load_profile, profile_names
+    from hicra.orchestration.profiles import load_profile, profile_names
 
     assert {"sandbox", "smollm-cpu", "study", "study-quick", "study-alpha"} <= set(profile_names())
     for name in profile_names():
@@ -137,7 +137,7 @@ def test_interrupt_stops_running_steps_and_their_kernels(tmp_path, inherited):
         for i, nb in enumerate(nbs)
     ]
     driver = (
-        "import json, sys\nfrom pathlib import Path\nfrom hicra import runner as R\n"
+        "import json, sys\nfrom pathlib import Path\nfrom hicra.orchestration import runner as R\n"
         f"steps = [R.Step(**s) for s in json.loads({json.dumps(json.dumps(steps))})]\n"
         f"R.run_wave(steps, Path({str(tmp_path / 'run')!r}), {str(tmp_path / 'fig')!r}, lambda s: False, jobs=2)\n"
     )
@@ -249,7 +249,7 @@ def test_only_runs_just_the_named_step(tmp_path):
 
 def test_a_profile_file_of_ones_own(tmp_path):
     """A user's profile YAML: ${run} is the run folder; a bad profile is refused with what to fix."""
-    from hicra.profiles import load_profile
+    from hicra.orchestration.profiles import load_profile
 
     nb = _nb(tmp_path / "w.ipynb", "import pathlib\npathlib.Path(out).write_text('x')")
     (tmp_path / "mine.yaml").write_text(
@@ -269,7 +269,7 @@ def test_a_profile_file_of_ones_own(tmp_path):
 def test_every_profile_dry_runs_and_a_bad_parameter_names_its_step(tmp_path, capsys):
     """`--dry_run true` validates each step of each shipped profile (the GPU `paper` profile included) on this
     CPU machine without loading a model; a parameter its notebook does not take fails, naming the step."""
-    from hicra.profiles import load_profile, profile_names
+    from hicra.orchestration.profiles import load_profile, profile_names
 
     assert "paper" in profile_names()
     for name in profile_names():
@@ -305,7 +305,7 @@ def test_a_dry_run_executes_nothing_from_a_notebook(tmp_path, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and "only `name = <literal>` assignments" in err and "import pathlib" in err, err
     assert not planted.exists()
-    from hicra.profiles import literal_assignments
+    from hicra.orchestration.profiles import literal_assignments
 
     assert literal_assignments("a = 1\nb = {'x': [1, None]}\nc = -2.5\n") == {"a": 1, "b": {"x": [1, None]}, "c": -2.5}
 
@@ -313,7 +313,7 @@ def test_a_dry_run_executes_nothing_from_a_notebook(tmp_path, capsys):
 def test_results_page_shows_claims_a_and_b_with_their_intervals(tmp_path):
     """The results page carries each fork-token row's entropy gap and shares, with the step's bootstrap interval
     where it computed one, and a dash where a row lacks a value."""
-    from hicra.report import results_markdown
+    from hicra.orchestration.report import results_markdown
 
     (tmp_path / "forks").mkdir()
     rows = [
@@ -384,7 +384,7 @@ def test_steps_die_with_a_pipeline_killed_by_sigkill(tmp_path):
     import time
 
     code = (
-        "import os, sys, time; from hicra.config import install_signal_handlers; install_signal_handlers(); "
+        "import os, sys, time; from hicra.stepkit.config import install_signal_handlers; install_signal_handlers(); "
         f"open({str(tmp_path / 'pid')!r}, 'w').write(str(os.getpid())); time.sleep(600)"
     )
     (tmp_path / "p.yaml").write_text(
@@ -441,8 +441,8 @@ def test_a_step_is_stamped_by_every_hicra_module_its_code_imports(tmp_path):
     the steps that import it and of no other."""
     import shutil
 
-    from hicra.profiles import load_profile
-    from hicra.runner import code_files, step_key
+    from hicra.orchestration.profiles import load_profile
+    from hicra.orchestration.runner import code_files, step_key
 
     _, steps = load_profile("sandbox")
     by = {s.name: s for s in steps}
@@ -462,9 +462,9 @@ def test_a_step_is_stamped_by_every_hicra_module_its_code_imports(tmp_path):
     root = tmp_path / "repo"
     shutil.copytree(R.REPO_ROOT / "hicra", root / "hicra", ignore=shutil.ignore_patterns("__pycache__"))
     before = {n: step_key(s, "figures", root) for n, s in by.items()}
-    with open(root / "hicra" / "alpha.py", "a") as f:
+    with open(root / "hicra" / "method" / "alpha.py", "a") as f:
         f.write("\n# an edit\n")
     after = {n: step_key(s, "figures", root) for n, s in by.items()}
     changed = {n for n in by if before[n] != after[n]}
     assert "02_train_hicra" in changed and "02_train_grpo" in changed
-    assert changed == {n for n, s in by.items() if root / "hicra" / "alpha.py" in code_files(s, root)}
+    assert changed == {n for n, s in by.items() if root / "hicra" / "method" / "alpha.py" in code_files(s, root)}

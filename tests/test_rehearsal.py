@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_rehearsal_overlay_lists_its_differences_and_keeps_the_paper_steps():
-    from hicra.profiles import load_profile
+    from hicra.orchestration.profiles import load_profile
 
     _, paper = load_profile("paper")
     _, reh = load_profile("paper-rehearsal")
@@ -58,8 +58,8 @@ CI_SIZE = [
 
 def _train(run_root, name: str, *flags) -> Path:
     """The rehearsal profile's command of training step ``name`` (2 processes), at CI size; its run folder."""
-    from hicra.profiles import load_profile
-    from hicra.runner import command_line
+    from hicra.orchestration.profiles import load_profile
+    from hicra.orchestration.runner import command_line
 
     _, steps = load_profile("paper-rehearsal", run=str(run_root))
     step = next(s for s in steps if s.name == name)
@@ -106,9 +106,9 @@ def test_the_rehearsal_trains_smollm2_through_the_paper_command(hicra_run):
     import pandas as pd
     import torch
 
+    from hicra.method.tagger import PlanningTagger
     from hicra.models import load_model, load_tokenizer
-    from hicra.runfolder import checkpoint_problem
-    from hicra.tagger import PlanningTagger
+    from hicra.store.runfolder import checkpoint_problem
 
     run = hicra_run
     line = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])

@@ -53,7 +53,7 @@ def test_the_proof_counts_mixed_groups_planning_tokens_and_the_tokens_hicra_chan
     assert json.loads((tmp_path / "proof.json").read_text()) == p
     md = "\n".join(proof_markdown(p))
     assert "| train-hicra-s0 | 0.50 | 0.50 | 3 | 5 | 3 |" in md
-    from hicra.report import results_markdown
+    from hicra.orchestration.report import results_markdown
 
     assert md in results_markdown("paper-rehearsal", tmp_path, [])  # the results page carries it
 
@@ -91,7 +91,7 @@ def test_the_pilots_candidates_are_dapo_rows_that_the_trainer_loads_and_grades(t
     DAPO, and the paper's strict reward accepts a boxed gold answer and refuses an unboxed one."""
     from hicra.data import _normalise, _verl
     from hicra.rehearsal_task import candidates
-    from hicra.rewards import accuracy_reward
+    from hicra.training.rewards import accuracy_reward
 
     rows = candidates(12, seed=3)
     assert len({r["prompt"][0]["content"] for r in rows}) == 12

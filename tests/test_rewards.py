@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from hicra.rewards import accuracy_reward, format_reward, is_correct, last_boxed, normalize_answer
+from hicra.training.rewards import accuracy_reward, format_reward, is_correct, last_boxed, normalize_answer
 
 
 def test_last_boxed():
@@ -91,8 +91,8 @@ def test_normalize_answer():
 
 
 def test_reward_functions_log_boxed_ratio_through_trl_log_metric():
-    from hicra.rewards import accuracy_reward
     from hicra.sandbox.rl import sandbox_reward
+    from hicra.training.rewards import accuracy_reward
 
     seen = []
     log = lambda name, value: seen.append((name, value))  # noqa: E731  TRL's log_metric(name, value)

@@ -53,7 +53,7 @@ def test_a_hicra_run_with_alpha_01_is_labelled_01_everywhere(tiny_sandbox):
 def test_one_builder_makes_the_study_and_the_regime_commands_and_alpha_arms_work_in_both():
     """The regime map ran `--method hicra-a0.1` (an unknown method): its commands now come from the study's builder,
     so an α arm is `--method hicra --hicra_alpha 0.1` in both, with the torch thread count set explicitly."""
-    from hicra.profiles import dry_run
+    from hicra.orchestration.profiles import dry_run
 
     s = next(x for x in study.study_profile("runs/x", arms={"hicra-a0.1": 1}, steps=5) if x.command)
     r = next(x for x in regimes.regimes_profile("runs/y", ["v2"], arms={"hicra-a0.1": 1}, steps=5) if "train" in x.name)
@@ -111,7 +111,7 @@ def test_threads_are_part_of_the_recipe(private_cache, tmp_path, monkeypatch):
 
     import torch
 
-    from hicra import runner as R
+    from hicra.orchestration import runner as R
     from hicra.sandbox.build import SandboxConfig, build
 
     assert SandboxConfig().key() == "3c2e9b2e86"  # data/sandbox/v2-s0-3c2e9b2e86, the shipped default warm start
@@ -135,7 +135,7 @@ def test_the_paper_profile_and_its_rehearsal_train_through_the_same_builder():
     """configs/profiles/paper.yaml's training steps are `train:` steps, so the GPU profile, its CPU rehearsal (an
     overlay of it), the study, the replication and the regime map all get their commands from train_command; a
     `train:` step with an unknown key is refused by name."""
-    from hicra.profiles import _train_step, load_profile
+    from hicra.orchestration.profiles import _train_step, load_profile
 
     _, steps = load_profile("paper", run="p")
     grpo = next(s for s in steps if s.name == "train-grpo")
@@ -157,8 +157,8 @@ def test_a_rerun_is_compared_to_its_run_per_seed(tmp_path):
     import subprocess
     import sys
 
-    from hicra.config import REPO_ROOT
     from hicra.runinfo import compare_tables
+    from hicra.stepkit.config import REPO_ROOT
 
     run5 = REPO_ROOT / "figures" / "study-replication_runs.csv"
     assert compare_tables(run5, run5).exact.all()
@@ -185,11 +185,11 @@ def test_a_rerun_is_compared_to_its_run_per_seed(tmp_path):
 
 
 def test_a_runs_alpha_is_read_without_the_torch_rules():
-    """`python -m hicra.study` never imports hicra.advantage (the torch token rules), and its per-run table must
+    """`python -m hicra.study` never imports hicra.method.advantage (the torch token rules), and its per-run table must
     still give a hicra run its α (it gave 0.0 when uses_alpha looked for the attached rule)."""
     code = (
         "import sys; from hicra.runinfo import uses_alpha, arm_label; "
-        "assert 'hicra.advantage' not in sys.modules; "
+        "assert 'hicra.method.advantage' not in sys.modules; "
         "print(uses_alpha('hicra'), uses_alpha('hicra_verl'), uses_alpha('grpo'), arm_label('hicra', 0.1))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout

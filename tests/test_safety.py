@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import TINY, TINY_ROLLOUTS, sandbox_recipe
 
-from hicra.runfolder import RunFolderError, claim, last_complete_checkpoint
+from hicra.store.runfolder import RunFolderError, claim, last_complete_checkpoint
 from hicra.train import read_recipe, run
 
 RUN = sandbox_recipe(**TINY_ROLLOUTS, val_every=1, val_n=4, val_k=1, save_steps=1, sandbox=TINY, method="grpo")
@@ -174,7 +174,7 @@ def test_a_step_with_a_non_finite_loss_stops_the_run_and_saves_nothing_of_it(cac
 def test_the_non_finite_guard_names_the_last_good_checkpoint(two_steps):
     import math
 
-    from hicra.trainer import NonFiniteError, require_finite
+    from hicra.training.trainer import NonFiniteError, require_finite
 
     require_finite({"loss": 0.5, "grad_norm": 1.0}, 3, two_steps)
     with pytest.raises(NonFiniteError, match=r"step 3: grad_norm = nan.*Last good checkpoint: .*checkpoint-2"):
@@ -193,7 +193,7 @@ def test_two_processes_taking_over_one_stale_lock_at_once_never_both_hold_it(tmp
     import socket
 
     code = (
-        "import sys, time; from hicra.runfolder import claim, RunFolderError\n"
+        "import sys, time; from hicra.store.runfolder import claim, RunFolderError\n"
         "t = float(sys.argv[2])\n"
         "while time.time() < t: pass\n"
         "try:\n"
@@ -317,7 +317,7 @@ def test_sign_flip_needs_an_explicit_yes():
     the permission (it used to drop it, so the run failed after the dry run passed)."""
     import torch
 
-    from hicra.advantage import token_advantages
+    from hicra.method.advantage import token_advantages
     from hicra.train import dry_run
 
     assert dry_run(read_recipe("configs/sandbox.yaml", ["--hicra_alpha", "1.5", "--allow_sign_flip", "true"]))["ok"]
@@ -326,7 +326,7 @@ def test_sign_flip_needs_an_explicit_yes():
     assert torch.allclose(out, torch.tensor([[0.5, -1.0]]))  # the failed plan's sign flips, as asked
     with pytest.raises(ValueError, match="allow_sign_flip"):
         token_advantages("hicra", A, plan, cm, alpha=1.5)
-    from hicra.trainer import HICRAConfig
+    from hicra.training.trainer import HICRAConfig
 
     with pytest.raises(ValueError, match="loss_type must be 'dapo'"):  # refused, no longer silently overwritten
         HICRAConfig(output_dir="/tmp/x", method="grpo", loss_type="grpo", use_cpu=True, report_to=[])
@@ -354,7 +354,7 @@ def test_bad_recipe_files_name_the_file(tmp_path, text, message):
 def test_hicra_advantages_refuse_nan_and_sign_flips():
     import torch
 
-    from hicra.advantage import hicra_advantages
+    from hicra.method.advantage import hicra_advantages
 
     mask = torch.ones(1, 3, dtype=torch.bool)
     with pytest.raises(ValueError, match="NaN or inf"):
@@ -366,7 +366,7 @@ def test_hicra_advantages_refuse_nan_and_sign_flips():
 
 
 def test_pass_at_k_checks_shapes_and_counts():
-    from hicra.metrics import pass_at_k
+    from hicra.method.metrics import pass_at_k
 
     with pytest.raises(ValueError, match="one entry per problem"):
         pass_at_k([4, 4], [1], 2)
@@ -380,7 +380,7 @@ def test_pass_at_k_checks_shapes_and_counts():
 def test_entropies_refuse_negative_counts():
     from collections import Counter
 
-    from hicra.metrics import semantic_entropy
+    from hicra.method.metrics import semantic_entropy
 
     with pytest.raises(ValueError, match=">= 0"):
         semantic_entropy(Counter({"a": 3, "b": -1}))
@@ -388,7 +388,7 @@ def test_entropies_refuse_negative_counts():
 
 
 def test_tagger_refuses_a_bare_string(smollm2_tokenizer):
-    from hicra.tagger import PlanningTagger
+    from hicra.method.tagger import PlanningTagger
 
     with pytest.raises(ValueError, match=r"single string; pass a list of grams \(e.g. \['wait'\]\)"):
         PlanningTagger("wait", smollm2_tokenizer)
@@ -403,7 +403,7 @@ def test_grader_never_hangs_in_a_worker_thread(answer):
     exponents or factorials) must never reach sympy, whatever their shape. A watchdog thread, not a timing."""
     import threading
 
-    from hicra.rewards import is_correct
+    from hicra.training.rewards import is_correct
 
     out = {}
     t = threading.Thread(target=lambda: out.update(r=is_correct(rf"\boxed{{{answer}}}", "5")), daemon=True)
@@ -413,7 +413,7 @@ def test_grader_never_hangs_in_a_worker_thread(answer):
 
 
 def test_grader_still_evaluates_ordinary_powers_and_factorials():
-    from hicra.rewards import is_correct, too_big
+    from hicra.training.rewards import is_correct, too_big
 
     assert is_correct(r"\boxed{2^{10}}", "1024") and is_correct(r"\boxed{x^2+y^2}", "y^2+x^2")
     assert is_correct(r"\boxed{5!}", "120") and is_correct(r"\boxed{10^{3}}", "1000")
@@ -424,7 +424,7 @@ def test_grader_still_evaluates_ordinary_powers_and_factorials():
 def test_sg_file_errors_name_the_right_line_in_a_large_file(tmp_path):
     """The line counter is incremental now (the reader was quadratic: 9.2 s for 20k grams); it must still
     name the exact line of a bad entry deep in a big file."""
-    from hicra.sgfile import SGFileError, read_sg_file, write_sg_file
+    from hicra.store.sgfile import SGFileError, read_sg_file, write_sg_file
 
     grams = [{"gram": f"gram {i}", "kind": "deduction"} for i in range(20_000)]
     p = write_sg_file(tmp_path / "g.json", grams, {"source": "test"})
@@ -440,7 +440,7 @@ def test_sg_file_errors_name_the_right_line_in_a_large_file(tmp_path):
 def test_sg_file_lines_are_not_recounted_from_the_start_per_entry(tmp_path, monkeypatch):
     """The quadratic reader counted newlines from the file's start for every entry (``_line`` per gram);
     the linear one counts incrementally, so ``_line`` is not called per entry."""
-    from hicra import sgfile
+    from hicra.store import sgfile
 
     calls = []
     real = sgfile._line
@@ -564,7 +564,7 @@ def test_a_full_disk_during_a_checkpoint_save_says_so_and_what_to_do(cache, smal
 
 def test_metrics_readers_skip_a_torn_last_line_and_name_a_bad_middle_one(tmp_path, capsys):
     from hicra.figures import load_runs
-    from hicra.io import read_metrics
+    from hicra.store.io import read_metrics
 
     d = tmp_path / "train-grpo-s0"
     d.mkdir()
@@ -581,7 +581,7 @@ def test_metrics_readers_skip_a_torn_last_line_and_name_a_bad_middle_one(tmp_pat
 def test_a_metrics_line_that_does_not_fit_on_the_disk_leaves_the_file_whole(small_disk):
     import errno
 
-    from hicra.io import append_jsonl
+    from hicra.store.io import append_jsonl
 
     f = small_disk / "metrics.jsonl"
     append_jsonl(f, {"step": 1})

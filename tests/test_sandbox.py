@@ -9,10 +9,10 @@ import pytest
 import torch
 from conftest import TINY
 
+from hicra.method.tagger import normalize_text
 from hicra.sandbox import ALL_GRAMS, SandboxConfig, WorldConfig, build, classify_failure, make_tasks, make_trace, verify
 from hicra.sandbox.build import train_tokenizer
 from hicra.sandbox.world import Task, chain_expr
-from hicra.tagger import normalize_text
 
 
 @pytest.fixture(scope="module")
@@ -229,9 +229,9 @@ def test_default_and_regime_warm_starts_ship_and_install(regime, tmp_path, monke
     default or regime must ship a rebuilt warm start)."""
     from dataclasses import asdict
 
-    from hicra.config import from_dict
     from hicra.regimes import REGIMES
     from hicra.sandbox.build import SHIPPED, SandboxConfig, build, load, model_dir
+    from hicra.stepkit.config import from_dict
 
     monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))
     assert REGIMES["v2"] == {}  # the v2 regime is the default build

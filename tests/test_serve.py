@@ -26,7 +26,7 @@ def server(tmp_path_factory):
 def test_annotator_labels_every_candidate_and_resumes_from_its_cache(server, tmp_path):
     from hicra.grams.annotate import LLMAnnotator
     from hicra.grams.mine import Candidate
-    from hicra.llm import ChatClient
+    from hicra.store.llm import ChatClient
 
     cands = [
         Candidate("let's try a different approach", 5, ["[[let's try a different approach]]: 3 + 4"]),
@@ -52,7 +52,7 @@ def test_annotator_labels_every_candidate_and_resumes_from_its_cache(server, tmp
 
 def test_judge_returns_one_cause_or_none_per_failed_rollout(server, tmp_path):
     from hicra.error_analysis import CAUSES, judge_causes
-    from hicra.llm import ChatClient
+    from hicra.store.llm import ChatClient
 
     df = pd.DataFrame(
         {

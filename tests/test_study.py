@@ -14,8 +14,8 @@ import pytest
 import yaml
 from conftest import TINY
 
-from hicra import stats as S
 from hicra import study
+from hicra.method import stats as S
 
 ROOT = study.resolve(".")
 
@@ -286,7 +286,7 @@ def test_a_continued_regime_run_extends_a_copy_and_keeps_the_source(tiny_sandbox
     from conftest import TINY_ROLLOUTS, sandbox_recipe
 
     from hicra import regimes
-    from hicra.io import read_metrics
+    from hicra.store.io import read_metrics
     from hicra.train import run
 
     recipe = sandbox_recipe(**TINY_ROLLOUTS, val_every=1, val_n=4, save_steps=1, sandbox=TINY, method="grpo", seed=1)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from hicra.tagger import PlanningTagger, normalize_text
+from hicra.method.tagger import PlanningTagger, normalize_text
 
 GRAMS = [
     "let's try a different approach",
@@ -115,7 +115,7 @@ def test_bad_gram_lists():
 
 
 def test_sg_file_input(tmp_path):
-    from hicra.sgfile import write_sg_file
+    from hicra.store.sgfile import write_sg_file
 
     p = write_sg_file(tmp_path / "sg.json", [{"gram": "Wait", "kind": "backtracing"}], {"annotator": "test"})
     assert PlanningTagger(p).grams == ["wait"]

@@ -13,9 +13,9 @@ import pytest
 import torch
 from conftest import TINY, TINY_ROLLOUTS, sandbox_recipe
 
-from hicra.dynamics import RECORD_KEYS
-from hicra.io import truncate_jsonl
-from hicra.trainer import HICRA_FAMILY, METHODS, HICRAConfig, HICRATrainer
+from hicra.method.dynamics import RECORD_KEYS
+from hicra.store.io import truncate_jsonl
+from hicra.training.trainer import HICRA_FAMILY, METHODS, HICRAConfig, HICRATrainer
 
 RUN = sandbox_recipe(**TINY_ROLLOUTS, val_every=1, val_n=4, val_k=1, save_steps=10)
 
@@ -108,7 +108,7 @@ def test_hicra_needs_a_valid_sg_file(tmp_path):
         HICRAConfig(output_dir=str(tmp_path), method="ppo", use_cpu=True)
     bad = tmp_path / "bad.json"
     bad.write_text('{"grams": [\n {"gram": "wait", "kind": "backtracing"},\n {"gram": "", "kind": "branching"}\n]}')
-    from hicra.sgfile import SGFileError, read_sg_file
+    from hicra.store.sgfile import SGFileError, read_sg_file
 
     with pytest.raises(SGFileError, match=r"bad.json:3:"):
         read_sg_file(bad)
@@ -133,7 +133,7 @@ def test_step_configs_load(path):
     """Every non-training config in configs/ is valid for its step's dataclass."""
     import importlib
 
-    from hicra.config import load_config
+    from hicra.stepkit.config import load_config
 
     mod, cls = next(v for k, v in STEP_CONFIGS.items() if path.name.startswith(k)).split(":")
     load_config(getattr(importlib.import_module(mod), cls), str(path))
@@ -159,7 +159,7 @@ def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
     """A CLI run SIGKILLs itself right after writing step 5's line (checkpoint at 4), is resumed,
     and the metrics file ends with each step exactly once."""
     code = (
-        "import os, signal, sys, hicra.trainer as ht\n"
+        "import os, signal, sys, hicra.training.trainer as ht\n"
         "log = ht.HICRATrainer.log\n"
         "def killing_log(self, logs, start_time=None):\n"
         "    log(self, logs, start_time)\n"
@@ -266,8 +266,8 @@ def test_dynamic_sampling_keeps_only_groups_with_signal(tiny_sandbox, monkeypatc
 
 def test_sampling_does_not_reset_the_global_rng(tiny_sandbox):
     """Validation inside training samples with its own seed but must leave the trainer's RNG stream alone."""
-    from hicra.generate import sample
     from hicra.sandbox.build import SandboxConfig, build, load
+    from hicra.training.generate import sample
 
     model, tok = load(build(SandboxConfig(seed=0, **TINY))["model_dir"])
     torch.manual_seed(123)
@@ -279,7 +279,7 @@ def test_sampling_does_not_reset_the_global_rng(tiny_sandbox):
 
 
 def test_prune_run_dir_removes_stale_files(tmp_path):
-    from hicra.trainer import prune_run_dir
+    from hicra.training.trainer import prune_run_dir
 
     (tmp_path / "rollouts").mkdir()
     for s in (1, 2, 3, 40):
@@ -376,11 +376,11 @@ def test_grpo_raises_training_reward(tiny_sandbox):
 
 def test_trimming_completion_padding_changes_no_loss_or_gradient(tiny_sandbox, monkeypatch):
     """Mini-batches are cut to their own longest row before the loss: extra padding columns must not
-    change the loss or any gradient (hicra.speed.trim_completion_padding)."""
+    change the loss or any gradient (hicra.training.speed.trim_completion_padding)."""
     from trl import GRPOTrainer
 
-    from hicra.speed import trim_completion_padding as _trim_completion_padding
     from hicra.train import build_trainer
+    from hicra.training.speed import trim_completion_padding as _trim_completion_padding
 
     trainer, _ = build_trainer(
         {
@@ -429,7 +429,7 @@ def test_micro_batches_by_length_give_the_same_update_with_less_padding(tiny_san
     TRL's random grouping of the same rows, with fewer padded columns; methods whose loss takes statistics per
     micro-batch keep the random grouping, and asking them for 'length' is refused."""
     from hicra.train import build_trainer
-    from hicra.trainer import group_by_length
+    from hicra.training.trainer import group_by_length
 
     trainer, _ = build_trainer(
         {
@@ -510,8 +510,8 @@ def test_plain_lm_head_matches_trls_fused_kernel(tiny_sandbox, monkeypatch):
     from transformers import LlamaConfig, LlamaForCausalLM
     from trl import GRPOTrainer
 
-    from hicra.speed import use_plain_head as _use_plain_head
     from hicra.train import build_trainer
+    from hicra.training.speed import use_plain_head as _use_plain_head
 
     trainer, _ = build_trainer(
         {
@@ -722,12 +722,12 @@ def test_lora_on_smollm2(tmp_path):
 
 
 def test_a_method_is_one_registration(tiny_sandbox):
-    """A new method registered in hicra.advantage (its rule, its needs, its colour) is accepted by the config and
+    """A new method registered in hicra.method.advantage (its rule, its needs, its colour) is accepted by the config and
     trains with its per-token advantages, with no other file touched."""
     import torch
 
-    from hicra import advantage
-    from hicra.advantage import REGISTRY, hicra_advantages, register
+    from hicra.method import advantage
+    from hicra.method.advantage import REGISTRY, hicra_advantages, register
 
     @register("hicra_double", "#000000", needs_sg=True)
     def _double(A, plan, cm, gate, ctx):  # the additive rule at twice alpha

@@ -1,4 +1,4 @@
-"""The TRL surface hicra.trainer relies on beyond public arguments (listed in its docstring). An upgrade of TRL
+"""The TRL surface hicra.training.trainer relies on beyond public arguments (listed in its docstring). An upgrade of TRL
 that moves any of it fails here, in one place, naming what moved."""
 
 import inspect
@@ -42,7 +42,7 @@ def test_installed_trl_has_what_the_trainer_touches():
         assert attr in src, f"TRL {trl.__version__}: GRPOTrainer no longer keeps {attr}"
     for key in ('"rewards"', '"prompt"', '"completion"'):
         assert f"_logs[{key}]" in src, f"TRL {trl.__version__}: GRPOTrainer._logs lost {key}"
-    from trl.trainer.utils import split_tensor_dict  # noqa: F401  (hicra.trainer.group_by_length re-splits with it)
+    from trl.trainer.utils import split_tensor_dict  # noqa: F401  (hicra.training.trainer.group_by_length re-splits with it)
 
     assert "split_tensor_dict(generation_batch, self.args.steps_per_generation)" in inspect.getsource(
         GRPOTrainer._prepare_inputs

@@ -6,7 +6,7 @@ Last stdout line: JSON with ``precision``, ``recall``, ``n_grams`` (precision/re
 """
 
 from hicra.grams.step import GramsConfig, run
-from hicra.steps import cli_main
+from hicra.stepkit.steps import cli_main
 
 
 def main(argv=None):

@@ -13,7 +13,7 @@ Two annotators share one interface, ``annotate(candidates) -> list[Judgement]``:
   A candidate made only of function words ("this is", "which is", "by the", "can be") is
   rejected before any similarity: such fragments sit near every seed in embedding space
   (mined from real text, they passed the threshold) but steer nothing. Seed grams are exempt.
-* ``LLMAnnotator`` asks any OpenAI-compatible endpoint (``hicra.llm.ChatClient``)
+* ``LLMAnnotator`` asks any OpenAI-compatible endpoint (``hicra.store.llm.ChatClient``)
   with the prompt in ``hicra/prompts/strategic_grams.md``, in batches, cached on
   disk; answers that cannot be parsed leave the gram ``unparsed`` for the reviewer.
 
@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from hicra.grams.mine import Candidate, normalize
-from hicra.llm import extract_json
-from hicra.paths import REPO_ROOT
-from hicra.sgfile import KINDS, read_sg_file
+from hicra.store.llm import extract_json
+from hicra.store.paths import REPO_ROOT
+from hicra.store.sgfile import KINDS, read_sg_file
 
 SEEDS = REPO_ROOT / "data" / "grams" / "seed_grams.json"
 NEGATIVES = REPO_ROOT / "data" / "grams" / "negatives.json"

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from hicra.tagger import PlanningTagger
+from hicra.method.tagger import PlanningTagger
 
 _ITEM = re.compile(r"\\[a-z]+|[a-z]+(?:['\-][a-z]+)*|[,:;]|[.!?]+|\S")
 _WORD = re.compile(r"[a-z]")

@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 
 from hicra.grams.mine import Candidate, normalize
-from hicra.paths import resolve
+from hicra.method.tagger import PlanningTagger
 from hicra.sandbox.world import WorldConfig, make_tasks, make_trace
-from hicra.tagger import PlanningTagger
+from hicra.store.paths import resolve
 
 
 def truth_traces(n: int = 300, seed: int = 12345, world=None):

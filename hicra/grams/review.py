@@ -22,8 +22,8 @@ import datetime
 import io
 from pathlib import Path
 
-from hicra.io import atomic_write
-from hicra.sgfile import KINDS, write_sg_file
+from hicra.store.io import atomic_write
+from hicra.store.sgfile import KINDS, write_sg_file
 
 COLUMNS = [
     "gram",

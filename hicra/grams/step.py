@@ -29,22 +29,22 @@ import pandas as pd
 
 from hicra.data import load_benchmark
 from hicra.figures import fig_grams
-from hicra.generate import chat_prompts, sample
 from hicra.grams.annotate import SEEDS, LLMAnnotator, OfflineAnnotator
 from hicra.grams.mine import evidence, mine, normalize
 from hicra.grams.quality import real_dev_quality, sandbox_quality
 from hicra.grams.review import export_review, import_review, write_final
-from hicra.io import read_jsonl, write_json, write_parquet
-from hicra.llm import ChatClient
 from hicra.models import load_model, load_tokenizer
-from hicra.paths import resolve
-from hicra.plotting import save_step_figure, setup_style
-from hicra.rewards import is_correct
 from hicra.sandbox.build import build, load
 from hicra.sandbox.config import SandboxStepConfig
 from hicra.sandbox.world import ALL_GRAMS, make_tasks, make_trace, prompt, verify
 from hicra.serve import Endpoint, endpoint
-from hicra.steps import start_step
+from hicra.stepkit.plotting import save_step_figure, setup_style
+from hicra.stepkit.steps import start_step
+from hicra.store.io import read_jsonl, write_json, write_parquet
+from hicra.store.llm import ChatClient
+from hicra.store.paths import resolve
+from hicra.training.generate import chat_prompts, sample
+from hicra.training.rewards import is_correct
 
 SOURCES = ("sandbox", "sandbox-traces", "rollouts", "smollm2", "solutions")
 SOLUTION_SETS = ("math500", "gsm8k", "minerva", "gsm8k-train")  # shipped sets with a written solution per problem
@@ -74,7 +74,7 @@ class GramsConfig(SandboxStepConfig):
     llm_model: str = "Qwen/Qwen2.5-1.5B-Instruct"  # llm annotator: model name at that endpoint
     serve: str = ""  # llm: a model to serve here for the step (smollm2 | a folder): hicra.serve
     api_key_env: str = "OPENAI_API_KEY"  # variable holding the endpoint's API key
-    llm_timeout: float = 60.0  # seconds per request, in total (hicra.llm)
+    llm_timeout: float = 60.0  # seconds per request, in total (hicra.store.llm)
     threshold: float | None = None  # offline: None = calibrated
     veto: bool = False  # offline: also reject grams closer to an execution phrase than to any seed
     review: str = ""  # a reviewed CSV to import ("" = take the annotator's labels)

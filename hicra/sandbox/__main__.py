@@ -3,10 +3,10 @@
 python -m hicra.sandbox [CONFIG.yaml] [--seed N] [--sandbox '{"difficulty": "v1"}'] [--force true]
 """
 
-from hicra.cli import parse_cli
 from hicra.sandbox.build import SandboxConfig
 from hicra.sandbox.step import BuildConfig, run
-from hicra.steps import emit, install_signal_handlers, user_errors
+from hicra.stepkit.cli import parse_cli
+from hicra.stepkit.steps import emit, install_signal_handlers, user_errors
 
 
 def main(argv=None):

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from hicra.generate import sample
 from hicra.sandbox.build import SandboxConfig, load
 from hicra.sandbox.world import PHRASES, WorldConfig, classify_failure, make_tasks, prompt, verify
-from hicra.steps import emit
+from hicra.stepkit.steps import emit
+from hicra.training.generate import sample
 
 _CHECK = re.compile("|".join(re.escape(p) for p in PHRASES["backtracing"]["check"]), re.I)
 _ATTEMPT = re.compile("|".join(re.escape(p) for slot in PHRASES["branching"].values() for p in slot), re.I)

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from hicra.paths import cache_dir
+from hicra.method.stats import wilson
 from hicra.sandbox.config import BUILD_VERSION, SandboxConfig  # noqa: F401  (SandboxConfig: re-exported)
 from hicra.sandbox.world import ALL_GRAMS, FAMILY, WorldConfig, classify_failure, make_tasks, make_trace, prompt
-from hicra.sgfile import write_sg_file
-from hicra.stats import wilson
+from hicra.store.paths import cache_dir
+from hicra.store.sgfile import write_sg_file
 
 SPECIALS = ["<|endoftext|>", "<|pad|>"]
 
@@ -99,8 +99,8 @@ def sft_examples(cfg: SandboxConfig, wc: WorldConfig) -> list[dict]:
 
 
 def warm_start(cfg: SandboxConfig, model, tok, examples: list[dict], out: Path, progress: bool = True):
-    """TRL SFT on prompt/completion pairs (loss on completions only), via ``hicra.trainer``."""
-    from hicra.sft import sft  # noqa: PLC0415  TRL + torch: the sandbox package stays light; only a build trains
+    """TRL SFT on prompt/completion pairs (loss on completions only), via ``hicra.training.trainer``."""
+    from hicra.training.sft import sft  # noqa: PLC0415  TRL + torch: the sandbox package stays light; only a build trains
 
     return sft(
         model,
@@ -117,7 +117,7 @@ def warm_start(cfg: SandboxConfig, model, tok, examples: list[dict], out: Path, 
 
 def calibrate(cfg: SandboxConfig, model, tok, wc: WorldConfig, n: int | None = None, temperature: float = 1.0) -> dict:
     """Validation accuracy at temperature 1 and the oracle's failure kinds."""
-    from hicra.generate import sample  # noqa: PLC0415  torch: only a build samples
+    from hicra.training.generate import sample  # noqa: PLC0415  torch: only a build samples
 
     tasks = make_tasks(wc, "val", n or cfg.n_val, allow_fewer=True)
     outs = sample(

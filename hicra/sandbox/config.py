@@ -14,9 +14,9 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from hicra.cli import from_dict
 from hicra.sandbox.world import DIFFICULTY, WorldConfig
-from hicra.steps import StepConfig
+from hicra.stepkit.cli import from_dict
+from hicra.stepkit.steps import StepConfig
 
 BUILD_VERSION = 1
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from hicra.generate import sample
-from hicra.io import write_json
-from hicra.paths import weight_files
-from hicra.rewards import completion_text, log_boxed_ratio
 from hicra.sandbox.build import SandboxConfig
 from hicra.sandbox.world import Task, make_tasks, prompt, verify
+from hicra.store.io import write_json
+from hicra.store.paths import weight_files
+from hicra.training.generate import sample
+from hicra.training.rewards import completion_text, log_boxed_ratio
 
 
 def grpo_dataset(cfg: SandboxConfig, n: int, split: str | None = None):
@@ -60,7 +60,7 @@ def validator(
 
     ``warm_dir`` (the warm start's folder): ``fn.initial(model, tokenizer)`` scores the untouched warm start
     once and keeps the number in ``warm_dir/val_cache/``, keyed by the tasks, the sampling settings, the thread
-    count and the weight files (``hicra.paths.weight_files``); every run from that warm start with the same
+    count and the weight files (``hicra.store.paths.weight_files``); every run from that warm start with the same
     settings reads it instead of sampling the same 798 completions again (a study's 35 runs share one step 0)."""
 
     tasks = make_tasks(cfg.world_config(), split, n, allow_fewer=True)

@@ -16,12 +16,12 @@ import dataclasses
 import matplotlib.pyplot as plt
 import torch
 
-from hicra.cli import from_dict
-from hicra.io import write_json
-from hicra.paths import resolve
-from hicra.plotting import PALETTE, save_figure, setup_style
 from hicra.sandbox.build import SandboxConfig, build, calibration_by_difficulty, load
-from hicra.steps import StepConfig, start_step
+from hicra.stepkit.cli import from_dict
+from hicra.stepkit.plotting import PALETTE, save_figure, setup_style
+from hicra.stepkit.steps import StepConfig, start_step
+from hicra.store.io import write_json
+from hicra.store.paths import resolve
 
 
 @dataclasses.dataclass

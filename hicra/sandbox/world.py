@@ -33,7 +33,7 @@ import re
 import zlib
 from dataclasses import dataclass, field
 
-from hicra.rewards import last_boxed
+from hicra.training.rewards import last_boxed
 
 PHRASES: dict[str, dict[str, list[str]]] = {
     "deduction": {

@@ -1,0 +1,7 @@
+"""Floor 0, files and the world outside (issue #36 item 6): how a run's and a step's files are written and read
+(``io``: atomic writes, whole JSONL lines, tolerant readers), where things are (``paths``: the repository root,
+relative paths, the cache), one writer per run folder and resume from a complete checkpoint (``runfolder``), the
+strategic-gram file format (``sgfile``) and the OpenAI-compatible chat client (``llm``).
+
+May import: nothing of ``hicra`` outside this package (the bottom floor). No torch.
+"""
