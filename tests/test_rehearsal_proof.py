@@ -113,10 +113,10 @@ def test_the_shipped_prompts_and_format_adapter_are_what_the_rehearsal_trains_on
     SFT problem of the adapter), and data/smollm2_boxed merged onto SmolLM2 answers an easy shipped problem in the
     paper's strict format when decoding greedily (SmolLM2 alone ends with "The answer is 8"; data/README.md)."""
     from hicra.data import load_benchmark
-    from hicra.generate import sample
     from hicra.models import load_model
     from hicra.rehearsal_task import chat
-    from hicra.rewards import last_boxed
+    from hicra.training.generate import sample
+    from hicra.training.rewards import last_boxed
 
     rows = pd.read_parquet(ROOT / "data" / "rehearsal_arith" / "train.parquet").to_dict("records")
     acc = [r["extra_info"]["pilot_accuracy"] for r in rows]
