@@ -33,6 +33,7 @@ BEGIN, END = "<!-- headline:begin -->", "<!-- headline:end -->"
 STUDIES = (
     ("study", "study of record (`make study`, run 4: seeds 0–9)", "final"),
     ("study-replication", "confirmatory replication (`make replication`, run 5: seeds 1000–1009)", "auc"),
+    ("replication-lock", "run 5 re-run in the locked environment (run 6: seeds 1000–1009)", "auc"),
 )
 MAPS = (
     ("regimes", "regime map (`make regimes`)", "final"),

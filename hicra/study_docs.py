@@ -19,6 +19,7 @@ import pandas as pd
 
 from hicra.headline import study_comparisons
 from hicra.method.stats import holm
+from hicra.runinfo import compare_tables
 from hicra.stepkit.config import REPO_ROOT, resolve
 from hicra.study import _verdict
 
@@ -46,9 +47,9 @@ def _row(comp: pd.DataFrame, endpoint: str, arm: str):
 # the blocks
 
 
-def run5_table(figs) -> str:
-    """Run 5's endpoints, HICRA - GRPO paired by seed, from figures/study-replication_runs.csv."""
-    comp = study_comparisons(figs, "study-replication")
+def run5_table(figs, tag: str = "study-replication") -> str:
+    """Run 5's endpoints, HICRA - GRPO paired by seed, from figures/<tag>_runs.csv (run 6: ``replication-lock``)."""
+    comp = study_comparisons(figs, tag)
     lines = [
         "| endpoint (HICRA − GRPO, paired by seed, 10 seeds) | mean [95 % CI] | p | MDE | per seed | verdict by the "
         "plan |",
@@ -97,6 +98,25 @@ def _run5_verdict(endpoint: str, r, v: str) -> str:
         v, f"inconclusive; {lean}"
     )
     return f"{head}; rules out HICRA's share falling more than {100 * -r.lo:.1f} points faster than GRPO's"
+
+
+def run6_reproduction(figs) -> str:
+    """Run 6 (run 5 re-run under the lock) against run 5, per run, from figures/study-replication_runs.csv and
+    figures/replication-lock_runs.csv."""
+    t = compare_tables(figs / "study-replication_runs.csv", figs / "replication-lock_runs.csv")
+    lines = [
+        "| arm | endpoint | re-run − run 5, per seed 1000–1009 (points) | equal to the digit |",
+        "|---|---|---|---|",
+    ]
+    for arm in ("grpo", "hicra"):
+        a = t[t.arm == arm].sort_values("seed")
+        for e, name in (("final", "step-100 accuracy"), ("auc", "AUC")):
+            diffs = a[f"{e}_diff"]
+            lines.append(
+                f"| {arm} | {name} | {' '.join(_p(x) for x in diffs)} | {int((diffs == 0).sum())} of {len(diffs)} |"
+            )
+    lines.append(f"\n{int(t.exact.sum())} of {len(t)} runs equal run 5 to the digit in every endpoint.")
+    return "\n".join(lines)
 
 
 def run4_per_seed(figs) -> str:
@@ -151,6 +171,8 @@ def regimes_long_per_seed(figs) -> str:
 
 BLOCKS = {
     "run5-table": run5_table,
+    "run6-table": lambda figs: run5_table(figs, "replication-lock"),
+    "run6-reproduction": run6_reproduction,
     "run4-per-seed": run4_per_seed,
     "pr4997-table": pr4997_table,
     "regimes-long-per-seed": regimes_long_per_seed,
