@@ -168,6 +168,7 @@ def load_model(name: str, dtype: str = "float32", **kwargs):
         # the merged model is named by the adapter folder, so a LoRA trained on top of it (the rehearsal's LoRA arm
         # on data/smollm2_boxed) records this folder as its base and loads back onto the same weights
         merged.name_or_path = merged.config._name_or_path = path
+        merged.requires_grad_(True)  # peft froze the base; a merged model trains like one from from_pretrained
         return merged, load_tokenizer(name)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kw, **kwargs)
     return model, load_tokenizer(name)
