@@ -18,7 +18,7 @@ import sys
 import pandas as pd
 
 from hicra.headline import study_comparisons
-from hicra.method.stats import holm
+from hicra.method.stats import holm, summarise
 from hicra.runinfo import compare_tables
 from hicra.stepkit.config import REPO_ROOT, resolve
 from hicra.study import _verdict
@@ -119,6 +119,33 @@ def run6_reproduction(figs) -> str:
     return "\n".join(lines)
 
 
+def heldout_table(figs, tag: str = "replication-lock") -> str:
+    """The held-out test split beside the validation split, from figures/<tag>_heldout.csv and
+    figures/<tag>_heldout_runs.csv (``python -m hicra.heldout``): HICRA - GRPO paired by seed, and each arm's
+    test - validation accuracy at the last step, paired per run."""
+    comp = pd.read_csv(figs / f"{tag}_heldout.csv").set_index("endpoint")
+    runs = pd.read_csv(figs / f"{tag}_heldout_runs.csv")
+
+    def cell(e: str) -> str:  # the held-out table's values are in points already
+        r = comp.loc[e]
+        return f"{r['mean']:+.1f} [{r.lo:+.1f}, {r.hi:+.1f}], p {r.p:.2f}, MDE {r.mde:.1f}".replace("-", "−")
+
+    lines = [
+        "| HICRA − GRPO, paired by seed (10 seeds), points | held-out test split (221 tasks) | validation split (399 "
+        "tasks) |",
+        "|---|---|---|",
+        f"| step-100 accuracy (the held-out plan's primary endpoint) | **{cell('final')}** | {cell('val_final')} |",
+        f"| area under the curve, steps 0–100 (secondary) | {cell('auc')} | {cell('val_auc')} |",
+        "",
+        "| arm | test accuracy, step 100 | validation accuracy, step 100 | test − validation, per run (points) |",
+        "|---|---|---|---|",
+    ]
+    for arm, g in runs.groupby("arm"):
+        d = summarise(g.final - g.val_final)
+        lines.append(f"| {arm} | {g.final.mean():.3f} | {g.val_final.mean():.3f} | {_ci(d).replace(' points', '')} |")
+    return "\n".join(lines)
+
+
 def run4_per_seed(figs) -> str:
     """Run 4's per-seed GRPO gain over the warm start and HICRA - GRPO, from figures/study_runs.csv."""
     runs = pd.read_csv(figs / "study_runs.csv")
@@ -173,6 +200,7 @@ BLOCKS = {
     "run5-table": run5_table,
     "run6-table": lambda figs: run5_table(figs, "replication-lock"),
     "run6-reproduction": run6_reproduction,
+    "heldout-table": heldout_table,
     "run4-per-seed": run4_per_seed,
     "pr4997-table": pr4997_table,
     "regimes-long-per-seed": regimes_long_per_seed,
