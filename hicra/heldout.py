@@ -93,9 +93,10 @@ def checkpoints(run, params: dict, points: str) -> list[tuple[int, object]]:
 # scoring
 
 
-def score_run(run, cfg: HeldoutConfig) -> list[dict]:
+def score_run(run, cfg: HeldoutConfig, label: str = "") -> list[dict]:
     """Every point of one run on ``cfg.split``: ``[{"step", "accuracy", "n_tasks", "k"}]``, step 0 the warm start;
-    each point is written to ``<run>/heldout/<split>.json`` as soon as it is scored."""
+    each point is written to ``<run>/heldout/<split>.json`` as soon as it is scored, with a progress line on
+    stderr (``label``: which run of how many)."""
 
     params = json.loads((run / "params.json").read_text())
     script = TrainScript(**{f.name: params[f.name] for f in dataclasses.fields(TrainScript) if f.name in params})
@@ -117,6 +118,7 @@ def score_run(run, cfg: HeldoutConfig) -> list[dict]:
         acc = fn.initial(model, tok) if folder is None else fn(model, tok)
         done["points"][str(step)] = acc
         write_json(cache, done)
+        print(f"[heldout] {label}{run.name} step {step}: {cfg.split} accuracy {acc:.4f}", file=sys.stderr, flush=True)
     return [
         {"step": int(s), "accuracy": a, "n_tasks": fn.n_tasks, "k": script.val_k}
         for s, a in sorted(done["points"].items(), key=lambda x: int(x[0]))
@@ -141,8 +143,9 @@ def _val_auc(run) -> tuple[float, float]:
 def table(cfg: HeldoutConfig) -> pd.DataFrame:
     """One row per run: held-out final accuracy and AUC, the run's validation final accuracy and AUC."""
     rows = []
-    for group, arm, seed, run in find_runs(cfg.run_dir):
-        pts = score_run(run, cfg)
+    found = find_runs(cfg.run_dir)
+    for i, (group, arm, seed, run) in enumerate(found, 1):
+        pts = score_run(run, cfg, label=f"run {i}/{len(found)} ")
         val_final, val_auc = _val_auc(run)
         rows.append(
             {
