@@ -285,16 +285,23 @@ if __name__ == "__main__":
 
 def reading(run_dir) -> str:
     """Notebook 03's look inside: sentences that read Fig 5's end point from ``final_accuracy.csv`` (mean and
-    95 % CI over seeds)."""
+    95 % CI over seeds): validation accuracy, or, for runs without validation (a GPU recipe, the rehearsal), the
+    last step's training reward, said as such."""
     t = pd.read_csv(resolve(run_dir) / "final_accuracy.csv").set_index("method")
+    col = "val_accuracy" if "val_accuracy" in t.columns else "reward"
 
     def cell(m):
         r = t.loc[m]
         ci = f" [{r.ci_lo:.3f}, {r.ci_hi:.3f}]" if np.isfinite(r.ci_lo) and np.isfinite(r.ci_hi) else ""
-        return f"{r.val_accuracy:.3f}{ci} ({int(r.seeds)} seed{'' if int(r.seeds) == 1 else 's'})"
+        return f"{r[col]:.3f}{ci} ({int(r.seeds)} seed{'' if int(r.seeds) == 1 else 's'})"
 
     methods = [m for m in t.index if m != "warm_start" and "−" not in m]
-    lines = [f"The warm start scores {cell('warm_start')}." if "warm_start" in t.index else ""]
+    lines = (
+        []
+        if col == "val_accuracy"
+        else ["These runs log no validation: the numbers are the last step's training reward."]
+    )
+    lines += [f"The warm start scores {cell('warm_start')}." if "warm_start" in t.index else ""]
     lines += [f"After RL, {m} reaches {cell(m)}." for m in methods]
     lines += [f"The paired difference {m} is {cell(m)}: {_reading_verdict(t.loc[m])}." for m in t.index if "−" in m]
     return " ".join(x for x in lines if x)

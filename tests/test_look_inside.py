@@ -194,3 +194,24 @@ def test_every_cell_has_an_id_and_the_first_cell_says_how_to_run(path):
     assert (raw["nbformat"], raw["nbformat_minor"]) >= (4, 5) and all(c.get("id") for c in raw["cells"]), path.name
     first = "".join(raw["cells"][0]["source"])
     assert f"papermill notebooks/{path.name}" in first and "**Run it:**" in first and "2-core CPU" in first
+
+
+def test_fig5_reading_says_when_runs_have_no_validation(tmp_path):
+    """Notebook 03's reading of Fig 5's end point works for runs without validation (a GPU recipe, the rehearsal:
+    final_accuracy.csv then holds the last step's training reward) and says so; with validation it reads accuracy
+    and the paired difference's interval. (The rehearsal's 03 step failed on a reward table: 'val_accuracy'.)"""
+    from hicra.figures import reading
+
+    (tmp_path / "final_accuracy.csv").write_text(
+        "method,seeds,reward,ci_lo,ci_hi\ngrpo,1,0.5625,,\nhicra,1,0.625,,\nhicra − grpo,1,0.0625,,\n"
+    )
+    text = reading(tmp_path)
+    assert text.startswith("These runs log no validation: the numbers are the last step's training reward.")
+    assert "hicra reaches 0.625 (1 seed)" in text and "an example, not a result" in text
+    (tmp_path / "final_accuracy.csv").write_text(
+        "method,seeds,val_accuracy,ci_lo,ci_hi\nwarm_start,4,0.373,0.373,0.373\ngrpo,2,0.55,0.54,0.56\n"
+        "hicra,2,0.57,0.55,0.59\nhicra − grpo,2,0.02,-0.01,0.05\n"
+    )
+    text = reading(tmp_path)
+    assert "no validation" not in text and "The warm start scores 0.373" in text
+    assert "hicra − grpo is 0.020 [-0.010, 0.050] (2 seeds): its interval includes 0 (inconclusive)" in text
