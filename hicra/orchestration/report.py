@@ -49,7 +49,9 @@ def results_markdown(profile: str, run_dir: Path, log: list[dict]) -> str:
                 )
             )
     if (run_dir / "final_accuracy.csv").exists():
-        lines += ["", "## Final validation accuracy (03_dynamics)", (run_dir / "final_accuracy.csv").read_text()]
+        table = (run_dir / "final_accuracy.csv").read_text()
+        what = "validation accuracy" if "val_accuracy" in table.splitlines()[0] else "training reward (no validation)"
+        lines += ["", f"## Final {what} (03_dynamics)", table]
     if e := j("errors/errors.json"):
         lines += [
             "",
