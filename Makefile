@@ -77,7 +77,7 @@ regimes: venv
 regimes-long: venv
 	$(BIN)/python -m hicra.pipeline --profile regimes-long$(if $(filter scratch,$(FROM)),-scratch) --jobs $(STUDY_JOBS)
 
-## rehearsal: the GPU `paper` profile executed on CPU with SmolLM2-135M (2 CPU processes, tiny sizes; ~10 min, docs/performance.md)
+## rehearsal: the GPU `paper` profile executed on CPU with SmolLM2-135M + its format adapter (2 CPU processes, tiny sizes, a learning signal; ~28 min, docs/performance.md)
 rehearsal: venv
 	$(BIN)/python -m hicra.pipeline --profile paper-rehearsal --jobs 1
 
