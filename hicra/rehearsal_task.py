@@ -36,9 +36,10 @@ import pandas as pd
 
 from hicra.store.io import write_parquet
 from hicra.store.paths import resolve
+from hicra.training.rewards import TRAIN_INSTRUCTION, is_correct
 
-# the user turn hicra.train.build_trainer builds from a row's problem (kept equal to it)
-INSTRUCTION = "\nPut your final answer within \\boxed{}."
+# the adapter's recipe: `adapter`'s defaults, and the SFT problems no rehearsal prompt may be (sft_problems)
+SFT_STEPS, SFT_BATCH, SFT_SEED = 24, 8, 0
 
 NAMES = ["Tom", "Anna", "Sam", "Lily", "Ben", "Mia", "Max", "Emma"]
 ITEMS = ["apples", "books", "marbles", "pencils", "cookies", "stickers"]
@@ -83,6 +84,11 @@ def sft_examples(n: int, seed: int = 0) -> list[tuple[str, str]]:
     return [problem(KINDS[i % len(KINDS)], "easy", rng)[::2] for i in range(n)]
 
 
+def sft_problems() -> set[str]:
+    """The problem texts the shipped adapter was fine-tuned on (its recipe: SFT_STEPS x SFT_BATCH, SFT_SEED)."""
+    return {q for q, _ in sft_examples(SFT_STEPS * SFT_BATCH, SFT_SEED)}
+
+
 def candidates(n: int, seed: int = 1, exclude: set[str] | frozenset = frozenset()) -> list[dict]:
     """``n`` distinct problems (kinds and levels in turn, none in ``exclude``), as DAPO-Math-17k rows."""
     rng, rows, seen = random.Random(seed), [], set(exclude)
@@ -105,9 +111,9 @@ def candidates(n: int, seed: int = 1, exclude: set[str] | frozenset = frozenset(
 
 
 def chat(tok, problem_text: str) -> str:
-    """The trainer's prompt for a problem: SmolLM2's chat template around problem + INSTRUCTION."""
+    """The trainer's prompt for a problem: the chat template around problem + the trainer's TRAIN_INSTRUCTION."""
     return tok.apply_chat_template(
-        [{"role": "user", "content": problem_text + INSTRUCTION}], tokenize=False, add_generation_prompt=True
+        [{"role": "user", "content": problem_text + TRAIN_INSTRUCTION}], tokenize=False, add_generation_prompt=True
     )
 
 
@@ -121,7 +127,9 @@ def _pad(rows: list[list[int]], value: int, width: int):
     return torch.tensor([r + [value] * (width - len(r)) for r in rows])
 
 
-def train_adapter(out: str, steps: int = 24, batch: int = 8, lr: float = 1e-3, rank: int = 8, seed: int = 0) -> dict:
+def train_adapter(
+    out: str, steps: int = SFT_STEPS, batch: int = SFT_BATCH, lr: float = 1e-3, rank: int = 8, seed: int = SFT_SEED
+) -> dict:
     """Train the LoRA format adapter on ``steps x batch`` SFT examples (loss on the solution tokens only) and save
     it to ``out`` with base model ``smollm2``; returns the SFT losses and provenance (also in ``out/sft.json``)."""
     import torch  # noqa: PLC0415  torch and peft: only training the adapter needs them (`--help` and prompts do not)
@@ -177,7 +185,6 @@ def pilot(rows: list[dict], model: str, k: int = 8, max_new_tokens: int = 64, te
     """Pilot accuracy of each row: ``k`` completions with the trainer's prompt and temperature, graded strictly."""
     from hicra.models import load_model  # noqa: PLC0415  loads torch
     from hicra.training.generate import sample  # noqa: PLC0415  loads torch (only the pilot samples)
-    from hicra.training.rewards import is_correct  # noqa: PLC0415  loads math-verify (only the pilot grades)
 
     lm, tok = load_model(model)
     prompts = [chat(tok, r["prompt"][0]["content"]) for r in rows]
@@ -202,11 +209,11 @@ def main(argv=None) -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     ad = sub.add_parser("adapter", help="train the LoRA format adapter (step 1)")
     ad.add_argument("--out", required=True, help="the adapter folder to write (data/smollm2_boxed)")
-    ad.add_argument("--steps", type=int, default=24)
-    ad.add_argument("--batch", type=int, default=8)
+    ad.add_argument("--steps", type=int, default=SFT_STEPS)
+    ad.add_argument("--batch", type=int, default=SFT_BATCH)
     ad.add_argument("--lr", type=float, default=1e-3)
     ad.add_argument("--rank", type=int, default=8)
-    ad.add_argument("--seed", type=int, default=0)
+    ad.add_argument("--seed", type=int, default=SFT_SEED)
     pr = sub.add_parser("prompts", help="choose the rehearsal's prompts with a pilot (step 2)")
     pr.add_argument("--out", required=True, help="the parquet to write (data/rehearsal_arith/train.parquet)")
     pr.add_argument("--model", default="data/smollm2_boxed", help="the model the pilot samples (the adapter)")
@@ -231,8 +238,7 @@ def main(argv=None) -> None:
     if a.n < 1 or a.k < 2 or a.keep < 1 or not 0 <= a.lo <= a.hi <= 1:
         ap.error("need n >= 1, k >= 2, keep >= 1 and 0 <= lo <= hi <= 1")
     t = time.time()
-    sft = {q for q, _ in sft_examples(24 * 8, 0)}
-    rows = candidates(a.n, a.seed, exclude=sft)
+    rows = candidates(a.n, a.seed, exclude=sft_problems())
     acc = pilot(rows, a.model, k=a.k, max_new_tokens=a.max_new_tokens, temperature=a.temperature, seed=a.seed)
     kept = choose(rows, acc, a.keep, a.lo, a.hi)
     if not kept:

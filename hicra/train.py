@@ -45,7 +45,7 @@ from hicra.store.runfolder import RunFolderError, claim, last_complete_checkpoin
 from hicra.store.sgfile import SGFileError, read_sg_file
 from hicra.training.ranges import check_temperature
 from hicra.training.resume import check_resume
-from hicra.training.rewards import accuracy_reward
+from hicra.training.rewards import TRAIN_INSTRUCTION, accuracy_reward
 from hicra.training.trainer import HICRAConfig, HICRATrainer, NonFiniteError
 
 
@@ -237,10 +237,7 @@ def build_trainer(data: dict | Recipe):
         rows = load_benchmark(script.dataset, split="train", limit=script.n_train)
         train_ds = datasets.Dataset.from_list(
             [
-                {
-                    "prompt": [{"role": "user", "content": r["problem"] + "\nPut your final answer within \\boxed{}."}],
-                    "answer": r["answer"],
-                }
+                {"prompt": [{"role": "user", "content": r["problem"] + TRAIN_INSTRUCTION}], "answer": r["answer"]}
                 for r in rows
             ]
         )

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hicra.rehearsal_proof import lora_update_norm, parameter_distance, proof, proof_markdown
-from hicra.rehearsal_task import sft_examples
+from hicra.rehearsal_task import sft_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,7 +104,7 @@ def test_the_pilots_candidates_are_dapo_rows_that_the_trainer_loads_and_grades(t
     assert {(r["extra_info"]["kind"], r["extra_info"]["level"]) for r in rows} == {
         (k, lv) for k in ("sum", "more", "less", "times") for lv in ("easy", "hard")
     }
-    sft = {q for q, _ in sft_examples(24 * 8, 0)}
+    sft = sft_problems()
     assert not sft & {r["prompt"][0]["content"] for r in candidates(64, seed=1, exclude=sft)}  # no SFT problem
 
 
@@ -122,7 +122,7 @@ def test_the_shipped_prompts_and_format_adapter_are_what_the_rehearsal_trains_on
     acc = [r["extra_info"]["pilot_accuracy"] for r in rows]
     assert len(rows) >= 16 and all(0.125 <= a <= 0.875 for a in acc)
     assert [abs(a - 0.5) for a in acc] == sorted(abs(a - 0.5) for a in acc)
-    sft = {q for q, _ in sft_examples(24 * 8, 0)}
+    sft = sft_problems()
     assert not sft & {r["prompt"][0]["content"] for r in rows}
     train = load_benchmark("rehearsal_arith", split="train", limit=4)
     assert [t["problem"] for t in train] == [r["prompt"][0]["content"] for r in rows[:4]]

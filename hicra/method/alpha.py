@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from hicra.method.knobs import Knob, finite
+from hicra.method.knobs import Knob, alpha_range, finite
 
 # the controller's four knobs (recipe keys of method hicra_adaptive; hicra.method.methods registers them): one name and
 # one range rule each, read by the training config's checks and by the controller alike
@@ -40,7 +40,7 @@ ALPHA_MAX = Knob(
     float,
     0.4,
     "hicra_adaptive: the largest alpha",
-    lambda v, c: finite(v) and v >= 0 and (v < 1 or bool(getattr(c, "allow_sign_flip", False))),
+    alpha_range,
     "in [0, 1) (set allow_sign_flip true to permit more)",
 )
 ALPHA_WINDOW = Knob(

@@ -23,6 +23,12 @@ def finite(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def alpha_range(v, cfg) -> bool:
+    """An amplification α: finite, ≥ 0 and < 1, unless the run sets ``allow_sign_flip`` (α ≥ 1 turns negative
+    planning advantages positive). The rule of ``hicra_alpha`` and of the adaptive controller's ``alpha_max``."""
+    return finite(v) and v >= 0 and (v < 1 or bool(getattr(cfg, "allow_sign_flip", False)))
+
+
 @dataclasses.dataclass(frozen=True)
 class Knob:
     """One option of a method: ``name`` (a recipe key and a ``--flag``), ``type``, ``default``, ``help``, and its

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from hicra.method.alpha import ADAPTIVE_KNOBS, AdaptiveAlpha
-from hicra.method.knobs import Knob, finite
+from hicra.method.knobs import Knob, alpha_range, finite
 
 DEFAULT_ALPHA = 0.2  # the paper's alpha: the one default of hicra_alpha, and the arm ``hicra`` (hicra.runinfo)
 
@@ -165,7 +165,7 @@ ALPHA = Knob(
     float,
     DEFAULT_ALPHA,
     "HICRA amplification alpha, in [0, 1)",
-    lambda v, c: finite(v) and v >= 0 and (v < 1 or bool(getattr(c, "allow_sign_flip", False))),
+    alpha_range,
     "in [0, 1) (alpha >= 1 flips the sign of negative planning advantages; set allow_sign_flip true to permit it)",
 )
 SIGN_FLIP = Knob(

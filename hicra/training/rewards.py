@@ -27,6 +27,8 @@ from functools import lru_cache
 from hicra.grading import TIMEOUT_S, _parse, verify_bounded, verify_here  # noqa: F401  (re-exported: the old in-thread path)
 
 MAX_ANSWER_CHARS = 300
+# what the trainer appends to a real-model problem's user turn (hicra.train; the rehearsal's pilot uses it too)
+TRAIN_INSTRUCTION = "\nPut your final answer within \\boxed{}."
 _BOXED = re.compile(r"\\boxed\s*\{")
 _log = logging.getLogger(__name__)
 
