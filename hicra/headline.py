@@ -69,7 +69,7 @@ def study_comparisons(figs, tag: str) -> pd.DataFrame | None:
     comp = pd.read_csv(comp_f) if comp_f.exists() else None
     if not runs_f.exists():
         return comp
-    runs = pd.read_csv(runs_f).rename(columns={"alpha": "sweep_alpha"})
+    runs = pd.read_csv(runs_f)
     done = comparisons(runs[[c for c in runs if c not in ("environment",)]].dropna(axis=1, how="all"))
     if comp is not None:
         have = set(zip(done.endpoint, done.arm))

@@ -169,7 +169,7 @@ def write_runs_table(runs, path, first: tuple = ()) -> None:
     """``figures/<tag>_runs.csv``: one row per run, ``first`` columns (e.g. the regime), seed, arm, method, α, every
     endpoint at full precision (pandas writes each float's shortest exact repr), the environment key last. The
     headline and the comparisons are recomputed from it (hicra.headline, tests/test_headline.py)."""
-    t = runs.rename(columns={"sweep_alpha": "alpha"}).drop(columns=["run"], errors="ignore")
+    t = runs.drop(columns=["run"], errors="ignore")
     lead = [*first, *RUN_COLUMNS]
     rest = [c for c in t.columns if c not in lead and c != "environment"]
     t = t[[*lead, *rest, *(["environment"] if "environment" in t else [])]]

@@ -153,9 +153,14 @@ class StudyConfig(StepConfig):
     mixed_environments: bool = False  # pair runs computed in different environments (said, not refused)
 
 
+STEP_ALPHA = "alpha_step"  # a metrics line's "alpha" in the study's frame, beside the run's "alpha"
+
+
 def load(run_dir, mixed_environments: bool = False) -> pd.DataFrame:
-    """Every finished run's metrics lines with ``arm``, ``method``, ``sweep_alpha``, ``seed`` and ``environment``
-    columns, all read from the run's ``params.json`` (hicra.runinfo.read_run; never from the folder's name). Runs
+    """Every finished run's metrics lines with ``arm``, ``method``, ``alpha``, ``seed`` and ``environment``
+    columns, all read from the run's ``params.json`` (hicra.runinfo.read_run; never from the folder's name): ``alpha``
+    is the run's α, as in ``<tag>_runs.csv`` and the regime tables; a line's own α (the one a step used, which
+    ``hicra_adaptive`` changes) is kept as ``alpha_step``. Runs
     from different environments are refused, with what differs, unless ``mixed_environments``."""
     rows, infos = [], {}
     for d in sorted(resolve(run_dir).glob("train-*")):
@@ -165,11 +170,11 @@ def load(run_dir, mixed_environments: bool = False) -> pd.DataFrame:
         for rec in read_metrics(d / "metrics.jsonl"):
             rows.append(
                 {
-                    **rec,
+                    **{STEP_ALPHA if k == "alpha" else k: v for k, v in rec.items()},
                     "arm": info["arm"],
                     "method": info["method"],
                     "seed": info["seed"],
-                    "sweep_alpha": info["alpha"],
+                    "alpha": info["alpha"],
                     "environment": info["environment_key"],
                     "run": d.name,
                 }
@@ -216,7 +221,7 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
                 "arm": arm,
                 "seed": seed,
                 "method": g.method.iloc[0],
-                "sweep_alpha": g.sweep_alpha.iloc[0],
+                "alpha": g.alpha.iloc[0],
                 "environment": g.environment.iloc[0] if "environment" in g else None,
                 "run": g.run.iloc[0] if "run" in g else f"train-{arm}-s{seed}",
                 "steps": last,
@@ -275,16 +280,16 @@ def alpha_slope(runs: pd.DataFrame) -> dict:
     As pre-registered, only the seeds run at every alpha enter (0-4 in the shipped design): the study's extra
     GRPO and HICRA seeds (alpha 0 and 0.2) would otherwise weigh those two alphas double."""
 
-    pts = runs[runs.method.isin(["grpo", "hicra"])].dropna(subset=["sweep_alpha", "final"])
-    common = set.intersection(*[set(g.seed) for _, g in pts.groupby("sweep_alpha")]) if len(pts) else set()
+    pts = runs[runs.method.isin(["grpo", "hicra"])].dropna(subset=["alpha", "final"])
+    common = set.intersection(*[set(g.seed) for _, g in pts.groupby("alpha")]) if len(pts) else set()
     pts = pts[pts.seed.isin(common)]
-    if pts.sweep_alpha.nunique() < 3:
+    if pts.alpha.nunique() < 3:
         return {"n": len(pts), "slope": math.nan, "lo": math.nan, "hi": math.nan}
-    r = stats.linregress(pts.sweep_alpha, pts.final)
+    r = stats.linregress(pts.alpha, pts.final)
     h = stats.t.ppf(0.975, len(pts) - 2) * r.stderr
     return {
         "n": len(pts),
-        "alphas": sorted(pts.sweep_alpha.unique().tolist()),
+        "alphas": sorted(pts.alpha.unique().tolist()),
         "seeds": sorted(common),
         "slope": r.slope,
         "lo": r.slope - h,
@@ -409,7 +414,7 @@ def run(cfg: StudyConfig) -> dict:
         save_figure(fig_effects(comp, cfg.reference), f"{cfg.tag}_effects", cfg.figures_dir),
     ]
     if math.isfinite(slope["slope"]):
-        on = runs.method.isin(["grpo", "hicra"]) & runs.sweep_alpha.notna() & runs.seed.isin(slope.get("seeds") or [])
+        on = runs.method.isin(["grpo", "hicra"]) & runs.alpha.notna() & runs.seed.isin(slope.get("seeds") or [])
         recipe = sweep_recipe(cfg.run_dir, runs[on])
         paths.append(save_figure(fig_alpha_sweep(runs, slope, recipe), f"{cfg.tag}_alpha_sweep", cfg.figures_dir))
     summary = {

@@ -20,9 +20,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import json
 import os
 import sys
+import typing
 from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
 
@@ -40,7 +42,7 @@ from hicra.sandbox.rl import grpo_dataset, validator
 from hicra.stepkit.cli import bool_fields, coerce, config_help, config_path, did_you_mean, from_dict, split_flags, typed
 from hicra.stepkit.steps import StepConfig, emit, install_signal_handlers
 from hicra.store.io import read_metrics, read_yaml_mapping, write_json
-from hicra.store.paths import REPO_ROOT, resolve
+from hicra.store.paths import resolve
 from hicra.store.runfolder import RunFolderError, claim, last_complete_checkpoint
 from hicra.store.sgfile import SGFileError, read_sg_file
 from hicra.training.ranges import check_temperature
@@ -108,6 +110,8 @@ def _typed(data: dict) -> dict:
 
 
 CONFIG_KEYS = {f.name for f in dataclasses.fields(HICRAConfig)}
+CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(HICRAConfig)}
+CPU_CHECK = {"bf16": False, "use_cpu": True, "use_vllm": False}  # a GPU recipe's device settings, checked on a CPU
 SCRIPT_KEYS = {f.name for f in dataclasses.fields(TrainScript)}
 
 
@@ -145,11 +149,31 @@ class Recipe:
 
     @classmethod
     def parse(cls, data) -> Recipe:
-        """``data`` parsed (``split_recipe``), or ``data`` itself when it is a ``Recipe`` already."""
+        """``data`` parsed (``split_recipe``), or ``data`` itself when it is a ``Recipe`` already. A sandbox recipe
+        without ``sg_file`` gets its build's SG file (the build writes it: ``<model_dir>/grams.json``)."""
         if isinstance(data, Recipe):
             return data
         script, kw = split_recipe(data)
+        if script.model == "sandbox" and not kw.get("sg_file"):
+            kw["sg_file"] = str(model_dir(sandbox_config(script)) / "grams.json")
         return cls(dict(data), script, kw)
+
+    @functools.cached_property
+    def args(self) -> HICRAConfig:
+        """The run's ``HICRAConfig``, built once: the dry run checks this object and the trainer trains with it.
+        Building it forms accelerate's process group, which sets a torch thread count of its own where
+        ``OMP_NUM_THREADS`` is unset (a CPU group); the recipe's ``torch_threads`` is set after it, and wins."""
+        args = _distributed_args(HICRAConfig(**self.kw))
+        if self.script.torch_threads:
+            torch.set_num_threads(self.script.torch_threads)
+        return args
+
+
+def sandbox_config(script: TrainScript) -> SandboxConfig:
+    """The sandbox build a recipe trains on: ``sandbox_seed`` and the ``sandbox`` overrides."""
+    if not isinstance(script.sandbox, dict):
+        raise ValueError(f"sandbox must be a mapping of SandboxConfig options; got {script.sandbox!r}")
+    return from_dict(SandboxConfig, {"seed": script.sandbox_seed, **script.sandbox})
 
 
 def read_recipe(path: str | None, overrides: list[str]) -> dict:
@@ -165,43 +189,51 @@ def read_recipe(path: str | None, overrides: list[str]) -> dict:
     return _typed(data)
 
 
-@dataclasses.dataclass
-class TrainStepConfig(StepConfig):
-    """Notebook 02's parameters: a recipe file, then the fields a notebook changes most (None keeps the recipe's
-    value), then ``overrides`` of any other recipe key. ``run_step`` turns it into the recipe mapping that
-    ``python -m hicra.train RECIPE --key value ...`` builds, and trains with the same ``run``."""
+# Notebook 02's shortcuts: recipe keys its parameters cell names (``papermill ... -p seed 3``), each None by default:
+# the recipe's value. Each is declared once, in TrainScript or HICRAConfig, and TrainStepConfig takes its type from
+# there (``_shortcut``), so a notebook repeats no recipe field and no default.
+SHORTCUTS = ("method", "seed", "max_steps", "val_every", "val_n", "sandbox", "resume", "overwrite")
 
-    run_dir: str = "runs/demo/train-hicra-s0"
-    recipe: str = "configs/sandbox.yaml"  # the YAML recipe (configs/)
-    method: str | None = "hicra"  # None: the recipe's
-    seed: int | None = 0  # None: the recipe's
-    max_steps: int | None = None  # None: the recipe's
-    val_every: int | None = None  # None: the recipe's
-    val_n: int | None = None  # None: the recipe's
+
+@dataclasses.dataclass
+class _TrainStep(StepConfig):
+    run_dir: str = "runs/demo/train-hicra-s0"  # the notebook's run folder (under runs/: stepping through it
+    # rewrites nothing committed); the recipe's run_dir is for the CLI
+    recipe: str = DEFAULT_RECIPE  # the YAML recipe (configs/)
     overrides: dict = dataclasses.field(
         default_factory=dict, metadata={"help": 'any other TrainScript / HICRAConfig key, e.g. {"learning_rate": 1e-4}'}
     )
-    sandbox: dict | None = None  # SandboxConfig overrides (None: the recipe's)
-    resume: bool = False  # continue the run in run_dir from its newest complete checkpoint
-    overwrite: bool = False  # set an earlier run in run_dir aside and start afresh
 
 
-def run_step(cfg: TrainStepConfig) -> dict:
-    """Notebook 02's step: the recipe mapping of ``cfg`` trained by ``run`` (the CLI's function)."""
+def _shortcut(name: str) -> tuple:
+    tp = typing.get_type_hints(TrainScript if name in SCRIPT_KEYS else HICRAConfig)[name]
+    return name, tp | None, dataclasses.field(default=None, metadata={"help": f"the recipe's {name} (None: its value)"})
+
+
+TrainStepConfig = dataclasses.make_dataclass(
+    "TrainStepConfig",
+    [_shortcut(name) for name in SHORTCUTS],
+    bases=(_TrainStep,),
+    namespace={
+        "__module__": __name__,
+        "__doc__": """Notebook 02's parameters: a recipe file, the run folder, the recipe keys of ``SHORTCUTS`` (None
+    keeps the recipe's value), then ``overrides`` of any other recipe key. ``run_step`` turns it into the recipe
+    mapping that ``python -m hicra.train RECIPE --key value ...`` builds, and trains with the same ``run``.""",
+    },
+)
+
+
+def run_step(cfg) -> dict:
+    """Notebook 02's step: the recipe mapping of ``cfg`` (a ``TrainStepConfig``) trained by ``run`` (the CLI's)."""
     return run(recipe_from_params(dataclasses.asdict(cfg)), cfg.recipe)
 
 
 def recipe_from_params(p: dict) -> dict:
-    """Notebook 02's parameters (its ``globals()``) -> a recipe mapping: the recipe file, then its fields given
-    (``None`` keeps the recipe's value), the run folder and flags, then ``overrides``."""
-    data = read_recipe(p["recipe"], [])
-    given = {k: p.get(k) for k in ("method", "seed", "max_steps", "val_every", "val_n", "sandbox")}
+    """Notebook 02's parameters (its ``globals()``) -> a recipe mapping: the recipe file, then each shortcut given
+    (``None`` keeps the recipe's value), the run folder, then ``overrides``."""
+    data = read_recipe(p.get("recipe") or DEFAULT_RECIPE, [])
     data.update(
-        {k: v for k, v in given.items() if v is not None},
-        run_dir=p["run_dir"],
-        resume=p.get("resume", False),
-        overwrite=p.get("overwrite", False),
-        **(p.get("overrides") or {}),
+        {k: p[k] for k in SHORTCUTS if p.get(k) is not None}, run_dir=p["run_dir"], **(p.get("overrides") or {})
     )
     return data
 
@@ -210,12 +242,10 @@ def build_trainer(data: dict | Recipe):
     """(trainer, script) from a recipe (a mapping, or one parsed already); the sandbox build gives the SG file."""
 
     recipe = Recipe.parse(data)
-    script, kw = recipe.script, dict(recipe.kw)
+    script, args = recipe.script, recipe.args
     validate = None
     if script.model == "sandbox":
-        scfg = from_dict(SandboxConfig, {"seed": script.sandbox_seed, **script.sandbox})
-        kw.setdefault("sg_file", str(model_dir(scfg) / "grams.json"))
-        args = _distributed_args(HICRAConfig(**kw))
+        scfg = sandbox_config(script)
         with args.main_process_first(desc="sandbox build"):  # one process builds, the others then read it
             info = build_apart(scfg) if args.world_size > 1 else build(scfg)
         model, tok = load(info["model_dir"])
@@ -230,7 +260,6 @@ def build_trainer(data: dict | Recipe):
             warm_dir=None if script.lora_r else info["model_dir"],
         )  # LoRA: its own step 0
     else:
-        args = _distributed_args(HICRAConfig(**kw))
         model, tok = load_model(script.model)
         import datasets
 
@@ -310,21 +339,16 @@ def dry_run(data: dict | Recipe) -> dict:
     """Validate a recipe (a mapping, or one parsed already) without loading a model: keys, method, SG file."""
 
     recipe = Recipe.parse(data)
-    script, kw = recipe.script, dict(recipe.kw)
-    if script.model == "sandbox":
-        if not isinstance(script.sandbox, dict):
-            raise ValueError(f"sandbox must be a mapping of SandboxConfig options; got {script.sandbox!r}")
-        from_dict(SandboxConfig, {"seed": script.sandbox_seed, **script.sandbox})
-    if kw.get("sg_file"):
+    script, kw = recipe.script, recipe.kw
+    if recipe.data.get("sg_file"):  # given; a sandbox build writes its own
         read_sg_file(resolve(kw["sg_file"]))
-    elif script.model == "sandbox":
-        kw["sg_file"] = str(REPO_ROOT / "data" / "grams" / "seed_grams.json")  # the build provides its own
 
     hardware_checked = torch.cuda.is_available()
     stack = check_stack(use_vllm=bool(kw.get("use_vllm")) and hardware_checked)
-    if not hardware_checked:  # a GPU recipe validated on a CPU machine: skip the device checks only
-        kw.update(bf16=False, use_cpu=True, use_vllm=False)
-    args = HICRAConfig(**kw)
+    # a GPU recipe validated on a CPU machine: its device settings set aside, for this check only; any other
+    # recipe is checked as the object the trainer trains with (Recipe.args)
+    aside = {} if hardware_checked else {k: v for k, v in CPU_CHECK.items() if kw.get(k, CONFIG_DEFAULTS[k]) != v}
+    args = HICRAConfig(**{**kw, **aside}) if aside else recipe.args
     check_dataset(script.dataset, script.model)  # a typo, or a dataset the sandbox model would ignore
     if script.model != "sandbox":
         check_model_name(script.model)  # a model path that does not exist: one line, not the hub's error
@@ -439,9 +463,7 @@ def run(data: dict | Recipe, recipe: str | None = None, checked: bool = False) -
             return prev
         if ckpt is not None:
             print(f"[hicra] resuming from {ckpt}", flush=True)
-        if script.torch_threads:
-            torch.set_num_threads(script.torch_threads)
-        trainer, script = build_trainer(parsed)
+        trainer, script = build_trainer(parsed)  # parsed.args: built once (torch's threads set with it)
         if main:
             write_json(
                 run_dir / "params.json",

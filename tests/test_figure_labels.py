@@ -113,7 +113,7 @@ def test_alpha_sweep_says_its_recipe_and_when_recipes_differ(tmp_path):
             d.mkdir()
             p = {"per_device_train_batch_size": 16, "gradient_accumulation_steps": 4, "processes": 1, "max_steps": 100}
             (d / "params.json").write_text(json.dumps(p))
-            rows.append({"arm": arm, "method": "grpo" if alpha == 0 else "hicra", "seed": seed, "sweep_alpha": alpha})
+            rows.append({"arm": arm, "method": "grpo" if alpha == 0 else "hicra", "seed": seed, "alpha": alpha})
             rows[-1]["final"] = 0.5 - 0.01 * alpha + 0.001 * seed
     runs = pd.DataFrame(rows)
     assert sweep_recipe(tmp_path, runs) == "recipe: 64 completions a step × 100 steps"

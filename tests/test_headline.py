@@ -14,7 +14,7 @@ FIG = REPO_ROOT / "figures"
 
 
 def _recomputed(tag):
-    runs = pd.read_csv(FIG / f"{tag}_runs.csv").rename(columns={"alpha": "sweep_alpha"})
+    runs = pd.read_csv(FIG / f"{tag}_runs.csv")
     return runs, study.comparisons(runs.drop(columns=["environment"]).dropna(axis=1, how="all"))
 
 
@@ -30,7 +30,7 @@ def test_each_committed_comparison_is_recomputed_from_the_committed_per_run_tabl
         assert r.per_seed == c.per_seed and r.n == c.n, (r.endpoint, r.arm)
         for k in ("mean", "lo", "hi", "p", "mde"):
             assert r[k] == pytest.approx(c[k], rel=1e-12, abs=1e-15) or (math.isnan(r[k]) and math.isnan(c[k]))
-    assert list(runs.columns[:4]) == ["seed", "arm", "method", "sweep_alpha"] and "environment" in runs
+    assert list(runs.columns[:4]) == ["seed", "arm", "method", "alpha"] and "environment" in runs
     assert ((runs.final * 798).round(9) % 1 == 0).all()  # every accuracy is k/798 (399 tasks, avg@2)
 
 

@@ -111,6 +111,25 @@ def test_every_notebook_calls_its_steps_one_function():
         assert callable(getattr(importlib.import_module(module), fn))
 
 
+def test_02_names_recipe_keys_but_repeats_no_recipe_default():
+    """Notebook 02's parameters cell names the recipe keys a user changes most (papermill -p seed 3) and sets none of
+    their values: each is None there and in TrainStepConfig, typed by the recipe's own field, so the recipe file is
+    the one default (#36). A papermill string is typed as the CLI types it."""
+    import ast
+    import typing
+
+    from hicra.train import SHORTCUTS, Recipe, TrainStepConfig, read_recipe, recipe_from_params
+
+    nb = nbformat.read(ROOT / "notebooks" / "02_train.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params = {t.id: ast.literal_eval(n.value) for n in ast.parse(cell.source).body for t in n.targets}
+    assert {k: params[k] for k in SHORTCUTS} == dict.fromkeys(SHORTCUTS)
+    assert recipe_from_params(params) == {**read_recipe(params["recipe"], []), "run_dir": params["run_dir"]}
+    assert typing.get_type_hints(TrainStepConfig)["seed"] == int | None
+    kw = Recipe.parse(recipe_from_params({**params, "seed": "3", "method": "grpo", "max_steps": "7"})).kw
+    assert (kw["seed"], kw["method"], kw["max_steps"]) == (3, "grpo", 7)
+
+
 @pytest.mark.slow
 def test_00_sandbox(tmp_path, monkeypatch):
     monkeypatch.setenv("HICRA_CACHE", str(tmp_path / "cache"))

@@ -21,6 +21,7 @@ def test_a_hicra_run_with_alpha_01_is_labelled_01_everywhere(tiny_sandbox):
     """A real `hicra` run trained with α 0.1 in a folder named train-hicra-s0 (the name says nothing of α): its
     params.json says 0.1, and the study's tables, the regime map's per-run table and the figures' loader all
     label it 0.1 (they used to read the name plus {"grpo": 0.0, "hicra": 0.2} and say 0.2)."""
+    from hicra.analysis import inside
     from hicra.figures import load_runs
     from hicra.train import run
 
@@ -48,6 +49,16 @@ def test_a_hicra_run_with_alpha_01_is_labelled_01_everywhere(tiny_sandbox):
     assert m.environment.nunique() == 1 and len(m.environment.iloc[0]) == 12
 
     assert set(load_runs([reg / "train-grpo-s0", reg / "train-hicra-s0"]).method) == {"grpo", "hicra-a0.1"}
+
+    frame = study.load(reg)  # one name for the run's α in every table: `alpha` (a line's own α is `alpha_step`)
+    assert set(frame[frame.method == "hicra"].alpha) == {0.1} and set(frame[frame.method == "grpo"].alpha) == {0.0}
+    assert set(frame[frame.method == "hicra"].alpha_step.dropna()) == {0.1}
+
+    # notebook 02's look inside: Â with the run's own α; a GRPO run is shown with what HICRA (the paper's α) would give
+    assert "Â on planning (α 0.1)" in inside.rollouts_html(reg / "train-hicra-s0")
+    assert "Â on planning (α 0.2)" in inside.rollouts_html(reg / "train-grpo-s0")
+    legend = inside.plot_rollout_advantages(reg / "train-hicra-s0").axes[0].get_legend()
+    assert "HICRA: Â on planning (α = 0.1)" in [t.get_text() for t in legend.get_texts()]
 
 
 def test_one_builder_makes_the_study_and_the_regime_commands_and_alpha_arms_work_in_both():

@@ -39,7 +39,7 @@ def test_per_run_endpoints():
             "arm": "grpo",
             "method": "grpo",
             "seed": 0,
-            "sweep_alpha": 0.0,
+            "alpha": 0.0,
             "step": k,
             "val_accuracy": v,
             "ppl_execution": 1.3 - 0.001 * k if k else None,
@@ -53,7 +53,7 @@ def test_per_run_endpoints():
             "arm": "grpo",
             "method": "grpo",
             "seed": 0,
-            "sweep_alpha": 0.0,
+            "alpha": 0.0,
             "step": k,
             "val_accuracy": 0.5 if k == 30 else None,
             "ppl_execution": 1.3 - 0.001 * k,
@@ -70,11 +70,11 @@ def test_alpha_slope_uses_the_seeds_run_at_every_alpha():
     """Accuracy = 0.5 - 0.1 alpha on seeds 0-1 at alpha 0, 0.2, 0.4; an extra alpha-0 seed far off the line
     (a study seed the sweep never ran) must not enter the slope, as pre-registered."""
     rows = [
-        {"method": "grpo" if a == 0 else "hicra", "seed": s, "sweep_alpha": a, "final": 0.5 - 0.1 * a + 0.01 * s}
+        {"method": "grpo" if a == 0 else "hicra", "seed": s, "alpha": a, "final": 0.5 - 0.1 * a + 0.01 * s}
         for a in (0.0, 0.2, 0.4)
         for s in (0, 1)
     ]
-    rows.append({"method": "grpo", "seed": 7, "sweep_alpha": 0.0, "final": 0.9})
+    rows.append({"method": "grpo", "seed": 7, "alpha": 0.0, "final": 0.9})
     r = study.alpha_slope(pd.DataFrame(rows))
     assert r["seeds"] == [0, 1] and r["n"] == 6 and r["slope"] == pytest.approx(-0.1)
 

@@ -374,6 +374,19 @@ def test_grpo_raises_training_reward(tiny_sandbox):
     assert late(moved) > sum(moved[:4]) / 4 + 0.1, moved
 
 
+def test_the_dry_run_checks_the_config_the_trainer_trains_with(tiny_sandbox):
+    """One HICRAConfig per run (#36): the dry run builds and checks it, the trainer trains with that very object, and
+    a sandbox recipe's SG file is the one its build writes."""
+    from hicra.train import Recipe, build_trainer, dry_run
+
+    recipe = Recipe.parse({"run_dir": str(tiny_sandbox / "run"), "max_steps": 1, "sandbox": TINY, **RUN})
+    assert dry_run(recipe)["ok"]
+    checked = recipe.args
+    trainer, _ = build_trainer(recipe)
+    assert trainer.args is checked
+    assert Path(checked.sg_file).name == "grams.json" and Path(checked.sg_file).exists()
+
+
 def test_trimming_completion_padding_changes_no_loss_or_gradient(tiny_sandbox, monkeypatch):
     """Mini-batches are cut to their own longest row before the loss: extra padding columns must not
     change the loss or any gradient (hicra.training.speed.trim_completion_padding)."""

@@ -22,12 +22,12 @@ import pandas as pd
 
 from hicra.error_analysis import failed_rollouts, oracle_causes, step_files
 from hicra.method.advantage import grpo_advantages
+from hicra.method.methods import DEFAULT_ALPHA
 from hicra.method.tagger import PlanningTagger, normalize_text
+from hicra.runinfo import read_run, uses_alpha
 from hicra.sandbox.world import ALL_GRAMS
 from hicra.stepkit.plotting import PALETTE, highlight_html
 from hicra.store.paths import resolve
-
-ALPHA = 0.2
 
 
 def _div(text: str) -> str:
@@ -82,10 +82,24 @@ def rollout_advantages(df: pd.DataFrame, group_size: int) -> np.ndarray:
     return A
 
 
-def rollouts_html(run_dir, which: str = "first", n_groups: int = 1, alpha: float = ALPHA) -> str:
-    """The first (or last) step's first ``n_groups`` groups: each completion with its planning spans shaded, its
-    reward, GRPO's A and HICRA's Â on its planning tokens."""
+def run_alpha(run_dir, alpha: float | None = None) -> float:
+    """The α that Â is shown with: ``alpha`` when given; else the run's own (its params.json, hicra.runinfo), so
+    an α 0.1 run is shown with 0.1; else, for a run whose method has no α (GRPO), the paper's: what HICRA would
+    give the same rollouts."""
+    if alpha is not None:
+        return alpha
+    if (resolve(run_dir) / "params.json").exists():
+        info = read_run(resolve(run_dir))
+        if uses_alpha(info["method"]):
+            return info["alpha"]
+    return DEFAULT_ALPHA
 
+
+def rollouts_html(run_dir, which: str = "first", n_groups: int = 1, alpha: float | None = None) -> str:
+    """The first (or last) step's first ``n_groups`` groups: each completion with its planning spans shaded, its
+    reward, GRPO's A and HICRA's Â on its planning tokens (α: ``run_alpha``)."""
+
+    alpha = run_alpha(run_dir, alpha)
     df, G = _rollout_step(run_dir, which), _group_size(run_dir)
     A = rollout_advantages(df, G)
     kinds = {normalize_text(p): k for p, k in ALL_GRAMS}  # the sandbox's phrase kinds (other grams: one colour)
@@ -94,14 +108,16 @@ def rollouts_html(run_dir, which: str = "first", n_groups: int = 1, alpha: float
         r = df.iloc[i]
         spans = [(s, e, g, kinds.get(normalize_text(g))) for s, e, g in json.loads(r.planning_spans or "[]")]
         a = float(A[i])
-        title = f"group {i // G} · reward {r.reward:.0f} · A = {a:+.2f} · Â on planning = {a + alpha * abs(a):+.2f}"
+        hat = a + alpha * abs(a)
+        title = f"group {i // G} · reward {r.reward:.0f} · A = {a:+.2f} · Â on planning (α {alpha:g}) = {hat:+.2f}"
         out.append(highlight_html(str(r.completion), spans, title=title))
     return "\n".join(out)
 
 
-def plot_rollout_advantages(run_dir, alpha: float = ALPHA):
-    """First vs last step: each rollout's A (GRPO) and Â on its planning tokens (HICRA), with its planning share."""
+def plot_rollout_advantages(run_dir, alpha: float | None = None):
+    """First vs last step: each rollout's A (GRPO) and Â on its planning tokens (HICRA, α: ``run_alpha``)."""
 
+    alpha = run_alpha(run_dir, alpha)
     G = _group_size(run_dir)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), sharey=True)
     for ax, which in zip(axes, ("first", "last")):
@@ -109,7 +125,9 @@ def plot_rollout_advantages(run_dir, alpha: float = ALPHA):
         A = rollout_advantages(df, G)
         x = np.arange(len(df))
         ax.bar(x - 0.2, A, 0.4, color=PALETTE["grpo"], label="GRPO: A (every token)")
-        ax.bar(x + 0.2, A + alpha * np.abs(A), 0.4, color=PALETTE["hicra"], label=f"HICRA: Â on planning (α = {alpha})")
+        ax.bar(
+            x + 0.2, A + alpha * np.abs(A), 0.4, color=PALETTE["hicra"], label=f"HICRA: Â on planning (α = {alpha:g})"
+        )
         ax.axhline(0, color="0.5", lw=0.6)
         ax.set(xlabel="rollout (groups side by side)", title=f"step {int(df.step.iloc[0])} ({which})")
     axes[0].set_ylabel("advantage")

@@ -28,12 +28,13 @@ import pandas as pd
 import torch
 
 from hicra.method.advantage import grpo_advantages, hicra_advantages
+from hicra.method.methods import DEFAULT_ALPHA
 from hicra.method.tagger import normalize_text
 from hicra.stepkit.plotting import KIND_COLOURS, PALETTE, highlight_html
 from hicra.store.sgfile import read_sg_file
 from hicra.training.decode import decode
 
-ALPHA = 0.2  # the paper's α
+ALPHA = DEFAULT_ALPHA  # the paper's α (one default: hicra.method.methods)
 
 # --------------------------------------------------------------------------------------------------------------
 # one batch: completions, planning tokens, entropies, rewards

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hicra.method.methods import REGISTRY
+from hicra.method.methods import DEFAULT_ALPHA, REGISTRY
 from hicra.method.stats import summarise
 from hicra.stepkit.plotting import PALETTE
 from hicra.store.paths import resolve
@@ -141,14 +141,14 @@ def sweep_recipe(run_dir, runs: pd.DataFrame) -> str:
 
 def fig_alpha_sweep(runs: pd.DataFrame, slope: dict, recipe: str = ""):
     """Final accuracy against alpha; ``recipe`` (``sweep_recipe``) is written under the title."""
-    pts = runs[runs.method.isin(["grpo", "hicra"])].dropna(subset=["sweep_alpha", "final"])
+    pts = runs[runs.method.isin(["grpo", "hicra"])].dropna(subset=["alpha", "final"])
     if slope.get("seeds"):  # the seeds the slope used: those run at every alpha
         pts = pts[pts.seed.isin(slope["seeds"])]
-    alphas = sorted(pts.sweep_alpha.unique())
+    alphas = sorted(pts.alpha.unique())
     fig, ax = plt.subplots(figsize=(7, 4.5))
     rng = np.random.default_rng(0)
     for i, a in enumerate(alphas):
-        v = pts[pts.sweep_alpha == a].final.to_numpy()
+        v = pts[pts.alpha == a].final.to_numpy()
         ax.scatter(np.full(len(v), i) + rng.uniform(-0.12, 0.12, len(v)), v, color="0.55", s=18, zorder=2)
         s = summarise(v)
         ax.errorbar(
@@ -163,7 +163,8 @@ def fig_alpha_sweep(runs: pd.DataFrame, slope: dict, recipe: str = ""):
             zorder=3,
         )
     ax.set_xticks(
-        range(len(alphas)), [f"{a:g}" + (" (GRPO)" if a == 0 else " (paper)" if a == 0.2 else "") for a in alphas]
+        range(len(alphas)),
+        [f"{a:g}" + (" (GRPO)" if a == 0 else " (paper)" if a == DEFAULT_ALPHA else "") for a in alphas],
     )
     ax.set(
         xlabel="HICRA alpha",

@@ -15,6 +15,7 @@ import dataclasses
 import json
 
 from hicra.analysis.show import gram_kinds
+from hicra.method.methods import DEFAULT_ALPHA
 from hicra.method.tagger import PlanningTagger
 from hicra.sandbox import SandboxConfig, load, make_tasks, prompt, verify
 from hicra.sandbox.build import build
@@ -29,7 +30,7 @@ class TourConfig:
     group_size: int = 4  # completions per task (GRPO's G)
     max_new_tokens: int = 96  # completion cap (tokens)
     temperature: float = 1.0
-    alpha: float = 0.2  # HICRA's α
+    alpha: float = DEFAULT_ALPHA  # HICRA's α (the paper's)
     lr: float = 0.01  # SGD step of the one-update comparison
     real_text_file: str = "data/smollm2_samples/gsm8k.jsonl"  # SmolLM2 completions shipped in data/
     sg_file: str = "data/grams/seed_grams.json"  # the real-text strategic grams

@@ -205,7 +205,7 @@ declare(
     knobs=(ALPHA, SIGN_FLIP),
     study_seeds=10,
     fig5=True,
-    what="+ planning-token advantage `A + α·|A|` (α = `hicra_alpha`, 0.2), planning mask from `sg_file`",
+    what=f"+ planning-token advantage `A + α·|A|` (α = `hicra_alpha`, {DEFAULT_ALPHA:g}), planning mask from `sg_file`",
     trl="advantages of shape (B, T)",
 )
 declare(
