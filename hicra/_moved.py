@@ -29,6 +29,23 @@ _FLOORS = {
     "orchestration": "profiles rehearsal report runner",
 }
 MOVED = {f"hicra.{m}": f"hicra.{floor}.{m}" for floor, names in _FLOORS.items() for m in names.split()}
+# names a module offered before it was split, now in a module above its floor: reached by name through here, so
+# the module itself imports nothing above its floor (``hicra.stepkit.config.SandboxStepConfig``)
+OLD_ATTRIBUTES = {"hicra.stepkit.config": {"SandboxStepConfig": "hicra.sandbox.config"}}
+
+
+def old_attribute(module: str, name: str):
+    """``module``'s old attribute ``name`` from the module it lives in now (OLD_ATTRIBUTES), said once with a
+    ``DeprecationWarning``; an AttributeError for any other name."""
+    new = OLD_ATTRIBUTES.get(module, {}).get(name)
+    if new is None:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    warnings.warn(
+        f"{module}.{name} is now {new}.{name}: import it from there (the old name goes in hicra {REMOVED_IN})",
+        DeprecationWarning,
+        stacklevel=3,  # the line that asked for it
+    )
+    return getattr(importlib.import_module(new), name)
 
 
 class _OldNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -345,16 +345,23 @@ def dry_run(data: dict | Recipe) -> dict:
 
     hardware_checked = torch.cuda.is_available()
     stack = check_stack(use_vllm=bool(kw.get("use_vllm")) and hardware_checked)
-    # a GPU recipe validated on a CPU machine: its device settings set aside, for this check only; any other
-    # recipe is checked as the object the trainer trains with (Recipe.args)
-    aside = {} if hardware_checked else {k: v for k, v in CPU_CHECK.items() if kw.get(k, CONFIG_DEFAULTS[k]) != v}
-    args = HICRAConfig(**{**kw, **aside}) if aside else recipe.args
+    aside = {}
+    try:
+        args = recipe.args  # the object the trainer trains with
+    except ValueError:
+        aside = {k: v for k, v in CPU_CHECK.items() if kw.get(k, CONFIG_DEFAULTS[k]) != v}
+        if hardware_checked or not aside:
+            raise
+        # a GPU recipe validated on a CPU machine: its device settings set aside, for this check only (the dry run
+        # says which; the real run here fails on them before it touches its folder)
+        args = HICRAConfig(**{**kw, **aside})
     check_dataset(script.dataset, script.model)  # a typo, or a dataset the sandbox model would ignore
     if script.model != "sandbox":
         check_model_name(script.model)  # a model path that does not exist: one line, not the hub's error
     return {
         "ok": True,
         "hardware_checked": hardware_checked,
+        **({"set_aside_for_this_check": sorted(aside)} if aside else {}),  # settings this machine cannot train with
         "stack": stack,
         "model": script.model,
         "dataset": script.dataset,
@@ -443,6 +450,7 @@ def run(data: dict | Recipe, recipe: str | None = None, checked: bool = False) -
     data, script, kw = parsed.data, parsed.script, parsed.kw
     if not checked:  # a bad recipe fails here, with the dry run's message, before the folder is touched
         dry_run(parsed)
+        parsed.args  # noqa: B018  (the config trained with; a GPU recipe on a CPU fails here)
     run_dir = Path(kw["output_dir"])
     done = run_dir / "summary.json"
     prev = json.loads(done.read_text()) if script.resume and done.exists() else {}
@@ -460,7 +468,7 @@ def run(data: dict | Recipe, recipe: str | None = None, checked: bool = False) -
     ):
         if finished:
             print(f"[hicra] {run_dir} already finished {prev['steps']} steps: nothing to do", flush=True)
-            return prev
+            return {**prev, **_protocol(script)}  # the same run (check_resume): its validation protocol
         if ckpt is not None:
             print(f"[hicra] resuming from {ckpt}", flush=True)
         trainer, script = build_trainer(parsed)  # parsed.args: built once (torch's threads set with it)
@@ -493,9 +501,16 @@ def run(data: dict | Recipe, recipe: str | None = None, checked: bool = False) -
             "seed": trainer.args.seed,
             "steps": trainer.state.global_step,
             "final_val_accuracy": vals[-1] if vals else None,
+            **_protocol(script),
         }
         write_json(done, summary)
     return summary
+
+
+def _protocol(script: TrainScript) -> dict:
+    """How ``final_val_accuracy`` was measured: avg@``val_k`` at ``val_temperature`` (notebook 02 labels its axis
+    with it)."""
+    return {"val_k": script.val_k, "val_temperature": script.val_temperature}
 
 
 def main(argv=None):
@@ -512,6 +527,8 @@ def main(argv=None):
         if data.script.dry_run:
             emit(checked)
             return
+        data.args  # noqa: B018  (built here, before any folder is touched: a recipe this machine cannot train, a GPU
+        # recipe on a CPU, fails in one line)
     except (ValueError, FileNotFoundError, SGFileError) as e:
         _fail(e)
 

@@ -120,3 +120,37 @@ def test_the_docs_method_table_is_the_registrys():
     docs = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
     for row in method_table().splitlines():
         assert row in docs, row
+
+
+@pytest.mark.parametrize(
+    "method, flags, quantile, coef",
+    [
+        ("fork_tokens", [], 0.2, 0.0),  # the method's loss setting, where the recipe leaves it unset
+        ("fork_tokens", ["--top_entropy_quantile", "1.0"], 1.0, 0.0),  # given, even TRL's default: trained with it
+        ("entropy_reg", [], 1.0, 0.005),
+        ("entropy_reg", ["--entropy_coef", "0.0"], 1.0, 0.0),
+        ("hicra", [], 1.0, 0.0),
+    ],
+)
+def test_a_loss_setting_the_recipe_gives_is_the_one_trained_with(method, flags, quantile, coef):
+    """A method's loss settings fill only what the recipe leaves unset: a value the recipe gives is the one trained
+    with and the one params.json records (fork_tokens with top_entropy_quantile 1.0 used to train with 0.2)."""
+    from hicra.train import Recipe, read_recipe
+
+    args = Recipe.parse(read_recipe("configs/sandbox.yaml", ["--method", method, *flags])).args
+    assert (args.top_entropy_quantile, args.entropy_coef) == (quantile, coef)
+
+
+def test_a_method_may_set_only_the_fields_left_to_it(monkeypatch):
+    """A registered method whose loss names another TRL field is refused when its config is made, naming the ones
+    it may set (the recipe's value of any other field is never replaced behind its back)."""
+    import dataclasses
+
+    from hicra.method import methods
+    from hicra.training.train_config import HICRAConfig
+
+    monkeypatch.setitem(
+        methods.REGISTRY, "grpo", dataclasses.replace(methods.REGISTRY["grpo"], loss={"temperature": 0.5})
+    )
+    with pytest.raises(ValueError, match=r"sets \['temperature'\] in its loss; a method may set only"):
+        HICRAConfig(output_dir="runs/x", method="grpo", use_cpu=True)

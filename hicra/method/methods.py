@@ -16,7 +16,8 @@ A method declares:
 * ``state``: a factory ``fn(config) -> object`` of its per-step state: the trainer calls ``obj.update(line)`` with
   each step's metrics line (and, on resume, with each line kept), logs ``obj.state()`` in the next line and hands
   it to the rule's ``ctx`` (``hicra_adaptive``'s α: ``hicra.method.alpha.AdaptiveAlpha``).
-* ``loss``: TRL GRPOConfig fields it sets where the recipe leaves TRL's default (``entropy_reg``: ``entropy_coef``).
+* ``loss``: TRL GRPOConfig fields it sets where the recipe leaves them unset (``entropy_reg``: ``entropy_coef``; the
+  fields a method may set: ``hicra.training.train_config.LEFT_TO_METHOD``).
 
     from hicra.method.methods import REGISTRY, METHOD_COLOURS, study_arms, fig5_methods
     REGISTRY["hicra"].needs_sg          # True: it needs a strategic-gram file

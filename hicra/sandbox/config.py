@@ -43,7 +43,8 @@ class SandboxConfig:
     rl_split: str = "rl"  # task pool of RL prompts
     world: dict = field(default_factory=dict)  # overrides of WorldConfig fields
     torch_threads: int = 1  # torch threads of SFT (its weights depend on it): strategy/execution shipped with 1
-    # recorded; the default v2 build recorded none (data/sandbox/README.md), so a --force rebuild may differ
+    # recorded; the default v2 build recorded none, and a --force rebuild in the locked environment differs from it
+    # with 1 and with 2 threads alike (data/sandbox/README.md)
 
     def world_config(self) -> WorldConfig:
         if self.difficulty not in DIFFICULTY:

@@ -7,8 +7,8 @@
 * ``hicra.stepkit.cli``: YAML + ``--key value`` -> typed dataclass (``parse_cli``, ``load_config``, ``coerce``,
   ``split_flags``, ``config_help``, "did you mean" for unknown options);
 * ``hicra.stepkit.steps``: ``StepConfig``, ``start_step``, ``from_params``, ``emit``, the signal handlers;
-* ``hicra.sandbox.config``: ``SandboxStepConfig``, loaded on first use (below) so that importing this module,
-  as every notebook does, stays off the sandbox's floor;
+* ``hicra.sandbox.config``: ``SandboxStepConfig``, an old name reached through ``hicra._moved`` with a
+  ``DeprecationWarning`` (the sandbox is above this floor: this module does not import it);
 * ``hicra.stepkit.plotting``: ``save_step_figure``.
 
 Library modules import the layer they need, not this one (a figure step's stamp then leaves out the sandbox
@@ -19,8 +19,7 @@ build and the trainer: ``hicra.orchestration.runner.code_files``).
 
 from __future__ import annotations
 
-import importlib
-
+from hicra import _moved
 from hicra.stepkit.cli import (  # noqa: F401
     _coerce_bool,
     _coerce_list,
@@ -58,7 +57,5 @@ from hicra.store.paths import REPO_ROOT, resolve, weight_files  # noqa: F401
 
 
 def __getattr__(name: str):
-    """``SandboxStepConfig`` from ``hicra.sandbox.config``, imported when first asked for (PEP 562)."""
-    if name == "SandboxStepConfig":
-        return importlib.import_module("hicra.sandbox.config").SandboxStepConfig
-    raise AttributeError(f"module 'hicra.stepkit.config' has no attribute {name!r}")
+    """``SandboxStepConfig``: an old name of this module, now ``hicra.sandbox.config``'s (PEP 562, hicra._moved)."""
+    return _moved.old_attribute(__name__, name)

@@ -13,6 +13,7 @@ How to run: a recipe (configs/*.yaml) or ``--key value`` flags of ``python -m hi
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 
 from trl import GRPOConfig
@@ -26,7 +27,10 @@ from hicra.training.ranges import check_ranges
 
 # read from the registry (hicra.method.methods, hicra.method.advantage): adding a method is one registration there
 METHODS = tuple(REGISTRY)
-TRL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GRPOConfig)}  # what a method's ``loss`` replaces
+TRL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GRPOConfig)}
+# TRL fields a method's ``loss`` may set: None here means "the method's value, else TRL's default", so a value the
+# recipe gives (even TRL's default: fork_tokens with top_entropy_quantile 1.0) is the value trained with
+LEFT_TO_METHOD = ("entropy_coef", "top_entropy_quantile")
 HICRA_FAMILY = tuple(n for n, m in REGISTRY.items() if m.rule is not None)  # per-token advantages
 
 
@@ -62,6 +66,18 @@ class HICRAConfig(GRPOConfig):
         },
     )
     sg_file: str | None = dataclasses.field(default=None, metadata={"help": "strategic-gram JSON (hicra.store.sgfile)"})
+    # TRL fields a method sets unless the recipe does (LEFT_TO_METHOD): None until __post_init__
+    entropy_coef: float | None = dataclasses.field(
+        default=None,
+        metadata={"help": "TRL's entropy bonus coefficient (None: the method's: entropy_reg 0.005, otherwise 0.0)"},
+    )
+    top_entropy_quantile: float | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "TRL's share of highest-entropy tokens that get gradients (None: the method's: fork_tokens 0.2, "
+            "otherwise 1.0)"
+        },
+    )
     # TRL fields whose value here differs from TRL's default: stated as field defaults (and in every recipe), not
     # set behind the recipe's back
     epsilon_high: float | None = dataclasses.field(
@@ -131,17 +147,28 @@ class HICRAConfig(GRPOConfig):
     )
 
     def __post_init__(self):
-        self._check_ranges()
         self._check_choices()
-        for name, value in REGISTRY[self.method].loss.items():  # the loss a method implies, unless the recipe sets it
-            if getattr(self, name) == TRL_DEFAULTS[name]:
-                setattr(self, name, value)
+        self._method_loss()
+        self._check_ranges()
         if self.context_schedule:
             if sorted(self.context_schedule) != list(self.context_schedule) or self.context_schedule[0] < 1:
                 raise ValueError(f"context_schedule must be increasing positive lengths; got {self.context_schedule}")
             self.max_completion_length = self.context_schedule[0]
         self._deal_micro_batches()
         super().__post_init__()
+
+    def _method_loss(self):
+        """Each field of LEFT_TO_METHOD the recipe left unset (None): the method's ``loss`` value, else TRL's."""
+        loss = REGISTRY[self.method].loss
+        other = sorted(set(loss) - set(LEFT_TO_METHOD))
+        if other:
+            raise ValueError(
+                f"method {self.method!r} sets {other} in its loss; a method may set only {list(LEFT_TO_METHOD)} "
+                f"(hicra.training.train_config.LEFT_TO_METHOD), the fields a recipe leaves to it"
+            )
+        for name in LEFT_TO_METHOD:
+            if getattr(self, name) is None:
+                setattr(self, name, loss.get(name, TRL_DEFAULTS[name]))
 
     def _check_ranges(self):
         """Numbers a real run would turn into NaN weights, a crash or a silent no-op; refused with the fix."""
@@ -200,15 +227,17 @@ class HICRAConfig(GRPOConfig):
 
     def _check_choices(self):
         """Named options: the method (and the SG file it needs), the sampler, the LM head, the loss."""
-        if self.method not in REGISTRY:
-            raise ValueError(f"method must be one of {tuple(REGISTRY)}; got {self.method!r}")
         for name, allowed in (
+            ("method", tuple(REGISTRY)),
             ("rollout", ("trl", "compact")),
             ("lm_head", ("auto", "fused", "plain")),
             ("micro_batches", ("auto", "length", "random")),
         ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if value not in allowed:
+                near = difflib.get_close_matches(str(value), allowed, n=1, cutoff=0.6)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                raise ValueError(f"{name} must be one of {allowed}; got {value!r}{hint}")
         if self.rollout == "compact" and self.use_vllm:
             raise ValueError(
                 "rollout 'compact' samples with hicra.training.decode; it cannot be combined with use_vllm"
