@@ -300,9 +300,9 @@ def fig_table1(summary: dict, benchmarks: list[str]):
     labels = list(summary["models"])
     fig, ax = plt.subplots(figsize=(max(7, 1.9 * len(benchmarks) * len(labels) ** 0.5 + 3), 4))
     w = 0.8 / len(labels)
-    colours = [
-        PALETTE.get(name.lower(), c) for name, c in zip(labels, ["#7f7f7f", "#1f77b4", "#d62728", "#2ca02c", "#9467bd"])
-    ]
+    # a method's (or the base model's) own colour; any other label one of matplotlib's, in order
+    others = iter(plt.get_cmap("Dark2").colors)
+    colours = [PALETTE.get(name.lower()) or next(others) for name in labels]
     for i, (label, colour) in enumerate(zip(labels, colours)):
         cells = [summary["models"][label][b] for b in benchmarks]
         x = [j + (i - (len(labels) - 1) / 2) * w for j in range(len(benchmarks))]

@@ -116,8 +116,10 @@ def fig3_dynamics(df: pd.DataFrame, method: str | None = None, smooth: int = 5):
     return fig
 
 
-def fig_methods(df: pd.DataFrame, methods=("grpo", "hicra", "entropy_reg"), smooth: int = 5):
-    """Paper Fig 5/6/8: semantic entropy, validation accuracy, pass@k and token entropy per method."""
+def fig_methods(df: pd.DataFrame, methods=None, smooth: int = 5):
+    """Paper Fig 5/6/8: semantic entropy, validation accuracy, pass@k and token entropy per method (``methods``: the
+    registry's Fig 5 methods, ``hicra.method.methods.fig5_methods``)."""
+    methods = fig5_methods() if methods is None else methods
     fig, ax = plt.subplots(1, 4, figsize=(17, 3.8))
     panels = [
         ("semantic_entropy", "Semantic entropy (bits)"),

@@ -297,7 +297,7 @@ def fig_map(rows: list[dict]):
     for ax, (e, title) in zip(axes[0], (("final", "accuracy at the last step"), ("auc", "area under the curve"))):
         for _, r in t.iterrows():
             x, m = 100 * r.execution_error_rate, 100 * r[f"{e}_mean"]
-            _point(ax, x, m, 100 * r[f"{e}_lo"], 100 * r[f"{e}_hi"], "#d62728")
+            _point(ax, x, m, 100 * r[f"{e}_lo"], 100 * r[f"{e}_hi"], PALETTE["hicra"])
             note = "" if e != "final" or r.get("grpo_plateau", True) else ", not at plateau"
             ax.annotate(
                 f"{r.regime} (n={int(r.final_n)}{note})",

@@ -343,6 +343,9 @@ def dry_run(data: dict | Recipe) -> dict:
     if recipe.data.get("sg_file"):  # given; a sandbox build writes its own
         read_sg_file(resolve(kw["sg_file"]))
 
+    check_dataset(script.dataset, script.model)  # a typo, or a dataset the sandbox model would ignore
+    if script.model != "sandbox":
+        check_model_name(script.model)  # a model path that does not exist: one line, not the hub's error
     hardware_checked = torch.cuda.is_available()
     stack = check_stack(use_vllm=bool(kw.get("use_vllm")) and hardware_checked)
     aside = {}
@@ -355,9 +358,6 @@ def dry_run(data: dict | Recipe) -> dict:
         # a GPU recipe validated on a CPU machine: its device settings set aside, for this check only (the dry run
         # says which; the real run here fails on them before it touches its folder)
         args = HICRAConfig(**{**kw, **aside})
-    check_dataset(script.dataset, script.model)  # a typo, or a dataset the sandbox model would ignore
-    if script.model != "sandbox":
-        check_model_name(script.model)  # a model path that does not exist: one line, not the hub's error
     return {
         "ok": True,
         "hardware_checked": hardware_checked,
@@ -561,6 +561,7 @@ def train_help() -> str:
         first=FIRST,
         examples=EXAMPLES,
         usage=f"usage: python -m hicra.train [RECIPE.yaml] [--option value ...]   (no RECIPE: {DEFAULT_RECIPE})",
+        recipe=(DEFAULT_RECIPE, read_yaml_mapping(resolve(DEFAULT_RECIPE))),  # what a run without a recipe uses
     )
     extra = [k for k in all_knobs().values() if k.name not in CONFIG_KEYS]
     if extra:

@@ -194,6 +194,10 @@ def test_train_help_lists_the_options_a_user_changes_first_with_an_example():
     assert "run_dir" in head and "RECIPE" in text.splitlines()[0]
     trl = text.index("inherited from GRPOConfig")
     assert text.index("--per_device_train_batch_size") > trl > text.index("--sg_file")  # TRL's after ours
+    # a run without a recipe trains configs/sandbox.yaml: where it differs from a class default, --help says so
+    assert "--seed int  (default: 42; configs/sandbox.yaml sets 0)" in head
+    assert "--max_steps int  (default: -1; configs/sandbox.yaml sets 100)" in head
+    assert re.search(r"--method str  \(default: 'hicra'\)\n", head)  # the same in both: said once
 
 
 # --------------------------------------------------------------------------

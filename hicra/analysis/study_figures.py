@@ -156,7 +156,7 @@ def fig_alpha_sweep(runs: pd.DataFrame, slope: dict, recipe: str = ""):
             s["mean"],
             yerr=[[s["mean"] - s["lo"]], [s["hi"] - s["mean"]]] if s["n"] > 1 else None,
             fmt="s",
-            color="#d62728",
+            color=PALETTE["hicra"],
             capsize=5,
             ms=7,
             lw=2,

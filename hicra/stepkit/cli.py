@@ -259,7 +259,7 @@ def field_comments(cls) -> dict[str, str]:
     return out
 
 
-def _field_lines(f, notes: dict) -> list[str]:
+def _field_lines(f, notes: dict, recipe: tuple = ()) -> list[str]:
     default = (
         f.default
         if f.default is not dataclasses.MISSING
@@ -268,7 +268,9 @@ def _field_lines(f, notes: dict) -> list[str]:
         else "(required)"
     )
     typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    lines = [f"  --{f.name} {typ}  (default: {default!r})"]
+    name, values = recipe or ("", {})
+    said = f"; {name} sets {values[f.name]!r}" if f.name in values and values[f.name] != default else ""
+    lines = [f"  --{f.name} {typ}  (default: {default!r}{said})"]
     text = f.metadata.get("help") or notes.get(f.name, "")
     if text:
         lines += textwrap.wrap(str(text), 110, initial_indent=" " * 6, subsequent_indent=" " * 6)
@@ -285,11 +287,12 @@ def _own_fields(cls) -> set[str]:
     }
 
 
-def config_help(classes, first=(), examples=(), usage: str | None = None) -> str:
+def config_help(classes, first=(), examples=(), usage: str | None = None, recipe: tuple = ()) -> str:
     """The ``--help`` text of a step: usage, the module's docstring head, ``examples``, the options named in
     ``first`` (the ones a user changes most), then every option of each config class with type, default and help
     (field metadata, else the field's source comment): this project's fields before those a class inherits from
-    another library (TRL's GRPOConfig, transformers' TrainingArguments)."""
+    another library (TRL's GRPOConfig, transformers' TrainingArguments). ``recipe``: ``(name, values)`` of the
+    recipe used when none is given; each option it sets says so beside its default."""
     main = sys.modules.get("__main__")
     doc = (getattr(main, "__doc__", None) or classes[0].__doc__ or "").strip()
     head = doc.split("\n\n")[0]
@@ -309,14 +312,14 @@ def config_help(classes, first=(), examples=(), usage: str | None = None) -> str
         lines += ["", "the options changed most:"]
         for name in first:
             f, cls = fields[name]
-            lines += _field_lines(f, field_comments(cls))
+            lines += _field_lines(f, field_comments(cls), recipe)
     for cls in classes:
         notes, own = field_comments(cls), _own_fields(cls)
         shown = [f for f in dataclasses.fields(cls) if not f.name.startswith("_") and f.init and f.name not in first]
         theirs = [f for f in shown if f.name not in own]
         lines += ["", f"options ({cls.__name__}{', this project' if theirs else ''}):"]
         for f in (f for f in shown if f.name in own):
-            lines += _field_lines(f, notes)
+            lines += _field_lines(f, notes, recipe)
         if theirs:
             bases = [
                 k.__name__
@@ -325,5 +328,5 @@ def config_help(classes, first=(), examples=(), usage: str | None = None) -> str
             ]
             lines += ["", f"options ({cls.__name__}, inherited from {' / '.join(bases)}):"]
             for f in theirs:
-                lines += _field_lines(f, notes)
+                lines += _field_lines(f, notes, recipe)
     return "\n".join(lines)
