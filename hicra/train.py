@@ -110,7 +110,7 @@ def _typed(data: dict) -> dict:
 
 
 CONFIG_KEYS = {f.name for f in dataclasses.fields(HICRAConfig)}
-CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(HICRAConfig)}
+CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(HICRAConfig) if f.default is not dataclasses.MISSING}
 CPU_CHECK = {"bf16": False, "use_cpu": True, "use_vllm": False}  # a GPU recipe's device settings, checked on a CPU
 SCRIPT_KEYS = {f.name for f in dataclasses.fields(TrainScript)}
 
@@ -419,13 +419,12 @@ def require_same_run(before: dict, now: dict | Recipe, run_dir) -> None:
     """Refuse to resume ``run_dir`` with settings that define a different run (a hybrid run: metrics of two
     methods in one file); the message names each difference. ``before`` is the run's params.json."""
 
-    defaults = {f.name: f.default for f in dataclasses.fields(HICRAConfig) if f.default is not dataclasses.MISSING}
     norm = lambda v: json.loads(json.dumps(False if v is None else v, default=str))  # noqa: E731  (None: unset)
 
     def effective(d):  # every defining key, its value as given or by default, JSON-normalised
         r = d if isinstance(d, Recipe) else Recipe.parse({k: v for k, v in d.items() if k not in RECORD_KEYS})
         script, kw = r.script, r.kw
-        eff = {**defaults, **{f.name: getattr(script, f.name) for f in dataclasses.fields(TrainScript)}, **kw}
+        eff = {**CONFIG_DEFAULTS, **{f.name: getattr(script, f.name) for f in dataclasses.fields(TrainScript)}, **kw}
         return {k: norm(v) for k, v in eff.items() if k not in RESUMABLE_CHANGES}
 
     old, new = effective(before), effective(now)
