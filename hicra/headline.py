@@ -1,16 +1,17 @@
 """The README's headline results, generated from the CSV tables the study steps write (never typed by hand).
 
-Why: numbers typed into a README go stale the moment a study is re-run. This module reads each study's per-run
-table ``figures/<tag>_runs.csv`` (``hicra.study``; seed, arm, α, every endpoint at full precision) and recomputes
-the paired comparisons from it (``hicra.study.comparisons``); an endpoint the per-run table lacks comes from
+Why: numbers typed into a README go stale the moment a study is re-run. This module reads each study's per-run table
+``figures/<tag>_runs.csv`` (``hicra.study``; seed, arm, α, every endpoint at full precision) and recomputes the
+paired comparisons from it (``hicra.study.comparisons``); an endpoint the per-run table lacks comes from
 ``<tag>_comparisons.csv`` (run 4's table, rebuilt by scripts/run4_runs.py, has exact step-100 accuracies only). The
-regime maps come from ``regimes_map.csv`` and ``regimes-long_map.csv`` (``hicra.regimes``). Every study and regime
-shows its AUC beside its accuracy, each row says whether its endpoint was primary in that study's plan
-(docs/study.md: run 4's primary is step-100 accuracy, run 5's confirmatory endpoint the AUC, the maps' the
-accuracy at their last step), and each row's n is the number of values behind it (a plateau judged on fewer seeds
-than the row's says so). ``python -m hicra.headline`` rewrites the block between the README's
-``<!-- headline:begin -->`` and ``<!-- headline:end -->`` markers; tests fail when the README's block differs
-from what the CSVs say, or when a committed comparison differs from its recomputation (tests/test_headline.py).
+regime maps come from ``<tag>_map.csv`` (``hicra.regimes``), their comparisons recomputed from the map's
+``<tag>_runs.csv`` where it is committed (``map_table``). Every study and regime shows its AUC beside its accuracy,
+each row says whether its endpoint was primary in that study's plan (docs/study.md: run 4's primary is step-100
+accuracy, run 5's confirmatory endpoint the AUC, the maps' the accuracy at their last step), and each row's n is the
+number of values behind it (a plateau judged on fewer seeds than the row's says so). ``python -m hicra.headline``
+rewrites the block between the README's ``<!-- headline:begin -->`` and ``<!-- headline:end -->`` markers; tests
+fail when the README's block differs from what the CSVs say, or when a committed comparison differs from its
+recomputation (tests/test_headline.py).
 
     python -m hicra.headline            # rewrite README.md's headline block from figures/
     python -m hicra.headline --check    # exit 1 if the README's block is stale
@@ -77,6 +78,36 @@ def study_comparisons(figs, tag: str) -> pd.DataFrame | None:
     return done.reset_index(drop=True)
 
 
+MAP_ENDPOINTS = (("final", "final"), ("auc", "auc"), ("planning_share_change", "fig4"))  # endpoint, map prefix
+
+
+def map_table(figs, tag: str) -> pd.DataFrame | None:
+    """``<tag>_map.csv`` (None without it); where ``<tag>_runs.csv`` exists, each regime's arm means and HICRA - GRPO
+    comparisons (``final_*``, ``auc_*``, ``fig4_*``) recomputed from it, so the per-run table is the source. The
+    warm start's anatomy and the plateau judgement stay the map's (the per-run table does not hold them)."""
+    map_f, runs_f = figs / f"{tag}_map.csv", figs / f"{tag}_runs.csv"
+    if not map_f.exists():
+        return None
+    m = pd.read_csv(map_f)
+    if not runs_f.exists():
+        return m
+    runs = pd.read_csv(runs_f)
+    for i, r in m.iterrows():
+        sub = runs[runs.regime == r.regime].drop(columns=["regime", "environment"], errors="ignore")
+        if not len(sub):
+            continue
+        arm = r.get("hicra_arm", "hicra") if isinstance(r.get("hicra_arm"), str) else "hicra"
+        m.loc[i, "grpo_final"] = float(sub[sub.arm == "grpo"].final.mean())
+        m.loc[i, "hicra_final"] = float(sub[sub.arm == arm].final.mean())
+        comp = comparisons(sub.dropna(axis=1, how="all"))
+        for endpoint, prefix in MAP_ENDPOINTS:
+            c = comp[(comp.endpoint == endpoint) & (comp.arm == arm)] if len(comp) else comp
+            for k in ("n", "mean", "lo", "hi", "mde"):
+                if len(c) and (k in ("mean", "lo", "hi") or prefix != "fig4"):  # the map keeps no Fig 4 n or MDE
+                    m.loc[i, f"{prefix}_{k}"] = c.iloc[0][k]
+    return m
+
+
 def rows(figures_dir="figures") -> list[tuple]:
     """(result, source, value with 95 % CI, n, reading) rows from whichever tables exist."""
     figs, out = resolve(figures_dir), []
@@ -114,9 +145,10 @@ def rows(figures_dir="figures") -> list[tuple]:
                 )
             )
     for tag, source, primary in MAPS:
-        if not (figs / f"{tag}_map.csv").exists():
+        m = map_table(figs, tag)
+        if m is None:
             continue
-        for _, r in pd.read_csv(figs / f"{tag}_map.csv").iterrows():
+        for _, r in m.iterrows():
             if not math.isfinite(r.get("final_mean", math.nan)):
                 continue
             head = f"regime `{r.regime}` (warm start: {100 * r.execution_error_rate:.0f} % arithmetic slips)"

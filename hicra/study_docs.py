@@ -13,12 +13,14 @@ around the blocks is written by hand. A test fails when a block differs from wha
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import pandas as pd
 
 from hicra.headline import study_comparisons
 from hicra.method.stats import holm, summarise
+from hicra.regimes import compare_maps
 from hicra.runinfo import compare_tables
 from hicra.stepkit.config import REPO_ROOT, resolve
 from hicra.study import _verdict
@@ -194,6 +196,29 @@ def regimes_long_per_seed(figs) -> str:
         f"* **Per seed** (points, 2000–2007): {'; '.join(parts)} (from the 3-decimal per-seed values of "
         "`figures/regimes-long_comparisons.csv`; its runs' per-run values are not committed)."
     )
+
+
+def map_reproduction(figs, record: str = "regimes", rerun: str = "regimes-lock") -> str:
+    """A regime map's re-run against the map of record (run 7's primary check), from figures/<record>_map.csv and
+    figures/<rerun>_map.csv (``hicra.regimes.compare_maps``): per regime, each arm's mean and each HICRA - GRPO
+    comparison, the difference, and whether the re-run's mean lies inside the record's 95 % interval."""
+    t = compare_maps(figs / f"{record}_map.csv", figs / f"{rerun}_map.csv")
+    lines = [
+        "| regime | quantity | map of record | re-run | re-run − record (points) | re-run inside the record's 95 % "
+        "CI |",
+        "|---|---|---|---|---|---|",
+    ]
+    for _, r in t.iterrows():
+        rec = f"{r.record:.3f}" if math.isnan(r.record_lo) else f"{_p(r.record)} [{_p(r.record_lo)}, {_p(r.record_hi)}]"
+        new = f"{r.rerun:.3f}" if math.isnan(r.rerun_lo) else f"{_p(r.rerun)} [{_p(r.rerun_lo)}, {_p(r.rerun_hi)}]"
+        inside = "" if r.inside is None else ("yes" if r.inside else "**no**")
+        lines.append(f"| {r.regime} | {r.quantity} | {rec} | {new} | {_p(r['diff'])} | {inside} |")
+    has = t[t.inside.notna()]
+    lines.append(
+        f"\n{int(has.inside.sum())} of {len(has)} HICRA − GRPO means of the re-run lie inside the map of record's 95 % "
+        "interval."
+    )
+    return "\n".join(lines)
 
 
 BLOCKS = {

@@ -87,3 +87,19 @@ def test_docs_study_per_seed_numbers_are_the_generated_blocks():
     # run 4's GRPO gains now lie on the 1/798 grid: +15.5 (124/798), where the hand-typed line said +15.6
     block = text[text.index(study_docs.markers("run4-per-seed")[0]) :]
     assert "GRPO +16.3, +18.8, +16.9, +15.5," in block
+
+
+def test_a_map_rerun_is_rendered_against_the_map_of_record(tmp_path):
+    """Run 7's primary check as docs/study.md will show it (hicra.study_docs.map_reproduction): per regime each
+    HICRA − GRPO mean of the re-run against the committed map's 95 % interval, and the count inside."""
+    from hicra import study_docs
+
+    record = pd.read_csv(FIG / "regimes_map.csv")
+    record.to_csv(tmp_path / "regimes_map.csv", index=False)
+    rerun = record.assign(auc_mean=record.auc_hi + 0.01)  # every AUC just above the record's interval
+    rerun.to_csv(tmp_path / "regimes-lock_map.csv", index=False)
+    text = study_docs.map_reproduction(tmp_path)
+    auc = [line for line in text.splitlines() if "area under the curve" in line]
+    assert len(auc) == 3 and all(line.endswith(" | **no** |") for line in auc), auc
+    assert text.endswith("6 of 9 HICRA − GRPO means of the re-run lie inside the map of record's 95 % interval.")
+    assert "| v2 | GRPO, accuracy at the last step | 0.637 | 0.637 | +0.0 |  |" in text  # an arm mean: no CI

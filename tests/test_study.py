@@ -234,11 +234,9 @@ def test_study_profile_stops_on_ctrl_c_and_a_rerun_keeps_finished_runs(tmp_path,
     assert "(c) HICRA" in (tmp_path / "fig" / "study_claims.md").read_text()
 
 
-def test_regime_map_analysis_on_hand_made_runs(tmp_path):
-    """hicra.regimes.run on two regimes of hand-made runs: HICRA - GRPO per regime paired by seed, the plateau
-    check (last validation point minus the one 50 steps before), the warm start's anatomy beside it, the map."""
-    from hicra import regimes
-
+def _hand_made_map(tmp_path):
+    """Two regimes of hand-made runs (3 seeds each of GRPO and HICRA; HICRA + 2 points in `strategy`, − 1 in
+    `execution`, + 0.2 more per seed), each with a warm start's anatomy: a map's folder."""
     for name, exe, gain in (("strategy", 0.03, 0.02), ("execution", 0.30, -0.01)):
         d = tmp_path / name
         d.mkdir()
@@ -265,6 +263,14 @@ def test_regime_map_analysis_on_hand_made_runs(tmp_path):
                 )
                 (r / "summary.json").write_text("{}")
                 (r / "params.json").write_text(json.dumps({"method": arm, "seed": seed}))  # what a run is read from
+
+
+def test_regime_map_analysis_on_hand_made_runs(tmp_path):
+    """hicra.regimes.run on two regimes of hand-made runs: HICRA - GRPO per regime paired by seed, the plateau
+    check (last validation point minus the one 50 steps before), the warm start's anatomy beside it, the map."""
+    from hicra import regimes
+
+    _hand_made_map(tmp_path)
     res = regimes.run(str(tmp_path), figures_dir=str(tmp_path / "fig"), tag="t")
     rows = {r["regime"]: r for r in res["regimes"]}
     assert rows["strategy"]["final_mean"] == pytest.approx(0.022) and rows["strategy"]["final_n"] == 3
@@ -278,6 +284,41 @@ def test_regime_map_analysis_on_hand_made_runs(tmp_path):
     assert early["strategy"]["final_mean"] == pytest.approx(0.75 * 0.022) and early["strategy"]["steps"] == 150
     assert early["strategy"]["grpo_plateau"] is False and early["strategy"]["grpo_last50"] > 0
     assert (tmp_path / "regimes-until150.json").exists() and (tmp_path / "fig" / "t150_map.csv").exists()
+
+
+def test_a_map_is_recomputed_from_its_per_run_table_and_compared_with_a_map_of_record(tmp_path, capsys):
+    """Run 7's tools: the headline recomputes a map's comparisons from its committed per-run table (the table, not
+    the map, is the source: a stale map value is replaced), and ``--compare`` puts a re-run's means against the map
+    of record's values and 95 % intervals; maps of another design (horizon, regimes) are refused."""
+    from hicra import headline, regimes
+
+    _hand_made_map(tmp_path)
+    fig = tmp_path / "fig"
+    regimes.run(str(tmp_path), figures_dir=str(fig), tag="t")
+    written = pd.read_csv(fig / "t_map.csv")
+    again = headline.map_table(fig, "t")
+    for col in ("grpo_final", "hicra_final", "final_mean", "final_lo", "final_hi", "final_mde", "auc_mean", "auc_hi"):
+        assert again[col].tolist() == pytest.approx(written[col].tolist(), rel=1e-12), col
+    stale = written.assign(final_mean=written.final_mean + 0.5)  # a hand edit of the map: the runs table wins
+    stale.to_csv(fig / "t_map.csv", index=False)
+    assert headline.map_table(fig, "t").final_mean.tolist() == pytest.approx(written.final_mean.tolist())
+
+    same = regimes.compare_maps(written, written)
+    assert len(same) == 2 * len(regimes.COMPARED) and (same["diff"].dropna() == 0).all()
+    assert same.inside.dropna().tolist() == [True] * 4  # the last step and AUC have intervals; no Fig 4 here
+    moved = regimes.compare_maps(written, stale)
+    row = moved[(moved.regime == "strategy") & (moved.quantity == "HICRA − GRPO, accuracy at the last step")].iloc[0]
+    assert row["diff"] == pytest.approx(0.5) and row.inside is False and row.record == pytest.approx(0.022)
+    regimes.run(str(tmp_path), str(fig), "t150", until=150)
+    with pytest.raises(ValueError, match=r"not the same map: .*steps \{'strategy': 300"):
+        regimes.compare_maps(fig / "t_map.csv", fig / "t150_map.csv")
+    with pytest.raises(ValueError, match="not the same map: regimes"):
+        regimes.compare_maps(written, written[written.regime == "strategy"])
+
+    written.to_csv(fig / "t_map.csv", index=False)
+    regimes.main(["--compare", str(fig / "t_map.csv"), str(fig / "t_map.csv")])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(out[-1])["inside"] == 4 and "HICRA − GRPO, area under the curve" in "\n".join(out)
 
 
 def test_a_continued_regime_run_extends_a_copy_and_keeps_the_source(tiny_sandbox, capsys):
