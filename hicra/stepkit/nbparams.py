@@ -16,9 +16,9 @@ Stepping through in JupyterLab (no injected cell) checks nothing: the parameters
 from __future__ import annotations
 
 import ast
-import difflib
 
 from hicra.stepkit import config as _config
+from hicra.store.names import nearest
 
 INJECTED_HEADER = "# Parameters"  # papermill's comment on the cell it injects (its default ``comment``)
 
@@ -28,12 +28,6 @@ class UnknownParameter(ValueError):
 
     def _render_traceback_(self) -> list[str]:  # IPython's hook: the lines shown instead of the traceback
         return [f"UnknownParameter: {self}"]
-
-
-def nearest(name: str, declared) -> str | None:
-    """The declared name closest to ``name`` (difflib), or None when none is close."""
-    hits = difflib.get_close_matches(name, sorted(declared), n=1, cutoff=0.6)
-    return hits[0] if hits else None
 
 
 def refuse_unknown(given, declared, where: str = "this notebook") -> None:

@@ -13,13 +13,13 @@ How to run: a recipe (configs/*.yaml) or ``--key value`` flags of ``python -m hi
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 
 from trl import GRPOConfig
 
 from hicra.method.advantage import REGISTRY
 from hicra.method.methods import all_knobs, knob_field
+from hicra.store.names import hint
 from hicra.training.ranges import check_ranges
 
 # --------------------------------------------------------------------------
@@ -235,9 +235,7 @@ class HICRAConfig(GRPOConfig):
         ):
             value = getattr(self, name)
             if value not in allowed:
-                near = difflib.get_close_matches(str(value), allowed, n=1, cutoff=0.6)
-                hint = f" (did you mean {near[0]!r}?)" if near else ""
-                raise ValueError(f"{name} must be one of {allowed}; got {value!r}{hint}")
+                raise ValueError(f"{name} must be one of {allowed}; got {value!r}{hint(value, allowed)}")
         if self.rollout == "compact" and self.use_vllm:
             raise ValueError(
                 "rollout 'compact' samples with hicra.training.decode; it cannot be combined with use_vllm"
