@@ -31,8 +31,10 @@ from hicra.method.stats import curve_auc, summarise
 from hicra.runinfo import read_run
 from hicra.sandbox.build import SandboxConfig, build, load
 from hicra.sandbox.rl import validator
-from hicra.stepkit.config import StepConfig, emit, from_dict, parse_cli, resolve
+from hicra.stepkit.cli import from_dict, parse_cli
+from hicra.stepkit.steps import StepConfig, emit
 from hicra.store.io import read_metrics, write_json
+from hicra.store.paths import resolve
 from hicra.train import TrainScript
 
 

@@ -27,8 +27,8 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file
 
-from hicra.stepkit.config import resolve
 from hicra.store.io import write_json
+from hicra.store.paths import resolve
 
 # --------------------------------------------------------------------------
 # per step: rewards (rollouts) and what the loss received (loss_inputs)

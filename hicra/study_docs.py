@@ -22,7 +22,7 @@ from hicra.headline import study_comparisons
 from hicra.method.stats import holm, summarise
 from hicra.regimes import compare_maps
 from hicra.runinfo import compare_tables
-from hicra.stepkit.config import REPO_ROOT, resolve
+from hicra.store.paths import REPO_ROOT, resolve
 from hicra.study import _verdict
 
 DOC = REPO_ROOT / "docs" / "study.md"

@@ -19,7 +19,7 @@ from hicra.method.methods import DEFAULT_ALPHA
 from hicra.method.tagger import PlanningTagger
 from hicra.sandbox import SandboxConfig, load, make_tasks, prompt, verify
 from hicra.sandbox.build import build
-from hicra.stepkit.config import resolve
+from hicra.store.paths import resolve
 
 
 @dataclasses.dataclass

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ast
 
-from hicra.stepkit import config as _config
+from hicra.stepkit.steps import from_params as _from_params
 from hicra.store.names import nearest
 
 INJECTED_HEADER = "# Parameters"  # papermill's comment on the cell it injects (its default ``comment``)
@@ -76,6 +76,6 @@ def check(namespace: dict, where: str = "this notebook") -> None:
 
 
 def from_params(cls, namespace: dict):
-    """``hicra.stepkit.config.from_params`` after the unknown-parameter check: a notebook's config from its globals."""
+    """``hicra.stepkit.steps.from_params`` after the unknown-parameter check: a notebook's config from its globals."""
     check(namespace)
-    return _config.from_params(cls, namespace)
+    return _from_params(cls, namespace)
