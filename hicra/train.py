@@ -476,7 +476,7 @@ def run(data: dict | Recipe, recipe: str | None = None, checked: bool = False) -
                 run_dir / "params.json",
                 {
                     "recipe": recipe,
-                    **data,
+                    **{RENAMED.get(k, k): v for k, v in data.items()},  # an old key under TRL's name (said above)
                     "method": trainer.args.method,
                     "hicra_alpha": trainer.args.hicra_alpha,  # the run's alpha, read back by hicra.runinfo
                     "seed": trainer.args.seed,

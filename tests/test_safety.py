@@ -167,6 +167,8 @@ def test_a_step_with_a_non_finite_loss_stops_the_run_and_saves_nothing_of_it(cac
     assert res.returncode == 2 and "error: step 1: loss = -inf" in err and "Last good checkpoint" in err, err[-2000:]
     assert not (d / "final").exists() and not list(d.glob("checkpoint-*")) and not (d / "summary.json").exists()
     assert not (d / "metrics.jsonl").exists() or not (d / "metrics.jsonl").read_text().strip()
+    params = json.loads((d / "params.json").read_text())  # the old flag recorded under TRL's name, as trained with
+    assert params["entropy_coef"] == 1e38 and "entropy_bonus" not in params
     out = run({**RUN, "run_dir": str(d), "max_steps": 1, "method": "entropy_reg"})
     assert out["steps"] == 1
 
