@@ -19,7 +19,7 @@ error rate. The regimes are fixed a priori (README, "The regime map: pre-registe
     python -m hicra.regimes --run_dir runs/regimes            # the analysis alone, on the finished runs
     python -m hicra.regimes --run_dir runs/regimes-long --until 300 --tag regimes-long-at300   # an earlier horizon
     python -m hicra.regimes --warm_start strategy --out F     # build one regime's warm start, write its anatomy
-    python -m hicra.regimes --compare figures/regimes_map.csv figures/regimes-lock_map.csv   # a re-run vs record
+    python -m hicra.runinfo compare figures/regimes_map.csv figures/regimes-lock_map.csv   # a re-run vs the record
 
 How: one folder per regime under the run folder, each a study (``train-<arm>-s<seed>/``, ``hicra.study``'s
 endpoints, the Fig 4 endpoint included), beside ``warm_start.json`` (the build and its anatomy).
@@ -282,58 +282,6 @@ def continue_runs(src, dst) -> dict:
     return res
 
 
-# --------------------------------------------------------------------------
-# a map against the map of record (run 7: the map re-run in the locked environment)
-
-COMPARED = (  # (quantity, the map's column, its 95 % interval's columns where the map keeps one)
-    ("warm start: accuracy", "accuracy", None),
-    ("warm start: arithmetic slips", "execution_error_rate", None),
-    ("GRPO, accuracy at the last step", "grpo_final", None),
-    ("HICRA, accuracy at the last step", "hicra_final", None),
-    ("HICRA − GRPO, accuracy at the last step", "final_mean", ("final_lo", "final_hi")),
-    ("HICRA − GRPO, area under the curve", "auc_mean", ("auc_lo", "auc_hi")),
-    ("HICRA − GRPO, Fig 4 planning share", "fig4_mean", ("fig4_lo", "fig4_hi")),
-)
-
-
-def compare_maps(record, rerun) -> pd.DataFrame:
-    """A re-run of a map against the map of record (two ``<tag>_map.csv`` tables, or frames), per regime and
-    quantity: both values, ``diff`` (re-run − record) and, where the record keeps a 95 % interval (the HICRA − GRPO
-    comparisons; an arm's mean has none), ``inside``: whether the re-run's mean lies in it (None where either side
-    has no value). The maps must be the same design (regimes, seeds, steps): otherwise refused, saying what differs."""
-
-    a, b = (x if isinstance(x, pd.DataFrame) else pd.read_csv(resolve(x)) for x in (record, rerun))
-    a, b = (t[t.final_mean.notna()].set_index("regime") for t in (a, b))
-    design = {k: (a[k].to_dict(), b[k].to_dict()) for k in ("seeds", "steps")}
-    if set(a.index) != set(b.index) or any(x != y for x, y in design.values()):
-        raise ValueError(
-            f"not the same map: regimes {sorted(a.index)} vs {sorted(b.index)}, "
-            + ", ".join(f"{k} {x} vs {y}" for k, (x, y) in design.items())
-            + "; a re-run is compared with the map it repeats"
-        )
-    rows = []
-    for regime in a.index:
-        for quantity, col, ci in COMPARED:
-            ra, rb = a.loc[regime], b.loc[regime]
-            lo, hi = (float(ra[ci[0]]), float(ra[ci[1]])) if ci else (math.nan, math.nan)
-            known = ci and all(map(math.isfinite, (lo, hi, float(rb[col]))))  # e.g. no Fig 4 without failures
-            rows.append(
-                {
-                    "regime": regime,
-                    "quantity": quantity,
-                    "record": float(ra[col]),
-                    "record_lo": lo,
-                    "record_hi": hi,
-                    "rerun": float(rb[col]),
-                    "rerun_lo": float(rb[ci[0]]) if ci else math.nan,
-                    "rerun_hi": float(rb[ci[1]]) if ci else math.nan,
-                    "diff": float(rb[col]) - float(ra[col]),
-                    "inside": (lo <= float(rb[col]) <= hi) if known else None,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
 def _warm(w: dict) -> dict:
     return {
         k: w.get(k) for k in ("accuracy", "execution_error_rate", "planning_error_rate", "careful_share", "tokens_mean")
@@ -440,12 +388,6 @@ def main(argv=None):
     ap.add_argument("--warm_start", choices=list(REGIMES), help="build this regime's warm start and write its anatomy")
     ap.add_argument("--out", help="with --warm_start: the anatomy JSON to write; with --continue_from: the folder")
     ap.add_argument("--continue_from", help="copy this regime folder's finished runs into --out, to continue them")
-    ap.add_argument(
-        "--compare",
-        nargs=2,
-        metavar=("RECORD", "RERUN"),
-        help="two <tag>_map.csv tables: the re-run's values against the map of record's (and its 95 %% intervals)",
-    )
     ap.add_argument("--until", type=int, help="read every run as if it had stopped at this step (default: its last)")
     ap.add_argument(
         "--mixed_environments",
@@ -466,16 +408,6 @@ def main(argv=None):
 
 
 def _main(a, ap):
-    if a.compare:
-        for f in a.compare:
-            if not resolve(f).is_file():
-                raise FileNotFoundError(f"{f} not found: a map's table is written by python -m hicra.regimes")
-        t = compare_maps(*a.compare)
-        with pd.option_context("display.width", 160, "display.max_columns", 20):
-            print(t.to_string(index=False, float_format=lambda x: f"{x:.4f}"), flush=True)
-        has = t[t.inside.notna()]
-        emit({"record": a.compare[0], "rerun": a.compare[1], "inside": int(has.inside.sum()), "of": len(has)})
-        return
     if a.continue_from:
         if not a.out:
             ap.error("--continue_from needs --out FOLDER")

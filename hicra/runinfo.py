@@ -8,7 +8,8 @@ and the regime map each built their own ``python -m hicra.train`` command (α ar
   regimes, regimes-long; the paper profile and its rehearsal through ``train:`` steps, hicra.orchestration.profiles).
 * ``read_run``: method, α, seed, the arm label and the environment record, read from ``params.json`` only;
   ``arm_label`` names an arm from its settings (``hicra``, ``hicra-a0.1``; a LoRA run its own arm).
-* ``compare_tables``: a run and its re-run, per seed (is the re-run exact?).
+* ``compare_tables``: a run and its re-run, per seed (is the re-run exact?); ``compare_maps``: a regime map and its
+  re-run, per regime (does the re-run's mean lie in the record's 95 % interval?).
 * ``check_environments``: runs to be paired must share one environment (``hicra.environment`` keys); a difference
   is refused with what differs, unless the analysis is told ``mixed_environments``.
 
@@ -16,13 +17,15 @@ and the regime map each built their own ``python -m hicra.train`` command (α ar
     read_run("runs/study/train-hicra-s0")   # {'method': 'hicra', 'alpha': 0.2, 'arm': 'hicra', 'seed': 0, ...}
 
     python -m hicra.runinfo read runs/study/train-hicra-s0
-    python -m hicra.runinfo compare figures/study-replication_runs.csv figures/study-replication-lock_runs.csv
+    python -m hicra.runinfo compare figures/study-replication_runs.csv figures/replication-lock_runs.csv
+    python -m hicra.runinfo compare figures/regimes_map.csv figures/regimes-lock_map.csv
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 from pathlib import Path
 
@@ -178,18 +181,67 @@ def write_runs_table(runs, path, first: tuple = ()) -> None:
 
 def compare_tables(a, b, endpoints: tuple = ("final", "auc", "planning_share_change")):
     """Two per-run tables of the same runs (a re-run: e.g. run 5 and its re-run under the lock), joined on arm and
-    seed: each endpoint's value in ``a``, in ``b`` and ``b - a``; ``exact`` says whether every endpoint matched to the
-    digit. Runs in only one table are listed with the other side empty."""
+    seed (and regime, for a map's runs): each endpoint's value in ``a``, in ``b`` and ``b - a``; ``exact`` says
+    whether every endpoint matched to the digit. Runs in only one table are listed with the other side empty."""
 
     ta, tb = (pd.read_csv(x) if not isinstance(x, pd.DataFrame) else x for x in (a, b))
     cols = [e for e in endpoints if e in ta and e in tb]
-    t = ta[["arm", "seed", *cols]].merge(
-        tb[["arm", "seed", *cols]], on=["arm", "seed"], how="outer", suffixes=("_a", "_b")
-    )
+    on = [*(["regime"] if "regime" in ta and "regime" in tb else []), "arm", "seed"]  # a map's runs: per regime
+    t = ta[[*on, *cols]].merge(tb[[*on, *cols]], on=on, how="outer", suffixes=("_a", "_b"))
     for e in cols:
         t[f"{e}_diff"] = t[f"{e}_b"] - t[f"{e}_a"]
-    t["exact"] = [all(r[f"{e}_a"] == r[f"{e}_b"] for e in cols) for _, r in t.iterrows()]
-    return t.sort_values(["arm", "seed"]).reset_index(drop=True)
+    same = lambda x, y: x == y or (pd.isna(x) and pd.isna(y))  # noqa: E731  (no value on both sides: the same)
+    t["exact"] = [all(same(r[f"{e}_a"], r[f"{e}_b"]) for e in cols) for _, r in t.iterrows()]
+    return t.sort_values(on).reset_index(drop=True)
+
+
+COMPARED = (  # (quantity, the map's column, its 95 % interval's columns where the map keeps one)
+    ("warm start: accuracy", "accuracy", None),
+    ("warm start: arithmetic slips", "execution_error_rate", None),
+    ("GRPO, accuracy at the last step", "grpo_final", None),
+    ("HICRA, accuracy at the last step", "hicra_final", None),
+    ("HICRA − GRPO, accuracy at the last step", "final_mean", ("final_lo", "final_hi")),
+    ("HICRA − GRPO, area under the curve", "auc_mean", ("auc_lo", "auc_hi")),
+    ("HICRA − GRPO, Fig 4 planning share", "fig4_mean", ("fig4_lo", "fig4_hi")),
+)
+
+
+def compare_maps(record, rerun) -> pd.DataFrame:
+    """A re-run of a map against the map of record (two ``<tag>_map.csv`` tables, or frames), per regime and
+    quantity: both values, ``diff`` (re-run − record) and, where the record keeps a 95 % interval (the HICRA − GRPO
+    comparisons; an arm's mean has none), ``inside``: whether the re-run's mean lies in it (None where either side
+    has no value). The maps must be the same design (regimes, seeds, steps): otherwise refused, saying what differs."""
+
+    a, b = (x if isinstance(x, pd.DataFrame) else pd.read_csv(x) for x in (record, rerun))
+    a, b = (t[t.final_mean.notna()].set_index("regime") for t in (a, b))
+    design = {k: (a[k].to_dict(), b[k].to_dict()) for k in ("seeds", "steps")}
+    if set(a.index) != set(b.index) or any(x != y for x, y in design.values()):
+        raise ValueError(
+            f"not the same map: regimes {sorted(a.index)} vs {sorted(b.index)}, "
+            + ", ".join(f"{k} {x} vs {y}" for k, (x, y) in design.items())
+            + "; a re-run is compared with the map it repeats"
+        )
+    rows = []
+    for regime in a.index:
+        for quantity, col, ci in COMPARED:
+            ra, rb = a.loc[regime], b.loc[regime]
+            lo, hi = (float(ra[ci[0]]), float(ra[ci[1]])) if ci else (math.nan, math.nan)
+            known = ci and all(map(math.isfinite, (lo, hi, float(rb[col]))))  # e.g. no Fig 4 without failures
+            rows.append(
+                {
+                    "regime": regime,
+                    "quantity": quantity,
+                    "record": float(ra[col]),
+                    "record_lo": lo,
+                    "record_hi": hi,
+                    "rerun": float(rb[col]),
+                    "rerun_lo": float(rb[ci[0]]) if ci else math.nan,
+                    "rerun_hi": float(rb[ci[1]]) if ci else math.nan,
+                    "diff": float(rb[col]) - float(ra[col]),
+                    "inside": (lo <= float(rb[col]) <= hi) if known else None,
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def main(argv=None):
@@ -198,9 +250,13 @@ def main(argv=None):
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("read", help="print a run's settings from its params.json")
     r.add_argument("run_dir")
-    c = sub.add_parser("compare", help="per-seed differences between two per-run tables (a run and its re-run)")
-    c.add_argument("a", help="figures/<study>_runs.csv of the first run")
-    c.add_argument("b", help="the re-run's table")
+    c = sub.add_parser(
+        "compare",
+        help="a re-run against its record: two per-run tables (per seed) or two regime maps (per regime, with the "
+        "record's 95 %% intervals)",
+    )
+    c.add_argument("a", help="the record: figures/<study>_runs.csv, or a map's figures/<tag>_map.csv")
+    c.add_argument("b", help="the re-run's table of the same kind")
     a = ap.parse_args(argv)
     if a.cmd == "read":
         print(json.dumps(read_run(a.run_dir), indent=1))
@@ -208,7 +264,21 @@ def main(argv=None):
     for f in (a.a, a.b):
         if not Path(f).is_file():
             ap.error(f"{f} not found: a per-run table is written by python -m hicra.study (figures/<tag>_runs.csv)")
-    t = compare_tables(a.a, a.b)
+    ta, tb = pd.read_csv(a.a), pd.read_csv(a.b)
+    maps = ["final_mean" in t and "regime" in t for t in (ta, tb)]
+    if maps[0] != maps[1]:
+        ap.error(f"{a.a} and {a.b} are not the same kind of table: compare two per-run tables or two maps")
+    if all(maps):
+        try:
+            t = compare_maps(ta, tb)
+        except ValueError as e:
+            ap.error(str(e))
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            print(t.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+        has = t[t.inside.notna()]
+        print(json.dumps({"record": a.a, "rerun": a.b, "inside": int(has.inside.sum()), "of": len(has)}))
+        return
+    t = compare_tables(ta, tb)
     print(t.to_string(index=False))
     print(f"{int(t.exact.sum())} of {len(t)} runs equal to the digit in every endpoint")
 

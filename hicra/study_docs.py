@@ -20,8 +20,7 @@ import pandas as pd
 
 from hicra.headline import study_comparisons
 from hicra.method.stats import holm, summarise
-from hicra.regimes import compare_maps
-from hicra.runinfo import compare_tables
+from hicra.runinfo import compare_maps, compare_tables
 from hicra.store.paths import REPO_ROOT, resolve
 from hicra.study import _verdict
 
@@ -200,7 +199,7 @@ def regimes_long_per_seed(figs) -> str:
 
 def map_reproduction(figs, record: str = "regimes", rerun: str = "regimes-lock") -> str:
     """A regime map's re-run against the map of record (run 7's primary check), from figures/<record>_map.csv and
-    figures/<rerun>_map.csv (``hicra.regimes.compare_maps``): per regime, each arm's mean and each HICRA - GRPO
+    figures/<rerun>_map.csv (``hicra.runinfo.compare_maps``): per regime, each arm's mean and each HICRA - GRPO
     comparison, the difference, and whether the re-run's mean lies inside the record's 95 % interval."""
     t = compare_maps(figs / f"{record}_map.csv", figs / f"{rerun}_map.csv")
     lines = [

@@ -288,9 +288,9 @@ def test_regime_map_analysis_on_hand_made_runs(tmp_path):
 
 def test_a_map_is_recomputed_from_its_per_run_table_and_compared_with_a_map_of_record(tmp_path, capsys):
     """Run 7's tools: the headline recomputes a map's comparisons from its committed per-run table (the table, not
-    the map, is the source: a stale map value is replaced), and ``--compare`` puts a re-run's means against the map
-    of record's values and 95 % intervals; maps of another design (horizon, regimes) are refused."""
-    from hicra import headline, regimes
+    the map, is the source: a stale map value is replaced), and ``runinfo compare`` puts a re-run's means against
+    the map of record's values and 95 % intervals; maps of another design (horizon, regimes) are refused."""
+    from hicra import headline, regimes, runinfo
 
     _hand_made_map(tmp_path)
     fig = tmp_path / "fig"
@@ -303,20 +303,25 @@ def test_a_map_is_recomputed_from_its_per_run_table_and_compared_with_a_map_of_r
     stale.to_csv(fig / "t_map.csv", index=False)
     assert headline.map_table(fig, "t").final_mean.tolist() == pytest.approx(written.final_mean.tolist())
 
-    same = regimes.compare_maps(written, written)
-    assert len(same) == 2 * len(regimes.COMPARED) and (same["diff"].dropna() == 0).all()
+    same = runinfo.compare_maps(written, written)
+    assert len(same) == 2 * len(runinfo.COMPARED) and (same["diff"].dropna() == 0).all()
     assert same.inside.dropna().tolist() == [True] * 4  # the last step and AUC have intervals; no Fig 4 here
-    moved = regimes.compare_maps(written, stale)
+    moved = runinfo.compare_maps(written, stale)
     row = moved[(moved.regime == "strategy") & (moved.quantity == "HICRA − GRPO, accuracy at the last step")].iloc[0]
     assert row["diff"] == pytest.approx(0.5) and row.inside is False and row.record == pytest.approx(0.022)
     regimes.run(str(tmp_path), str(fig), "t150", until=150)
     with pytest.raises(ValueError, match=r"not the same map: .*steps \{'strategy': 300"):
-        regimes.compare_maps(fig / "t_map.csv", fig / "t150_map.csv")
+        runinfo.compare_maps(fig / "t_map.csv", fig / "t150_map.csv")
     with pytest.raises(ValueError, match="not the same map: regimes"):
-        regimes.compare_maps(written, written[written.regime == "strategy"])
+        runinfo.compare_maps(written, written[written.regime == "strategy"])
 
     written.to_csv(fig / "t_map.csv", index=False)
-    regimes.main(["--compare", str(fig / "t_map.csv"), str(fig / "t_map.csv")])
+    runs = runinfo.compare_tables(fig / "t_runs.csv", fig / "t_runs.csv")  # a map's runs: joined per regime
+    assert len(runs) == 12 and runs.exact.all() and list(runs.columns[:3]) == ["regime", "arm", "seed"]
+    with pytest.raises(SystemExit):  # a map against a per-run table: refused, not misread
+        runinfo.main(["compare", str(fig / "t_map.csv"), str(fig / "t_runs.csv")])
+    assert "not the same kind of table" in capsys.readouterr().err
+    runinfo.main(["compare", str(fig / "t_map.csv"), str(fig / "t_map.csv")])
     out = capsys.readouterr().out.strip().splitlines()
     assert json.loads(out[-1])["inside"] == 4 and "HICRA − GRPO, area under the curve" in "\n".join(out)
 
