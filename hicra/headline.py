@@ -26,6 +26,7 @@ import sys
 import pandas as pd
 
 from hicra.method.stats import summarise
+from hicra.runinfo import hicra_arm
 from hicra.store.paths import REPO_ROOT, resolve
 from hicra.study import _verdict, comparisons
 
@@ -82,9 +83,11 @@ MAP_ENDPOINTS = (("final", "final"), ("auc", "auc"), ("planning_share_change", "
 
 
 def map_table(figs, tag: str) -> pd.DataFrame | None:
-    """``<tag>_map.csv`` (None without it); where ``<tag>_runs.csv`` exists, each regime's arm means and HICRA - GRPO
-    comparisons (``final_*``, ``auc_*``, ``fig4_*``) recomputed from it, so the per-run table is the source. The
-    warm start's anatomy and the plateau judgement stay the map's (the per-run table does not hold them)."""
+    """``<tag>_map.csv`` (None without it); where ``<tag>_runs.csv`` exists, every regime's arm means and HICRA - GRPO
+    comparisons (``grpo_final``, ``hicra_final``, ``final_*``, ``auc_*``, ``fig4_*``) recomputed from it: the per-run
+    table is the source, and a value it cannot give is NaN, never the map's. The warm start's anatomy and the plateau
+    judgement stay the map's (the per-run table does not hold them). A map and a runs table that name different
+    regimes are refused (write both with ``python -m hicra.regimes``)."""
     map_f, runs_f = figs / f"{tag}_map.csv", figs / f"{tag}_runs.csv"
     if not map_f.exists():
         return None
@@ -92,19 +95,23 @@ def map_table(figs, tag: str) -> pd.DataFrame | None:
     if not runs_f.exists():
         return m
     runs = pd.read_csv(runs_f)
-    for i, r in m.iterrows():
+    finished = set(m.regime[m.final_mean.notna()])
+    if finished != set(runs.regime):
+        raise ValueError(
+            f"{map_f.name} reports regimes {sorted(finished)} with runs, {runs_f.name} has runs of "
+            f"{sorted(set(runs.regime))}: write both from the same runs with python -m hicra.regimes"
+        )
+    for i, r in m[m.regime.isin(finished)].iterrows():
         sub = runs[runs.regime == r.regime].drop(columns=["regime", "environment"], errors="ignore")
-        if not len(sub):
-            continue
-        arm = r.get("hicra_arm", "hicra") if isinstance(r.get("hicra_arm"), str) else "hicra"
-        m.loc[i, "grpo_final"] = float(sub[sub.arm == "grpo"].final.mean())
-        m.loc[i, "hicra_final"] = float(sub[sub.arm == arm].final.mean())
+        arm = r.hicra_arm if isinstance(r.get("hicra_arm"), str) else hicra_arm(sub.arm)
+        m.loc[i, "grpo_final"] = sub[sub.arm == "grpo"].final.mean()  # NaN without runs of the arm
+        m.loc[i, "hicra_final"] = sub[sub.arm == arm].final.mean()
         comp = comparisons(sub.dropna(axis=1, how="all"))
         for endpoint, prefix in MAP_ENDPOINTS:
             c = comp[(comp.endpoint == endpoint) & (comp.arm == arm)] if len(comp) else comp
             for k in ("n", "mean", "lo", "hi", "mde"):
-                if len(c) and (k in ("mean", "lo", "hi") or prefix != "fig4"):  # the map keeps no Fig 4 n or MDE
-                    m.loc[i, f"{prefix}_{k}"] = c.iloc[0][k]
+                if k in ("mean", "lo", "hi") or prefix != "fig4":  # the map keeps no Fig 4 n or MDE
+                    m.loc[i, f"{prefix}_{k}"] = c.iloc[0][k] if len(c) else math.nan
     return m
 
 

@@ -38,7 +38,7 @@ import pandas as pd
 
 from hicra.method.stats import summarise
 from hicra.orchestration.runner import Step
-from hicra.runinfo import check_environments, read_run, train_command, write_runs_table
+from hicra.runinfo import check_environments, hicra_arm, read_run, train_command, write_runs_table
 from hicra.sandbox.anatomy import anatomy, summarize
 from hicra.sandbox.build import SandboxConfig, build, load
 from hicra.stepkit.cli import from_dict
@@ -211,8 +211,7 @@ def analyse(run_dir, until: int | None = None, mixed_environments: bool = False)
         runs = with_failure_shares(per_run(df), d, until)
         tables.append(runs.assign(regime=name))
         comp = comparisons(runs)
-        other = sorted(set(runs.arm) - {"grpo"})  # HICRA's arm: `hicra`, or the one α arm a map ran (hicra-a0.1)
-        arm = "hicra" if "hicra" in other or len(other) != 1 else other[0]
+        arm = hicra_arm(runs.arm)  # `hicra`, or the one α arm a map ran (hicra-a0.1)
         hicra = comp[comp.arm == arm].set_index("endpoint") if len(comp) else pd.DataFrame()
         pick = {
             e: hicra.loc[e].to_dict() if e in hicra.index else {} for e in ("final", "auc", "planning_share_change")

@@ -206,25 +206,73 @@ COMPARED = (  # (quantity, the map's column, its 95 % interval's columns where t
 )
 
 
+def hicra_arm(arms) -> str:
+    """A map regime's HICRA arm from its runs' arm labels: ``hicra``, or the one other arm beside GRPO that a map ran
+    (an α arm such as ``hicra-a0.1``)."""
+    other = sorted(set(arms) - {"grpo"})
+    return "hicra" if "hicra" in other or len(other) != 1 else other[0]
+
+
+def map_arm(m: pd.DataFrame) -> pd.Series:
+    """Each regime's HICRA arm in a map table: its ``hicra_arm`` column (written since the α arms), else ``hicra``
+    (the maps written before it ran GRPO and HICRA only)."""
+    arm = m["hicra_arm"] if "hicra_arm" in m else pd.Series("hicra", index=m.index)
+    return arm.fillna("hicra")
+
+
+def read_map(x, name: str = "map") -> pd.DataFrame:
+    """A regime map's table (``<tag>_map.csv`` or a frame), checked: the columns ``compare_maps`` reads, one row per
+    regime. A file that is not a map's table is refused in one line that names it and what it lacks."""
+    if isinstance(x, pd.DataFrame):
+        m = x
+    else:
+        try:
+            m = pd.read_csv(x)
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"{x} is empty: a map's table is written by python -m hicra.regimes") from None
+        except (IsADirectoryError, PermissionError) as e:
+            raise ValueError(f"{x}: not a readable file ({type(e).__name__}); give a <tag>_map.csv") from None
+        name = str(x)
+    need = ["regime", "seeds", "steps", *(c for _, col, ci in COMPARED for c in (col, *(ci or ())))]
+    lacks = [c for c in need if c not in m]
+    if lacks:
+        raise ValueError(
+            f"{name} is not a regime map's table (it lacks {', '.join(lacks)}): give a <tag>_map.csv written by "
+            "python -m hicra.regimes"
+        )
+    twice = sorted(m.regime[m.regime.duplicated()].unique())
+    if twice:
+        raise ValueError(f"{name} has more than one row for regime(s) {twice}: one row a regime")
+    return m
+
+
 def compare_maps(record, rerun) -> pd.DataFrame:
     """A re-run of a map against the map of record (two ``<tag>_map.csv`` tables, or frames), per regime and
     quantity: both values, ``diff`` (re-run − record) and, where the record keeps a 95 % interval (the HICRA − GRPO
     comparisons; an arm's mean has none), ``inside``: whether the re-run's mean lies in it (None where either side
-    has no value). The maps must be the same design (regimes, seeds, steps): otherwise refused, saying what differs."""
+    has no value). The maps must be the same design: every regime with finished runs in one has them in the other,
+    with the same HICRA arm, number of seeds and steps; otherwise refused, saying what differs. A map keeps the
+    number of seeds, not which: that the re-run used the same seeds is the re-run's plan's to say."""
 
-    a, b = (x if isinstance(x, pd.DataFrame) else pd.read_csv(x) for x in (record, rerun))
-    a, b = (t[t.final_mean.notna()].set_index("regime") for t in (a, b))
-    design = {k: (a[k].to_dict(), b[k].to_dict()) for k in ("seeds", "steps")}
-    if set(a.index) != set(b.index) or any(x != y for x, y in design.values()):
-        raise ValueError(
-            f"not the same map: regimes {sorted(a.index)} vs {sorted(b.index)}, "
-            + ", ".join(f"{k} {x} vs {y}" for k, (x, y) in design.items())
-            + "; a re-run is compared with the map it repeats"
-        )
+    names = [
+        x if isinstance(x, str) else "the record" if k == 0 else "the re-run" for k, x in enumerate((record, rerun))
+    ]
+    a, b = (read_map(x, n) for x, n in zip((record, rerun), names))
+    a, b = (t.assign(hicra_arm=map_arm(t)).set_index("regime") for t in (a, b))
+    done = [set(t.index[t.final_mean.notna()]) for t in (a, b)]
+    if not done[0] and not done[1]:
+        raise ValueError(f"neither {names[0]} nor {names[1]} has a regime with finished runs: nothing to compare")
+    problems = [f"{r} has finished runs in {names[k]} only" for k in (0, 1) for r in sorted(done[k] - done[1 - k])]
+    for r in [r for r in a.index if r in done[0] & done[1]]:  # the record's order
+        for k in ("hicra_arm", "seeds", "steps"):
+            if a.loc[r, k] != b.loc[r, k]:
+                problems.append(f"{r}: {k} {a.loc[r, k]} vs {b.loc[r, k]}")
+    if problems:
+        raise ValueError(f"not the same map ({'; '.join(problems)}): a re-run is compared with the map it repeats")
     rows = []
-    for regime in a.index:
+    for regime in [r for r in a.index if r in done[0]]:  # the record's order
+        ra, rb = a.loc[regime], b.loc[regime]
         for quantity, col, ci in COMPARED:
-            ra, rb = a.loc[regime], b.loc[regime]
             lo, hi = (float(ra[ci[0]]), float(ra[ci[1]])) if ci else (math.nan, math.nan)
             known = ci and all(map(math.isfinite, (lo, hi, float(rb[col]))))  # e.g. no Fig 4 without failures
             rows.append(
@@ -263,14 +311,24 @@ def main(argv=None):
         return
     for f in (a.a, a.b):
         if not Path(f).is_file():
-            ap.error(f"{f} not found: a per-run table is written by python -m hicra.study (figures/<tag>_runs.csv)")
-    ta, tb = pd.read_csv(a.a), pd.read_csv(a.b)
+            what = "not a file" if Path(f).exists() else "not found"
+            ap.error(
+                f"{f}: {what}; give a per-run table (python -m hicra.study writes figures/<tag>_runs.csv) or a "
+                "regime map (python -m hicra.regimes writes figures/<tag>_map.csv)"
+            )
+    tables = []
+    for f in (a.a, a.b):
+        try:
+            tables.append(pd.read_csv(f))
+        except pd.errors.EmptyDataError:
+            ap.error(f"{f} is empty: compare two per-run tables (figures/<study>_runs.csv) or two maps (<tag>_map.csv)")
+    ta, tb = tables
     maps = ["final_mean" in t and "regime" in t for t in (ta, tb)]
     if maps[0] != maps[1]:
         ap.error(f"{a.a} and {a.b} are not the same kind of table: compare two per-run tables or two maps")
     if all(maps):
         try:
-            t = compare_maps(ta, tb)
+            t = compare_maps(a.a, a.b)
         except ValueError as e:
             ap.error(str(e))
         with pd.option_context("display.width", 160, "display.max_columns", 20):
@@ -278,6 +336,9 @@ def main(argv=None):
         has = t[t.inside.notna()]
         print(json.dumps({"record": a.a, "rerun": a.b, "inside": int(has.inside.sum()), "of": len(has)}))
         return
+    need = [c for c in ("arm", "seed") if c not in ta or c not in tb]
+    if need:
+        ap.error(f"{a.a} or {a.b} lacks {', '.join(need)}: compare two per-run tables (figures/<study>_runs.csv)")
     t = compare_tables(ta, tb)
     print(t.to_string(index=False))
     print(f"{int(t.exact.sum())} of {len(t)} runs equal to the digit in every endpoint")

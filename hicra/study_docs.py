@@ -18,7 +18,7 @@ import sys
 
 import pandas as pd
 
-from hicra.headline import study_comparisons
+from hicra.headline import map_table, study_comparisons
 from hicra.method.stats import holm, summarise
 from hicra.runinfo import compare_maps, compare_tables
 from hicra.store.paths import REPO_ROOT, resolve
@@ -199,19 +199,34 @@ def regimes_long_per_seed(figs) -> str:
 
 def map_reproduction(figs, record: str = "regimes", rerun: str = "regimes-lock") -> str:
     """A regime map's re-run against the map of record (run 7's primary check), from figures/<record>_map.csv and
-    figures/<rerun>_map.csv (``hicra.runinfo.compare_maps``): per regime, each arm's mean and each HICRA - GRPO
-    comparison, the difference, and whether the re-run's mean lies inside the record's 95 % interval."""
-    t = compare_maps(figs / f"{record}_map.csv", figs / f"{rerun}_map.csv")
+    figures/<rerun>_map.csv, each recomputed from its per-run table where one is committed (``headline.map_table``,
+    as the README's headline is), compared by ``hicra.runinfo.compare_maps``: per regime, the warm start, each arm's
+    mean and each HICRA - GRPO comparison, the difference, and whether the re-run's mean lies inside the record's 95 %
+    interval."""
+
+    tables = [map_table(figs, tag) for tag in (record, rerun)]
+    for tag, t in zip((record, rerun), tables):
+        if t is None:
+            raise FileNotFoundError(f"figures/{tag}_map.csv not found: python -m hicra.regimes writes it")
+    t = compare_maps(*tables)
+
+    def cell(m, lo, hi) -> str:  # points; a mean with its interval where there is one; — where there is no value
+        if math.isnan(m):
+            return "—"
+        return f"{100 * m:.1f}" if math.isnan(lo) else f"{_p(m)} [{_p(lo)}, {_p(hi)}]"
+
     lines = [
-        "| regime | quantity | map of record | re-run | re-run − record (points) | re-run inside the record's 95 % "
-        "CI |",
+        "| regime | quantity (points) | map of record | re-run | re-run − record | re-run inside the record's 95 % CI "
+        "|",
         "|---|---|---|---|---|---|",
     ]
     for _, r in t.iterrows():
-        rec = f"{r.record:.3f}" if math.isnan(r.record_lo) else f"{_p(r.record)} [{_p(r.record_lo)}, {_p(r.record_hi)}]"
-        new = f"{r.rerun:.3f}" if math.isnan(r.rerun_lo) else f"{_p(r.rerun)} [{_p(r.rerun_lo)}, {_p(r.rerun_hi)}]"
         inside = "" if r.inside is None else ("yes" if r.inside else "**no**")
-        lines.append(f"| {r.regime} | {r.quantity} | {rec} | {new} | {_p(r['diff'])} | {inside} |")
+        diff = "—" if math.isnan(r["diff"]) else _p(r["diff"])
+        lines.append(
+            f"| {r.regime} | {r.quantity} | {cell(r.record, r.record_lo, r.record_hi)} | "
+            f"{cell(r.rerun, r.rerun_lo, r.rerun_hi)} | {diff} | {inside} |"
+        )
     has = t[t.inside.notna()]
     lines.append(
         f"\n{int(has.inside.sum())} of {len(has)} HICRA − GRPO means of the re-run lie inside the map of record's 95 % "

@@ -102,4 +102,4 @@ def test_a_map_rerun_is_rendered_against_the_map_of_record(tmp_path):
     auc = [line for line in text.splitlines() if "area under the curve" in line]
     assert len(auc) == 3 and all(line.endswith(" | **no** |") for line in auc), auc
     assert text.endswith("6 of 9 HICRA − GRPO means of the re-run lie inside the map of record's 95 % interval.")
-    assert "| v2 | GRPO, accuracy at the last step | 0.637 | 0.637 | +0.0 |  |" in text  # an arm mean: no CI
+    assert "| v2 | GRPO, accuracy at the last step | 63.7 | 63.7 | +0.0 |  |" in text  # an arm mean: no CI

@@ -2,6 +2,7 @@
 builder makes every profile's training command; runs from different environments are not paired unasked."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -192,7 +193,7 @@ def test_a_rerun_is_compared_to_its_run_per_seed(tmp_path):
         text=True,
         timeout=300,
     )
-    assert r.returncode == 2 and "nope.csv not found" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "nope.csv: not found" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_a_runs_alpha_is_read_without_the_torch_rules():
@@ -205,3 +206,85 @@ def test_a_runs_alpha_is_read_without_the_torch_rules():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.split() == ["True", "True", "False", "hicra-a0.1"]
+
+
+MAP = ROOT / "figures" / "regimes_map.csv"
+
+
+def _variant(tmp_path, name, change):
+    """A hand-made variant of the committed regime map, written as ``<name>.csv``."""
+    f = tmp_path / f"{name}.csv"
+    if isinstance(change, str):
+        f.write_text(change)
+    else:
+        change(pd.read_csv(MAP)).to_csv(f, index=False)
+    return str(f)
+
+
+@pytest.mark.parametrize(
+    "name,change,message",
+    [
+        ("empty", "", r"empty\.csv is empty"),
+        ("header", "regime,final_mean\n", r"header\.csv is not a regime map's table \(it lacks seeds, steps"),
+        (
+            "noseeds",
+            lambda m: m.drop(columns=["seeds"]),
+            r"noseeds\.csv is not a regime map's table \(it lacks seeds\)",
+        ),
+        ("nofig4", lambda m: m.drop(columns=["fig4_lo"]), r"it lacks fig4_lo\)"),
+        ("twice", lambda m: pd.concat([m, m.iloc[[0]]]), r"more than one row for regime\(s\) \['strategy'\]"),
+        (
+            "alpha",
+            lambda m: m.assign(hicra_arm="hicra-a0.1"),
+            r"not the same map \(strategy: hicra_arm hicra vs hicra-a0",
+        ),
+        ("steps", lambda m: m.assign(steps=[300, 600, 300]), r"not the same map \(v2: steps 300 vs 600\)"),
+        (
+            "unfinished",
+            lambda m: m.assign(final_mean=[float("nan"), *m.final_mean[1:]]),
+            r"strategy has finished runs in figures/regimes_map\.csv only",
+        ),
+        ("runs", lambda m: pd.read_csv(ROOT / "figures" / "study_runs.csv"), "not the same kind of table"),
+    ],
+)
+def test_comparing_maps_refuses_what_is_not_the_same_map_in_one_line(tmp_path, capsys, name, change, message):
+    """``python -m hicra.runinfo compare RECORD RERUN`` on a re-run map that is broken or of another design (another
+    HICRA arm, horizon, an unfinished regime, a duplicated row, a per-run table): one line that names the file and what
+    differs or lacks, exit 2; never a traceback, never a comparison of different designs."""
+    from hicra import runinfo
+
+    with pytest.raises(SystemExit) as e:
+        runinfo.main(["compare", "figures/regimes_map.csv", _variant(tmp_path, name, change)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and err[-1].startswith("python -m hicra.runinfo: error: "), err
+    assert re.search(message, err[-1]), err[-1]
+    with pytest.raises(SystemExit):  # a folder is not a table
+        runinfo.main(["compare", "figures/regimes_map.csv", str(tmp_path)])
+    assert "not a file" in capsys.readouterr().err
+
+
+def test_a_map_whose_per_run_table_cannot_give_a_value_shows_none_not_the_maps(tmp_path):
+    """The headline's map rows come from the per-run table: an α arm is found without a ``hicra_arm`` column (as the
+    analysis finds it), a regime with one arm or no Fig 4 values gets NaN (never the map's old number beside a
+    recomputed one), and a runs table of other regimes than the map's is refused."""
+    from hicra.headline import map_table
+
+    m = pd.read_csv(MAP)
+    runs = pd.read_csv(ROOT / "figures" / "study-replication_runs.csv")
+    both = lambda r: pd.concat([r.assign(regime=g) for g in m.regime])  # noqa: E731  (the same runs in every regime)
+    m.to_csv(tmp_path / "t_map.csv", index=False)
+    alpha = runs.assign(arm=runs.arm.replace({"hicra": "hicra-a0.1"}))
+    both(alpha).to_csv(tmp_path / "t_runs.csv", index=False)
+    t = map_table(tmp_path, "t")
+    want = study.comparisons(runs.drop(columns=["environment"]).dropna(axis=1, how="all")).set_index("endpoint")
+    assert t.final_mean.tolist() == pytest.approx([want.loc["final", "mean"]] * 3)
+    assert t.hicra_final.tolist() == pytest.approx([runs[runs.arm == "hicra"].final.mean()] * 3)
+
+    both(runs.drop(columns=["planning_share_change"])).to_csv(tmp_path / "t_runs.csv", index=False)
+    assert map_table(tmp_path, "t").fig4_mean.isna().all()  # no Fig 4 in the runs: none, not the map's −4.0 …
+    both(runs[runs.arm == "grpo"]).to_csv(tmp_path / "t_runs.csv", index=False)
+    one = map_table(tmp_path, "t")
+    assert one.final_mean.isna().all() and one.hicra_final.isna().all() and one.grpo_final.notna().all()
+    runs.assign(regime="v2").to_csv(tmp_path / "t_runs.csv", index=False)
+    with pytest.raises(ValueError, match=r"t_map\.csv reports regimes \['execution', 'strategy', 'v2'\] with runs"):
+        map_table(tmp_path, "t")

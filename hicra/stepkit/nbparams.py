@@ -5,7 +5,7 @@ right after the notebook's ``parameters`` cell, and only *warns* about names the
 ``papermill 02_train.ipynb out.ipynb -p seeed 3`` would run seed 0 and exit 0. A notebook builds its config with
 ``from_params(Config, globals())`` from this module: it reads the kernel's own input history (IPython's ``In``),
 finds papermill's injected cell and the parameters cell before it, and raises one line naming each unknown
-parameter and the declared name nearest to it, then builds the config as ``hicra.stepkit.config.from_params`` does.
+parameter and the declared name nearest to it, then builds the config as ``hicra.stepkit.steps.from_params`` does.
 
     from hicra.stepkit.nbparams import from_params
     cfg = from_params(TrainStepConfig, globals())   # UnknownParameter: notebook parameter 'seeed' ... 'seed'?
