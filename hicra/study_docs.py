@@ -235,6 +235,40 @@ def map_reproduction(figs, record: str = "regimes", rerun: str = "regimes-lock")
     return "\n".join(lines)
 
 
+def _3(values) -> str:
+    """Per-seed fractions as the 3-decimal tables keep them, with the typographic minus: −0.001 +0.024."""
+    return " ".join(f"{float(x):+.3f}".replace("-", "−") for x in values)
+
+
+def regimes_long_interim_at300(figs) -> str:
+    """The superseded 6-seed look at the strategy regime read at step 300 against the map's same seeds, from
+    figures/archive/regimes-long-interim-at300_map.csv and figures/regimes_map.csv (3-decimal per-seed values)."""
+    look = pd.read_csv(figs / "archive" / "regimes-long-interim-at300_map.csv").set_index("regime").loc["strategy"]
+    ours = str(look.hicra_minus_grpo_per_seed).split()
+    theirs = str(pd.read_csv(figs / "regimes_map.csv").set_index("regime").hicra_minus_grpo_per_seed["strategy"])
+    theirs = theirs.split()[: len(ours)]  # the map's seeds are 2000-2007; the look finished the first len(ours)
+    same = [str(2000 + i) for i, (x, y) in enumerate(zip(ours, theirs)) if x == y]
+    return (
+        f"* HICRA − GRPO at step 300 per seed (2000–{2000 + len(ours) - 1}): this look {_3(ours)}; the map "
+        f"{_3(theirs)}; equal to the digit: seeds {', '.join(same)} "
+        "(`figures/archive/regimes-long-interim-at300_map.csv`, `figures/regimes_map.csv`)."
+    )
+
+
+def regimes_long_interim_per_seed(figs) -> str:
+    """The superseded 6-seed look at step 600, HICRA - GRPO per seed, from
+    figures/archive/regimes-long-interim_comparisons.csv."""
+    comp = pd.read_csv(figs / "archive" / "regimes-long-interim_comparisons.csv")
+    parts = [
+        f"{name} {_3(comp[comp.endpoint == e].iloc[0].per_seed.split())}"
+        for e, name in (("final", "accuracy"), ("auc", "AUC"), ("planning_share_change", "Fig 4"))
+    ]
+    return (
+        f"* **Per seed** (2000–2005, step 600): {'; '.join(parts)} "
+        "(`figures/archive/regimes-long-interim_comparisons.csv`)."
+    )
+
+
 BLOCKS = {
     "run5-table": run5_table,
     "run6-table": lambda figs: run5_table(figs, "replication-lock"),
@@ -243,6 +277,8 @@ BLOCKS = {
     "run4-per-seed": run4_per_seed,
     "pr4997-table": pr4997_table,
     "regimes-long-per-seed": regimes_long_per_seed,
+    "regimes-long-interim-at300": regimes_long_interim_at300,
+    "regimes-long-interim-per-seed": regimes_long_interim_per_seed,
 }
 
 
