@@ -147,7 +147,7 @@ def seed_list(seeds, n: int) -> list[int]:
 @dataclasses.dataclass
 class StudyConfig(StepConfig):
     run_dir: str = "runs/study"  # holds train-<arm>-s<seed>/ folders
-    tag: str = "study"  # figure and table names: <tag>_effects.png, <tag>_comparisons.csv, ...
+    tag: str | None = None  # figure and table names, <tag>_effects.png ...; default: the run folder's name
     reference: str = "grpo"  # every planned comparison is <arm> - reference, paired by seed
     primary: str = "hicra"  # the arm of the primary comparison
     mixed_environments: bool = False  # pair runs computed in different environments (said, not refused)
@@ -386,6 +386,7 @@ def run(cfg: StudyConfig) -> dict:
     """The analysis behind notebook 07 and ``python -m hicra.study``: tables, figures, the claims table."""
 
     setup_style()
+    tag = cfg.tag or resolve(cfg.run_dir).name  # runs/study-replication -> study-replication_*: no other study's files
     df = load(cfg.run_dir, cfg.mixed_environments)
     runs = with_failure_shares(per_run(df), cfg.run_dir)
     comp = comparisons(runs, cfg.reference)
@@ -404,21 +405,22 @@ def run(cfg: StudyConfig) -> dict:
     figs = resolve(cfg.figures_dir)
     figs.mkdir(parents=True, exist_ok=True)
     runs.to_csv(resolve(cfg.run_dir) / "study_runs.csv", index=False)
-    write_runs_table(runs, figs / f"{cfg.tag}_runs.csv")
-    arms.to_csv(figs / f"{cfg.tag}_arms.csv", index=False)
-    comp.to_csv(figs / f"{cfg.tag}_comparisons.csv", index=False)
-    (figs / f"{cfg.tag}_claims.md").write_text(claims_markdown(cl, warm, slope))
+    write_runs_table(runs, figs / f"{tag}_runs.csv")
+    arms.to_csv(figs / f"{tag}_arms.csv", index=False)
+    comp.to_csv(figs / f"{tag}_comparisons.csv", index=False)
+    (figs / f"{tag}_claims.md").write_text(claims_markdown(cl, warm, slope))
 
     paths = [
-        save_figure(fig_curves(df), f"{cfg.tag}_curves", cfg.figures_dir),
-        save_figure(fig_effects(comp, cfg.reference), f"{cfg.tag}_effects", cfg.figures_dir),
+        save_figure(fig_curves(df), f"{tag}_curves", cfg.figures_dir),
+        save_figure(fig_effects(comp, cfg.reference), f"{tag}_effects", cfg.figures_dir),
     ]
     if math.isfinite(slope["slope"]):
         on = runs.method.isin(["grpo", "hicra"]) & runs.alpha.notna() & runs.seed.isin(slope.get("seeds") or [])
         recipe = sweep_recipe(cfg.run_dir, runs[on])
-        paths.append(save_figure(fig_alpha_sweep(runs, slope, recipe), f"{cfg.tag}_alpha_sweep", cfg.figures_dir))
+        paths.append(save_figure(fig_alpha_sweep(runs, slope, recipe), f"{tag}_alpha_sweep", cfg.figures_dir))
     summary = {
         "run_dir": str(resolve(cfg.run_dir)),
+        "tag": tag,
         "runs": len(runs),
         "warm_start": warm,
         "arms": {a: int(n) for a, n in zip(arms.arm, arms.seeds)},

@@ -257,7 +257,10 @@ def _hand_made_map(tmp_path):
                 r.mkdir()
                 top = 0.6 + 0.01 * seed + (gain + 0.002 * seed if arm == "hicra" else 0)
                 lines = [{"step": s, "val_accuracy": 0.35 + (top - 0.35) * min(1, s / 200)} for s in range(0, 301, 25)]
-                lines += [{"step": s, "semantic_entropy": 5.0 - 0.001 * s} for s in range(1, 301)]
+                lines += [
+                    {"step": s, "semantic_entropy": 5.0 - 0.001 * s, "length": 50, "planning_ratio": 0.3}
+                    for s in range(1, 301)
+                ]
                 (r / "metrics.jsonl").write_text(
                     "".join(json.dumps(x) + "\n" for x in sorted(lines, key=lambda x: x["step"]))
                 )
@@ -284,6 +287,17 @@ def test_regime_map_analysis_on_hand_made_runs(tmp_path):
     assert early["strategy"]["final_mean"] == pytest.approx(0.75 * 0.022) and early["strategy"]["steps"] == 150
     assert early["strategy"]["grpo_plateau"] is False and early["strategy"]["grpo_last50"] > 0
     assert (tmp_path / "regimes-until150.json").exists() and (tmp_path / "fig" / "t150_map.csv").exists()
+
+
+def test_a_study_without_a_tag_names_its_files_after_its_run_folder(tmp_path):
+    """``python -m hicra.study --run_dir runs/replication-lock`` writes ``replication-lock_*``: without ``--tag`` the
+    tables take the run folder's name (they took ``study``, so analysing any other study overwrote run 4's files)."""
+    _hand_made_map(tmp_path)
+    figs = tmp_path / "f"
+    study.main(["--run_dir", str(tmp_path / "strategy"), "--figures_dir", str(figs)])
+    assert json.loads((tmp_path / "strategy" / "study.json").read_text())["tag"] == "strategy"
+    assert (figs / "strategy_comparisons.csv").exists() and (figs / "strategy_runs.csv").exists()
+    assert not list(figs.glob("study_*"))
 
 
 def test_a_map_is_recomputed_from_its_per_run_table_and_compared_with_a_map_of_record(tmp_path, capsys):
