@@ -383,7 +383,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run_dir", default="runs/regimes", help="the map's folder (one sub-folder per regime)")
     ap.add_argument("--figures_dir", default="figures", help="where the map's figure and table go")
-    ap.add_argument("--tag", default=None, help="figure and table names: <tag>_map.png (default: the folder's name)")
+    ap.add_argument(
+        "--tag",
+        default=None,
+        help="figure and table names: <tag>_map.png (default: the folder's name; with --until N, <name>-atN)",
+    )
     ap.add_argument("--warm_start", choices=list(REGIMES), help="build this regime's warm start and write its anatomy")
     ap.add_argument("--out", help="with --warm_start: the anatomy JSON to write; with --continue_from: the folder")
     ap.add_argument("--continue_from", help="copy this regime folder's finished runs into --out, to continue them")
@@ -417,7 +421,9 @@ def _main(a, ap):
             ap.error("--warm_start needs --out FILE")
         emit(warm_start(a.warm_start, a.out))
         return
-    emit(run(a.run_dir, a.figures_dir, a.tag or resolve(a.run_dir).name, a.until, a.mixed_environments == "true"))
+    name = resolve(a.run_dir).name
+    tag = a.tag or (name if a.until is None else f"{name}-at{a.until}")  # an earlier horizon: not the map's files
+    emit(run(a.run_dir, a.figures_dir, tag, a.until, a.mixed_environments == "true"))
 
 
 if __name__ == "__main__":

@@ -287,6 +287,8 @@ def test_regime_map_analysis_on_hand_made_runs(tmp_path):
     assert early["strategy"]["final_mean"] == pytest.approx(0.75 * 0.022) and early["strategy"]["steps"] == 150
     assert early["strategy"]["grpo_plateau"] is False and early["strategy"]["grpo_last50"] > 0
     assert (tmp_path / "regimes-until150.json").exists() and (tmp_path / "fig" / "t150_map.csv").exists()
+    regimes.main(["--run_dir", str(tmp_path), "--figures_dir", str(tmp_path / "cli"), "--until", "150"])
+    assert [p.name for p in (tmp_path / "cli").glob("*_map.csv")] == [f"{tmp_path.name}-at150_map.csv"]  # not the map's
 
 
 def test_a_study_without_a_tag_names_its_files_after_its_run_folder(tmp_path):
