@@ -3,7 +3,7 @@
 Code written before the move keeps working: importing an old name (``import hicra.tagger``, ``from hicra import
 tagger``, ``from hicra.tagger import PlanningTagger``, a pickle that names ``hicra.train_config``) returns the very
 module object of the new name, so ``monkeypatch.setattr(hicra.tagger, ...)`` patches the real module, and says once
-per process, with a ``DeprecationWarning``, where the module lives now. The old names go in hicra ``REMOVED_IN``.
+per process, with a ``DeprecationWarning``, where the module lives now. The old names go in 0.7.0 (``REMOVED_IN``).
 
 One ``sys.meta_path`` finder does it (installed by ``hicra/__init__.py``), so the top level holds no shim files: the
 modules there are the ones a user runs (``python -m hicra.<step>``).

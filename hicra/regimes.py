@@ -5,7 +5,7 @@ In sandbox v2 RL removes planning failures first and what is left is arithmetic,
 regime only. This module builds worlds whose warm starts sit at different points of that axis, measures each warm
 start's anatomy (execution error rate, planning error rate, careful-search share), trains GRPO and HICRA with the
 same recipe in each, and puts HICRA - GRPO (paired by seed, 95 % t-interval) against the warm start's execution
-error rate. The regimes are fixed a priori (README, "The regime map: pre-registered plan"):
+error rate. The regimes are fixed a priori (docs/study.md, "The regime map: pre-registered plan"):
 
     strategy   execution consolidated, strategy the bottleneck: twice the SFT steps (6,000), careful searches
                rare in the warm-start traces (p_careful 0.25) and no deduction hints (p_hint 0)
@@ -19,7 +19,7 @@ error rate. The regimes are fixed a priori (README, "The regime map: pre-registe
     python -m hicra.regimes --run_dir runs/regimes            # the analysis alone, on the finished runs
     python -m hicra.regimes --run_dir runs/regimes-long --until 300 --tag regimes-long-at300   # an earlier horizon
     python -m hicra.regimes --warm_start strategy --out F     # build one regime's warm start, write its anatomy
-    python -m hicra.runinfo compare figures/regimes_map.csv figures/regimes-lock_map.csv   # a re-run vs the record
+    python -m hicra.runinfo compare figures/regimes_map.csv figures/<rerun>_map.csv   # a re-run vs the record
 
 How: one folder per regime under the run folder, each a study (``train-<arm>-s<seed>/``, ``hicra.study``'s
 endpoints, the Fig 4 endpoint included), beside ``warm_start.json`` (the build and its anatomy).

@@ -18,7 +18,7 @@ and the regime map each built their own ``python -m hicra.train`` command (α ar
 
     python -m hicra.runinfo read runs/study/train-hicra-s0
     python -m hicra.runinfo compare figures/study-replication_runs.csv figures/replication-lock_runs.csv
-    python -m hicra.runinfo compare figures/regimes_map.csv figures/regimes-lock_map.csv
+    python -m hicra.runinfo compare figures/regimes_map.csv figures/<rerun>_map.csv   # e.g. run 7, once in
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ server as a child process, waits until ``/health`` answers and the model is list
 
 The same client commands point at a GPU box's server unchanged: ``python -m hicra.serve Qwen/Qwen2.5-7B-Instruct
 --device cuda --host 0.0.0.0`` (or ``vllm serve Qwen/Qwen2.5-7B-Instruct``) there, and ``--base_url
-http://HOST:8000/v1 --llm_model Qwen/Qwen2.5-7B-Instruct`` here (README "Strategic grams").
+http://HOST:8000/v1 --llm_model Qwen/Qwen2.5-7B-Instruct`` here (docs/real-text.md, "Strategic grams").
 """
 
 from __future__ import annotations

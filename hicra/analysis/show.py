@@ -8,7 +8,7 @@ log-probabilities of planning vs execution tokens. Views are HTML (every piece o
 figures, so the same view works in a notebook, a test or a script.
 
     from hicra.analysis import show
-    batch = show.rollout_batch(model, tok, tagger, prompts, rewards_fn, group_size=4)
+    batch = show.rollout_batch(model, tok, tagger, kinds, prompts, reward, group_size=4)   # as hicra.analysis.tour
     display(HTML(show.batch_html(batch, tok)))      # planning tokens by kind, entropy underline, A / Â
     show.plot_advantages(batch)                      # GRPO's A vs HICRA's Â, token by token
     show.update_table(model, batch)                  # one update of each method from the same state

@@ -1,7 +1,12 @@
 """The pipeline's results page: each step's headline numbers, from the files the steps wrote.
 
-from hicra.orchestration.report import results_markdown
-md = results_markdown("sandbox", Path("runs/demo"), log)   # -> figures/results_<profile>.md
+Why: after ``make demo`` a user wants one page that says what each step found, not nine run folders to open.
+``hicra.pipeline`` calls this at the end of a run (``log``: one record per step, its status and seconds) and writes
+the text to ``figures/results_<profile>.md``; this module only renders it.
+
+    from pathlib import Path
+    from hicra.orchestration.report import results_markdown
+    text = results_markdown("sandbox", Path("runs/demo"), log)   # the page as markdown text
 """
 
 from __future__ import annotations

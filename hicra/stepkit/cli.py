@@ -6,9 +6,10 @@ parameter, a YAML key and a ``--key value`` flag mean the same thing. Every valu
 conventions hold (``--flag`` / ``--no_flag`` for booleans, TrlParser's ``--config FILE``), so an open-r1 command
 line means the same here.
 
+    from hicra.grams.step import GramsConfig
     from hicra.stepkit.cli import load_config, parse_cli
-    cfg = load_config(BuildConfig, "configs/sandbox.yaml", ["--seed", "3"])
-    cfg = parse_cli(BuildConfig)        # sys.argv; --help prints every option
+    cfg = load_config(GramsConfig, "configs/grams_sandbox.yaml", ["--seed", "3"])
+    cfg = parse_cli(GramsConfig)        # sys.argv; --help prints every option
 """
 
 from __future__ import annotations
