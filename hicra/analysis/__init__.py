@@ -4,4 +4,6 @@
 May import: every floor below (``hicra.method``, ``hicra.training``, ``hicra.stepkit``, ``hicra.store``), the sandbox
 and the steps' entry points whose files it reads (``hicra.error_analysis``); never ``hicra.study`` and the drivers
 above it (they import this package).
+
+    from hicra.analysis import show, tour              # notebook 00: t = tour.setup(tour.TourConfig()); show.*
 """

@@ -5,4 +5,7 @@ planning vs execution entropy, pass@k; ``dynamics``: what one per-step metrics l
 test the project reports (``stats``).
 
 May import: ``hicra.store`` (the strategic-gram file format). No TRL; torch only where a rule computes on tensors.
+
+    from hicra.method.advantage import hicra_advantages
+    A_hat = hicra_advantages(A, planning_mask)        # A + 0.2·|A| on planning tokens, A elsewhere
 """

@@ -5,4 +5,7 @@ strategic-gram file format (``sgfile``), the OpenAI-compatible chat client (``ll
 every error that refuses a name (``names``).
 
 May import: nothing of ``hicra`` outside this package (the bottom floor). No torch.
+
+    from hicra.store.io import read_metrics, write_json
+    lines = read_metrics("runs/demo/train-hicra-s0/metrics.jsonl")   # whole lines only, a torn last line skipped
 """
