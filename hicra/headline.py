@@ -95,7 +95,7 @@ def map_table(figs, tag: str) -> pd.DataFrame | None:
     if not runs_f.exists():
         return m
     runs = pd.read_csv(runs_f)
-    finished = set(m.regime[m.final_mean.notna()])
+    finished = set(m.regime[m.seeds.notna()]) if "seeds" in m else set(m.regime[m.final_mean.notna()])  # with runs
     if finished != set(runs.regime):
         raise ValueError(
             f"{map_f.name} reports regimes {sorted(finished)} with runs, {runs_f.name} has runs of "

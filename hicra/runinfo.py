@@ -259,7 +259,7 @@ def compare_maps(record, rerun) -> pd.DataFrame:
     ]
     a, b = (read_map(x, n) for x, n in zip((record, rerun), names))
     a, b = (t.assign(hicra_arm=map_arm(t)).set_index("regime") for t in (a, b))
-    done = [set(t.index[t.final_mean.notna()]) for t in (a, b)]
+    done = [set(t.index[t.seeds.notna()]) for t in (a, b)]  # regimes with runs (a warm start alone has no seeds)
     if not done[0] and not done[1]:
         raise ValueError(f"neither {names[0]} nor {names[1]} has a regime with finished runs: nothing to compare")
     problems = [f"{r} has finished runs in {names[k]} only" for k in (0, 1) for r in sorted(done[k] - done[1 - k])]

@@ -241,7 +241,7 @@ def _variant(tmp_path, name, change):
         ("steps", lambda m: m.assign(steps=[300, 600, 300]), r"not the same map \(v2: steps 300 vs 600\)"),
         (
             "unfinished",
-            lambda m: m.assign(final_mean=[float("nan"), *m.final_mean[1:]]),
+            lambda m: m.assign(seeds=[float("nan"), *m.seeds[1:]]),  # its warm start only: no runs
             r"strategy has finished runs in figures/regimes_map\.csv only",
         ),
         ("runs", lambda m: pd.read_csv(ROOT / "figures" / "study_runs.csv"), "not the same kind of table"),
