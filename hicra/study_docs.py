@@ -183,16 +183,20 @@ def pr4997_table(figs) -> str:
     return "\n".join(lines)
 
 
+PER_SEED_ENDPOINTS = (("final", "accuracy"), ("auc", "AUC"), ("planning_share_change", "Fig 4"))
+
+
+def _per_seed_endpoints(comp: pd.DataFrame, fmt) -> str:
+    """``accuracy …; AUC …; Fig 4 …``: each endpoint's per-seed values of a comparisons table, ``fmt(row)`` each."""
+    return "; ".join(f"{name} {fmt(comp[comp.endpoint == e].iloc[0])}" for e, name in PER_SEED_ENDPOINTS)
+
+
 def regimes_long_per_seed(figs) -> str:
     """The strategy regime at step 600, HICRA - GRPO per seed, from figures/regimes-long_comparisons.csv."""
     comp = pd.read_csv(figs / "regimes-long_comparisons.csv")
-    comp = comp[comp.seeds == "8 seeds"]
-    parts = [
-        f"{name} {_seeds(comp[comp.endpoint == e].iloc[0])}"
-        for e, name in (("final", "accuracy"), ("auc", "AUC"), ("planning_share_change", "Fig 4"))
-    ]
+    parts = _per_seed_endpoints(comp[comp.seeds == "8 seeds"], _seeds)
     return (
-        f"* **Per seed** (points, 2000–2007): {'; '.join(parts)} (from the 3-decimal per-seed values of "
+        f"* **Per seed** (points, 2000–2007): {parts} (from the 3-decimal per-seed values of "
         "`figures/regimes-long_comparisons.csv`; its runs' per-run values are not committed)."
     )
 
@@ -259,14 +263,8 @@ def regimes_long_interim_per_seed(figs) -> str:
     """The superseded 6-seed look at step 600, HICRA - GRPO per seed, from
     figures/archive/regimes-long-interim_comparisons.csv."""
     comp = pd.read_csv(figs / "archive" / "regimes-long-interim_comparisons.csv")
-    parts = [
-        f"{name} {_3(comp[comp.endpoint == e].iloc[0].per_seed.split())}"
-        for e, name in (("final", "accuracy"), ("auc", "AUC"), ("planning_share_change", "Fig 4"))
-    ]
-    return (
-        f"* **Per seed** (2000–2005, step 600): {'; '.join(parts)} "
-        "(`figures/archive/regimes-long-interim_comparisons.csv`)."
-    )
+    parts = _per_seed_endpoints(comp, lambda r: _3(r.per_seed.split()))
+    return f"* **Per seed** (2000–2005, step 600): {parts} (`figures/archive/regimes-long-interim_comparisons.csv`)."
 
 
 BLOCKS = {
