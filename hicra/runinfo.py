@@ -246,17 +246,16 @@ def read_map(x, name: str = "map") -> pd.DataFrame:
     return m
 
 
-def compare_maps(record, rerun) -> pd.DataFrame:
+def compare_maps(record, rerun, names: tuple | None = None) -> pd.DataFrame:
     """A re-run of a map against the map of record (two ``<tag>_map.csv`` tables, or frames), per regime and
     quantity: both values, ``diff`` (re-run − record) and, where the record keeps a 95 % interval (the HICRA − GRPO
     comparisons; an arm's mean has none), ``inside``: whether the re-run's mean lies in it (None where either side
     has no value). The maps must be the same design: every regime with finished runs in one has them in the other,
     with the same HICRA arm, number of seeds and steps; otherwise refused, saying what differs. A map keeps the
-    number of seeds, not which: that the re-run used the same seeds is the re-run's plan's to say."""
+    number of seeds, not which: that the re-run used the same seeds is the re-run's plan's to say. ``names``: what
+    the messages call the two tables (default: their paths, or "the record" / "the re-run" for frames)."""
 
-    names = [
-        x if isinstance(x, str) else "the record" if k == 0 else "the re-run" for k, x in enumerate((record, rerun))
-    ]
+    names = names or [x if isinstance(x, str) else k for x, k in zip((record, rerun), ("the record", "the re-run"))]
     a, b = (read_map(x, n) for x, n in zip((record, rerun), names))
     a, b = (t.assign(hicra_arm=map_arm(t)).set_index("regime") for t in (a, b))
     done = [set(t.index[t.seeds.notna()]) for t in (a, b)]  # regimes with runs (a warm start alone has no seeds)
@@ -328,7 +327,7 @@ def main(argv=None):
         ap.error(f"{a.a} and {a.b} are not the same kind of table: compare two per-run tables or two maps")
     if all(maps):
         try:
-            t = compare_maps(a.a, a.b)
+            t = compare_maps(ta, tb, names=(a.a, a.b))  # the frames read above, named by their files
         except ValueError as e:
             ap.error(str(e))
         with pd.option_context("display.width", 160, "display.max_columns", 20):
