@@ -239,6 +239,46 @@ def map_reproduction(figs, record: str = "regimes", rerun: str = "regimes-lock")
     return "\n".join(lines)
 
 
+def map_result(figs, tag: str = "regimes-lock") -> str:
+    """A regime map's pre-registered table (docs/study.md "The regime map: pre-registered plan"), one row per
+    regime, from figures/<tag>_map.csv with its comparisons recomputed from the per-run table where one is committed
+    (``headline.map_table``): the warm start's anatomy, each arm's mean at the last step, HICRA - GRPO at the last
+    step (n, MDE), its AUC and Fig 4 endpoint, GRPO's last 50 steps (the plateau check) and each arm's
+    semantic-entropy change, each with its 95 % interval."""
+
+    m = map_table(figs, tag)
+    if m is None:
+        raise FileNotFoundError(f"figures/{tag}_map.csv not found: python -m hicra.regimes writes it")
+
+    def ci(r, prefix, digits=1, scale=100) -> str:  # <prefix>_mean (or <prefix>) with <prefix>_lo, <prefix>_hi
+        mean = f"{prefix}_mean" if f"{prefix}_mean" in r else prefix
+        v = [float(r.get(k, math.nan)) for k in (mean, f"{prefix}_lo", f"{prefix}_hi")]
+        if math.isnan(v[0]):
+            return "—"
+        s = [f"{scale * x:+.{digits}f}".replace("-", "−") for x in v]
+        return s[0] if math.isnan(v[1]) else f"{s[0]} [{s[1]}, {s[2]}]"
+
+    steps = int(m.steps.dropna().max())
+    lines = [
+        f"| regime | warm start: accuracy / slips / careful | GRPO, HICRA at step {steps} | HICRA − GRPO, step "
+        f"{steps} (n, MDE) | AUC | Fig 4 endpoint | GRPO, last 50 steps | semantic entropy change (bits) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in m.iterrows():
+        warm = f"{r.accuracy:.3f} / {100 * r.execution_error_rate:.0f} % / {100 * r.careful_share:.0f} %"
+        if not math.isfinite(r.get("final_mean", math.nan)):
+            lines.append(f"| `{r.regime}` | {warm} | no runs | | | | | |")
+            continue
+        plateau = "plateau" if bool(r.grpo_plateau) else "**not at plateau**"
+        lines.append(
+            f"| `{r.regime}` | {warm} | {r.grpo_final:.3f}, {r.hicra_final:.3f} | {ci(r, 'final')}"
+            f" ({int(r.final_n)}, {100 * r.final_mde:.1f}) | {ci(r, 'auc')} | {ci(r, 'fig4')} | "
+            f"{ci(r, 'grpo_last50')}: {plateau} | GRPO {ci(r, 'sem_entropy_change_grpo', 2, 1)}, "
+            f"HICRA {ci(r, 'sem_entropy_change_hicra', 2, 1)} |"
+        )
+    return "\n".join(lines)
+
+
 def _3(values) -> str:
     """Per-seed fractions as the 3-decimal tables keep them, with the typographic minus: −0.001 +0.024."""
     return " ".join(f"{float(x):+.3f}".replace("-", "−") for x in values)

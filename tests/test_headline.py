@@ -103,3 +103,21 @@ def test_a_map_rerun_is_rendered_against_the_map_of_record(tmp_path):
     assert len(auc) == 3 and all(line.endswith(" | **no** |") for line in auc), auc
     assert text.endswith("6 of 9 HICRA − GRPO means of the re-run lie inside the map of record's 95 % interval.")
     assert "| v2 | GRPO, accuracy at the last step | 63.7 | 63.7 | +0.0 |  |" in text  # an arm mean: no CI
+
+
+def test_a_map_result_is_rendered_as_the_plan_tables_it():
+    """A regime map's pre-registered table (hicra.study_docs.map_result), here for the map of record: each regime's
+    warm start, arms, HICRA − GRPO with n and MDE, AUC, Fig 4, the plateau check and the semantic-entropy changes,
+    the numbers docs/study.md's hand-typed table of that map gives."""
+    from hicra import study_docs
+
+    text = study_docs.map_result(FIG, "regimes")
+    strategy, v2, execution = (line for line in text.splitlines() if line.startswith("| `"))
+    assert strategy.startswith("| `strategy` | 0.333 / 3 % / 12 % | 0.839, 0.830 | −0.8 [−4.2, +2.5] (8, 4.7) |")
+    assert "| +1.3 [+0.2, +2.5] | −4.0 [−23.2, +15.1] | +3.3 [+1.9, +4.8]: **not at plateau** |" in strategy
+    assert "GRPO +0.07 [−0.01, +0.16], HICRA +0.07 [−0.01, +0.15]" in strategy
+    assert "+1.1 [−1.1, +3.3]: plateau" in v2 and "GRPO −0.48 [−0.54, −0.41]" in v2
+    assert execution.startswith("| `execution` | 0.307 / 30 % / 36 % | 0.509, 0.511 | +0.2 [−4.1, +4.4] (8, 5.9) |")
+    assert "step 600" in study_docs.map_result(FIG, "regimes-long").splitlines()[0]
+    with pytest.raises(FileNotFoundError, match="python -m hicra.regimes"):
+        study_docs.map_result(FIG, "no-such-map")
