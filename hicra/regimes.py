@@ -255,7 +255,9 @@ def analyse(run_dir, until: int | None = None, mixed_environments: bool = False)
 def continue_runs(src, dst) -> dict:
     """Copy the run folders (``train-*``) and ``warm_start.json`` of ``src`` into ``dst``, each that ``dst`` lacks
     (whole: copied beside, then renamed), and write ``dst/continued.json`` naming the source; ``src`` is untouched.
-    A run resumed from the copy with a larger ``--max_steps`` continues from its newest complete checkpoint."""
+    A run resumed from the copy with a larger ``--max_steps`` continues from its newest complete checkpoint. The
+    copy's ``summary.json`` (the source's last step) is kept as ``summary-at-<step>.json``: a copy is a run to
+    continue, not a finished one, so the pipeline's training step (done once ``summary.json`` exists) runs it."""
 
     src, dst = resolve(src), resolve(dst)
     runs = sorted(p for p in src.glob("train-*") if (p / "summary.json").exists())
@@ -272,6 +274,8 @@ def continue_runs(src, dst) -> dict:
         tmp = dst / f".{p.name}.copying"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(p, tmp, ignore=shutil.ignore_patterns("*.lock"))
+        steps = json.loads((tmp / "summary.json").read_text()).get("steps", "unknown")
+        (tmp / "summary.json").rename(tmp / f"summary-at-{steps}.json")
         tmp.rename(dst / p.name)
         copied.append(p.name)
     if (src / "warm_start.json").exists() and not (dst / "warm_start.json").exists():

@@ -1,6 +1,7 @@
 """The study profile end to end on a tiny sandbox: Ctrl-C, then a rerun that keeps finished runs and resumes
 the rest; and the pre-registered statistics on hand-made numbers."""
 
+import dataclasses
 import json
 import math
 import os
@@ -342,12 +343,14 @@ def test_a_map_is_recomputed_from_its_per_run_table_and_compared_with_a_map_of_r
     assert json.loads(out[-1])["inside"] == 4 and "HICRA − GRPO, area under the curve" in "\n".join(out)
 
 
-def test_a_continued_regime_run_extends_a_copy_and_keeps_the_source(tiny_sandbox, capsys):
+def test_a_continued_regime_run_extends_a_copy_and_keeps_the_source(tiny_sandbox):
     """regimes-long: the map's finished runs are copied (the source untouched) and resumed with a larger max_steps;
-    the copy continues from its last checkpoint, every step logged once, as one longer run."""
+    the pipeline's training step runs the copy (it is not finished) and it continues from its last checkpoint, every
+    step logged once, as one longer run; the step is done once the longer run is."""
     from conftest import TINY_ROLLOUTS, sandbox_recipe
 
     from hicra import regimes
+    from hicra.orchestration.runner import run_step
     from hicra.store.io import read_metrics
     from hicra.train import run
 
@@ -360,10 +363,24 @@ def test_a_continued_regime_run_extends_a_copy_and_keeps_the_source(tiny_sandbox
     res = regimes.continue_runs(src, dst)
     assert res["copied"] == ["train-grpo-s1"] and (dst / "warm_start.json").exists()
     assert regimes.continue_runs(src, dst)["copied"] == []  # a rerun copies nothing over a continued run
-    capsys.readouterr()
-    summary = run({**recipe, "run_dir": str(dst / "train-grpo-s1"), "max_steps": 4, "resume": True})
-    assert summary["steps"] == 4
-    assert f"resuming from {dst / 'train-grpo-s1' / 'checkpoint-2'}" in capsys.readouterr().out
+    # the copy is a run to continue, not a finished one: its step-2 summary is kept aside, so the pipeline's
+    # training step (the profile's, done once summary.json exists) runs it instead of skipping it
+    kept = json.loads((dst / "train-grpo-s1" / "summary-at-2.json").read_text())
+    assert kept["steps"] == 2 and not (dst / "train-grpo-s1" / "summary.json").exists()
+    profile = regimes.regimes_profile(
+        run=str(tiny_sandbox / "long"), regimes=["strategy"], arms={"grpo": 1}, seeds=[1], steps=4, start_from=str(src)
+    )
+    step = next(s for s in profile if s.name == "strategy-train-grpo-s1")
+    assert step.keep_done and step.outputs == [str(dst / "train-grpo-s1" / "summary.json")]
+    todo = {**recipe, "run_dir": str(dst / "train-grpo-s1"), "max_steps": 4, "resume": True}
+    cont = [sys.executable, "-c", "import json, sys; from hicra.train import run; run(json.loads(sys.argv[1]))"]
+    step = dataclasses.replace(step, command=[*cont, json.dumps(todo)])  # the tiny run's recipe, the same outputs
+    log = tiny_sandbox / "continue.log"
+    with open(log, "w") as echo:
+        assert run_step(step, tiny_sandbox / "long", str(tiny_sandbox / "fig"), echo=echo) == "ran"
+    assert json.loads((dst / "train-grpo-s1" / "summary.json").read_text())["steps"] == 4
+    assert f"resuming from {dst / 'train-grpo-s1' / 'checkpoint-2'}" in log.read_text()
+    assert run_step(step, tiny_sandbox / "long", str(tiny_sandbox / "fig")) == "skipped"  # now it is finished
     assert [x["step"] for x in read_metrics(dst / "train-grpo-s1" / "metrics.jsonl")] == [0, 1, 2, 3, 4]
     assert (src / "train-grpo-s1" / "metrics.jsonl").read_text() == before
     assert not (src / "train-grpo-s1" / "checkpoint-4").exists()
