@@ -317,6 +317,8 @@ BLOCKS = {
     "regimes-long-per-seed": regimes_long_per_seed,
     "regimes-long-interim-at300": regimes_long_interim_at300,
     "regimes-long-interim-per-seed": regimes_long_interim_per_seed,
+    "run7-reproduction": map_reproduction,
+    "run7-map": map_result,
 }
 
 
