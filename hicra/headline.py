@@ -38,8 +38,8 @@ STUDIES = (
     ("replication-lock", "run 5 re-run in the locked environment (run 6: seeds 1000–1009)", "auc"),
 )
 MAPS = (
-    ("regimes", "regime map (`make regimes`; from its summaries, its per-run values were not kept)", "final"),
-    ("regimes-lock", "regime map re-run in the locked environment (run 7: seeds 2000–2007)", "final"),
+    ("regimes", "regime map, first run (`make regimes`; environment not recorded; from its summaries)", "final"),
+    ("regimes-lock", "regime map re-run in the locked environment (run 7, the map's record: seeds 2000–2007)", "final"),
     ("regimes-long", "strategy to the plateau (`make regimes-long`; from its summaries)", "final"),
 )
 ENDPOINTS = (  # endpoint, its name in a row, whether HICRA's claim is a positive difference

@@ -220,8 +220,8 @@ def map_reproduction(figs, record: str = "regimes", rerun: str = "regimes-lock")
         return f"{100 * m:.1f}" if math.isnan(lo) else f"{_p(m)} [{_p(lo)}, {_p(hi)}]"
 
     lines = [
-        "| regime | quantity (points) | map of record | re-run | re-run − record | re-run inside the record's 95 % CI "
-        "|",
+        "| regime | quantity (points) | first map | re-run | re-run − first map | "
+        "re-run inside the first map's 95 % CI |",
         "|---|---|---|---|---|---|",
     ]
     for _, r in t.iterrows():
@@ -233,7 +233,7 @@ def map_reproduction(figs, record: str = "regimes", rerun: str = "regimes-lock")
         )
     has = t[t.inside.notna()]
     lines.append(
-        f"\n{int(has.inside.sum())} of {len(has)} HICRA − GRPO means of the re-run lie inside the map of record's 95 % "
+        f"\n{int(has.inside.sum())} of {len(has)} HICRA − GRPO means of the re-run lie inside the first map's 95 % "
         "interval."
     )
     return "\n".join(lines)

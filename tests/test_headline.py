@@ -102,7 +102,7 @@ def test_a_map_rerun_is_rendered_against_the_map_of_record(tmp_path):
     text = study_docs.map_reproduction(tmp_path)
     auc = [line for line in text.splitlines() if "area under the curve" in line]
     assert len(auc) == 3 and all(line.endswith(" | **no** |") for line in auc), auc
-    assert text.endswith("6 of 9 HICRA − GRPO means of the re-run lie inside the map of record's 95 % interval.")
+    assert text.endswith("6 of 9 HICRA − GRPO means of the re-run lie inside the first map's 95 % interval.")
     assert "| v2 | GRPO, accuracy at the last step | 63.7 | 63.7 | +0.0 |  |" in text  # an arm mean: no CI
 
 
