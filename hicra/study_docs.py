@@ -27,9 +27,19 @@ from hicra.study import _verdict
 DOC = REPO_ROOT / "docs" / "study.md"
 
 
-def _p(x: float, digits: int = 1) -> str:
-    """Points with a sign, the typographic minus of docs/study.md: 0.0123 -> +1.2, -0.004 -> −0.4."""
-    return f"{100 * x:+.{digits}f}".replace("-", "−")
+def _p(x: float, digits: int = 1, scale: float = 100) -> str:
+    """Points with a sign, the typographic minus of docs/study.md: 0.0123 -> +1.2, -0.004 -> −0.4 (``scale`` 1 for
+    quantities that are not fractions, such as bits)."""
+    return f"{scale * x:+.{digits}f}".replace("-", "−")
+
+
+def _with_ci(m: float, lo: float, hi: float, digits: int = 1, scale: float = 100) -> str:
+    """``+1.2 [+0.2, +2.5]``; the mean alone where there is no interval; — where there is no value."""
+    if math.isnan(m):
+        return "—"
+    if math.isnan(lo):
+        return _p(m, digits, scale)
+    return f"{_p(m, digits, scale)} [{_p(lo, digits, scale)}, {_p(hi, digits, scale)}]"
 
 
 def _ci(r, digits: int = 1) -> str:
@@ -214,10 +224,8 @@ def map_reproduction(figs, record: str = "regimes", rerun: str = "regimes-lock")
             raise FileNotFoundError(f"figures/{tag}_map.csv not found: python -m hicra.regimes writes it")
     t = compare_maps(*tables)
 
-    def cell(m, lo, hi) -> str:  # points; a mean with its interval where there is one; — where there is no value
-        if math.isnan(m):
-            return "—"
-        return f"{100 * m:.1f}" if math.isnan(lo) else f"{_p(m)} [{_p(lo)}, {_p(hi)}]"
+    def cell(m, lo, hi) -> str:  # points; an arm's mean (no interval) unsigned
+        return f"{100 * m:.1f}" if math.isnan(lo) and not math.isnan(m) else _with_ci(m, lo, hi)
 
     lines = [
         "| regime | quantity (points) | first map | re-run | re-run − first map | "
@@ -252,11 +260,7 @@ def map_result(figs, tag: str = "regimes-lock") -> str:
 
     def ci(r, prefix, digits=1, scale=100) -> str:  # <prefix>_mean (or <prefix>) with <prefix>_lo, <prefix>_hi
         mean = f"{prefix}_mean" if f"{prefix}_mean" in r else prefix
-        v = [float(r.get(k, math.nan)) for k in (mean, f"{prefix}_lo", f"{prefix}_hi")]
-        if math.isnan(v[0]):
-            return "—"
-        s = [f"{scale * x:+.{digits}f}".replace("-", "−") for x in v]
-        return s[0] if math.isnan(v[1]) else f"{s[0]} [{s[1]}, {s[2]}]"
+        return _with_ci(*(float(r.get(k, math.nan)) for k in (mean, f"{prefix}_lo", f"{prefix}_hi")), digits, scale)
 
     steps = int(m.steps.dropna().max())
     lines = [
