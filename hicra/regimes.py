@@ -257,7 +257,9 @@ def continue_runs(src, dst) -> dict:
     (whole: copied beside, then renamed), and write ``dst/continued.json`` naming the source; ``src`` is untouched.
     A run resumed from the copy with a larger ``--max_steps`` continues from its newest complete checkpoint. The
     copy's ``summary.json`` (the source's last step) is kept as ``summary-at-<step>.json``: a copy is a run to
-    continue, not a finished one, so the pipeline's training step (done once ``summary.json`` exists) runs it."""
+    continue, not a finished one, so the pipeline's training step (done once ``summary.json`` exists) runs it. A
+    copy already in ``dst`` whose ``summary.json`` is byte for byte its source's (left by a copy that kept it, before
+    2026-12-07) is set aside the same way and named under ``set_aside``; a continued run's own summary differs."""
 
     src, dst = resolve(src), resolve(dst)
     runs = sorted(p for p in src.glob("train-*") if (p / "summary.json").exists())
@@ -267,22 +269,31 @@ def continue_runs(src, dst) -> dict:
             "same runs from step 0 with `make regimes-long FROM=scratch`"
         )
     dst.mkdir(parents=True, exist_ok=True)
-    copied = []
+    copied, set_aside = [], []
     for p in runs:
         if (dst / p.name).exists():
+            kept = dst / p.name / "summary.json"
+            if kept.exists() and kept.read_bytes() == (p / "summary.json").read_bytes():  # the source's, not its own
+                _set_summary_aside(dst / p.name)
+                set_aside.append(p.name)
             continue
         tmp = dst / f".{p.name}.copying"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(p, tmp, ignore=shutil.ignore_patterns("*.lock"))
-        steps = json.loads((tmp / "summary.json").read_text()).get("steps", "unknown")
-        (tmp / "summary.json").rename(tmp / f"summary-at-{steps}.json")
+        _set_summary_aside(tmp)
         tmp.rename(dst / p.name)
         copied.append(p.name)
     if (src / "warm_start.json").exists() and not (dst / "warm_start.json").exists():
         shutil.copy2(src / "warm_start.json", dst / "warm_start.json")
-    res = {"source": str(src), "runs": [p.name for p in runs], "copied": copied}
+    res = {"source": str(src), "runs": [p.name for p in runs], "copied": copied, "set_aside": set_aside}
     write_json(dst / "continued.json", res)
     return res
+
+
+def _set_summary_aside(run_dir) -> None:
+    """``summary.json`` renamed ``summary-at-<its step>.json``: the run is one to continue, its last summary kept."""
+    steps = json.loads((run_dir / "summary.json").read_text()).get("steps", "unknown")
+    (run_dir / "summary.json").rename(run_dir / f"summary-at-{steps}.json")
 
 
 def _warm(w: dict) -> dict:

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -362,7 +363,8 @@ def test_a_continued_regime_run_extends_a_copy_and_keeps_the_source(tiny_sandbox
 
     res = regimes.continue_runs(src, dst)
     assert res["copied"] == ["train-grpo-s1"] and (dst / "warm_start.json").exists()
-    assert regimes.continue_runs(src, dst)["copied"] == []  # a rerun copies nothing over a continued run
+    again = regimes.continue_runs(src, dst)
+    assert again["copied"] == [] and again["set_aside"] == []  # a rerun copies nothing over a continued run
     # the copy is a run to continue, not a finished one: its step-2 summary is kept aside, so the pipeline's
     # training step (the profile's, done once summary.json exists) runs it instead of skipping it
     kept = json.loads((dst / "train-grpo-s1" / "summary-at-2.json").read_text())
@@ -384,6 +386,16 @@ def test_a_continued_regime_run_extends_a_copy_and_keeps_the_source(tiny_sandbox
     assert [x["step"] for x in read_metrics(dst / "train-grpo-s1" / "metrics.jsonl")] == [0, 1, 2, 3, 4]
     assert (src / "train-grpo-s1" / "metrics.jsonl").read_text() == before
     assert not (src / "train-grpo-s1" / "checkpoint-4").exists()
+    assert regimes.continue_runs(src, dst)["set_aside"] == []  # the continued run's own summary stays
+    assert json.loads((dst / "train-grpo-s1" / "summary.json").read_text())["steps"] == 4
+    # a copy left by the old continue_runs kept the source's summary (so it counted as finished): set aside now
+    stale = tiny_sandbox / "stale" / "strategy"
+    shutil.copytree(src / "train-grpo-s1", stale / "train-grpo-s1")
+    res = regimes.continue_runs(src, stale)
+    assert res["copied"] == [] and res["set_aside"] == ["train-grpo-s1"]
+    assert not (stale / "train-grpo-s1" / "summary.json").exists()
+    assert json.loads((stale / "train-grpo-s1" / "summary-at-2.json").read_text())["steps"] == 2
+    assert regimes.continue_runs(src, stale)["set_aside"] == []
     with pytest.raises(FileNotFoundError, match="no finished run.*FROM=scratch"):
         regimes.continue_runs(tiny_sandbox / "empty", dst)
 
