@@ -211,12 +211,12 @@ def regimes_long_per_seed(figs) -> str:
     )
 
 
-def map_reproduction(figs, record: str = "regimes", rerun: str = "regimes-lock") -> str:
+def map_reproduction(figs, record: str = "regimes", rerun: str = "regimes-lock", first: str = "first map") -> str:
     """A regime map's re-run against the map of record (run 7's primary check), from figures/<record>_map.csv and
     figures/<rerun>_map.csv, each recomputed from its per-run table where one is committed (``headline.map_table``,
     as the README's headline is), compared by ``hicra.runinfo.compare_maps``: per regime, the warm start, each arm's
     mean and each HICRA - GRPO comparison, the difference, and whether the re-run's mean lies inside the record's 95 %
-    interval."""
+    interval. ``first``: what the table calls the record."""
 
     tables = [map_table(figs, tag) for tag in (record, rerun)]
     for tag, t in zip((record, rerun), tables):
@@ -228,8 +228,7 @@ def map_reproduction(figs, record: str = "regimes", rerun: str = "regimes-lock")
         return f"{100 * m:.1f}" if math.isnan(lo) and not math.isnan(m) else _with_ci(m, lo, hi)
 
     lines = [
-        "| regime | quantity (points) | first map | re-run | re-run − first map | "
-        "re-run inside the first map's 95 % CI |",
+        f"| regime | quantity (points) | {first} | re-run | re-run − {first} | re-run inside the {first}'s 95 % CI |",
         "|---|---|---|---|---|---|",
     ]
     for _, r in t.iterrows():
@@ -241,7 +240,7 @@ def map_reproduction(figs, record: str = "regimes", rerun: str = "regimes-lock")
         )
     has = t[t.inside.notna()]
     lines.append(
-        f"\n{int(has.inside.sum())} of {len(has)} HICRA − GRPO means of the re-run lie inside the first map's 95 % "
+        f"\n{int(has.inside.sum())} of {len(has)} HICRA − GRPO means of the re-run lie inside the {first}'s 95 % "
         "interval."
     )
     return "\n".join(lines)

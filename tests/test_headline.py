@@ -124,11 +124,18 @@ def test_a_map_result_is_rendered_as_the_plan_tables_it():
         study_docs.map_result(FIG, "no-such-map")
 
 
-@pytest.mark.parametrize("tag", ["regimes-lock"])
+MAP_DESIGNS = {  # a committed map with its per-run table: its regimes and last step (GRPO/HICRA × seeds 2000–2007)
+    "regimes-lock": ({"strategy", "v2", "execution"}, 300)
+}
+
+
+@pytest.mark.parametrize("tag", sorted(MAP_DESIGNS))
 def test_a_committed_map_equals_its_recomputation_from_its_per_run_table(tag):
-    """Run 7's map (hicra.regimes) and its per-run table agree: every arm mean and HICRA − GRPO comparison the
-    headline recomputes from the runs equals the committed map's; the table holds every run of the design (3 regimes
-    × GRPO/HICRA × seeds 2000–2007), at full precision on the 1/798 accuracy grid, from one environment."""
+    """A map under the lock (hicra.regimes: run 7's, and regimes-long's re-run) and its per-run table agree: every
+    arm mean and HICRA − GRPO comparison the headline recomputes from the runs equals the committed map's; the table
+    holds every run of the design (its regimes × GRPO/HICRA × seeds 2000–2007, to its last step), at full precision
+    on the 1/798 accuracy grid, from one environment."""
+    regimes, steps = MAP_DESIGNS[tag]
     committed = pd.read_csv(FIG / f"{tag}_map.csv")
     recomputed = headline.map_table(FIG, tag)
     cols = ["grpo_final", "hicra_final", "final_n"]
@@ -137,6 +144,6 @@ def test_a_committed_map_equals_its_recomputation_from_its_per_run_table(tag):
     pd.testing.assert_frame_equal(recomputed[cols], committed[cols], check_dtype=False, rtol=1e-12, atol=1e-15)
     runs = pd.read_csv(FIG / f"{tag}_runs.csv")
     assert sorted(runs.groupby(["regime", "arm"]).seed.apply(sorted).map(tuple).unique()) == [tuple(range(2000, 2008))]
-    assert set(runs.regime) == {"strategy", "v2", "execution"} and set(runs.arm) == {"grpo", "hicra"}
-    assert runs.environment.nunique() == 1 and len(runs) == 48
+    assert set(runs.regime) == regimes and set(runs.arm) == {"grpo", "hicra"} and set(runs.steps) == {steps}
+    assert runs.environment.nunique() == 1 and len(runs) == 16 * len(regimes)
     assert ((runs.final * 798).round(9) % 1 == 0).all()
