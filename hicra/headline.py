@@ -50,7 +50,8 @@ ENDPOINTS = (  # endpoint, its name in a row, whether HICRA's claim is a positiv
 
 
 def _pts(m, lo, hi) -> str:
-    return f"{100 * m:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    """Points with the typographic minus, as the prose around the headline writes them: −0.8 [−4.2, +2.5]."""
+    return f"{100 * m:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]".replace("-", "−")
 
 
 def _reading(lo, hi, positive=True) -> str:

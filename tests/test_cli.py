@@ -137,7 +137,7 @@ def test_headline_rows_come_from_the_csvs(tmp_path):
         tmp_path / "regimes-long_map.csv", index=False
     )
     r = rows(tmp_path)
-    assert r[0][2] == "+20.0 [+18.0, +22.0]" and r[1][2].startswith("-4.0 [-6.0, -2.0]") and r[1][4] == "GRPO better"
+    assert r[0][2] == "+20.0 [+18.0, +22.0]" and r[1][2].startswith("−4.0 [−6.0, −2.0]") and r[1][4] == "GRPO better"
     assert r[2][0].startswith("HICRA − GRPO at step 600, regime `strategy`") and "`make regimes-long`" in r[2][1]
     assert r[2][2] == "+3.0 [+1.0, +5.0], MDE 2.0" and r[2][4] == "HICRA better"
 
