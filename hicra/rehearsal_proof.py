@@ -22,13 +22,15 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import torch
-from safetensors.torch import load_file
 
 from hicra.store.io import write_json
 from hicra.store.paths import resolve
+
+if TYPE_CHECKING:  # torch loads where a tensor is read, not for --help
+    import torch
 
 # --------------------------------------------------------------------------
 # per step: rewards (rollouts) and what the loss received (loss_inputs)
@@ -57,7 +59,7 @@ def loss_input_counts(batch: dict) -> dict:
     cm = batch["completion_mask"].bool()
     adv = batch["advantages"]
     adv = adv.unsqueeze(1).expand_as(cm) if adv.dim() == 1 else adv
-    plan = batch.get("planning_mask", torch.zeros_like(cm)).bool() & cm
+    plan = (batch["planning_mask"].bool() if "planning_mask" in batch else cm.new_zeros(cm.shape)) & cm
     group = batch["group_advantages"].unsqueeze(1).expand_as(cm)
     return {
         "tokens": int(cm.sum()),
@@ -69,6 +71,8 @@ def loss_input_counts(batch: dict) -> dict:
 
 def step_table(run: Path) -> list[dict]:
     """One row per step: mixed-reward groups and the loss inputs' token counts, summed over processes."""
+    import torch  # noqa: PLC0415  torch: only reading the loss inputs needs it, not --help
+
     params = json.loads((run / "params.json").read_text())
     groups = mixed_groups(run, int(params["num_generations"]))
     rows: dict[int, dict] = {}
@@ -90,6 +94,7 @@ def step_table(run: Path) -> list[dict]:
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file  # noqa: PLC0415  torch: only reading weights needs it
 
     files = sorted(folder.glob("*.safetensors"))
     if not files:

@@ -152,7 +152,8 @@ def _runnable() -> list[str]:
 
 
 NO_MODEL = {"hicra.data", "hicra.error_analysis", "hicra.figures", "hicra.headline", "hicra.models"}
-NO_MODEL |= {"hicra.pipeline", "hicra.serve", "hicra.study"}
+NO_MODEL |= {"hicra.pipeline", "hicra.serve", "hicra.study", "hicra.environment", "hicra.grading"}
+NO_MODEL |= {"hicra.rehearsal_proof", "hicra.runinfo", "hicra.study_docs"}
 
 HELP = """
 import runpy, sys
