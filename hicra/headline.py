@@ -41,6 +41,11 @@ MAPS = (
     ("regimes", "regime map, first run (`make regimes`; environment not recorded; from its summaries)", "final"),
     ("regimes-lock", "regime map re-run in the locked environment (run 7, the map's record: seeds 2000–2007)", "final"),
     ("regimes-long", "strategy to the plateau (`make regimes-long`; from its summaries)", "final"),
+    (
+        "regimes-long-lock",
+        "strategy to the plateau re-run in the locked environment (its record: seeds 2000–2007)",
+        "final",
+    ),
 )
 ENDPOINTS = (  # endpoint, its name in a row, whether HICRA's claim is a positive difference
     ("final", "step-{steps} accuracy", True),

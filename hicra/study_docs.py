@@ -310,6 +310,31 @@ def regimes_long_interim_per_seed(figs) -> str:
     return f"* **Per seed** (2000–2005, step 600): {parts} (`figures/archive/regimes-long-interim_comparisons.csv`)."
 
 
+def map_per_seed(figs, tag: str = "regimes-long-lock") -> str:
+    """A map's HICRA - GRPO per seed and regime, from its full-precision per-run table figures/<tag>_runs.csv: the
+    three endpoints in points, each arm's semantic-entropy change in bits, and the primary endpoint's p and the SD of
+    its per-seed differences."""
+    runs = pd.read_csv(figs / f"{tag}_runs.csv")
+    lines = []
+    for regime, sub in runs.groupby("regime", sort=False):
+        wide = {
+            e: sub.pivot(index="seed", columns="arm", values=e)
+            for e in (*dict(PER_SEED_ENDPOINTS), "semantic_entropy_change")
+        }
+        diffs = {e: (w.hicra - w.grpo).dropna() for e, w in wide.items()}
+        parts = "; ".join(f"{name} {' '.join(_p(x) for x in diffs[e])}" for e, name in PER_SEED_ENDPOINTS)
+        final = summarise(diffs["final"].tolist())
+        sem = wide["semantic_entropy_change"]
+        lines.append(
+            f"* `{regime}`, per seed ({diffs['final'].index.min()}–{diffs['final'].index.max()}), HICRA − GRPO in "
+            f"points: {parts}. Accuracy: p {final['p']:.2f}, SD of the per-seed differences "
+            f"{100 * diffs['final'].std(ddof=1):.1f}. Semantic-entropy change (bits): GRPO "
+            f"{' '.join(_p(x, 2, 1) for x in sem.grpo)}; HICRA {' '.join(_p(x, 2, 1) for x in sem.hicra)} "
+            f"(`figures/{tag}_runs.csv`)."
+        )
+    return "\n".join(lines)
+
+
 BLOCKS = {
     "run5-table": run5_table,
     "run6-table": lambda figs: run5_table(figs, "replication-lock"),
@@ -322,6 +347,9 @@ BLOCKS = {
     "regimes-long-interim-per-seed": regimes_long_interim_per_seed,
     "run7-reproduction": map_reproduction,
     "run7-map": map_result,
+    "long-lock-reproduction": lambda figs: map_reproduction(figs, "regimes-long", "regimes-long-lock", "first run"),
+    "long-lock-map": lambda figs: map_result(figs, "regimes-long-lock"),
+    "long-lock-per-seed": map_per_seed,
 }
 
 

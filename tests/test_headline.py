@@ -125,7 +125,8 @@ def test_a_map_result_is_rendered_as_the_plan_tables_it():
 
 
 MAP_DESIGNS = {  # a committed map with its per-run table: its regimes and last step (GRPO/HICRA × seeds 2000–2007)
-    "regimes-lock": ({"strategy", "v2", "execution"}, 300)
+    "regimes-lock": ({"strategy", "v2", "execution"}, 300),
+    "regimes-long-lock": ({"strategy"}, 600),
 }
 
 
