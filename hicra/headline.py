@@ -91,10 +91,11 @@ MAP_ENDPOINTS = (("final", "final"), ("auc", "auc"), ("planning_share_change", "
 
 def map_table(figs, tag: str) -> pd.DataFrame | None:
     """``<tag>_map.csv`` (None without it); where ``<tag>_runs.csv`` exists, every regime's arm means and HICRA - GRPO
-    comparisons (``grpo_final``, ``hicra_final``, ``final_*``, ``auc_*``, ``fig4_*``) recomputed from it: the per-run
-    table is the source, and a value it cannot give is NaN, never the map's. The warm start's anatomy and the plateau
-    judgement stay the map's (the per-run table does not hold them). A map and a runs table that name different
-    regimes are refused (write both with ``python -m hicra.regimes``)."""
+    comparisons (``grpo_final``, ``hicra_final``, ``final_*``, ``auc_*``, ``fig4_*``) recomputed from it, and where it
+    has them the plateau check (``grpo_last50*``, ``grpo_plateau``, from each run's ``last50``) and each arm's
+    semantic-entropy change (``sem_entropy_change_*``): the per-run table is the source, and a value it cannot give is
+    NaN, never the map's. The warm start's anatomy stays the map's (the per-run table does not hold it). A map and a
+    runs table that name different regimes are refused (write both with ``python -m hicra.regimes``)."""
     map_f, runs_f = figs / f"{tag}_map.csv", figs / f"{tag}_runs.csv"
     if not map_f.exists():
         return None
@@ -119,6 +120,14 @@ def map_table(figs, tag: str) -> pd.DataFrame | None:
             for k in ("n", "mean", "lo", "hi", "mde"):
                 if k in ("mean", "lo", "hi") or prefix != "fig4":  # the map keeps no Fig 4 n or MDE
                     m.loc[i, f"{prefix}_{k}"] = c.iloc[0][k] if len(c) else math.nan
+        if "last50" in sub:  # the plateau check: GRPO's last 50 steps, paired over seeds; at plateau if it holds 0
+            p = summarise(sub[sub.arm == "grpo"].last50)
+            m.loc[i, ["grpo_last50", "grpo_last50_lo", "grpo_last50_hi"]] = [p["mean"], p["lo"], p["hi"]]
+            m.loc[i, "grpo_plateau"] = bool(math.isfinite(p["lo"]) and p["lo"] <= 0 <= p["hi"])
+        for name, a in (("grpo", "grpo"), ("hicra", arm)) if "semantic_entropy_change" in sub else ():
+            e = summarise(sub[sub.arm == a].semantic_entropy_change)
+            for k, suffix in (("mean", ""), ("lo", "_lo"), ("hi", "_hi")):
+                m.loc[i, f"sem_entropy_change_{name}{suffix}"] = e[k]
     return m
 
 

@@ -209,6 +209,14 @@ def analyse(run_dir, until: int | None = None, mixed_environments: bool = False)
         if until is not None:
             df = df[df.step <= until]
         runs = with_failure_shares(per_run(df), d, until)
+        # the plateau check per run: accuracy at the last step minus at the last validation 50 or more steps before
+        acc = df.dropna(subset=["val_accuracy"]).pivot_table(
+            index=["arm", "seed"], columns="step", values="val_accuracy"
+        )
+        steps = sorted(acc.columns)
+        back = [s for s in steps if s <= steps[-1] - 50] if steps else []
+        last50 = (acc[steps[-1]] - acc[back[-1]]) if back else pd.Series(math.nan, index=acc.index)
+        runs = runs.merge(last50.rename("last50").reset_index(), on=["arm", "seed"], how="left")
         tables.append(runs.assign(regime=name))
         comp = comparisons(runs)
         arm = hicra_arm(runs.arm)  # `hicra`, or the one α arm a map ran (hicra-a0.1)
@@ -216,14 +224,7 @@ def analyse(run_dir, until: int | None = None, mixed_environments: bool = False)
         pick = {
             e: hicra.loc[e].to_dict() if e in hicra.index else {} for e in ("final", "auc", "planning_share_change")
         }
-        g = (
-            df[(df.arm == "grpo")]
-            .dropna(subset=["val_accuracy"])
-            .pivot_table(index="seed", columns="step", values="val_accuracy")
-        )
-        steps = sorted(g.columns)
-        back = [s for s in steps if s <= steps[-1] - 50] if steps else []
-        plateau = summarise((g[steps[-1]] - g[back[-1]]).tolist()) if back else summarise([])
+        plateau = summarise(runs[runs.arm == "grpo"].last50)
         ent = {a: summarise(runs[runs.arm == b].semantic_entropy_change) for a, b in (("grpo", "grpo"), ("hicra", arm))}
         rows.append(
             {

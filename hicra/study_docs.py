@@ -20,7 +20,7 @@ import pandas as pd
 
 from hicra.headline import map_table, study_comparisons
 from hicra.method.stats import holm, summarise
-from hicra.runinfo import compare_maps, compare_tables
+from hicra.runinfo import compare_maps, compare_tables, hicra_arm
 from hicra.store.paths import REPO_ROOT, resolve
 from hicra.study import _verdict
 
@@ -311,26 +311,30 @@ def regimes_long_interim_per_seed(figs) -> str:
 
 
 def map_per_seed(figs, tag: str = "regimes-long-lock") -> str:
-    """A map's HICRA - GRPO per seed and regime, from its full-precision per-run table figures/<tag>_runs.csv: the
-    three endpoints in points, each arm's semantic-entropy change in bits, and the primary endpoint's p and the SD of
-    its per-seed differences."""
+    """A map's HICRA - GRPO per seed and regime, from its full-precision per-run table figures/<tag>_runs.csv (the
+    seeds both arms ran; HICRA is the map's one HICRA arm, ``hicra`` or e.g. ``hicra-a0.1``): the three endpoints in
+    points, the primary endpoint's p and the SD of its per-seed differences, each arm's semantic-entropy change in
+    bits and HICRA - GRPO in it with its 95 % interval (not a planned test: the plan reads each arm's change)."""
     runs = pd.read_csv(figs / f"{tag}_runs.csv")
     lines = []
     for regime, sub in runs.groupby("regime", sort=False):
+        arm = hicra_arm(sub.arm)
+        pairs = sub[sub.arm.isin(["grpo", arm])]
+        both = pairs.groupby("seed").arm.nunique().loc[lambda n: n == 2].index  # seeds with both arms
         wide = {
-            e: sub.pivot(index="seed", columns="arm", values=e)
+            e: pairs[pairs.seed.isin(both)].pivot(index="seed", columns="arm", values=e)
             for e in (*dict(PER_SEED_ENDPOINTS), "semantic_entropy_change")
         }
-        diffs = {e: (w.hicra - w.grpo).dropna() for e, w in wide.items()}
+        diffs = {e: w[arm] - w["grpo"] for e, w in wide.items()}
         parts = "; ".join(f"{name} {' '.join(_p(x) for x in diffs[e])}" for e, name in PER_SEED_ENDPOINTS)
-        final = summarise(diffs["final"].tolist())
-        sem = wide["semantic_entropy_change"]
+        final, sem = summarise(diffs["final"].tolist()), wide["semantic_entropy_change"]
+        d = summarise(diffs["semantic_entropy_change"].tolist())
         lines.append(
-            f"* `{regime}`, per seed ({diffs['final'].index.min()}–{diffs['final'].index.max()}), HICRA − GRPO in "
-            f"points: {parts}. Accuracy: p {final['p']:.2f}, SD of the per-seed differences "
-            f"{100 * diffs['final'].std(ddof=1):.1f}. Semantic-entropy change (bits): GRPO "
-            f"{' '.join(_p(x, 2, 1) for x in sem.grpo)}; HICRA {' '.join(_p(x, 2, 1) for x in sem.hicra)} "
-            f"(`figures/{tag}_runs.csv`)."
+            f"* `{regime}`, per seed ({both.min()}–{both.max()}), HICRA − GRPO in points: {parts}. Accuracy: p "
+            f"{final['p']:.2f}, SD of the per-seed differences {100 * diffs['final'].std(ddof=1):.1f}. "
+            f"Semantic-entropy change (bits): GRPO {' '.join(_p(x, 2, 1) for x in sem['grpo'])}; HICRA "
+            f"{' '.join(_p(x, 2, 1) for x in sem[arm])}; HICRA − GRPO {_with_ci(d['mean'], d['lo'], d['hi'], 2, 1)} "
+            f"(not a planned test) (`figures/{tag}_runs.csv`)."
         )
     return "\n".join(lines)
 

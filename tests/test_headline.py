@@ -132,8 +132,9 @@ MAP_DESIGNS = {  # a committed map with its per-run table: its regimes and last 
 
 @pytest.mark.parametrize("tag", sorted(MAP_DESIGNS))
 def test_a_committed_map_equals_its_recomputation_from_its_per_run_table(tag):
-    """A map under the lock (hicra.regimes: run 7's, and regimes-long's re-run) and its per-run table agree: every
-    arm mean and HICRA − GRPO comparison the headline recomputes from the runs equals the committed map's; the table
+    """A map under the lock (hicra.regimes: run 7's, and regimes-long's re-run) and its per-run table agree: the arm
+    means, the HICRA − GRPO comparisons (accuracy, AUC, Fig 4), the plateau check, each arm's semantic-entropy change
+    and the per-seed differences the headline and docs recompute from the runs equal the committed map's; the table
     holds every run of the design (its regimes × GRPO/HICRA × seeds 2000–2007, to its last step), at full precision
     on the 1/798 accuracy grid, from one environment."""
     regimes, steps = MAP_DESIGNS[tag]
@@ -142,9 +143,33 @@ def test_a_committed_map_equals_its_recomputation_from_its_per_run_table(tag):
     cols = ["grpo_final", "hicra_final", "final_n"]
     cols += [f"{p}_{k}" for p in ("final", "auc") for k in ("mean", "lo", "hi", "mde")]
     cols += [f"fig4_{k}" for k in ("mean", "lo", "hi")]
+    cols += ["grpo_last50", "grpo_last50_lo", "grpo_last50_hi", "grpo_plateau"]  # the plateau check
+    cols += [f"sem_entropy_change_{a}{k}" for a in ("grpo", "hicra") for k in ("", "_lo", "_hi")]
     pd.testing.assert_frame_equal(recomputed[cols], committed[cols], check_dtype=False, rtol=1e-12, atol=1e-15)
     runs = pd.read_csv(FIG / f"{tag}_runs.csv")
     assert sorted(runs.groupby(["regime", "arm"]).seed.apply(sorted).map(tuple).unique()) == [tuple(range(2000, 2008))]
     assert set(runs.regime) == regimes and set(runs.arm) == {"grpo", "hicra"} and set(runs.steps) == {steps}
     assert runs.environment.nunique() == 1 and len(runs) == 16 * len(regimes)
-    assert ((runs.final * 798).round(9) % 1 == 0).all()
+    assert ((runs.final * 798).round(9) % 1 == 0).all() and ((runs.last50 * 798).round(9) % 1 == 0).all()
+    for regime, sub in runs.groupby("regime"):  # the map's 3-decimal per-seed differences, from the table
+        w = sub.pivot(index="seed", columns="arm", values="final")
+        per_seed = committed.set_index("regime").hicra_minus_grpo_per_seed[regime]
+        assert per_seed == " ".join(f"{x:+.3f}" for x in w.hicra - w.grpo)
+
+
+def test_a_maps_per_seed_block_pairs_the_seeds_both_arms_ran_and_finds_an_alpha_arm(tmp_path):
+    """docs/study.md's per-seed block (hicra.study_docs.map_per_seed) reads the map's one HICRA arm, whatever its α
+    (``hicra-a0.1``), and pairs only the seeds both arms ran: a seed one arm lacks is left out, never misaligned."""
+    from hicra import study_docs
+
+    rows = [
+        {"regime": "strategy", "seed": s, "arm": arm, "final": f, "auc": f / 2, "planning_share_change": -f / 4,
+         "semantic_entropy_change": e}
+        for arm, vals in (("grpo", {1: (0.50, -0.30), 2: (0.60, -0.20), 3: (0.70, -0.10)}),
+                          ("hicra-a0.1", {2: (0.65, -0.10), 3: (0.70, -0.30), 4: (0.99, 9.0)}))
+        for s, (f, e) in vals.items()
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "t_runs.csv", index=False)
+    text = study_docs.map_per_seed(tmp_path, "t")
+    assert "per seed (2–3)" in text and "accuracy +5.0 +0.0;" in text
+    assert "GRPO −0.20 −0.10; HICRA −0.10 −0.30; HICRA − GRPO −0.05 [" in text

@@ -288,6 +288,10 @@ def test_regime_map_analysis_on_hand_made_runs(tmp_path):
     early = {r["regime"]: r for r in regimes.run(str(tmp_path), str(tmp_path / "fig"), "t150", until=150)["regimes"]}
     assert early["strategy"]["final_mean"] == pytest.approx(0.75 * 0.022) and early["strategy"]["steps"] == 150
     assert early["strategy"]["grpo_plateau"] is False and early["strategy"]["grpo_last50"] > 0
+    early_runs = pd.read_csv(tmp_path / "fig" / "t150_runs.csv")
+    assert early_runs[early_runs.arm == "grpo"].groupby("regime").last50.mean()["strategy"] == pytest.approx(
+        early["strategy"]["grpo_last50"]
+    )
     assert (tmp_path / "regimes-until150.json").exists() and (tmp_path / "fig" / "t150_map.csv").exists()
     regimes.main(["--run_dir", str(tmp_path), "--figures_dir", str(tmp_path / "cli"), "--until", "150"])
     assert [p.name for p in (tmp_path / "cli").glob("*_map.csv")] == [f"{tmp_path.name}-at150_map.csv"]  # not the map's
