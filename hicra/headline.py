@@ -28,7 +28,7 @@ import pandas as pd
 from hicra.method.stats import summarise
 from hicra.runinfo import hicra_arm
 from hicra.store.paths import REPO_ROOT, resolve
-from hicra.study import _verdict, comparisons
+from hicra.study import _verdict, comparisons, map_dynamics
 
 BEGIN, END = "<!-- headline:begin -->", "<!-- headline:end -->"
 # (tag of the CSVs, what the rows say, the primary endpoint of that study's plan) in the order shown
@@ -120,14 +120,8 @@ def map_table(figs, tag: str) -> pd.DataFrame | None:
             for k in ("n", "mean", "lo", "hi", "mde"):
                 if k in ("mean", "lo", "hi") or prefix != "fig4":  # the map keeps no Fig 4 n or MDE
                     m.loc[i, f"{prefix}_{k}"] = c.iloc[0][k] if len(c) else math.nan
-        if "last50" in sub:  # the plateau check: GRPO's last 50 steps, paired over seeds; at plateau if it holds 0
-            p = summarise(sub[sub.arm == "grpo"].last50)
-            m.loc[i, ["grpo_last50", "grpo_last50_lo", "grpo_last50_hi"]] = [p["mean"], p["lo"], p["hi"]]
-            m.loc[i, "grpo_plateau"] = bool(math.isfinite(p["lo"]) and p["lo"] <= 0 <= p["hi"])
-        for name, a in (("grpo", "grpo"), ("hicra", arm)) if "semantic_entropy_change" in sub else ():
-            e = summarise(sub[sub.arm == a].semantic_entropy_change)
-            for k, suffix in (("mean", ""), ("lo", "_lo"), ("hi", "_hi")):
-                m.loc[i, f"sem_entropy_change_{name}{suffix}"] = e[k]
+        for k, v in map_dynamics(sub, arm).items():  # the plateau check, semantic entropy: as hicra.regimes has them
+            m.loc[i, k] = v
     return m
 
 

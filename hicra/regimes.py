@@ -36,7 +36,6 @@ import sys
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from hicra.method.stats import summarise
 from hicra.orchestration.runner import Step
 from hicra.runinfo import check_environments, hicra_arm, read_run, train_command, write_runs_table
 from hicra.sandbox.anatomy import anatomy, summarize
@@ -46,7 +45,7 @@ from hicra.stepkit.plotting import PALETTE, save_figure, setup_style
 from hicra.stepkit.steps import emit, install_signal_handlers
 from hicra.store.io import write_json
 from hicra.store.paths import resolve
-from hicra.study import comparisons, paired, per_run, seed_list, with_failure_shares
+from hicra.study import comparisons, map_dynamics, paired, per_run, seed_list, with_failure_shares
 from hicra.study import load as load_study
 
 REGIMES = {
@@ -224,8 +223,6 @@ def analyse(run_dir, until: int | None = None, mixed_environments: bool = False)
         pick = {
             e: hicra.loc[e].to_dict() if e in hicra.index else {} for e in ("final", "auc", "planning_share_change")
         }
-        plateau = summarise(runs[runs.arm == "grpo"].last50)
-        ent = {a: summarise(runs[runs.arm == b].semantic_entropy_change) for a, b in (("grpo", "grpo"), ("hicra", arm))}
         rows.append(
             {
                 "regime": name,
@@ -238,15 +235,7 @@ def analyse(run_dir, until: int | None = None, mixed_environments: bool = False)
                 **{f"final_{k}": pick["final"].get(k, math.nan) for k in ("n", "mean", "lo", "hi", "mde")},
                 **{f"auc_{k}": pick["auc"].get(k, math.nan) for k in ("n", "mean", "lo", "hi", "mde")},
                 **{f"fig4_{k}": pick["planning_share_change"].get(k, math.nan) for k in ("mean", "lo", "hi")},
-                "grpo_last50": plateau["mean"],
-                "grpo_last50_lo": plateau["lo"],
-                "grpo_last50_hi": plateau["hi"],
-                "grpo_plateau": bool(math.isfinite(plateau["lo"]) and plateau["lo"] <= 0 <= plateau["hi"]),
-                "grpo_last50_seeds": plateau["n"],  # the n of each summary (a headline row says a smaller one)
-                "sem_entropy_change_seeds": ent["grpo"]["n"],
-                **{f"sem_entropy_change_{a}": ent[a]["mean"] for a in ent},
-                **{f"sem_entropy_change_{a}_lo": ent[a]["lo"] for a in ent},
-                **{f"sem_entropy_change_{a}_hi": ent[a]["hi"] for a in ent},
+                **map_dynamics(runs, arm),  # the plateau check, each arm's semantic-entropy change
                 "hicra_minus_grpo_per_seed": " ".join(f"{x:+.3f}" for x in paired(runs, arm, "grpo", "final")),
             }
         )

@@ -250,6 +250,25 @@ def paired(runs: pd.DataFrame, arm: str, ref: str, col: str) -> pd.Series:
     return (a - b).dropna()
 
 
+def map_dynamics(runs: pd.DataFrame, arm: str) -> dict:
+    """A regime map's per-regime summaries that are not HICRA - GRPO comparisons, from its per-run table: the plateau
+    check (GRPO's ``last50``, paired over seeds; at plateau if its interval holds 0) and each arm's semantic-entropy
+    change (``arm``: the map's HICRA arm), in the map table's columns and order; a part whose column ``runs`` lacks
+    is left out."""
+    out = {}
+    if "last50" in runs:
+        p = summarise(runs[runs.arm == "grpo"].last50)
+        out |= {"grpo_last50": p["mean"], "grpo_last50_lo": p["lo"], "grpo_last50_hi": p["hi"]}
+        out["grpo_plateau"] = bool(math.isfinite(p["lo"]) and p["lo"] <= 0 <= p["hi"])
+        out["grpo_last50_seeds"] = p["n"]  # the n of each summary (a headline row says a smaller one)
+    if "semantic_entropy_change" in runs:
+        ent = {a: summarise(runs[runs.arm == b].semantic_entropy_change) for a, b in (("grpo", "grpo"), ("hicra", arm))}
+        out["sem_entropy_change_seeds"] = ent["grpo"]["n"]
+        for key, suffix in (("mean", ""), ("lo", "_lo"), ("hi", "_hi")):
+            out |= {f"sem_entropy_change_{a}{suffix}": ent[a][key] for a in ent}
+    return out
+
+
 def comparisons(runs: pd.DataFrame, ref: str = "grpo") -> pd.DataFrame:
     """Every arm against ``ref``, paired by seed, for the primary and the two secondary endpoints."""
     rows = []
